@@ -28,7 +28,9 @@ def lint(session: nox.Session) -> None:
     """ruff: style and common bugs."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py"
+    )
 
 
 @nox.session(python=PYTHON)

@@ -50,12 +50,19 @@ class _LazyGroup(click.Group):
 
 
 def _unavailable(name: str, why: str) -> click.Command:
-    hint = ' Install the server extra: pip install "gradexp[server]".' if name in (
-        "server",
-        "export",
-    ) else ""
+    hint = (
+        ' Install the server extra: pip install "gradexp[server]".'
+        if name
+        in (
+            "server",
+            "export",
+        )
+        else ""
+    )
 
-    @click.command(name=name, help=f"(unavailable: {why})", context_settings={"ignore_unknown_options": True})
+    @click.command(
+        name=name, help=f"(unavailable: {why})", context_settings={"ignore_unknown_options": True}
+    )
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def command(args: tuple[str, ...]) -> None:
         raise click.ClickException(f"`gradexp {name}` is unavailable: {why}.{hint}")
@@ -67,3 +74,7 @@ def _unavailable(name: str, why: str) -> click.Command:
 @click.version_option(VERSION, prog_name="gradexp")
 def main() -> None:
     """gradexp: experiment tracking for metrics, histograms and tensors."""
+
+
+if __name__ == "__main__":
+    main()
