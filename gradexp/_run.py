@@ -1,0 +1,1113 @@
+"""``Run`` and the module-level API: the caller's half of gradexp.
+
+Threads, and who runs what in this module:
+
+- The **caller** (the training loop, any thread) runs ``log()``: it copies the dict,
+  stamps step and time, appends a tuple to the run's deque and returns. No I/O, no JSON,
+  and the only lock (``Run._lock``) is held for a few attribute updates, never across I/O
+  or a wait. The lock makes ``log()`` safe to call from several threads and lets
+  ``_attach_to_next_step`` (autograd hooks) merge values from other threads.
+- The **stream thread** (``gradexp-stream``, see ``_stream.py``) drains the deque, writes
+  the run file and uploads. It never calls back into user code except ``Captured.encode``.
+- The two meet in a :class:`Channel`: the deque (``append``/``popleft`` are atomic under
+  the GIL, so they need no lock), byte counters for the memory bound, and events.
+
+Waking the stream: it ticks every ``write_interval`` (100 ms) while a run is active and
+drains whatever is queued, so ``log()`` normally wakes nothing. The caller wakes it only
+when queued bytes pass a threshold (a batch is due) or for a control item (flush, finish,
+config), through ``loop.call_soon_threadsafe``.
+
+Memory bound: each record's estimated size is added to ``bytes_in`` (caller, under the
+lock) and, once drained, to ``bytes_out`` (stream thread only). When ``bytes_in -
+bytes_out`` passes ``memory_limit``, ``log()`` blocks (``alog()`` awaits in a worker
+thread) until the stream has written enough: backpressure, never a drop.
+
+Fork: see :func:`_after_fork_in_child`. Exit: see :func:`_finish_at_exit`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from gradexp._protocol import RUN_ID_RE, decode_value
+from gradexp._settings import GradexpError, Settings, resolve_settings, say, set_quiet, warn
+from gradexp._values import PLAIN_TYPES, BadValue, _convert, estimate_bytes, normalize
+
+__all__ = [
+    "GradexpError",
+    "Run",
+    "aflush",
+    "alog",
+    "current_run",
+    "finish",
+    "flush",
+    "init",
+    "log",
+]
+
+# Queue item kinds (the first element of every tuple in Channel.queue). Records use their
+# protocol type byte; control items are negative so they can never be confused with one.
+HISTORY = 1
+CONFIG = 2
+SUMMARY = 3
+FINISH = 5
+TELEMETRY = 6
+CTRL_FLUSH = -1  # (CTRL_FLUSH, Waiter, want_ack): resolve once written (and acknowledged)
+CTRL_CLOSE = -2  # (CTRL_CLOSE, Waiter): after the finish record; resolve once it is uploaded
+
+_ACTIVE, _FINISHING, _FINISHED, _DISABLED, _FORKED = "active", "finishing", "finished", "disabled", "forked"  # fmt: skip
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _random_id(n: int = 10) -> str:
+    """``n`` random lowercase base36 characters (protocol: run ids made on the client)."""
+    raw = int.from_bytes(os.urandom(16), "big")
+    chars = []
+    for _ in range(n):
+        raw, r = divmod(raw, 36)
+        chars.append(_BASE36[r])
+    return "".join(chars)
+
+
+_ADJECTIVES = (
+    "amber", "bold", "bright", "calm", "clever", "crisp", "dark", "eager", "fair", "fast",
+    "gentle", "golden", "green", "happy", "jolly", "keen", "lively", "lucky", "misty", "noble",
+    "proud", "quiet", "rapid", "royal", "silent", "silver", "smooth", "steady", "sunny", "swift",
+    "tidy", "vivid", "warm", "wild", "wise", "young",
+)  # fmt: skip
+_NOUNS = (
+    "badger", "bird", "brook", "cloud", "comet", "dawn", "dew", "dream", "field", "fire",
+    "flower", "fog", "forest", "fox", "frost", "glade", "hill", "lake", "leaf", "meadow",
+    "moon", "mountain", "night", "ocean", "owl", "pine", "rain", "river", "sea", "shadow",
+    "sky", "snow", "star", "sun", "thunder", "tree", "wave", "wind", "wolf",
+)  # fmt: skip
+
+
+def _random_name() -> str:
+    r = int.from_bytes(os.urandom(4), "big")
+    return f"{_ADJECTIVES[r % len(_ADJECTIVES)]}-{_NOUNS[(r >> 8) % len(_NOUNS)]}-{r % 97 + 1}"
+
+
+def _record_bytes(values: dict[str, Any]) -> int:
+    """A queued record's estimated size: the dict and values, plus captured arrays' bytes."""
+    est = estimate_bytes(values)
+    for v in values.values():
+        if type(v) not in PLAIN_TYPES:
+            nbytes = getattr(v, "nbytes", None)
+            if type(nbytes) is int:
+                est += nbytes
+    return est
+
+
+class Waiter:
+    """A result the stream thread hands to a waiting caller (a threading.Event plus a bool)."""
+
+    __slots__ = ("event", "ok")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.ok = False
+
+    def resolve(self, ok: bool) -> None:
+        """Called on the stream thread: record the outcome and wake the caller."""
+        self.ok = ok
+        self.event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait (in short slices, so Ctrl-C is seen at once); True if resolved in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.event.is_set():
+            left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self.event.wait(left)
+        return True
+
+
+class Channel:
+    """Everything the caller's thread and the stream thread share for one run.
+
+    Written by the caller: ``queue`` (append), ``bytes_in`` (under ``Run._lock``),
+    ``dropped`` (under ``Run._lock``). Written by the stream thread: ``bytes_out``,
+    ``written_seq``, ``acked_seq``, ``last_seq``, ``upload_error``, ``last_values``
+    (under ``summary_lock``), the events. Plain int reads across threads are atomic
+    under the GIL, which is all the readers need.
+    """
+
+    def __init__(self, run: Run, settings: Settings) -> None:
+        self.run = run
+        self.settings = settings
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.limit = settings.memory_limit
+        # Wake the stream early once this much is queued: a batch is due, and draining
+        # in larger steps than the tick would let the queue grow toward the bound.
+        self.wake_at = max(1, min(settings.batch_bytes, settings.memory_limit // 4))
+        self.wake_pending = False
+        self.wake: Any = None  # set by the stream thread: wakes its per-run task
+        self.room = threading.Condition(threading.Lock())  # backpressure: "bytes went out"
+        self.waiters = 0  # callers blocked on ``room``; the stream notifies only if > 0
+        self.max_pending = 0  # the highest bytes_in - bytes_out seen (for tests and stats)
+        self.dropped: dict[str, int] = {}  # key -> values dropped since the last telemetry
+        self.written_seq = 0  # highest seq handed to the OS
+        self.last_seq = 0  # highest seq assigned
+        self.acked_seq = 0  # highest seq the server acknowledged
+        self.start_seq = 1  # first seq of this attempt (later for a resumed run)
+        self.upload_error: str | None = None  # why the upload stopped, if it did
+        self.summary_lock = threading.Lock()
+        self.last_values: dict[str, Any] = {}
+        self.started = Waiter()  # the run file exists (and, resuming, the server answered)
+        self.resume_step = -1  # resuming: the last step the server (or old file) has
+        self.start_error: str | None = None
+        self.closed = Waiter()  # the stream let go of the run (file closed)
+        self.stream_dead: str | None = None  # the stream thread failed: stop waiting on it
+        self.resume_mode: str | None = None  # None, "must" or "allow" (set by init)
+        self.release = False  # the caller is done waiting: let go of the run now
+        self.abandoned = False  # ... and whatever is not uploaded stays for `gradexp sync`
+
+    def pending(self) -> int:
+        """Bytes queued by the caller and not yet taken by the stream."""
+        return self.bytes_in - self.bytes_out
+
+    def wake_stream(self) -> None:
+        """Ask the stream thread to drain now (any thread; cheap if already asked)."""
+        wake = self.wake
+        if wake is not None and not self.wake_pending:
+            self.wake_pending = True
+            try:
+                wake()
+            except RuntimeError:  # the loop is closed (interpreter exit): nothing to wake
+                self.wake_pending = False
+
+    def wait_for_room(self) -> None:
+        """Block until the queue is under the memory bound (backpressure; caller's thread)."""
+        self.wake_stream()
+        with self.room:
+            self.waiters += 1
+            try:
+                # A timed wait: a notify that races with this check costs at most 50 ms.
+                while self.bytes_in - self.bytes_out > self.limit and self.stream_dead is None:
+                    self.room.wait(0.05)
+            finally:
+                self.waiters -= 1
+
+
+# --- the stream thread, started lazily ----------------------------------------------------
+
+
+class StreamHandle:
+    """The process's one ``gradexp-stream`` thread, as the caller sees it.
+
+    The thread imports asyncio and aiohttp itself, so ``init()`` never pays for them.
+    Until its loop is ready, runs to start wait in ``_pending`` (under ``_lock``); after
+    that they are handed over with ``loop.call_soon_threadsafe``.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop: Any = None
+        self._lock = threading.Lock()
+        self._pending: list[Channel] = []
+        self.thread = threading.Thread(target=self._main, name="gradexp-stream", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        from gradexp import _stream  # imported here, on the stream thread
+
+        _stream.serve(self)
+
+    def loop_ready(self, loop: Any) -> list[Channel]:
+        """Called by the stream thread once its loop runs: take the runs waiting to start."""
+        with self._lock:
+            self.loop = loop
+            pending, self._pending = self._pending, []
+        return pending
+
+    def start_run(self, channel: Channel) -> None:
+        """Hand a new run to the stream thread (any thread)."""
+        with self._lock:
+            loop = self.loop
+            if loop is None:
+                self._pending.append(channel)
+                return
+        from gradexp._stream import start_run  # the loop is running: the module is loaded
+
+        loop.call_soon_threadsafe(start_run, channel)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+
+_handle: StreamHandle | None = None
+_handle_lock = threading.Lock()
+
+
+def _stream_handle() -> StreamHandle:
+    global _handle
+    with _handle_lock:
+        if _handle is None or not _handle.alive():
+            _handle = StreamHandle()
+        return _handle
+
+
+# --- config and summary -------------------------------------------------------------------
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """A config value as JSON can hold it (numpy scalars, paths, enums, tuples ...)."""
+    if type(value) in PLAIN_TYPES:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v, where) for v in value]
+    try:
+        converted = _convert(value)
+    except BadValue:
+        converted = None
+    if type(converted) in PLAIN_TYPES and converted is not None:
+        return converted
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    text = str(value)
+    warn(f"config value {where} ({type(value).__name__}) is stored as its text {text[:60]!r}.")
+    return text
+
+
+def _as_config_dict(config: Any) -> dict[str, Any]:
+    """``init(config=...)``: a mapping, an argparse.Namespace or a dataclass instance."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        items = dict(config)
+    elif hasattr(config, "__dataclass_fields__"):
+        import dataclasses
+
+        items = dataclasses.asdict(config)
+    elif hasattr(config, "__dict__"):
+        items = {k: v for k, v in vars(config).items() if not k.startswith("_")}
+    else:
+        raise TypeError(
+            f"config must be a mapping, a dataclass or a namespace, not {type(config).__name__}"
+        )
+    return {str(k): _jsonable(v, str(k)) for k, v in items.items()}
+
+
+class Config(MutableMapping[str, Any]):
+    """``run.config``: a dict whose updates are recorded (as ``config`` records)."""
+
+    def __init__(self, run: Run, initial: dict[str, Any]) -> None:
+        self._run = run
+        self._data = dict(initial)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("config keys cannot be deleted once recorded; set a new value instead")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:  # run.config.lr, as wandb users write it
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Merge and record in one ``config`` record."""
+        changes = _as_config_dict(dict(other, **kwargs))
+        if changes:
+            self._data.update(changes)
+            self._run._control(CONFIG, changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain copy."""
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+
+class Summary(MutableMapping[str, Any]):
+    """``run.summary``: the last value of every key, unless set explicitly.
+
+    Reading waits (briefly) for the stream thread to take what was logged so far, so a
+    value logged just before is seen. Setting a key records a ``summary`` record; explicit
+    values win over "last value" on the server too.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._explicit: dict[str, Any] = {}
+
+    def _merged(self) -> dict[str, Any]:
+        self._run._barrier()
+        channel = self._run._channel
+        with channel.summary_lock:
+            merged = {k: decode_value(v) for k, v in channel.last_values.items()}
+        merged.update(self._explicit)
+        return merged
+
+    def __getitem__(self, key: str) -> Any:
+        return self._merged()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("summary keys cannot be deleted; set a new value instead")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._merged())
+
+    def __len__(self) -> int:
+        return len(self._merged())
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set explicit summary values (one ``summary`` record)."""
+        bad: list[tuple[str, str]] = []
+        values = normalize(dict(other, **kwargs), set(), bad)
+        for key, reason in bad:
+            warn(f"summary value {key!r} dropped: {reason}.")
+        if values:
+            self._explicit.update(values)
+            self._run._control(SUMMARY, values)
+
+    def __repr__(self) -> str:
+        return f"Summary({self._merged()!r})"
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+class Run:
+    """One training run: its identity, step counter, config and summary, and ``log()``.
+
+    Made by :func:`gradexp.init`; the module-level functions act on the current one. A
+    context manager: ``with gradexp.init(...) as run:`` finishes it on exit, recording an
+    exception as a failed run (exit code 1).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_id: str,
+        name: str,
+        run_dir: str | None,
+        meta: dict[str, Any],
+        config: dict[str, Any],
+        resume: bool,
+    ) -> None:
+        self._settings = settings
+        self._id = run_id
+        self._name = name
+        self._dir = run_dir
+        self._meta = meta
+        self._resume = resume
+        self._lock = threading.Lock()  # see the module docstring: never held across I/O
+        self._state = _DISABLED if settings.mode == "disabled" else _ACTIVE
+        self._step = 0  # the step the next committed record gets
+        self._max_step = -1  # the highest step committed so far
+        self._partial: dict[str, Any] | None = None  # commit=False values for one step
+        self._partial_step = 0
+        self._attached: dict[str, Any] | None = None  # _attach_to_next_step values
+        self._known_keys: set[str] = set()  # keys already validated (the fast path)
+        self._warned: set[str] = set()  # what we already warned about (once each)
+        self._channel = Channel(self, settings)
+        self._config = Config(self, config)
+        self._summary = Summary(self)
+        self._pid = os.getpid()
+        self._exit_code: int | None = None
+
+    # --- identity ---
+
+    @property
+    def id(self) -> str:
+        """The run id (made on the client; also the last part of the run dir)."""
+        return self._id
+
+    @property
+    def name(self) -> str:
+        """The display name (``bright-fox-12`` unless given)."""
+        return self._name
+
+    @property
+    def project(self) -> str:
+        """The project the run belongs to."""
+        return str(self._meta.get("project", ""))
+
+    @property
+    def dir(self) -> str | None:
+        """The run directory (``<dir>/gradexp/run-<time>-<id>``); None when disabled."""
+        return self._dir
+
+    @property
+    def url(self) -> str | None:
+        """``<base_url>/r/<id>``, the run's page (None if no server is known)."""
+        base = self._settings.base_url
+        return f"{base}/r/{self._id}" if base else None
+
+    @property
+    def mode(self) -> str:
+        """``online``, ``offline`` or ``disabled``."""
+        return self._settings.mode
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved settings this run uses."""
+        return self._settings
+
+    @property
+    def config(self) -> Config:
+        """The run's config; ``run.config["lr"] = 0.1`` records the change."""
+        return self._config
+
+    @property
+    def summary(self) -> Summary:
+        """Last value of every key, unless set explicitly with ``run.summary[k] = v``."""
+        return self._summary
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without ``step=`` will get."""
+        return self._step
+
+    def __repr__(self) -> str:
+        return f"<gradexp.Run {self._id} {self._name!r} {self._state} dir={self._dir!r}>"
+
+    # --- logging: the hot path ---
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
+        """Log a mapping of values at the current step (or ``step``).
+
+        Returns at once: the values are copied, stamped and queued; the stream thread
+        writes and uploads them. Steps auto-increment; ``commit=False`` merges into the
+        current step without advancing it. Bad values are warned about once per key,
+        dropped and counted; the other keys are kept. Blocks only when the stream is more
+        than ``memory_limit`` bytes behind (backpressure).
+        """
+        if self._enqueue(data, step, commit):
+            self._channel.wait_for_room()
+
+    async def alog(
+        self, data: Mapping[str, Any], step: int | None = None, commit: bool = True
+    ) -> None:
+        """``log()`` for async code: under backpressure it awaits instead of blocking.
+
+        Works under asyncio, trio (through anyio) and a running Jupyter kernel loop.
+        """
+        if self._enqueue(data, step, commit):
+            import anyio.to_thread
+
+            # The wait runs in a worker thread so the caller's event loop keeps running.
+            await anyio.to_thread.run_sync(self._channel.wait_for_room, abandon_on_cancel=True)
+
+    def _enqueue(self, data: Any, step: int | None, commit: bool) -> bool:
+        """Queue one log() call; True if the caller must now wait for room.
+
+        The fast path (a dict of plain scalars under known keys, auto step, nothing
+        pending) is: one dict copy, a type check and a set lookup per key, a clock read,
+        an uncontended lock, a deque append.
+        """
+        if self._state is not _ACTIVE:
+            self._log_inactive()
+            return False
+        if type(data) is dict:
+            values = data.copy()
+        elif isinstance(data, Mapping):
+            values = dict(data)
+        else:
+            self._warn_once("data", f"log() takes a mapping of values, not {type(data).__name__}")
+            return False
+        est = 0
+        known = self._known_keys
+        for k, v in values.items():
+            if type(v) not in PLAIN_TYPES or k not in known:
+                values, est = self._normalize(values)
+                break
+        now = time.time()
+        channel = self._channel
+        notes: list[tuple[str, str]] | None = None
+        with self._lock:
+            if (
+                step is None
+                and commit
+                and self._partial is None
+                and self._attached is None
+                and values
+            ):
+                s = self._step
+                self._step = s + 1
+                self._max_step = s
+                if not est:
+                    est = 232 + 64 * len(values)  # estimate_bytes(), inlined
+                channel.queue.append((HISTORY, s, now, values, est))
+                channel.bytes_in += est
+            else:
+                notes = self._enqueue_slow(values, step, commit, now)
+            pending = channel.bytes_in - channel.bytes_out
+        if notes:  # warnings run user-visible code (filters, hooks): never under our lock
+            for key, message in notes:
+                self._warn_once(key, message)
+        if pending > channel.max_pending:
+            channel.max_pending = pending
+        if pending > channel.wake_at:
+            channel.wake_stream()  # a batch is due: no need to wait for the tick
+            return pending > channel.limit
+        return False
+
+    def _enqueue_slow(
+        self, values: dict[str, Any], step: Any, commit: bool, now: float
+    ) -> list[tuple[str, str]]:
+        """Step bookkeeping for explicit steps, commit=False and attached values.
+
+        Called with ``self._lock`` held; returns warnings to give once the lock is released.
+        """
+        notes: list[tuple[str, str]] = []
+        if step is not None and type(step) is not int:
+            try:
+                step = int(step)  # numpy integers, 0-d tensors ...
+            except (TypeError, ValueError):
+                notes.append(("step", f"step={step!r} is not an integer; using the next step"))
+                step = None
+        if step is not None and step < 0:
+            notes.append(("negstep", f"step={step} is negative; using the next step"))
+            step = None
+        # Values held back with commit=False belong to their own step; a different
+        # explicit step commits them first.
+        if self._partial is not None and step is not None and step != self._partial_step:
+            self._commit(self._partial, self._partial_step, now)
+            self._partial = None
+        if self._partial is None:
+            target = self._step if step is None else step
+        else:
+            target = self._partial_step
+        if target < self._max_step:
+            notes.append(
+                (
+                    "lowerstep",
+                    f"step {target} is lower than the last step {self._max_step}; the values "
+                    "are kept with the step given. Steps should increase (said once per run).",
+                )
+            )
+        if not commit:
+            if self._partial is None:
+                self._partial, self._partial_step = {}, target
+            self._partial.update(values)
+        else:
+            if self._partial is not None:
+                merged = self._partial
+                merged.update(values)
+                values, self._partial = merged, None
+            if values or self._attached:
+                self._commit(values, target, now)
+        return notes
+
+    def _commit(self, values: dict[str, Any], step: int, now: float) -> None:
+        """Queue one history record (``self._lock`` held)."""
+        if self._attached is not None:
+            values = {**self._attached, **values}  # the user's own keys win
+            self._attached = None
+        est = _record_bytes(values)
+        channel = self._channel
+        channel.queue.append((HISTORY, step, now, values, est))
+        channel.bytes_in += est
+        if step >= self._step:
+            self._step = step + 1
+        if step > self._max_step:
+            self._max_step = step
+
+    def _normalize(self, values: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The slow path of log(): flatten, convert, validate; warn about what is dropped.
+
+        Returns the values and their estimated size (captured arrays count in full).
+        """
+        bad: list[tuple[str, str]] = []
+        out = normalize(values, self._known_keys, bad)
+        if bad:
+            with self._lock:
+                dropped = self._channel.dropped
+                for key, _ in bad:
+                    dropped[key] = dropped.get(key, 0) + 1
+            for key, reason in bad:
+                self._warn_once(
+                    f"value:{key}",
+                    f"dropped the value of {key!r}: {reason}. The other keys are kept; this "
+                    "key's drops are counted in the run's telemetry (said once per key).",
+                    depth=1,
+                )
+        return out, _record_bytes(out)
+
+    def _attach_to_next_step(self, values: dict[str, Any]) -> None:
+        """Merge already-captured values into the next history record the user commits.
+
+        Thread-safe: ``gradexp.watch`` calls this from autograd hooks, which may run on
+        other threads. The user's own keys win over attached ones of the same name.
+        """
+        if self._state is not _ACTIVE:
+            return
+        with self._lock:
+            if self._attached is None:
+                self._attached = dict(values)
+            else:
+                self._attached.update(values)
+
+    def _warn_once(self, what: str, message: str, depth: int = 0) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            # Points the warning at the line that called log(): _warn_once <- _enqueue
+            # <- log() <- the caller (``depth`` more frames from deeper call sites).
+            warn(message, stacklevel=4 + depth)
+
+    def _log_inactive(self) -> None:
+        state = self._state
+        if state is _DISABLED:
+            return
+        if state is _FORKED:
+            self._warn_once(
+                "forked",
+                f"this process (pid {os.getpid()}) was forked from the one that started run "
+                f"{self._id} (pid {self._pid}); its log() calls are ignored so they cannot "
+                "corrupt that run. Call gradexp.init() in this process to log from it.",
+            )
+        else:
+            self._warn_once(
+                "finished",
+                f"run {self._id} is finished; this log() is ignored. "
+                "Call gradexp.init() to start a new run.",
+            )
+
+    def _control(self, kind: int, body: Any) -> None:
+        """Queue a config/summary/telemetry record or a control item, and wake the stream."""
+        if self._state is not _ACTIVE:
+            if self._state is not _DISABLED and kind in (CONFIG, SUMMARY):
+                self._log_inactive()
+            return
+        with self._lock:
+            self._channel.queue.append((kind, body, 0))
+        self._channel.wake_stream()
+
+    # --- flushing and finishing ---
+
+    def _barrier(self, timeout: float = 5.0) -> None:
+        """Wait until the stream has taken everything queued so far (used by summary)."""
+        if self._state is not _ACTIVE:
+            return
+        waiter = Waiter()
+        with self._lock:
+            self._channel.queue.append((CTRL_FLUSH, waiter, False))
+        self._channel.wake_stream()
+        waiter.wait(timeout)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is in the run file and, online, acknowledged.
+
+        Returns True when it is, False if ``timeout`` (seconds) passed first or the upload
+        has stopped (see the message printed then). ``None`` waits as long as it takes.
+        """
+        if self._state is _DISABLED:
+            return True
+        if self._state is not _ACTIVE:
+            return self._channel.acked_seq >= self._channel.last_seq or self.mode != "online"
+        waiter = Waiter()
+        with self._lock:
+            if self._partial is not None:  # flushing means "everything logged so far"
+                self._commit(self._partial, self._partial_step, time.time())
+                self._partial = None
+            self._channel.queue.append((CTRL_FLUSH, waiter, self.mode == "online"))
+        self._channel.wake_stream()
+        return waiter.wait(timeout) and waiter.ok
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """``flush()`` for async code: waits in a worker thread, never blocking the loop."""
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.flush, timeout, abandon_on_cancel=True)
+
+    def finish(self, exit_code: int = 0, timeout: float | None = None) -> None:
+        """Record the exit code, flush with a bounded wait, and close the run.
+
+        Waits at most ``timeout`` seconds (default: the ``finish_timeout`` setting, 60 s)
+        for the server to acknowledge everything, printing one progress line if that
+        takes more than a second. Whatever is not acknowledged then stays in the run
+        file, and the message says how to upload it (``gradexp sync``). Ctrl-C abandons
+        the wait, never the run file.
+        """
+        with self._lock:
+            if self._state is not _ACTIVE:
+                return
+            self._state = _FINISHING
+            if self._partial is not None:
+                self._commit(self._partial, self._partial_step, time.time())
+                self._partial = None
+            self._exit_code = int(exit_code)
+            closing = Waiter()
+            self._channel.queue.append(
+                (FINISH, {"exit_code": self._exit_code, "time": time.time()}, 0)
+            )
+            self._channel.queue.append((CTRL_CLOSE, closing))
+        self._channel.wake_stream()
+        if timeout is None:
+            timeout = self._settings.finish_timeout
+        try:
+            self._wait_finish(closing, timeout)
+        finally:
+            with self._lock:
+                self._state = _FINISHED
+            _forget(self)
+
+    def _wait_finish(self, closing: Waiter, timeout: float) -> None:
+        channel = self._channel
+        started = time.monotonic()
+        told = False
+        try:
+            while not closing.wait(min(0.25, max(0.0, started + timeout - time.monotonic()))):
+                if channel.stream_dead is not None:
+                    break
+                elapsed = time.monotonic() - started
+                if elapsed >= timeout:
+                    break
+                if not told and elapsed >= 1.0:
+                    told = True
+                    left = max(0, channel.last_seq - channel.acked_seq)
+                    what = f"uploading {left} records" if self.mode == "online" else "writing"
+                    say(f"finishing run {self._id}: {what} (waiting up to {timeout:.0f} s)…")
+        except KeyboardInterrupt:
+            say("Ctrl-C: not waiting for the upload any more; the run file is being closed.")
+            self._close_stream(abandoned=True)
+            raise
+        self._close_stream(abandoned=not closing.ok)
+
+    def _close_stream(self, abandoned: bool) -> None:
+        """Tell the stream to let go of the run and wait (briefly) until the file is closed."""
+        channel = self._channel
+        channel.abandoned = abandoned
+        channel.release = True
+        channel.wake_stream()
+        closed = False
+        # The file must be closed cleanly even if Ctrl-C comes again: retry the wait once.
+        for _ in range(2):
+            try:
+                closed = channel.closed.wait(10.0)
+                break
+            except KeyboardInterrupt:
+                continue
+        if not closed and channel.stream_dead is None:
+            say(f"the run file of {self._id} is still being written; it is safe to sync later.")
+        left = channel.last_seq - channel.acked_seq
+        if self.mode == "online" and (left > 0 or channel.upload_error):
+            say(
+                f"{max(left, 0)} records of run {self._id} are not uploaded yet; they stay in "
+                f"{self._dir}. Upload them with: gradexp sync {self._dir}"
+            )
+        elif self.mode == "offline":
+            say(f"run {self._id} saved offline in {self._dir}; upload it with: gradexp sync")
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        code = 0 if exc_type is None else (130 if exc_type is KeyboardInterrupt else 1)
+        self.finish(exit_code=code)
+
+
+# --- the current run and the module-level API ------------------------------------------
+
+_current: Run | None = None
+_current_lock = threading.Lock()
+_said_reinit = False
+_hooks_installed = False
+_uncaught_exception = False
+
+
+def current_run() -> Run | None:
+    """The run module-level functions act on (None before init() or after finish())."""
+    return _current
+
+
+def _forget(run: Run) -> None:
+    global _current
+    with _current_lock:
+        if _current is run:
+            _current = None
+
+
+def _require_run(what: str) -> Run:
+    run = _current
+    if run is None:
+        raise GradexpError(
+            f"gradexp.{what}() was called before gradexp.init(): call gradexp.init() "
+            "first to start a run."
+        )
+    return run
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
+    """Log a mapping of values to the current run (see :meth:`Run.log`)."""
+    run = _current
+    if run is None:
+        _require_run("log")
+        return
+    if run._enqueue(data, step, commit):
+        run._channel.wait_for_room()
+
+
+async def alog(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
+    """``await gradexp.alog({...})``: log() for async code (see :meth:`Run.alog`)."""
+    await _require_run("alog").alog(data, step=step, commit=commit)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Flush the current run (see :meth:`Run.flush`)."""
+    return _require_run("flush").flush(timeout)
+
+
+async def aflush(timeout: float | None = None) -> bool:
+    """Flush the current run from async code (see :meth:`Run.aflush`)."""
+    return await _require_run("aflush").aflush(timeout)
+
+
+def finish(exit_code: int = 0, timeout: float | None = None) -> None:
+    """Finish the current run (see :meth:`Run.finish`); a no-op without one."""
+    run = _current
+    if run is not None:
+        run.finish(exit_code=exit_code, timeout=timeout)
+
+
+def init(
+    project: str | None = None,
+    *,
+    name: str | None = None,
+    id: str | None = None,
+    config: Any = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+    notes: str | None = None,
+    group: str | None = None,
+    mode: str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    resume: bool | str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    settings: Settings | Mapping[str, Any] | None = None,
+) -> Run:
+    """Start a run and make it the current one.
+
+    Never waits on the network: the run id is made here and the stream thread creates
+    the run on the server. Only ``resume=`` waits (bounded) for the server's last step.
+    ``resume``: ``True``/``"must"`` continues run ``id`` (an error if it does not exist),
+    ``"allow"`` continues it if it exists. Calling ``init()`` while a run is active
+    finishes that run first. Use as a context manager to finish on exit.
+    """
+    global _current, _said_reinit
+    previous = _current
+    if previous is not None:
+        if not _said_reinit:
+            _said_reinit = True
+            say(f"init() was called again: finishing run {previous.id} first.")
+        previous.finish()
+
+    overrides: dict[str, Any] = {}
+    if isinstance(settings, Settings):
+        overrides.update({f: getattr(settings, f) for f in settings.__dataclass_fields__})
+    elif settings is not None:
+        overrides.update(settings)
+    explicit = {
+        "project": project,
+        "mode": mode,
+        "dir": os.fspath(dir) if dir is not None else None,
+        "run_id": id,
+        "base_url": base_url,
+        "api_key": api_key,
+    }
+    overrides.update({k: v for k, v in explicit.items() if v is not None})
+    resolved = resolve_settings(**overrides)
+    if resolved.quiet:
+        set_quiet(True)
+    run_id = resolved.run_id or _random_id()
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise GradexpError(f"run id {run_id!r} is not valid: use 1-64 of A-Z a-z 0-9 _ -")
+    from gradexp._protocol import PROJECT_NAME_RE
+
+    if not PROJECT_NAME_RE.fullmatch(resolved.project):
+        raise GradexpError(
+            f"project name {resolved.project!r} is not valid: start with a letter or digit, "
+            "then up to 127 of A-Z a-z 0-9 . _ -"
+        )
+    resume_mode: str | None = {True: "must", False: None, None: None}.get(resume, resume)  # type: ignore[arg-type]
+    if resume_mode not in (None, "must", "allow"):
+        raise GradexpError(f"resume={resume!r}: use True, 'must' or 'allow'.")
+    if resume_mode and resolved.run_id is None:
+        raise GradexpError("resume= needs the id of the run to continue: init(id=..., resume=True)")
+    run_name = name or _random_name()
+    config_dict = _as_config_dict(config)
+
+    run_dir: str | None = None
+    started_at = time.time()
+    if resolved.mode != "disabled":
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(started_at))
+        root = os.path.join(resolved.dir, "gradexp")
+        run_dir = os.path.join(root, f"run-{stamp}-{run_id}")
+        suffix = 1
+        while os.path.exists(run_dir):  # the same id twice in one second (resume, tests)
+            suffix += 1
+            run_dir = os.path.join(root, f"run-{stamp}-{run_id}.{suffix}")
+        # The one piece of file I/O on the caller's thread: a bad dir fails here, at once,
+        # with a clear message, instead of later on the stream thread.
+        try:
+            os.makedirs(run_dir)
+        except OSError as exc:
+            raise GradexpError(
+                f"cannot create the run directory {run_dir} ({exc.strerror}); pass "
+                "dir= or set GRADEXP_DIR to a writable directory."
+            ) from None
+    uname = os.uname()
+    meta: dict[str, Any] = {
+        "id": run_id,
+        "project": resolved.project,
+        "name": run_name,
+        "config": config_dict,
+        "tags": [str(t) for t in (tags or ())],
+        "notes": notes,
+        "group": group,
+        "attempt": _random_id(),
+        "host": {
+            "hostname": uname.nodename,
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "platform": f"{uname.sysname}-{uname.machine}",
+        },
+        "started_at": started_at,
+        "resume": bool(resume_mode),
+        "dir": run_dir,
+        "mode": resolved.mode,
+        "base_url": resolved.base_url,
+    }
+    run = Run(
+        resolved,
+        run_id=run_id,
+        name=run_name,
+        run_dir=run_dir,
+        meta=meta,
+        config=config_dict,
+        resume=bool(resume_mode),
+    )
+    if resolved.mode != "disabled":
+        run._channel.resume_mode = resume_mode
+        _install_hooks()
+        _stream_handle().start_run(run._channel)
+        if resume_mode:
+            _wait_resumed(run, resume_mode)
+    with _current_lock:
+        _current = run
+    if resolved.mode == "offline" and not resolved.quiet:
+        say(f"logging offline to {run_dir} (upload later with `gradexp sync`)")
+    elif resolved.mode == "online":
+        say(f"run {run_name} ({run_id}): {run.url}")
+    if "IPython" in sys.modules:  # only then can this be a notebook; never import IPython
+        from gradexp._jupyter import display_run
+
+        display_run(run)
+    return run
+
+
+def _wait_resumed(run: Run, resume_mode: str) -> None:
+    """Resuming needs the last step and sequence: wait (bounded) for the stream to learn them."""
+    channel = run._channel
+    limit = 30.0
+    if not channel.started.wait(limit):
+        run._state = _FINISHED
+        raise GradexpError(
+            f"could not resume run {run.id}: no answer from {run.settings.base_url} within "
+            f"{limit:.0f} s. Check the server (gradexp status), or start a new run."
+        )
+    if channel.start_error is not None:
+        run._state = _FINISHED
+        raise GradexpError(channel.start_error)
+    run._step = channel.resume_step + 1
+    run._max_step = channel.resume_step
+    if channel.resume_step >= 0:
+        say(f"resuming run {run.id} at step {run._step}")
+
+
+# --- process hooks: exit, fork, uncaught exceptions -------------------------------------
+
+
+def _install_hooks() -> None:
+    """Once per process: the exit hook, the fork hook and the excepthook wrapper."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_finish_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    previous = sys.excepthook
+
+    def excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+        global _uncaught_exception
+        _uncaught_exception = True  # so the exit hook records the run as failed
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit, finish the current run with a bounded wait.
+
+    Runs on the main thread after non-daemon threads were joined; the stream thread (a
+    daemon) is still alive here. A forked child that inherited a run does nothing: the
+    run belongs to its parent. Ctrl-C during the wait abandons the wait (finish() closes
+    the run file first), never the file.
+    """
+    run = _current
+    if run is None or run._pid != os.getpid() or run._state is not _ACTIVE:
+        return
+    try:
+        run.finish(exit_code=1 if _uncaught_exception else 0)
+    except KeyboardInterrupt:
+        pass
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child (a DataLoader worker, multiprocessing with fork ...).
+
+    The stream thread does not exist in the child, and the parent's locks may have been
+    held by a thread that does not exist either. So: drop the handle (a later init()
+    starts a fresh thread), give the inherited run new locks, and mark it forked: its
+    log() warns once and does nothing, so the child can neither deadlock nor write into
+    the parent's run file. ``gradexp.init()`` in the child starts its own run.
+    """
+    global _handle, _handle_lock, _current_lock
+    _handle = None
+    _handle_lock = threading.Lock()
+    _current_lock = threading.Lock()
+    run = _current
+    if run is not None:
+        run._lock = threading.Lock()
+        run._channel.room = threading.Condition(threading.Lock())
+        run._channel.summary_lock = threading.Lock()
+        run._channel.wake = None
+        if run._state is not _DISABLED:
+            # It stays the current run, so gradexp.log() in the child warns (once)
+            # instead of raising "call gradexp.init() first" inside a DataLoader worker.
+            run._state = _FORKED

@@ -1,0 +1,515 @@
+"""The ``gradexp-stream`` thread: queue -> run file -> uploader.
+
+Threading invariants (the reader should never have to guess which thread runs a line):
+
+- Everything in this module runs on the stream thread, inside its asyncio loop, except
+  :func:`serve`'s first lines (the thread's entry point) and what the loop's executor
+  runs (``fsync`` and gzip, both marked where they are submitted).
+- One thread per process, started by the first ``init()`` (``_run.StreamHandle``). It is
+  a daemon so it never keeps a finished program alive; the exit hook in ``_run`` finishes
+  the current run (bounded) while the thread still runs.
+- The caller's side only appends to ``Channel.queue`` and reads counters; this side only
+  pops. Records get their sequence numbers here, in queue order, so the file order is
+  the log() order.
+- The loop's default executor is :class:`_DaemonExecutor`, not a ``ThreadPoolExecutor``:
+  at interpreter exit (when ``finish()`` runs from the exit hook) the standard pool
+  refuses new work, and the upload would fail exactly when it is needed.
+- Fork: a child process has no stream thread. ``_run._after_fork_in_child`` drops the
+  handle; nothing here runs in the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import os
+import queue as queue_mod
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from gradexp._protocol import FILES_DIR, RECORD_TYPES, encode_float
+from gradexp._run import (
+    CONFIG,
+    CTRL_CLOSE,
+    CTRL_FLUSH,
+    FINISH,
+    HISTORY,
+    SUMMARY,
+    TELEMETRY,
+    Channel,
+    StreamHandle,
+    Waiter,
+)
+from gradexp._settings import say, warn
+from gradexp._values import encode_values, needs_encoding
+from gradexp.runfile import HEADER_SIZE, RunDir, RunFile, RunFileWriter, update_latest_link
+
+_FILE = RECORD_TYPES["file"]
+_NAMES = {CONFIG: "config", SUMMARY: "summary", FINISH: "finish", TELEMETRY: "telemetry"}
+#: Stop taking records from the queue while this much is written-but-not-accepted by the
+#: OS (a failing disk): the queue then fills and log() blocks, instead of memory growing.
+_MAX_UNWRITTEN = 8 * 1024 * 1024
+#: One drain step runs at most this long before yielding to the loop (uploads, timers).
+_DRAIN_SLICE_S = 0.02
+
+
+class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The stream loop's executor: daemon worker threads that keep working at exit.
+
+    ``ThreadPoolExecutor.submit`` raises once the interpreter starts shutting down, which
+    is exactly when the exit hook's ``finish()`` needs fsync, gzip and DNS lookups. This
+    subclass keeps the interface asyncio requires and runs work on its own daemon threads.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="gradexp-io")
+        self._jobs: queue_mod.SimpleQueue[Any] = queue_mod.SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"gradexp-io-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for w in self._workers:
+            w.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn, args, kwargs = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in self._workers:
+            self._jobs.put(None)
+
+
+def serve(handle: StreamHandle) -> None:
+    """The stream thread's body: make the loop, take the runs waiting to start, run forever."""
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_DaemonExecutor())
+    asyncio.set_event_loop(loop)
+    for channel in handle.loop_ready(loop):
+        loop.call_soon(start_run, channel)
+    try:
+        loop.run_forever()
+    finally:  # only reached if something stops the loop; the thread normally dies with the process
+        loop.close()
+
+
+def start_run(channel: Channel) -> None:
+    """Start streaming one run (runs on the stream loop, via call_soon[_threadsafe])."""
+    stream = RunStream(channel)
+    task = asyncio.get_running_loop().create_task(
+        stream.main(), name=f"gradexp-run-{channel.run.id}"
+    )
+    _tasks.add(task)  # keep a reference: the loop only holds weak ones
+    task.add_done_callback(_tasks.discard)
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+class RunStream:
+    """One run on the stream thread: drains its queue, writes its file, drives its upload."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.run = channel.run
+        self.settings = channel.settings
+        self.run_dir = RunDir(self.run.dir or ".")
+        self.meta = dict(self.run._meta)
+        self.loop = asyncio.get_running_loop()
+        self.wake_event = asyncio.Event()
+        self.writer: RunFileWriter | None = None
+        self.seq = 0  # the last sequence number assigned
+        self.uploader: Any = None  # gradexp._transport.Uploader when online
+        self.upload_task: asyncio.Task[None] | None = None
+        self.flushes: list[tuple[Waiter, int, bool]] = []  # (waiter, target seq, want ack)
+        self.finish_waiter: Waiter | None = None
+        self.finish_task: asyncio.Task[None] | None = None
+        self.last_fsync = time.monotonic()
+        self.fsync_task: asyncio.Future[None] | None = None
+        self.write_error: str | None = None
+        self.dropped: dict[str, int] = {}  # values dropped on this side (encode failures)
+        self.warned: set[str] = set()
+        self.files_dir_made = False
+        self.releasing = False
+
+    # --- lifecycle ---
+
+    async def main(self) -> None:
+        channel = self.channel
+        try:
+            await self._open()
+        except Exception as exc:
+            channel.start_error = _one_line(exc)
+            channel.started.resolve(False)
+            channel.stream_dead = channel.start_error
+            say(f"could not start run {self.run.id}: {channel.start_error}")
+            channel.closed.resolve(False)
+            return
+        channel.started.resolve(True)
+        # From here on the caller may wake us; a wake just sets the event (loop thread).
+        channel.wake = lambda: self.loop.call_soon_threadsafe(self.wake_event.set)
+        more = True  # drain at once: records may have been queued before we started
+        try:
+            while True:
+                if not more:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake_event.wait(), self.settings.write_interval)
+                self.wake_event.clear()
+                channel.wake_pending = False
+                more = self._drain()
+                self._write_through()
+                self._after_write()
+                if channel.release and not channel.queue:
+                    break
+                self._maybe_fsync()
+                if more:
+                    await asyncio.sleep(0)  # let the uploader and timers run between slices
+        except Exception as exc:  # a bug here must not leave the caller blocked forever
+            channel.stream_dead = _one_line(exc)
+            say(f"internal error in the stream of run {self.run.id}: {channel.stream_dead}")
+            traceback.print_exc()
+        finally:
+            await self._release()
+
+    async def _open(self) -> None:
+        """Create the run file, resume if asked, and start the uploader (online)."""
+        channel = self.channel
+        start_seq = 1
+        resume_mode = channel.resume_mode
+        if self.settings.mode == "online":
+            from gradexp._transport import LiveSource, ServerClient, Uploader
+
+            client = ServerClient(self.settings, run_dir=self.run.dir)
+            self.uploader = Uploader(
+                client, self.run_dir, self.meta, self.settings, channel=channel
+            )
+            if resume_mode:
+                reply = await self.uploader.create_run(give_up_after=25.0)
+                start_seq = int(reply.get("acked_seq", 0)) + 1
+                channel.resume_step = int(reply.get("last_step", -1))
+                if resume_mode == "must" and start_seq == 1 and channel.resume_step < 0:
+                    await client.close()
+                    raise RuntimeError(
+                        f"run {self.run.id} has nothing on {self.settings.base_url} to resume; "
+                        "use resume='allow' to start it if it does not exist"
+                    )
+        elif resume_mode:
+            last_seq, last_step = await self.loop.run_in_executor(None, self._local_resume_point)
+            if last_seq == 0 and resume_mode == "must":
+                raise RuntimeError(
+                    f"no earlier run {self.run.id} under {os.path.dirname(self.run_dir.path)} "
+                    "to resume offline; use resume='allow' to start it"
+                )
+            start_seq, channel.resume_step = last_seq + 1, last_step
+        self.seq = start_seq - 1
+        channel.start_seq = start_seq
+        channel.last_seq = channel.written_seq = channel.acked_seq = self.seq
+        self.meta["first_seq"] = start_seq
+        self.run_dir.write_meta(self.meta)
+        if start_seq > 1:
+            # This directory holds sequences from start_seq on: nothing before is ours.
+            self.run_dir.write_ack(start_seq - 1, HEADER_SIZE)
+        self.writer = RunFileWriter(self.run_dir.log_path)
+        self.writer.write_through()
+        update_latest_link(os.path.dirname(self.run_dir.path), os.path.basename(self.run_dir.path))
+        if self.uploader is not None:
+            self.uploader.source = LiveSource(self.run_dir.log_path, HEADER_SIZE, start_seq)
+            self.upload_task = self.loop.create_task(self.uploader.run(), name="gradexp-upload")
+
+    def _local_resume_point(self) -> tuple[int, int]:
+        """Offline resume (executor thread): last seq and step of this id's latest run dir."""
+        from gradexp.runfile import find_run_dirs
+
+        last_seq = last_step = -1
+        for rd in reversed(find_run_dirs(os.path.dirname(self.run_dir.path))):
+            if rd.path == self.run_dir.path or rd.run_id != self.run.id:
+                continue
+            for record in RunFile(rd.path):
+                last_seq = max(last_seq, record.seq)
+                if record.step is not None:
+                    last_step = max(last_step, record.step)
+            break
+        return max(last_seq, 0), last_step
+
+    async def _release(self) -> None:
+        """Let go of the run: stop the upload, persist the ack, close the file."""
+        channel = self.channel
+        channel.wake = None
+        try:
+            if self.uploader is not None:
+                await self.uploader.stop()
+            if self.fsync_task is not None:
+                with contextlib.suppress(Exception):
+                    await self.fsync_task
+            if self.writer is not None:
+                try:
+                    self.writer.close()  # write through and fsync
+                    channel.written_seq = self.seq
+                except OSError as exc:
+                    say(f"could not close the run file of {self.run.id}: {exc.strerror}")
+        finally:
+            for waiter, _, _ in self.flushes:
+                waiter.resolve(False)
+            self.flushes.clear()
+            if self.finish_waiter is not None and not self.finish_waiter.event.is_set():
+                self.finish_waiter.resolve(False)
+            with channel.room:
+                channel.room.notify_all()
+            channel.closed.resolve(True)
+
+    # --- draining the queue ---
+
+    def _drain(self) -> bool:
+        """Take records from the queue, number and frame them; True if more is left.
+
+        Runs for at most one slice so the loop stays responsive; stops early while the
+        file is not accepting writes (the queue then fills up: backpressure).
+        """
+        channel = self.channel
+        writer = self.writer
+        assert writer is not None
+        q = channel.queue
+        popleft = q.popleft
+        append = writer.append
+        dumps = orjson.dumps
+        last: dict[str, Any] = {}
+        update_last = last.update
+        freed = 0
+        bad: list[tuple[str, str]] = []
+        deadline = time.perf_counter() + _DRAIN_SLICE_S
+        count = 0
+        more = False
+        while q:
+            if writer.buffered > _MAX_UNWRITTEN:
+                break
+            item = popleft()
+            kind = item[0]
+            if kind == HISTORY:
+                _, step, t, values, est = item
+                if needs_encoding(values):
+                    values = encode_values(values, self, bad)
+                self.seq += 1
+                try:
+                    payload = dumps(
+                        {
+                            "seq": self.seq,
+                            "type": "history",
+                            "step": step,
+                            "time": t,
+                            "values": values,
+                        }
+                    )
+                except TypeError:  # cannot happen for normalized values; never lose the rest
+                    values = self._drop_unencodable(values, bad)
+                    payload = dumps(
+                        {
+                            "seq": self.seq,
+                            "type": "history",
+                            "step": step,
+                            "time": t,
+                            "values": values,
+                        }
+                    )
+                append(HISTORY, payload)
+                update_last(values)
+                freed += est
+            elif kind > 0:
+                body = item[1]
+                if kind == CONFIG:
+                    body = {"update": _encode_nested(body)}
+                elif kind == SUMMARY:
+                    body = {"update": encode_values(body, self, bad)}
+                self._append(kind, body)
+                freed += item[2]
+            elif kind == CTRL_FLUSH:
+                self.flushes.append((item[1], self.seq, item[2]))
+            elif kind == CTRL_CLOSE:
+                self.finish_waiter = item[1]
+            count += 1
+            if count & 255 == 0 and time.perf_counter() > deadline:
+                more = bool(q)
+                break
+        if freed:
+            channel.bytes_out += freed
+        if last:
+            with channel.summary_lock:
+                channel.last_values.update(last)
+        if bad:
+            self._report_bad(bad)
+        self._telemetry()
+        channel.last_seq = self.seq
+        if channel.waiters:
+            # Someone is blocked in log() on the memory bound: tell them bytes went out.
+            with channel.room:
+                channel.room.notify_all()
+        return more
+
+    def _append(self, kind: int, body: dict[str, Any]) -> None:
+        assert self.writer is not None
+        self.seq += 1
+        record = {"seq": self.seq, "type": _NAMES.get(kind, "file"), **body}
+        self.writer.append(kind, orjson.dumps(record))
+
+    def _drop_unencodable(
+        self, values: dict[str, Any], bad: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        kept = {}
+        for key, value in values.items():
+            try:
+                orjson.dumps(value)
+            except TypeError:
+                bad.append((key, f"{type(value).__name__} cannot be encoded"))
+                continue
+            kept[key] = value
+        return kept
+
+    def _report_bad(self, bad: list[tuple[str, str]]) -> None:
+        for key, reason in bad:
+            self.dropped[key] = self.dropped.get(key, 0) + 1
+            if key not in self.warned:
+                self.warned.add(key)
+                warn(f"dropped the value of {key!r}: {reason} (said once per key).")
+
+    def _telemetry(self) -> None:
+        """Turn the drop counters (both threads') into one telemetry record (counts add up)."""
+        channel = self.channel
+        dropped = self.dropped
+        if channel.dropped:
+            with self.run._lock:  # the caller updates channel.dropped under this lock
+                theirs, channel.dropped = channel.dropped, {}
+            for key, n in theirs.items():
+                dropped[key] = dropped.get(key, 0) + n
+        if dropped:
+            self.dropped = {}
+            self._append(TELEMETRY, {"dropped_values": dropped})
+
+    # --- BlobSink, for Captured.encode (called from _drain, on this thread) ---
+
+    def add_file(self, data: bytes, *, suffix: str, content_type: str) -> dict[str, Any]:
+        """Store a blob in ``files/`` (named by its sha256) and record a ``file`` record."""
+        if "/" in suffix or "\\" in suffix or "\x00" in suffix or len(suffix) > 32:
+            raise ValueError(f"bad blob suffix {suffix!r}")
+        sha = hashlib.sha256(data).hexdigest()
+        name = sha + suffix
+        files_dir = os.path.join(self.run_dir.path, FILES_DIR)
+        if not self.files_dir_made:
+            os.makedirs(files_dir, exist_ok=True)
+            self.files_dir_made = True
+        path = os.path.join(files_dir, name)
+        if not os.path.exists(path):
+            tmp = f"{path}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        info = {"path": name, "sha256": sha, "size": len(data)}
+        self._append(_FILE, {**info, "content_type": content_type})
+        return info
+
+    # --- writing through, flushes, fsync ---
+
+    def _write_through(self) -> None:
+        writer = self.writer
+        assert writer is not None
+        if not writer.buffered:
+            return
+        try:
+            writer.write_through()
+        except OSError as exc:
+            if self.write_error is None:
+                self.write_error = exc.strerror or str(exc)
+                say(
+                    f"cannot write the run file of {self.run.id} ({self.write_error}); "
+                    "retrying. log() will wait while the disk cannot keep up."
+                )
+            return
+        if self.write_error is not None:
+            self.write_error = None
+            say(f"the run file of {self.run.id} is being written again.")
+        if not writer.buffered:
+            self.channel.written_seq = self.seq
+            if self.uploader is not None:
+                self.uploader.on_written(writer.written, self.seq)
+
+    def _after_write(self) -> None:
+        """Resolve flushes whose records are written; hand the rest to the uploader."""
+        written = self.channel.written_seq
+        if self.flushes:
+            keep = []
+            for waiter, target, want_ack in self.flushes:
+                if target > written:
+                    keep.append((waiter, target, want_ack))
+                elif want_ack and self.uploader is not None:
+                    self.uploader.add_flush(target, waiter)
+                else:
+                    waiter.resolve(True)
+            self.flushes = keep
+        if self.finish_waiter is not None and self.finish_task is None and self.seq <= written:
+            self.finish_task = self.loop.create_task(self._finish(self.finish_waiter))
+
+    async def _finish(self, waiter: Waiter) -> None:
+        """The finish record is written: fsync, then (online) wait for the acknowledgement."""
+        await self._fsync()
+        if self.uploader is None:
+            waiter.resolve(True)
+            return
+        self.uploader.add_flush(self.seq, waiter)
+
+    def _maybe_fsync(self) -> None:
+        writer = self.writer
+        if (
+            writer is not None
+            and self.fsync_task is None
+            and writer.written > writer.synced
+            and time.monotonic() - self.last_fsync >= self.settings.fsync_interval
+        ):
+            self.fsync_task = asyncio.ensure_future(self._fsync())
+
+    async def _fsync(self) -> None:
+        """fsync in the executor: it can take a while, and the loop must keep sending."""
+        writer = self.writer
+        if writer is None or writer.closed:
+            return
+        self.last_fsync = time.monotonic()
+        try:
+            await self.loop.run_in_executor(None, writer.sync)  # executor thread
+        except OSError as exc:
+            say(f"fsync of the run file of {self.run.id} failed: {exc.strerror}")
+        finally:
+            self.fsync_task = None
+
+
+def _encode_nested(value: Any) -> Any:
+    """Config values: non-finite floats encoded at any depth (orjson would write null)."""
+    if type(value) is float:
+        return encode_float(value)
+    if type(value) is dict:
+        return {k: _encode_nested(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_encode_nested(v) for v in value]
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
