@@ -1,0 +1,147 @@
+"""The aiohttp application, and running it.
+
+``make_app`` builds the app; ``serve`` runs it until SIGINT or SIGTERM. Startup migrates
+the database before the port is opened, so a client never meets an old schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from gradexp._protocol import MAX_BODY_BYTES, VERSION
+from gradexp.server.auth import make_auth_middleware
+from gradexp.server.config import ServerSettings, mask_url
+from gradexp.server.db import Database
+from gradexp.server.errors import error_middleware
+from gradexp.server.export import Exporter
+from gradexp.server.ingest import KeyIdCache
+from gradexp.server.live import Notifier
+from gradexp.server.migrate import migrate
+from gradexp.server.objects import ObjectStore, describe_store
+from gradexp.server.routes_pages import STATIC_DIR
+from gradexp.server.state import AppState
+
+log = logging.getLogger("gradexp.server")
+
+
+async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -> AppState:
+    """Connect to the database (migrating it) and the object store."""
+    db = Database(settings.db_url)
+    try:
+        if run_migrations:
+            before, after = await migrate(db)
+            if before != after:
+                log.info("database schema upgraded from %s to %s", before or "empty", after)
+        objects = ObjectStore(settings.store_url)
+    except BaseException:
+        await db.dispose()
+        raise
+    return AppState(
+        settings=settings,
+        db=db,
+        objects=objects,
+        notifier=Notifier(),
+        exporter=Exporter(db, objects),
+        key_cache=KeyIdCache(),
+    )
+
+
+def make_app(state: AppState) -> web.Application:
+    """The web application over an opened state."""
+    from gradexp.server import routes_ingest, routes_live, routes_pages, routes_read
+
+    app = web.Application(
+        middlewares=[error_middleware, make_auth_middleware()],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app["state"] = state
+    app["db"] = state.db
+    app.add_routes(routes_pages.routes)
+    app.add_routes(routes_ingest.routes)
+    app.add_routes(routes_read.routes)
+    app.add_routes(routes_live.routes)
+    if (STATIC_DIR / "assets").is_dir():
+        app.router.add_static("/assets", STATIC_DIR / "assets")
+
+    async def on_startup(_app: web.Application) -> None:
+        state.exporter.start()
+
+    async def on_shutdown(_app: web.Application) -> None:
+        state.notifier.close()  # end live streams so shutdown need not wait for them
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await state.exporter.close()
+        await state.db.dispose()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def banner(settings: ServerSettings, url: str) -> str:
+    """What the server prints when it is ready."""
+    lines = [
+        f"gradexp server {VERSION} is running: open {url}",
+        f"  data dir      {settings.data_dir}",
+        f"  database      {mask_url(settings.db_url)}",
+        f"  object store  {describe_store(settings.store_url)}",
+        "  stop with Ctrl+C",
+    ]
+    return "\n".join(lines)
+
+
+async def serve(settings: ServerSettings) -> None:
+    """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
+    state = await open_state(settings)
+    app = make_app(state)
+    # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
+    runner = web.AppRunner(
+        app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(
+            f"error: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+            "pick another --port or stop whatever uses it"
+        ) from None
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    display = "127.0.0.1" if settings.host in ("0.0.0.0", "") else host
+    print(banner(settings, f"http://{display}:{settings.port}"), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("gradexp server: shutting down", file=sys.stderr, flush=True)
+    # Close listeners, let in-flight requests finish (bounded), then close the database.
+    await runner.shutdown()
+    await runner.cleanup()
+
+
+def run(settings: ServerSettings) -> None:
+    """Blocking entry point for the CLI."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we log upgrades ourselves
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl+C
+        pass
+
+
+__all__: list[Any] = ["make_app", "open_state", "run", "serve"]

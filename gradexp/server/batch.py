@@ -1,0 +1,402 @@
+"""Decoding and validating request bodies, before any transaction is opened.
+
+Everything here is pure: bytes in, validated Python out, or a ``ApiError`` that names the
+first problem. A batch that fails validation never reaches the database, so a rejected
+request writes nothing.
+
+The checks are written for the hot path (100k+ records a second): plain ``type(x) is``
+tests, a cache of key names already seen to be valid, and a copy of a row's values only in
+the rare case a value needs normalising (a huge literal that orjson parsed as infinity).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gradexp._protocol import (
+    HISTOGRAM_STATS,
+    MAX_BODY_BYTES,
+    MAX_DECOMPRESSED_BYTES,
+    MAX_HISTOGRAM_BINS,
+    MAX_KEY_LENGTH,
+    PROJECT_NAME_RE,
+    SHA256_RE,
+    STAT_SEPARATOR,
+    encode_float,
+)
+from gradexp.server.errors import ApiError
+
+MAX_FILE_PATH = 512
+TYPED_KINDS = ("histogram", "tensor", "image")
+
+
+def bad_batch(message: str) -> ApiError:
+    """The 400 for a batch whose shape or types are wrong."""
+    return ApiError(400, "bad_batch", message)
+
+
+# --- bodies ------------------------------------------------------------------------------
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes],
+    content_length: int | None,
+    content_encoding: str,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    max_decompressed: int = MAX_DECOMPRESSED_BYTES,
+) -> bytes:
+    """Read a request body within the size limits, gunzipping it incrementally.
+
+    The compressed size is checked against ``Content-Length`` before reading and again
+    while reading (a chunked body has no length). Decompression is bounded: each step may
+    produce at most what is left of the decompressed limit, so a gzip bomb is refused after
+    allocating no more than the limit, never its full size.
+    """
+    encoding = content_encoding.strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Encoding {content_encoding!r} is not supported: send gzip or no encoding",
+        )
+    if content_length is not None and content_length > max_body:
+        raise _too_large(max_body)
+    gzip = encoding in ("gzip", "x-gzip")
+    inflater = zlib.decompressobj(wbits=31) if gzip else None
+    out: list[bytes] = []
+    received = 0
+    produced = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > max_body:
+            raise _too_large(max_body)
+        if inflater is None:
+            out.append(chunk)
+            continue
+        data = chunk
+        while data:
+            try:
+                piece = inflater.decompress(data, max_decompressed - produced + 1)
+            except zlib.error as exc:
+                raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {exc}") from None
+            produced += len(piece)
+            if produced > max_decompressed:
+                raise _bomb(max_decompressed)
+            out.append(piece)
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                if inflater.unused_data.strip(b"\x00"):
+                    raise ApiError(400, "bad_gzip", "the body holds data after the gzip stream")
+                break
+    if inflater is not None and not inflater.eof:
+        raise ApiError(400, "bad_gzip", "the gzip stream is truncated")
+    return b"".join(out)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"the request body is over {limit // (1024 * 1024)} MiB: send smaller batches",
+    )
+
+
+def _bomb(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"the body decompresses to more than {limit // (1024 * 1024)} MiB: send smaller batches",
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson, with a 400 ``bad_json`` that says where it broke."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+
+
+# --- names -------------------------------------------------------------------------------
+
+_good_keys: set[str] = set()
+_GOOD_KEYS_MAX = 100_000
+
+
+def check_key(key: Any, where: str) -> str:
+    """A metric key: a non-empty string up to 256 characters, no control characters, no '#'."""
+    if key in _good_keys:
+        return str(key)
+    if type(key) is not str or not key:
+        raise bad_batch(f"{where}: keys must be non-empty strings")
+    if len(key) > MAX_KEY_LENGTH:
+        raise bad_batch(f"{where}: key {key[:40]!r}... is over {MAX_KEY_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise bad_batch(f"{where}: key {key!r} contains a control character")
+    if STAT_SEPARATOR in key:
+        raise bad_batch(f"{where}: key {key!r} contains {STAT_SEPARATOR!r}, which is reserved")
+    if len(_good_keys) < _GOOD_KEYS_MAX:
+        _good_keys.add(key)
+    return key
+
+
+def check_project_name(name: Any) -> str:
+    """A project name per the protocol, or a 400."""
+    if type(name) is not str or not PROJECT_NAME_RE.fullmatch(name):
+        raise ApiError(
+            400,
+            "bad_request",
+            f"invalid project name {name!r}: use letters, digits, '.', '_' or '-' (up to 128)",
+        )
+    return name
+
+
+def check_file_path(path: Any, where: str) -> str:
+    """A run file path: relative, '/'-separated, no '..', no NUL or control characters."""
+    if type(path) is not str or not path or len(path) > MAX_FILE_PATH:
+        raise bad_batch(
+            f"{where}: path must be a non-empty string up to {MAX_FILE_PATH} characters"
+        )
+    if path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path):
+        raise bad_batch(f"{where}: path {path!r} must be relative, with '/' separators")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise bad_batch(f"{where}: path {path!r} has an empty, '.' or '..' part")
+    return path
+
+
+def check_sha256(value: Any, where: str) -> str:
+    """Lowercase hex SHA-256."""
+    if type(value) is not str or not SHA256_RE.fullmatch(value):
+        raise bad_batch(f"{where}: sha256 must be 64 lowercase hex characters")
+    return value
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int
+
+
+def _check_number(x: Any, where: str) -> Any:
+    t = type(x)
+    if t is int:
+        return x
+    if t is float:
+        return x if x - x == 0.0 else encode_float(x)
+    if t is dict and x.get("_type") == "float":
+        return _check_encoded_float(x, where)
+    raise bad_batch(f"{where} must be a number")
+
+
+def _check_encoded_float(x: dict[str, Any], where: str) -> dict[str, Any]:
+    if x.get("value") not in ("NaN", "Infinity", "-Infinity") or len(x) != 2:
+        raise bad_batch(f'{where}: a "float" value must be "NaN", "Infinity" or "-Infinity"')
+    return x
+
+
+def _check_stats(value: dict[str, Any], where: str) -> None:
+    for stat in HISTOGRAM_STATS:
+        if stat in value:
+            value[stat] = _check_number(value[stat], f"{where}.{stat}")
+
+
+def _check_number_list(xs: Any, where: str) -> None:
+    if type(xs) is not list:
+        raise bad_batch(f"{where} must be a list of numbers")
+    for i, x in enumerate(xs):
+        t = type(x)
+        if t is float:
+            if x - x != 0.0:
+                xs[i] = encode_float(x)
+        elif t is not int:
+            if t is dict and x.get("_type") == "float":
+                _check_encoded_float(x, f"{where}[{i}]")
+            else:
+                raise bad_batch(f"{where}[{i}] must be a number")
+
+
+def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
+    """A value with a ``_type``: float, histogram, tensor or image."""
+    kind = value.get("_type")
+    if kind == "float":
+        return _check_encoded_float(value, where)
+    if kind == "histogram":
+        bins, counts = value.get("bins"), value.get("counts")
+        _check_number_list(bins, f"{where}.bins")
+        _check_number_list(counts, f"{where}.counts")
+        assert isinstance(bins, list) and isinstance(counts, list)
+        if len(counts) > MAX_HISTOGRAM_BINS or len(bins) != len(counts) + 1:
+            raise bad_batch(
+                f"{where}: a histogram needs n counts (n <= {MAX_HISTOGRAM_BINS}) and n+1 bin edges"
+            )
+        _check_stats(value, where)
+        return value
+    if kind in ("tensor", "image"):
+        check_file_path(value.get("path"), f"{where}.path")
+        check_sha256(value.get("sha256"), f"{where}.sha256")
+        if not _is_int(value.get("size")) or value["size"] < 0:
+            raise bad_batch(f"{where}.size must be an integer >= 0")
+        if kind == "tensor":
+            shape = value.get("shape")
+            if type(shape) is not list or not all(_is_int(d) and d >= 0 for d in shape):
+                raise bad_batch(f"{where}.shape must be a list of integers >= 0")
+            if type(value.get("dtype")) is not str:
+                raise bad_batch(f"{where}.dtype must be a string")
+            _check_stats(value, where)
+        else:
+            for dim in ("width", "height", "channels"):
+                if dim in value and not _is_int(value[dim]):
+                    raise bad_batch(f"{where}.{dim} must be an integer")
+            caption = value.get("caption")
+            if caption is not None and type(caption) is not str:
+                raise bad_batch(f"{where}.caption must be a string or null")
+        return value
+    raise bad_batch(
+        f'{where}: objects must be typed values with "_type" float, histogram, tensor or image '
+        "(nested mappings are flattened to 'a/b' keys by the SDK)"
+    )
+
+
+def check_values(values: Any, where: str) -> dict[str, Any]:
+    """A row's ``values``: key -> scalar or typed value. Returns it (normalised in place)."""
+    if type(values) is not dict:
+        raise bad_batch(f"{where}.values must be an object")
+    for key, value in values.items():
+        if key not in _good_keys:
+            check_key(key, where)
+        t = type(value)
+        if t is float:
+            if value - value != 0.0:
+                values[key] = encode_float(value)
+        elif t is int or t is str or t is bool or value is None:
+            pass
+        elif t is dict:
+            check_typed(value, f"{where}.values[{key!r}]")
+        else:
+            raise bad_batch(
+                f"{where}.values[{key!r}] must be a number, string, bool, null or typed value"
+            )
+    return values
+
+
+def _check_time(x: Any, where: str) -> float:
+    t = type(x)
+    if (t is float and x - x == 0.0) or t is int:
+        return float(x)
+    raise bad_batch(f"{where} must be a finite number (Unix seconds)")
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """A validated ingest batch."""
+
+    first_seq: int
+    last_seq: int
+    records: list[dict[str, Any]]
+
+
+def _check_record(rec: Any, expected_seq: int) -> None:
+    where = f"records[seq={expected_seq}]"
+    if type(rec) is not dict:
+        raise bad_batch(f"{where} must be an object")
+    if rec.get("seq") != expected_seq or type(rec.get("seq")) is not int:
+        raise bad_batch(
+            f"records must be exactly the sequences first_seq..last_seq in order; "
+            f"expected seq {expected_seq}, got {rec.get('seq')!r}"
+        )
+    kind = rec.get("type")
+    if kind == "history":
+        step = rec.get("step")
+        if type(step) is not int or step < 0 or step >= 2**62:
+            raise bad_batch(f"{where}.step must be an integer >= 0")
+        rec["time"] = _check_time(rec.get("time"), f"{where}.time")
+        check_values(rec.get("values"), where)
+    elif kind == "config":
+        update = rec.get("update")
+        if type(update) is not dict:
+            raise bad_batch(f"{where}.update must be an object")
+        for key in update:
+            if type(key) is not str or not key:
+                raise bad_batch(f"{where}.update: keys must be non-empty strings")
+    elif kind == "summary":
+        update = rec.get("update")
+        if type(update) is not dict:
+            raise bad_batch(f"{where}.update must be an object")
+        check_values(update, f"{where}.update")
+    elif kind == "file":
+        check_file_path(rec.get("path"), f"{where}.path")
+        check_sha256(rec.get("sha256"), f"{where}.sha256")
+        if not _is_int(rec.get("size")) or rec["size"] < 0:
+            raise bad_batch(f"{where}.size must be an integer >= 0")
+        ctype = rec.get("content_type", "application/octet-stream")
+        if type(ctype) is not str or len(ctype) > 255:
+            raise bad_batch(f"{where}.content_type must be a string")
+        rec["content_type"] = ctype
+    elif kind == "telemetry":
+        for name, value in rec.items():
+            if name in ("seq", "type"):
+                continue
+            if type(value) is dict:
+                if not all(type(v) in (int, float) and v - v == 0 for v in value.values()):
+                    raise bad_batch(f"{where}.{name} must map names to numbers")
+            elif type(value) not in (int, float) or value - value != 0:
+                raise bad_batch(f"{where}.{name} must be a number or an object of numbers")
+    elif kind == "finish":
+        if not _is_int(rec.get("exit_code")):
+            raise bad_batch(f"{where}.exit_code must be an integer")
+        rec["time"] = _check_time(rec.get("time"), f"{where}.time")
+    else:
+        raise bad_batch(
+            f"{where}.type {kind!r} is not one of history, config, summary, file, telemetry, finish"
+        )
+
+
+def decode_batch(body: bytes) -> Batch:
+    """Parse and validate an ingest body (already decompressed)."""
+    doc = parse_json(body)
+    if type(doc) is not dict:
+        raise bad_batch('the body must be an object {"first_seq", "last_seq", "records"}')
+    first, last, records = doc.get("first_seq"), doc.get("last_seq"), doc.get("records")
+    if type(first) is not int or type(last) is not int or first < 1 or last < first:
+        raise bad_batch("first_seq and last_seq must be integers with 1 <= first_seq <= last_seq")
+    if type(records) is not list or len(records) != last - first + 1:
+        raise bad_batch(
+            f"records must hold exactly last_seq - first_seq + 1 = {last - first + 1} records"
+        )
+    history_seq = first
+    for rec in records:
+        # Inline fast path for the common record (a history row of plain scalars).
+        if (
+            type(rec) is dict
+            and rec.get("type") == "history"
+            and rec.get("seq") == history_seq
+            and type(rec["seq"]) is int
+            and type(rec.get("step")) is int
+            and 0 <= rec["step"] < 2**62
+            and type(rec.get("time")) is float
+            and rec["time"] - rec["time"] == 0.0
+            and type(rec.get("values")) is dict
+        ):
+            check_values(rec["values"], f"records[seq={history_seq}]")
+        else:
+            _check_record(rec, history_seq)
+        history_seq += 1
+    return Batch(first_seq=first, last_seq=last, records=records)
+
+
+def is_finite_number(x: Any) -> bool:
+    """True for an int or a finite float (not a bool)."""
+    t = type(x)
+    return t is int or (t is float and math.isfinite(x))

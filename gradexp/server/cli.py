@@ -1,0 +1,299 @@
+"""``gradexp server`` (run, migrate, users, keys) and ``gradexp export``.
+
+Every command takes the same storage options, so the admin commands work on the data a
+server uses: ``--data DIR`` (default: a per-user data folder), ``--db URL`` and
+``--store URL``, also read from ``GRADEXP_SERVER_DATA``, ``GRADEXP_SERVER_DB`` and
+``GRADEXP_SERVER_STORE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from gradexp.server.config import ServerSettings, resolve_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def storage_options(func: F) -> F:
+    """--data, --db and --store, on the group and on every subcommand."""
+    func = click.option(
+        "--store",
+        envvar="GRADEXP_SERVER_STORE",
+        default=None,
+        metavar="URL",
+        help="Object store: a folder path or s3://BUCKET/PREFIX (AWS_* environment variables "
+        "give the endpoint, keys and region). Default: DATA/objects.",
+    )(func)
+    func = click.option(
+        "--db",
+        envvar="GRADEXP_SERVER_DB",
+        default=None,
+        metavar="URL",
+        help="Database: sqlite:///PATH, postgresql://USER:PASS@HOST/DB or mysql://USER:PASS@HOST/DB. "
+        "Default: SQLite at DATA/gradexp.db.",
+    )(func)
+    func = click.option(
+        "--data",
+        envvar="GRADEXP_SERVER_DATA",
+        default=None,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help="Folder for the default SQLite database and object store.",
+    )(func)
+    return func
+
+
+def _settings(
+    ctx: click.Context, data: str | None, db: str | None, store: str | None, **kw: Any
+) -> ServerSettings:
+    parent = (ctx.find_object(dict) or {}) if ctx else {}
+    try:
+        return resolve_settings(
+            data=data or parent.get("data"),
+            db=db or parent.get("db"),
+            store=store or parent.get("store"),
+            **kw,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    # The CLI owns its thread: no loop is running here, so asyncio.run is right.
+    try:
+        return asyncio.run(coro)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database or store: {exc}") from None
+
+
+async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from gradexp.server.db import Database
+    from gradexp.server.migrate import migrate
+
+    db = Database(settings.db_url)
+    try:
+        await migrate(db)
+        return await action(db)
+    finally:
+        await db.dispose()
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="GRADEXP_SERVER_HOST",
+    help="Interface to listen on (0.0.0.0 for all).",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=int,
+    envvar="GRADEXP_SERVER_PORT",
+    help="TCP port.",
+)
+@storage_options
+@click.pass_context
+def server(
+    ctx: click.Context, host: str, port: int, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Run the gradexp server (or manage it: see the commands below).
+
+    \b
+    Examples:
+      gradexp server                                  # SQLite + local folder in your data dir
+      gradexp server --data ./gx --port 9000
+      gradexp server --db postgresql://gx:secret@db/gradexp --store s3://bucket/gradexp
+      gradexp server user add ada && gradexp server key create ada
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(data=data, db=db, store=store)
+    if ctx.invoked_subcommand is not None:
+        return
+    from gradexp.server.app import run
+    from gradexp.server.migrate import MigrationError
+
+    settings = _settings(ctx, data, db, store, host=host, port=port)
+    try:
+        run(settings)
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+
+
+@server.command("migrate")
+@storage_options
+@click.pass_context
+def migrate_command(
+    ctx: click.Context, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Upgrade the database schema to this version (the server also does it at start)."""
+    from gradexp.server.db import Database
+    from gradexp.server.migrate import migrate
+
+    settings = _settings(ctx, data, db, store)
+
+    async def go() -> tuple[str | None, str | None]:
+        database = Database(settings.db_url)
+        try:
+            return await migrate(database)
+        finally:
+            await database.dispose()
+
+    before, after = _run(go())
+    if before == after:
+        click.echo(f"database is up to date (schema revision {after})")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to schema revision {after}")
+
+
+@server.group("user")
+def user_group() -> None:
+    """Manage users."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@storage_options
+@click.pass_context
+def user_add(
+    ctx: click.Context, name: str, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Create user NAME."""
+    from gradexp.server.admin import create_user
+
+    settings = _settings(ctx, data, db, store)
+    _run(_with_db(settings, lambda database: create_user(database, name)))
+    click.echo(f"created user {name}; now make a key: gradexp server key create {name}")
+
+
+@user_group.command("list")
+@storage_options
+@click.pass_context
+def user_list(ctx: click.Context, data: str | None, db: str | None, store: str | None) -> None:
+    """List users."""
+    from gradexp.server.admin import list_users
+
+    settings = _settings(ctx, data, db, store)
+    for row in _run(_with_db(settings, list_users)):
+        click.echo(
+            f"{row['name']}\tcreated {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}"
+        )
+
+
+@server.group("key")
+def key_group() -> None:
+    """Manage API keys."""
+
+
+@key_group.command("create")
+@click.argument("user")
+@click.option(
+    "--name", "key_name", default="default", show_default=True, help="A label to tell keys apart."
+)
+@storage_options
+@click.pass_context
+def key_create(
+    ctx: click.Context,
+    user: str,
+    key_name: str,
+    data: str | None,
+    db: str | None,
+    store: str | None,
+) -> None:
+    """Create an API key for USER and print it (shown once: store it now)."""
+    from gradexp.server.admin import create_key
+
+    settings = _settings(ctx, data, db, store)
+    key = _run(_with_db(settings, lambda database: create_key(database, user, key_name)))
+    click.echo(key)
+    click.echo(
+        f"(API key {key_name!r} for {user}; it is shown only once. Use it as GRADEXP_API_KEY.)",
+        err=True,
+    )
+
+
+@key_group.command("list")
+@click.argument("user")
+@storage_options
+@click.pass_context
+def key_list(
+    ctx: click.Context, user: str, data: str | None, db: str | None, store: str | None
+) -> None:
+    """List USER's keys (prefixes only)."""
+    from gradexp.server.admin import list_keys
+
+    settings = _settings(ctx, data, db, store)
+    for k in _run(_with_db(settings, lambda database: list_keys(database, user))):
+        status = "revoked" if k["revoked_at"] else "active"
+        click.echo(f"{k['prefix']}…\t{k['name']}\t{status}")
+
+
+@key_group.command("revoke")
+@click.argument("prefix")
+@storage_options
+@click.pass_context
+def key_revoke(
+    ctx: click.Context, prefix: str, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Revoke the key starting with PREFIX (or given whole)."""
+    from gradexp.server.admin import revoke_key
+
+    settings = _settings(ctx, data, db, store)
+    n = _run(_with_db(settings, lambda database: revoke_key(database, prefix)))
+    click.echo(f"revoked {n} key{'s' if n != 1 else ''}")
+
+
+@click.command("export")
+@click.argument("run_id")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Output file (default: ./RUN_ID-history.parquet).",
+)
+@storage_options
+@click.pass_context
+def export(
+    ctx: click.Context,
+    run_id: str,
+    out: str | None,
+    data: str | None,
+    db: str | None,
+    store: str | None,
+) -> None:
+    """Write run RUN_ID's history as a Parquet file (also for a running run).
+
+    Reads the server's storage directly, with the same --data/--db options as the server.
+    """
+    from gradexp.server.admin import export_run
+
+    settings = _settings(ctx, data, db, store)
+    path = Path(out) if out else Path.cwd() / f"{run_id}-history.parquet"
+    rows = _run(_with_db(settings, lambda database: export_run(database, run_id, path)))
+    click.echo(f"wrote {path} ({rows} rows)")
+
+
+def main() -> None:
+    """``python -m gradexp.server``."""
+    server(prog_name="python -m gradexp.server")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,276 @@
+"""Live updates: a per-process wake-up, and the Server-Sent Events streams.
+
+The database is the source of truth for every stream: a stream remembers a cursor (the
+last sequence number it sent, per run) and reads ``seq > cursor AND seq <= acked_seq``. Any
+process can therefore serve any run, whichever process ingested it. Polling the database
+every ``poll_interval`` covers rows ingested by other processes; the in-memory ``Notifier``
+only wakes the streams of *this* process early when it ingested something itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gradexp.server import schema as s
+from gradexp.server.history import read_rows
+from gradexp.server.runs import effective_state, run_objects, run_query
+
+ROWS_PER_EVENT = 1000
+CLOCK_SLACK = 5.0  # seconds of clock difference tolerated between server processes
+
+
+class Notifier:
+    """Wakes the streams of this process when it commits a change to a run.
+
+    Everything runs on the server's single event loop, so plain sets of futures are safe
+    without locks.
+    """
+
+    def __init__(self) -> None:
+        self._by_run: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
+        self._by_project: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
+        self.closed = False
+
+    def close(self) -> None:
+        """Wake every stream for good: the server is shutting down."""
+        self.closed = True
+        for waiters in (*self._by_run.values(), *self._by_project.values()):
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def notify(self, project_id: int, run_pk: int) -> None:
+        """Wake whoever follows this run or its project."""
+        for fut in (*self._by_run.pop(run_pk, ()), *self._by_project.pop(project_id, ())):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait(
+        self, timeout: float, *, run_pk: int | None = None, project_id: int | None = None
+    ) -> None:
+        """Return on the next notification for the run/project, or after ``timeout``."""
+        if self.closed:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if run_pk is not None:
+            self._by_run[run_pk].add(fut)
+        if project_id is not None:
+            self._by_project[project_id].add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if run_pk is not None:
+                waiters = self._by_run.get(run_pk)
+                if waiters is not None:
+                    waiters.discard(fut)
+                    if not waiters:
+                        del self._by_run[run_pk]
+            if project_id is not None:
+                pwaiters = self._by_project.get(project_id)
+                if pwaiters is not None:
+                    pwaiters.discard(fut)
+                    if not pwaiters:
+                        del self._by_project[project_id]
+
+
+def sse_event(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One SSE message (data is JSON on a single line)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return head.encode() + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """Start an SSE response."""
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+        }
+    )
+    await resp.prepare(request)
+    await resp.write(b"retry: 2000\n\n")
+    return resp
+
+
+def encode_cursor(cursor: dict[str, Any]) -> str:
+    """A project stream cursor as an opaque URL-safe token."""
+    return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> dict[str, Any] | None:
+    """The cursor behind a token, or None if it is not one of ours."""
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if (
+        type(doc) is not dict
+        or type(doc.get("t")) not in (int, float)
+        or type(doc.get("r")) is not dict
+        or not all(type(v) is int for v in doc["r"].values())
+    ):
+        return None
+    return doc
+
+
+PROGRESS_EVENT_INTERVAL = 2.0  # seconds between "run" events for a run that only progressed
+
+
+async def stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
+    """Follow one run: ``rows`` events by cursor, ``run`` events when it changes."""
+    from gradexp.server.state import AppState, base_url
+
+    state: AppState = request.app["state"]
+    settings = state.settings
+    resp = await open_stream(request)
+    cursor = after_seq
+    last_sig: tuple[Any, ...] | None = None
+    last_write = time.monotonic()
+    url = base_url(request)
+    while not state.notifier.closed:
+        async with state.db.read() as conn:
+            row = (await conn.execute(run_query().where(s.runs.c.pk == run.pk))).one()
+            rows: list[dict[str, Any]] = []
+            if row.acked_seq > cursor:
+                rows, _ = await read_rows(
+                    conn, run.pk, after_seq=cursor, max_seq=row.acked_seq, limit=ROWS_PER_EVENT
+                )
+            sig = _signature(row, settings.crash_after)
+            run_obj = None
+            if sig != last_sig:
+                (run_obj,) = await run_objects(conn, [row], url, settings.crash_after)
+                last_sig = sig
+        if rows:
+            cursor = rows[-1]["_seq"]
+            await resp.write(sse_event("rows", {"run_id": run.id, "rows": rows}, str(cursor)))
+            last_write = time.monotonic()
+        elif row.acked_seq > cursor:
+            cursor = int(row.acked_seq)  # sequences without history rows (config, files...)
+        if run_obj is not None:
+            # Sent after the rows it covers, so a client sees "finished" after the last row.
+            await resp.write(sse_event("run", run_obj, str(cursor)))
+            last_write = time.monotonic()
+        if len(rows) == ROWS_PER_EVENT:
+            continue  # more is waiting: catch up before sleeping
+        if time.monotonic() - last_write >= settings.keepalive_interval:
+            await resp.write(b": keepalive\n\n")
+            last_write = time.monotonic()
+        await state.notifier.wait(settings.poll_interval, run_pk=run.pk)
+    return resp
+
+
+def _signature(row: Any, crash_after: float) -> tuple[Any, ...]:
+    """What, when it changes, deserves a ``run`` event."""
+    return (
+        effective_state(row, crash_after),
+        row.exit_code,
+        row.name,
+        row.attempt,
+        row.tags,
+        row.notes,
+    )
+
+
+async def stream_project(
+    request: web.Request, project_id: int, token: str | None
+) -> web.StreamResponse:
+    """Follow every run of a project: ``run`` events and every run's new ``rows``.
+
+    The cursor (the event id) holds the time it was made and, for each run that was running
+    or sent rows on this stream, the last sequence sent. A run absent from a cursor had
+    nothing in flight when the cursor was made; on resume it is sent from the start of its
+    current attempt if that attempt began after the cursor (minus a few seconds of clock
+    slack between processes), else from its current end.
+    """
+    from gradexp.server.state import AppState, base_url
+
+    state: AppState = request.app["state"]
+    settings = state.settings
+    url = base_url(request)
+    resumed = decode_cursor(token) if token else None
+    positions: dict[str, int] = dict(resumed["r"]) if resumed else {}
+    since = float(resumed["t"]) - CLOCK_SLACK if resumed else None
+    signatures: dict[str, tuple[Any, ...]] = {}
+    progress_sent: dict[str, tuple[float, int]] = {}
+    in_cursor: set[str] = set(positions)
+    first = True
+    resp = await open_stream(request)
+    last_write = time.monotonic()
+    while not state.notifier.closed:
+        poll_time = time.time()
+        changed: list[Any] = []
+        row_batches: list[tuple[Any, list[dict[str, Any]]]] = []
+        more = False
+        async with state.db.read() as conn:
+            runs = (await conn.execute(run_query().where(s.runs.c.project_id == project_id))).all()
+            for r in runs:
+                if r.id not in positions:
+                    if first and (since is None or r.attempt_started_at < since):
+                        positions[r.id] = int(r.acked_seq)  # nothing of it is new to the client
+                    else:
+                        positions[r.id] = int(r.attempt_seq)  # a run (or attempt) that is new
+                sig = _signature(r, settings.crash_after)
+                old = signatures.get(r.id)
+                signatures[r.id] = sig
+                now_mono = time.monotonic()
+                last_emit, last_step = progress_sent.get(r.id, (0.0, int(r.last_step)))
+                if (
+                    (old is None and not first)
+                    or (old is not None and old != sig)
+                    or (
+                        r.last_step != last_step and now_mono - last_emit >= PROGRESS_EVENT_INTERVAL
+                    )
+                ):
+                    changed.append(r)
+                    progress_sent[r.id] = (now_mono, int(r.last_step))
+                elif r.id not in progress_sent:
+                    progress_sent[r.id] = (0.0, int(r.last_step))
+                if sig[0] == "running":
+                    in_cursor.add(r.id)
+                if r.acked_seq > positions[r.id]:
+                    rows, _ = await read_rows(
+                        conn,
+                        r.pk,
+                        after_seq=positions[r.id],
+                        max_seq=r.acked_seq,
+                        limit=ROWS_PER_EVENT,
+                    )
+                    if rows:
+                        row_batches.append((r, rows))
+                        more = more or len(rows) == ROWS_PER_EVENT
+                    else:
+                        positions[r.id] = int(r.acked_seq)
+            objs = await run_objects(conn, changed, url, settings.crash_after) if changed else []
+        first = False
+
+        def cursor(t: float = poll_time) -> str:
+            return encode_cursor(
+                {"t": t, "r": {k: positions[k] for k in sorted(in_cursor) if k in positions}}
+            )
+
+        events: list[bytes] = []
+        for r, rows in row_batches:
+            positions[r.id] = rows[-1]["_seq"]
+            in_cursor.add(r.id)
+            events.append(sse_event("rows", {"run_id": r.id, "rows": rows}, cursor()))
+        events.extend(sse_event("run", obj, cursor()) for obj in objs)
+        if events:
+            await resp.write(b"".join(events))
+            last_write = time.monotonic()
+        if more:
+            continue
+        if time.monotonic() - last_write >= settings.keepalive_interval:
+            await resp.write(b": keepalive\n\n")
+            last_write = time.monotonic()
+        await state.notifier.wait(settings.poll_interval, project_id=project_id)
+    return resp

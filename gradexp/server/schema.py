@@ -1,0 +1,232 @@
+"""The SQL schema, as SQLAlchemy Core tables (the queries use these; Alembic migrations
+under ``migrations/`` create and change them, and must be kept in step with this file).
+
+Times are Unix seconds in double columns (one representation across SQLite, PostgreSQL and
+MySQL). JSON documents are orjson text in ``Text`` columns, which MySQL widens to
+``LONGTEXT``. Runs have a client-made string id and an integer surrogate ``pk`` that the
+large tables (history, rollups) key on, because a 4-8 byte key keeps their indexes small.
+MySQL tables use a binary collation: keys and names are case-sensitive everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+metadata = MetaData()
+
+# LONGTEXT on MySQL (TEXT there stops at 64 KiB); plain text elsewhere.
+JsonText = Text().with_variant(mysql.LONGTEXT(), "mysql")
+# SQLite only has 64-bit INTEGER, and only an INTEGER PRIMARY KEY autoincrements.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+MYSQL_TABLE: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Double, nullable=False),
+    Column("last_used_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+    **MYSQL_TABLE,
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("owner_id", "name", name="uq_projects_owner_name"),
+    **MYSQL_TABLE,
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("exit_code", Integer, nullable=True),
+    Column("config", JsonText, nullable=False),
+    Column("summary", JsonText, nullable=False),  # explicit summary updates only
+    Column("telemetry", JsonText, nullable=False),
+    Column("tags", JsonText, nullable=False),
+    Column("notes", JsonText, nullable=True),
+    Column("group_name", String(256), nullable=True),
+    Column("host", JsonText, nullable=False),
+    Column("attempt", String(64), nullable=True),
+    Column("started_at", Double, nullable=False),
+    # The latest init() of this run: when it began and the ack it found (resume point).
+    Column("attempt_started_at", Double, nullable=False),
+    Column("attempt_seq", BigInteger, nullable=False, default=0),
+    Column("finished_at", Double, nullable=True),
+    Column("heartbeat_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("last_step", BigInteger, nullable=False, default=-1),
+    Column("acked_seq", BigInteger, nullable=False, default=0),
+    # A finish record waiting for the records before it (out-of-order batches).
+    Column("finish_seq", BigInteger, nullable=True),
+    Column("finish_exit_code", Integer, nullable=True),
+    Column("finish_time", Double, nullable=True),
+    # Parquet export bookkeeping: a finished run with exported_seq < acked_seq owes one.
+    Column("exported_seq", BigInteger, nullable=True),
+    Column("export_claimed_at", Double, nullable=True),
+    Column("export_error", Text, nullable=True),
+    Index("ix_runs_project_started", "project_id", "started_at"),
+    **MYSQL_TABLE,
+)
+
+# Committed sequence ranges above runs.acked_seq (batches that arrived past a gap).
+seq_ranges = Table(
+    "seq_ranges",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+    **MYSQL_TABLE,
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("step", BigInteger, nullable=False),
+    Column("time", Double, nullable=False),
+    Column("row_values", JsonText, nullable=False),
+    Index("ix_history_run_step", "run_pk", "step"),
+    sqlite_with_rowid=False,
+    **MYSQL_TABLE,
+)
+
+# The per-run key index: one row per key (derived "K#stat" series included). The last value
+# by sequence is the summary's default for that key.
+run_keys = Table(
+    "run_keys",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("key_id", Integer, primary_key=True, autoincrement=False),
+    Column("key_name", String(300), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("first_step", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_value", JsonText, nullable=True),
+    UniqueConstraint("run_pk", "key_name", name="uq_run_keys_key"),
+    **MYSQL_TABLE,
+)
+
+# Precomputed downsampling: per (run, key, level, bucket) the finite min/max/sum/count,
+# flags for non-finite values seen (1 NaN, 2 +inf, 4 -inf) and the last value by sequence
+# (``last`` NULL with ``last_code`` 1/2/3 when that last value was NaN/+inf/-inf).
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("key_id", Integer, primary_key=True, autoincrement=False),
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
+    Column("vmin", Double, nullable=True),
+    Column("vmax", Double, nullable=True),
+    Column("vsum", Double, nullable=False),
+    Column("vcount", BigInteger, nullable=False),
+    Column("flags", SmallInteger, nullable=False),
+    Column("last", Double, nullable=True),
+    Column("last_code", SmallInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("last_time", Double, nullable=False),
+    sqlite_with_rowid=False,
+    **MYSQL_TABLE,
+)
+
+# Typed values (histograms, tensors, images) again, keyed by key, so the histogram heatmap
+# and media views read only the rows of one key instead of scanning the history.
+typed_values = Table(
+    "typed_values",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("key_id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("step", BigInteger, nullable=False),
+    Column("time", Double, nullable=False),
+    Column("value", JsonText, nullable=False),
+    Index("ix_typed_values_step", "run_pk", "key_id", "step"),
+    **MYSQL_TABLE,
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("path", String(512), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
+__all__ = [
+    "api_keys",
+    "blobs",
+    "files",
+    "history",
+    "metadata",
+    "projects",
+    "rollups",
+    "run_keys",
+    "runs",
+    "seq_ranges",
+    "typed_values",
+    "users",
+]

@@ -1,0 +1,474 @@
+"""Shared fixtures: a real ``gradexp server``, real databases, a real S3 endpoint (moto).
+
+The interface other test modules code against (keep it stable):
+
+- ``server`` (session): a running ``gradexp server`` subprocess on a free loopback port with a
+  fresh ``--data`` folder (SQLite + local objects), one user and an API key. A
+  :class:`ServerProcess`: ``.url``, ``.api_key``, ``.user``, ``.data_dir``, ``.db_url``,
+  ``.store_url``, ``.stop()``, ``.start()`` (same port and data), ``.new_user(name)``.
+  Shared by the whole session: use unique project names and run ids.
+- ``start_server(db_url=None, store_url=None, data_dir=None, env=None, port=None)``: a
+  factory for servers of your own; every one is stopped at teardown.
+- ``db_url``: parametrized over ``sqlite``, ``postgresql`` and ``mysql``; a fresh, empty
+  database per test (dropped at teardown). ``GRADEXP_TEST_DATABASES=sqlite,postgresql``
+  narrows the set on a machine without one of the services.
+- ``s3_store``: a fresh bucket on a moto S3 server (one process per session); the value is
+  the ``s3://bucket/prefix`` URL (a ``str`` with ``.env``), and the AWS variables a server
+  needs are set in the environment that ``start_server`` passes on.
+
+When a test fails, the logs of the servers it used are attached to its report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("GRADEXP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_HOST = os.environ.get("GRADEXP_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("GRADEXP_TEST_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("GRADEXP_TEST_MYSQL_USER", "root")
+STARTUP_TIMEOUT = 60.0
+LOG_TAIL_LINES = 200
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion on a fresh loop in a worker thread.
+
+    Safe from sync tests and from inside a running event loop (anyio/trio tests) alike.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def wait_for_health(
+    url: str, timeout: float = STARTUP_TIMEOUT, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until ``url/healthz`` answers 200; raise if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/healthz did not answer within {timeout:.0f} s (last error: {last})")
+
+
+def _server_command() -> list[str]:
+    return [sys.executable, "-m", "gradexp.server"]
+
+
+def _admin(args: list[str], env: dict[str, str] | None = None) -> str:
+    """Run a ``gradexp server`` admin command; returns its stdout."""
+    proc = subprocess.run(
+        [*_server_command(), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"`gradexp server {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+# --- the server process ----------------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """One ``gradexp server`` subprocess and the storage it uses."""
+
+    data_dir: Path
+    db_url: str
+    store_url: str
+    port: int
+    env: dict[str, str]
+    user: str = ""
+    api_key: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def storage_args(self) -> list[str]:
+        """``--data/--db/--store`` as the server and its admin commands take them."""
+        return ["--data", str(self.data_dir), "--db", self.db_url, "--store", self.store_url]
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """Environment variables that point the SDK at this server."""
+        return {"GRADEXP_BASE_URL": self.url, "GRADEXP_API_KEY": self.api_key}
+
+    def start(self) -> ServerProcess:
+        """Start (or restart) the server on the same port and storage; wait until it answers."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    *_server_command(),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.storage_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,  # a Ctrl+C in the test terminal does not hit it first
+            )
+        finally:
+            log.close()
+        try:
+            wait_for_health(self.url, proc=self.proc)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n--- server log ---\n{self.log_tail()}") from None
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM and wait (a graceful shutdown); SIGKILL if it does not exit in time."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies without any cleanup (crash tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def admin(self, *args: str) -> str:
+        """Run ``gradexp server <args> --data/--db/--store`` on this server's storage."""
+        return _admin([*args, *self.storage_args], env=self.env)
+
+    def new_user(self, name: str | None = None) -> tuple[str, str]:
+        """Create a user and an API key for it: returns ``(user, key)``."""
+        name = name or f"user-{uuid.uuid4().hex[:8]}"
+        self.admin("user", "add", name)
+        key = self.admin("key", "create", name).strip()
+        return name, key
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        """One HTTP request to the API (JSON in and out): returns ``(status, decoded body)``."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {"Authorization": f"Bearer {key or self.api_key}"}
+        if body is not None and raw is None:
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                payload = resp.read()
+                status = resp.status
+                ctype = resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            status = err.code
+            ctype = err.headers.get("Content-Type", "")
+        if "json" in ctype and payload:
+            return status, json.loads(payload)
+        return status, payload
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The end of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _make_server(
+    root: Path,
+    db_url: str | None,
+    store_url: str | None,
+    data_dir: Path | None,
+    env: dict[str, str] | None,
+    port: int | None,
+) -> ServerProcess:
+    data = data_dir or Path(tempfile.mkdtemp(prefix="data-", dir=root))
+    base_env = dict(os.environ)
+    base_env.setdefault("GRADEXP_SERVER_POLL_INTERVAL", "0.1")
+    base_env.update(env or {})
+    return ServerProcess(
+        data_dir=data,
+        db_url=db_url or f"sqlite:///{data / 'gradexp.db'}",
+        store_url=store_url or str(data / "objects"),
+        port=port or free_port(),
+        env=base_env,
+    )
+
+
+_SERVERS_KEY = pytest.StashKey[list[ServerProcess]]()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A shared server (SQLite + local folder) with one user and key."""
+    srv = _make_server(tmp_path_factory.mktemp("server"), None, None, None, None, None)
+    srv.user, srv.api_key = srv.new_user("ada")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: ``start_server(db_url=None, store_url=None, data_dir=None, env=None, port=None)``.
+
+    The first server started on a database creates user ``ada`` and a key (``.user``,
+    ``.api_key``); later servers of the same test on the same ``db_url`` (a second process
+    on one PostgreSQL) carry the same credentials.
+    """
+    started: list[ServerProcess] = []
+    request.node.stash[_SERVERS_KEY] = started
+    users_by_db: dict[str, tuple[str, str]] = {}
+
+    def factory(
+        db_url: str | None = None,
+        store_url: str | None = None,
+        data_dir: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> ServerProcess:
+        srv = _make_server(
+            tmp_path_factory.mktemp("server"),
+            db_url,
+            store_url,
+            Path(data_dir) if data_dir is not None else None,
+            env,
+            port,
+        )
+        if srv.db_url in users_by_db:
+            srv.user, srv.api_key = users_by_db[srv.db_url]
+        else:
+            srv.user, srv.api_key = srv.new_user("ada")
+            users_by_db[srv.db_url] = (srv.user, srv.api_key)
+        started.append(srv)
+        return srv.start()
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Attach the logs of the servers a failed test used to its report."""
+    report = yield
+    if report.failed:
+        servers: list[ServerProcess] = list(item.stash.get(_SERVERS_KEY, []))
+        funcargs = getattr(item, "funcargs", {})
+        if isinstance(funcargs.get("server"), ServerProcess):
+            servers.append(funcargs["server"])
+        for srv in servers:
+            report.sections.append((f"gradexp server log ({srv.url})", srv.log_tail()))
+    return report
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+def _enabled_databases() -> list[str]:
+    wanted = os.environ.get("GRADEXP_TEST_DATABASES", "sqlite,postgresql,mysql")
+    return [d.strip() for d in wanted.split(",") if d.strip()]
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _mysql_admin(sql: str) -> None:
+    import pymysql
+
+    conn = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, root: Path) -> Iterator[str]:
+    """A new, empty database of ``kind``; dropped afterwards. Yields its URL."""
+    name = f"gx_test_{uuid.uuid4().hex[:12]}"
+    if kind == "sqlite":
+        folder = root / name
+        folder.mkdir(parents=True)
+        yield f"sqlite:///{folder / 'gradexp.db'}"
+        shutil.rmtree(folder, ignore_errors=True)
+    elif kind == "postgresql":
+        run_async(_pg_admin(f'CREATE DATABASE "{name}"'))
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        try:
+            yield f"{base}/{name}"
+        finally:
+            run_async(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    elif kind == "mysql":
+        _mysql_admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        try:
+            yield f"mysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
+        finally:
+            _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+    else:
+        raise ValueError(kind)
+
+
+@pytest.fixture(params=_enabled_databases())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database URL: SQLite, PostgreSQL or MariaDB/MySQL (one test each)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+# --- S3 (moto) -------------------------------------------------------------------------------
+
+
+class S3Url(str):
+    """An ``s3://bucket/prefix`` URL that also carries the environment a server needs."""
+
+    env: dict[str, str]
+    bucket: str
+    endpoint: str
+
+
+@dataclass
+class _Moto:
+    endpoint: str
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def _moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Moto]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    moto_bin = Path(sys.executable).with_name("moto_server")
+    cmd = [str(moto_bin)] if moto_bin.exists() else [sys.executable, "-m", "moto.server"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(endpoint + "/moto-api/", timeout=2):
+                break
+        except urllib.error.HTTPError:
+            break  # answering at all is enough
+        except (urllib.error.URLError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start:\n{log.read_text()}") from None
+            time.sleep(0.2)
+    yield _Moto(endpoint, proc)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_store(_moto_server: _Moto, monkeypatch: pytest.MonkeyPatch) -> S3Url:
+    """A fresh bucket on the moto S3 server, as ``s3://bucket/gradexp``."""
+    import boto3
+
+    bucket = f"gx-{uuid.uuid4().hex[:16]}"
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": _moto_server.endpoint}
+    client = boto3.client(
+        "s3",
+        endpoint_url=_moto_server.endpoint,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+    client.create_bucket(Bucket=bucket)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    url = S3Url(f"s3://{bucket}/gradexp")
+    url.env = env
+    url.bucket = bucket
+    url.endpoint = _moto_server.endpoint
+    return url
