@@ -102,6 +102,8 @@ class ServerClient:
         self._session: aiohttp.ClientSession | None = None
         self._in_trouble = False
         self.quiet_trouble = False
+        #: Bound on retrying one request (None: retry for as long as the run lives).
+        self.give_up_after: float | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -168,6 +170,8 @@ class ServerClient:
         """
         attempt = 0
         started = time.monotonic()
+        if give_up_after is None:
+            give_up_after = self.give_up_after
         while True:
             problem: str
             delay: float | None = None
@@ -398,9 +402,9 @@ class LiveSource(_Source):
 class FileSource(_Source):
     """Frames of a complete run file (``gradexp sync``), from the ack hint onwards."""
 
-    def __init__(self, run_dir: RunDir, start_offset: int = HEADER_SIZE) -> None:
+    def __init__(self, run_dir: RunDir, start_offset: int | None = None) -> None:
         self._run_dir = run_dir
-        self._start = start_offset
+        start_offset = HEADER_SIZE if start_offset is None else start_offset
         self._reader = RunFile(run_dir.path)
         self._frames = self._iterate(start_offset)
         self._next: Frame | None = None

@@ -268,7 +268,9 @@ class RunFile:
                 return
             # mmap: the file may be gigabytes; only the pages we touch are read.
             with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
-                start = max(HEADER_SIZE, min(start_offset, size))
+                start = max(HEADER_SIZE, start_offset)
+                if start == size:
+                    return  # the hint says: everything before the end is already read
                 if start != HEADER_SIZE and not _valid_frame_at(mm, start, size):
                     start = HEADER_SIZE  # a stale hint: read from the beginning
                 scan = scan_frames(mm, start, size, self._stats)

@@ -1,0 +1,48 @@
+"""Notebook support: show a run as a link when ``init()`` runs in a Jupyter kernel.
+
+``init()`` calls :func:`display_run` only when ``"IPython"`` is already in ``sys.modules``,
+so a plain script never imports IPython. Everything else works in a notebook as is:
+``log()`` never touches the kernel's event loop, ``await gradexp.alog(...)`` runs on it
+(IPython's autoawait), and re-running the ``init()`` cell finishes the previous run first.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from typing import Any
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (not a terminal IPython)."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if get is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def run_html(run: Any) -> str:
+    """The HTML shown for a run: its name, id and a link (or where it is saved offline)."""
+    name = html.escape(str(run.name))
+    rid = html.escape(str(run.id))
+    if run.url and run.mode == "online":
+        url = html.escape(run.url, quote=True)
+        target = f'<a href="{url}" target="_blank" rel="noopener">{url}</a>'
+        return f"<div>gradexp run <b>{name}</b> (<code>{rid}</code>): {target}</div>"
+    where = html.escape(str(run.dir))
+    return (
+        f"<div>gradexp run <b>{name}</b> (<code>{rid}</code>), {html.escape(run.mode)}: "
+        f"saved in <code>{where}</code>; upload it with <code>gradexp sync</code></div>"
+    )
+
+
+def display_run(run: Any) -> None:
+    """Display the run as HTML in a notebook; does nothing elsewhere. Never raises."""
+    if run.mode == "disabled" or not in_notebook():
+        return
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(run_html(run)))
+    except Exception:  # a display problem must never stop init()
+        pass
