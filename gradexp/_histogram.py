@@ -1,0 +1,384 @@
+"""The stream-side histogram and statistics of a numpy array (the ``histogram`` value).
+
+This runs on the stream thread, never on the caller's: ``log()`` only copies the array
+(see ``gradexp._tensors``). It is written to beat ``np.histogram(bins=64)`` by a wide margin
+while giving *exactly* the counts ``np.histogram(values, bins=edges)`` gives for the edges
+it reports:
+
+- one ``min`` and one ``max`` pass; non-finite values are filtered out (and counted) only
+  when those two say there are any;
+- each value is mapped to ``trunc((x - lo) * scale)`` with the subtraction and the product
+  rounded in the working dtype (float32 for float32 data). That map is monotonic, so it cuts
+  the data into contiguous bins; the reported edges are the exact points where it steps
+  (found by a short ``nextafter`` walk from the ideal ``lo + i * width``), not the ideal
+  ones, so no per-value correction pass is needed, and the last edge is inclusive like
+  numpy's;
+- the bin indices fit in a byte (bins <= 255), so pairs of them are counted at once as one
+  ``uint16`` per pair: a ``bincount`` of half as many items into 65,536 slots, folded back.
+
+Everything is processed in cache-sized chunks so the temporaries stay small whatever the
+array's size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from gradexp._protocol import MAX_HISTOGRAM_BINS, encode_float
+
+__all__ = [
+    "DEFAULT_BINS",
+    "as_float_values",
+    "check_bins",
+    "histogram_value",
+    "statistics",
+]
+
+DEFAULT_BINS = 64
+_CHUNK = 1 << 16  # elements per chunk: a 256 KiB float32 scratch stays in L2
+_WALK_STEPS = 4  # nextafter steps tried before an edge is bisected instead (rare)
+
+
+def check_bins(bins: object) -> int:
+    """Validate a bin count (an int in 1..512) and return it; ValueError otherwise."""
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)):
+        raise ValueError(f"bins must be an int between 1 and {MAX_HISTOGRAM_BINS}, got {bins!r}")
+    if not 1 <= int(bins) <= MAX_HISTOGRAM_BINS:
+        raise ValueError(f"bins must be between 1 and {MAX_HISTOGRAM_BINS}, got {bins}")
+    return int(bins)
+
+
+def as_float_values(values: np.ndarray) -> np.ndarray:
+    """A flat float view or copy of ``values`` that the kernel can work on.
+
+    float32 stays float32 (the fast path); small ints, bool and float16 widen exactly to
+    float32; wider ints and float64 (and longdouble) go to float64. Raises TypeError for
+    dtypes that have no meaningful histogram (complex, object, strings, dates).
+    """
+    dtype = values.dtype
+    flat = values.reshape(-1)
+    if dtype == np.float32:
+        return flat
+    if dtype == np.float64:
+        return flat
+    if dtype.kind == "b":
+        return flat.view(np.uint8).astype(np.float32)
+    if dtype.kind in "iu":
+        return flat.astype(np.float32 if dtype.itemsize <= 2 else np.float64)
+    if dtype.kind == "f":
+        return flat.astype(np.float32 if dtype.itemsize <= 4 else np.float64)
+    raise TypeError(unsupported_dtype_message(str(dtype)))
+
+
+def unsupported_dtype_message(dtype: str) -> str:
+    """The one-line error for an array whose dtype gradexp does not chart."""
+    if "complex" in dtype:
+        return (
+            f"cannot log a {dtype} array: complex values are not supported; "
+            "log its .real and .imag (or abs()) instead"
+        )
+    return (
+        f"cannot log an array of dtype {dtype}: only bool, integer and floating-point "
+        "arrays (and torch bfloat16) become histograms"
+    )
+
+
+class _Reduction:
+    """Everything one pass over the finite values yields: the statistics, and the data
+    needed for the histogram (the finite values themselves and their range)."""
+
+    __slots__ = ("count", "finite", "hi", "inf", "lo", "mean", "nan", "ninf", "sumsq", "zeros")
+
+    def __init__(self, values: np.ndarray, extra_zeros: int) -> None:
+        x = as_float_values(values)
+        self.count = int(x.size) + extra_zeros
+        self.nan = self.inf = self.ninf = 0
+        lo = hi = math.nan
+        if x.size:
+            lo, hi = float(x.min()), float(x.max())
+            # min/max propagate NaN and reach +-inf, so finite ones prove all are finite:
+            # the filtering pass below is paid only by arrays that need it.
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                finite = np.isfinite(x)
+                self.nan = int(np.count_nonzero(np.isnan(x)))
+                self.inf = int(np.count_nonzero(x == np.inf))
+                self.ninf = int(np.count_nonzero(x == -np.inf))
+                x = x[finite]
+                lo, hi = (float(x.min()), float(x.max())) if x.size else (math.nan, math.nan)
+        if extra_zeros:  # sparse tensors: implicit zeros are values like any other
+            lo = 0.0 if math.isnan(lo) else min(lo, 0.0)
+            hi = 0.0 if math.isnan(hi) else max(hi, 0.0)
+        self.finite = x
+        self.lo, self.hi = lo, hi
+        n_finite = int(x.size) + extra_zeros
+        self.zeros = extra_zeros
+        self.mean = self.sumsq = math.nan
+        if n_finite == 0:
+            self.sumsq = 0.0
+            return
+        # mean from numpy's pairwise sum; the spread as a sum of squared deviations from that
+        # mean (no cancellation, unlike E[x^2] - mean^2), chunked so each float32 dot
+        # product is short and the total accumulates in a Python float (double).
+        mean = float(np.add.reduce(x, dtype=x.dtype)) / n_finite if x.size else 0.0
+        if not math.isfinite(mean):  # float32 sum overflowed: redo it in float64
+            mean = float(np.add.reduce(x, dtype=np.float64)) / n_finite
+        m = x.dtype.type(mean)
+        scratch = np.empty(min(x.size, _CHUNK), dtype=x.dtype)
+        hits = np.empty(min(x.size, _CHUNK), dtype=np.bool_)
+        squares = 0.0
+        zeros = 0
+        for start in range(0, x.size, _CHUNK):
+            chunk = x[start : start + _CHUNK]
+            d = scratch[: chunk.size]
+            np.subtract(chunk, m, out=d)
+            squares += float(np.dot(d, d))
+            h = hits[: chunk.size]
+            np.equal(chunk, 0, out=h)
+            zeros += int(np.count_nonzero(h))
+        squares += extra_zeros * mean * mean
+        self.zeros += zeros
+        self.mean = mean
+        self.sumsq = squares  # sum of squared deviations from the mean
+
+    def stats(self) -> dict[str, Any]:
+        n_finite = self.count - self.nan - self.inf - self.ninf
+        if n_finite:
+            std = math.sqrt(self.sumsq / n_finite)
+            norm = math.sqrt(self.sumsq + n_finite * self.mean * self.mean)
+        else:
+            std, norm = math.nan, 0.0
+        return {
+            "min": encode_float(self.lo),
+            "max": encode_float(self.hi),
+            "mean": encode_float(self.mean),
+            "std": encode_float(std),
+            "norm": encode_float(norm),
+            "count": self.count,
+            "nan": self.nan,
+            "inf": self.inf,
+            "ninf": self.ninf,
+            "zeros": self.zeros,
+        }
+
+
+def statistics(values: np.ndarray, *, extra_zeros: int = 0) -> dict[str, Any]:
+    """The statistics fields (``HISTOGRAM_STATS``) of ``values``, JSON-ready.
+
+    ``count`` is every element (``extra_zeros`` included: a sparse tensor's implicit zeros);
+    ``nan``, ``inf`` and ``ninf`` count the non-finite ones; ``min``, ``max``, ``mean``,
+    ``std`` (population, like ``np.std``), ``norm`` (L2) and ``zeros`` cover the finite ones.
+    """
+    return _Reduction(values, extra_zeros).stats()
+
+
+def histogram_value(
+    values: np.ndarray,
+    bins: int = DEFAULT_BINS,
+    *,
+    range: tuple[float, float] | None = None,
+    extra_zeros: int = 0,
+) -> dict[str, Any]:
+    """The protocol's ``histogram`` value of ``values``: edges, counts and statistics.
+
+    With ``range`` the edges are ``np.linspace(lo, hi, bins + 1)`` and values outside it are
+    left out of the counts (as ``np.histogram`` does); the statistics still cover every
+    value. Without it the edges span the finite values (see the module docstring).
+    """
+    red = _Reduction(values, extra_zeros)
+    stats = red.stats()
+    x = red.finite
+    if red.count - red.nan - red.inf - red.ninf == 0:
+        return {"_type": "histogram", "bins": [], "counts": [], **stats}
+    if range is not None:
+        counts, edges = np.histogram(x, bins=bins, range=range)
+    else:
+        counts, edges = _auto_histogram(x, bins, red.lo, red.hi)
+    if extra_zeros:
+        _add_at_value(counts, edges, 0.0, extra_zeros, inside_only=range is not None)
+    return {
+        "_type": "histogram",
+        "bins": edges.tolist(),
+        "counts": counts.tolist(),
+        **stats,
+    }
+
+
+def _add_at_value(
+    counts: np.ndarray, edges: np.ndarray, value: float, n: int, *, inside_only: bool
+) -> None:
+    """Add ``n`` occurrences of ``value`` to the bin ``np.histogram`` would put it in."""
+    if inside_only and not edges[0] <= value <= edges[-1]:
+        return
+    index = int(np.searchsorted(edges, value, side="right")) - 1
+    counts[min(max(index, 0), len(counts) - 1)] += n
+
+
+def _auto_histogram(
+    x: np.ndarray, bins: int, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges over ``[lo, hi]`` (the finite range, lo/hi possibly widened to 0)."""
+    if lo == hi:
+        # numpy's rule for a single value: the range becomes [v - 0.5, v + 0.5]
+        edges = np.linspace(lo - 0.5, hi + 0.5, bins + 1)
+        counts = np.zeros(bins, dtype=np.int64)
+        if x.size:  # every finite value is ``lo``: wherever numpy puts one, it puts all
+            counts += np.histogram(x[:1], bins=edges)[0] * x.size
+        return counts, edges
+    wdt = x.dtype.type
+    lo_w, hi_w = wdt(lo), wdt(hi)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        span = hi_w - lo_w
+        scale = wdt(bins) / span if span > 0 else wdt(math.inf)
+    # The map below needs a finite, normal span and scale in the working dtype. float32
+    # data that spans more than float32 can express moves to float64; past that (or for
+    # subnormal spans) numpy computes the histogram itself: correct, merely slower.
+    if not (np.isfinite(span) and np.isfinite(scale) and scale > 0 and _is_normal(span)):
+        if wdt is np.float32:
+            return _auto_histogram(x.astype(np.float64), bins, lo, hi)
+        counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
+        return counts.astype(np.int64), edges
+    edges = _step_edges(lo_w, hi_w, scale, bins)
+    return _count_bins(x, lo_w, scale, bins), edges
+
+
+def _is_normal(v: np.floating) -> bool:
+    return bool(abs(v) >= np.finfo(type(v)).tiny)
+
+
+def _bin_position(c: np.ndarray, lo: np.floating, scale: np.floating) -> np.ndarray:
+    """``(c - lo) * scale`` rounded step by step exactly as ``_count_bins`` does it."""
+    t = np.subtract(c, lo)
+    np.multiply(t, scale, out=t)
+    return t
+
+
+def _step_edges(lo: np.floating, hi: np.floating, scale: np.floating, bins: int) -> np.ndarray:
+    """The exact edges of the map ``min(trunc((x - lo) * scale), bins - 1)``.
+
+    Edge ``i`` (0 < i < bins) is the smallest value ``c`` of the working dtype that maps to a
+    bin ``>= i``. The map is monotonic, so values in ``[edge[i], edge[i+1])`` are exactly
+    the ones it puts in bin ``i`` (and the last bin holds ``hi`` itself).
+
+    Found in two steps, each monotonic: ``D``, the smallest float with ``D * scale`` rounding
+    to ``>= i`` (a step or two from ``i / scale``); then the smallest ``c`` with ``c - lo``
+    rounding to ``>= D``, i.e. ``c >= lo + (prev(D) + D) / 2``, summed in extended precision.
+    Each edge is then checked against the map itself; the rare one that does not check out
+    is walked a step or two, or bisected over the ordered floats.
+    """
+    wdt = type(lo)
+    target = np.arange(1, bins, dtype=wdt)
+    up, down = wdt(np.inf), wdt(-np.inf)
+    d = target / scale
+    for _ in range(_WALK_STEPS):
+        low = d * scale < target
+        if not low.any():
+            break
+        d[low] = np.nextafter(d[low], up)
+    for _ in range(_WALK_STEPS):
+        below = np.nextafter(d, down)
+        still = below * scale >= target
+        if not still.any():
+            break
+        d[still] = below[still]
+    ext = np.longdouble
+    exact = ext(lo) + np.nextafter(d, down).astype(ext) / 2 + d.astype(ext) / 2
+    c = exact.astype(wdt)
+    c = np.where(c < exact, np.nextafter(c, up), c)
+    c = np.clip(c, lo, hi)
+    for _ in range(_WALK_STEPS):  # up until c maps to a bin >= i
+        low = _bin_position(c, lo, scale) < target
+        if not low.any():
+            break
+        c[low] = np.nextafter(c[low], up)
+    for _ in range(_WALK_STEPS):  # down while the float just below also maps to >= i
+        below = np.nextafter(c, down)
+        still = (_bin_position(below, lo, scale) >= target) & (below >= lo)
+        if not still.any():
+            break
+        c[still] = below[still]
+    below = np.nextafter(c, down)
+    settled = (_bin_position(c, lo, scale) >= target) & (
+        (_bin_position(below, lo, scale) < target) | (below < lo)
+    )
+    if not settled.all():
+        todo = ~settled
+        c[todo] = _bisect_edges(lo, hi, scale, target[todo])
+    edges = np.empty(bins + 1, dtype=np.float64)
+    edges[0], edges[1:-1], edges[-1] = float(lo), c, float(hi)
+    return edges
+
+
+def _bisect_edges(
+    lo: np.floating, hi: np.floating, scale: np.floating, target: np.ndarray
+) -> np.ndarray:
+    """For each ``target`` bin, the smallest float in ``[lo, hi]`` whose position reaches it.
+
+    Bisection over the floats' order-preserving integer keys (``_float_key``), so each step
+    halves the number of floats left, not the value range: at most 32 steps for float32 and
+    64 for float64, all edges at once.
+    """
+    wdt = type(lo)
+    # invariant: position(key lo_k) < target <= position(key hi_k)
+    lo_k = np.full(target.shape, _float_key(np.array([lo]))[0], dtype=np.int64)
+    hi_k = np.full(target.shape, _float_key(np.array([hi]))[0], dtype=np.int64)
+    for _ in range(8 * np.dtype(wdt).itemsize + 2):
+        open_ = hi_k - 1 > lo_k  # (not hi_k - lo_k: that can overflow int64)
+        if not open_.any():
+            break
+        mid = (lo_k >> 1) + (hi_k >> 1) + (lo_k & hi_k & 1)  # no overflow near +-2**63
+        reached = _bin_position(_key_float(mid, wdt), lo, scale) >= target
+        hi_k = np.where(open_ & reached, mid, hi_k)
+        lo_k = np.where(open_ & ~reached, mid, lo_k)
+    return _key_float(hi_k, wdt)
+
+
+def _float_key(values: np.ndarray) -> np.ndarray:
+    """int64 keys ordered like the floats ``values`` (float32 or float64); -0.0 < +0.0."""
+    bits = values.view(np.int32 if values.dtype == np.float32 else np.int64).astype(np.int64)
+    magnitude = bits & (0x7FFFFFFF if values.dtype == np.float32 else 0x7FFFFFFFFFFFFFFF)
+    return np.where(bits >= 0, bits, -magnitude - 1)
+
+
+def _key_float(keys: np.ndarray, wdt: type) -> np.ndarray:
+    """The inverse of ``_float_key``."""
+    if wdt is np.float32:
+        sign, unsigned, width = np.uint64(1 << 31), np.uint32, 32
+    else:
+        sign, unsigned, width = np.uint64(1 << 63), np.uint64, 64
+    negative = keys < 0
+    magnitude = np.where(negative, -(keys + 1), keys).astype(np.uint64)
+    bits = np.where(negative, magnitude | sign, magnitude)
+    out: np.ndarray = bits.astype(unsigned).view(np.float32 if width == 32 else np.float64)
+    return out
+
+
+def _count_bins(x: np.ndarray, lo: np.floating, scale: np.floating, bins: int) -> np.ndarray:
+    """Per-bin counts of ``min(trunc((x - lo) * scale), bins - 1)`` over finite ``x``."""
+    # Indices run 0..bins (``bins`` itself only for x == hi); below 255 they fit in a byte
+    # and leave 255 free as the padding of an odd-length array.
+    small = bins < 255
+    index = np.empty(x.size + (x.size & 1 if small else 0), dtype=np.uint8 if small else np.intp)
+    scratch = np.empty(min(x.size, _CHUNK), dtype=x.dtype)
+    with np.errstate(invalid="ignore"):
+        for start in range(0, x.size, _CHUNK):
+            chunk = x[start : start + _CHUNK]
+            t = scratch[: chunk.size]
+            np.subtract(chunk, lo, out=t)
+            # the product is >= 0 and <= bins (+ rounding), so the cast truncates exactly
+            np.multiply(t, scale, out=index[start : start + chunk.size], casting="unsafe")
+    if small:
+        if x.size & 1:
+            index[-1] = 255  # pad to an even length with a slot nobody reads
+        # count two indices at a time: each uint16 is (low byte, high byte) of a pair
+        pairs = np.bincount(index.view(np.uint16), minlength=1 << 16).reshape(256, 256)
+        counts = pairs.sum(axis=0) + pairs.sum(axis=1)
+        if x.size & 1:
+            counts[255] -= 1
+    else:
+        counts = np.bincount(index, minlength=bins + 1)
+    out = counts[:bins].astype(np.int64)
+    out[bins - 1] += counts[bins]  # x == hi lands on index ``bins``: numpy's inclusive edge
+    return out
