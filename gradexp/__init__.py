@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gradexp._protocol import VERSION as __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
+    from gradexp._images import Image as Image
     from gradexp._run import Run as Run
     from gradexp._run import aflush as aflush
     from gradexp._run import alog as alog
@@ -30,6 +31,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp._run import init as init
     from gradexp._run import log as log
     from gradexp._settings import Settings as Settings
+    from gradexp._tensors import Histogram as Histogram
+    from gradexp._tensors import Tensor as Tensor
+    from gradexp.integrations.torch import unwatch as unwatch
+    from gradexp.integrations.torch import watch as watch
 
 # public name -> "module:attribute" (or "module" for a submodule)
 _LAZY: dict[str, str] = {
@@ -43,6 +48,12 @@ _LAZY: dict[str, str] = {
     "Run": "gradexp._run:Run",
     "Settings": "gradexp._settings:Settings",
     "runfile": "gradexp.runfile",
+    # tensors (gradexp._tensors imports numpy; integrations.torch imports torch only when called)
+    "Histogram": "gradexp._tensors:Histogram",
+    "Tensor": "gradexp._tensors:Tensor",
+    "Image": "gradexp._images:Image",
+    "watch": "gradexp.integrations.torch:watch",
+    "unwatch": "gradexp.integrations.torch:unwatch",
 }
 
 __all__ = ["__version__", "run", *_LAZY]
