@@ -31,6 +31,7 @@ from gradexp._protocol import MAX_HISTOGRAM_BINS, encode_float
 
 __all__ = [
     "DEFAULT_BINS",
+    "EMPTY_EDGES",
     "as_float_values",
     "check_bins",
     "histogram_value",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 DEFAULT_BINS = 64
+# An array with no finite value has no bins: zero counts and, as the protocol wants n + 1
+# edges for n counts, one edge.
+EMPTY_EDGES: list[float] = [0.0]
 _CHUNK = 1 << 16  # elements per chunk: a 256 KiB float32 scratch stays in L2
 _WALK_STEPS = 4  # nextafter steps tried before an edge is bisected instead (rare)
 
@@ -191,7 +195,7 @@ def histogram_value(
     stats = red.stats()
     x = red.finite
     if red.count - red.nan - red.inf - red.ninf == 0:
-        return {"_type": "histogram", "bins": [], "counts": [], **stats}
+        return {"_type": "histogram", "bins": EMPTY_EDGES[:], "counts": [], **stats}
     if range is not None:
         counts, edges = np.histogram(x, bins=bins, range=range)
     else:

@@ -35,6 +35,7 @@ import numpy as np
 
 from gradexp._histogram import (
     DEFAULT_BINS,
+    EMPTY_EDGES,
     check_bins,
     histogram_value,
     statistics,
@@ -478,7 +479,7 @@ def _unpack_device_result(
     counts = packed[_HEAD : _HEAD + bins].astype(np.int64)
     edges = packed[_HEAD + bins :]
     if not finite:
-        return {"_type": "histogram", "bins": [], "counts": [], **stats}
+        return {"_type": "histogram", "bins": EMPTY_EDGES[:], "counts": [], **stats}
     if extra:
         inside = edges[0] <= 0.0 <= edges[-1]
         if inside or not explicit:
