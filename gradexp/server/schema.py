@@ -47,6 +47,9 @@ users = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False, unique=True),
     Column("created_at", Double, nullable=False),
+    # Browser sign-in (migration 0003): "scrypt$N$r$p$salt$hash", NULL for key-only users.
+    Column("password_hash", String(255), nullable=True),
+    Column("password_changed_at", Double, nullable=True),
     **MYSQL_TABLE,
 )
 
@@ -61,6 +64,49 @@ api_keys = Table(
     Column("created_at", Double, nullable=False),
     Column("last_used_at", Double, nullable=True),
     Column("revoked_at", Double, nullable=True),
+    **MYSQL_TABLE,
+)
+
+# Browser sessions (migration 0003): only the SHA-256 of the cookie's token is stored.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("created_at", Double, nullable=False),
+    Column("last_seen_at", Double, nullable=False),
+    Column("user_agent", String(256), nullable=True),
+    Column("ip", String(64), nullable=True),
+    **MYSQL_TABLE,
+)
+
+# One-time codes (migration 0003), stored hashed: "authorize" codes of `gradexp login` (with
+# their PKCE challenge and loopback redirect), first-run "setup" tokens, sign-in "link"s.
+auth_codes = Table(
+    "auth_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("purpose", String(16), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=True),
+    Column("challenge", String(128), nullable=True),
+    Column("redirect_uri", String(256), nullable=True),
+    Column("client_name", String(128), nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("used_at", Double, nullable=True),
+    **MYSQL_TABLE,
+)
+
+# Wrong passwords per (user name, client address), shared by every server process.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("first_failed_at", Double, nullable=False),
+    Column("locked_until", Double, nullable=False),
     **MYSQL_TABLE,
 )
 
@@ -218,15 +264,18 @@ files = Table(
 
 __all__ = [
     "api_keys",
+    "auth_codes",
     "blobs",
     "files",
     "history",
+    "login_failures",
     "metadata",
     "projects",
     "rollups",
     "run_keys",
     "runs",
     "seq_ranges",
+    "sessions",
     "typed_values",
     "users",
 ]
