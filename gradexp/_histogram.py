@@ -123,26 +123,9 @@ class _Reduction:
         if n_finite == 0:
             self.sumsq = 0.0
             return
-        # mean from numpy's pairwise sum; the spread as a sum of squared deviations from that
-        # mean (no cancellation, unlike E[x^2] - mean^2), chunked so each float32 dot
-        # product is short and the total accumulates in a Python float (double).
-        mean = float(np.add.reduce(x, dtype=x.dtype)) / n_finite if x.size else 0.0
-        if not math.isfinite(mean):  # float32 sum overflowed: redo it in float64
-            mean = float(np.add.reduce(x, dtype=np.float64)) / n_finite
-        m = x.dtype.type(mean)
-        scratch = np.empty(min(x.size, _CHUNK), dtype=x.dtype)
-        hits = np.empty(min(x.size, _CHUNK), dtype=np.bool_)
-        squares = 0.0
-        zeros = 0
-        for start in range(0, x.size, _CHUNK):
-            chunk = x[start : start + _CHUNK]
-            d = scratch[: chunk.size]
-            np.subtract(chunk, m, out=d)
-            squares += float(np.dot(d, d))
-            h = hits[: chunk.size]
-            np.equal(chunk, 0, out=h)
-            zeros += int(np.count_nonzero(h))
-        squares += extra_zeros * mean * mean
+        mean, squares, zeros = _moments(x, n_finite)
+        if not (math.isfinite(mean) and math.isfinite(squares)):
+            mean, squares = _scaled_moments(x, n_finite)  # values near the float64 limit
         self.zeros += zeros
         self.mean = mean
         self.sumsq = squares  # sum of squared deviations from the mean
@@ -151,7 +134,7 @@ class _Reduction:
         n_finite = self.count - self.nan - self.inf - self.ninf
         if n_finite:
             std = math.sqrt(self.sumsq / n_finite)
-            norm = math.sqrt(self.sumsq + n_finite * self.mean * self.mean)
+            norm = math.hypot(math.sqrt(self.sumsq), math.sqrt(n_finite) * abs(self.mean))
         else:
             std, norm = math.nan, 0.0
         return {
@@ -166,6 +149,67 @@ class _Reduction:
             "ninf": self.ninf,
             "zeros": self.zeros,
         }
+
+
+def _moments(x: np.ndarray, n_finite: int) -> tuple[float, float, int]:
+    """Mean, sum of squared deviations from it, and the number of zeros of finite ``x``.
+
+    A first mean ``m`` from numpy's pairwise sum; then, in chunks, the deviations
+    ``d = x - m``: their sum corrects the mean and their squares give the spread with no
+    cancellation (unlike E[x^2] - mean^2). Each chunk's float32 dot products are short and
+    the totals accumulate in Python floats (doubles), so float32 data gets double-precision
+    statistics at float32 speed.
+    """
+    if not x.size:
+        return 0.0, 0.0, 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        m0 = float(np.add.reduce(x, dtype=x.dtype)) / x.size
+        if not math.isfinite(m0):  # a float32 sum overflowed: redo it in float64
+            m0 = float(np.add.reduce(x, dtype=np.float64)) / x.size
+        m = x.dtype.type(m0)
+        size = min(x.size, _CHUNK)
+        scratch = np.empty(size, dtype=x.dtype)
+        ones = np.ones(size, dtype=x.dtype)
+        hits = np.empty(size, dtype=np.bool_)
+        total = squares = 0.0
+        zeros = 0
+        for start in range(0, x.size, _CHUNK):
+            chunk = x[start : start + _CHUNK]
+            n = chunk.size
+            d = scratch[:n]
+            np.subtract(chunk, m, out=d)
+            total += float(np.dot(d, ones[:n]))
+            squares += float(np.dot(d, d))
+            h = hits[:n]
+            np.equal(chunk, 0, out=h)
+            zeros += int(np.count_nonzero(h))
+    # the implicit zeros of a sparse tensor (n_finite > x.size) deviate by -m each
+    extra = n_finite - x.size
+    total -= extra * float(m)
+    squares += extra * float(m) * float(m)
+    shift = total / n_finite
+    return float(m) + shift, max(squares - n_finite * shift * shift, 0.0), zeros
+
+
+_SCALE = 2.0**-600  # exact: brings float64 values near 1e308 far from overflow when squared
+
+
+def _scaled_moments(x: np.ndarray, n_finite: int) -> tuple[float, float]:
+    """``_moments`` for values so large their sums overflow: computed on ``x * 2**-600``.
+
+    The results are scaled back; a sum of squares past the float64 range becomes inf,
+    which is what it is.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        y = x.astype(np.float64) * _SCALE
+        mean = float(np.add.reduce(y)) / n_finite  # the implicit zeros add nothing
+        d = y - mean
+        squares = float(np.dot(d, d)) + (n_finite - x.size) * mean * mean
+    big = 1.0 / _SCALE
+    try:
+        return mean * big, squares * big * big
+    except OverflowError:  # pragma: no cover - Python floats saturate to inf, not raise
+        return math.inf, math.inf
 
 
 def statistics(values: np.ndarray, *, extra_zeros: int = 0) -> dict[str, Any]:
@@ -237,15 +281,29 @@ def _auto_histogram(
         span = hi_w - lo_w
         scale = wdt(bins) / span if span > 0 else wdt(math.inf)
     # The map below needs a finite, normal span and scale in the working dtype. float32
-    # data that spans more than float32 can express moves to float64; past that (or for
-    # subnormal spans) numpy computes the histogram itself: correct, merely slower.
+    # data that spans more than float32 can express moves to float64; past that (a span
+    # over 1.8e308, or a subnormal one) a plain binary search does it: exact, just slower.
     if not (np.isfinite(span) and np.isfinite(scale) and scale > 0 and _is_normal(span)):
         if wdt is np.float32:
             return _auto_histogram(x.astype(np.float64), bins, lo, hi)
-        counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
-        return counts.astype(np.int64), edges
+        return _searched_histogram(x, bins, lo, hi)
     edges = _step_edges(lo_w, hi_w, scale, bins)
     return _count_bins(x, lo_w, scale, bins), edges
+
+
+def _searched_histogram(
+    x: np.ndarray, bins: int, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-width-ish edges computed without overflow, and np.histogram's own rule
+    (``searchsorted(edges, x, "right") - 1``, the last edge inclusive) to count."""
+    t = np.arange(bins + 1, dtype=np.float64) / bins
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        edges = lo * (1.0 - t) + hi * t  # never past max(|lo|, |hi|): no overflow
+    edges = np.clip(np.maximum.accumulate(edges), lo, hi)
+    edges[0], edges[-1] = lo, hi
+    index = np.searchsorted(edges, x, side="right") - 1
+    counts = np.bincount(np.clip(index, 0, bins - 1), minlength=bins).astype(np.int64)
+    return counts, edges
 
 
 def _is_normal(v: np.floating) -> bool:
