@@ -350,7 +350,8 @@ def reduce_on_device(
        ``np.histogram``) and ``histc`` of ``bin + 0.5`` to count them. ``histc`` takes its
        range as host numbers, ``bincount`` would read its size back from the device: this
        pair needs neither. (Under ``torch.use_deterministic_algorithms`` CUDA's ``histc``
-       is refused, so ``bincount`` is used, at the cost of one wait.)
+       is refused, so ``bincount`` is used, at the cost of one wait; on every device,
+       so the path is tested on CPU too.)
 
     The results (8 numbers, ``bins`` counts, ``bins + 1`` edges) are packed into one small
     tensor and copied to pinned host memory without blocking.
@@ -391,7 +392,7 @@ def reduce_on_device(
         edges = _device_edges(torch, lo, hi, bins, range)
         counts = torch.zeros(bins, dtype=f64, device=dev)
         sqdev = zero.clone()
-        deterministic = dev.type == "cuda" and torch.are_deterministic_algorithms_enabled()
+        deterministic = torch.are_deterministic_algorithms_enabled()
         e_lo, e_hi = edges[0], edges[-1]
         for start in _chunks(n):
             c = x[start : start + DEVICE_CHUNK].to(f64)
