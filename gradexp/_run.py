@@ -174,6 +174,16 @@ class Channel:
         self.release = False  # the caller is done waiting: let go of the run now
         self.abandoned = False  # ... and whatever is not uploaded stays for `gradexp sync`
 
+    def fail(self, reason: str) -> None:
+        """The stream cannot serve this run: release everything that waits on it."""
+        self.stream_dead = reason
+        self.start_error = self.start_error or reason
+        for waiter in (self.started, self.closed):
+            if not waiter.event.is_set():
+                waiter.resolve(False)
+        with self.room:
+            self.room.notify_all()
+
     def pending(self) -> int:
         """Bytes queued by the caller and not yet taken by the stream."""
         return self.bytes_in - self.bytes_out
@@ -221,9 +231,20 @@ class StreamHandle:
         self.thread.start()
 
     def _main(self) -> None:
-        from gradexp import _stream  # imported here, on the stream thread
+        try:
+            from gradexp import _stream  # imported here, on the stream thread
 
-        _stream.serve(self)
+            _stream.serve(self)
+        except BaseException as exc:
+            # The thread cannot work (it should never happen): say why, and release every
+            # caller that would otherwise wait on it.
+            reason = f"{type(exc).__name__}: {exc}"
+            say(f"the gradexp stream thread stopped ({reason}); runs cannot be written.")
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for channel in pending:
+                channel.fail(reason)
+            raise
 
     def loop_ready(self, loop: Any) -> list[Channel]:
         """Called by the stream thread once its loop runs: take the runs waiting to start."""

@@ -60,16 +60,16 @@ _MAX_UNWRITTEN = 8 * 1024 * 1024
 _DRAIN_SLICE_S = 0.02
 
 
-class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+class _DaemonExecutor(concurrent.futures.Executor):
     """The stream loop's executor: daemon worker threads that keep working at exit.
 
-    ``ThreadPoolExecutor.submit`` raises once the interpreter starts shutting down, which
-    is exactly when the exit hook's ``finish()`` needs fsync, gzip and DNS lookups. This
-    subclass keeps the interface asyncio requires and runs work on its own daemon threads.
+    Not a ``ThreadPoolExecutor``, for two reasons that both bite at interpreter exit
+    (when the exit hook's ``finish()`` needs fsync, gzip and DNS lookups): its ``submit``
+    raises once shutdown has begun, and merely importing it registers a shutdown hook,
+    which raises if a short script is already exiting when this thread starts.
     """
 
     def __init__(self, workers: int = 2) -> None:
-        super().__init__(max_workers=1, thread_name_prefix="gradexp-io")
         self._jobs: queue_mod.SimpleQueue[Any] = queue_mod.SimpleQueue()
         self._workers = [
             threading.Thread(target=self._work, name=f"gradexp-io-{i}", daemon=True)
@@ -104,7 +104,10 @@ class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
 def serve(handle: StreamHandle) -> None:
     """The stream thread's body: make the loop, take the runs waiting to start, run forever."""
     loop = asyncio.new_event_loop()
-    loop.set_default_executor(_DaemonExecutor())
+    # set_default_executor() insists on a ThreadPoolExecutor (see _DaemonExecutor for why
+    # not), so the attribute it would set is set directly. Every run_in_executor(None, ...)
+    # on this loop, aiohttp's DNS lookups included, then runs on daemon threads.
+    loop._default_executor = _DaemonExecutor()  # type: ignore[attr-defined]
     asyncio.set_event_loop(loop)
     for channel in handle.loop_ready(loop):
         loop.call_soon(start_run, channel)
