@@ -11,7 +11,8 @@ of values attached to the next step the user logs:
 
 What counts as a step: an optimizer step. A global ``torch.optim`` step pre-hook watches
 every optimizer; the first one that updates any of a model's parameters becomes that
-model's clock, and the values are taken just before it applies the gradients (so with
+model's clock (a later one takes over if that one is dropped or replaced), and the values
+are taken just before it applies the gradients (so with
 gradient accumulation they are the accumulated gradients, and under AMP's ``GradScaler``
 the unscaled ones). Until an optimizer steps, backward passes count instead (loops that
 update parameters by hand), taken at the end of the backward pass. Evaluation loops under
@@ -113,6 +114,7 @@ class _Watcher:
         self.prefix = prefix
         self.param_ids = frozenset(id(p) for p in model.parameters())
         self.optimizer: weakref.ref[Any] | None = None  # the clock, once one is seen
+        self.challenger: weakref.ref[Any] | None = None  # another one that stepped since
         self.foreign: weakref.WeakSet[Any] = weakref.WeakSet()  # optimizers of other params
         self.steps = 0
         self.backward_passes = 0
@@ -125,9 +127,16 @@ class _Watcher:
     # --- the clocks -------------------------------------------------------------------
 
     def on_optimizer_step(self, optimizer: Any) -> None:
-        """Before ``optimizer.step()`` applies the gradients (the caller's thread)."""
-        clock = self.optimizer
-        if clock is None:
+        """Before ``optimizer.step()`` applies the gradients (the caller's thread).
+
+        The clock is the first optimizer seen stepping this model's parameters. Another one
+        takes over when the clock is gone (garbage collected), or when it steps twice with
+        no tick of the clock in between (the old optimizer was replaced but is still
+        referenced); two optimizers that alternate (one per part of the model) leave the
+        first as the clock, so each training step counts once.
+        """
+        clock = self.optimizer() if self.optimizer is not None else None
+        if optimizer is not clock:
             if optimizer in self.foreign:
                 return
             if not any(
@@ -135,11 +144,16 @@ class _Watcher:
             ):
                 self.foreign.add(optimizer)
                 return
+            challenger = self.challenger() if self.challenger is not None else None
+            if clock is not None and challenger is not optimizer:
+                self.challenger = weakref.ref(optimizer)
+                return
+            if challenger is optimizer:
+                self.steps += 1  # its first step, held back while it was a challenger
             # This optimizer is the clock from now on; backward passes stop counting.
             self.optimizer = weakref.ref(optimizer)
             self.remove_backward_hook()
-        elif clock() is not optimizer:
-            return
+        self.challenger = None
         step = self.steps
         self.steps = step + 1
         if step % self.log_freq == 0:
@@ -151,8 +165,8 @@ class _Watcher:
         Runs on an autograd thread, mid-backward: the other gradients are not all done, so
         the capture is queued to run when this backward pass ends.
         """
-        if self.optimizer is not None:
-            return
+        if self.optimizer is not None:  # an optimizer is the clock (maybe a dead one: so
+            return  # be it, the next optimizer step takes over)
         passes = self.backward_passes
         self.backward_passes = passes + 1
         if passes % self.log_freq == 0:
