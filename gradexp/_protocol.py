@@ -14,6 +14,14 @@ from typing import Any, Final
 API_PREFIX: Final = "/api/v1"
 VERSION: Final = "0.1.0"
 
+# --- browser sign-in and `gradexp login` (docs/protocol.md, "Auth" and "Login") -----------
+SESSION_COOKIE: Final = "gradexp_session"  # HttpOnly: the browser's session
+CSRF_COOKIE: Final = "gradexp_csrf"  # readable by the page: the value to send as CSRF_HEADER
+CSRF_HEADER: Final = "X-CSRF-Token"  # required with a session cookie on any non-GET/HEAD
+AUTHORIZE_PATH: Final = "/authorize"  # the consent page `gradexp login` opens
+TOKEN_PATH: Final = API_PREFIX + "/auth/token"  # code + PKCE verifier -> a new API key
+KEYS_PAGE_PATH: Final = "/keys"  # where a person creates and revokes keys
+
 # --- run file --------------------------------------------------------------------------
 RUNFILE_NAME: Final = "run.gxr"
 RUNFILE_MAGIC: Final = b"GRADEXP\x00RUN\x00"  # 12 bytes, then a u32 format version
