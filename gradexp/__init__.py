@@ -23,6 +23,7 @@ from gradexp._protocol import VERSION as __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp._images import Image as Image
+    from gradexp._login import login as login
     from gradexp._run import Run as Run
     from gradexp._run import aflush as aflush
     from gradexp._run import alog as alog
@@ -54,6 +55,8 @@ _LAZY: dict[str, str] = {
     "Image": "gradexp._images:Image",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",
+    # login (gradexp._login imports click and urllib only when called)
+    "login": "gradexp._login:login",
 }
 
 __all__ = ["__version__", "run", *_LAZY]
