@@ -167,19 +167,150 @@ def user_group() -> None:
     """Manage users."""
 
 
+def _read_new_password(password_stdin: bool, what: str) -> str | None:
+    """A new password: one line from stdin, or asked twice on a terminal (None: neither)."""
+    import sys
+
+    from gradexp.server.accounts import AccountError, check_new_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+    elif sys.stdin.isatty() and sys.stdout.isatty():
+        password = click.prompt(
+            f"Password for {what}", hide_input=True, confirmation_prompt="Repeat the password"
+        )
+    else:
+        return None
+    try:
+        check_new_password(password)
+    except AccountError as exc:
+        raise click.ClickException(exc.message) from None
+    return password
+
+
 @user_group.command("add")
 @click.argument("name")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (one line) instead of asking for it.",
+)
+@click.option(
+    "--no-password",
+    is_flag=True,
+    help="No password: the user cannot sign in to the web UI, only use API keys.",
+)
 @storage_options
 @click.pass_context
 def user_add(
-    ctx: click.Context, name: str, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    name: str,
+    password_stdin: bool,
+    no_password: bool,
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
-    """Create user NAME."""
-    from gradexp.server.admin import create_user
+    """Create user NAME, asking for a password (twice) to sign in to the web UI.
+
+    \b
+    Examples:
+      gradexp server user add ada
+      echo "$ADA_PASSWORD" | gradexp server user add ada --password-stdin
+    """
+    from gradexp.server.accounts import AccountError, create_account
+
+    if password_stdin and no_password:
+        raise click.UsageError("--password-stdin and --no-password contradict each other")
+    password = None if no_password else _read_new_password(password_stdin, name)
+    settings = _settings(ctx, data, db, store)
+
+    async def add(database: Any) -> None:
+        try:
+            await create_account(database, name, password)
+        except AccountError as exc:
+            raise ValueError(exc.message) from None
+
+    _run(_with_db(settings, add))
+    if password is None:
+        click.echo(
+            f"created user {name} without a password (API keys only): make a key with "
+            f"`gradexp server key create {name}`, or set a password with "
+            f"`gradexp server user passwd {name}`"
+        )
+    else:
+        click.echo(f"created user {name}; sign in on the server's web page, or run `gradexp login`")
+
+
+@user_group.command("passwd")
+@click.argument("name")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the new password from standard input (one line) instead of asking for it.",
+)
+@storage_options
+@click.pass_context
+def user_passwd(
+    ctx: click.Context,
+    name: str,
+    password_stdin: bool,
+    data: str | None,
+    db: str | None,
+    store: str | None,
+) -> None:
+    """Set user NAME's password; their browser sessions end (API keys keep working)."""
+    from gradexp.server.accounts import AccountError, set_password
+
+    password = _read_new_password(password_stdin, name)
+    if password is None:
+        raise click.ClickException(
+            "no terminal to ask for the password on: pass it with --password-stdin"
+        )
+    settings = _settings(ctx, data, db, store)
+
+    async def change(database: Any) -> None:
+        try:
+            await set_password(database, name, password)
+        except AccountError as exc:
+            raise ValueError(exc.message) from None
+
+    _run(_with_db(settings, change))
+    click.echo(f"password of {name} changed; their browser sessions were signed out")
+
+
+@user_group.command("login-link")
+@click.argument("name")
+@click.option(
+    "--url",
+    envvar="GRADEXP_PUBLIC_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The server's address as a browser reaches it (also GRADEXP_PUBLIC_URL).",
+)
+@storage_options
+@click.pass_context
+def user_login_link(
+    ctx: click.Context, name: str, url: str, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Print a one-time link that signs NAME in to the web UI (valid for a day).
+
+    For a user without a password, a demo, or someone who forgot theirs.
+    """
+    from gradexp.server.accounts import AccountError, create_login_link
 
     settings = _settings(ctx, data, db, store)
-    _run(_with_db(settings, lambda database: create_user(database, name)))
-    click.echo(f"created user {name}; now make a key: gradexp server key create {name}")
+
+    async def make(database: Any) -> str:
+        try:
+            return await create_login_link(database, name)
+        except AccountError as exc:
+            raise ValueError(exc.message) from None
+
+    token = _run(_with_db(settings, make))
+    click.echo(f"{url.rstrip('/')}/login/link?token={token}")
 
 
 @user_group.command("list")
