@@ -66,6 +66,9 @@ def make_app(state: AppState) -> web.Application:
     app.add_routes(routes_ingest.routes)
     app.add_routes(routes_read.routes)
     app.add_routes(routes_live.routes)
+    from gradexp.server import routes_auth
+
+    routes_auth.setup(app)  # sign-in, sessions, gradexp login's authorize flow, API keys
     if (STATIC_DIR / "assets").is_dir():
         app.router.add_static("/assets", STATIC_DIR / "assets")
 
@@ -118,6 +121,11 @@ async def serve(settings: ServerSettings) -> None:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     display = "127.0.0.1" if settings.host in ("0.0.0.0", "") else host
     print(banner(settings, f"http://{display}:{settings.port}"), flush=True)
+    from gradexp.server.routes_auth import first_run_banner
+
+    setup_line = await first_run_banner(state.db, f"http://{display}:{settings.port}")
+    if setup_line:
+        print(setup_line, flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

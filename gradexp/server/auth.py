@@ -5,9 +5,9 @@ entropy, a plain SHA-256 is the right hash: nothing to brute-force, and a lookup
 one indexed query. The key's first characters (``prefix``) are kept in clear to tell keys
 apart in listings.
 
-``authenticate(request)`` is the one place that decides who a request is from. The login
-issue adds a session-cookie path beside the bearer key there; every route only ever asks
-``request["user"]``.
+``authenticate(request)`` is the one place that decides who a request is from: a bearer
+key, else a browser's session cookie (``routes_auth.session_user``); every route only ever
+asks ``request["user"]``. UI pages ask ``page_redirect(request)`` instead.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy import select, update
 
+from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
 from gradexp.server import schema as s
 from gradexp.server.db import Database
 from gradexp.server.errors import ApiError, Handler
@@ -30,6 +31,8 @@ LAST_USED_RESOLUTION = 60.0  # seconds: update api_keys.last_used_at at most thi
 
 # Paths anyone may call without credentials.
 PUBLIC_PATHS = ("/healthz",)
+# API paths that authenticate themselves: trading a one-time login code for a key.
+PUBLIC_API_PATHS = frozenset({TOKEN_PATH})
 
 
 @dataclass(frozen=True)
@@ -102,13 +105,23 @@ async def user_for_key(db: Database, key: str) -> User | None:
 
 
 async def authenticate(request: web.Request) -> User | None:
-    """Who sent this request, or None. Add other credentials (session cookies) here."""
+    """Who sent this request, or None: a bearer API key, else a browser's session cookie
+    (which needs the CSRF header on writes: ``routes_auth.session_user``)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         db: Database = request.app["db"]
         return await user_for_key(db, token.strip())
-    return None
+    from gradexp.server.routes_auth import session_user
+
+    return await session_user(request)
+
+
+async def page_redirect(request: web.Request) -> web.StreamResponse | None:
+    """For a web UI page: None when signed in, else the way to sign in (``/login?next=``)."""
+    from gradexp.server.routes_auth import page_redirect as redirect
+
+    return await redirect(request)
 
 
 def make_auth_middleware() -> web.middleware:  # type: ignore[valid-type]
@@ -116,12 +129,14 @@ def make_auth_middleware() -> web.middleware:  # type: ignore[valid-type]
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith("/api/") or request.path in PUBLIC_API_PATHS:
             return await handler(request)
         user = await authenticate(request)
         if user is None:
             if "Authorization" in request.headers:
                 message = "this API key is not valid (revoked or mistyped); create one with `gradexp server key create NAME`"
+            elif SESSION_COOKIE in request.cookies:
+                message = "your sign-in session has ended: sign in again at /login"
             else:
                 message = (
                     "missing API key: send `Authorization: Bearer <key>` (see `gradexp login`)"
