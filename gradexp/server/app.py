@@ -24,7 +24,6 @@ from gradexp.server.ingest import KeyIdCache
 from gradexp.server.live import Notifier
 from gradexp.server.migrate import migrate
 from gradexp.server.objects import ObjectStore, describe_store
-from gradexp.server.routes_pages import STATIC_DIR
 from gradexp.server.state import AppState
 
 log = logging.getLogger("gradexp.server")
@@ -54,7 +53,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
 
 def make_app(state: AppState) -> web.Application:
     """The web application over an opened state."""
-    from gradexp.server import routes_ingest, routes_live, routes_pages, routes_read
+    from gradexp.server import routes_ingest, routes_live, routes_pages, routes_read, routes_ui
 
     app = web.Application(
         middlewares=[error_middleware, make_auth_middleware()],
@@ -69,8 +68,7 @@ def make_app(state: AppState) -> web.Application:
     from gradexp.server import routes_auth
 
     routes_auth.setup(app)  # sign-in, sessions, gradexp login's authorize flow, API keys
-    if (STATIC_DIR / "assets").is_dir():
-        app.router.add_static("/assets", STATIC_DIR / "assets")
+    routes_ui.setup(app)  # the web UI: pages, assets, UI read endpoints, security headers
 
     async def on_startup(_app: web.Application) -> None:
         state.exporter.start()

@@ -1,0 +1,197 @@
+"""The web UI's pages, its static assets, and the security headers every response carries.
+
+The UI is a set of plain ES modules under ``static/assets/`` (no build step). Every page
+path answers with the same small HTML shell (``static/index.html``); the JavaScript reads
+the path and draws the page from the read API.
+
+Caching: the shell is never cached (``no-cache``), and it names its assets under a
+version folder, ``/assets/v<hash>/...``, where ``<hash>`` digests every asset file. Those
+URLs are immutable, so a browser fetches each module once per release, and a new release
+changes every URL at once: an old page and new modules never mix. ES module imports are
+relative (``./chart.js``), so they stay inside the version folder without a bundler.
+``/assets/<path>`` without a version also works (revalidated each time).
+
+Security headers are added in one place (``on_response_prepare``) so no route can forget
+them: pages get a Content-Security-Policy that allows only this origin's scripts and
+styles (no inline script, no ``unsafe-inline`` or ``unsafe-eval``); everything else (API
+replies, run files) gets ``sandbox`` and ``default-src 'none'``, so a file a user logged
+as ``text/html`` can never run script on this origin, even if opened directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+from gradexp.server.errors import ApiError
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ASSETS_DIR = STATIC_DIR / "assets"
+INDEX_FILE = STATIC_DIR / "index.html"
+
+PAGE_PATHS = ("/", "/p/{owner}/{project}", "/r/{run_id}", "/r/{run_id}/gradients", "/compare")
+
+# Where a notebook may embed the pages (``run.display()``): this origin and any local
+# Jupyter. Operators widen or narrow it with GRADEXP_SERVER_FRAME_ANCESTORS.
+DEFAULT_FRAME_ANCESTORS = "'self' http://localhost:* http://127.0.0.1:* https://localhost:*"
+
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors {ancestors}"
+)
+# For every non-page response: nothing may load or run if someone opens it as a document.
+OTHER_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+routes = web.RouteTableDef()
+
+
+def _asset_version(root: Path) -> str:
+    """A short digest of every asset's path and bytes: the cache-busting folder name."""
+    digest = hashlib.sha256()
+    if root.is_dir():
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(b"\0")
+            digest.update(path.read_bytes())
+    return "v" + digest.hexdigest()[:12]
+
+
+class Shell:
+    """The page shell with the asset URLs filled in, computed once per process."""
+
+    def __init__(self, index: Path = INDEX_FILE, assets: Path = ASSETS_DIR) -> None:
+        self.version = _asset_version(assets)
+        template = index.read_text(encoding="utf-8")
+        self.html = template.replace("{{assets}}", f"/assets/{self.version}").encode()
+
+
+_shell: Shell | None = None
+
+
+def shell() -> Shell:
+    """The process's shell (read lazily so importing this module touches no files)."""
+    global _shell
+    if _shell is None:
+        _shell = Shell()
+    return _shell
+
+
+def frame_ancestors() -> str:
+    """The CSP ``frame-ancestors`` sources for pages."""
+    return os.environ.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip()
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    """Any UI page: the shell; the scripts draw the page named by the path.
+
+    A signed-out visitor is sent to sign-in by :func:`signed_out_redirect` first.
+    """
+    redirect = await signed_out_redirect(request)
+    if redirect is not None:
+        return redirect
+    resp = web.Response(body=shell().html, content_type="text/html", charset="utf-8")
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+async def signed_out_redirect(request: web.Request) -> web.StreamResponse | None:
+    """A redirect to sign-in when the visitor is signed out (None when signed in).
+
+    The login feature decides who is signed in (``routes_auth.page_redirect``); without it
+    (a build that lacks it) everyone gets the page, and the API still refuses them.
+    """
+    try:
+        from gradexp.server import routes_auth
+    except ImportError:  # pragma: no cover - the login feature is part of every release
+        return None
+    hook = getattr(routes_auth, "page_redirect", None)
+    if hook is None:
+        return None
+    result: web.StreamResponse | None = await hook(request)
+    return result
+
+
+for _path in PAGE_PATHS:
+    routes.get(_path)(page)
+
+
+def _asset_file(rel: str) -> Path:
+    """The file under ``assets/`` a URL names; 404 for anything outside it."""
+    if not rel or "\\" in rel or "\0" in rel:
+        raise ApiError(404, "not_found", "no such asset")
+    root = ASSETS_DIR.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ApiError(404, "not_found", f"no such asset: {rel}")
+    return path
+
+
+_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".woff2": "font/woff2",
+    ".json": "application/json",
+}
+
+
+def _asset_response(path: Path, cache_control: str) -> web.FileResponse:
+    resp = web.FileResponse(path)
+    ctype = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+    if ctype:
+        resp.content_type = ctype
+    resp.headers["Cache-Control"] = cache_control
+    return resp
+
+
+@routes.get(r"/assets/{version:v[0-9a-f]{12}}/{path:.+}")
+async def versioned_asset(request: web.Request) -> web.StreamResponse:
+    """An asset under the version folder: cached for good when the version is current."""
+    path = _asset_file(request.match_info["path"])
+    current = request.match_info["version"] == shell().version
+    return _asset_response(path, IMMUTABLE if current else "no-cache")
+
+
+@routes.get("/assets/{path:.+}")
+async def asset(request: web.Request) -> web.StreamResponse:
+    """An asset by its plain path (revalidated on every use)."""
+    return _asset_response(_asset_file(request.match_info["path"]), "no-cache")
+
+
+def _is_page(request: web.Request, response: web.StreamResponse) -> bool:
+    ctype = response.headers.get("Content-Type", "")
+    return ctype.startswith("text/html") and not request.path.startswith("/api/")
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the CSP and friends, unless a route set its own."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if "Content-Security-Policy" in headers:
+        return
+    if _is_page(request, response):
+        headers["Content-Security-Policy"] = PAGE_CSP.format(ancestors=frame_ancestors())
+    elif not request.path.startswith("/assets/"):
+        headers["Content-Security-Policy"] = OTHER_CSP
+
+
+def setup(app: web.Application) -> None:
+    """Add the UI's routes and headers to the app."""
+    from gradexp.server import routes_ui_api
+
+    app.add_routes(routes)
+    app.add_routes(routes_ui_api.routes)
+    app.on_response_prepare.append(add_security_headers)
+
+
+__all__ = ["PAGE_PATHS", "STATIC_DIR", "add_security_headers", "page", "routes", "setup", "shell"]

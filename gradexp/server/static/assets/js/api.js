@@ -1,0 +1,108 @@
+// The read API and the live (SSE) streams, as the pages use them.
+//
+// Requests ride on the browser's session cookie (same origin); the UI only reads, so it
+// never needs the CSRF header that writes require. A 401 means the session ended: the
+// page goes to sign-in and comes back here afterwards.
+
+export const API = "/api/v1";
+export const SIGN_IN_PATH = "/login";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Where a signed-out visitor goes, coming back to this page afterwards. */
+export function signInUrl() {
+  return `${SIGN_IN_PATH}?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`;
+}
+
+let redirecting = false;
+
+/** GET (by default) a JSON endpoint under /api/v1; throws ApiError with the server's message. */
+export async function api(path, { signal, method = "GET" } = {}) {
+  let resp;
+  try {
+    resp = await fetch(API + path, { method, signal, credentials: "same-origin", headers: { Accept: "application/json" } });
+  } catch (err) {
+    if (err && err.name === "AbortError") throw err;
+    throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");
+  }
+  if (resp.status === 401 && !redirecting) {
+    redirecting = true;
+    location.assign(signInUrl());
+  }
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    /* a non-JSON body (a proxy's error page): reported below */
+  }
+  if (!resp.ok) {
+    const err = body && body.error ? body.error : {};
+    throw new ApiError(resp.status, err.code || "http_" + resp.status, err.message || `${resp.status} ${resp.statusText}`);
+  }
+  return body;
+}
+
+/** Encode one path segment (run ids and names are safe, but never trust that). */
+export const seg = (s) => encodeURIComponent(String(s));
+
+/** A query string from an object, skipping empty values. */
+export function qs(params) {
+  const out = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === "") continue;
+    out.set(k, Array.isArray(v) ? v.join(",") : String(v));
+  }
+  const s = out.toString();
+  return s ? "?" + s : "";
+}
+
+const NONFINITE = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
+
+/** A stored value as JS: protocol-encoded non-finite floats become numbers. */
+export function decodeValue(v) {
+  if (v !== null && typeof v === "object" && v._type === "float") return NONFINITE[v.value] ?? NaN;
+  return v;
+}
+
+/** A number for charting, or null (strings, typed values). Booleans chart as 0/1. */
+export function numeric(v) {
+  if (typeof v === "number") return v;
+  if (typeof v === "boolean") return v ? 1 : 0;
+  if (v !== null && typeof v === "object" && v._type === "float") return NONFINITE[v.value] ?? NaN;
+  return null;
+}
+
+/**
+ * Follow an SSE stream: `handlers` maps event names (rows, run) to functions of the parsed
+ * data. EventSource reconnects by itself and resumes with Last-Event-ID, so no row is lost
+ * or repeated across a reconnect. Returns `{close()}`; `onStatus(open|reconnecting)`.
+ */
+export function follow(path, handlers, onStatus) {
+  const source = new EventSource(API + path, { withCredentials: true });
+  for (const [event, fn] of Object.entries(handlers)) {
+    source.addEventListener(event, (e) => {
+      let data;
+      try {
+        data = JSON.parse(e.data);
+      } catch {
+        return;
+      }
+      fn(data, e.lastEventId);
+    });
+  }
+  if (onStatus) {
+    source.addEventListener("open", () => onStatus("open"));
+    source.addEventListener("error", () => onStatus(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));
+  }
+  return {
+    close() {
+      source.close();
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// The UI's entry point: pick the page from the path, draw it, and keep the top bar.
+//
+// Pages are full page loads (plain links): the shell is tiny and the modules are cached
+// for good, so there is no client-side router to keep in sync with the server's paths.
+
+import { api } from "./api.js";
+import { h, replace } from "./dom.js";
+import { showError } from "./layout.js";
+import { mountProjects } from "./pages/projects.js";
+import { mountRuns } from "./pages/runs.js";
+import { mountRun, mountCompare } from "./pages/run.js";
+import { mountGradients } from "./pages/gradients.js";
+
+const ROUTES = [
+  [/^\/$/, () => mountProjects],
+  [/^\/p\/([^/]+)\/([^/]+)\/?$/, (m) => (el) => mountRuns(el, decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
+  [/^\/r\/([^/]+)\/gradients\/?$/, (m) => (el) => mountGradients(el, decodeURIComponent(m[1]))],
+  [/^\/r\/([^/]+)\/?$/, (m) => (el) => mountRun(el, decodeURIComponent(m[1]))],
+  [/^\/compare\/?$/, () => mountCompare],
+];
+
+async function viewer() {
+  const right = document.getElementById("topbar-right");
+  if (!right) return;
+  try {
+    const me = await api("/viewer");
+    replace(right, h("span", { class: "viewer", title: "Signed in", text: me.user.name }));
+  } catch {
+    /* the page itself reports a missing session */
+  }
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("embed") === "1") document.body.classList.add("embed");
+  const el = document.getElementById("app");
+  const path = location.pathname;
+  for (const [pattern, make] of ROUTES) {
+    const m = path.match(pattern);
+    if (!m) continue;
+    try {
+      await make(m)(el);
+    } catch (err) {
+      if (err && err.name === "AbortError") return;
+      console.error(err);
+      showError(el, err);
+    }
+    break;
+  }
+  if (!document.body.classList.contains("embed")) viewer();
+}
+
+main();

@@ -1,0 +1,410 @@
+// The chart board of a run page (and of the compare view): a chart for every scalar key,
+// grouped by key prefix, for one or several runs.
+//
+// Speed with 50+ keys of 100k steps each:
+// - a chart fetches nothing and draws nothing until it is near the viewport
+//   (IntersectionObserver); charts that become visible in the same frame are fetched
+//   together, one history request per run for all their keys;
+// - the server downsamples (min/max buckets), so a chart receives about one point per
+//   pixel column whatever the run's length;
+// - live rows are appended to the loaded series only, and redraws are coalesced per frame.
+
+import { api, qs, seg, numeric } from "./api.js";
+import { Chart, Series } from "./chart.js";
+import { debounce, h, icon, prefs, replace } from "./dom.js";
+
+const STAT_SEP = "#";
+const PRIORITY = ["", "train", "val", "valid", "validation", "eval", "test"];
+const MAX_KEYS_PER_REQUEST = 24;
+const LIVE_COMPACT_FACTOR = 4; // compact a live series once it holds 4x the samples asked for
+
+/** The group a key belongs to: its prefix up to the first "/" ("" for none); statistics
+ * of histograms (`K#stat`) go to their own group per prefix. */
+export function groupOf(key) {
+  const hash = key.indexOf(STAT_SEP);
+  const base = hash >= 0 ? key.slice(0, hash) : key;
+  const slash = base.indexOf("/");
+  const prefix = slash > 0 ? base.slice(0, slash) : "";
+  return hash >= 0 ? `${prefix || "histograms"} ${STAT_SEP} stats` : prefix;
+}
+
+function groupOrder(a, b) {
+  const ra = PRIORITY.indexOf(a);
+  const rb = PRIORITY.indexOf(b);
+  const sa = a.includes(STAT_SEP) ? 1 : 0;
+  const sb = b.includes(STAT_SEP) ? 1 : 0;
+  if (sa !== sb) return sa - sb;
+  if (ra >= 0 || rb >= 0) return (ra < 0 ? 99 : ra) - (rb < 0 ? 99 : rb);
+  return a.localeCompare(b);
+}
+
+/** One chart: its key, its series per run, its lazy state. */
+class Panel {
+  constructor(board, key) {
+    this.board = board;
+    this.key = key;
+    this.loaded = false;
+    this.loading = false;
+    this.pending = []; // live rows that arrived while the history request was in flight
+    this.series = new Map(); // run id -> Series (the full range)
+    this.zoomed = null; // run id -> Series of a zoomed range, or null
+    this.logY = prefs.get(`log:${key}`, false);
+
+    const slash = key.indexOf("/");
+    const title = h("div", { class: "panel-title", title: key }, slash > 0 ? [h("span", { class: "prefix", text: key.slice(0, slash + 1) }), key.slice(slash + 1)] : key);
+    this.logBtn = h("button", { type: "button", class: ["icon-button", this.logY ? "on" : null], title: "Log scale", "aria-pressed": String(this.logY) }, icon("log"), "log");
+    this.resetBtn = h("button", { type: "button", class: "icon-button", title: "Reset zoom (or double-click the chart)", hidden: true }, icon("reset"), "reset");
+    this.expandBtn = h("button", { type: "button", class: "icon-button", title: "Enlarge" }, icon("expand"));
+    this.plotEl = h("div", { class: "panel-plot" });
+    this.el = h("div", { class: "panel", dataset: { key } }, h("div", { class: "panel-head" }, title, h("div", { class: "panel-tools" }, this.resetBtn, this.logBtn, this.expandBtn)), this.plotEl);
+    this.chart = new Chart(this.plotEl, {
+      xMode: board.xMode,
+      smoothing: board.smoothing,
+      logY: this.logY,
+      onZoom: (range) => this.onZoom(range),
+      onHover: (x, chart) => board.linkHover(x, chart),
+    });
+    this.chart.setStatus("Loading…");
+    this.logBtn.addEventListener("click", () => {
+      this.logY = !this.logY;
+      prefs.set(`log:${key}`, this.logY);
+      this.logBtn.classList.toggle("on", this.logY);
+      this.logBtn.setAttribute("aria-pressed", String(this.logY));
+      this.chart.setOptions({ logY: this.logY });
+    });
+    this.resetBtn.addEventListener("click", () => this.chart.resetZoom());
+    this.expandBtn.addEventListener("click", () => {
+      this.el.classList.toggle("enlarged");
+      this.el.scrollIntoView({ block: "nearest" });
+    });
+  }
+
+  seriesFor(run) {
+    let s = this.series.get(run.id);
+    if (!s) {
+      s = new Series(run.id, run.name, run.color);
+      s.t0 = run.started_at;
+      this.series.set(run.id, s);
+    }
+    return s;
+  }
+
+  /** Apply a history response's series for one run. */
+  setData(run, obj) {
+    this.seriesFor(run).setFromApi(obj);
+  }
+
+  finishLoad() {
+    this.loaded = true;
+    this.loading = false;
+    for (const [run, step, time, value] of this.pending) this.appendPoint(run, step, time, value);
+    this.pending = [];
+    this.show();
+  }
+
+  /** Push what to draw to the chart (zoomed series while zoomed). */
+  show() {
+    const source = this.zoomed || this.series;
+    const list = this.board.runs.map((r) => source.get(r.id)).filter((s) => s && s.n);
+    this.chart.setSeries(list);
+    this.chart.setStatus(list.length ? null : "No numeric values");
+  }
+
+  appendPoint(run, step, time, value) {
+    if (this.loading) {
+      this.pending.push([run, step, time, value]);
+      return;
+    }
+    if (!this.loaded) return; // the history request, when it comes, includes this point
+    const s = this.seriesFor(run);
+    if (!s.append(step, time, value)) return;
+    if (s.n > this.board.samples * LIVE_COMPACT_FACTOR) s.compact();
+    if (!this.zoomed) {
+      if (this.chart.series.indexOf(s) < 0) this.show();
+      else this.chart.invalidate();
+    }
+  }
+
+  async onZoom(range) {
+    this.resetBtn.hidden = !range;
+    if (!range) {
+      this.zoomed = null;
+      this.show();
+      return;
+    }
+    if (!range.steps) return;
+    const [lo, hi] = range.steps;
+    const zoomed = new Map();
+    const token = (this.zoomToken = {});
+    await Promise.all(
+      this.board.runs.map(async (run) => {
+        const q = qs({ keys: this.key, min_step: lo, max_step: hi, samples: this.board.samples });
+        const res = await api(`/runs/${seg(run.id)}/history${q}`).catch(() => null);
+        if (!res || !res.series[this.key]) return;
+        const s = new Series(run.id, run.name, run.color);
+        s.t0 = run.started_at;
+        zoomed.set(run.id, s.setFromApi(res.series[this.key]));
+      }),
+    );
+    if (token !== this.zoomToken || !this.chart.zoom) return; // reset or re-zoomed meanwhile
+    this.zoomed = zoomed;
+    this.show();
+  }
+}
+
+/**
+ * The board. `runs`: [{id, name, color, started_at}]. `keys`: numeric keys to chart.
+ * `prefsKey` scopes remembered choices (collapsed groups) to a project.
+ */
+export class Board {
+  constructor(container, { runs, keys, prefsKey }) {
+    this.container = container;
+    this.runs = runs;
+    this.prefsKey = prefsKey;
+    this.panels = new Map();
+    this.groups = new Map(); // name -> {el, grid, count, panels: []}
+    this.xMode = prefs.get("xMode", "step");
+    this.smoothing = prefs.get("smoothing", 0);
+    this.filter = "";
+    this.samples = 600;
+    this.queue = new Set();
+    this.flushScheduled = false;
+    this.collapsed = new Set(prefs.get(`collapsed:${prefsKey}`, []));
+
+    this.observer = new IntersectionObserver((entries) => this._onIntersect(entries), { rootMargin: "300px 0px" });
+    this.toolbar = this._toolbar();
+    this.groupsEl = h("div", { class: "groups" });
+    this.emptyEl = h("div", { class: "empty", hidden: true });
+    replace(container, this.toolbar, this.emptyEl, this.groupsEl);
+    for (const key of keys) this.addKey(key);
+    this._updateEmpty();
+  }
+
+  _toolbar() {
+    const filter = h("input", { type: "search", class: "input", placeholder: "Filter charts (regex)", "aria-label": "Filter charts" });
+    filter.addEventListener("input", debounce(() => this.setFilter(filter.value), 120));
+    const xSel = h(
+      "select",
+      { class: "input", "aria-label": "X axis" },
+      [
+        ["step", "Step"],
+        ["relative", "Relative time"],
+        ["wall", "Wall time"],
+      ].map(([v, t]) => h("option", { value: v, selected: v === this.xMode, text: `x: ${t}` })),
+    );
+    xSel.addEventListener("change", () => {
+      this.xMode = xSel.value;
+      prefs.set("xMode", this.xMode);
+      for (const p of this.panels.values()) {
+        p.zoomed = null;
+        p.resetBtn.hidden = true;
+        p.chart.setOptions({ xMode: this.xMode });
+        p.show();
+      }
+    });
+    const smoothOut = h("output", { class: "smooth-value", text: this.smoothing.toFixed(2) });
+    const smooth = h("input", { type: "range", min: "0", max: "0.99", step: "0.01", value: String(this.smoothing), "aria-label": "Smoothing" });
+    smooth.addEventListener("input", () => {
+      this.smoothing = Number(smooth.value);
+      smoothOut.textContent = this.smoothing.toFixed(2);
+      prefs.set("smoothing", this.smoothing);
+      for (const p of this.panels.values()) p.chart.setOptions({ smoothing: this.smoothing });
+    });
+    this.liveEl = h("span", { class: "live-pill", hidden: true }, h("span", { class: "pulse" }), "Live");
+    const collapseAll = h("button", { type: "button", class: "button ghost", text: "Collapse all" });
+    collapseAll.addEventListener("click", () => {
+      const anyOpen = [...this.groups.keys()].some((g) => !this.collapsed.has(g));
+      for (const name of this.groups.keys()) this.setCollapsed(name, anyOpen);
+      collapseAll.textContent = anyOpen ? "Expand all" : "Collapse all";
+    });
+    return h(
+      "div",
+      { class: "toolbar sticky" },
+      h("label", { class: "search" }, icon("search"), filter),
+      xSel,
+      h("label", { class: "smooth", title: "Exponential moving average (debiased)" }, h("span", { text: "Smoothing" }), smooth, smoothOut),
+      h("div", { class: "spacer" }),
+      this.liveEl,
+      collapseAll,
+    );
+  }
+
+  setLive(on) {
+    this.liveEl.hidden = !on;
+  }
+
+  /** Add a chart for a key (new keys also arrive live). */
+  addKey(key) {
+    if (this.panels.has(key)) return this.panels.get(key);
+    const panel = new Panel(this, key);
+    this.panels.set(key, panel);
+    const name = groupOf(key);
+    let group = this.groups.get(name);
+    if (!group) {
+      group = this._group(name);
+      // keep groups in their display order
+      const names = [...this.groups.keys(), name].sort(groupOrder);
+      this.groups.set(name, group);
+      const next = names[names.indexOf(name) + 1];
+      this.groupsEl.insertBefore(group.el, next ? this.groups.get(next).el : null);
+    }
+    group.panels.push(panel);
+    group.panels.sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }));
+    const i = group.panels.indexOf(panel);
+    group.grid.insertBefore(panel.el, group.panels[i + 1] ? group.panels[i + 1].el : null);
+    group.count.textContent = String(group.panels.length);
+    this._applyFilter(panel);
+    this.observer.observe(panel.el);
+    return panel;
+  }
+
+  _group(name) {
+    const collapsed = this.collapsed.has(name) || (name.includes(STAT_SEP) && !prefs.get(`opened:${this.prefsKey}:${name}`, false));
+    if (collapsed) this.collapsed.add(name);
+    const count = h("span", { class: "group-count" });
+    const headBtn = h("button", { type: "button", class: "group-head", "aria-expanded": String(!collapsed) }, icon("chevron"), h("span", { class: "group-name", text: name || "Charts" }), count);
+    const grid = h("div", { class: "grid" });
+    const el = h("section", { class: ["group", collapsed ? "collapsed" : null], dataset: { group: name } }, headBtn, grid);
+    headBtn.addEventListener("click", () => this.setCollapsed(name, !this.collapsed.has(name)));
+    return { el, grid, count, headBtn, panels: [] };
+  }
+
+  setCollapsed(name, collapsed) {
+    const group = this.groups.get(name);
+    if (!group) return;
+    if (collapsed) this.collapsed.add(name);
+    else this.collapsed.delete(name);
+    if (name.includes(STAT_SEP)) prefs.set(`opened:${this.prefsKey}:${name}`, !collapsed);
+    prefs.set(`collapsed:${this.prefsKey}`, [...this.collapsed].filter((n) => !n.includes(STAT_SEP)));
+    group.el.classList.toggle("collapsed", collapsed);
+    group.headBtn.setAttribute("aria-expanded", String(!collapsed));
+  }
+
+  setFilter(text) {
+    let re = null;
+    try {
+      re = text ? new RegExp(text, "i") : null;
+    } catch {
+      re = null;
+    }
+    this.filter = re || text.toLowerCase();
+    for (const p of this.panels.values()) this._applyFilter(p);
+    for (const g of this.groups.values()) {
+      const shown = g.panels.filter((p) => !p.el.hidden).length;
+      g.el.hidden = shown === 0;
+      g.count.textContent = shown === g.panels.length ? String(shown) : `${shown} of ${g.panels.length}`;
+      if (text && shown) g.el.classList.remove("collapsed");
+      else g.el.classList.toggle("collapsed", this.collapsed.has(g.el.dataset.group));
+    }
+    this._updateEmpty();
+  }
+
+  _applyFilter(panel) {
+    const f = this.filter;
+    panel.el.hidden = f ? (f instanceof RegExp ? !f.test(panel.key) : !panel.key.toLowerCase().includes(f)) : false;
+  }
+
+  _updateEmpty() {
+    const any = [...this.panels.values()].some((p) => !p.el.hidden);
+    this.emptyEl.hidden = any;
+    if (!any) replace(this.emptyEl, h("div", { class: "empty-title", text: this.panels.size ? "No chart matches the filter" : "No scalar metrics yet" }), h("p", { text: this.panels.size ? "Clear the filter to see every chart." : "Charts appear as soon as the run logs numbers, e.g. gradexp.log({\"loss\": 0.3})." }));
+  }
+
+  // --- lazy loading ---
+
+  _onIntersect(entries) {
+    for (const entry of entries) {
+      const panel = this.panels.get(entry.target.dataset.key);
+      if (!panel) continue;
+      panel.chart.setVisible(entry.isIntersecting);
+      if (entry.isIntersecting && !panel.loaded && !panel.loading) {
+        if (!this.samplesSet) {
+          this.samples = Math.max(100, Math.min(2000, Math.round(panel.plotEl.getBoundingClientRect().width || 600)));
+          this.samplesSet = true;
+        }
+        this.queue.add(panel);
+        this._scheduleFlush();
+      }
+    }
+  }
+
+  _scheduleFlush() {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // One macrotask later: every chart that became visible in this frame joins the request.
+    setTimeout(() => {
+      this.flushScheduled = false;
+      this._flush();
+    }, 0);
+  }
+
+  async _flush() {
+    const panels = [...this.queue];
+    this.queue.clear();
+    if (!panels.length) return;
+    for (const p of panels) p.loading = true;
+    const chunks = [];
+    for (let i = 0; i < panels.length; i += MAX_KEYS_PER_REQUEST) chunks.push(panels.slice(i, i + MAX_KEYS_PER_REQUEST));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        const keys = chunk.map((p) => p.key);
+        const results = await Promise.all(
+          this.runs.map((run) =>
+            api(`/runs/${seg(run.id)}/history${qs({ keys, samples: this.samples })}`)
+              .then((res) => [run, res])
+              .catch((err) => [run, null, err]),
+          ),
+        );
+        for (const p of chunk) {
+          let failed = null;
+          for (const [run, res, err] of results) {
+            if (res && res.series[p.key]) p.setData(run, res.series[p.key]);
+            else if (err) failed = err;
+          }
+          p.finishLoad();
+          if (failed && !p.series.size) p.chart.setStatus(`Could not load: ${failed.message}`);
+        }
+      }),
+    );
+  }
+
+  // --- live ---
+
+  /** Rows of one run from its event stream: append numeric values, add new keys' charts. */
+  appendRows(runId, rows) {
+    const run = this.runs.find((r) => r.id === runId);
+    if (!run) return;
+    for (const row of rows) {
+      const step = row._step;
+      const time = row._timestamp;
+      for (const key in row) {
+        if (key.charCodeAt(0) === 95 && (key === "_step" || key === "_seq" || key === "_timestamp")) continue;
+        const value = row[key];
+        const v = numeric(value);
+        if (v !== null) {
+          const panel = this.panels.get(key) || this.addKey(key);
+          panel.appendPoint(run, step, time, v);
+          continue;
+        }
+        // histogram/tensor statistics chart as "K#stat" series
+        if (value && typeof value === "object" && (value._type === "histogram" || value._type === "tensor")) {
+          for (const stat of ["min", "max", "mean", "std", "norm", "count", "nan", "inf", "ninf", "zeros"]) {
+            const sv = numeric(value[stat]);
+            if (sv === null) continue;
+            const k = key + STAT_SEP + stat;
+            const panel = this.panels.get(k) || this.addKey(k);
+            panel.appendPoint(run, step, time, sv);
+          }
+        }
+      }
+    }
+    this._updateEmpty();
+  }
+
+  /** Crosshair linking: every other visible chart shows the hovered x. */
+  linkHover(x, source) {
+    for (const p of this.panels.values()) {
+      if (p.chart !== source && p.chart.visible) p.chart.setLinkedX(x);
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// Building DOM safely. Every piece of data reaches the page as a text node or an
+// attribute value set through the DOM API: nothing here (or anywhere in the UI) assigns
+// innerHTML, so a run named `<img src=x onerror=alert(1)>` can only ever show as text.
+
+/**
+ * Create an element: h("a", {class: "x", href: url, on: {click: fn}}, "text", child...).
+ * Props: class (string or array), text, dataset, style (object, set through CSSOM, which
+ * the CSP allows), on (event listeners), any other key -> attribute (or property for
+ * `value`, `checked`, `disabled`, `hidden`, `selected`). Children: nodes, strings
+ * (text nodes), numbers, arrays; null/undefined/false are skipped.
+ */
+export function h(tag, props, ...children) {
+  const el = tag.includes(":") ? svg(tag.slice(4)) : document.createElement(tag);
+  if (props) applyProps(el, props);
+  append(el, children);
+  return el;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svg(tag) {
+  return document.createElementNS(SVG_NS, tag);
+}
+
+const PROPERTIES = new Set(["value", "checked", "disabled", "hidden", "selected", "indeterminate"]);
+
+function applyProps(el, props) {
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") {
+      const names = Array.isArray(value) ? value.filter(Boolean) : String(value).split(/\s+/).filter(Boolean);
+      el.classList.add(...names);
+    } else if (key === "text") {
+      el.textContent = String(value);
+    } else if (key === "dataset") {
+      for (const [k, v] of Object.entries(value)) el.dataset[k] = String(v);
+    } else if (key === "style") {
+      for (const [k, v] of Object.entries(value)) {
+        if (k.startsWith("--")) el.style.setProperty(k, String(v));
+        else el.style[k] = v;
+      }
+    } else if (key === "on") {
+      for (const [event, fn] of Object.entries(value)) el.addEventListener(event, fn);
+    } else if (PROPERTIES.has(key)) {
+      el[key] = value;
+    } else {
+      el.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+}
+
+/** Append children (see `h`) to an element. */
+export function append(el, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(el, child);
+    else if (child instanceof Node) el.appendChild(child);
+    else el.appendChild(document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** Remove every child of an element. */
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+/** Replace an element's children. */
+export function replace(el, ...children) {
+  clear(el);
+  return append(el, children);
+}
+
+/** A small inline SVG icon from a fixed set of paths (no data involved). */
+const ICONS = {
+  chevron: "M6 9l6 6 6-6",
+  search: "M11 19a8 8 0 1 1 0-16 8 8 0 0 1 0 16zm10 2-4.35-4.35",
+  reset: "M3 12a9 9 0 1 0 3-6.7L3 8m0-5v5h5",
+  log: "M4 20V4m0 16h16M8 16c3-1 4-9 12-11",
+  download: "M12 3v12m0 0-4-4m4 4 4-4M4 19h16",
+  columns: "M4 4h16v16H4zM10 4v16M16 4v16",
+  external: "M14 4h6v6m0-6L10 14M18 14v6H4V6h6",
+  compare: "M4 18l5-6 4 3 7-9M4 8l5 3 4-2 7 4",
+  close: "M6 6l12 12M18 6 6 18",
+  grid: "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z",
+  expand: "M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5",
+};
+
+export function icon(name, size = 16) {
+  const el = svg("svg");
+  el.setAttribute("viewBox", "0 0 24 24");
+  el.setAttribute("width", String(size));
+  el.setAttribute("height", String(size));
+  el.setAttribute("aria-hidden", "true");
+  el.setAttribute("class", "icon");
+  const path = svg("path");
+  path.setAttribute("d", ICONS[name] || "");
+  el.appendChild(path);
+  return el;
+}
+
+/** Debounce a function (trailing edge). */
+export function debounce(fn, ms) {
+  let timer = 0;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+/** Persisted UI preferences (localStorage, JSON), never trusted beyond their type. */
+export const prefs = {
+  get(key, fallback) {
+    try {
+      const raw = localStorage.getItem("gradexp:" + key);
+      if (raw === null) return fallback;
+      const value = JSON.parse(raw);
+      return typeof value === typeof fallback || fallback === null ? value : fallback;
+    } catch {
+      return fallback;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem("gradexp:" + key, JSON.stringify(value));
+    } catch {
+      /* storage full or disabled: preferences are a convenience */
+    }
+  },
+};
+
+/** An empty-state block: a title, a line of help and optional extra nodes. */
+export function emptyState(title, help, ...extra) {
+  return h("div", { class: "empty" }, h("div", { class: "empty-title", text: title }), help ? h("p", { text: help }) : null, ...extra);
+}
+
+/** A state badge: running (with a live dot), finished, failed, crashed. */
+export function stateBadge(state) {
+  const s = String(state || "unknown");
+  return h("span", { class: ["badge", "state-" + s.replace(/[^a-z]/g, "")], title: STATE_HELP[s] || s }, s === "running" ? h("span", { class: "pulse" }) : null, s);
+}
+
+const STATE_HELP = {
+  running: "The run is sending data.",
+  finished: "The run finished (exit code 0).",
+  failed: "The run finished with a non-zero exit code.",
+  crashed: "No heartbeat for a while: the process probably died.",
+};

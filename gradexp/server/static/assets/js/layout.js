@@ -1,0 +1,29 @@
+// Page furniture shared by every page: the breadcrumb trail and page-level errors.
+
+import { ApiError, signInUrl } from "./api.js";
+import { h, replace, emptyState } from "./dom.js";
+
+/** Set the breadcrumb trail: [{text, href?}, ...]. */
+export function setCrumbs(items) {
+  const nav = document.getElementById("crumbs");
+  if (!nav) return;
+  const parts = [];
+  items.forEach((item, i) => {
+    if (i) parts.push(h("span", { class: "crumb-sep", text: "/" }));
+    parts.push(item.href ? h("a", { href: item.href, text: item.text }) : h("span", { class: "crumb-here", text: item.text }));
+  });
+  replace(nav, ...parts);
+  if (items.length) document.title = `${items[items.length - 1].text} · gradexp`;
+}
+
+/** A page-level error, readable, with what to do next. */
+export function showError(el, err) {
+  if (err instanceof ApiError && err.status === 401) {
+    replace(el, emptyState("Signed out", "Sign in to see your runs.", h("a", { class: "button primary", href: signInUrl(), text: "Sign in" })));
+    return;
+  }
+  const title = err instanceof ApiError && err.status === 404 ? "Not found" : "Something went wrong";
+  const message = err && err.message ? err.message : String(err);
+  replace(el, emptyState(title, message, h("a", { class: "button", href: "/", text: "All projects" })));
+}
+

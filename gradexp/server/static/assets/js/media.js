@@ -1,0 +1,254 @@
+// The Media tab: logged Tensors (facts, statistics, a 2-D slice as a heatmap, download)
+// and Images (the image at a chosen step), each with a step slider.
+//
+// A tensor's slice comes from the server (`/runs/{id}/tensor?path=&index=`), strided down
+// to at most 256 x 256 cells, so a large tensor never travels to the browser whole.
+
+import { API, api, qs, seg, numeric } from "./api.js";
+import { h, icon, replace, emptyState } from "./dom.js";
+import { fmtBytes, fmtNum, fmtShape } from "./format.js";
+import { colorBar, fitCanvas, lut, paintGrid, valueScale } from "./heatmap.js";
+
+const MAX_STEPS = 1000;
+
+/** A step slider over a list of steps; calls onChange(index). */
+function stepSlider(steps, index, onChange) {
+  const input = h("input", { type: "range", min: "0", max: String(Math.max(0, steps.length - 1)), step: "1", value: String(index), "aria-label": "Step" });
+  const label = h("output", { class: "step-label" });
+  const setLabel = () => (label.textContent = `step ${fmtNum(steps[Number(input.value)] ?? 0)}  ·  ${Number(input.value) + 1} of ${steps.length}`);
+  input.addEventListener("input", () => {
+    setLabel();
+    onChange(Number(input.value));
+  });
+  setLabel();
+  const el = h("div", { class: "slider" }, input, label);
+  return {
+    el,
+    input,
+    setSteps(next, i) {
+      steps = next;
+      input.max = String(Math.max(0, steps.length - 1));
+      input.value = String(i);
+      setLabel();
+    },
+  };
+}
+
+export class MediaView {
+  constructor(container, run, keys) {
+    this.run = run;
+    this.cards = new Map();
+    if (!keys.length) {
+      replace(container, emptyState("No media", "Log gradexp.Tensor(...) or gradexp.Image(...) values to see them here."));
+      return;
+    }
+    const grid = h("div", { class: "media-grid" });
+    replace(container, grid);
+    for (const k of keys) {
+      const card = k.kind === "image" ? new ImageCard(run, k.key) : new TensorCard(run, k.key);
+      this.cards.set(k.key, card);
+      grid.append(card.el);
+      card.load();
+    }
+  }
+
+  /** Live rows: new tensor/image values extend their card's steps. */
+  onRows(rows) {
+    for (const row of rows) {
+      for (const [k, v] of Object.entries(row)) {
+        const card = this.cards.get(k);
+        if (card && v && typeof v === "object" && (v._type === "tensor" || v._type === "image")) card.add(row._step, v);
+      }
+    }
+  }
+}
+
+class MediaCard {
+  constructor(run, key, kindLabel) {
+    this.run = run;
+    this.key = key;
+    this.steps = [];
+    this.values = [];
+    this.index = 0;
+    this.body = h("div", { class: "media-body" }, h("p", { class: "muted", text: "Loading…" }));
+    this.sliderSlot = h("div");
+    this.el = h("section", { class: "card media-card", dataset: { key } }, h("div", { class: "media-head" }, h("h3", { text: key }), h("span", { class: "kind", text: kindLabel })), this.sliderSlot, this.body);
+  }
+
+  async load() {
+    try {
+      const res = await api(`/runs/${seg(this.run.id)}/histograms${qs({ key: this.key, samples: MAX_STEPS })}`);
+      this.steps = res.step;
+      this.values = res.values || [];
+    } catch (err) {
+      replace(this.body, h("p", { class: "error", text: err.message }));
+      return;
+    }
+    if (!this.steps.length) {
+      replace(this.body, h("p", { class: "muted", text: "No values yet." }));
+      return;
+    }
+    this.index = this.steps.length - 1;
+    this.slider = stepSlider(this.steps, this.index, (i) => {
+      this.index = i;
+      this.render();
+    });
+    replace(this.sliderSlot, this.slider.el);
+    this.render();
+  }
+
+  add(step, value) {
+    if (!this.slider) return;
+    const atEnd = this.index === this.steps.length - 1;
+    this.steps.push(step);
+    this.values.push(value);
+    if (atEnd) this.index = this.steps.length - 1;
+    this.slider.setSteps(this.steps, this.index);
+    if (atEnd) this.render();
+  }
+}
+
+class ImageCard extends MediaCard {
+  constructor(run, key) {
+    super(run, key, "image");
+  }
+
+  render() {
+    const v = this.values[this.index];
+    if (!v) return;
+    const src = `${API}/runs/${seg(this.run.id)}/files/${v.path.split("/").map(encodeURIComponent).join("/")}`;
+    const img = h("img", { class: "media-image", src, alt: v.caption || `${this.key} at step ${this.steps[this.index]}`, width: v.width, height: v.height, loading: "lazy" });
+    if (v.width < 160 && v.height < 160) img.classList.add("pixelated");
+    replace(
+      this.body,
+      h("figure", { class: "media-figure" }, img, h("figcaption", {}, v.caption ? h("span", { text: v.caption }) : null, h("span", { class: "muted", text: `${v.width}×${v.height} · ${v.channels} ch · ${fmtBytes(v.size)}` }))),
+    );
+  }
+}
+
+class TensorCard extends MediaCard {
+  constructor(run, key) {
+    super(run, key, "tensor");
+    this.axes = null; // [rowAxis, colAxis]
+    this.fixed = []; // per axis index for axes not shown
+    this.requestId = 0;
+  }
+
+  render() {
+    const v = this.values[this.index];
+    if (!v) return;
+    const shape = v.shape || [];
+    const nd = shape.length;
+    if (!this.axes || this.axes.some((a) => a >= nd) || this.fixed.length !== nd) {
+      this.axes = nd >= 2 ? [nd - 2, nd - 1] : nd === 1 ? [null, 0] : [null, null];
+      this.fixed = shape.map(() => 0);
+    }
+    const stats = ["min", "max", "mean", "std", "norm"].map((s) => [s, numeric(v[s])]);
+    const counts = ["nan", "inf", "ninf", "zeros"].map((s) => [s, v[s]]).filter(([, c]) => c);
+    const download = h("a", { class: "button small", href: `${API}/runs/${seg(this.run.id)}/tensor.npy${qs({ path: v.path, name: `${this.key.replace(/[^A-Za-z0-9_.-]+/g, "_")}-step${this.steps[this.index]}` })}`, download: "" }, icon("download"), ".npy");
+    this.canvas = h("canvas", { class: "tensor-canvas" });
+    this.hoverEl = h("div", { class: "muted tensor-hover", text: " " });
+    this.scaleEl = h("div", { class: "scale" });
+    this.statusEl = h("div", { class: "muted", text: "Loading slice…" });
+    replace(
+      this.body,
+      h(
+        "div",
+        { class: "tensor-facts" },
+        h("span", { class: "fact" }, "shape ", h("b", { text: fmtShape(shape) })),
+        h("span", { class: "fact" }, "dtype ", h("b", { text: v.dtype })),
+        h("span", { class: "fact" }, "file ", h("b", { text: fmtBytes(v.size) + (v.compressed ? " (gzip)" : "") })),
+        download,
+      ),
+      h("div", { class: "stats" }, stats.map(([s, x]) => h("div", { class: "stat" }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtNum(x) }))), counts.map(([s, c]) => h("div", { class: "stat bad" }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtNum(c) })))),
+      nd > 2 ? this.sliceControls(shape) : null,
+      this.statusEl,
+      h("div", { class: "tensor-view" }, this.canvas),
+      this.scaleEl,
+      this.hoverEl,
+    );
+    this.fetchSlice(v);
+  }
+
+  sliceControls(shape) {
+    const nd = shape.length;
+    const axisSel = (which) => {
+      const sel = h("select", { class: "input small", "aria-label": which ? "Columns axis" : "Rows axis" }, shape.map((n, a) => h("option", { value: a, selected: this.axes[which] === a, text: `axis ${a} (${n})` })));
+      sel.addEventListener("change", () => {
+        const a = Number(sel.value);
+        const other = this.axes[1 - which];
+        if (a === other) this.axes[1 - which] = this.axes[which];
+        this.axes[which] = a;
+        this.render();
+      });
+      return sel;
+    };
+    const fixedInputs = [];
+    for (let a = 0; a < nd; a++) {
+      if (this.axes.includes(a)) continue;
+      const input = h("input", { type: "range", min: "0", max: String(shape[a] - 1), value: String(this.fixed[a]), "aria-label": `Index along axis ${a}` });
+      const out = h("output", { text: `[${a}] = ${this.fixed[a]}` });
+      input.addEventListener("input", () => {
+        this.fixed[a] = Number(input.value);
+        out.textContent = `[${a}] = ${this.fixed[a]}`;
+        this.fetchSlice(this.values[this.index]);
+      });
+      fixedInputs.push(h("label", { class: "slice-index" }, out, input));
+    }
+    return h("div", { class: "slice-controls" }, h("span", { class: "muted", text: "rows" }), axisSel(0), h("span", { class: "muted", text: "cols" }), axisSel(1), fixedInputs);
+  }
+
+  indexParam(nd) {
+    const parts = [];
+    for (let a = 0; a < nd; a++) parts.push(this.axes.includes(a) ? ":" : String(this.fixed[a]));
+    return parts.join(",");
+  }
+
+  async fetchSlice(v) {
+    const id = ++this.requestId;
+    const nd = (v.shape || []).length;
+    let res;
+    try {
+      res = await api(`/runs/${seg(this.run.id)}/tensor${qs({ path: v.path, index: nd ? this.indexParam(nd) : "" })}`);
+    } catch (err) {
+      if (id === this.requestId) this.statusEl.textContent = err.message;
+      return;
+    }
+    if (id !== this.requestId) return;
+    // The server keeps axes in ascending order; transpose when rows axis > cols axis.
+    let { rows, cols } = res;
+    let values = Float64Array.from(res.values, (x) => numeric(x) ?? NaN);
+    let [sr, sc] = res.stride;
+    if (this.axes[0] !== null && this.axes[0] > this.axes[1]) {
+      const t = new Float64Array(values.length);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = values[r * cols + c];
+      values = t;
+      [rows, cols] = [cols, rows];
+      [sr, sc] = [sc, sr];
+    }
+    this.statusEl.textContent = sr > 1 || sc > 1 ? `Large slice: showing every ${sr > 1 ? sr + "th row" : "row"} and ${sc > 1 ? sc + "th column" : "column"}` : "";
+    this.statusEl.hidden = !this.statusEl.textContent;
+    this.draw(rows, cols, values, res.min, res.max, sr, sc);
+  }
+
+  draw(rows, cols, values, lo, hi, sr = 1, sc = 1) {
+    const host = this.canvas.parentElement;
+    const maxW = Math.max(120, (host && host.clientWidth) || 360);
+    const cell = Math.max(1, Math.min(24, Math.floor(maxW / cols), Math.floor(320 / rows) || 1));
+    const w = cols * cell;
+    const hgt = rows * cell;
+    const { ctx } = fitCanvas(this.canvas, w, hgt);
+    const scale = valueScale(lo ?? 0, hi ?? 1);
+    paintGrid(ctx, rows, cols, values, scale.index, lut(scale.name), { x: 0, y: 0, w, h: hgt });
+    const bar = h("canvas");
+    replace(this.scaleEl, h("span", { text: fmtNum(scale.lo) }), bar, h("span", { text: fmtNum(scale.hi) }), h("span", { class: "muted special", text: "non-finite" }));
+    colorBar(bar, scale.name, 160);
+    this.canvas.onpointermove = (e) => {
+      const r = this.canvas.getBoundingClientRect();
+      const c = Math.floor((e.clientX - r.left) / cell);
+      const rr = Math.floor((e.clientY - r.top) / cell);
+      if (c < 0 || rr < 0 || c >= cols || rr >= rows) return;
+      this.hoverEl.textContent = `[${rr * sr}, ${c * sc}] = ${fmtNum(values[rr * cols + c])}`;
+    };
+  }
+}

@@ -1,0 +1,287 @@
+// `/r/{id}` (one run) and `/compare?runs=a,b` (several runs): charts, overview, media.
+
+import { api, follow, qs, seg } from "../api.js";
+import { Board } from "../board.js";
+import { colorFor } from "../chart.js";
+import { emptyState, h, replace, stateBadge } from "../dom.js";
+import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../format.js";
+import { setCrumbs } from "../layout.js";
+import { MediaView } from "../media.js";
+import { runDuration } from "./runs.js";
+
+const CHARTABLE = new Set(["number", "bool"]);
+const MEDIA = new Set(["tensor", "image"]);
+const LIVE_STATES = new Set(["running", "crashed"]); // a crashed run may still come back
+
+/** `{a: {b: 1}, c: 2}` -> [["a.b", 1], ["c", 2]]. */
+export function flatten(obj, prefix = "", out = []) {
+  if (!obj || typeof obj !== "object") return out;
+  for (const [k, v] of Object.entries(obj)) {
+    const name = prefix + k;
+    if (v && typeof v === "object" && !Array.isArray(v) && !v._type && Object.keys(v).length) flatten(v, name + ".", out);
+    else out.push([name, v]);
+  }
+  return out;
+}
+
+function kvTable(entries, emptyText) {
+  if (!entries.length) return h("p", { class: "muted pad", text: emptyText });
+  return h(
+    "table",
+    { class: "table kv" },
+    h(
+      "tbody",
+      {},
+      entries.map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { class: typeof v === "number" ? "num" : null, text: Array.isArray(v) ? JSON.stringify(v) : fmtValue(v) }))),
+    ),
+  );
+}
+
+/** The header every run page shares: name, state, facts, and the tab bar. */
+export function runHeader(run, active, { hasMedia, hasGradients }) {
+  const base = `/r/${seg(run.id)}`;
+  const tab = (id, label, href) => h("a", { class: ["tab", active === id ? "active" : null], href, "aria-current": active === id ? "page" : null, text: label });
+  const badge = h("span", { class: "state-slot" }, stateBadge(run.state));
+  const facts = h("div", { class: "facts" });
+  const fillFacts = (r) => {
+    replace(
+      facts,
+      h("span", { title: fmtDateTime(r.started_at) }, "Started ", h("b", { text: fmtAgo(r.started_at) })),
+      h("span", {}, "Duration ", h("b", { text: fmtDuration(runDuration(r)) })),
+      h("span", {}, "Step ", h("b", { text: r.last_step >= 0 ? fmtNum(r.last_step) : "—" })),
+      r.host && r.host.hostname ? h("span", {}, "Host ", h("b", { text: r.host.hostname })) : null,
+      r.exit_code !== null && r.exit_code !== undefined ? h("span", {}, "Exit code ", h("b", { text: String(r.exit_code) })) : null,
+      (r.tags || []).length ? h("span", { class: "tags" }, r.tags.map((t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, text: t }))) : null,
+    );
+  };
+  fillFacts(run);
+  const tabs = h(
+    "nav",
+    { class: "tabs", "aria-label": "Run views" },
+    tab("charts", "Charts", base),
+    tab("overview", "Overview", base + "#overview"),
+    hasMedia ? tab("media", "Media", base + "#media") : null,
+    hasGradients ? tab("gradients", "Gradients", base + "/gradients") : null,
+  );
+  const el = h(
+    "header",
+    { class: "run-head" },
+    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id })),
+    facts,
+    tabs,
+  );
+  return {
+    el,
+    tabs,
+    update(r) {
+      replace(badge, stateBadge(r.state));
+      fillFacts(r);
+    },
+  };
+}
+
+function overview(run) {
+  const summary = Object.entries(run.summary || {})
+    .filter(([k]) => !k.includes("#"))
+    .sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
+  const info = [
+    ["id", run.id],
+    ["state", run.state],
+    ["exit code", run.exit_code],
+    ["started", fmtDateTime(run.started_at)],
+    ["finished", run.finished_at ? fmtDateTime(run.finished_at) : null],
+    ["duration", fmtDuration(runDuration(run))],
+    ["last heartbeat", fmtAgo(run.heartbeat_at)],
+    ["group", run.group],
+    ["tags", (run.tags || []).join(", ") || null],
+    ["notes", run.notes],
+    ...flatten(run.host || {}, "host."),
+    ...flatten(run.telemetry || {}, "telemetry."),
+  ].filter(([, v]) => v !== null && v !== undefined && v !== "");
+  return h(
+    "div",
+    { class: "overview" },
+    h("section", { class: "card" }, h("h2", { text: "Config" }), kvTable(flatten(run.config || {}), "No config. Pass config={...} to gradexp.init().")),
+    h("section", { class: "card" }, h("h2", { text: "Summary" }), kvTable(summary, "No summary values yet.")),
+    h("section", { class: "card" }, h("h2", { text: "Run" }), kvTable(info, "")),
+  );
+}
+
+export async function mountRun(el, runId) {
+  const [run, keyList] = await Promise.all([api(`/runs/${seg(runId)}`), api(`/runs/${seg(runId)}/keys`)]);
+  setCrumbs([{ text: "Projects", href: "/" }, { text: run.project, href: `/p/${seg(run.owner)}/${seg(run.project)}` }, { text: run.name }]);
+  const kinds = new Map(keyList.keys.map((k) => [k.key, k.kind]));
+  const hasMedia = () => [...kinds.values()].some((k) => MEDIA.has(k));
+  const hasGradients = () => [...kinds.values()].some((k) => k === "histogram");
+
+  const active = () => (location.hash === "#overview" ? "overview" : location.hash === "#media" && hasMedia() ? "media" : "charts");
+  let head = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients() });
+  const chartsEl = h("div", { class: "view" });
+  const overviewEl = h("div", { class: "view" });
+  const mediaEl = h("div", { class: "view" });
+  const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl);
+  replace(el, page);
+
+  const runs = [{ id: run.id, name: run.name, color: colorFor(0), started_at: run.started_at }];
+  const board = new Board(chartsEl, {
+    runs,
+    keys: keyList.keys.filter((k) => CHARTABLE.has(k.kind)).map((k) => k.key),
+    prefsKey: `${run.owner}/${run.project}`,
+  });
+  let media = null;
+  const show = () => {
+    const tab = active();
+    chartsEl.hidden = tab !== "charts";
+    overviewEl.hidden = tab !== "overview";
+    mediaEl.hidden = tab !== "media";
+    for (const a of head.tabs.querySelectorAll(".tab")) {
+      const on = a.getAttribute("href").endsWith("#" + tab) || (tab === "charts" && !a.getAttribute("href").includes("#") && !a.getAttribute("href").endsWith("/gradients"));
+      a.classList.toggle("active", on);
+      if (on) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    if (tab === "overview") replace(overviewEl, overview(run));
+    if (tab === "media" && !media) media = new MediaView(mediaEl, run, keyList.keys.filter((k) => MEDIA.has(k.kind)));
+  };
+  window.addEventListener("hashchange", show);
+  show();
+
+  if (!LIVE_STATES.has(run.state)) return;
+  board.setLive(true);
+  const stream = follow(
+    `/runs/${seg(run.id)}/events${qs({ after_seq: run.acked_seq })}`,
+    {
+      rows: (data) => {
+        board.appendRows(run.id, data.rows);
+        let newTab = false;
+        for (const row of data.rows) {
+          for (const [k, v] of Object.entries(row)) {
+            if (k.startsWith("_") || kinds.has(k)) continue;
+            const kind = v && typeof v === "object" && v._type && v._type !== "float" ? v._type : "number";
+            kinds.set(k, kind);
+            if (kind !== "number") newTab = true;
+          }
+        }
+        if (media) media.onRows(data.rows);
+        if (newTab) {
+          const fresh = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients() });
+          head.el.replaceWith(fresh.el);
+          head = fresh;
+        }
+      },
+      run: (r) => {
+        Object.assign(run, r);
+        head.update(r);
+        if (active() === "overview") replace(overviewEl, overview(run));
+        if (!LIVE_STATES.has(r.state)) {
+          stream.close(); // finished: nothing more will come
+          board.setLive(false);
+        }
+      },
+    },
+    (status) => board.setLive(status === "open" && LIVE_STATES.has(run.state)),
+  );
+}
+
+// --- compare ---
+
+function compareTable(runs, entriesOf, emptyText) {
+  const maps = runs.map((r) => new Map(entriesOf(r)));
+  const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  if (!keys.length) return h("p", { class: "muted pad", text: emptyText });
+  const differs = (k) => new Set(maps.map((m) => JSON.stringify(m.get(k) ?? null))).size > 1;
+  const onlyDiff = h("input", { type: "checkbox", checked: runs.length > 1 });
+  const tbody = h("tbody");
+  const fill = () =>
+    replace(
+      tbody,
+      keys
+        .filter((k) => !onlyDiff.checked || differs(k))
+        .map((k) => h("tr", { class: differs(k) ? "differs" : null }, h("th", { text: k }), maps.map((m) => h("td", { class: typeof m.get(k) === "number" ? "num" : null, text: m.has(k) ? fmtValue(m.get(k)) : "—" })))),
+    );
+  onlyDiff.addEventListener("change", fill);
+  fill();
+  return h(
+    "div",
+    {},
+    h("label", { class: "check pad" }, onlyDiff, h("span", { text: "Only differences" })),
+    h("div", { class: "table-wrap" }, h("table", { class: "table kv compare" }, h("thead", {}, h("tr", {}, h("th", { text: "Key" }), runs.map((r) => h("th", {}, h("span", { class: "run-dot", style: { background: r.color } }), r.name)))), tbody)),
+  );
+}
+
+export async function mountCompare(el) {
+  const ids = (new URLSearchParams(location.search).get("runs") || "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .slice(0, 50);
+  setCrumbs([{ text: "Projects", href: "/" }, { text: "Compare" }]);
+  if (!ids.length) {
+    replace(el, h("section", { class: "page" }, emptyState("Nothing to compare", "Select runs in a project's table, then press Compare.", h("a", { class: "button", href: "/", text: "All projects" }))));
+    return;
+  }
+  const loaded = await Promise.all(ids.map((id) => Promise.all([api(`/runs/${seg(id)}`), api(`/runs/${seg(id)}/keys`)]).catch((err) => [null, null, err, id])));
+  const missing = loaded.filter((x) => !x[0]).map((x) => x[3]);
+  const ok = loaded.filter((x) => x[0]);
+  if (!ok.length) throw loaded[0][2];
+  const runs = ok.map(([run], i) => ({ ...run, color: colorFor(i) }));
+  const first = runs[0];
+  const sameProject = runs.every((r) => r.project === first.project && r.owner === first.owner);
+  setCrumbs([{ text: "Projects", href: "/" }, sameProject ? { text: first.project, href: `/p/${seg(first.owner)}/${seg(first.project)}` } : null, { text: `Compare ${runs.length} runs` }].filter(Boolean));
+
+  const keys = new Set();
+  for (const [, keyList] of ok) for (const k of keyList.keys) if (CHARTABLE.has(k.kind)) keys.add(k.key);
+
+  const legend = h(
+    "div",
+    { class: "legend" },
+    runs.map((r) => h("a", { class: "legend-item", href: `/r/${seg(r.id)}`, dataset: { run: r.id } }, h("span", { class: "run-dot", style: { background: r.color } }), h("span", { class: "legend-name", text: r.name }), h("span", { class: "state-slot" }, stateBadge(r.state)))),
+  );
+  const active = () => (location.hash === "#config" ? "config" : "charts");
+  const tabs = h("nav", { class: "tabs" }, h("a", { class: "tab", href: "#charts", text: "Charts" }), h("a", { class: "tab", href: "#config", text: "Config & summary" }));
+  const chartsEl = h("div", { class: "view" });
+  const configEl = h("div", { class: "view" });
+  replace(
+    el,
+    h(
+      "section",
+      { class: "page" },
+      h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h1", { text: `Comparing ${runs.length} run${runs.length === 1 ? "" : "s"}` })), legend, missing.length ? h("p", { class: "warn", text: `Not found or not yours: ${missing.join(", ")}` }) : null, tabs),
+      chartsEl,
+      configEl,
+    ),
+  );
+  const board = new Board(chartsEl, { runs, keys: [...keys], prefsKey: sameProject ? `${first.owner}/${first.project}` : "compare" });
+  const show = () => {
+    const tab = active();
+    chartsEl.hidden = tab !== "charts";
+    configEl.hidden = tab !== "config";
+    for (const a of tabs.children) a.classList.toggle("active", a.getAttribute("href") === "#" + tab);
+    if (tab === "config") {
+      replace(
+        configEl,
+        h("div", { class: "overview wide" }, h("section", { class: "card" }, h("h2", { text: "Config" }), compareTable(runs, (r) => flatten(r.config || {}), "No config in these runs.")), h("section", { class: "card" }, h("h2", { text: "Summary" }), compareTable(runs, (r) => Object.entries(r.summary || {}).filter(([k, v]) => !k.includes("#") && !(v && typeof v === "object" && v._type && v._type !== "float")), "No summary values."))),
+      );
+    }
+  };
+  window.addEventListener("hashchange", show);
+  show();
+
+  const live = runs.filter((r) => LIVE_STATES.has(r.state));
+  board.setLive(live.length > 0);
+  for (const r of live) {
+    const stream = follow(`/runs/${seg(r.id)}/events${qs({ after_seq: r.acked_seq })}`, {
+      rows: (data) => board.appendRows(r.id, data.rows),
+      run: (obj) => {
+        Object.assign(r, obj);
+        const item = legend.querySelector(`[data-run="${CSS.escape(r.id)}"] .state-slot`);
+        if (item) replace(item, stateBadge(obj.state));
+        if (!LIVE_STATES.has(obj.state)) {
+          stream.close();
+          board.setLive(runs.some((x) => LIVE_STATES.has(x.state)));
+        }
+      },
+    });
+  }
+}
+

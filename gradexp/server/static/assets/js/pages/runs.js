@@ -1,0 +1,361 @@
+// `/p/{owner}/{project}`: the runs table. Filtering, sorting and paging happen on the
+// server (one indexed query per page), so a project with thousands of runs pages as fast
+// as one with ten. Runs update live from the project's event stream.
+
+import { api, follow, qs, seg } from "../api.js";
+import { colorFor } from "../chart.js";
+import { debounce, emptyState, h, icon, prefs, replace, stateBadge } from "../dom.js";
+import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../format.js";
+import { setCrumbs } from "../layout.js";
+
+const STATES = ["", "running", "finished", "failed", "crashed"];
+const SORTABLE = { name: "Name", state: "State", started_at: "Started", last_step: "Step" };
+const PAGE_SIZES = [25, 50, 100, 200];
+const MAX_COMPARE = 20;
+
+/** The value at a dotted path of a nested config ("model.width"). */
+function configAt(config, path) {
+  if (config && Object.prototype.hasOwnProperty.call(config, path)) return config[path];
+  let cur = config;
+  for (const part of path.split(".")) {
+    if (cur === null || typeof cur !== "object" || !(part in cur)) return undefined;
+    cur = cur[part];
+  }
+  return cur;
+}
+
+export function runDuration(run, now = Date.now() / 1000) {
+  const end = run.finished_at ?? (run.state === "running" ? now : run.heartbeat_at);
+  return end - run.started_at;
+}
+
+/** Pick a few summary keys to show when the user has not chosen: losses and accuracies first. */
+function defaultColumns(keys) {
+  const score = (k) => (/loss/i.test(k) ? 0 : /acc|f1|auc|score|bleu|map/i.test(k) ? 1 : 2);
+  return keys
+    .filter((k) => !k.startsWith("_"))
+    .slice()
+    .sort((a, b) => score(a) - score(b) || a.localeCompare(b))
+    .slice(0, 4)
+    .map((k) => "summary:" + k);
+}
+
+export async function mountRuns(el, owner, project) {
+  const base = `/projects/${seg(owner)}/${seg(project)}`;
+  setCrumbs([{ text: "Projects", href: "/" }, { text: project }]);
+  const url = new URLSearchParams(location.search);
+  const state = {
+    q: url.get("q") || "",
+    state: STATES.includes(url.get("state")) ? url.get("state") : "",
+    tag: url.get("tag") || "",
+    order: url.get("order") || "-started_at",
+    limit: PAGE_SIZES.includes(Number(url.get("limit"))) ? Number(url.get("limit")) : 50,
+    cursors: [null], // the cursor of each page visited, for "previous"
+    page: null, // the last response
+  };
+  const selKey = `selected:${owner}/${project}`;
+  const selected = new Set(JSON.parse(sessionStorage.getItem("gradexp:" + selKey) || "[]"));
+  const saveSelection = () => sessionStorage.setItem("gradexp:" + selKey, JSON.stringify([...selected]));
+  const colKey = `columns:${owner}/${project}`;
+  let columns = prefs.get(colKey, null);
+  let available = { tags: [], summary_keys: [], config_keys: [] };
+
+  // --- layout ---
+  const search = h("input", { type: "search", class: "input", placeholder: "Filter by name or id", value: state.q, "aria-label": "Filter runs by name or id" });
+  const stateSel = h(
+    "select",
+    { class: "input", "aria-label": "Filter by state" },
+    STATES.map((s) => h("option", { value: s, selected: s === state.state, text: s ? s[0].toUpperCase() + s.slice(1) : "All states" })),
+  );
+  const tagSel = h("select", { class: "input", "aria-label": "Filter by tag" }, h("option", { value: "", text: "All tags" }));
+  const compareBtn = h("a", { class: "button primary", href: "#", role: "button" });
+  const clearSel = h("button", { class: "button ghost", type: "button", text: "Clear" });
+  const colsButton = h("details", { class: "popover" });
+  const countEl = h("span", { class: "muted" });
+  const table = h("table", { class: "table runs" });
+  const pager = h("div", { class: "pager" });
+  const liveDot = h("span", { class: "live-dot", title: "Live: runs update as they train", hidden: true });
+  const body = h("div", { class: "card flush table-wrap" }, table);
+
+  replace(
+    el,
+    h(
+      "section",
+      { class: "page" },
+      h("div", { class: "page-head" }, h("h1", { text: project }), countEl, liveDot),
+      h("div", { class: "toolbar" }, h("label", { class: "search" }, icon("search"), search), stateSel, tagSel, colsButton, h("div", { class: "spacer" }), clearSel, compareBtn),
+      body,
+      pager,
+    ),
+  );
+
+  function syncUrl() {
+    const p = {};
+    if (state.q) p.q = state.q;
+    if (state.state) p.state = state.state;
+    if (state.tag) p.tag = state.tag;
+    if (state.order !== "-started_at") p.order = state.order;
+    if (state.limit !== 50) p.limit = state.limit;
+    history.replaceState(null, "", location.pathname + qs(p));
+  }
+
+  function updateCompare() {
+    const n = selected.size;
+    replace(compareBtn, icon("compare"), n ? `Compare ${n} run${n === 1 ? "" : "s"}` : "Compare");
+    compareBtn.classList.toggle("disabled", n < 1);
+    compareBtn.href = n ? `/compare${qs({ runs: [...selected].slice(0, MAX_COMPARE) })}` : "#";
+    compareBtn.title = n ? "Open the selected runs side by side" : "Select runs with the checkboxes to compare them";
+    clearSel.hidden = n === 0;
+  }
+  compareBtn.addEventListener("click", (e) => {
+    if (!selected.size) e.preventDefault();
+  });
+  clearSel.addEventListener("click", () => {
+    selected.clear();
+    saveSelection();
+    updateCompare();
+    render();
+  });
+
+  // --- columns chooser ---
+  function renderColumnsChooser() {
+    const chosen = new Set(columns || []);
+    const filter = h("input", { type: "search", class: "input small", placeholder: "Find a key" });
+    const list = h("div", { class: "popover-list" });
+    const fill = () => {
+      const f = filter.value.toLowerCase();
+      const item = (id, label) =>
+        h(
+          "label",
+          { class: "check" },
+          h("input", {
+            type: "checkbox",
+            checked: chosen.has(id),
+            on: {
+              change: (e) => {
+                if (e.target.checked) chosen.add(id);
+                else chosen.delete(id);
+                columns = [...chosen];
+                prefs.set(colKey, columns);
+                render();
+              },
+            },
+          }),
+          h("span", { text: label }),
+        );
+      const sum = available.summary_keys.filter((k) => k.toLowerCase().includes(f));
+      const cfg = available.config_keys.filter((k) => k.toLowerCase().includes(f));
+      replace(
+        list,
+        sum.length ? h("div", { class: "popover-group", text: "Summary" }) : null,
+        sum.map((k) => item("summary:" + k, k)),
+        cfg.length ? h("div", { class: "popover-group", text: "Config" }) : null,
+        cfg.map((k) => item("config:" + k, k)),
+        !sum.length && !cfg.length ? h("div", { class: "muted pad", text: "No keys" }) : null,
+      );
+    };
+    filter.addEventListener("input", fill);
+    fill();
+    replace(colsButton, h("summary", { class: "button" }, icon("columns"), "Columns"), h("div", { class: "popover-body" }, filter, list));
+  }
+
+  // --- table ---
+  function header() {
+    const sortTh = (key) => {
+      const active = state.order.replace(/^[-+]/, "") === key;
+      const desc = state.order.startsWith("-");
+      return h(
+        "th",
+        { class: ["sortable", active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none" },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "th-button",
+            on: {
+              click: () => {
+                state.order = active && desc ? key : "-" + key;
+                if (key === "name" && !active) state.order = key; // names read best A→Z first
+                reload(true);
+              },
+            },
+          },
+          SORTABLE[key],
+          active ? h("span", { class: "sort-arrow", text: desc ? "↓" : "↑" }) : null,
+        ),
+      );
+    };
+    const allBox = h("input", { type: "checkbox", "aria-label": "Select all runs on this page" });
+    const runs = state.page ? state.page.runs : [];
+    const onPage = runs.filter((r) => selected.has(r.id)).length;
+    allBox.checked = runs.length > 0 && onPage === runs.length;
+    allBox.indeterminate = onPage > 0 && onPage < runs.length;
+    allBox.addEventListener("change", () => {
+      for (const r of runs) {
+        if (allBox.checked) selected.add(r.id);
+        else selected.delete(r.id);
+      }
+      saveSelection();
+      updateCompare();
+      render();
+    });
+    return h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { class: "check-col" }, allBox),
+        sortTh("name"),
+        sortTh("state"),
+        sortTh("started_at"),
+        h("th", { text: "Duration" }),
+        sortTh("last_step"),
+        h("th", { text: "Tags" }),
+        (columns || []).map((c) => h("th", { class: "num", title: c, text: c.replace(/^(summary|config):/, "") })),
+      ),
+    );
+  }
+
+  function row(run, index) {
+    const box = h("input", { type: "checkbox", checked: selected.has(run.id), "aria-label": `Select run ${run.name}` });
+    box.addEventListener("change", () => {
+      if (box.checked) selected.add(run.id);
+      else selected.delete(run.id);
+      saveSelection();
+      updateCompare();
+    });
+    const cells = (columns || []).map((c) => {
+      const [kind, key] = [c.slice(0, c.indexOf(":")), c.slice(c.indexOf(":") + 1)];
+      const v = kind === "summary" ? run.summary[key] : configAt(run.config, key);
+      return h("td", { class: "num", text: v === undefined ? "" : fmtValue(v) });
+    });
+    return h(
+      "tr",
+      { dataset: { run: run.id } },
+      h("td", { class: "check-col" }, box),
+      h("td", { class: "name-col" }, h("span", { class: "run-dot", style: { background: colorFor(index) } }), h("a", { class: "strong", href: `/r/${seg(run.id)}`, text: run.name }), h("span", { class: "run-id", text: run.id })),
+      h("td", {}, stateBadge(run.state)),
+      h("td", { title: fmtDateTime(run.started_at), text: fmtAgo(run.started_at) }),
+      h("td", { class: "num", text: fmtDuration(runDuration(run)) }),
+      h("td", { class: "num", text: run.last_step >= 0 ? fmtNum(run.last_step) : "—" }),
+      h("td", { class: "tags-col" }, (run.tags || []).map((t) => h("button", { type: "button", class: "tag", text: t, title: `Show runs tagged ${t}`, on: { click: () => setTag(t) } }))),
+      cells,
+    );
+  }
+
+  function render() {
+    const page = state.page;
+    if (!page) return;
+    if (!page.runs.length) {
+      const filtered = state.q || state.state || state.tag;
+      replace(table);
+      replace(body, filtered ? emptyState("No runs match", "Change or clear the filters above.") : emptyState("No runs in this project yet", "Runs appear here as soon as a script calls gradexp.init()."));
+    } else {
+      if (body.firstChild !== table) replace(body, table);
+      replace(table, header(), h("tbody", {}, page.runs.map((r, i) => row(r, i))));
+    }
+    const start = (state.cursors.length - 1) * state.limit;
+    countEl.textContent = `${fmtNum(page.total)} run${page.total === 1 ? "" : "s"}`;
+    const prev = h("button", { type: "button", class: "button", disabled: state.cursors.length <= 1, text: "‹ Previous" });
+    const next = h("button", { type: "button", class: "button", disabled: !page.next_cursor, text: "Next ›" });
+    prev.addEventListener("click", () => {
+      state.cursors.pop();
+      reload(false);
+    });
+    next.addEventListener("click", () => {
+      state.cursors.push(page.next_cursor);
+      reload(false);
+    });
+    const size = h("select", { class: "input small", "aria-label": "Runs per page" }, PAGE_SIZES.map((n) => h("option", { value: n, selected: n === state.limit, text: `${n} per page` })));
+    size.addEventListener("change", () => {
+      state.limit = Number(size.value);
+      reload(true);
+    });
+    replace(
+      pager,
+      h("span", { class: "muted", text: page.total ? `${fmtNum(start + 1)}–${fmtNum(start + page.runs.length)} of ${fmtNum(page.total)}` : "" }),
+      h("div", { class: "spacer" }),
+      size,
+      prev,
+      next,
+    );
+  }
+
+  let inflight = null;
+  async function reload(fromStart) {
+    if (fromStart) state.cursors = [null];
+    syncUrl();
+    if (inflight) inflight.abort();
+    const ctrl = new AbortController();
+    inflight = ctrl;
+    const cursor = state.cursors[state.cursors.length - 1];
+    try {
+      const page = await api(`${base}/runs${qs({ q: state.q, state: state.state, tag: state.tag, order: state.order, limit: state.limit, cursor })}`, { signal: ctrl.signal });
+      if (inflight !== ctrl) return;
+      state.page = page;
+      if (!columns) {
+        await columnsReady;
+        columns = defaultColumns(available.summary_keys);
+      }
+      render();
+    } catch (err) {
+      if (err.name !== "AbortError") replace(body, emptyState("Could not load runs", err.message));
+    }
+  }
+
+  function setTag(t) {
+    state.tag = t;
+    if (![...tagSel.options].some((o) => o.value === t)) tagSel.append(h("option", { value: t, text: t }));
+    tagSel.value = t;
+    reload(true);
+  }
+
+  search.addEventListener("input", debounce(() => {
+    state.q = search.value.trim();
+    reload(true);
+  }, 200));
+  stateSel.addEventListener("change", () => {
+    state.state = stateSel.value;
+    reload(true);
+  });
+  tagSel.addEventListener("change", () => {
+    state.tag = tagSel.value;
+    reload(true);
+  });
+
+  const columnsReady = api(`${base}/columns`)
+    .then((cols) => {
+      available = cols;
+      for (const t of cols.tags) tagSel.append(h("option", { value: t, selected: t === state.tag, text: t }));
+      if (state.tag && !cols.tags.includes(state.tag)) tagSel.append(h("option", { value: state.tag, selected: true, text: state.tag }));
+    })
+    .catch(() => {})
+    .finally(renderColumnsChooser);
+
+  updateCompare();
+  await reload(true);
+
+  // --- live: run events update rows in place; a run we do not show yet reloads the page ---
+  const reloadSoon = debounce(() => reload(false), 400);
+  follow(
+    `${base}/events`,
+    {
+      run: (run) => {
+        const page = state.page;
+        if (!page) return;
+        const i = page.runs.findIndex((r) => r.id === run.id);
+        if (i >= 0) {
+          page.runs[i] = run;
+          const tr = table.querySelector(`tr[data-run="${CSS.escape(run.id)}"]`);
+          if (tr) tr.replaceWith(row(run, i));
+        } else {
+          reloadSoon();
+        }
+      },
+    },
+    (status) => {
+      liveDot.hidden = status !== "open";
+    },
+  );
+}
