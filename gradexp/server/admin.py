@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gradexp.server import schema as s
@@ -27,10 +28,13 @@ def _check_user_name(name: str) -> None:
 async def create_user(db: Database, name: str) -> int:
     """Add a user; ValueError if the name is taken."""
     _check_user_name(name)
+
+    def add(conn: Connection) -> int:
+        result = conn.execute(insert(s.users).values(name=name, created_at=time.time()))
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
     try:
-        async with db.write() as conn:
-            result = await conn.execute(insert(s.users).values(name=name, created_at=time.time()))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        return await db.write(add)
     except IntegrityError:
         raise ValueError(f"user {name!r} already exists") from None
 
@@ -57,8 +61,9 @@ async def create_key(db: Database, user: str, name: str = "default") -> str:
     """A new API key for ``user``; returns the key (only its hash is stored)."""
     uid = await user_id(db, user)
     key = new_api_key()
-    async with db.write() as conn:
-        await conn.execute(
+
+    def add(conn: Connection) -> None:
+        conn.execute(
             insert(s.api_keys).values(
                 user_id=uid,
                 name=name[:128],
@@ -67,6 +72,8 @@ async def create_key(db: Database, user: str, name: str = "default") -> str:
                 created_at=time.time(),
             )
         )
+
+    await db.write(add)
     return key
 
 
@@ -91,11 +98,14 @@ async def revoke_key(db: Database, prefix_or_key: str) -> int:
         if len(prefix_or_key) > 20
         else k.c.prefix == prefix_or_key
     )
-    async with db.write() as conn:
-        result = await conn.execute(
+
+    def revoke(conn: Connection) -> int:
+        result = conn.execute(
             update(k).where(cond, k.c.revoked_at.is_(None)).values(revoked_at=time.time())
         )
         return int(result.rowcount)
+
+    return await db.write(revoke)
 
 
 async def export_run(db: Database, run_id: str, path: Path) -> int:

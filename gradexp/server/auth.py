@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 
 from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
 from gradexp.server import schema as s
@@ -95,13 +96,14 @@ async def user_for_key(db: Database, key: str) -> User | None:
         return None
     now = time.time()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
-        async with db.write() as conn:
-            await conn.execute(
-                update(s.api_keys).where(s.api_keys.c.id == row.id).values(last_used_at=now)
-            )
+        await db.write(_touch_key, row.id, now)
     return User(
         id=row.user_id, name=row.user_name, key_id=row.id, key_name=row.name, key_prefix=row.prefix
     )
+
+
+def _touch_key(conn: Connection, key_id: int, now: float) -> None:
+    conn.execute(update(s.api_keys).where(s.api_keys.c.id == key_id).values(last_used_at=now))
 
 
 async def authenticate(request: web.Request) -> User | None:

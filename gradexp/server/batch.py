@@ -30,6 +30,7 @@ from gradexp._protocol import (
     STAT_SEPARATOR,
     encode_float,
 )
+from gradexp.server.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.errors import ApiError
 
 MAX_FILE_PATH = 512
@@ -305,6 +306,7 @@ class Batch:
     first_seq: int
     last_seq: int
     records: list[dict[str, Any]]
+    columns: HistoryColumns  # the history records, by column (see columns.py)
 
 
 def _check_record(rec: Any, expected_seq: int) -> None:
@@ -375,25 +377,71 @@ def decode_batch(body: bytes) -> Batch:
         raise bad_batch(
             f"records must hold exactly last_seq - first_seq + 1 = {last - first + 1} records"
         )
-    history_seq = first
+    # Validation and columnisation in one pass (see columns.py): the common record, a
+    # history row of plain numbers under keys seen before, costs a few C-level checks.
+    cols = HistoryColumns()
+    good_keys, plain_types, dumps, int_, float_, dict_ = (
+        _good_keys,
+        PLAIN_TYPES,
+        orjson.dumps,
+        int,
+        float,
+        dict,
+    )
+    # Bound methods of the columns' lists: the loop below is the hottest code in the server.
+    seqs, steps, times = cols.seqs.append, cols.steps.append, cols.times.append
+    jsons, all_values, groups = cols.jsons.append, cols.values.append, cols.groups
+    seq = first
+    step: Any
+    t: Any
+    values: Any
     for rec in records:
-        # Inline fast path for the common record (a history row of plain scalars).
-        if (
-            type(rec) is dict
-            and rec.get("type") == "history"
-            and rec.get("seq") == history_seq
-            and type(rec["seq"]) is int
-            and type(rec.get("step")) is int
-            and 0 <= rec["step"] < 2**62
-            and type(rec.get("time")) is float
-            and rec["time"] - rec["time"] == 0.0
-            and type(rec.get("values")) is dict
-        ):
-            check_values(rec["values"], f"records[seq={history_seq}]")
+        if type(rec) is dict_:
+            step, t, values = rec.get("step"), rec.get("time"), rec.get("values")
+            fast = (
+                rec.get("type") == "history"
+                and type(step) is int_
+                and type(t) is float_
+                and type(values) is dict_
+                and rec.get("seq") == seq
+                and type(rec["seq"]) is int_
+                and 0 <= step < 2**62
+                and t - t == 0.0  # orjson never parses inf/NaN; belt and braces
+            )
         else:
-            _check_record(rec, history_seq)
-        history_seq += 1
-    return Batch(first_seq=first, last_seq=last, records=records)
+            fast = False
+        if fast:
+            if values.keys() <= good_keys and set(map(type, values.values())) <= plain_types:
+                # The common record: plain numbers under known keys, straight into a group.
+                pos = len(cols.seqs)
+                seqs(seq)
+                steps(step)
+                times(t)
+                jsons(dumps(values).decode())
+                all_values(values)
+                keys = tuple(values)
+                group = groups.get(keys)
+                if group is None:
+                    group = groups[keys] = ([], [])
+                group[0].append(pos)
+                group[1].append(tuple(values.values()))
+                if step > cols.max_step:
+                    cols.max_step = step
+                seq += 1
+                continue
+            check_values(values, f"records[seq={seq}]")
+        else:
+            _check_record(rec, seq)
+            if rec["type"] != "history":
+                seq += 1
+                continue
+            values = rec["values"]
+        if set(map(type, values.values())) <= plain_types:
+            cols.add_plain(seq, rec["step"], rec["time"], values)
+        else:
+            cols.add_special(seq, rec["step"], rec["time"], values)
+        seq += 1
+    return Batch(first_seq=first, last_seq=last, records=records, columns=cols.finish())
 
 
 def is_finite_number(x: Any) -> bool:

@@ -1,29 +1,37 @@
 """Database engines and the few dialect differences the rest of the server needs.
 
-One ``Database`` per process. On PostgreSQL and MySQL it is one connection pool; writers
-that touch the same run serialise on that run's row (``SELECT ... FOR UPDATE``), writers on
-different runs proceed in parallel.
+Writes go through ``Database.write(fn, *args)``: ``fn`` is a plain function taking a sync
+SQLAlchemy ``Connection`` inside a transaction (committed when it returns, rolled back if it
+raises). Why sync: a batch's transaction is a handful of statements, and on SQLite every
+statement through aiosqlite costs a thread round trip (about 0.5 ms here), which dominated
+ingest. So:
 
-On SQLite there are two engines over the same file: a single writer connection and a small
-pool of readers. SQLite admits one writer at a time whatever we do, so queueing writers on an
-``asyncio.Lock`` in the process (instead of letting them collide on the file lock and spin in
-the busy handler) keeps ingest latency flat. Writers begin with ``BEGIN IMMEDIATE`` so that a
-second process on the same file (an admin command while the server runs) waits on the busy
-timeout instead of failing with "database is locked" when it upgrades a read to a write. In
-WAL mode readers never block the writer nor each other.
+- SQLite: one dedicated writer thread owns the only write connection (stdlib ``sqlite3``
+  through a sync engine) and runs each ``fn`` whole: one thread hop per transaction.
+  SQLite admits one writer at a time anyway; a single thread makes that queue explicit
+  and keeps writers from spinning in the busy handler. Transactions begin with ``BEGIN
+  IMMEDIATE`` so another process on the same file (an admin command while the server
+  runs) waits on the busy timeout instead of failing to upgrade a read lock. Reads use a
+  small aiosqlite pool; in WAL mode they never block the writer nor each other.
+- PostgreSQL / MySQL: ``fn`` runs via ``AsyncConnection.run_sync`` on the async pool (each
+  statement is awaited on the event loop through SQLAlchemy's greenlet bridge). Writers of
+  the same run serialise on its row lock (``SELECT ... FOR UPDATE``); others run in
+  parallel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import event, func
+from sqlalchemy import Engine, create_engine, event, func
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ColumnElement
 
 from gradexp.server.config import async_db_url, db_kind, sqlite_path
@@ -31,18 +39,11 @@ from gradexp.server.config import async_db_url, db_kind, sqlite_path
 log = logging.getLogger("gradexp.server")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
 
 
-def _sqlite_engine(url: str, pool_size: int, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=60,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-    )
-
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_setup(engine: Engine, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so we can say BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
@@ -56,10 +57,31 @@ def _sqlite_engine(url: str, pool_size: int, immediate: bool) -> AsyncEngine:
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql(begin)
 
+
+def _sqlite_reader(url: str, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    _sqlite_setup(engine.sync_engine, immediate=False)
+    return engine
+
+
+def _sqlite_writer(url: str) -> Engine:
+    # One connection, only ever used from the writer thread.
+    engine = create_engine(
+        url,
+        poolclass=StaticPool,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    _sqlite_setup(engine, immediate=True)
     return engine
 
 
@@ -70,13 +92,17 @@ class Database:
         self.url = url
         self.kind = db_kind(url)
         aurl = async_db_url(url)
-        self._write_lock: asyncio.Lock | None = None
+        self._sqlite_writer: Engine | None = None
+        self._writer_thread: concurrent.futures.ThreadPoolExecutor | None = None
         if self.kind == "sqlite":
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self.engine = _sqlite_engine(aurl, pool_size=1, immediate=True)
-            self.read_engine = _sqlite_engine(aurl, pool_size=4, immediate=False)
+            self._sqlite_writer = _sqlite_writer("sqlite:" + url.split(":", 1)[1])
+            self._writer_thread = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="gradexp-sqlite-writer"
+            )
+            self.engine = _sqlite_reader(aurl, pool_size=4)
         else:
             kwargs: dict[str, Any] = {
                 "pool_size": pool_size,
@@ -89,99 +115,120 @@ class Database:
                 kwargs["isolation_level"] = "READ COMMITTED"
                 kwargs["connect_args"] = {"charset": "utf8mb4"}
             self.engine = create_async_engine(aurl, **kwargs)
-            self.read_engine = self.engine
+        self.dialect = self.engine.dialect
 
     @property
     def lock_rows(self) -> bool:
         """Whether ``SELECT ... FOR UPDATE`` is meaningful (not on SQLite)."""
         return self.kind != "sqlite"
 
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed on exit, rolled back on error."""
-        if self.kind == "sqlite":
-            if self._write_lock is None:
-                self._write_lock = asyncio.Lock()
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in one write transaction; returns its result."""
+        if self._sqlite_writer is not None:
+            engine = self._sqlite_writer
+
+            def in_writer_thread() -> T:
+                with engine.begin() as conn:
+                    return fn(conn, *args)
+
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer_thread, in_writer_thread)
+        async with self.engine.begin() as aconn:
+            return await aconn.run_sync(fn, *args)
+
+    async def run_with_connection(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` on a write connection that manages its own
+        transactions (schema migrations)."""
+        if self._sqlite_writer is not None:
+            engine = self._sqlite_writer
+
+            def in_writer_thread() -> T:
+                with engine.connect() as conn:
+                    return fn(conn, *args)
+
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer_thread, in_writer_thread)
+        async with self.engine.connect() as aconn:
+            return await aconn.run_sync(fn, *args)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a read transaction (one consistent snapshot on SQLite)."""
-        async with self.read_engine.begin() as conn:
+        async with self.engine.begin() as conn:
             yield conn
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection (and stop the SQLite writer thread)."""
         await self.engine.dispose()
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        if self._sqlite_writer is not None and self._writer_thread is not None:
+            writer = self._sqlite_writer
+            await asyncio.get_running_loop().run_in_executor(self._writer_thread, writer.dispose)
+            self._writer_thread.shutdown(wait=True)
+            self._sqlite_writer = None
 
-    # --- dialect helpers -------------------------------------------------------------------
 
-    def placeholders(self, n: int) -> str:
-        """``n`` driver placeholders for ``exec_driver_sql`` (the hot insert paths)."""
-        if self.kind == "sqlite":
-            return ", ".join("?" * n)
-        if self.kind == "postgresql":
-            return ", ".join(f"${i}" for i in range(1, n + 1))
-        return ", ".join(["%s"] * n)
+# --- dialect helpers ---------------------------------------------------------------------------
 
-    def least(self, a: Any, b: Any) -> ColumnElement[Any]:
-        """The smaller of two nullable values, ignoring a NULL on either side."""
-        a2, b2 = func.coalesce(a, b), func.coalesce(b, a)
-        return func.min(a2, b2) if self.kind == "sqlite" else func.least(a2, b2)
 
-    def greatest(self, a: Any, b: Any) -> ColumnElement[Any]:
-        """The larger of two nullable values, ignoring a NULL on either side."""
-        a2, b2 = func.coalesce(a, b), func.coalesce(b, a)
-        return func.max(a2, b2) if self.kind == "sqlite" else func.greatest(a2, b2)
+def least(kind: str, a: Any, b: Any) -> ColumnElement[Any]:
+    """The smaller of two nullable values, ignoring a NULL on either side."""
+    a2, b2 = func.coalesce(a, b), func.coalesce(b, a)
+    return func.min(a2, b2) if kind == "sqlite" else func.least(a2, b2)
 
-    def upsert(
-        self,
-        table: Any,
-        keys: Sequence[str],
-        updates: Any,
-    ) -> Any:
-        """An INSERT that updates the existing row on a key conflict.
 
-        ``updates(new, old)`` returns ``[(column_name, expression), ...]`` in the order MySQL
-        must apply them (MySQL evaluates assignments left to right, each seeing the ones
-        before, so a column other expressions compare against must come last). ``new`` is
-        the row being inserted and ``old`` the table.
-        """
-        if self.kind == "mysql":
-            from sqlalchemy.dialects.mysql import insert as mysql_insert
+def greatest(kind: str, a: Any, b: Any) -> ColumnElement[Any]:
+    """The larger of two nullable values, ignoring a NULL on either side."""
+    a2, b2 = func.coalesce(a, b), func.coalesce(b, a)
+    return func.max(a2, b2) if kind == "sqlite" else func.greatest(a2, b2)
 
-            stmt = mysql_insert(table)
-            return stmt.on_duplicate_key_update(updates(stmt.inserted, table.c))
-        if self.kind == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            pstmt = pg_insert(table)
-            return pstmt.on_conflict_do_update(
-                index_elements=list(keys), set_=dict(updates(pstmt.excluded, table.c))
-            )
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+def upsert_statement(kind: str, table: Any, keys: Sequence[str], updates: Any) -> Any:
+    """An INSERT that updates the existing row on a key conflict.
 
-        sstmt = sqlite_insert(table)
-        return sstmt.on_conflict_do_update(
-            index_elements=list(keys), set_=dict(updates(sstmt.excluded, table.c))
+    ``updates(new, old)`` returns ``[(column_name, expression), ...]`` in the order MySQL
+    must apply them (MySQL evaluates assignments left to right, each seeing the ones
+    before, so a column other expressions compare against must come last). ``new`` is the
+    row being inserted and ``old`` the table's columns.
+    """
+    if kind == "mysql":
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        stmt = mysql_insert(table)
+        return stmt.on_duplicate_key_update(updates(stmt.inserted, table.c))
+    if kind == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pstmt = pg_insert(table)
+        return pstmt.on_conflict_do_update(
+            index_elements=list(keys), set_=dict(updates(pstmt.excluded, table.c))
         )
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    def insert_ignore(self, table: Any) -> Any:
-        """An INSERT that silently skips rows whose key already exists."""
-        if self.kind == "mysql":
-            from sqlalchemy.dialects.mysql import insert as mysql_insert
+    sstmt = sqlite_insert(table)
+    return sstmt.on_conflict_do_update(
+        index_elements=list(keys), set_=dict(updates(sstmt.excluded, table.c))
+    )
 
-            return mysql_insert(table).prefix_with("IGNORE")
-        if self.kind == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(table).on_conflict_do_nothing()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+def insert_ignore(kind: str, table: Any) -> Any:
+    """An INSERT that silently skips rows whose key already exists."""
+    if kind == "mysql":
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-        return sqlite_insert(table).on_conflict_do_nothing()
+        return mysql_insert(table).prefix_with("IGNORE")
+    if kind == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def placeholders(kind: str, n: int) -> str:
+    """``n`` driver placeholders for ``exec_driver_sql`` in this dialect's paramstyle."""
+    if kind == "sqlite":
+        return ", ".join("?" * n)
+    if kind == "postgresql":
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    return ", ".join(["%s"] * n)

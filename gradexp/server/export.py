@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Connection
 
 from gradexp._protocol import STAT_SEPARATOR, decode_value, numeric_value
 from gradexp.server import schema as s
@@ -213,55 +214,20 @@ class Exporter:
             for pk in owed:
                 self.schedule(int(pk))
 
-    async def _claim(self, run_pk: int) -> Any:
-        r = s.runs
-        now = time.time()
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                update(r)
-                .where(
-                    r.c.pk == run_pk,
-                    r.c.state.in_(("finished", "failed")),
-                    or_(r.c.exported_seq.is_(None), r.c.exported_seq < r.c.acked_seq),
-                    or_(
-                        r.c.export_claimed_at.is_(None), r.c.export_claimed_at < now - CLAIM_TIMEOUT
-                    ),
-                )
-                .values(export_claimed_at=now)
-            )
-            if result.rowcount != 1:
-                return None
-            return (
-                await conn.execute(select(r.c.id, r.c.project_id).where(r.c.pk == run_pk))
-            ).one()
-
     async def export_now(self, run_pk: int) -> bool:
         """Claim and export one run; False when there is nothing to do (or another has it)."""
-        run = await self._claim(run_pk)
+        run = await self.db.write(_claim, run_pk, time.time())
         if run is None:
             return False
-        r = s.runs
         try:
             with tempfile.TemporaryDirectory(prefix="gradexp-export-") as tmp:
                 path = Path(tmp) / "history.parquet"
                 acked = await write_export_file(self.db, run_pk, path)
                 await self.objects.put(export_key(run.project_id, run.id), path.read_bytes())
         except BaseException as exc:
-            async with self.db.write() as conn:
-                await conn.execute(
-                    update(r)
-                    .where(r.c.pk == run_pk)
-                    .values(
-                        export_claimed_at=None, export_error=f"{type(exc).__name__}: {exc}"[:2000]
-                    )
-                )
+            await self.db.write(_release, run_pk, f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        async with self.db.write() as conn:
-            await conn.execute(
-                update(r)
-                .where(and_(r.c.pk == run_pk))
-                .values(exported_seq=acked, export_claimed_at=None, export_error=None)
-            )
+        await self.db.write(_done, run_pk, acked)
         log.info("exported run %s (through seq %d)", run.id, acked)
         return True
 
@@ -280,6 +246,40 @@ class Exporter:
                 delay = min(delay * 2, 300.0)
         finally:
             self._running.discard(run_pk)
+
+
+def _claim(conn: Connection, run_pk: int, now: float) -> Any:
+    """Mark the run's export as taken by this process; None if nothing is owed or taken."""
+    r = s.runs
+    result = conn.execute(
+        update(r)
+        .where(
+            r.c.pk == run_pk,
+            r.c.state.in_(("finished", "failed")),
+            or_(r.c.exported_seq.is_(None), r.c.exported_seq < r.c.acked_seq),
+            or_(r.c.export_claimed_at.is_(None), r.c.export_claimed_at < now - CLAIM_TIMEOUT),
+        )
+        .values(export_claimed_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    return conn.execute(select(r.c.id, r.c.project_id).where(r.c.pk == run_pk)).one()
+
+
+def _release(conn: Connection, run_pk: int, error: str) -> None:
+    conn.execute(
+        update(s.runs)
+        .where(s.runs.c.pk == run_pk)
+        .values(export_claimed_at=None, export_error=error)
+    )
+
+
+def _done(conn: Connection, run_pk: int, acked: int) -> None:
+    conn.execute(
+        update(s.runs)
+        .where(s.runs.c.pk == run_pk)
+        .values(exported_seq=acked, export_claimed_at=None, export_error=None)
+    )
 
 
 def default_export_name(run_id: str) -> str:

@@ -9,7 +9,6 @@ first process upgrades, the others then find nothing to do.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -83,7 +82,4 @@ async def migrate(db: Database, target: str = "head") -> tuple[str | None, str |
                 connection.commit()
         return _upgrade(connection, target)
 
-    result: Any
-    async with db.engine.connect() as conn:
-        result = await conn.run_sync(run)
-    return result
+    return await db.run_with_connection(run)

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 
 from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
 from gradexp.server import schema as s
 from gradexp.server.batch import decode_batch, parse_json, read_body
+from gradexp.server.db import insert_ignore
 from gradexp.server.errors import ApiError, json_response
 from gradexp.server.ingest import apply_batch
 from gradexp.server.objects import BlobTooLarge, HashMismatch, blob_key
@@ -68,8 +70,8 @@ async def post_records(request: web.Request) -> web.Response:
     )
     batch = decode_batch(raw)
     run = await _owned_run(state, request)
-    async with state.db.write() as conn:
-        result = await apply_batch(conn, state.db, run.pk, batch, state.key_cache)
+    known_ids = dict(state.key_cache.get(run.pk))  # a private copy for the writer
+    result = await state.db.write(apply_batch, state.db.kind, run.pk, batch, known_ids)
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
     state.key_cache.add(run.pk, result.key_ids)
     if result.applied:
@@ -79,15 +81,20 @@ async def post_records(request: web.Request) -> web.Response:
     return json_response({"acked_seq": result.acked_seq})
 
 
+def _heartbeat(conn: Connection, run_pk: int, now: float) -> None:
+    conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
+
+
+def _record_blob(conn: Connection, kind: str, values: dict[str, Any]) -> None:
+    conn.execute(insert_ignore(kind, s.blobs).values(**values))
+
+
 @routes.post(API_PREFIX + "/runs/{run_id}/heartbeat")
 async def post_heartbeat(request: web.Request) -> web.Response:
     """Mark the run alive."""
     state: AppState = request.app["state"]
     run = await _owned_run(state, request)
-    async with state.db.write() as conn:
-        await conn.execute(
-            update(s.runs).where(s.runs.c.pk == run.pk).values(heartbeat_at=time.time())
-        )
+    await state.db.write(_heartbeat, run.pk, time.time())
     return json_response({"acked_seq": run.acked_seq})
 
 
@@ -135,16 +142,17 @@ async def put_blob(request: web.Request) -> web.Response:
         ) from None
     except BlobTooLarge:
         raise ApiError(413, "payload_too_large", "blobs are limited to 4 GiB") from None
-    async with state.db.write() as conn:
-        await conn.execute(
-            state.db.insert_ignore(s.blobs).values(
-                run_pk=run.pk,
-                sha256=sha,
-                size=size,
-                content_type=content_type[:255],
-                created_at=time.time(),
-            )
-        )
+    await state.db.write(
+        _record_blob,
+        state.db.kind,
+        {
+            "run_pk": run.pk,
+            "sha256": sha,
+            "size": size,
+            "content_type": content_type[:255],
+            "created_at": time.time(),
+        },
+    )
     return json_response({"sha256": sha, "size": size, "created": True}, status=201)
 
 
@@ -189,6 +197,3 @@ async def stream_object(
         await resp.write(chunk)
     await resp.write_eof()
     return resp
-
-
-__all__ = ["insert", "routes", "stream_object"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Row, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +22,7 @@ from gradexp._protocol import RUN_ID_RE, STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.auth import User
 from gradexp.server.batch import check_project_name
-from gradexp.server.db import Database
+from gradexp.server.db import Database, insert_ignore
 from gradexp.server.errors import ApiError
 
 RUN_COLUMNS = (
@@ -175,43 +176,41 @@ def validate_run_body(body: Any) -> dict[str, Any]:
     return out
 
 
-async def _project_id(conn: AsyncConnection, db: Database, user: User, name: str) -> int:
+def _project_id(conn: Connection, kind: str, user: User, name: str) -> int:
     where = (s.projects.c.owner_id == user.id, s.projects.c.name == name)
-    found = (await conn.execute(select(s.projects.c.id).where(*where))).scalar()
+    found = conn.execute(select(s.projects.c.id).where(*where)).scalar()
     if found is not None:
         return int(found)
     # Two processes may create the same project at once: insert-or-ignore, then read.
-    await conn.execute(
-        db.insert_ignore(s.projects).values(owner_id=user.id, name=name, created_at=time.time())
+    conn.execute(
+        insert_ignore(kind, s.projects).values(owner_id=user.id, name=name, created_at=time.time())
     )
-    return int((await conn.execute(select(s.projects.c.id).where(*where))).scalar_one())
+    return int(conn.execute(select(s.projects.c.id).where(*where)).scalar_one())
 
 
 async def create_or_resume(
     db: Database, user: User, run_id: str, body: dict[str, Any]
 ) -> tuple[int, Any]:
-    """The PUT: returns (HTTP status, run row). Retried once if two creators race."""
+    """The PUT: returns (HTTP status, run row)."""
     check_run_id(run_id)
     try:
-        async with db.write() as conn:
-            return await _create_or_resume(conn, db, user, run_id, body)
+        return await db.write(_create_or_resume, db.kind, user, run_id, body)
     except IntegrityError:
-        pass  # another process created the run (or project) first: now we will find it
-    async with db.write() as conn:
-        return await _create_or_resume(conn, db, user, run_id, body)
+        # Another process created the run (or its project) first; now we will find it.
+        return await db.write(_create_or_resume, db.kind, user, run_id, body)
 
 
-async def _create_or_resume(
-    conn: AsyncConnection, db: Database, user: User, run_id: str, body: dict[str, Any]
+def _create_or_resume(
+    conn: Connection, kind: str, user: User, run_id: str, body: dict[str, Any]
 ) -> tuple[int, Any]:
     now = time.time()
     stmt = run_query().where(s.runs.c.id == run_id)
-    if db.lock_rows:
+    if kind != "sqlite":
         stmt = stmt.with_for_update(of=s.runs)
-    row = (await conn.execute(stmt)).first()
+    row = conn.execute(stmt).first()
     if row is None:
-        project_id = await _project_id(conn, db, user, body["project"])
-        await conn.execute(
+        project_id = _project_id(conn, kind, user, body["project"])
+        conn.execute(
             insert(s.runs).values(
                 id=run_id,
                 project_id=project_id,
@@ -232,9 +231,10 @@ async def _create_or_resume(
                 updated_at=now,
                 last_step=-1,
                 acked_seq=0,
+                pending_ranges="[]",
             )
         )
-        created = (await conn.execute(run_query().where(s.runs.c.id == run_id))).one()
+        created = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
         return 201, created
     if row.owner_id != user.id:
         raise ApiError(
@@ -281,6 +281,6 @@ async def _create_or_resume(
         values["notes"] = orjson.dumps(body["notes"]).decode()
     if body["group"] is not None:
         values["group_name"] = body["group"]
-    await conn.execute(update(s.runs).where(s.runs.c.pk == row.pk).values(**values))
-    updated = (await conn.execute(run_query().where(s.runs.c.id == run_id))).one()
+    conn.execute(update(s.runs).where(s.runs.c.pk == row.pk).values(**values))
+    updated = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
     return 200, updated

@@ -147,6 +147,9 @@ runs = Table(
     Column("updated_at", Double, nullable=False),
     Column("last_step", BigInteger, nullable=False, default=-1),
     Column("acked_seq", BigInteger, nullable=False, default=0),
+    # Committed sequence ranges above acked_seq (batches that arrived past a gap), as a
+    # JSON list of [first, last]; almost always empty, so it lives on the run row.
+    Column("pending_ranges", JsonText, nullable=False),
     # A finish record waiting for the records before it (out-of-order batches).
     Column("finish_seq", BigInteger, nullable=True),
     Column("finish_exit_code", Integer, nullable=True),
@@ -156,16 +159,6 @@ runs = Table(
     Column("export_claimed_at", Double, nullable=True),
     Column("export_error", Text, nullable=True),
     Index("ix_runs_project_started", "project_id", "started_at"),
-    **MYSQL_TABLE,
-)
-
-# Committed sequence ranges above runs.acked_seq (batches that arrived past a gap).
-seq_ranges = Table(
-    "seq_ranges",
-    metadata,
-    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
-    Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("last_seq", BigInteger, nullable=False),
     **MYSQL_TABLE,
 )
 
@@ -274,7 +267,6 @@ __all__ = [
     "rollups",
     "run_keys",
     "runs",
-    "seq_ranges",
     "sessions",
     "typed_values",
     "users",

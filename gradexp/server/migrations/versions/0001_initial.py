@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Double, nullable=False),
         sa.Column("last_step", sa.BigInteger, nullable=False),
         sa.Column("acked_seq", sa.BigInteger, nullable=False),
+        sa.Column("pending_ranges", JsonText, nullable=False),
         sa.Column("finish_seq", sa.BigInteger, nullable=True),
         sa.Column("finish_exit_code", sa.Integer, nullable=True),
         sa.Column("finish_time", sa.Double, nullable=True),
@@ -91,13 +92,6 @@ def upgrade() -> None:
         **MYSQL,
     )
     op.create_index("ix_runs_project_started", "runs", ["project_id", "started_at"])
-    op.create_table(
-        "seq_ranges",
-        sa.Column("run_pk", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("first_seq", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("last_seq", sa.BigInteger, nullable=False),
-        **MYSQL,
-    )
     op.create_table(
         "history",
         sa.Column("run_pk", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -170,7 +164,6 @@ def downgrade() -> None:
         "rollups",
         "run_keys",
         "history",
-        "seq_ranges",
         "runs",
         "projects",
         "api_keys",

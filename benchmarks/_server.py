@@ -1,0 +1,95 @@
+"""Helpers the server benchmarks share: start a real ``gradexp server``, make a key, and
+fresh PostgreSQL databases. (Not a benchmark itself: ``run_all.py`` only runs ``bench_*``.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+PG_ADMIN_URL = os.environ.get("GRADEXP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def admin(args: list[str]) -> str:
+    """Run ``gradexp server ARGS``; return stdout."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gradexp.server", *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return out.stdout
+
+
+@contextlib.contextmanager
+def running_server(db_url: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """A server on a fresh data dir: yields (url, api_key, db_url)."""
+    with tempfile.TemporaryDirectory(prefix="gx-bench-") as tmp:
+        db = db_url or f"sqlite:///{tmp}/gradexp.db"
+        storage = ["--data", tmp, "--db", db]
+        admin(["user", "add", "bench", *storage])
+        key = admin(["key", "create", "bench", *storage]).strip()
+        port = free_port()
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gradexp.server", "--port", str(port), *storage],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/healthz", timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError((Path(tmp) / "server.log").read_text()) from None
+                    time.sleep(0.1)
+            yield url, key, db
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            log.close()
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def fresh_postgres() -> Iterator[str | None]:
+    """A new PostgreSQL database URL (None when PostgreSQL is not reachable)."""
+    name = f"gx_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    except OSError:
+        yield None
+        return
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

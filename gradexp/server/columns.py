@@ -1,0 +1,265 @@
+"""History records -> columns: the shape the hot ingest path writes from.
+
+A training run logs the same few keys at every step, so most rows of a batch share one key
+tuple and hold only plain numbers. Such a row costs a handful of C-level operations here:
+its values go into a per-key-tuple group as one tuple, and each group becomes a 2-D numpy
+array in a single call. No Python code runs per value. Rows holding anything else (bools,
+non-finite floats, strings, histograms, tensors, images, nulls) take a slower per-value
+path. The per-key results (numeric points for rollups, key-index statistics) come out of
+numpy either way.
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import orjson
+
+from gradexp._protocol import HISTOGRAM_STATS, STAT_SEPARATOR, numeric_value
+from gradexp.server import rollup
+
+_dumps = orjson.dumps
+TYPED_KINDS = ("histogram", "tensor", "image")
+_EMPTY_I = np.empty(0, dtype=np.intp)
+_EMPTY_F = np.empty(0, dtype=np.float64)
+
+
+def value_kind(value: Any) -> str:
+    """The key-index kind of a (non-None) value."""
+    t = type(value)
+    if t is float or t is int:
+        return "number"
+    if t is bool:
+        return "bool"
+    if t is dict:
+        kind = value.get("_type")
+        return "number" if kind == "float" else str(kind)
+    return "string"
+
+
+class HistoryColumns:
+    """A batch's history records, by column.
+
+    Feed records in sequence order with ``add_plain`` (every value an int or a finite
+    float) or ``add_special`` (anything else), then call ``finish``.
+    """
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []  # per position (a history record)
+        self.steps: list[int] = []
+        self.times: list[float] = []
+        self.jsons: list[str] = []
+        self.values: list[dict[str, Any]] = []
+        # plain rows grouped by key tuple: keys -> (positions, value tuples)
+        self.groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+        # per-value path: key -> ([positions], [floats]) of numeric points
+        self._extra: dict[str, tuple[list[int], list[float]]] = {}
+        # per-value path: key -> [count, min_step, max_step, last_pos, kind, last_value]
+        self._meta: dict[str, list[Any]] = {}
+        self.typed: list[tuple[str, int, int, float, str]] = []  # (key, seq, step, time, json)
+        self._special_first: dict[str, int] = {}  # key -> first position (per-value path)
+        self.key_order: dict[str, None] = {}  # set by finish(): keys by first appearance
+        self.max_step = -1
+        # set by finish(): key -> (positions, values) of every numeric point
+        self.numeric: dict[str, tuple[Any, Any]] = {}
+        self._steps_np: Any = None
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def add_plain(self, seq: int, step: int, t: float, values: dict[str, Any]) -> None:
+        """A record whose values are all ints or finite floats (the hot path)."""
+        pos = len(self.seqs)
+        self.seqs.append(seq)
+        self.steps.append(step)
+        self.times.append(t)
+        self.jsons.append(_dumps(values).decode())
+        self.values.append(values)
+        if step > self.max_step:
+            self.max_step = step
+        keys = tuple(values)
+        group = self.groups.get(keys)
+        if group is None:
+            group = self.groups[keys] = ([], [])
+        group[0].append(pos)
+        group[1].append(tuple(values.values()))
+
+    def add_special(self, seq: int, step: int, t: float, values: dict[str, Any]) -> None:
+        """Any other (validated) record: one value at a time."""
+        pos = len(self.seqs)
+        self.seqs.append(seq)
+        self.steps.append(step)
+        self.times.append(t)
+        self.jsons.append(_dumps(values).decode())
+        self.values.append(values)
+        if step > self.max_step:
+            self.max_step = step
+        first = self._special_first
+        for key, value in values.items():
+            first.setdefault(key, pos)
+            if value is None:
+                continue
+            kind = value_kind(value)
+            num = numeric_value(value)
+            self._note(key, pos, step, kind, value)
+            if num is not None:
+                self._add_extra(key, pos, num)
+            elif kind in TYPED_KINDS:
+                self.typed.append((key, seq, step, t, _dumps(value).decode()))
+                if kind == "image":
+                    continue
+                for stat in HISTOGRAM_STATS:
+                    if stat in value:
+                        sv = numeric_value(value[stat])
+                        if sv is not None:
+                            derived = f"{key}{STAT_SEPARATOR}{stat}"
+                            first.setdefault(derived, pos)
+                            self._note(derived, pos, step, "number", value[stat])
+                            self._add_extra(derived, pos, sv)
+
+    def _add_extra(self, key: str, pos: int, value: float) -> None:
+        col = self._extra.get(key)
+        if col is None:
+            self._extra[key] = ([pos], [value])
+        else:
+            col[0].append(pos)
+            col[1].append(value)
+
+    def _note(self, key: str, pos: int, step: int, kind: str, value: Any) -> None:
+        meta = self._meta.get(key)
+        if meta is None:
+            self._meta[key] = [1, step, step, pos, kind, value]
+            return
+        meta[0] += 1
+        if step < meta[1]:
+            meta[1] = step
+        if step > meta[2]:
+            meta[2] = step
+        meta[3], meta[4], meta[5] = pos, kind, value  # positions only grow
+
+    def finish(self) -> HistoryColumns:
+        """Assemble the per-key numeric columns."""
+        plain: dict[str, list[tuple[Any, Any]]] = {}
+        # Keys in order of first appearance (key ids follow it).
+        firsts = self._special_first
+        for keys, (positions, _rows) in self.groups.items():
+            for key in keys:
+                if positions[0] < firsts.get(key, 2**62):
+                    firsts[key] = positions[0]
+        self.key_order = dict.fromkeys(sorted(firsts, key=firsts.__getitem__))
+        for keys, (positions, rows) in self.groups.items():
+            pos = np.asarray(positions, dtype=np.intp)
+            if len(keys) == 0:
+                continue
+            matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(keys))
+            for j, key in enumerate(keys):
+                plain.setdefault(key, []).append((pos, matrix[:, j]))
+        self._plain = plain
+        numeric: dict[str, tuple[Any, Any]] = {}
+        for key in self.key_order:
+            parts = plain.get(key, [])
+            extra = self._extra.get(key)
+            if extra is not None:
+                parts = [*parts, (np.asarray(extra[0], np.intp), np.asarray(extra[1], np.float64))]
+            if not parts:
+                continue
+            if len(parts) == 1:
+                numeric[key] = parts[0]
+            else:
+                numeric[key] = (
+                    np.concatenate([p for p, _ in parts]),
+                    np.concatenate([v for _, v in parts]),
+                )
+        self.numeric = numeric
+        return self
+
+    def history_rows(self, run_pk: int) -> list[tuple[int, int, int, float, str]]:
+        """Rows for the ``history`` table."""
+        return list(zip(repeat(run_pk), self.seqs, self.steps, self.times, self.jsons))
+
+    def _steps_array(self) -> Any:
+        if self._steps_np is None:
+            self._steps_np = np.asarray(self.steps, dtype=np.int64)
+        return self._steps_np
+
+    def rollup_rows(self, key_ids: dict[str, int]) -> list[rollup.RollupRow]:
+        """Rollup rows (every level) for every numeric key."""
+        rows: list[rollup.RollupRow] = []
+        small: list[tuple[int, int, int, float, float]] = []
+        steps = self._steps_array()
+        seqs = np.asarray(self.seqs, dtype=np.int64)
+        times = np.asarray(self.times, dtype=np.float64)
+        for key, (pos, vals) in self.numeric.items():
+            key_id = key_ids[key]
+            if len(pos) < rollup.NUMPY_MIN_POINTS:
+                plist = pos.tolist()
+                small.extend(
+                    zip(
+                        repeat(key_id),
+                        [self.steps[p] for p in plist],
+                        [self.seqs[p] for p in plist],
+                        [self.times[p] for p in plist],
+                        vals.tolist(),
+                    )
+                )
+                continue
+            rows.extend(rollup.build_column(key_id, steps[pos], seqs[pos], times[pos], vals))
+        if small:
+            rows.extend(rollup.rows_from_buckets(rollup.build(small)))
+        return rows
+
+    def key_rows(self, key_ids: dict[str, int]) -> list[tuple[Any, ...]]:
+        """Key-index rows: (key_id, key, kind, count, first_step, last_step, last_seq, last_value)."""
+        out = []
+        steps = self._steps_array()
+        for key in self.key_order:
+            count, first_step, last_step, last_pos = 0, 2**63, -1, -1
+            kind: str = "number"
+            last_value: Any = None
+            for pos, _vals in self._plain.get(key, ()):
+                chosen = steps[pos]
+                count += len(pos)
+                first_step = min(first_step, int(chosen.min()))
+                last_step = max(last_step, int(chosen.max()))
+                last_pos = max(last_pos, int(pos[-1]))  # positions in a group only grow
+            if last_pos >= 0:
+                last_value = self.values[last_pos][key]
+            meta = self._meta.get(key)
+            if meta is not None:
+                count += meta[0]
+                first_step, last_step = min(first_step, meta[1]), max(last_step, meta[2])
+                if meta[3] > last_pos:
+                    last_pos, kind, last_value = meta[3], meta[4], meta[5]
+            if last_pos < 0:
+                continue  # only nulls: not in the key index
+            out.append(
+                (
+                    key_ids[key],
+                    key,
+                    kind,
+                    count,
+                    first_step,
+                    last_step,
+                    self.seqs[last_pos],
+                    _dumps(last_value).decode(),
+                )
+            )
+        return out
+
+
+def columnize(records: list[dict[str, Any]]) -> HistoryColumns:
+    """Columns from validated history records (sequence order)."""
+    cols = HistoryColumns()
+    plain_types = PLAIN_TYPES
+    for rec in records:
+        values = rec["values"]
+        if set(map(type, values.values())) <= plain_types:
+            cols.add_plain(rec["seq"], rec["step"], rec["time"], values)
+        else:
+            cols.add_special(rec["seq"], rec["step"], rec["time"], values)
+    return cols.finish()
+
+
+PLAIN_TYPES = frozenset((int, float))
