@@ -2,25 +2,29 @@
 
 Threads, and who runs what in this module:
 
-- The **caller** (the training loop, any thread) runs ``log()``: it copies the dict,
-  stamps step and time, appends a tuple to the run's deque and returns. No I/O, no JSON,
-  and the only lock (``Run._lock``) is held for a few attribute updates, never across I/O
-  or a wait. The lock makes ``log()`` safe to call from several threads and lets
-  ``_attach_to_next_step`` (autograd hooks) merge values from other threads.
-- The **stream thread** (``gradexp-stream``, see ``_stream.py``) drains the deque, writes
-  the run file and uploads. It never calls back into user code except ``Captured.encode``.
-- The two meet in a :class:`Channel`: the deque (``append``/``popleft`` are atomic under
-  the GIL, so they need no lock), byte counters for the memory bound, and events.
+- The **caller** (the training loop, any thread) runs ``log()``. On the fast path (a
+  plain dict of ``int``/``float``/``bool``/``str``/``None``, no ``step=``, ``commit=True``)
+  it copies the dict, checks the value types in one C-level pass, reads the clock and
+  appends ``(time, values)`` to the run's deque. No lock, no I/O, no JSON: ``deque.append``
+  is atomic under the GIL, so any number of threads may log at once.
+- The **stream thread** (``gradexp-stream``, see ``_stream.py``) pops the deque in order
+  and does everything that needs order or state: it numbers the steps (auto-increment,
+  explicit steps, ``commit=False`` merging, values attached by ``_attach_to_next_step``),
+  validates keys, encodes, writes the run file and uploads. Because one thread does all
+  of it in queue order, the step rules need no lock and hold across logging threads.
+- The slow path (nested dicts, numpy/torch scalars, arrays, explicit steps) still runs
+  on the caller, because what the caller may mutate must be copied before log() returns;
+  it takes ``Run._lock`` only to update the drop counters, never across I/O or a wait.
 
 Waking the stream: it ticks every ``write_interval`` (100 ms) while a run is active and
 drains whatever is queued, so ``log()`` normally wakes nothing. The caller wakes it only
-when queued bytes pass a threshold (a batch is due) or for a control item (flush, finish,
+when the queue passes a threshold (a batch is due) or for a control item (flush, finish,
 config), through ``loop.call_soon_threadsafe``.
 
-Memory bound: each record's estimated size is added to ``bytes_in`` (caller, under the
-lock) and, once drained, to ``bytes_out`` (stream thread only). When ``bytes_in -
-bytes_out`` passes ``memory_limit``, ``log()`` blocks (``alog()`` awaits in a worker
-thread) until the stream has written enough: backpressure, never a drop.
+Memory bound: queued bytes are estimated as ``len(queue)`` records of the current record's
+estimated size, plus the exact bytes of captured arrays (counted in on the slow path, out
+by the stream thread). Past ``memory_limit``, ``log()`` blocks (``alog()`` awaits in a
+worker thread) until the stream has written enough: backpressure, never a drop.
 
 Fork: see :func:`_after_fork_in_child`. Exit: see :func:`_finish_at_exit`.
 """
@@ -38,7 +42,7 @@ from typing import Any
 
 from gradexp._protocol import RUN_ID_RE, decode_value
 from gradexp._settings import GradexpError, Settings, resolve_settings, say, set_quiet, warn
-from gradexp._values import PLAIN_TYPES, BadValue, _convert, estimate_bytes, normalize
+from gradexp._values import PLAIN_TYPES, BadValue, _convert, normalize
 
 __all__ = [
     "GradexpError",
@@ -52,15 +56,20 @@ __all__ = [
     "log",
 ]
 
-# Queue item kinds (the first element of every tuple in Channel.queue). Records use their
-# protocol type byte; control items are negative so they can never be confused with one.
-HISTORY = 1
-CONFIG = 2
-SUMMARY = 3
-FINISH = 5
+# Queue items. The fast path appends ``(time, values)``: a history record at the next
+# auto step (a 2-tuple, told apart by its length). Everything else is a tuple whose first
+# element is its kind: records use their protocol type byte; control items are negative.
+HISTORY = 1  # (HISTORY, step | None, time, values, captured_bytes)
+CONFIG = 2  # (CONFIG, update, 0)
+SUMMARY = 3  # (SUMMARY, update, 0)
+FINISH = 5  # (FINISH, {"exit_code", "time"}, 0)
 TELEMETRY = 6
+PARTIAL = 101  # (PARTIAL, step | None, time, values, captured_bytes): log(commit=False)
+ATTACH = 102  # (ATTACH, values, captured_bytes): _attach_to_next_step
 CTRL_FLUSH = -1  # (CTRL_FLUSH, Waiter, want_ack): resolve once written (and acknowledged)
-CTRL_CLOSE = -2  # (CTRL_CLOSE, Waiter): after the finish record; resolve once it is uploaded
+CTRL_CLOSE = -2  # (CTRL_CLOSE, Waiter, 0): after the finish record; resolve once it is uploaded
+#: Estimated bytes a queued record holds: the tuple, the dict, and per value (see estimate).
+RECORD_BYTES, VALUE_BYTES = 232, 64
 
 _ACTIVE, _FINISHING, _FINISHED, _DISABLED, _FORKED = "active", "finishing", "finished", "disabled", "forked"  # fmt: skip
 
@@ -96,15 +105,20 @@ def _random_name() -> str:
     return f"{_ADJECTIVES[r % len(_ADJECTIVES)]}-{_NOUNS[(r >> 8) % len(_NOUNS)]}-{r % 97 + 1}"
 
 
-def _record_bytes(values: dict[str, Any]) -> int:
-    """A queued record's estimated size: the dict and values, plus captured arrays' bytes."""
-    est = estimate_bytes(values)
+_time = time.time
+#: ``_PLAIN_SUPERSET(map(type, values))``: are all values plain? One C-level pass.
+_PLAIN_SUPERSET = PLAIN_TYPES.issuperset
+
+
+def _captured_bytes(values: dict[str, Any]) -> int:
+    """Bytes held by the captured (rich) values among ``values``."""
+    total = 0
     for v in values.values():
         if type(v) not in PLAIN_TYPES:
             nbytes = getattr(v, "nbytes", None)
             if type(nbytes) is int:
-                est += nbytes
-    return est
+                total += nbytes
+    return total
 
 
 class Waiter:
@@ -146,22 +160,25 @@ class Channel:
         self.run = run
         self.settings = settings
         self.queue: deque[tuple[Any, ...]] = deque()
-        self.bytes_in = 0
-        self.bytes_out = 0
+        self.captured_in = 0  # bytes of captured arrays queued (caller, under Run._lock)
+        self.captured_out = 0  # ... and taken by the stream (stream thread only)
         self.limit = settings.memory_limit
         # Wake the stream early once this much is queued: a batch is due, and draining
         # in larger steps than the tick would let the queue grow toward the bound.
         self.wake_at = max(1, min(settings.batch_bytes, settings.memory_limit // 4))
+        # The fast path compares len(queue) with this, and only past it computes bytes.
+        self.check_at = max(1, self.wake_at // (2 * RECORD_BYTES))
         self.wake_pending = False
         self.wake: Any = None  # set by the stream thread: wakes its per-run task
-        self.room = threading.Condition(threading.Lock())  # backpressure: "bytes went out"
+        self.room = threading.Condition(threading.Lock())  # backpressure: "records went out"
         self.waiters = 0  # callers blocked on ``room``; the stream notifies only if > 0
-        self.max_pending = 0  # the highest bytes_in - bytes_out seen (for tests and stats)
+        self.max_pending = 0  # the most bytes seen queued (for tests and stats)
         self.dropped: dict[str, int] = {}  # key -> values dropped since the last telemetry
         self.written_seq = 0  # highest seq handed to the OS
         self.last_seq = 0  # highest seq assigned
         self.acked_seq = 0  # highest seq the server acknowledged
         self.start_seq = 1  # first seq of this attempt (later for a resumed run)
+        self.next_step = 0  # the step the next auto-step record gets (stream thread)
         self.upload_error: str | None = None  # why the upload stopped, if it did
         self.summary_lock = threading.Lock()
         self.last_values: dict[str, Any] = {}
@@ -184,9 +201,20 @@ class Channel:
         with self.room:
             self.room.notify_all()
 
-    def pending(self) -> int:
-        """Bytes queued by the caller and not yet taken by the stream."""
-        return self.bytes_in - self.bytes_out
+    def pending(self, values_per_record: int = 5) -> int:
+        """Estimated bytes queued by the caller and not yet taken by the stream."""
+        per_record = RECORD_BYTES + VALUE_BYTES * values_per_record
+        return len(self.queue) * per_record + self.captured_in - self.captured_out
+
+    def over(self, values_per_record: int) -> bool:
+        """Past the wake threshold: wake the stream; True if past the bound (must wait)."""
+        pending = self.pending(values_per_record)
+        if pending > self.max_pending:
+            self.max_pending = pending
+        if pending <= self.wake_at:
+            return False
+        self.wake_stream()  # a batch is due: no need to wait for the tick
+        return pending > self.limit
 
     def wake_stream(self) -> None:
         """Ask the stream thread to drain now (any thread; cheap if already asked)."""
@@ -198,14 +226,14 @@ class Channel:
             except RuntimeError:  # the loop is closed (interpreter exit): nothing to wake
                 self.wake_pending = False
 
-    def wait_for_room(self) -> None:
+    def wait_for_room(self, values_per_record: int = 5) -> None:
         """Block until the queue is under the memory bound (backpressure; caller's thread)."""
         self.wake_stream()
         with self.room:
             self.waiters += 1
             try:
                 # A timed wait: a notify that races with this check costs at most 50 ms.
-                while self.bytes_in - self.bytes_out > self.limit and self.stream_dead is None:
+                while self.pending(values_per_record) > self.limit and self.stream_dead is None:
                     self.room.wait(0.05)
             finally:
                 self.waiters -= 1
@@ -447,12 +475,7 @@ class Run:
         self._resume = resume
         self._lock = threading.Lock()  # see the module docstring: never held across I/O
         self._state = _DISABLED if settings.mode == "disabled" else _ACTIVE
-        self._step = 0  # the step the next committed record gets
-        self._max_step = -1  # the highest step committed so far
-        self._partial: dict[str, Any] | None = None  # commit=False values for one step
-        self._partial_step = 0
-        self._attached: dict[str, Any] | None = None  # _attach_to_next_step values
-        self._known_keys: set[str] = set()  # keys already validated (the fast path)
+        self._known_keys: set[str] = set()  # keys the slow path already validated
         self._warned: set[str] = set()  # what we already warned about (once each)
         self._channel = Channel(self, settings)
         self._config = Config(self, config)
@@ -510,8 +533,13 @@ class Run:
 
     @property
     def step(self) -> int:
-        """The step the next ``log()`` without ``step=`` will get."""
-        return self._step
+        """The step the next ``log()`` without ``step=`` will get.
+
+        Steps are numbered by the stream thread, so this waits (briefly) for it to take
+        what was logged so far.
+        """
+        self._barrier()
+        return self._channel.next_step
 
     def __repr__(self) -> str:
         return f"<gradexp.Run {self._id} {self._name!r} {self._state} dir={self._dir!r}>"
@@ -522,11 +550,25 @@ class Run:
         """Log a mapping of values at the current step (or ``step``).
 
         Returns at once: the values are copied, stamped and queued; the stream thread
-        writes and uploads them. Steps auto-increment; ``commit=False`` merges into the
-        current step without advancing it. Bad values are warned about once per key,
-        dropped and counted; the other keys are kept. Blocks only when the stream is more
-        than ``memory_limit`` bytes behind (backpressure).
+        numbers, writes and uploads them. Steps auto-increment; ``commit=False`` merges
+        into the current step without advancing it. Bad values are warned about once per
+        key, dropped and counted; the other keys are kept. Blocks only when the stream is
+        more than ``memory_limit`` bytes behind (backpressure).
         """
+        # The fast path, inlined (module-level gradexp.log() has the same lines): a plain
+        # dict of plain scalars, auto step, committed. See the module docstring.
+        if (
+            type(data) is dict
+            and step is None
+            and commit
+            and self._state is _ACTIVE
+            and _PLAIN_SUPERSET(map(type, data.values()))
+        ):
+            queue = self._channel.queue
+            queue.append((_time(), data.copy()))
+            if len(queue) > self._channel.check_at and self._channel.over(len(data)):
+                self._channel.wait_for_room(len(data))
+            return
         if self._enqueue(data, step, commit):
             self._channel.wait_for_room()
 
@@ -543,13 +585,8 @@ class Run:
             # The wait runs in a worker thread so the caller's event loop keeps running.
             await anyio.to_thread.run_sync(self._channel.wait_for_room, abandon_on_cancel=True)
 
-    def _enqueue(self, data: Any, step: int | None, commit: bool) -> bool:
-        """Queue one log() call; True if the caller must now wait for room.
-
-        The fast path (a dict of plain scalars under known keys, auto step, nothing
-        pending) is: one dict copy, a type check and a set lookup per key, a clock read,
-        an uncontended lock, a deque append.
-        """
+    def _enqueue(self, data: Any, step: Any, commit: bool) -> bool:
+        """Queue one log() call (any shape); True if the caller must now wait for room."""
         if self._state is not _ACTIVE:
             self._log_inactive()
             return False
@@ -560,108 +597,32 @@ class Run:
         else:
             self._warn_once("data", f"log() takes a mapping of values, not {type(data).__name__}")
             return False
-        est = 0
-        known = self._known_keys
-        for k, v in values.items():
-            if type(v) not in PLAIN_TYPES or k not in known:
-                values, est = self._normalize(values)
-                break
-        now = time.time()
-        channel = self._channel
-        notes: list[tuple[str, str]] | None = None
-        with self._lock:
-            if (
-                step is None
-                and commit
-                and self._partial is None
-                and self._attached is None
-                and values
-            ):
-                s = self._step
-                self._step = s + 1
-                self._max_step = s
-                if not est:
-                    est = 232 + 64 * len(values)  # estimate_bytes(), inlined
-                channel.queue.append((HISTORY, s, now, values, est))
-                channel.bytes_in += est
-            else:
-                notes = self._enqueue_slow(values, step, commit, now)
-            pending = channel.bytes_in - channel.bytes_out
-        if notes:  # warnings run user-visible code (filters, hooks): never under our lock
-            for key, message in notes:
-                self._warn_once(key, message)
-        if pending > channel.max_pending:
-            channel.max_pending = pending
-        if pending > channel.wake_at:
-            channel.wake_stream()  # a batch is due: no need to wait for the tick
-            return pending > channel.limit
-        return False
-
-    def _enqueue_slow(
-        self, values: dict[str, Any], step: Any, commit: bool, now: float
-    ) -> list[tuple[str, str]]:
-        """Step bookkeeping for explicit steps, commit=False and attached values.
-
-        Called with ``self._lock`` held; returns warnings to give once the lock is released.
-        """
-        notes: list[tuple[str, str]] = []
+        captured = 0
+        if not _PLAIN_SUPERSET(map(type, values.values())):
+            values, captured = self._normalize(values)
         if step is not None and type(step) is not int:
             try:
                 step = int(step)  # numpy integers, 0-d tensors ...
             except (TypeError, ValueError):
-                notes.append(("step", f"step={step!r} is not an integer; using the next step"))
+                self._warn_once("step", f"step={step!r} is not an integer; using the next step")
                 step = None
         if step is not None and step < 0:
-            notes.append(("negstep", f"step={step} is negative; using the next step"))
+            self._warn_once("negstep", f"step={step} is negative; using the next step")
             step = None
-        # Values held back with commit=False belong to their own step; a different
-        # explicit step commits them first.
-        if self._partial is not None and step is not None and step != self._partial_step:
-            self._commit(self._partial, self._partial_step, now)
-            self._partial = None
-        if self._partial is None:
-            target = self._step if step is None else step
-        else:
-            target = self._partial_step
-        if target < self._max_step:
-            notes.append(
-                (
-                    "lowerstep",
-                    f"step {target} is lower than the last step {self._max_step}; the values "
-                    "are kept with the step given. Steps should increase (said once per run).",
-                )
-            )
-        if not commit:
-            if self._partial is None:
-                self._partial, self._partial_step = {}, target
-            self._partial.update(values)
-        else:
-            if self._partial is not None:
-                merged = self._partial
-                merged.update(values)
-                values, self._partial = merged, None
-            if values or self._attached:
-                self._commit(values, target, now)
-        return notes
-
-    def _commit(self, values: dict[str, Any], step: int, now: float) -> None:
-        """Queue one history record (``self._lock`` held)."""
-        if self._attached is not None:
-            values = {**self._attached, **values}  # the user's own keys win
-            self._attached = None
-        est = _record_bytes(values)
         channel = self._channel
-        channel.queue.append((HISTORY, step, now, values, est))
-        channel.bytes_in += est
-        if step >= self._step:
-            self._step = step + 1
-        if step > self._max_step:
-            self._max_step = step
+        if step is None and commit and not captured:
+            channel.queue.append((_time(), values))
+        else:
+            if captured:
+                with self._lock:
+                    channel.captured_in += captured
+            channel.queue.append((HISTORY if commit else PARTIAL, step, _time(), values, captured))
+        return len(channel.queue) > channel.check_at and channel.over(len(values))
 
     def _normalize(self, values: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """The slow path of log(): flatten, convert, validate; warn about what is dropped.
+        """The slow path of log(): flatten, convert, copy; warn about what is dropped.
 
-        Returns the values and their estimated size (captured arrays count in full).
+        Returns the values and the bytes of the captured arrays among them.
         """
         bad: list[tuple[str, str]] = []
         out = normalize(values, self._known_keys, bad)
@@ -677,21 +638,25 @@ class Run:
                     "key's drops are counted in the run's telemetry (said once per key).",
                     depth=1,
                 )
-        return out, _record_bytes(out)
+        return out, _captured_bytes(out)
 
     def _attach_to_next_step(self, values: dict[str, Any]) -> None:
         """Merge already-captured values into the next history record the user commits.
 
         Thread-safe: ``gradexp.watch`` calls this from autograd hooks, which may run on
-        other threads. The user's own keys win over attached ones of the same name.
+        other threads. It only appends to the queue (atomic); the stream thread merges the
+        values into the next history record it takes, in queue order. The user's own keys
+        win over attached ones of the same name. Values still attached at finish() are
+        committed as a record of their own.
         """
         if self._state is not _ACTIVE:
             return
-        with self._lock:
-            if self._attached is None:
-                self._attached = dict(values)
-            else:
-                self._attached.update(values)
+        values = dict(values)
+        captured = _captured_bytes(values)
+        if captured:
+            with self._lock:
+                self._channel.captured_in += captured
+        self._channel.queue.append((ATTACH, values, captured))
 
     def _warn_once(self, what: str, message: str, depth: int = 0) -> None:
         if what not in self._warned:
@@ -724,8 +689,7 @@ class Run:
             if self._state is not _DISABLED and kind in (CONFIG, SUMMARY):
                 self._log_inactive()
             return
-        with self._lock:
-            self._channel.queue.append((kind, body, 0))
+        self._channel.queue.append((kind, body, 0))
         self._channel.wake_stream()
 
     # --- flushing and finishing ---
@@ -735,8 +699,7 @@ class Run:
         if self._state is not _ACTIVE:
             return
         waiter = Waiter()
-        with self._lock:
-            self._channel.queue.append((CTRL_FLUSH, waiter, False))
+        self._channel.queue.append((CTRL_FLUSH, waiter, False))
         self._channel.wake_stream()
         waiter.wait(timeout)
 
@@ -751,11 +714,7 @@ class Run:
         if self._state is not _ACTIVE:
             return self._channel.acked_seq >= self._channel.last_seq or self.mode != "online"
         waiter = Waiter()
-        with self._lock:
-            if self._partial is not None:  # flushing means "everything logged so far"
-                self._commit(self._partial, self._partial_step, time.time())
-                self._partial = None
-            self._channel.queue.append((CTRL_FLUSH, waiter, self.mode == "online"))
+        self._channel.queue.append((CTRL_FLUSH, waiter, self.mode == "online"))
         self._channel.wake_stream()
         return waiter.wait(timeout) and waiter.ok
 
@@ -774,19 +733,15 @@ class Run:
         file, and the message says how to upload it (``gradexp sync``). Ctrl-C abandons
         the wait, never the run file.
         """
-        with self._lock:
+        with self._lock:  # two threads finishing at once: one finishes, one returns
             if self._state is not _ACTIVE:
                 return
             self._state = _FINISHING
-            if self._partial is not None:
-                self._commit(self._partial, self._partial_step, time.time())
-                self._partial = None
-            self._exit_code = int(exit_code)
-            closing = Waiter()
-            self._channel.queue.append(
-                (FINISH, {"exit_code": self._exit_code, "time": time.time()}, 0)
-            )
-            self._channel.queue.append((CTRL_CLOSE, closing))
+        self._exit_code = int(exit_code)
+        closing = Waiter()
+        # The stream commits values still held by commit=False or attached first.
+        self._channel.queue.append((FINISH, {"exit_code": self._exit_code, "time": _time()}, 0))
+        self._channel.queue.append((CTRL_CLOSE, closing, 0))
         self._channel.wake_stream()
         if timeout is None:
             timeout = self._settings.finish_timeout
@@ -888,6 +843,20 @@ def log(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -
     run = _current
     if run is None:
         _require_run("log")
+        return
+    # The fast path of Run.log(), inlined: one Python call less for the common case.
+    if (
+        type(data) is dict
+        and step is None
+        and commit
+        and run._state is _ACTIVE
+        and _PLAIN_SUPERSET(map(type, data.values()))
+    ):
+        channel = run._channel
+        queue = channel.queue
+        queue.append((_time(), data.copy()))
+        if len(queue) > channel.check_at and channel.over(len(data)):
+            channel.wait_for_room(len(data))
         return
     if run._enqueue(data, step, commit):
         run._channel.wait_for_room()
@@ -1064,10 +1033,8 @@ def _wait_resumed(run: Run, resume_mode: str) -> None:
     if channel.start_error is not None:
         run._state = _FINISHED
         raise GradexpError(channel.start_error)
-    run._step = channel.resume_step + 1
-    run._max_step = channel.resume_step
     if channel.resume_step >= 0:
-        say(f"resuming run {run.id} at step {run._step}")
+        say(f"resuming run {run.id} at step {channel.resume_step + 1}")
 
 
 # --- process hooks: exit, fork, uncaught exceptions -------------------------------------

@@ -34,13 +34,15 @@ from typing import Any
 
 import orjson
 
-from gradexp._protocol import FILES_DIR, RECORD_TYPES, encode_float
+from gradexp._protocol import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES, encode_float
 from gradexp._run import (
+    ATTACH,
     CONFIG,
     CTRL_CLOSE,
     CTRL_FLUSH,
     FINISH,
     HISTORY,
+    PARTIAL,
     SUMMARY,
     TELEMETRY,
     Channel,
@@ -48,7 +50,7 @@ from gradexp._run import (
     Waiter,
 )
 from gradexp._settings import say, warn
-from gradexp._values import encode_values, needs_encoding
+from gradexp._values import encode_values, key_problem, needs_encoding
 from gradexp.runfile import HEADER_SIZE, RunDir, RunFile, RunFileWriter, update_latest_link
 
 _FILE = RECORD_TYPES["file"]
@@ -151,8 +153,19 @@ class RunStream:
         self.last_fsync = time.monotonic()
         self.fsync_task: asyncio.Future[None] | None = None
         self.write_error: str | None = None
-        self.dropped: dict[str, int] = {}  # values dropped on this side (encode failures)
+        self.dropped: dict[str, int] = {}  # values dropped on this side (keys, encoding)
         self.warned: set[str] = set()
+        self.bad: list[tuple[str, str]] = []  # (key, reason) dropped in this drain
+        self.known_keys: set[str] = set()  # keys already validated
+        self.last: dict[str, Any] = {}  # last values seen in this drain (for the summary)
+        # The step rules (see _history/_hold/_emit); all of it is this thread's alone.
+        self.next_step = 0
+        self.max_step = -1
+        self.partial: dict[str, Any] | None = None  # log(commit=False) values held
+        self.partial_step = 0
+        self.partial_time = 0.0
+        self.attached: dict[str, Any] | None = None  # _attach_to_next_step values held
+        self.warned_lower = False
         self.files_dir_made = False
         self.releasing = False
 
@@ -226,7 +239,11 @@ class RunStream:
                 )
             start_seq, channel.resume_step = last_seq + 1, last_step
         self.seq = start_seq - 1
+        if channel.resume_step >= 0:
+            self.next_step = channel.resume_step + 1
+            self.max_step = channel.resume_step
         channel.start_seq = start_seq
+        channel.next_step = self.next_step
         channel.last_seq = channel.written_seq = channel.acked_seq = self.seq
         self.meta["first_seq"] = start_seq
         self.run_dir.write_meta(self.meta)
@@ -287,7 +304,9 @@ class RunStream:
         """Take records from the queue, number and frame them; True if more is left.
 
         Runs for at most one slice so the loop stays responsive; stops early while the
-        file is not accepting writes (the queue then fills up: backpressure).
+        file is not accepting writes (the queue then fills up: backpressure). The fast
+        path's ``(time, values)`` items are handled inline; everything else goes through
+        :meth:`_take`.
         """
         channel = self.channel
         writer = self.writer
@@ -296,10 +315,9 @@ class RunStream:
         popleft = q.popleft
         append = writer.append
         dumps = orjson.dumps
-        last: dict[str, Any] = {}
+        known = self.known_keys.issuperset
+        last = self.last
         update_last = last.update
-        freed = 0
-        bad: list[tuple[str, str]] = []
         deadline = time.perf_counter() + _DRAIN_SLICE_S
         count = 0
         more = False
@@ -307,24 +325,23 @@ class RunStream:
             if writer.buffered > _MAX_UNWRITTEN:
                 break
             item = popleft()
-            kind = item[0]
-            if kind == HISTORY:
-                _, step, t, values, est = item
-                if needs_encoding(values):
-                    values = encode_values(values, self, bad)
+            if len(item) == 2 and self.partial is None and self.attached is None:
+                # log()'s fast path: plain values at the next auto step.
+                t, values = item
+                if not known(values):
+                    values = self._check_keys(values)
+                    if not values:
+                        continue
+                step = self.next_step
+                self.next_step = step + 1
+                self.max_step = step
                 self.seq += 1
-                try:
-                    payload = dumps(
-                        {
-                            "seq": self.seq,
-                            "type": "history",
-                            "step": step,
-                            "time": t,
-                            "values": values,
-                        }
-                    )
-                except TypeError:  # cannot happen for normalized values; never lose the rest
-                    values = self._drop_unencodable(values, bad)
+                payload = dumps(
+                    {"seq": self.seq, "type": "history", "step": step, "time": t, "values": values}
+                )
+                # orjson writes NaN and ±Inf as null; only then look at the values again.
+                if b"null" in payload and needs_encoding(values):
+                    values = encode_values(values, self, self.bad)
                     payload = dumps(
                         {
                             "seq": self.seq,
@@ -336,37 +353,135 @@ class RunStream:
                     )
                 append(HISTORY, payload)
                 update_last(values)
-                freed += est
-            elif kind > 0:
-                body = item[1]
-                if kind == CONFIG:
-                    body = {"update": _encode_nested(body)}
-                elif kind == SUMMARY:
-                    body = {"update": encode_values(body, self, bad)}
-                self._append(kind, body)
-                freed += item[2]
-            elif kind == CTRL_FLUSH:
-                self.flushes.append((item[1], self.seq, item[2]))
-            elif kind == CTRL_CLOSE:
-                self.finish_waiter = item[1]
+            else:
+                self._take(item)
             count += 1
             if count & 255 == 0 and time.perf_counter() > deadline:
                 more = bool(q)
                 break
-        if freed:
-            channel.bytes_out += freed
         if last:
             with channel.summary_lock:
                 channel.last_values.update(last)
-        if bad:
-            self._report_bad(bad)
+            last.clear()
+        if self.bad:
+            self._report_bad(self.bad)
         self._telemetry()
         channel.last_seq = self.seq
+        channel.next_step = self.next_step
         if channel.waiters:
-            # Someone is blocked in log() on the memory bound: tell them bytes went out.
+            # Someone is blocked in log() on the memory bound: tell them records went out.
             with channel.room:
                 channel.room.notify_all()
         return more
+
+    # --- steps: every rule of log()'s step semantics, applied in queue order ---
+
+    def _take(self, item: tuple[Any, ...]) -> None:
+        """One queue item other than a fast-path record (or one while values are held)."""
+        if len(item) == 2:
+            self._history(None, item[0], item[1])
+            return
+        kind = item[0]
+        if kind == HISTORY:
+            self._history(item[1], item[2], item[3])
+            self.channel.captured_out += item[4]
+        elif kind == PARTIAL:
+            self._hold(item[1], item[2], item[3])
+            self.channel.captured_out += item[4]
+        elif kind == ATTACH:
+            self.attached = {**(self.attached or {}), **item[1]}
+            self.channel.captured_out += item[2]
+        elif kind == FINISH:
+            # Values still held (commit=False, or attached with no step after) are kept.
+            if self.partial is not None:
+                self._commit_held()
+            if self.attached is not None:
+                self._emit(self.next_step, item[1]["time"], {})
+            self._append(FINISH, item[1])
+        elif kind == CONFIG:
+            self._append(CONFIG, {"update": _encode_nested(item[1])})
+        elif kind == SUMMARY:
+            self._append(SUMMARY, {"update": encode_values(item[1], self, self.bad)})
+        elif kind == CTRL_FLUSH:
+            self.flushes.append((item[1], self.seq, item[2]))
+        elif kind == CTRL_CLOSE:
+            self.finish_waiter = item[1]
+
+    def _history(self, step: int | None, t: float, values: dict[str, Any]) -> None:
+        """log(values, step=step) with commit=True."""
+        if self.partial is not None and step is not None and step != self.partial_step:
+            self._commit_held()  # values held for another step are committed first
+        if self.partial is not None:
+            values = {**self.partial, **values}
+            step = self.partial_step
+            self.partial = None
+        self._emit(self.next_step if step is None else step, t, values)
+
+    def _hold(self, step: int | None, t: float, values: dict[str, Any]) -> None:
+        """log(values, step=step, commit=False): merge into the current step, do not advance."""
+        if self.partial is not None and step is not None and step != self.partial_step:
+            self._commit_held()
+        if self.partial is None:
+            self.partial = {}
+            self.partial_step = self.next_step if step is None else step
+            self.partial_time = t
+        self.partial.update(values)
+
+    def _commit_held(self) -> None:
+        assert self.partial is not None
+        values, self.partial = self.partial, None
+        self._emit(self.partial_step, self.partial_time, values)
+
+    def _emit(self, step: int, t: float, values: dict[str, Any]) -> None:
+        """Write one history record at ``step`` (attached values merged in)."""
+        if self.attached is not None:
+            values = {**self.attached, **values}  # the user's own keys win
+            self.attached = None
+        if not self.known_keys.issuperset(values):
+            values = self._check_keys(values)
+        if not values:
+            return
+        if step < self.max_step and not self.warned_lower:
+            self.warned_lower = True
+            warn(
+                f"step {step} is lower than the last step {self.max_step}; the values are "
+                "kept with the step given. Steps should increase (said once per run)."
+            )
+        if step >= self.next_step:
+            self.next_step = step + 1
+        if step > self.max_step:
+            self.max_step = step
+        if needs_encoding(values):
+            values = encode_values(values, self, self.bad)
+        self.seq += 1
+        try:
+            payload = orjson.dumps(
+                {"seq": self.seq, "type": "history", "step": step, "time": t, "values": values}
+            )
+        except TypeError:  # cannot happen for normalized values; never lose the rest
+            values = self._drop_unencodable(values, self.bad)
+            payload = orjson.dumps(
+                {"seq": self.seq, "type": "history", "step": step, "time": t, "values": values}
+            )
+        assert self.writer is not None
+        self.writer.append(HISTORY, payload)
+        self.last.update(values)
+
+    def _check_keys(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Drop (and report) keys that are not valid metric keys; remember the good ones."""
+        kept = {}
+        for key, value in values.items():
+            if key in self.known_keys:
+                kept[key] = value
+                continue
+            problem = key_problem(key)
+            if problem is None:
+                if len(self.known_keys) < 100_000:  # a cache, not a registry: bounded
+                    self.known_keys.add(key)
+                kept[key] = value
+            else:
+                self.bad.append((str(key)[:MAX_KEY_LENGTH], problem))
+        return kept
 
     def _append(self, kind: int, body: dict[str, Any]) -> None:
         assert self.writer is not None
@@ -388,6 +503,7 @@ class RunStream:
         return kept
 
     def _report_bad(self, bad: list[tuple[str, str]]) -> None:
+        self.bad = []
         for key, reason in bad:
             self.dropped[key] = self.dropped.get(key, 0) + 1
             if key not in self.warned:

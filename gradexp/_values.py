@@ -242,8 +242,3 @@ def encode_values(
                 continue
             out[key] = encoded
     return out
-
-
-def estimate_bytes(values: dict[str, Any]) -> int:
-    """Memory a queued record holds, roughly (the caller's dict, its values, the tuple)."""
-    return 232 + 64 * len(values)
