@@ -57,6 +57,8 @@ _LAZY: dict[str, str] = {
     "unwatch": "gradexp.integrations.torch:unwatch",
     # login (gradexp._login imports click and urllib only when called)
     "login": "gradexp._login:login",
+    # reading runs back (issue 3)
+    "Api": "gradexp._api:Api",
 }
 
 __all__ = ["__version__", "run", *_LAZY]

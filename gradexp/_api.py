@@ -1,0 +1,321 @@
+"""``gradexp.Api``: read projects, runs and their history from a gradexp server.
+
+A blocking client for scripts and notebooks::
+
+    import gradexp
+
+    api = gradexp.Api()                      # settings as the SDK resolves them
+    for run in api.runs("mnist", filters={"state": "finished"}, order="-started_at"):
+        print(run.name, run.summary.get("loss"))
+    run = api.run("k2j4h5g6f7")
+    rows = run.history(keys=["loss"])        # every row: [{"_step": 0, "_timestamp": ..., "loss": ...}]
+    small = run.history(samples=500)         # downsampled on the server
+    table = run.to_arrow()                   # the whole history as a pyarrow Table
+
+It uses the standard library's ``urllib`` on the calling thread: no event loop is created or
+touched, so it is safe in Jupyter (whose kernel already runs one) and in any thread.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gradexp._protocol import API_PREFIX, decode_value, decode_values
+from gradexp._settings import GradexpError, resolve_settings
+
+DEFAULT_TIMEOUT = 60.0
+ROWS_PAGE = 10_000
+RUNS_PAGE = 200
+
+
+class ApiError(GradexpError):
+    """The server refused a request; ``status`` and ``code`` say how."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Api:
+    """A connection to a gradexp server, for reading.
+
+    ``base_url`` and ``api_key`` default to what the SDK would use: ``GRADEXP_BASE_URL`` /
+    ``GRADEXP_API_KEY``, then the credentials ``gradexp login`` saved.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        settings = resolve_settings(base_url=base_url, api_key=api_key, mode="online")
+        assert settings.base_url is not None and settings.api_key is not None
+        self.base_url = settings.base_url.rstrip("/")
+        self._key = settings.api_key
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Api({self.base_url!r})"
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def _open(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.base_url + API_PREFIX + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._key}"})
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as err:
+            raise _api_error(err) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise GradexpError(
+                f"cannot reach the gradexp server at {self.base_url} ({reason}); "
+                "is it running, and is the URL right?"
+            ) from None
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self._open(path, params) as resp:
+            return json.loads(resp.read())
+
+    def _get_bytes(self, path: str) -> bytes:
+        with self._open(path) as resp:
+            return bytes(resp.read())
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def viewer(self) -> dict[str, Any]:
+        """Who the API key belongs to: ``{"user": {...}, "key": {...}}``."""
+        return dict(self._get("/viewer"))
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Your projects: ``[{"owner", "name", "run_count", "last_run_at", ...}]``."""
+        return list(self._get("/projects")["projects"])
+
+    def runs(
+        self,
+        project: str,
+        filters: Mapping[str, Any] | None = None,
+        order: str | None = None,
+    ) -> list[ApiRun]:
+        """The runs of ``project`` (``"name"`` for yours, or ``"owner/name"``).
+
+        ``filters`` may hold ``state`` (running, finished, failed, crashed), ``tag``, ``group``
+        and ``q`` (text in the name or id); ``order`` is a field name such as
+        ``"-started_at"`` (the default), ``"name"`` or ``"last_step"``.
+        """
+        owner, _, name = project.rpartition("/")
+        if not owner:
+            owner = self.viewer()["user"]["name"]
+        params: dict[str, Any] = dict(filters or {})
+        unknown = set(params) - {"state", "tag", "group", "q"}
+        if unknown:
+            raise ValueError(
+                f"unknown run filters: {', '.join(sorted(unknown))}; use state, tag, group or q"
+            )
+        params["order"] = order
+        params["limit"] = RUNS_PAGE
+        out: list[ApiRun] = []
+        path = f"/projects/{_quote(owner)}/{_quote(name)}/runs"
+        while True:
+            page = self._get(path, params)
+            out.extend(ApiRun(self, doc) for doc in page["runs"])
+            if not page.get("next_cursor"):
+                return out
+            params["cursor"] = page["next_cursor"]
+
+    def run(self, run_id: str) -> ApiRun:
+        """One run by id."""
+        return ApiRun(self, self._get(f"/runs/{_quote(run_id)}"))
+
+
+class ApiRun:
+    """A run as the server last described it (``refresh()`` fetches it again)."""
+
+    def __init__(self, api: Api, doc: dict[str, Any]) -> None:
+        self._api = api
+        self._load(doc)
+
+    def _load(self, doc: dict[str, Any]) -> None:
+        self._doc = doc
+        self.id: str = doc["id"]
+        self.name: str = doc["name"]
+        self.project: str = doc["project"]
+        self.owner: str = doc["owner"]
+        self.state: str = doc["state"]
+        self.exit_code: int | None = doc.get("exit_code")
+        self.config: dict[str, Any] = doc.get("config") or {}
+        self.summary: dict[str, Any] = decode_values(doc.get("summary") or {})
+        self.tags: list[str] = doc.get("tags") or []
+        self.notes: str | None = doc.get("notes")
+        self.group: str | None = doc.get("group")
+        self.host: dict[str, Any] = doc.get("host") or {}
+        self.started_at: float | None = doc.get("started_at")
+        self.finished_at: float | None = doc.get("finished_at")
+        self.last_step: int = doc.get("last_step", -1)
+        self.telemetry: dict[str, Any] = doc.get("telemetry") or {}
+        self.url: str = doc.get("url", "")
+
+    def __repr__(self) -> str:
+        return f"<ApiRun {self.owner}/{self.project}/{self.id} {self.name!r} ({self.state})>"
+
+    @property
+    def path(self) -> str:
+        """``owner/project/id``."""
+        return f"{self.owner}/{self.project}/{self.id}"
+
+    def refresh(self) -> ApiRun:
+        """Fetch the run again (state, summary and so on) and return it."""
+        self._load(self._api._get(f"/runs/{_quote(self.id)}"))
+        return self
+
+    def keys(self) -> list[dict[str, Any]]:
+        """The run's keys: ``[{"key", "kind", "count", "first_step", "last_step"}]``."""
+        return list(self._api._get(f"/runs/{_quote(self.id)}/keys")["keys"])
+
+    def scan_history(
+        self,
+        keys: Sequence[str] | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+        page_size: int = ROWS_PAGE,
+    ) -> Iterator[dict[str, Any]]:
+        """Every history row, page by page (memory stays flat for long runs)."""
+        params: dict[str, Any] = {
+            "keys": ",".join(keys) if keys else None,
+            "min_step": min_step,
+            "max_step": max_step,
+            "limit": page_size,
+            "after_seq": 0,
+        }
+        while True:
+            page = self._api._get(f"/runs/{_quote(self.id)}/history/rows", params)
+            for row in page["rows"]:
+                row.pop("_seq", None)
+                yield {k: (v if k.startswith("_") else decode_value(v)) for k, v in row.items()}
+            if page.get("next_after_seq") is None:
+                return
+            params["after_seq"] = page["next_after_seq"]
+
+    def history(
+        self,
+        keys: Sequence[str] | None = None,
+        samples: int | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """History rows as dicts with ``_step`` and ``_timestamp``.
+
+        Without ``samples``: every row (NaN and infinities come back as floats). With
+        ``samples``: at most that many points per key, downsampled on the server (each
+        point the last value of its bucket; see :meth:`series` for the min and max).
+        """
+        if samples is None:
+            return list(self.scan_history(keys, min_step, max_step))
+        series = self.series(keys, samples, min_step, max_step)
+        by_step: dict[int, dict[str, Any]] = {}
+        for key, s in series.items():
+            for step, value, t in zip(s["step"], s["value"], s["time"], strict=True):
+                row = by_step.setdefault(step, {"_step": step, "_timestamp": t})
+                row[key] = value
+        return [by_step[step] for step in sorted(by_step)]
+
+    def series(
+        self,
+        keys: Sequence[str] | None = None,
+        samples: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> dict[str, dict[str, list[Any]]]:
+        """Downsampled series per key: ``{"loss": {"step", "value", "min", "max", "time"}}``.
+
+        Each of at most ``samples`` buckets keeps its min and max, so spikes survive.
+        """
+        doc = self._api._get(
+            f"/runs/{_quote(self.id)}/history",
+            {
+                "keys": ",".join(keys) if keys else None,
+                "samples": samples,
+                "min_step": min_step,
+                "max_step": max_step,
+            },
+        )
+        out: dict[str, dict[str, list[Any]]] = {}
+        for key, s in doc["series"].items():
+            out[key] = {
+                "step": s["step"],
+                "time": s["time"],
+                "value": [decode_value(v) for v in s["value"]],
+                "min": [decode_value(v) for v in s["min"]],
+                "max": [decode_value(v) for v in s["max"]],
+            }
+        return out
+
+    def histograms(self, key: str, samples: int | None = None) -> dict[str, Any]:
+        """A histogram key over time: ``{"step", "time", "bins", "counts"}`` (at most
+        ``samples`` rows, spread evenly over the steps; default 200)."""
+        doc = self._api._get(
+            f"/runs/{_quote(self.id)}/histograms", {"key": key, "samples": samples}
+        )
+        for name in ("bins", "counts"):
+            if name in doc:
+                doc[name] = [[decode_value(x) for x in row] for row in doc[name]]
+        return dict(doc)
+
+    def files(self) -> list[dict[str, Any]]:
+        """The run's files: ``[{"path", "sha256", "size", "content_type", "created_at"}]``."""
+        return list(self._api._get(f"/runs/{_quote(self.id)}/files")["files"])
+
+    def download(self, path: str, root: str | os.PathLike[str] = ".") -> Path:
+        """Save run file ``path`` under ``root`` (keeping its relative path); returns where."""
+        target = Path(root) / path
+        resolved_root = Path(root).resolve()
+        if resolved_root not in target.resolve().parents:
+            raise ValueError(f"refusing to write {path!r} outside {root}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._api._open(f"/runs/{_quote(self.id)}/files/{_quote(path, safe='/')}") as resp:
+            tmp = target.with_name(target.name + ".part")
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(resp, out, 1024 * 1024)
+            os.replace(tmp, target)
+        return target
+
+    def to_arrow(self) -> Any:
+        """The whole history as a ``pyarrow.Table`` (``step``, ``timestamp``, one column per key)."""
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise GradexpError(
+                "run.to_arrow() needs pyarrow: pip install pyarrow (or gradexp[server])"
+            ) from None
+        data = self._api._get_bytes(f"/runs/{_quote(self.id)}/history.parquet")
+        return pq.read_table(io.BytesIO(data))
+
+
+def _quote(part: str, safe: str = "") -> str:
+    return urllib.parse.quote(part, safe=safe)
+
+
+def _api_error(err: urllib.error.HTTPError) -> ApiError:
+    code, message = "http_error", f"HTTP {err.code}"
+    try:
+        body = json.loads(err.read() or b"{}")
+        code = body["error"]["code"]
+        message = body["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return ApiError(err.code, code, f"gradexp server: {message} ({err.code} {code})")
