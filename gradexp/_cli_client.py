@@ -171,6 +171,10 @@ def status(directory: str | None) -> None:
         click.echo(f"server:      {settings.base_url or '(none configured)'}")
         source = _key_source(settings, creds)
         click.echo(f"API key:     {mask_key(settings.api_key)}{source}")
+        if settings.mode != "disabled":
+            from gradexp._login import describe_login  # asks the server (GET /api/v1/viewer)
+
+            click.echo(f"logged in:   {describe_login(settings.base_url, settings.api_key)}")
     click.echo(f"config dir:  {config_dir()}")
     root = (
         _runs_root(settings) if settings is not None else os.path.join(directory or ".", "gradexp")
