@@ -91,58 +91,87 @@ def unsupported_dtype_message(dtype: str) -> str:
 
 
 class _Reduction:
-    """Everything one pass over the finite values yields: the statistics, and the data
-    needed for the histogram (the finite values themselves and their range)."""
+    """Everything one pass over the values yields: the statistics, and what the histogram
+    needs (the values to bin, their finite range, and corrections to apply).
 
-    __slots__ = ("count", "finite", "hi", "inf", "lo", "mean", "nan", "ninf", "sumsq", "zeros")
+    Non-finite values are not copied out (a boolean compress costs more than the whole
+    histogram): in an array the reduction owns, they are overwritten with a stand-in, the
+    array's first finite value, and every sum and count is then corrected by "minus k
+    occurrences of the stand-in". Implicit zeros of sparse tensors are the same kind of
+    correction: "plus n occurrences of 0".
+    """
 
-    def __init__(self, values: np.ndarray, extra_zeros: int) -> None:
+    __slots__ = (
+        "corrections",
+        "count",
+        "hi",
+        "inf",
+        "lo",
+        "mean",
+        "n_finite",
+        "nan",
+        "ninf",
+        "norm",
+        "std",
+        "values",
+        "zeros",
+    )
+
+    def __init__(self, values: np.ndarray, extra_zeros: int, *, owned: bool = False) -> None:
         x = as_float_values(values)
+        owned = owned or not np.may_share_memory(x, values)  # a conversion made it ours
         self.count = int(x.size) + extra_zeros
         self.nan = self.inf = self.ninf = 0
+        corrections: list[tuple[float, int]] = []
         lo = hi = math.nan
         if x.size:
             lo, hi = float(x.min()), float(x.max())
             # min/max propagate NaN and reach +-inf, so finite ones prove all are finite:
-            # the filtering pass below is paid only by arrays that need it.
+            # the work below is paid only by arrays that need it.
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 finite = np.isfinite(x)
-                self.nan = int(np.count_nonzero(np.isnan(x)))
-                self.inf = int(np.count_nonzero(x == np.inf))
-                self.ninf = int(np.count_nonzero(x == -np.inf))
-                x = x[finite]
-                lo, hi = (float(x.min()), float(x.max())) if x.size else (math.nan, math.nan)
+                bad_at = np.flatnonzero(~finite)
+                bad = x[bad_at]
+                self.nan = int(np.count_nonzero(np.isnan(bad)))
+                self.inf = int(np.count_nonzero(bad == np.inf))
+                self.ninf = int(bad.size) - self.nan - self.inf
+                if bad.size == x.size:
+                    x = x[:0]
+                    lo = hi = math.nan
+                else:
+                    if not owned:
+                        x = x.copy()
+                    standin = x[int(np.argmax(finite))]
+                    x[bad_at] = standin
+                    corrections.append((float(standin), -int(bad.size)))
+                    lo, hi = float(x.min()), float(x.max())
         if extra_zeros:  # sparse tensors: implicit zeros are values like any other
+            corrections.append((0.0, extra_zeros))
             lo = 0.0 if math.isnan(lo) else min(lo, 0.0)
             hi = 0.0 if math.isnan(hi) else max(hi, 0.0)
-        self.finite = x
+        self.values = x
+        self.corrections = corrections
         self.lo, self.hi = lo, hi
-        n_finite = int(x.size) + extra_zeros
-        self.zeros = extra_zeros
-        self.mean = self.sumsq = math.nan
+        self.n_finite = n_finite = self.count - self.nan - self.inf - self.ninf
+        self.zeros = 0
+        self.mean, self.std, self.norm = math.nan, math.nan, 0.0
         if n_finite == 0:
-            self.sumsq = 0.0
             return
-        mean, squares, zeros = _moments(x, n_finite)
-        if not (math.isfinite(mean) and math.isfinite(squares)):
-            mean, squares = _scaled_moments(x, n_finite)  # values near the float64 limit
-        self.zeros += zeros
-        self.mean = mean
-        self.sumsq = squares  # sum of squared deviations from the mean
+        mean, squares, self.zeros = _moments(x, n_finite, corrections)
+        if math.isfinite(mean) and math.isfinite(squares):
+            self.mean = mean
+            self.std = math.sqrt(squares / n_finite)
+            self.norm = math.hypot(math.sqrt(squares), math.sqrt(n_finite) * abs(mean))
+        else:  # sums past the float64 range: values near 1e308
+            self.mean, self.std, self.norm = _scaled_moments(x, n_finite, corrections)
 
     def stats(self) -> dict[str, Any]:
-        n_finite = self.count - self.nan - self.inf - self.ninf
-        if n_finite:
-            std = math.sqrt(self.sumsq / n_finite)
-            norm = math.hypot(math.sqrt(self.sumsq), math.sqrt(n_finite) * abs(self.mean))
-        else:
-            std, norm = math.nan, 0.0
         return {
             "min": encode_float(self.lo),
             "max": encode_float(self.hi),
             "mean": encode_float(self.mean),
-            "std": encode_float(std),
-            "norm": encode_float(norm),
+            "std": encode_float(self.std),
+            "norm": encode_float(self.norm),
             "count": self.count,
             "nan": self.nan,
             "inf": self.inf,
@@ -151,42 +180,48 @@ class _Reduction:
         }
 
 
-def _moments(x: np.ndarray, n_finite: int) -> tuple[float, float, int]:
-    """Mean, sum of squared deviations from it, and the number of zeros of finite ``x``.
+def _moments(
+    x: np.ndarray, n_finite: int, corrections: list[tuple[float, int]]
+) -> tuple[float, float, int]:
+    """Mean, sum of squared deviations from it, and the number of zeros.
 
-    A first mean ``m`` from numpy's pairwise sum; then, in chunks, the deviations
+    Over ``x`` plus the ``corrections`` (``(value, count)``: count more, or fewer, of that
+    value). A first mean ``m`` from numpy's pairwise sum; then, in chunks, the deviations
     ``d = x - m``: their sum corrects the mean and their squares give the spread with no
     cancellation (unlike E[x^2] - mean^2). Each chunk's float32 dot products are short and
     the totals accumulate in Python floats (doubles), so float32 data gets double-precision
     statistics at float32 speed.
     """
-    if not x.size:
-        return 0.0, 0.0, 0
+    total = squares = 0.0
+    zeros = 0
+    m = x.dtype.type(0)
     with np.errstate(over="ignore", invalid="ignore"):
-        m0 = float(np.add.reduce(x, dtype=x.dtype)) / x.size
-        if not math.isfinite(m0):  # a float32 sum overflowed: redo it in float64
-            m0 = float(np.add.reduce(x, dtype=np.float64)) / x.size
-        m = x.dtype.type(m0)
-        size = min(x.size, _CHUNK)
-        scratch = np.empty(size, dtype=x.dtype)
-        ones = np.ones(size, dtype=x.dtype)
-        hits = np.empty(size, dtype=np.bool_)
-        total = squares = 0.0
-        zeros = 0
-        for start in range(0, x.size, _CHUNK):
-            chunk = x[start : start + _CHUNK]
-            n = chunk.size
-            d = scratch[:n]
-            np.subtract(chunk, m, out=d)
-            total += float(np.dot(d, ones[:n]))
-            squares += float(np.dot(d, d))
-            h = hits[:n]
-            np.equal(chunk, 0, out=h)
-            zeros += int(np.count_nonzero(h))
-    # the implicit zeros of a sparse tensor (n_finite > x.size) deviate by -m each
-    extra = n_finite - x.size
-    total -= extra * float(m)
-    squares += extra * float(m) * float(m)
+        if x.size:
+            m0 = float(np.add.reduce(x, dtype=x.dtype)) / x.size
+            if not math.isfinite(m0):  # a float32 sum overflowed: redo it in float64
+                m0 = float(np.add.reduce(x, dtype=np.float64)) / x.size
+            m = x.dtype.type(m0)
+            size = min(x.size, _CHUNK)
+            scratch = np.empty(size, dtype=x.dtype)
+            ones = np.ones(size, dtype=x.dtype)
+            hits = np.empty(size, dtype=np.bool_)
+            for start in range(0, x.size, _CHUNK):
+                chunk = x[start : start + _CHUNK]
+                n = chunk.size
+                d = scratch[:n]
+                np.subtract(chunk, m, out=d)
+                total += float(np.dot(d, ones[:n]))
+                squares += float(np.dot(d, d))
+                h = hits[:n]
+                np.equal(chunk, 0, out=h)
+                zeros += int(np.count_nonzero(h))
+        for value, count in corrections:
+            # the deviation rounded as the loop above rounds it, so stand-ins cancel exactly
+            dv = float(x.dtype.type(value) - m)
+            total += count * dv
+            squares += count * dv * dv
+            if value == 0:
+                zeros += count
     shift = total / n_finite
     return float(m) + shift, max(squares - n_finite * shift * shift, 0.0), zeros
 
@@ -194,22 +229,30 @@ def _moments(x: np.ndarray, n_finite: int) -> tuple[float, float, int]:
 _SCALE = 2.0**-600  # exact: brings float64 values near 1e308 far from overflow when squared
 
 
-def _scaled_moments(x: np.ndarray, n_finite: int) -> tuple[float, float]:
-    """``_moments`` for values so large their sums overflow: computed on ``x * 2**-600``.
+def _scaled_moments(
+    x: np.ndarray, n_finite: int, corrections: list[tuple[float, int]]
+) -> tuple[float, float, float]:
+    """Mean, std and L2 norm for values so large their sums overflow (rare: |x| ~ 1e308).
 
-    The results are scaled back; a sum of squares past the float64 range becomes inf,
-    which is what it is.
+    Computed on ``x * 2**-600`` (exact) with the stand-ins taken out and the implicit zeros
+    put in for real (at this scale a correction's rounding would not cancel), then scaled
+    back once: a norm past the float64 range is inf, which is what it is.
     """
+    y = x.astype(np.float64)
+    for value, count in corrections:
+        if count < 0:  # remove that many copies of the stand-in: which ones does not matter
+            y = np.delete(y, np.flatnonzero(y == value)[:-count])
+        else:
+            y = np.concatenate([y, np.full(count, value)])
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        y = x.astype(np.float64) * _SCALE
-        mean = float(np.add.reduce(y)) / n_finite  # the implicit zeros add nothing
+        y *= _SCALE
+        mean = float(np.add.reduce(y)) / n_finite
         d = y - mean
-        squares = float(np.dot(d, d)) + (n_finite - x.size) * mean * mean
+        squares = float(np.dot(d, d))
     big = 1.0 / _SCALE
-    try:
-        return mean * big, squares * big * big
-    except OverflowError:  # pragma: no cover - Python floats saturate to inf, not raise
-        return math.inf, math.inf
+    std = math.sqrt(squares / n_finite) * big
+    norm = math.hypot(math.sqrt(squares), math.sqrt(n_finite) * abs(mean)) * big
+    return mean * big, std, norm
 
 
 def statistics(values: np.ndarray, *, extra_zeros: int = 0) -> dict[str, Any]:
@@ -228,24 +271,28 @@ def histogram_value(
     *,
     range: tuple[float, float] | None = None,
     extra_zeros: int = 0,
+    owned: bool = False,
 ) -> dict[str, Any]:
     """The protocol's ``histogram`` value of ``values``: edges, counts and statistics.
+
+    ``owned=True`` lets the computation overwrite non-finite entries of ``values`` (a copy
+    nobody else reads) instead of copying it.
 
     With ``range`` the edges are ``np.linspace(lo, hi, bins + 1)`` and values outside it are
     left out of the counts (as ``np.histogram`` does); the statistics still cover every
     value. Without it the edges span the finite values (see the module docstring).
     """
-    red = _Reduction(values, extra_zeros)
+    red = _Reduction(values, extra_zeros, owned=owned)
     stats = red.stats()
-    x = red.finite
-    if red.count - red.nan - red.inf - red.ninf == 0:
+    if red.n_finite == 0:
         return {"_type": "histogram", "bins": EMPTY_EDGES[:], "counts": [], **stats}
+    x = red.values
     if range is not None:
         counts, edges = np.histogram(x, bins=bins, range=range)
     else:
         counts, edges = _auto_histogram(x, bins, red.lo, red.hi)
-    if extra_zeros:
-        _add_at_value(counts, edges, 0.0, extra_zeros, inside_only=range is not None)
+    for value, count in red.corrections:
+        _add_at_value(counts, edges, value, count, inside_only=range is not None)
     return {
         "_type": "histogram",
         "bins": edges.tolist(),

@@ -63,6 +63,40 @@ def test_counts_equal_numpy_on_the_reported_edges(values, bins):
     _check_against_numpy(values, bins)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=float_arrays,
+    bins=st.integers(1, 512),
+    bad=st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), max_size=20),
+    owned=st.booleans(),
+    data=st.data(),
+)
+def test_non_finite_values_anywhere(values, bins, bad, owned, data):
+    values = values[np.isfinite(values)]
+    mixed = values.copy()
+    if bad:
+        where = data.draw(
+            st.lists(st.integers(0, len(values)), min_size=len(bad), max_size=len(bad))
+        )
+        mixed = np.insert(mixed, where, np.array(bad, dtype=values.dtype))
+    original = mixed.copy()
+    h = decode_value(H.histogram_value(mixed, bins, owned=owned))
+    if not owned:
+        np.testing.assert_array_equal(mixed, original)  # the caller's array is left alone
+    clean = decode_value(H.histogram_value(values, bins))
+    assert (h["nan"], h["inf"], h["ninf"]) == (
+        sum(map(np.isnan, bad)),
+        bad.count(np.inf),
+        bad.count(-np.inf),
+    )
+    assert h["count"] == len(mixed)
+    for key in ("bins", "counts", "min", "max", "zeros"):
+        assert h[key] == clean[key] or (key in ("min", "max") and math.isnan(h[key]))
+    scale = float(np.abs(values.astype(np.float64)).max()) if values.size else 0.0
+    for key in ("mean", "std", "norm"):  # cancellation leaves errors relative to the scale
+        assert h[key] == pytest.approx(clean[key], rel=1e-6, abs=1e-9 * scale, nan_ok=True)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     values=hnp.arrays(
