@@ -166,8 +166,11 @@ class Channel:
         # Wake the stream early once this much is queued: a batch is due, and draining
         # in larger steps than the tick would let the queue grow toward the bound.
         self.wake_at = max(1, min(settings.batch_bytes, settings.memory_limit // 4))
-        # The fast path compares len(queue) with this, and only past it computes bytes.
-        self.check_at = max(1, self.wake_at // (2 * RECORD_BYTES))
+        # The fast path compares len(queue) with ``check_at`` and only past it estimates
+        # the bytes queued (``over``). Each check moves the mark further (at most
+        # ``base_check`` records, and never past the bound); each drain resets it.
+        self.base_check = max(1, self.wake_at // (2 * RECORD_BYTES))
+        self.check_at = self.base_check
         self.wake_pending = False
         self.wake: Any = None  # set by the stream thread: wakes its per-run task
         self.room = threading.Condition(threading.Lock())  # backpressure: "records went out"
@@ -208,13 +211,20 @@ class Channel:
 
     def over(self, values_per_record: int) -> bool:
         """Past the wake threshold: wake the stream; True if past the bound (must wait)."""
-        pending = self.pending(values_per_record)
+        per_record = RECORD_BYTES + VALUE_BYTES * values_per_record
+        queued = len(self.queue)
+        pending = queued * per_record + self.captured_in - self.captured_out
         if pending > self.max_pending:
             self.max_pending = pending
-        if pending <= self.wake_at:
-            return False
-        self.wake_stream()  # a batch is due: no need to wait for the tick
-        return pending > self.limit
+        if pending > self.limit:
+            self.wake_stream()
+            return True
+        # Check again after a few more records, but before the bound can be passed.
+        room = (self.limit - pending) // per_record
+        self.check_at = queued + max(1, min(self.base_check, room))
+        if pending > self.wake_at:
+            self.wake_stream()  # a batch is due: no need to wait for the tick
+        return False
 
     def wake_stream(self) -> None:
         """Ask the stream thread to drain now (any thread; cheap if already asked)."""
@@ -598,8 +608,10 @@ class Run:
             self._warn_once("data", f"log() takes a mapping of values, not {type(data).__name__}")
             return False
         captured = 0
+        rich = False  # some value is not plain (a captured array, a device scalar ...)
         if not _PLAIN_SUPERSET(map(type, values.values())):
             values, captured = self._normalize(values)
+            rich = not _PLAIN_SUPERSET(map(type, values.values()))
         if step is not None and type(step) is not int:
             try:
                 step = int(step)  # numpy integers, 0-d tensors ...
@@ -610,7 +622,7 @@ class Run:
             self._warn_once("negstep", f"step={step} is negative; using the next step")
             step = None
         channel = self._channel
-        if step is None and commit and not captured:
+        if step is None and commit and not rich:
             channel.queue.append((_time(), values))
         else:
             if captured:

@@ -29,6 +29,7 @@ import queue as queue_mod
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -51,9 +52,17 @@ from gradexp._run import (
 )
 from gradexp._settings import say, warn
 from gradexp._values import encode_values, key_problem, needs_encoding
-from gradexp.runfile import HEADER_SIZE, RunDir, RunFile, RunFileWriter, update_latest_link
+from gradexp.runfile import (
+    FRAME,
+    HEADER_SIZE,
+    RunDir,
+    RunFile,
+    RunFileWriter,
+    update_latest_link,
+)
 
 _FILE = RECORD_TYPES["file"]
+_CRC_HISTORY = zlib.crc32(bytes([HISTORY]))  # CRC32 of the type byte, continued over the payload
 _NAMES = {CONFIG: "config", SUMMARY: "summary", FINISH: "finish", TELEMETRY: "telemetry"}
 #: Stop taking records from the queue while this much is written-but-not-accepted by the
 #: OS (a failing disk): the queue then fills and log() blocks, instead of memory growing.
@@ -199,7 +208,11 @@ class RunStream:
                 if channel.release and not channel.queue:
                     break
                 self._maybe_fsync()
-                if more:
+                if more and self.write_error is not None:
+                    # The disk refuses writes (full?): retry calmly; meanwhile the queue
+                    # fills up and log() blocks on the memory bound.
+                    await asyncio.sleep(0.5)
+                elif more:
                     await asyncio.sleep(0)  # let the uploader and timers run between slices
         except Exception as exc:  # a bug here must not leave the caller blocked forever
             channel.stream_dead = _one_line(exc)
@@ -305,24 +318,31 @@ class RunStream:
 
         Runs for at most one slice so the loop stays responsive; stops early while the
         file is not accepting writes (the queue then fills up: backpressure). The fast
-        path's ``(time, values)`` items are handled inline; everything else goes through
-        :meth:`_take`.
+        path's ``(time, values)`` items are handled inline, with the writer's framing
+        inlined too: this loop is the stream's hot path. Everything else goes through
+        :meth:`_take`, with the counters kept in ``self`` around the call.
         """
         channel = self.channel
         writer = self.writer
         assert writer is not None
         q = channel.queue
         popleft = q.popleft
-        append = writer.append
+        buf = writer.buffer
+        pack = FRAME.pack
+        crc32 = zlib.crc32
+        crc_history = _CRC_HISTORY
         dumps = orjson.dumps
         known = self.known_keys.issuperset
-        last = self.last
-        update_last = last.update
-        deadline = time.perf_counter() + _DRAIN_SLICE_S
+        update_last = self.last.update
+        perf = time.perf_counter
+        deadline = perf() + _DRAIN_SLICE_S
+        seq = self.seq
+        next_step = self.next_step
         count = 0
         more = False
         while q:
-            if writer.buffered > _MAX_UNWRITTEN:
+            if len(buf) > _MAX_UNWRITTEN:
+                more = True  # write this through first (or wait: see write_error)
                 break
             item = popleft()
             if len(item) == 2 and self.partial is None and self.attached is None:
@@ -332,42 +352,65 @@ class RunStream:
                     values = self._check_keys(values)
                     if not values:
                         continue
-                step = self.next_step
-                self.next_step = step + 1
-                self.max_step = step
-                self.seq += 1
-                payload = dumps(
-                    {"seq": self.seq, "type": "history", "step": step, "time": t, "values": values}
-                )
+                seq += 1
+                try:
+                    payload = dumps(
+                        {
+                            "seq": seq,
+                            "type": "history",
+                            "step": next_step,
+                            "time": t,
+                            "values": values,
+                        }
+                    )
+                except TypeError:  # not plain after all: the general path drops what it must
+                    seq -= 1
+                    self.seq, self.next_step = seq, next_step
+                    self._emit(next_step, t, values)
+                    seq, next_step = self.seq, self.next_step
+                    continue
                 # orjson writes NaN and ±Inf as null; only then look at the values again.
                 if b"null" in payload and needs_encoding(values):
                     values = encode_values(values, self, self.bad)
                     payload = dumps(
                         {
-                            "seq": self.seq,
+                            "seq": seq,
                             "type": "history",
-                            "step": step,
+                            "step": next_step,
                             "time": t,
                             "values": values,
                         }
                     )
-                append(HISTORY, payload)
+                next_step += 1
+                buf += pack(len(payload), crc32(payload, crc_history), HISTORY)
+                buf += payload
                 update_last(values)
             else:
+                self.seq, self.next_step, self.max_step = (
+                    seq,
+                    next_step,
+                    max(self.max_step, next_step - 1),
+                )
                 self._take(item)
+                seq, next_step = self.seq, self.next_step
             count += 1
-            if count & 255 == 0 and time.perf_counter() > deadline:
+            if count & 255 == 0 and perf() > deadline:
                 more = bool(q)
                 break
-        if last:
+        self.seq = seq
+        if next_step - 1 > self.max_step:
+            self.max_step = next_step - 1
+        self.next_step = next_step
+        if self.last:
             with channel.summary_lock:
-                channel.last_values.update(last)
-            last.clear()
+                channel.last_values.update(self.last)
+            self.last.clear()
         if self.bad:
             self._report_bad(self.bad)
         self._telemetry()
         channel.last_seq = self.seq
         channel.next_step = self.next_step
+        channel.check_at = channel.base_check  # the queue is short again: check early
         if channel.waiters:
             # Someone is blocked in log() on the memory bound: tell them records went out.
             with channel.room:

@@ -431,7 +431,10 @@ class RunFileWriter:
         self.path = path
         # O_APPEND: every write lands at the end even if another descriptor wrote.
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._buf = bytearray()
+        #: Frames appended but not yet written through. The stream's hot loop appends
+        #: ``frame(...)`` bytes here directly, saving a method call per record.
+        self.buffer = bytearray()
+        self._buf = self.buffer
         size = os.fstat(self._fd).st_size
         if size == 0:
             self._buf += HEADER
