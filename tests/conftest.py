@@ -89,6 +89,21 @@ def wait_for_health(
     raise TimeoutError(f"{url}/healthz did not answer within {timeout:.0f} s (last error: {last})")
 
 
+async def _bootstrap_user(db_url: str, name: str) -> str:
+    """Migrate the database, create user ``name`` (no password) and return a new API key."""
+    from gradexp.server.admin import create_key, create_user
+    from gradexp.server.db import Database
+    from gradexp.server.migrate import migrate
+
+    db = Database(db_url)
+    try:
+        await migrate(db)
+        await create_user(db, name)
+        return await create_key(db, name, "tests")
+    finally:
+        await db.dispose()
+
+
 def _server_command() -> list[str]:
     return [sys.executable, "-m", "gradexp.server"]
 
@@ -196,11 +211,14 @@ class ServerProcess:
         return _admin([*args, *self.storage_args], env=self.env)
 
     def new_user(self, name: str | None = None) -> tuple[str, str]:
-        """Create a user and an API key for it: returns ``(user, key)``."""
+        """Create a user and an API key for it: returns ``(user, key)``.
+
+        Done in this process on the server's database (the same functions the admin CLI
+        calls; the CLI itself has its own tests): three interpreter start-ups per server
+        made every storage test several seconds slower.
+        """
         name = name or f"user-{uuid.uuid4().hex[:8]}"
-        self.admin("user", "add", name)
-        key = self.admin("key", "create", name).strip()
-        return name, key
+        return name, run_async(_bootstrap_user(self.db_url, name))
 
     def request(
         self,

@@ -1,0 +1,76 @@
+"""Small helpers for the server tests: build records and batches, send them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from typing import Any
+
+GZIP = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+
+
+def new_id(prefix: str = "r") -> str:
+    """A fresh run id (the shared server lives for the whole session)."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def history(seq: int, step: int, values: dict[str, Any], t: float | None = None) -> dict[str, Any]:
+    """One history record."""
+    return {
+        "seq": seq,
+        "type": "history",
+        "step": step,
+        "time": t if t is not None else 1.7e9 + step,
+        "values": values,
+    }
+
+
+def batch(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch body for records with consecutive ``seq``."""
+    return {"first_seq": records[0]["seq"], "last_seq": records[-1]["seq"], "records": records}
+
+
+def steps_batch(
+    first_seq: int, n: int, first_step: int | None = None, **const: float
+) -> dict[str, Any]:
+    """``n`` history records of ``loss`` (and constants) from ``first_seq``."""
+    step0 = first_seq - 1 if first_step is None else first_step
+    return batch(
+        [
+            history(first_seq + i, step0 + i, {"loss": 1.0 / (step0 + i + 1), **const})
+            for i in range(n)
+        ]
+    )
+
+
+def gz(doc: Any) -> bytes:
+    """gzip'ed JSON."""
+    return gzip.compress(json.dumps(doc).encode())
+
+
+def put_run(
+    srv: Any, run_id: str, project: str = "proj", key: str | None = None, **fields: Any
+) -> tuple[int, Any]:
+    """Create (or resume) a run."""
+    body = {"project": project, "attempt": fields.pop("attempt", "a1"), **fields}
+    return srv.request("PUT", f"/api/v1/runs/{run_id}", body, key=key)  # type: ignore[no-any-return]
+
+
+def post(srv: Any, run_id: str, doc: Any, key: str | None = None) -> tuple[int, Any]:
+    """POST a batch (gzip'ed)."""
+    return srv.request("POST", f"/api/v1/runs/{run_id}/records", raw=gz(doc), headers=GZIP, key=key)  # type: ignore[no-any-return]
+
+
+def rows(srv: Any, run_id: str, **params: Any) -> list[dict[str, Any]]:
+    """Every history row of a run (following pagination)."""
+    out: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        query = "&".join(f"{k}={v}" for k, v in {**params, "after_seq": after}.items())
+        status, body = srv.request("GET", f"/api/v1/runs/{run_id}/history/rows?{query}")
+        assert status == 200, body
+        out.extend(body["rows"])
+        if body["next_after_seq"] is None:
+            return out
+        after = body["next_after_seq"]
