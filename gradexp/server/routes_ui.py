@@ -28,6 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gradexp.server.errors import ApiError
+from gradexp.server.routes_auth import page_redirect
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASSETS_DIR = STATIC_DIR / "assets"
@@ -91,31 +92,17 @@ def frame_ancestors() -> str:
 async def page(request: web.Request) -> web.StreamResponse:
     """Any UI page: the shell; the scripts draw the page named by the path.
 
-    A signed-out visitor is sent to sign-in by :func:`signed_out_redirect` first.
+    A signed-out visitor is sent to sign-in first (``routes_auth.page_redirect``). An
+    embedded page (``?embed=1``, a notebook's iframe) is not: the sign-in page refuses to be
+    framed, so the embedded page itself offers a link that signs in in a new tab.
     """
-    redirect = await signed_out_redirect(request)
-    if redirect is not None:
-        return redirect
+    if request.query.get("embed") != "1":
+        redirect = await page_redirect(request)
+        if redirect is not None:
+            return redirect
     resp = web.Response(body=shell().html, content_type="text/html", charset="utf-8")
     resp.headers["Cache-Control"] = "no-cache"
     return resp
-
-
-async def signed_out_redirect(request: web.Request) -> web.StreamResponse | None:
-    """A redirect to sign-in when the visitor is signed out (None when signed in).
-
-    The login feature decides who is signed in (``routes_auth.page_redirect``); without it
-    (a build that lacks it) everyone gets the page, and the API still refuses them.
-    """
-    try:
-        from gradexp.server import routes_auth
-    except ImportError:  # pragma: no cover - the login feature is part of every release
-        return None
-    hook = getattr(routes_auth, "page_redirect", None)
-    if hook is None:
-        return None
-    result: web.StreamResponse | None = await hook(request)
-    return result
 
 
 for _path in PAGE_PATHS:

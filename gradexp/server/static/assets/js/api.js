@@ -15,12 +15,19 @@ export class ApiError extends Error {
   }
 }
 
-/** Where a signed-out visitor goes, coming back to this page afterwards. */
+/** Where a signed-out visitor goes, coming back to this page (not embedded) afterwards. */
 export function signInUrl() {
-  return `${SIGN_IN_PATH}?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`;
+  const params = new URLSearchParams(location.search);
+  params.delete("embed");
+  const query = params.toString();
+  return `${SIGN_IN_PATH}?next=${encodeURIComponent(location.pathname + (query ? "?" + query : "") + location.hash)}`;
 }
 
 let redirecting = false;
+
+/** True inside a notebook's iframe (`?embed=1`): sign-in must happen in a new tab there,
+ * because the sign-in page refuses to be framed. */
+export const embedded = new URLSearchParams(location.search).get("embed") === "1" || window.top !== window;
 
 /** GET (by default) a JSON endpoint under /api/v1; throws ApiError with the server's message. */
 export async function api(path, { signal, method = "GET" } = {}) {
@@ -31,7 +38,7 @@ export async function api(path, { signal, method = "GET" } = {}) {
     if (err && err.name === "AbortError") throw err;
     throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");
   }
-  if (resp.status === 401 && !redirecting) {
+  if (resp.status === 401 && !redirecting && !embedded) {
     redirecting = true;
     location.assign(signInUrl());
   }

@@ -696,7 +696,8 @@ export class Chart {
       ctx.strokeRect(Math.round(a) + 0.5, plot.top + 0.5, Math.round(b - a), plot.h - 1);
     }
     let xData = null;
-    if (this.hover) xData = plot.xAt(this.hover.px);
+    // Hovering the margins shows the nearest end of the plot, so the last point is easy to reach.
+    if (this.hover) xData = Math.min(plot.d.x1, Math.max(plot.d.x0, plot.xAt(this.hover.px)));
     else if (this.linkedX !== null) xData = this.linkedX;
     if (xData === null || xData < plot.d.x0 || xData > plot.d.x1) {
       this.tooltip.hidden = true;
@@ -775,8 +776,8 @@ export class Chart {
         { class: ["tip-row", k === best && hits.length > 1 ? "tip-best" : null] },
         h("span", { class: "swatch", style: { background: hit.series.color } }),
         h("span", { class: "tip-label", text: hit.series.label }),
-        h("span", { class: "tip-value", text: fmtNum(hit.y) }),
-        smoothing && hit.raw === hit.raw ? h("span", { class: "tip-raw", text: fmtNum(hit.raw) }) : null,
+        h("span", { class: "tip-value", text: fmtNum(hit.y, 6) }),
+        smoothing && hit.raw === hit.raw ? h("span", { class: "tip-raw", text: fmtNum(hit.raw, 6) }) : null,
         hit.min !== hit.max ? h("span", { class: "tip-range", text: `${fmtNum(hit.min, 3)} … ${fmtNum(hit.max, 3)}` }) : null,
       ),
     );

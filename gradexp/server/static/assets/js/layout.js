@@ -1,6 +1,6 @@
 // Page furniture shared by every page: the breadcrumb trail and page-level errors.
 
-import { ApiError, signInUrl } from "./api.js";
+import { ApiError, embedded, signInUrl } from "./api.js";
 import { h, replace, emptyState } from "./dom.js";
 
 /** Set the breadcrumb trail: [{text, href?}, ...]. */
@@ -19,6 +19,12 @@ export function setCrumbs(items) {
 /** A page-level error, readable, with what to do next. */
 export function showError(el, err) {
   if (err instanceof ApiError && err.status === 401) {
+    if (embedded) {
+      const reload = h("button", { type: "button", class: "button", text: "Reload", on: { click: () => location.reload() } });
+      const link = h("a", { class: "button primary", href: signInUrl(), target: "_blank", rel: "noopener", text: "Sign in (new tab)" });
+      replace(el, emptyState("Sign in to gradexp", "Sign in in a new tab, then reload this view.", h("div", { class: "actions" }, link, reload)));
+      return;
+    }
     replace(el, emptyState("Signed out", "Sign in to see your runs.", h("a", { class: "button primary", href: signInUrl(), text: "Sign in" })));
     return;
   }

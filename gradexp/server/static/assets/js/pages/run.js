@@ -148,11 +148,26 @@ export async function mountRun(el, runId) {
 
   if (!LIVE_STATES.has(run.state)) return;
   board.setLive(true);
+  // The header's step and duration tick along while the run is live (at most once a second).
+  let factsTimer = 0;
+  const refreshFacts = () => {
+    if (factsTimer) return;
+    factsTimer = setTimeout(() => {
+      factsTimer = 0;
+      head.update(run);
+    }, 1000);
+  };
+  const ticker = setInterval(() => (LIVE_STATES.has(run.state) ? refreshFacts() : clearInterval(ticker)), 5000);
   const stream = follow(
     `/runs/${seg(run.id)}/events${qs({ after_seq: run.acked_seq })}`,
     {
       rows: (data) => {
         board.appendRows(run.id, data.rows);
+        const last = data.rows.length ? data.rows[data.rows.length - 1]._step : -1;
+        if (last > run.last_step) {
+          run.last_step = last;
+          refreshFacts();
+        }
         let newTab = false;
         for (const row of data.rows) {
           for (const [k, v] of Object.entries(row)) {

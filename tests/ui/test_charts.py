@@ -1,0 +1,154 @@
+"""Charts: hover names the right value for every run, drag-to-zoom refetches a finer range,
+double-click resets, log scale and smoothing toggle; the compare view overlays runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+STEPS = 3000
+
+
+def loss_a(step: int) -> float:
+    return step * 0.5
+
+
+def loss_b(step: int) -> float:
+    return step * 2.0 + 1.0
+
+
+def tooltip(page: Any, panel: Any, fraction: float) -> tuple[int, dict[str, float]]:
+    """Hover the chart at a fraction of its width: (step, {run name: value}) from the tooltip."""
+    box = panel.locator("canvas.chart-overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
+    tip = panel.locator(".chart-tip")
+    tip.wait_for(state="visible")
+    step = int(tip.locator(".tip-head").inner_text().split("step")[-1].strip().replace(",", ""))
+    values = {}
+    for row in tip.locator(".tip-row").all():
+        values[row.locator(".tip-label").inner_text()] = float(
+            row.locator(".tip-value").inner_text().replace(",", "")
+        )
+    return step, values
+
+
+def approx(values: dict[str, float]) -> Any:
+    """Tooltips show 6 significant digits."""
+    return pytest.approx(values, rel=1e-5)
+
+
+def has_range(panel: Any) -> bool:
+    """Whether the tooltip shows a bucket's min…max (downsampled) rather than one point."""
+    return panel.locator(".chart-tip .tip-range").count() > 0
+
+
+def test_hover_and_zoom_show_the_right_values(
+    ui: Any, server: Any, project: str, log_run: Any
+) -> None:
+    run = log_run(project, [(s, {"loss": loss_a(s)}) for s in range(STEPS)], name="linear")
+    page = ui.page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/history" in r.url else None)
+    ui.goto(page, f"/r/{run.id}")
+    panel = page.locator('.panel[data-key="loss"]')
+    panel.locator(".chart-status").wait_for(state="hidden")
+
+    # Hover: the tooltip's value is the value logged at the step it names.
+    for fraction in (0.2, 0.5, 0.8):
+        step, values = tooltip(page, panel, fraction)
+        assert values == approx({"linear": loss_a(step)})
+    # 3000 steps over a few hundred pixels: the server sent min/max buckets.
+    assert has_range(panel)
+    ui.shot(page, "hover")
+
+    # Drag from 40% to 45% of the width: the chart zooms to those steps and refetches them.
+    lo_step, _ = tooltip(page, panel, 0.40)
+    hi_step, _ = tooltip(page, panel, 0.45)
+    box = panel.locator("canvas.chart-overlay").bounding_box()
+    y = box["y"] + box["height"] / 2
+    before = len(requests)
+    page.mouse.move(box["x"] + box["width"] * 0.40, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.43, y, steps=4)
+    page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=4)
+    page.mouse.up()
+    panel.locator(".icon-button", has_text="reset").wait_for(state="visible")
+    page.wait_for_function(
+        "n => performance.getEntriesByType('resource').filter(e => e.name.includes('min_step')).length >= n",
+        arg=1,
+    )
+    assert any("min_step" in u and "max_step" in u for u in requests[before:])
+    page.wait_for_timeout(300)
+    step, values = tooltip(page, panel, 0.5)
+    assert lo_step - 20 <= step <= hi_step + 20, (lo_step, step, hi_step)
+    assert values == approx({"linear": loss_a(step)})
+    # Zoomed in to ~150 steps: every point is a logged point, no more buckets.
+    assert not has_range(panel)
+    ui.shot(page, "zoomed")
+
+    # Double-click resets the zoom: the whole run again.
+    page.mouse.dblclick(box["x"] + box["width"] * 0.5, y)
+    panel.locator(".icon-button", has_text="reset").wait_for(state="hidden")
+    step, values = tooltip(page, panel, 0.9)
+    assert step > hi_step + 500 and values == approx({"linear": loss_a(step)})
+
+    # Log scale: the button toggles, values stay the same.
+    log_button = panel.locator(".icon-button", has_text="log")
+    log_button.click()
+    assert log_button.get_attribute("aria-pressed") == "true"
+    step, values = tooltip(page, panel, 0.7)
+    assert values == approx({"linear": loss_a(step)})
+    log_button.click()
+    assert log_button.get_attribute("aria-pressed") == "false"
+
+    # Smoothing: the tooltip shows the smoothed value beside the raw one.
+    page.locator(".smooth input[type=range]").fill("0.9")
+    _, values = tooltip(page, panel, 0.7)
+    assert panel.locator(".chart-tip .tip-raw").count() == 1
+    page.locator(".smooth input[type=range]").fill("0")
+    ui.shot(page, "reset")
+
+
+def test_compare_two_runs(ui: Any, server: Any, project: str, log_run: Any) -> None:
+    a = log_run(
+        project,
+        [(s, {"train/loss": loss_a(s)}) for s in range(200)],
+        name="run-a",
+        config={"lr": 0.1, "batch": 32},
+    )
+    b = log_run(
+        project,
+        [(s, {"train/loss": loss_b(s)}) for s in range(200)],
+        name="run-b",
+        config={"lr": 0.01, "batch": 32},
+    )
+    page = ui.page()
+    ui.goto(page, f"/p/{server.user}/{project}")
+    for run in (a, b):
+        page.locator(f'tr[data-run="{run.id}"] input[type=checkbox]').check()
+    compare = page.locator("a.button", has_text="Compare 2 runs")
+    ui.shot(page, "table-selected")
+    compare.click()
+    page.wait_for_url("**/compare?runs=*")
+    legend = page.locator(".legend")
+    legend.locator(".legend-item", has_text="run-a").wait_for()
+    assert legend.locator(".legend-item", has_text="run-b").count() == 1
+
+    panel = page.locator('.panel[data-key="train/loss"]')
+    panel.locator(".chart-status").wait_for(state="hidden")
+    # Every run's value at the hovered step, each matching what that run logged there.
+    for fraction in (0.3, 0.75):
+        step, values = tooltip(page, panel, fraction)
+        assert values == approx({"run-a": loss_a(step), "run-b": loss_b(step)})
+    ui.shot(page, "compare-hover")
+
+    # Config side by side: the differing key is shown, the equal one hidden by default.
+    page.locator(".tabs a", has_text="Config & summary").click()
+    table = page.locator("table.compare").first
+    table.locator("tr", has_text="lr").wait_for()
+    assert table.locator("tr", has_text="batch").count() == 0
+    assert table.locator("tr", has_text="lr").locator("td").all_inner_texts() == ["0.1", "0.01"]
+    ui.shot(page, "compare-config")

@@ -1,0 +1,102 @@
+"""Live: a run appears in the runs table while its script starts, its chart grows while
+the script logs, and the page notices when it finishes. Real script, real server, chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import gradexp
+
+    project, name, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+    run = gradexp.init(project=project, name=name, config={"lr": 0.01}, tags=["live"])
+    print(run.id, flush=True)
+    step = 0
+    while not os.path.exists(stop) and step < 20000:
+        gradexp.log({"train/loss": 1.0 / (step + 1), "train/acc": step / (step + 100)})
+        step += 1
+        time.sleep(0.02)
+    gradexp.finish()
+    """
+)
+
+
+def hover_step(page: Any, panel: Any, fraction: float) -> int:
+    """Hover the chart at a fraction of its width; the step the tooltip names."""
+    box = panel.locator("canvas.chart-overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
+    head = panel.locator(".tip-head")
+    head.wait_for(state="visible")
+    text = head.inner_text()
+    return int(text.split("step")[-1].strip().replace(",", ""))
+
+
+def test_run_appears_and_its_chart_grows_live(
+    ui: Any, server: Any, project: str, log_run: Any, tmp_path: Path
+) -> None:
+    # A first run creates the project; the table is open before the live run starts.
+    log_run(project, [(0, {"train/loss": 1.0})], name="warmup")
+    page = ui.page()
+    ui.goto(page, f"/p/{server.user}/{project}")
+    page.locator("tr", has_text="warmup").wait_for()
+    page.locator(".live-dot").wait_for(state="visible")
+
+    stop = tmp_path / "stop"
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, **server.client_env, "GRADEXP_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), project, "live-run", str(stop)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        # The new run shows up in the open table, running, without a reload.
+        row = page.locator(f'tr[data-run="{run_id}"]')
+        row.wait_for(timeout=20_000)
+        assert "running" in row.locator(".badge").inner_text()
+        ui.shot(page, "table-live")
+
+        row.locator("a.strong").click()
+        page.wait_for_url(f"**/r/{run_id}")
+        panel = page.locator('.panel[data-key="train/loss"]')
+        panel.locator(".chart-status").wait_for(state="hidden")
+        page.locator(".live-pill").wait_for(state="visible")
+        first = hover_step(page, panel, 0.995)
+        # The chart grows while the script logs: the last point's step keeps increasing.
+        deadline = time.monotonic() + 30
+        later = first
+        while later <= first + 10 and time.monotonic() < deadline:
+            page.mouse.move(0, 0)
+            page.wait_for_timeout(500)
+            later = hover_step(page, panel, 0.995)
+        assert later > first + 10, f"the chart did not grow: step {first} -> {later}"
+        ui.shot(page, "run-live")
+
+        stop.touch()
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        # Finished: the badge says so without a reload, and the live indicator goes away.
+        page.locator(".run-head .badge", has_text="finished").wait_for(timeout=20_000)
+        page.locator(".live-pill").wait_for(state="hidden")
+        ui.shot(page, "run-finished")
+    finally:
+        stop.touch()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
