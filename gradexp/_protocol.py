@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Final
+
+TYPE_CHECKING = False  # not typing's: `import gradexp` stays free of the typing import
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 API_PREFIX: Final = "/api/v1"
 VERSION: Final = "0.1.0"
