@@ -17,11 +17,13 @@ first used. To export a new name, add one line to ``_LAZY`` below.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from gradexp._protocol import VERSION as __version__
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
+    from typing import Any
+
     from gradexp._images import Image as Image
     from gradexp._login import login as login
     from gradexp._run import Run as Run

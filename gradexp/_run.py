@@ -930,7 +930,7 @@ def init(
 
     overrides: dict[str, Any] = {}
     if isinstance(settings, Settings):
-        overrides.update({f: getattr(settings, f) for f in settings.__dataclass_fields__})
+        overrides.update(settings.as_dict())
     elif settings is not None:
         overrides.update(settings)
     explicit = {

@@ -21,7 +21,6 @@ unless the config dir is not given, ``json`` only when a file exists.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import threading
@@ -51,55 +50,111 @@ class GradexpError(Exception):
     """A problem the user must fix before gradexp can go on; the message says how."""
 
 
-@dataclasses.dataclass(frozen=True)
+# name -> default, in order. Settings is a plain class (not a dataclass) so that init()
+# does not pay for importing dataclasses/inspect.
+_DEFAULTS: dict[str, Any] = {
+    "mode": "offline",
+    "base_url": None,
+    "api_key": None,
+    "project": DEFAULT_PROJECT,
+    "dir": ".",
+    "run_id": None,
+    "memory_limit": 256 * 1024 * 1024,
+    "batch_bytes": 1024 * 1024,
+    "batch_records": 20_000,
+    "batch_interval": 1.0,
+    "write_interval": 0.1,
+    "fsync_interval": 2.0,
+    "heartbeat_interval": 30.0,
+    "finish_timeout": 60.0,
+    "retry_cap": 60.0,
+    "quiet": False,
+}
+_TYPES: dict[str, type] = {
+    "memory_limit": int,
+    "batch_bytes": int,
+    "batch_records": int,
+    "batch_interval": float,
+    "write_interval": float,
+    "fsync_interval": float,
+    "heartbeat_interval": float,
+    "finish_timeout": float,
+    "retry_cap": float,
+    "quiet": bool,
+}
+
+
 class Settings:
-    """Everything a run needs to know about where and how to log.
+    """Everything a run needs to know about where and how to log (immutable).
 
     Build one with :func:`resolve_settings`; ``init(settings=...)`` also accepts a mapping
-    of these fields. The tuning fields have defaults that suit a training job.
+    of these fields. The tuning fields have defaults that suit a training job:
+
+    - ``mode``: ``online``, ``offline`` or ``disabled``; ``base_url``, ``api_key``,
+      ``project``, ``dir`` (runs go to ``<dir>/gradexp/``), ``run_id``.
+    - ``memory_limit`` (256 MiB): bytes of logged-but-not-yet-written records the caller
+      may queue before ``log()`` blocks (and ``alog()`` awaits) until the stream catches up.
+    - ``batch_bytes`` (1 MiB), ``batch_records`` (20,000), ``batch_interval`` (1 s): a
+      batch is sent once it holds this many bytes (before gzip) or records, or this many
+      seconds after its first record was logged.
+    - ``write_interval`` (0.1 s): records reach the OS at least this often while they
+      arrive. ``fsync_interval`` (2 s): the run file is fsync'ed this often while it
+      grows, and always at finish.
+    - ``heartbeat_interval`` (30 s): silence after which the stream sends a heartbeat.
+    - ``finish_timeout`` (60 s): how long ``finish()`` (and the exit hook) waits for the
+      upload by default. ``retry_cap`` (60 s): the cap of the retry backoff.
+    - ``quiet``: no informational lines (warnings are still shown).
     """
 
-    mode: Mode = "offline"
-    base_url: str | None = None
-    api_key: str | None = None
-    project: str = DEFAULT_PROJECT
-    dir: str = "."
-    run_id: str | None = None
-    #: Bytes of logged-but-not-yet-written records the caller may queue before ``log()``
-    #: blocks (and ``alog()`` awaits) until the stream thread catches up.
-    memory_limit: int = 256 * 1024 * 1024
-    #: A batch is sent once it holds this many bytes of records (before gzip) ...
-    batch_bytes: int = 1024 * 1024
-    #: ... or this many records ...
-    batch_records: int = 20_000
-    #: ... or this many seconds after its first record was logged.
-    batch_interval: float = 1.0
-    #: Records are written through to the OS at least this often while they arrive.
-    write_interval: float = 0.1
-    #: The run file is fsync'ed this often while it grows, and always at finish.
-    fsync_interval: float = 2.0
-    #: Seconds of silence after which the stream sends a heartbeat.
-    heartbeat_interval: float = 30.0
-    #: Default bound on how long ``finish()`` (and the exit hook) waits for the upload.
-    finish_timeout: float = 60.0
-    #: Cap of the retry backoff, in seconds.
-    retry_cap: float = 60.0
-    #: No informational lines (warnings are still shown).
-    quiet: bool = False
+    __slots__ = tuple(_DEFAULTS)
+
+    mode: Mode
+    base_url: str | None
+    api_key: str | None
+    project: str
+    dir: str
+    run_id: str | None
+    memory_limit: int
+    batch_bytes: int
+    batch_records: int
+    batch_interval: float
+    write_interval: float
+    fsync_interval: float
+    heartbeat_interval: float
+    finish_timeout: float
+    retry_cap: float
+    quiet: bool
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown gradexp settings: {', '.join(sorted(unknown))}")
+        for name, default in _DEFAULTS.items():
+            object.__setattr__(self, name, values.get(name, default))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are immutable; use settings.with_(name=value)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().items()))
 
     def __repr__(self) -> str:  # the key is masked: a repr ends up in logs
         fields = ", ".join(
             f"{name}={mask_key(self.api_key) if name == 'api_key' else getattr(self, name)!r}"
-            for name in _FIELDS
+            for name in _DEFAULTS
         )
         return f"Settings({fields})"
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, by name."""
+        return {name: getattr(self, name) for name in _DEFAULTS}
+
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+        return Settings(**{**self.as_dict(), **changes})
 
 
 # --- the user's config dir ------------------------------------------------------------
@@ -241,13 +296,11 @@ def _coerce(name: str, value: Any) -> Any:
         return None
     if name == "memory_limit":
         return parse_bytes(value)
-    default = _FIELDS[name].default
-    if isinstance(default, bool):
+    kind = _TYPES.get(name)
+    if kind is bool:
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, int):
-        return int(value)
+    if kind is not None:
+        return kind(value)
     return value
 
 
@@ -257,7 +310,7 @@ def resolve_settings(**overrides: Any) -> Settings:
     ``mode`` defaults to ``online`` when both a base URL and an API key are known, else
     ``offline``. The key is looked up for the resolved base URL in the credentials file.
     """
-    unknown = set(overrides) - set(_FIELDS)
+    unknown = set(overrides) - set(_DEFAULTS)
     if unknown:
         raise TypeError(f"unknown gradexp settings: {', '.join(sorted(unknown))}")
     env = os.environ
@@ -274,7 +327,7 @@ def resolve_settings(**overrides: Any) -> Settings:
     }
     file_settings = load_user_settings()
     values: dict[str, Any] = {}
-    for name in _FIELDS:
+    for name in _DEFAULTS:
         for source in (overrides, from_env, file_settings):
             value = source.get(name)
             if value not in (None, ""):
@@ -283,7 +336,7 @@ def resolve_settings(**overrides: Any) -> Settings:
                 except (TypeError, ValueError):
                     raise GradexpError(
                         f"gradexp setting {name}={value!r} is not valid; expected a "
-                        f"{type(_FIELDS[name].default).__name__}."
+                        f"{_TYPES.get(name, str).__name__}."
                     ) from None
                 break
     creds: dict[str, Any] | None = None

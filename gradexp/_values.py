@@ -18,7 +18,6 @@ The rich values themselves (``Histogram``, ``Tensor``, ``Image``, bare arrays) l
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,6 +90,8 @@ def _tensors() -> Any:
     global _tensors_module, _tensors_checked
     if not _tensors_checked:
         _tensors_checked = True
+        import importlib.util
+
         if importlib.util.find_spec("gradexp._tensors") is not None:
             _tensors_module = importlib.import_module("gradexp._tensors")
     return _tensors_module
