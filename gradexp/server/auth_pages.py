@@ -4,7 +4,8 @@ Every value that reaches a page goes through :func:`h` (``html.escape``), and no
 inline script or style: the styles and the little script live in ``static/auth/``, so the
 pages run under a Content-Security-Policy without ``'unsafe-inline'``. Pages carry their
 own CSP, deny framing (a sign-in or Authorize button inside someone else's frame is a
-clickjacking target) and send no Referer (a setup link's token is in its URL).
+clickjacking target) and send a Referer only to this origin (a setup link has a token in
+its URL; "no-referrer" would also make browsers send `Origin: null`, which the forms refuse).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def page(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{h(title)} · gradexp</title>
 <link rel="icon" href="{ASSET_PREFIX}/mark.svg" type="image/svg+xml">
 <link rel="stylesheet" href="{ASSET_PREFIX}/auth.css">
@@ -112,7 +113,7 @@ def page(
     resp = web.Response(text=document, status=status, content_type="text/html", charset="utf-8")
     resp.headers["Content-Security-Policy"] = _CSP.format(form_extra=form_extra)
     resp.headers["X-Frame-Options"] = "DENY"
-    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Referrer-Policy"] = "same-origin"
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -190,8 +191,8 @@ def authorize(
     body = f"""<section class="card">
 <div class="handshake" aria-hidden="true"><span class="tile">{ICONS["terminal"]}</span>
 <span class="dots">{ICONS["dots"]}</span><span class="tile brandtile">{MARK}</span></div>
-<h1 class="center">Authorize the command line</h1>
-<p class="lead center"><b>gradexp login</b> on <b>{h(client)}</b> asks to use your account.</p>
+<h1 class="center">Authorize gradexp login</h1>
+<p class="lead center">The command line on <b>{h(client)}</b> asks to use your account.</p>
 <dl class="facts">
 <div><dt>Account</dt><dd>{h(user)}</dd></div>
 <div><dt>Machine</dt><dd>{h(client)}</dd></div>
