@@ -10,7 +10,8 @@ The interface other test modules code against (keep it stable):
 - ``start_server(db_url=None, store_url=None, data_dir=None, env=None, port=None)``: a
   factory for servers of your own; every one is stopped at teardown.
 - ``db_url``: parametrized over ``sqlite``, ``postgresql`` and ``mysql``; a fresh, empty
-  database per test (dropped at teardown). ``GRADEXP_TEST_DATABASES=sqlite,postgresql``
+  database per test (dropped at teardown).
+- ``db_server`` (module): a running server per database kind, shared by a module's tests. ``GRADEXP_TEST_DATABASES=sqlite,postgresql``
   narrows the set on a machine without one of the services.
 - ``s3_store``: a fresh bucket on a moto S3 server (one process per session); the value is
   the ``s3://bucket/prefix`` URL (a ``str`` with ``.env``), and the AWS variables a server
@@ -342,8 +343,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         servers: list[ServerProcess] = list(item.stash.get(_SERVERS_KEY, []))
         funcargs = getattr(item, "funcargs", {})
-        if isinstance(funcargs.get("server"), ServerProcess):
-            servers.append(funcargs["server"])
+        servers += [
+            funcargs[name]
+            for name in ("server", "db_server")
+            if isinstance(funcargs.get(name), ServerProcess)
+        ]
         for srv in servers:
             report.sections.append((f"gradexp server log ({srv.url})", srv.log_tail()))
     return report
@@ -410,6 +414,26 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database URL: SQLite, PostgreSQL or MariaDB/MySQL (one test each)."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="module", params=_enabled_databases())
+def db_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server per database kind, shared by the tests of a module (use unique run ids).
+
+    For tests that need every database but not a fresh one each: much faster than
+    ``start_server(db_url=db_url)`` per test.
+    """
+    root = tmp_path_factory.mktemp(f"db-server-{request.param}")
+    with fresh_database(request.param, root) as url:
+        srv = _make_server(root, url, None, None, None, None)
+        srv.user, srv.api_key = srv.new_user("ada")
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
 
 
 # --- S3 (moto) -------------------------------------------------------------------------------

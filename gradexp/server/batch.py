@@ -34,6 +34,7 @@ from gradexp.server.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.errors import ApiError
 
 MAX_FILE_PATH = 512
+INFLATE_STEP = 1024 * 1024
 TYPED_KINDS = ("histogram", "tensor", "image")
 
 
@@ -84,7 +85,10 @@ async def read_body(
         data = chunk
         while data:
             try:
-                piece = inflater.decompress(data, max_decompressed - produced + 1)
+                # At most 1 MiB per step: memory grows with what is kept, never ahead of it.
+                piece = inflater.decompress(
+                    data, min(INFLATE_STEP, max_decompressed - produced + 1)
+                )
             except zlib.error as exc:
                 raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {exc}") from None
             produced += len(piece)

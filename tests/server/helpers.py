@@ -74,3 +74,10 @@ def rows(srv: Any, run_id: str, **params: Any) -> list[dict[str, Any]]:
         if body["next_after_seq"] is None:
             return out
         after = body["next_after_seq"]
+
+
+def get(srv: Any, path: str, key: str | None = None) -> Any:
+    """GET that must succeed; returns the decoded body."""
+    status, body = srv.request("GET", path, key=key)
+    assert status == 200, (path, status, body)
+    return body

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from tests.server.helpers import batch, history, new_id, post, put_run, rows, steps_batch
+from .helpers import batch, get, history, new_id, post, put_run, rows, steps_batch
 
 
 def test_replaying_a_batch_changes_nothing(start_server, db_url):
@@ -23,7 +23,7 @@ def test_replaying_a_batch_changes_nothing(start_server, db_url):
     after = rows(srv, run)
     assert after[:50] == before
     assert [r["_seq"] for r in after] == list(range(1, 61))
-    status, keys = srv.request("GET", f"/api/v1/runs/{run}/keys")
+    keys = get(srv, f"/api/v1/runs/{run}/keys")
     assert keys["keys"] == [
         {"key": "loss", "kind": "number", "count": 60, "first_step": 0, "last_step": 59}
     ]
@@ -43,7 +43,7 @@ def test_out_of_order_batches_ack_waits_for_the_gap(start_server, db_url):
     assert post(srv, run, steps_batch(25, 20)) == (200, {"acked_seq": 50})
     got = rows(srv, run)
     assert [r["_seq"] for r in got] == list(range(1, 51))
-    status, obj = srv.request("GET", f"/api/v1/runs/{run}")
+    obj = get(srv, f"/api/v1/runs/{run}")
     assert obj["acked_seq"] == 50 and obj["last_step"] == 49
 
 
@@ -154,7 +154,7 @@ def test_history_rows_filters_and_pages(start_server, db_url):
     put_run(srv, run)
     recs = [history(i + 1, i, {"a": i, "b": -i} if i % 2 else {"a": i}) for i in range(30)]
     post(srv, run, batch(recs))
-    status, body = srv.request("GET", f"/api/v1/runs/{run}/history/rows?keys=b&limit=4")
+    body = get(srv, f"/api/v1/runs/{run}/history/rows?keys=b&limit=4")
     assert [r["b"] for r in body["rows"]] == [-1, -3]  # rows without b are skipped
     assert body["next_after_seq"] == 4
     got = rows(srv, run, min_step=10, max_step=14, limit=2)
