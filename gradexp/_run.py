@@ -554,6 +554,22 @@ class Run:
     def __repr__(self) -> str:
         return f"<gradexp.Run {self._id} {self._name!r} {self._state} dir={self._dir!r}>"
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a run as a link to its page."""
+        from gradexp._jupyter import run_html
+
+        return run_html(self)
+
+    def display(self, height: int = 720) -> None:
+        """Embed the run's live page in the notebook (an iframe of ``run.url``).
+
+        The frame uses this browser's session on the server: sign in there once (the frame
+        offers a link that opens a new tab). See docs/ui.md.
+        """
+        from gradexp._jupyter import display_embedded
+
+        display_embedded(self, height)
+
     # --- logging: the hot path ---
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
