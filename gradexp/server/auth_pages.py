@@ -255,7 +255,7 @@ the runs you log will belong to it.</p>
 <input name="username" value="{h(username)}" autocomplete="username" autocapitalize="none"
  spellcheck="false" required maxlength="128" pattern="[A-Za-z0-9][A-Za-z0-9._\\-]*"
  title="Letters, digits, '.', '_' or '-'" autofocus></label>
-<label>Password <span class="aside">at least 8 characters</span>
+<label><span class="labelrow">Password <span class="aside">at least 8 characters</span></span>
 <input type="password" name="password" autocomplete="new-password" required minlength="8"
  maxlength="1024"></label>
 <label>Password again
@@ -357,8 +357,8 @@ def keys(
 <p><b>New key “{h(name)}”.</b> Copy it now: it is not shown again.</p>
 <div class="copyrow"><code id="new-key" class="secret">{h(secret)}</code>
 <button class="btn small" type="button" data-copy="new-key">Copy</button></div>
-<p class="fine">Paste it where <code>gradexp login</code> asks for a key, or run
-<code>gradexp login --host {h(host)} --key KEY</code>.</p>
+<p class="fine">Paste it when <code>gradexp login</code> asks for a key, or set it as
+<code>GRADEXP_API_KEY</code>.</p>
 </div>"""
     alerts = (notice("error", error) if error else "") + (notice("ok", flash) if flash else "")
     intro = ""
