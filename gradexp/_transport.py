@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import os
 import random
-import struct
 import time
 import zlib
 from collections import deque
@@ -37,13 +36,12 @@ import orjson
 from gradexp._protocol import API_PREFIX, FILES_DIR, RECORD_TYPES, VERSION
 from gradexp._settings import Settings, mask_key, say
 from gradexp.runfile import (
+    FRAME,
     FRAME_SIZE,
     HEADER_SIZE,
     RunDir,
     RunFile,
-    ScanStats,
     payload_seq,
-    scan_frames,
 )
 
 _FILE = RECORD_TYPES["file"]
@@ -236,7 +234,7 @@ class Batch:
 
     first_seq: int
     last_seq: int
-    payloads: list[bytes]
+    payloads: list[Any]  # bytes-like: bytes, or memoryviews into a read of the run file
     files: list[dict[str, Any]] = field(default_factory=list)
     end_offset: int | None = None  # where the frame after last_seq starts (ack hint)
     raw_bytes: int = 0
@@ -314,23 +312,23 @@ def build_batch(source: _Source, expected: int, max_bytes: int, max_records: int
     return Batch(first, expected - 1, payloads, files, end_offset, size)
 
 
-class LiveSource(_Source):
-    """Frames of a run file that the stream is still writing.
+class LiveSource:
+    """Frames of the run file that this process's stream is writing.
 
-    The stream calls :meth:`on_written` after each write-through; frames are read back
+    The stream calls :meth:`on_written` after each write-through; batches are read back
     with ``os.pread`` (normally from the page cache) up to that offset, never beyond, so
-    a half-written frame is never read.
+    a half-written frame is never read. The file was written by this process moments ago
+    and its frames are contiguous, so a batch is cut by reading frame headers only: the
+    sequence numbers are counted, not parsed, and the payloads are sliced, not copied.
     """
 
     def __init__(self, path: str, start_offset: int, first_seq: int) -> None:
-        self.read_chunk = 2 * 1024 * 1024
         self._fd = os.open(path, os.O_RDONLY)
-        self._start = start_offset
-        self.offset = start_offset  # the next byte to read
+        self._start = (start_offset, first_seq)
+        self.offset = start_offset  # where the next unbatched frame starts
+        self.next_seq = first_seq  # ... and its sequence number
         self.written = start_offset  # bytes the writer has handed to the OS
         self.last_seq = first_seq - 1  # the last sequence written
-        self.next_seq = first_seq  # the next sequence to put in a batch
-        self._frames: deque[Frame] = deque()
         self._times: deque[tuple[int, float]] = deque()  # (last seq of a write, when)
 
     def close(self) -> None:
@@ -347,8 +345,7 @@ class LiveSource(_Source):
         return self.last_seq - self.next_seq + 1
 
     def unsent_bytes(self) -> int:
-        pending = sum(len(f.payload) for f in self._frames)
-        return pending + (self.written - self.offset)
+        return self.written - self.offset
 
     def oldest_unsent_at(self) -> float | None:
         """When the oldest record not yet batched was written."""
@@ -357,46 +354,50 @@ class LiveSource(_Source):
             times.popleft()
         return times[0][1] if times else None
 
-    def peek(self) -> Frame | None:
-        if not self._frames and not self._read():
-            return None
-        return self._frames[0]
-
-    def pop(self) -> None:
-        frame = self._frames.popleft()
-        self.next_seq = max(self.next_seq, frame.seq + 1)
-
     def rewind(self) -> None:
-        self._frames.clear()
-        self.offset = self._start
-        self.next_seq = 0
+        """Start again from the first frame of this attempt."""
+        self.offset, self.next_seq = self._start
 
-    def _read(self) -> bool:
-        """Read the next chunk of whole frames; False if nothing new is written."""
+    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
+        """The next batch, from sequence ``expected`` on (earlier frames are skipped)."""
+        unpack = FRAME.unpack_from
+        while self.next_seq < expected and self.offset < self.written:  # after a rewind
+            head = os.pread(self._fd, FRAME_SIZE, self.offset)
+            self.offset += FRAME_SIZE + unpack(head, 0)[0]
+            self.next_seq += 1
         available = self.written - self.offset
         if available <= 0:
-            return False
-        want = min(available, self.read_chunk)
-        data = os.pread(self._fd, want, self.offset)
-        last_end = 0
-        for offset, rtype, payload, nxt in scan_frames(
-            data, 0, len(data), ScanStats(), at_eof=False
-        ):
-            seq = payload_seq(payload)
-            if seq is not None:
-                self._frames.append(
-                    Frame(seq, rtype, bytes(payload), self.offset + offset, self.offset + nxt)
-                )
-            last_end = nxt
-        if last_end == 0:
-            if want < available and len(data) >= FRAME_SIZE:
-                # One frame larger than the chunk: read that whole frame next time.
-                (length,) = struct.unpack_from("<I", data, 0)
-                self.read_chunk = max(self.read_chunk, length + FRAME_SIZE)
-                return self._read()
-            return False
-        self.offset += last_end
-        return bool(self._frames) or self._read()
+            return None
+        data = os.pread(
+            self._fd, min(available, max(max_bytes, 64 * 1024) + 64 * 1024), self.offset
+        )
+        if len(data) < FRAME_SIZE:
+            return None
+        if FRAME_SIZE + unpack(data, 0)[0] > len(data):  # one frame larger than the read
+            data = os.pread(self._fd, FRAME_SIZE + unpack(data, 0)[0], self.offset)
+        view = memoryview(data)
+        payloads: list[Any] = []
+        files: list[dict[str, Any]] = []
+        pos = size = 0
+        end = len(data)
+        while pos + FRAME_SIZE <= end and len(payloads) < max_records and size < max_bytes:
+            length, _crc, rtype = unpack(data, pos)
+            stop = pos + FRAME_SIZE + length
+            if stop > end:
+                break
+            payload = view[pos + FRAME_SIZE : stop]
+            payloads.append(payload)
+            if rtype == _FILE:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    files.append(orjson.loads(payload))
+            size += length + 1
+            pos = stop
+        if not payloads:
+            return None
+        first = self.next_seq
+        self.next_seq += len(payloads)
+        self.offset += pos
+        return Batch(first, self.next_seq - 1, payloads, files, self.offset, size)
 
 
 class FileSource(_Source):
@@ -437,6 +438,10 @@ class FileSource(_Source):
         self._frames = self._iterate(HEADER_SIZE)
         self._next = None
         self._done = False
+
+    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
+        """The next batch from sequence ``expected`` (see :func:`build_batch`)."""
+        return build_batch(self, expected, max_bytes, max_records)
 
 
 # --- the uploader -----------------------------------------------------------------------
@@ -559,8 +564,7 @@ class Uploader:
                         await asyncio.wait_for(self._data.wait(), wait)
                     continue
                 await self._slots.acquire()
-                batch = build_batch(
-                    source,
+                batch = source.next_batch(
                     max(source.next_seq, self.acked_seq + 1),
                     self.settings.batch_bytes,
                     self.settings.batch_records,
@@ -775,8 +779,8 @@ class Uploader:
             expected = self.acked_seq + 1
             while not failures:
                 await self._slots.acquire()
-                batch = build_batch(
-                    source, expected, self.settings.batch_bytes, self.settings.batch_records
+                batch = source.next_batch(
+                    expected, self.settings.batch_bytes, self.settings.batch_records
                 )
                 if batch is None:
                     self._slots.release()
