@@ -57,7 +57,7 @@ _LAZY: dict[str, str] = {
     "Image": "gradexp._images:Image",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",
-    # login (gradexp._login imports click and urllib only when called)
+    # login (loaded on first use; it imports click and urllib)
     "login": "gradexp._login:login",
     # reading runs back (issue 3)
     "Api": "gradexp._api:Api",
