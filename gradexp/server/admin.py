@@ -54,7 +54,7 @@ async def list_users(db: Database) -> list[dict[str, Any]]:
         rows = await conn.execute(
             select(s.users.c.name, s.users.c.created_at).order_by(s.users.c.id)
         )
-        return [dict(r._mapping) for r in rows]
+        return [{str(k): v for k, v in r._asdict().items()} for r in rows]
 
 
 async def create_key(db: Database, user: str, name: str = "default") -> str:
@@ -87,7 +87,7 @@ async def list_keys(db: Database, user: str) -> list[dict[str, Any]]:
             .where(k.c.user_id == uid)
             .order_by(k.c.id)
         )
-        return [dict(r._mapping) for r in rows]
+        return [{str(k): v for k, v in r._asdict().items()} for r in rows]
 
 
 async def revoke_key(db: Database, prefix_or_key: str) -> int:

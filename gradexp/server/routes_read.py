@@ -311,7 +311,10 @@ async def list_files(request: web.Request) -> web.Response:
             .where(f.c.run_pk == row.pk)
             .order_by(f.c.path)
         )
-        files = [dict(r._mapping) for r in result]
+        files = [
+            {"path": p, "sha256": sha, "size": size, "content_type": ctype, "created_at": created}
+            for p, sha, size, ctype, created in result
+        ]
     return json_response({"files": files})
 
 
