@@ -57,6 +57,13 @@ def test_online_round_trip_with_nonfinite_floats(online: Any) -> None:
             assert math.isnan(odd)
         else:
             assert odd == (math.inf if i % 11 == 0 else -math.inf)
+    # And through the Python read client: NaN and infinities come back as floats.
+    api_run = gradexp.Api(base_url=online.url, api_key=online.api_key).run(run.id)
+    api_rows = api_run.history()
+    assert len(api_rows) == 500
+    assert math.isnan(api_rows[0]["odd"]) and api_rows[11]["odd"] == math.inf
+    assert api_rows[1]["odd"] == -math.inf and api_rows[3]["loss"] == 0.25
+    assert api_run.summary["best"] == -math.inf and api_run.state == "finished"
     info = server_run(online, run.id)
     assert info["state"] == "finished" and info["exit_code"] == 0
     assert info["config"] == {"lr": 0.01, "epochs": 2}

@@ -117,3 +117,18 @@ def test_capture_failures_are_bad_values() -> None:
     out, bad = _norm({"x": Broken(), "y": 1})
     assert out == {"y": 1}
     assert bad == [("x", "complex tensors are not supported")]
+
+
+def test_device_scalars_are_read_on_the_stream_side() -> None:
+    """The path a 0-d CUDA tensor takes (exercised here with a CPU tensor)."""
+    torch = pytest.importorskip("torch")
+    from gradexp._values import _DeviceScalar
+
+    t = torch.tensor(1.5)
+    captured = _DeviceScalar(t)
+    t.add_(1.0)  # the caller mutates it right after log(): the capture is a copy
+    assert captured.encode(sink=None) == 1.5  # type: ignore[arg-type]
+    assert _DeviceScalar(torch.tensor(float("nan"))).encode(sink=None) == {  # type: ignore[arg-type]
+        "_type": "float",
+        "value": "NaN",
+    }
