@@ -290,3 +290,27 @@ def test_ctrl_c_during_the_exit_wait_abandons_the_wait_not_the_file(gx_env: Path
     records = file_records(run_dir)
     assert len([r for r in records if r.type == "history"]) == 500
     assert records[-1].type == "finish"
+
+
+def test_sync_of_a_damaged_run_file(online: Any) -> None:
+    """A flipped byte and a torn tail: sync uploads the rest and the run still finishes."""
+    run = gradexp.init(project="sdk-damaged", mode="offline")
+    for i in range(300):
+        gradexp.log({"i": i})
+    gradexp.finish()
+    log_path = Path(run.dir or "") / "run.gxr"
+    records = file_records(run.dir or "")
+    data = bytearray(log_path.read_bytes())
+    data[records[100].offset + 12] ^= 0x10  # corrupt record seq 101 (step 100)
+    del data[records[-2].offset + 20 :]  # a torn tail: step 299 and the finish record lost
+    log_path.write_bytes(bytes(data))
+
+    result = gradexp_cli("sync", str(run.dir))
+    assert result.returncode == 0, result.stderr
+    assert "1 corrupt frames skipped" in result.stderr and "torn tail" in result.stderr
+    rows = server_rows(online, run.id)
+    steps = [r["_step"] for r in rows]
+    assert steps == [s for s in range(299) if s != 100]  # step 100 lost, step 299 torn off
+    info = server_run(online, run.id)
+    assert info["telemetry"].get("lost_records") == 1  # the hole is accounted for
+    assert info["acked_seq"] == 299  # nothing stalls behind the hole
