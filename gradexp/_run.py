@@ -72,6 +72,7 @@ CTRL_CLOSE = -2  # (CTRL_CLOSE, Waiter, 0): after the finish record; resolve onc
 RECORD_BYTES, VALUE_BYTES = 232, 64
 
 _ACTIVE, _FINISHING, _FINISHED, _DISABLED, _FORKED = "active", "finishing", "finished", "disabled", "forked"  # fmt: skip
+_BROKEN = "broken"  # the stream thread failed for this run (see Channel.fail)
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -149,11 +150,14 @@ class Waiter:
 class Channel:
     """Everything the caller's thread and the stream thread share for one run.
 
-    Written by the caller: ``queue`` (append), ``bytes_in`` (under ``Run._lock``),
-    ``dropped`` (under ``Run._lock``). Written by the stream thread: ``bytes_out``,
-    ``written_seq``, ``acked_seq``, ``last_seq``, ``upload_error``, ``last_values``
-    (under ``summary_lock``), the events. Plain int reads across threads are atomic
-    under the GIL, which is all the readers need.
+    Written by callers: ``queue`` (append only: atomic), ``captured_in`` and ``dropped``
+    (under ``Run._lock``, on the slow path only). Written by the stream thread: ``queue``
+    (popleft only), ``captured_out``, ``written_seq``, ``last_seq``, ``acked_seq``,
+    ``next_step``, ``upload_error``, ``last_values`` (under ``summary_lock``) and the
+    waiters. Reading a plain attribute another thread writes is atomic under the GIL,
+    which is all the readers here need. ``wake_pending`` and ``check_at`` are written by
+    both: they are hints, and a lost update costs at most one tick (100 ms) of latency or
+    one extra check, never a record.
     """
 
     def __init__(self, run: Run, settings: Settings) -> None:
@@ -195,9 +199,15 @@ class Channel:
         self.abandoned = False  # ... and whatever is not uploaded stays for `gradexp sync`
 
     def fail(self, reason: str) -> None:
-        """The stream cannot serve this run: release everything that waits on it."""
+        """The stream cannot serve this run: release everything that waits on it.
+
+        The run stops accepting records (log() warns once and ignores them), so nothing
+        piles up in memory behind a stream that will never take it.
+        """
         self.stream_dead = reason
         self.start_error = self.start_error or reason
+        if self.run._state is _ACTIVE:
+            self.run._state = _BROKEN
         for waiter in (self.started, self.closed):
             if not waiter.event.is_set():
                 waiter.resolve(False)
@@ -697,7 +707,13 @@ class Run:
         state = self._state
         if state is _DISABLED:
             return
-        if state is _FORKED:
+        if state is _BROKEN:
+            self._warn_once(
+                "broken",
+                f"run {self._id} cannot be written ({self._channel.stream_dead}); log() calls "
+                f"are ignored. What was written is in {self._dir}.",
+            )
+        elif state is _FORKED:
             self._warn_once(
                 "forked",
                 f"this process (pid {os.getpid()}) was forked from the one that started run "
@@ -762,9 +778,15 @@ class Run:
         the wait, never the run file.
         """
         with self._lock:  # two threads finishing at once: one finishes, one returns
-            if self._state is not _ACTIVE:
-                return
-            self._state = _FINISHING
+            state = self._state
+            if state is _ACTIVE:
+                self._state = _FINISHING
+            elif state is _BROKEN:
+                self._state = _FINISHED  # nothing to wait for: the stream already let go
+        if state is not _ACTIVE:
+            if state is _BROKEN:
+                _forget(self)
+            return
         self._exit_code = int(exit_code)
         closing = Waiter()
         # The stream commits values still held by commit=False or attached first.

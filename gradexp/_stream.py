@@ -176,20 +176,22 @@ class RunStream:
         self.attached: dict[str, Any] | None = None  # _attach_to_next_step values held
         self.warned_lower = False
         self.files_dir_made = False
-        self.releasing = False
 
     # --- lifecycle ---
 
     async def main(self) -> None:
+        """The run's life on the stream thread: open, drain/write/flush on each tick, release.
+
+        Each iteration waits for the tick (``write_interval``) or a wake, drains the queue
+        for at most one slice, writes through to the OS, resolves flushes, and starts an
+        fsync when one is due. It ends when the caller releases the run (after finish()).
+        """
         channel = self.channel
         try:
             await self._open()
         except Exception as exc:
-            channel.start_error = _one_line(exc)
-            channel.started.resolve(False)
-            channel.stream_dead = channel.start_error
-            say(f"could not start run {self.run.id}: {channel.start_error}")
-            channel.closed.resolve(False)
+            say(f"could not start run {self.run.id}: {_one_line(exc)}")
+            channel.fail(_one_line(exc))
             return
         channel.started.resolve(True)
         # From here on the caller may wake us; a wake just sets the event (loop thread).
@@ -215,9 +217,9 @@ class RunStream:
                 elif more:
                     await asyncio.sleep(0)  # let the uploader and timers run between slices
         except Exception as exc:  # a bug here must not leave the caller blocked forever
-            channel.stream_dead = _one_line(exc)
-            say(f"internal error in the stream of run {self.run.id}: {channel.stream_dead}")
+            say(f"internal error in the stream of run {self.run.id}: {_one_line(exc)}")
             traceback.print_exc()
+            channel.fail(f"internal error: {_one_line(exc)}")
         finally:
             await self._release()
 
