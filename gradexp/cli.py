@@ -46,7 +46,7 @@ class _LazyGroup(click.Group):
         command: Any = getattr(module, attr, None)
         if command is None:
             return _unavailable(cmd_name, "it is not built yet")
-        return command  # type: ignore[no-any-return]
+        return command
 
 
 def _unavailable(name: str, why: str) -> click.Command:
