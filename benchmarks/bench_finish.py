@@ -31,7 +31,13 @@ BATCH = 12_000  # about what fits in the SDK's 1 MiB batches for these records
 
 
 def values(i: int) -> dict[str, float]:
-    return {"loss": 1.0 / (i + 1), "acc": (i % 100) / 100, "lr": 3e-4, "grad_norm": 1.7, "epoch": 3.0}
+    return {
+        "loss": 1.0 / (i + 1),
+        "acc": (i % 100) / 100,
+        "lr": 3e-4,
+        "grad_norm": 1.7,
+        "epoch": 3.0,
+    }
 
 
 async def baseline(url: str, key: str) -> float:
@@ -68,7 +74,9 @@ def gradexp_finish(url: str, key: str, tmp: str) -> tuple[float, float, int]:
     """(logging seconds, finish() seconds, records acknowledged)."""
     import gradexp
 
-    run = gradexp.init(project="bench", dir=tmp, base_url=url, api_key=key, settings={"quiet": True})
+    run = gradexp.init(
+        project="bench", dir=tmp, base_url=url, api_key=key, settings={"quiet": True}
+    )
     log = gradexp.log
     t0 = time.perf_counter()
     for i in range(N):

@@ -68,7 +68,13 @@ def init_times(env: dict[str, str]) -> tuple[float, float]:
                 [sys.executable, "-c", INIT_SCRIPT],
                 capture_output=True,
                 text=True,
-                env={**os.environ, **env, "GRADEXP_DIR": tmp, "GRADEXP_CONFIG_DIR": tmp, "GRADEXP_QUIET": "1"},
+                env={
+                    **os.environ,
+                    **env,
+                    "GRADEXP_DIR": tmp,
+                    "GRADEXP_CONFIG_DIR": tmp,
+                    "GRADEXP_QUIET": "1",
+                },
                 check=True,
             )
         took, base = map(float, proc.stdout.split())
@@ -82,12 +88,18 @@ def main() -> int:
     base = statistics.median(importtime("logging") for _ in range(REPEAT))
     print(f"fresh interpreters, medians of {REPEAT}")
     print(f"{'':40}{'ms':>10}{'baseline ms':>14}{'ratio':>8}   target")
-    print(f"{'import gradexp (vs import logging)':40}{gx:10.1f}{base:14.1f}{gx / base:8.1f}   <= 50 ms")
+    print(
+        f"{'import gradexp (vs import logging)':40}{gx:10.1f}{base:14.1f}{gx / base:8.1f}   <= 50 ms"
+    )
     off, off_base = init_times({"GRADEXP_MODE": "offline"})
-    print(f"{'init() offline (vs mkdir + json)':40}{off:10.1f}{off_base:14.2f}{off / off_base:8.1f}   <= 30 ms")
+    print(
+        f"{'init() offline (vs mkdir + json)':40}{off:10.1f}{off_base:14.2f}{off / off_base:8.1f}   <= 30 ms"
+    )
     with running_server() as (url, key, _db):
         on, on_base = init_times({"GRADEXP_BASE_URL": url, "GRADEXP_API_KEY": key})
-    print(f"{'init() online, local server':40}{on:10.1f}{on_base:14.2f}{on / on_base:8.1f}   <= 30 ms")
+    print(
+        f"{'init() online, local server':40}{on:10.1f}{on_base:14.2f}{on / on_base:8.1f}   <= 30 ms"
+    )
     return 0
 
 

@@ -72,7 +72,9 @@ def main() -> int:
 
     med_b, med_g = sorted(results["baseline"])[1], sorted(results["gradexp"])[1]
     p99_b, p99_g = sorted(p99s["baseline"])[1], sorted(p99s["gradexp"])[1]
-    print(f"log() of a 5-scalar dict, {N} calls x {ROUNDS} rounds (median of rounds), python {sys.version.split()[0]}")
+    print(
+        f"log() of a 5-scalar dict, {N} calls x {ROUNDS} rounds (median of rounds), python {sys.version.split()[0]}"
+    )
     print(f"{'':28}{'median µs':>12}{'p99 µs':>12}")
     print(f"{'baseline deque.append(copy)':28}{med_b:12.2f}{p99_b:12.2f}")
     print(f"{'gradexp.log()':28}{med_g:12.2f}{p99_g:12.2f}")
