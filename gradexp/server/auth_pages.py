@@ -61,6 +61,11 @@ ICONS = {
         'fill="currentColor" opacity=".14"/><path d="M12 7v6M12 16.5v.5" fill="none" '
         'stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>'
     ),
+    "info": (
+        '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="12" cy="12" r="10" '
+        'fill="currentColor" opacity=".14"/><path d="M12 11v6M12 7.5v.5" fill="none" '
+        'stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>'
+    ),
     "key": (
         '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="8" cy="14" r="4" fill="none" '
         'stroke="currentColor" stroke-width="1.6"/><path d="M11 11l8-8M16 6l2.5 2.5M14 8l2 2" '
@@ -120,7 +125,7 @@ def page(
 
 def notice(kind: str, text: str) -> str:
     """An alert line: ``kind`` is ``error``, ``info`` or ``ok``; ``text`` is plain text."""
-    icon = ICONS["alert"] if kind == "error" else ICONS["check"]
+    icon = {"error": ICONS["alert"], "info": ICONS["info"]}.get(kind, ICONS["check"])
     role = "alert" if kind == "error" else "status"
     return f'<div class="notice {kind}" role="{role}">{icon}<span>{h(text)}</span></div>'
 
@@ -134,10 +139,14 @@ def hidden(fields: Mapping[str, Any]) -> str:
     )
 
 
-def sign_out_form(csrf: str, label: str = "Sign out", css: str = "linkish") -> str:
-    """A POST form that signs out (a link would let any site sign you out)."""
+def sign_out_form(
+    csrf: str, label: str = "Sign out", css: str = "linkish", next_path: str | None = None
+) -> str:
+    """A POST form that signs out (a link would let any site sign you out); ``next_path``:
+    where the sign-in that follows should lead (the authorize page, for "Not you?")."""
     return (
-        f'<form method="post" action="/logout" class="inline">{hidden({"csrf": csrf})}'
+        f'<form method="post" action="/logout" class="inline">'
+        f"{hidden({'csrf': csrf, 'next': next_path})}"
         f'<button type="submit" class="{css}">{h(label)}</button></form>'
     )
 
@@ -186,8 +195,9 @@ def authorize(
     fields: Mapping[str, Any],
     csrf: str,
     host: str,
+    here: str,
 ) -> web.Response:
-    """The consent screen of ``gradexp login``."""
+    """The consent screen of ``gradexp login`` (``here``: this page's path and query)."""
     body = f"""<section class="card">
 <div class="handshake" aria-hidden="true"><span class="tile">{ICONS["terminal"]}</span>
 <span class="dots">{ICONS["dots"]}</span><span class="tile brandtile">{MARK}</span></div>
@@ -208,7 +218,7 @@ def authorize(
 </form>
 <p class="fine">Only authorize if you just ran <code>gradexp login</code> yourself. You can
 revoke the key at any time on your <a href="/keys">API keys</a> page.</p>
-<div class="whoami">Signed in as <b>{h(user)}</b> · {sign_out_form(csrf, "Not you? Sign out")}</div>
+<div class="whoami">Signed in as <b>{h(user)}</b> · {sign_out_form(csrf, "Not you? Sign out", next_path=here)}</div>
 </section>"""
     return page("Authorize", body, host=host, form_extra=" http://127.0.0.1:*")
 

@@ -256,6 +256,11 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     info = None
     if "signed_out" in request.query:
         info = "You are signed out."
+    elif not await acc.user_count(_db(request)):
+        info = (
+            "This server has no account yet: open the setup link that gradexp server "
+            "printed when it started."
+        )
     resp = _sign_in_page(request, next_path, info=info)
     if request.cookies.get(SESSION_COOKIE):  # a dead session's cookie: tidy it away
         _clear_session_cookies(resp)
@@ -309,7 +314,11 @@ async def logout(request: web.Request) -> web.StreamResponse:
                 status=403,
             )
         await acc.end_session(_db(request), session.token)
-    resp = _see_other("/login?signed_out=1")
+    query = {"signed_out": "1"}
+    next_path = safe_next(str(form.get("next", "")))
+    if next_path != "/":
+        query["next"] = next_path  # "Not you?" on the authorize page: sign in, come back
+    resp = _see_other("/login?" + urlencode(query))
     _clear_session_cookies(resp)
     return resp
 
@@ -472,6 +481,7 @@ async def authorize_page(request: web.Request) -> web.StreamResponse:
         fields=params,
         csrf=session.csrf,
         host=_host(request),
+        here=request.path_qs,
     )
 
 

@@ -201,6 +201,22 @@ def test_sign_out_ends_the_session_on_the_server(server: Any, user: str) -> None
     assert reply.status == 401
 
 
+def test_not_you_on_the_authorize_page_signs_out_and_comes_back(
+    server: Any, web: WebClient, user: str
+) -> None:
+    web.sign_in(user)
+    params, _verifier = _authorize_params()
+    here = "/authorize?" + urlencode(params)
+    page = web.request("GET", here)
+    assert "Not you? Sign out" in page.text
+    reply = web.request("POST", "/logout", form={"csrf": web.form_token(page.text), "next": here})
+    assert reply.status == 303
+    assert reply.location == "/login?" + urlencode({"signed_out": "1", "next": here})
+    other = add_user(server)
+    assert web.sign_in(other, next_path=here).location == here
+    assert f"Signed in as <b>{other}</b>" in web.request("GET", here).text
+
+
 def test_passwd_changes_the_password_and_signs_out(server: Any, user: str) -> None:
     web = WebClient(server.url)
     web.sign_in(user)

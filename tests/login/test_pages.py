@@ -118,6 +118,8 @@ def test_first_run_setup_link_then_keys_page(fresh_server: FreshServer, page: An
     # Before setup, nothing else gets in: the UI sends a visitor to sign in.
     page.goto(fresh_server.url + "/")
     assert "/login?next=" in page.url
+    assert "This server has no account yet" in page.inner_text(".notice")
+    _shot(page, "sign-in-no-account")
 
     page.goto(link)
     assert page.title() == "Set up · gradexp"
