@@ -128,6 +128,13 @@ PROGRESS_EVENT_INTERVAL = 2.0  # seconds between "run" events for a run that onl
 
 async def stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
     """Follow one run: ``rows`` events by cursor, ``run`` events when it changes."""
+    try:
+        return await _stream_run(request, run, after_seq)
+    except ConnectionResetError:  # the client went away: nothing to report
+        return web.StreamResponse()
+
+
+async def _stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
     from gradexp.server.state import AppState, base_url
 
     state: AppState = request.app["state"]
@@ -182,6 +189,16 @@ def _signature(row: Any, crash_after: float) -> tuple[Any, ...]:
 
 
 async def stream_project(
+    request: web.Request, project_id: int, token: str | None
+) -> web.StreamResponse:
+    """Follow every run of a project (see ``_stream_project``)."""
+    try:
+        return await _stream_project(request, project_id, token)
+    except ConnectionResetError:  # the client went away: nothing to report
+        return web.StreamResponse()
+
+
+async def _stream_project(
     request: web.Request, project_id: int, token: str | None
 ) -> web.StreamResponse:
     """Follow every run of a project: ``run`` events and every run's new ``rows``.

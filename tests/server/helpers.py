@@ -81,3 +81,87 @@ def get(srv: Any, path: str, key: str | None = None) -> Any:
     status, body = srv.request("GET", path, key=key)
     assert status == 200, (path, status, body)
     return body
+
+
+class SSE:
+    """A blocking Server-Sent Events reader on a background thread (for tests)."""
+
+    def __init__(
+        self, srv: Any, path: str, headers: dict[str, str] | None = None, key: str | None = None
+    ) -> None:
+        import http.client
+        import queue
+        import threading
+
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.comments: list[str] = []
+        self._pending: list[dict[str, Any]] = []
+        self._conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+        hdrs = {
+            "Authorization": f"Bearer {key or srv.api_key}",
+            "Accept": "text/event-stream",
+            **(headers or {}),
+        }
+        self._conn.request("GET", path, headers=hdrs)
+        self.response = self._conn.getresponse()
+        self.status = self.response.status
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        if self.status == 200:
+            self._thread.start()
+
+    def _read(self) -> None:
+        event: dict[str, Any] = {}
+        try:
+            while True:
+                line = self.response.readline()
+                if not line:
+                    return
+                text = line.decode().rstrip("\n")
+                if text.startswith(":"):
+                    self.comments.append(text)
+                elif text == "":
+                    if "data" in event:
+                        event["data"] = json.loads(event["data"])
+                        self.events.put(event)
+                    event = {}
+                else:
+                    field, _, value = text.partition(": ")
+                    event[field] = value
+        except Exception:  # the connection was closed under us: the reader just stops
+            return
+
+    def next(self, timeout: float = 30.0, event: str | None = None) -> dict[str, Any]:
+        """The next event of type ``event`` (others stay queued for later calls)."""
+        import queue
+        import time
+
+        for i, got in enumerate(self._pending):
+            if event is None or got.get("event") == event:
+                return self._pending.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {event or 'SSE'} event within {timeout} s")
+            try:
+                got = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event is None or got.get("event") == event:
+                return got
+            self._pending.append(got)
+
+    def rows_until(self, last_seq: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Collect ``rows`` events until a row with ``_seq == last_seq`` arrives."""
+        out: list[dict[str, Any]] = []
+        while not out or out[-1]["_seq"] < last_seq:
+            out.extend(self.next(timeout, "rows")["data"]["rows"])
+        return out
+
+    def close(self) -> None:
+        """Drop the connection."""
+        try:
+            self._conn.sock.shutdown(2)  # type: ignore[union-attr]
+        except OSError:
+            pass
+        self._conn.close()

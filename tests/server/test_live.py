@@ -1,0 +1,136 @@
+"""Server-Sent Events: per run and per project, resumable, read from the database."""
+
+from __future__ import annotations
+
+import time
+
+from .helpers import SSE, batch, new_id, post, put_run, steps_batch
+
+
+def test_run_stream_rows_state_and_resume(server):
+    run = new_id()
+    put_run(server, run)
+    post(server, run, steps_batch(1, 3))
+    stream = SSE(server, f"/api/v1/runs/{run}/events")
+    try:
+        assert stream.status == 200
+        assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+        first = stream.next(event="run")
+        assert first["data"]["id"] == run and first["data"]["state"] == "running"
+        # From the start of the run (no Last-Event-ID): the 3 rows already there, then new ones.
+        got = stream.rows_until(3)
+        assert [r["_seq"] for r in got] == [1, 2, 3]
+        post(server, run, steps_batch(4, 500))
+        got = stream.rows_until(503)
+        assert [r["_seq"] for r in got] == list(range(4, 504))
+        post(server, run, batch([{"seq": 504, "type": "finish", "exit_code": 0, "time": 9.0}]))
+        done = stream.next(event="run")
+        assert done["data"]["state"] == "finished"
+        assert done["id"] == "504"
+    finally:
+        stream.close()
+    # Resume after seq 500: only what came after, by header or by query parameter.
+    for kw in ({"headers": {"Last-Event-ID": "500"}}, {}):
+        path = f"/api/v1/runs/{run}/events" + ("" if kw else "?after_seq=500")
+        again = SSE(server, path, **kw)
+        try:
+            assert [r["_seq"] for r in again.rows_until(503)] == [501, 502, 503]
+        finally:
+            again.close()
+
+
+def test_project_stream_and_cursor_resume(server):
+    project = f"live-{new_id('')[:8]}"
+    old = new_id()
+    put_run(server, old, project=project)
+    post(server, old, steps_batch(1, 2))
+    stream = SSE(server, f"/api/v1/projects/{server.user}/{project}/events")
+    try:
+        assert stream.status == 200
+        time.sleep(0.5)  # the stream has taken its first look at the project
+        post(server, old, steps_batch(3, 2))
+        event = stream.next(event="rows")
+        assert event["data"]["run_id"] == old
+        assert [r["_seq"] for r in event["data"]["rows"]] == [3, 4]  # new rows only
+        new = new_id()
+        put_run(server, new, project=project, name="fresh")
+        created = stream.next(event="run")
+        while created["data"]["id"] != new:  # progress events of the old run may come first
+            created = stream.next(event="run")
+        assert created["data"]["name"] == "fresh" and created["data"]["state"] == "running"
+        post(server, new, steps_batch(1, 5))
+        event = stream.next(event="rows")
+        assert event["data"]["run_id"] == new
+        assert [r["_seq"] for r in event["data"]["rows"]] == [1, 2, 3, 4, 5]
+        cursor = event["id"]
+    finally:
+        stream.close()
+    # While nobody listens: more rows for both runs, and a third run.
+    post(server, old, steps_batch(5, 3))
+    post(server, new, steps_batch(6, 3))
+    third = new_id()
+    put_run(server, third, project=project)
+    post(server, third, steps_batch(1, 1))
+    resumed = SSE(
+        server,
+        f"/api/v1/projects/{server.user}/{project}/events",
+        headers={"Last-Event-ID": cursor},
+    )
+    try:
+        seen: dict[str, list[int]] = {}
+        deadline = time.monotonic() + 30
+        while seen != {old: [5, 6, 7], new: [6, 7, 8], third: [1]}:
+            assert time.monotonic() < deadline, seen
+            ev = resumed.next(event="rows")
+            seen.setdefault(ev["data"]["run_id"], []).extend(r["_seq"] for r in ev["data"]["rows"])
+        # Nothing is repeated afterwards either.
+        post(server, new, steps_batch(9, 1))
+        ev = resumed.next(event="rows")
+        assert (ev["data"]["run_id"], [r["_seq"] for r in ev["data"]["rows"]]) == (new, [9])
+    finally:
+        resumed.close()
+
+
+def test_keepalive_comments(start_server):
+    srv = start_server(env={"GRADEXP_SERVER_KEEPALIVE": "0.3"})
+    run = new_id()
+    put_run(srv, run)
+    stream = SSE(srv, f"/api/v1/runs/{run}/events")
+    try:
+        deadline = time.monotonic() + 10
+        while ": keepalive" not in stream.comments:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stream.close()
+
+
+def test_bad_resume_ids(server):
+    run = new_id()
+    put_run(server, run)
+    assert SSE(server, f"/api/v1/runs/{run}/events", headers={"Last-Event-ID": "x"}).status == 400
+    # An unknown project cursor is treated as a fresh start, not an error.
+    project = f"live-{new_id('')[:8]}"
+    put_run(server, new_id(), project=project)
+    stream = SSE(
+        server,
+        f"/api/v1/projects/{server.user}/{project}/events",
+        headers={"Last-Event-ID": "garbage"},
+    )
+    try:
+        assert stream.status == 200
+    finally:
+        stream.close()
+
+
+def test_streams_end_on_shutdown(start_server):
+    srv = start_server()
+    run = new_id()
+    put_run(srv, run)
+    stream = SSE(srv, f"/api/v1/runs/{run}/events")
+    stream.next(event="run")
+    started = time.monotonic()
+    srv.stop()
+    assert srv.proc.returncode == 0
+    assert time.monotonic() - started < 15  # an open stream does not hold the shutdown
+    stream.close()
