@@ -403,14 +403,15 @@ def read_pasted_key(host: str) -> str:
     """Ask for a key made on the keys page (hidden on a terminal, one line otherwise)."""
     _tell(f"Create a key at {host}{KEYS_PAGE_PATH} (sign in there), then paste it here.")
     try:
-        if sys.stdin is not None and sys.stdin.isatty():
+        # A terminal or a notebook (ipykernel routes getpass to a password box): not echoed.
+        if "ipykernel" in sys.modules or (sys.stdin is not None and sys.stdin.isatty()):
             import getpass
 
             key = getpass.getpass("API key: ")
-        else:
+        else:  # piped: one line
             _tell("API key: ")
-            key = sys.stdin.readline() if sys.stdin is not None else ""
-    except (EOFError, KeyboardInterrupt):
+            key = input()
+    except (EOFError, KeyboardInterrupt, RuntimeError):  # RuntimeError: no stdin at all
         key = ""
     key = key.strip()
     if not key:
