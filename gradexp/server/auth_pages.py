@@ -279,13 +279,13 @@ the runs you log will belong to it.</p>
     return page("Set up", body, host=host, status=400 if error else 200)
 
 
-def login_link(*, token: str, csrf: str, user: str, host: str) -> web.Response:
+def login_link(*, token: str, csrf: str, user: str, host: str, next_path: str) -> web.Response:
     """Confirm a one-time sign-in link (a GET must not sign in: link previewers follow GETs)."""
     body = f"""<section class="card">
 <h1 class="center">Sign in as {h(user)}</h1>
 <p class="lead center">This one-time link signs you in to gradexp at <b>{h(host)}</b>.</p>
 <form method="post" action="/login/link" data-once>
-{hidden({"token": token, "csrf": csrf})}
+{hidden({"token": token, "csrf": csrf, "next": next_path})}
 <button class="btn primary block" type="submit" autofocus>Continue as {h(user)}</button>
 </form>
 </section>"""

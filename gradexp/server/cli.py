@@ -290,10 +290,23 @@ def user_passwd(
     show_default=True,
     help="The server's address as a browser reaches it (also GRADEXP_PUBLIC_URL).",
 )
+@click.option(
+    "--next",
+    "next_path",
+    metavar="PATH",
+    default=None,
+    help="A page of the server to open once signed in, e.g. /r/RUN_ID.",
+)
 @storage_options
 @click.pass_context
 def user_login_link(
-    ctx: click.Context, name: str, url: str, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    name: str,
+    url: str,
+    next_path: str | None,
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
     """Print a one-time link that signs NAME in to the web UI (valid for a day).
 
@@ -310,7 +323,10 @@ def user_login_link(
             raise ValueError(exc.message) from None
 
     token = _run(_with_db(settings, make))
-    click.echo(f"{url.rstrip('/')}/login/link?token={token}")
+    from urllib.parse import urlencode
+
+    query = {"token": token, **({"next": next_path} if next_path else {})}
+    click.echo(f"{url.rstrip('/')}/login/link?{urlencode(query)}")
 
 
 @user_group.command("list")

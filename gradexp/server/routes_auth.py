@@ -400,13 +400,20 @@ def _link_dead(request: web.Request) -> web.Response:
 
 @routes.get("/login/link")
 async def link_page(request: web.Request) -> web.StreamResponse:
-    """Confirm a one-time sign-in link (``gradexp server user login-link NAME``)."""
+    """Confirm a one-time sign-in link (``gradexp server user login-link NAME``); an
+    optional ``next`` (a local path) is where it leads once signed in."""
     token = request.query.get("token", "")
     account = await acc.peek_login_link(_db(request), token)
     if account is None:
         return _link_dead(request)
     csrf = _login_token(request)
-    resp = pages.login_link(token=token, csrf=csrf, user=account.name, host=_host(request))
+    resp = pages.login_link(
+        token=token,
+        csrf=csrf,
+        user=account.name,
+        host=_host(request),
+        next_path=safe_next(request.query.get("next")),
+    )
     return _with_login_cookie(resp, request, csrf)
 
 
@@ -429,7 +436,7 @@ async def link_submit(request: web.Request) -> web.StreamResponse:
     session = await acc.create_session(
         db, account, user_agent=request.headers.get("User-Agent"), ip=_ip(request)
     )
-    resp = _see_other("/")
+    resp = _see_other(safe_next(str(form.get("next", ""))))
     _set_session_cookies(resp, request, session)
     return resp
 

@@ -231,7 +231,7 @@ def test_passwd_changes_the_password_and_signs_out(server: Any, user: str) -> No
 
 
 def test_sign_in_link_works_once(server: Any, user: str) -> None:
-    proc = admin(server, "user", "login-link", user, "--url", server.url)
+    proc = admin(server, "user", "login-link", user, "--url", server.url, "--next", "/r/abc")
     assert proc.returncode == 0, proc.stderr
     link = proc.stdout.strip()
     path = link.removeprefix(server.url)
@@ -241,9 +241,11 @@ def test_sign_in_link_works_once(server: Any, user: str) -> None:
     assert page.status == 200 and f"Continue as {user}" in page.text
     token = parse_qs(urlsplit(path).query)["token"][0]
     reply = web.request(
-        "POST", "/login/link", form={"csrf": web.form_token(page.text), "token": token}
+        "POST",
+        "/login/link",
+        form={"csrf": web.form_token(page.text), "token": token, "next": "/r/abc"},
     )
-    assert reply.status == 303
+    assert reply.status == 303 and reply.location == "/r/abc"
     viewer = web.request("GET", "/api/v1/viewer", headers={"Accept": "application/json"})
     assert viewer.json()["user"]["name"] == user
     again = WebClient(server.url).request("GET", path)
