@@ -93,12 +93,14 @@ def demo_key(data: Path, url: str) -> str:
     return key
 
 
-def sign_in_link(data: Path, url: str) -> str | None:
-    """A one-time link that signs the browser in as the demo user (None if unavailable).
+def sign_in_link(data: Path, url: str, next_path: str | None = None) -> str | None:
+    """A one-time link that signs the browser in as the demo user (None if unavailable),
+    then opens ``next_path`` (the run's page).
 
     The hook for the login feature: the demo prints this beside the run's URL.
     """
-    proc = _server_admin(data, "user", "login-link", DEMO_USER, "--url", url)
+    extra = ["--next", next_path] if next_path else []
+    proc = _server_admin(data, "user", "login-link", DEMO_USER, "--url", url, *extra)
     if proc.returncode != 0:
         return None
     link = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -224,7 +226,7 @@ def demo(data: Path | None, port: int | None, steps: int) -> None:
         run = log_sample_run(url, key, data / "demo-runs", steps)
         click.echo("")
         click.echo(f"Open the run:  {run.url}")
-        link = sign_in_link(data, url)
+        link = sign_in_link(data, url, f"/r/{run.id}")
         if link:
             click.echo(f"Sign in first (one-time link, user {DEMO_USER!r}):  {link}")
         click.echo(f"API key of the demo user: {key[:7]}… (saved in {data / KEY_FILE})")
