@@ -379,3 +379,27 @@ def test_authorize_refuses_bad_parameters(
     page = web.request("GET", "/authorize?" + urlencode(params))
     assert page.status == 400 and "Run gradexp login again" in page.text
     assert "<script>" not in page.text
+
+
+def test_the_demo_sign_in_link_opens_the_run(start_server: Any) -> None:
+    from gradexp._demo import DEMO_USER, sign_in_link
+
+    srv = start_server()
+    add_user(srv, DEMO_USER, password=None)  # as `gradexp demo` makes it: no password
+    link = sign_in_link(srv.data_dir, srv.url, "/r/demo-run")
+    assert link is not None and link.startswith(srv.url + "/login/link?token=")
+    web = WebClient(srv.url)
+    page = web.request("GET", link.removeprefix(srv.url))
+    assert f"Continue as {DEMO_USER}" in page.text
+    reply = web.request(
+        "POST",
+        "/login/link",
+        form={
+            "csrf": web.form_token(page.text),
+            "token": web.form_token(page.text, "token"),
+            "next": web.form_token(page.text, "next"),
+        },
+    )
+    assert reply.status == 303 and reply.location == "/r/demo-run"
+    viewer = web.request("GET", "/api/v1/viewer", headers={"Accept": "application/json"})
+    assert viewer.json()["user"]["name"] == DEMO_USER
