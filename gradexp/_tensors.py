@@ -90,6 +90,56 @@ def _check_torch_dtype(torch: Any, t: Any) -> None:
 # --- host copies -------------------------------------------------------------------------------
 
 
+class BufferPool:
+    """Host buffers recycled between captured copies.
+
+    A training loop logs the same shapes again and again; reusing the buffer a copy used
+    last time (once the stream thread has reduced it) means the next copy writes to warm,
+    already-mapped pages instead of fresh ones the OS must fault in, which is most of a
+    large copy's cost on some machines (VMs, sandboxes). ``take`` runs on the caller's
+    thread and ``give`` on the stream thread, hence the lock (held for a dict lookup).
+    Idle buffers are capped at ``limit`` bytes; small copies are not pooled at all.
+    """
+
+    MIN_BYTES = 1 << 16
+
+    def __init__(self, limit: int = 128 << 20) -> None:
+        self.limit = limit
+        self._free: dict[int, list[np.ndarray]] = {}
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A uint8 buffer of exactly ``nbytes`` (recycled if one is free)."""
+        if nbytes >= self.MIN_BYTES:
+            with self._lock:
+                free = self._free.get(nbytes)
+                if free:
+                    self._idle -= nbytes
+                    return free.pop()
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def give(self, buffer: np.ndarray) -> None:
+        """Return a buffer nobody reads any more (dropped if the pool is full)."""
+        nbytes = buffer.nbytes
+        if nbytes < self.MIN_BYTES:
+            return
+        with self._lock:
+            if self._idle + nbytes <= self.limit:
+                self._free.setdefault(nbytes, []).append(buffer)
+                self._idle += nbytes
+
+
+POOL = BufferPool()
+
+
+def _pooled_like(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """An uninitialised C-order array from the pool, and the buffer to give back."""
+    dtype = np.dtype(dtype)
+    buffer = POOL.take(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+    return buffer.view(dtype).reshape(shape), buffer
+
+
 class HostArray:
     """A host copy of an array or tensor, possibly still arriving from a device.
 
@@ -98,7 +148,16 @@ class HostArray:
     sparse tensor (its stored values are what is copied).
     """
 
-    __slots__ = ("_array", "_event", "_tensor", "extra_zeros", "nbytes", "shape", "source_dtype")
+    __slots__ = (
+        "_array",
+        "_buffer",
+        "_event",
+        "_tensor",
+        "extra_zeros",
+        "nbytes",
+        "shape",
+        "source_dtype",
+    )
 
     def __init__(
         self,
@@ -109,8 +168,10 @@ class HostArray:
         extra_zeros: int = 0,
         shape: tuple[int, ...] | None = None,
         source_dtype: str | None = None,
+        buffer: np.ndarray | None = None,
     ) -> None:
         self._array = array
+        self._buffer = buffer  # the pool's buffer under ``array``, given back on release
         self._tensor = tensor
         self._event = event
         self.extra_zeros = extra_zeros
@@ -126,7 +187,9 @@ class HostArray:
         if isinstance(value, np.ma.MaskedArray):
             value = value.compressed()  # masked entries are not values
         _check_numeric_dtype(value.dtype)
-        return cls(np.array(value, copy=True, order="C"))
+        array, buffer = _pooled_like(value.shape, value.dtype)
+        np.copyto(array, value, casting="no")
+        return cls(array, buffer=buffer)
 
     @classmethod
     def of_torch(cls, torch: Any, t: Any) -> HostArray:
@@ -142,11 +205,15 @@ class HostArray:
             t = t.dequantize()
         t = t.resolve_neg().resolve_conj()
         if t.device.type == "cpu":
-            if t.dtype in _widened_dtypes(torch):  # no numpy dtype: widen (exactly) to float32
-                array = t.float().numpy()
-            else:
-                array = np.array(t.numpy(), copy=True, order="C")
-            return cls(array, extra_zeros=extra, shape=shape, source_dtype=source_dtype)
+            # torch's copy_ into a pooled buffer: multithreaded, and it widens dtypes numpy
+            # lacks (bfloat16, float8) to float32, exactly, in the same pass
+            wide = t.dtype in _widened_dtypes(torch)
+            dtype = np.dtype(np.float32) if wide else torch.empty(0, dtype=t.dtype).numpy().dtype
+            array, buffer = _pooled_like(tuple(t.shape), dtype)
+            torch.from_numpy(array).copy_(t)
+            return cls(
+                array, extra_zeros=extra, shape=shape, source_dtype=source_dtype, buffer=buffer
+            )
         if t.device.type == "cuda":
             host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
             host.copy_(t, non_blocking=True)  # queued after whatever produced t
@@ -174,8 +241,11 @@ class HostArray:
         return self._array
 
     def release(self) -> None:
-        """Drop the copy once it has been reduced (its memory goes back at once)."""
-        self._array = self._tensor = self._event = None
+        """Drop the copy once it has been reduced: a pooled buffer goes back to the pool
+        (the caller guarantees nothing reads the array any more)."""
+        if self._buffer is not None:
+            POOL.give(self._buffer)
+        self._array = self._tensor = self._event = self._buffer = None
 
 
 def _widened_dtypes(torch: Any) -> tuple[Any, ...]:

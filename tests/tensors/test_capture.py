@@ -248,3 +248,30 @@ def test_pil_images_are_captured_without_pillow(sink):
     value = Image(FakePILImage("P", palette))._gradexp_capture().encode(sink)
     assert value["channels"] == 3
     assert isinstance(T.capture(FakePILImage("L", palette)), ImageValue)  # a bare PIL image
+
+
+def test_copies_reuse_pooled_buffers_without_mixing_values():
+    a = np.arange(50_000, dtype=np.float32)  # 200 KB: pooled
+    first = T.capture(a)
+    buffer = first._host._buffer
+    assert decode_value(first.encode(None))["max"] == 49_999.0
+    assert first._host._buffer is None  # given back once reduced
+    b = np.full(50_000, -3.0, np.float32)
+    second = T.capture(b)
+    assert second._host._buffer is buffer  # the same pages, recycled
+    h = decode_value(second.encode(None))
+    assert (h["min"], h["max"], h["mean"]) == (-3.0, -3.0, -3.0)
+    t = torch.arange(50_000, dtype=torch.bfloat16)  # widened into a float32 pooled buffer
+    third = T.capture_histogram(t)
+    assert third._host._buffer is buffer
+    assert decode_value(third.encode(None))["max"] == float(t.max())
+
+
+def test_the_pool_is_bounded():
+    pool = T.BufferPool(limit=1 << 20)
+    buffers = [pool.take(1 << 18) for _ in range(6)]
+    for buf in buffers:
+        pool.give(buf)
+    assert pool._idle == 1 << 20  # four kept, two dropped
+    pool.give(np.empty(100, np.uint8))  # too small to be worth keeping
+    assert pool._idle == 1 << 20
