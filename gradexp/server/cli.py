@@ -70,9 +70,11 @@ T = TypeVar("T")
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     # The CLI owns its thread: no loop is running here, so asyncio.run is right.
+    from gradexp.server.migrate import MigrationError
+
     try:
         return asyncio.run(coro)
-    except ValueError as exc:
+    except (ValueError, MigrationError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot reach the database or store: {exc}") from None

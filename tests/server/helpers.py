@@ -165,3 +165,12 @@ class SSE:
         except OSError:
             pass
         self._conn.close()
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine on a fresh loop in a worker thread (safe inside a running loop)."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
