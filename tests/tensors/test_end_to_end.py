@@ -48,7 +48,8 @@ def test_arrays_become_histograms_matching_numpy(online):
         finite = weights[np.isfinite(weights)].astype(np.float64)
         assert (h["nan"], h["inf"], h["ninf"], h["zeros"], h["count"]) == (1, 1, 1, 5, 10_000)
         assert h["min"] == finite.min() and h["max"] == finite.max()
-        assert h["mean"] == pytest.approx(finite.mean(), rel=1e-6, abs=1e-9)
+        # float32 data: the mean is exact to float32 precision of the spread (the std)
+        assert h["mean"] == pytest.approx(finite.mean(), abs=1e-7 * finite.std())
         assert h["std"] == pytest.approx(finite.std(), rel=1e-6)
         assert h["norm"] == pytest.approx(np.linalg.norm(finite), rel=1e-6)
     assert rows[0]["loss"] == 0.5
