@@ -187,6 +187,8 @@ class Channel:
         self.start_seq = 1  # first seq of this attempt (later for a resumed run)
         self.next_step = 0  # the step the next auto-step record gets (stream thread)
         self.upload_error: str | None = None  # why the upload stopped, if it did
+        # Guards last_values: the stream merges each drain's last values in, and
+        # run.summary (any thread) copies them out; never held across I/O.
         self.summary_lock = threading.Lock()
         self.last_values: dict[str, Any] = {}
         self.started = Waiter()  # the run file exists (and, resuming, the server answered)
@@ -317,7 +319,7 @@ class StreamHandle:
 
 
 _handle: StreamHandle | None = None
-_handle_lock = threading.Lock()
+_handle_lock = threading.Lock()  # two threads calling init() at once start one stream thread
 
 
 def _stream_handle() -> StreamHandle:
@@ -860,7 +862,7 @@ class Run:
 # --- the current run and the module-level API ------------------------------------------
 
 _current: Run | None = None
-_current_lock = threading.Lock()
+_current_lock = threading.Lock()  # init() and finish() on different threads agree on it
 _said_reinit = False
 _hooks_installed = False
 _uncaught_exception = False

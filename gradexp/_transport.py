@@ -479,8 +479,9 @@ class Uploader:
         self.sent_records = 0
         self.sent_batches = 0
         self._created = False
+        # Two batches in flight that both meet a 404 must not PUT the run concurrently.
         self._create_lock = asyncio.Lock()
-        self._data = asyncio.Event()
+        self._data = asyncio.Event()  # set by on_written/add_flush: re-check if a batch is due
         self._flushes: list[tuple[int, Any]] = []  # (target seq, Waiter)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._batches: dict[int, Batch] = {}  # in flight, by first seq
