@@ -188,6 +188,8 @@ class Image:
             self._captured = _capture_image(value, None if caption is None else str(caption))
         except (TypeError, ValueError) as exc:
             self._error = exc
+        except RuntimeError as exc:  # a torch device error, a figure that fails to render
+            self._error = ValueError(f"could not take the image: {exc}")
 
     def _gradexp_capture(self) -> ImageValue:
         if self._error is not None:

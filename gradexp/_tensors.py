@@ -17,8 +17,12 @@ Who pays what (the point of this module):
   crosses to the host. The same code runs on CPU tensors (tests force it there).
 - Other accelerators (MPS, XPU, ...) are copied to the host and take the numpy path.
 
-torch is never imported here: a tensor is recognised by its type's module, and the torch
-module is taken from ``sys.modules`` (it is necessarily loaded if a tensor exists).
+Copies land in buffers recycled through :class:`BufferPool` (warm pages, no allocator
+churn). Nothing here raises into a training loop for a bad value: ``TypeError`` /
+``ValueError`` (device errors included) become the SDK's once-per-key warning.
+
+torch is never imported here: a tensor is recognised with ``isinstance`` against the torch
+module in ``sys.modules`` (if nothing imported torch, no tensor can exist).
 """
 
 from __future__ import annotations
@@ -640,7 +644,10 @@ def capture(value: Any) -> Any:
             _check_torch_dtype(torch, t)
             if t.device.type == "cpu":
                 return Scalar(t.reshape(()).item())
-            return Scalar(host=HostArray.of_torch(torch, t.reshape(())))
+            try:
+                return Scalar(host=HostArray.of_torch(torch, t.reshape(())))
+            except RuntimeError as exc:
+                raise ValueError(f"could not read a {t.device} tensor: {exc}") from None
         return capture_histogram(value)
     if isinstance(value, np.ndarray) or (
         hasattr(value, "__array__") and hasattr(value, "shape") and hasattr(value, "dtype")
@@ -800,6 +807,8 @@ class Tensor:
             self._captured = TensorValue(host, bool(compress))
         except (TypeError, ValueError) as exc:
             self._error = exc
+        except RuntimeError as exc:  # e.g. out of memory copying off the device
+            self._error = ValueError(f"could not copy the tensor: {exc}")
 
     def _gradexp_capture(self) -> TensorValue:
         if self._error is not None:
