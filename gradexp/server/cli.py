@@ -132,7 +132,7 @@ def server(
     settings = _settings(ctx, data, db, store, host=host, port=port)
     try:
         run(settings)
-    except MigrationError as exc:
+    except (MigrationError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
