@@ -23,6 +23,7 @@ array's size.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,40 @@ DEFAULT_BINS = 64
 EMPTY_EDGES: list[float] = [0.0]
 _CHUNK = 1 << 16  # elements per chunk: a 256 KiB float32 scratch stays in L2
 _WALK_STEPS = 4  # nextafter steps tried before an edge is bisected instead (rare)
+
+
+# Scratch arrays are kept per thread (in practice: the stream thread) and reused from call
+# to call, so binning the same shapes every step touches warm pages instead of freshly
+# mapped ones. Arrays above _KEEP_BYTES are not kept: a one-off huge array should not pin
+# its scratch memory forever.
+_KEEP_BYTES = 16 << 20
+_local = threading.local()
+
+
+def _workspace(name: str, size: int, dtype: Any) -> np.ndarray:
+    """A per-thread scratch array of ``size`` elements (contents undefined)."""
+    dtype = np.dtype(dtype)
+    cache: dict[tuple[str, np.dtype], np.ndarray] | None = getattr(_local, "arrays", None)
+    if cache is None:
+        cache = _local.arrays = {}
+    array = cache.get((name, dtype))
+    if array is None or array.size < size:
+        array = np.empty(size, dtype=dtype)
+        if array.nbytes <= _KEEP_BYTES:
+            cache[(name, dtype)] = array
+    return array[:size]
+
+
+def _ones(size: int, dtype: Any) -> np.ndarray:
+    """``size`` ones (at most a chunk's worth), filled once per thread and dtype."""
+    dtype = np.dtype(dtype)
+    cache: dict[np.dtype, np.ndarray] | None = getattr(_local, "ones", None)
+    if cache is None:
+        cache = _local.ones = {}
+    ones = cache.get(dtype)
+    if ones is None or ones.size < size:
+        ones = cache[dtype] = np.ones(max(size, _CHUNK), dtype=dtype)
+    return ones[:size]
 
 
 def check_bins(bins: object) -> int:
@@ -202,9 +237,9 @@ def _moments(
                 m0 = float(np.add.reduce(x, dtype=np.float64)) / x.size
             m = x.dtype.type(m0)
             size = min(x.size, _CHUNK)
-            scratch = np.empty(size, dtype=x.dtype)
-            ones = np.ones(size, dtype=x.dtype)
-            hits = np.empty(size, dtype=np.bool_)
+            scratch = _workspace("deviations", size, x.dtype)
+            ones = _ones(size, x.dtype)
+            hits = _workspace("hits", size, np.bool_)
             for start in range(0, x.size, _CHUNK):
                 chunk = x[start : start + _CHUNK]
                 n = chunk.size
@@ -469,8 +504,10 @@ def _count_bins(x: np.ndarray, lo: np.floating, scale: np.floating, bins: int) -
     # Indices run 0..bins (``bins`` itself only for x == hi); below 255 they fit in a byte
     # and leave 255 free as the padding of an odd-length array.
     small = bins < 255
-    index = np.empty(x.size + (x.size & 1 if small else 0), dtype=np.uint8 if small else np.intp)
-    scratch = np.empty(min(x.size, _CHUNK), dtype=x.dtype)
+    index = _workspace(
+        "index", x.size + (x.size & 1 if small else 0), np.uint8 if small else np.intp
+    )
+    scratch = _workspace("positions", min(x.size, _CHUNK), x.dtype)
     with np.errstate(invalid="ignore"):
         for start in range(0, x.size, _CHUNK):
             chunk = x[start : start + _CHUNK]

@@ -32,6 +32,7 @@ import threading
 import weakref
 from typing import Any
 
+from gradexp._protocol import decode_value
 from gradexp._tensors import HostArray, capture_histogram
 
 __all__ = ["unwatch", "watch"]
@@ -84,12 +85,44 @@ class GradNorms:
             return self._values[index]
 
 
+class HistogramNorms:
+    """The gradient norms of one sampled step, read from the gradients' histograms.
+
+    When ``watch`` takes the gradients' histograms anyway, each one's statistics (computed
+    on the stream thread, or on the device) already hold the L2 norm: the norms cost the
+    training thread nothing. NaN if the gradient holds a NaN, inf if it holds an infinity,
+    as ``torch.nn.utils.clip_grad_norm_`` reports them.
+    """
+
+    def __init__(self, histograms: list[Any]) -> None:
+        self._histograms = histograms
+        self._values: list[float] | None = None
+        self._lock = threading.Lock()
+        self.nbytes = 0
+
+    def get(self, index: int) -> float:
+        with self._lock:  # several GradNorm values read it; compute once
+            if self._values is None:
+                norms = [_norm_of(decode_value(h.encode(None))) for h in self._histograms]
+                self._values = [*norms, math.sqrt(sum(n * n for n in norms))]
+            return self._values[index]
+
+
+def _norm_of(stats: dict[str, Any]) -> float:
+    if stats["nan"]:
+        return math.nan
+    if stats["inf"] or stats["ninf"]:
+        return math.inf
+    return float(stats["norm"])
+
+
 class GradNorm:
-    """One gradient norm (``index`` into a :class:`GradNorms`; -1 is the global norm)."""
+    """One gradient norm: ``index`` into a :class:`GradNorms` or :class:`HistogramNorms`
+    (the last index is the global norm)."""
 
     __slots__ = ("_index", "_norms", "nbytes")
 
-    def __init__(self, norms: GradNorms, index: int) -> None:
+    def __init__(self, norms: GradNorms | HistogramNorms, index: int) -> None:
         self._norms = norms
         self._index = index
         self.nbytes = 0
@@ -207,22 +240,29 @@ class _Watcher:
             return
         torch = self.torch
         values: dict[str, Any] = {}
-        named_grads: list[tuple[str, Any]] = []
+        named_grads: list[tuple[str, Any]] = []  # (key, gradient or its histogram)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 key = self.prefix + name
                 if self.grads and p.grad is not None:
-                    values[f"gradients/{key}"] = _histogram_or_none(p.grad)
-                if self.norms and p.grad is not None:
+                    histogram = _histogram_or_none(p.grad)
+                    if histogram is not None:
+                        values[f"gradients/{key}"] = histogram
+                        named_grads.append((key, histogram))
+                elif self.norms and p.grad is not None:
                     named_grads.append((key, p.grad))
                 if self.params:
-                    values[f"parameters/{key}"] = _histogram_or_none(p)
+                    histogram = _histogram_or_none(p)
+                    if histogram is not None:
+                        values[f"parameters/{key}"] = histogram
             if named_grads:
-                norms = GradNorms(torch, [g for _, g in named_grads])
+                # with histograms, their statistics hold the norms; alone (log=None), one
+                # fused norm over every gradient on its device
+                sources = [g for _, g in named_grads]
+                norms = HistogramNorms(sources) if self.grads else GradNorms(torch, sources)
                 for i, (key, _) in enumerate(named_grads):
                     values[f"grad_norm/{key}"] = GradNorm(norms, i)
                 values[f"grad_norm/{self.prefix}global"] = GradNorm(norms, len(named_grads))
-        values = {k: v for k, v in values.items() if v is not None}
         if values:
             run._attach_to_next_step(values)
 

@@ -276,9 +276,18 @@ def test_log_none_records_gradient_norms_only():
     model = _mlp()
     run = gradexp.init(project="watch", mode="offline")
     gradexp.watch(model, log=None, log_freq=1)
-    _train(model, 1, lambda: torch.randn(5, 6))
-    keys = {k for k in _history(run)[0] if "/" in k}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(5, 6)).pow(2).mean().backward()
+    expected = {n: p.grad.norm().item() for n, p in model.named_parameters()}
+    total = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf).item()
+    opt.step()
+    gradexp.log({"loss": 0.0})
+    row = _history(run)[0]
+    keys = {k for k in row if "/" in k}
     assert keys == {f"grad_norm/{n}" for n in _param_names(model)} | {"grad_norm/global"}
+    for name, norm in expected.items():
+        assert row[f"grad_norm/{name}"] == pytest.approx(norm, rel=1e-6)
+    assert row["grad_norm/global"] == pytest.approx(total, rel=1e-6)
 
 
 def test_non_finite_gradients_show_in_the_norms():
@@ -312,7 +321,7 @@ def test_a_failing_capture_never_breaks_training(monkeypatch):
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(gx_torch, "GradNorms", broken)
+    monkeypatch.setattr(gx_torch, "capture_histogram", broken)
     with pytest.warns(UserWarning, match="device lost") as caught:
         _train(model, 3, lambda: torch.randn(2, 6))
     assert len([w for w in caught if "device lost" in str(w.message)]) == 1
