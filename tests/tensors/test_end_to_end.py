@@ -257,3 +257,23 @@ def test_watch_records_through_the_server(online):
         assert isinstance(row[f"grad_norm/{name}"], float)
     norms = [row[f"grad_norm/{n}"] for n in ("0.weight", "0.bias", "2.weight", "2.bias")]
     assert row["grad_norm/global"] == pytest.approx(math.sqrt(sum(n * n for n in norms)))
+
+
+def test_parquet_export_has_histogram_and_statistics_columns(online):
+    import pyarrow.parquet as pq
+
+    run = gradexp.init(project="tensors-e2e")
+    for step in range(3):
+        values = np.arange(10, dtype=np.float32) + step
+        gradexp.log({"w": values, "t": gradexp.Tensor(values), "loss": float(step)})
+    run_id = run.id
+    gradexp.finish()
+    status, body = online.request("GET", f"/api/v1/runs/{run_id}/history.parquet")
+    assert status == 200
+    table = pq.read_table(io.BytesIO(body)).to_pydict()
+    assert table["step"] == [0, 1, 2]
+    assert [sum(c) for c in table["w.counts"]] == [10, 10, 10]
+    assert [b[0] for b in table["w.bins"]] == [0.0, 1.0, 2.0]
+    assert table["w#mean"] == [4.5, 5.5, 6.5]
+    assert table["t#max"] == [9.0, 10.0, 11.0]
+    assert all(p.endswith(".npy.gz") for p in table["t.path"])
