@@ -21,12 +21,14 @@ as ``text/html`` can never run script on this origin, even if opened directly.
 from __future__ import annotations
 
 import hashlib
+import html
 import mimetypes
 import os
 from pathlib import Path
 
 from aiohttp import web
 
+from gradexp._protocol import API_PREFIX, RUN_ID_RE
 from gradexp.server.errors import ApiError
 from gradexp.server.routes_auth import page_redirect
 
@@ -69,8 +71,21 @@ class Shell:
 
     def __init__(self, index: Path = INDEX_FILE, assets: Path = ASSETS_DIR) -> None:
         self.version = _asset_version(assets)
+        base = f"/assets/{self.version}"
+        # Every module is announced up front, so the browser fetches them all at once
+        # instead of discovering the import graph one level per round trip.
+        modules = sorted(p.relative_to(assets).as_posix() for p in assets.rglob("*.js"))
+        preload = "\n".join(f'<link rel="modulepreload" href="{base}/{m}">' for m in modules)
         template = index.read_text(encoding="utf-8")
-        self.html = template.replace("{{assets}}", f"/assets/{self.version}").encode()
+        self.template = template.replace("{{modulepreload}}", preload).replace("{{assets}}", base)
+
+    def render(self, fetches: list[str]) -> bytes:
+        """The shell, with ``<link rel=preload>`` for API reads the page is about to make."""
+        links = "\n".join(
+            f'<link rel="preload" as="fetch" crossorigin="use-credentials" href="{html.escape(u)}">'
+            for u in fetches
+        )
+        return self.template.replace("{{preload}}", links).encode()
 
 
 _shell: Shell | None = None
@@ -100,9 +115,19 @@ async def page(request: web.Request) -> web.StreamResponse:
         redirect = await page_redirect(request)
         if redirect is not None:
             return redirect
-    resp = web.Response(body=shell().html, content_type="text/html", charset="utf-8")
+    resp = web.Response(body=shell().render(preloads(request)), content_type="text/html")
+    resp.charset = "utf-8"
     resp.headers["Cache-Control"] = "no-cache"
     return resp
+
+
+def preloads(request: web.Request) -> list[str]:
+    """API reads the page will make first, so the browser starts them while it is still
+    fetching the modules (a run page: the run and its keys)."""
+    run_id = request.match_info.get("run_id")
+    if run_id is None or not RUN_ID_RE.fullmatch(run_id):
+        return []
+    return [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys"]
 
 
 for _path in PAGE_PATHS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +43,7 @@ def approx(values: dict[str, float]) -> Any:
 
 def has_range(panel: Any) -> bool:
     """Whether the tooltip shows a bucket's min…max (downsampled) rather than one point."""
-    return panel.locator(".chart-tip .tip-range").count() > 0
+    return panel.locator(".chart-tip .tip-range:visible").count() > 0
 
 
 def test_hover_and_zoom_show_the_right_values(
@@ -54,7 +55,7 @@ def test_hover_and_zoom_show_the_right_values(
     page.on("request", lambda r: requests.append(r.url) if "/history" in r.url else None)
     ui.goto(page, f"/r/{run.id}")
     panel = page.locator('.panel[data-key="loss"]')
-    panel.locator(".chart-status").wait_for(state="hidden")
+    expect(panel).to_have_attribute("aria-busy", "false")
 
     # Hover: the tooltip's value is the value logged at the step it names.
     for fraction in (0.2, 0.5, 0.8):
@@ -107,7 +108,7 @@ def test_hover_and_zoom_show_the_right_values(
     # Smoothing: the tooltip shows the smoothed value beside the raw one.
     page.locator(".smooth input[type=range]").fill("0.9")
     _, values = tooltip(page, panel, 0.7)
-    assert panel.locator(".chart-tip .tip-raw").count() == 1
+    assert panel.locator(".chart-tip .tip-raw:visible").count() == 1
     page.locator(".smooth input[type=range]").fill("0")
     ui.shot(page, "reset")
 
@@ -138,7 +139,7 @@ def test_compare_two_runs(ui: Any, server: Any, project: str, log_run: Any) -> N
     assert legend.locator(".legend-item", has_text="run-b").count() == 1
 
     panel = page.locator('.panel[data-key="train/loss"]')
-    panel.locator(".chart-status").wait_for(state="hidden")
+    expect(panel).to_have_attribute("aria-busy", "false")
     # Every run's value at the hovered step, each matching what that run logged there.
     for fraction in (0.3, 0.75):
         step, values = tooltip(page, panel, fraction)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -76,7 +77,7 @@ def test_run_appears_and_its_chart_grows_live(
         row.locator("a.strong").click()
         page.wait_for_url(f"**/r/{run_id}")
         panel = page.locator('.panel[data-key="train/loss"]')
-        panel.locator(".chart-status").wait_for(state="hidden")
+        expect(panel).to_have_attribute("aria-busy", "false")
         page.locator(".live-pill").wait_for(state="visible")
         first = hover_step(page, panel, 0.995)
         # The chart grows while the script logs: the last point's step keeps increasing.

@@ -33,7 +33,9 @@ export const embedded = new URLSearchParams(location.search).get("embed") === "1
 export async function api(path, { signal, method = "GET" } = {}) {
   let resp;
   try {
-    resp = await fetch(API + path, { method, signal, credentials: "same-origin", headers: { Accept: "application/json" } });
+    // credentials "include" (same origin anyway) matches the shell's <link rel=preload
+    // crossorigin=use-credentials>, so a preloaded read is reused instead of sent twice.
+    resp = await fetch(API + path, { method, signal, credentials: "include" });
   } catch (err) {
     if (err && err.name === "AbortError") throw err;
     throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");

@@ -56,27 +56,36 @@ class Panel {
     this.resetBtn = h("button", { type: "button", class: "icon-button", title: "Reset zoom (or double-click the chart)", hidden: true }, icon("reset"), "reset");
     this.expandBtn = h("button", { type: "button", class: "icon-button", title: "Enlarge" }, icon("expand"));
     this.plotEl = h("div", { class: "panel-plot" });
-    this.el = h("div", { class: "panel", dataset: { key } }, h("div", { class: "panel-head" }, title, h("div", { class: "panel-tools" }, this.resetBtn, this.logBtn, this.expandBtn)), this.plotEl);
-    this.chart = new Chart(this.plotEl, {
-      xMode: board.xMode,
-      smoothing: board.smoothing,
-      logY: this.logY,
-      onZoom: (range) => this.onZoom(range),
-      onHover: (x, chart) => board.linkHover(x, chart),
-    });
-    this.chart.setStatus("Loading…");
+    this.el = h("div", { class: "panel", dataset: { key }, "aria-busy": "true" }, h("div", { class: "panel-head" }, title, h("div", { class: "panel-tools" }, this.resetBtn, this.logBtn, this.expandBtn)), this.plotEl);
+    this.chart = null; // made when the panel first comes into view (50+ panels stay cheap)
     this.logBtn.addEventListener("click", () => {
       this.logY = !this.logY;
       prefs.set(`log:${key}`, this.logY);
       this.logBtn.classList.toggle("on", this.logY);
       this.logBtn.setAttribute("aria-pressed", String(this.logY));
-      this.chart.setOptions({ logY: this.logY });
+      if (this.chart) this.chart.setOptions({ logY: this.logY });
     });
-    this.resetBtn.addEventListener("click", () => this.chart.resetZoom());
+    this.resetBtn.addEventListener("click", () => this.chart && this.chart.resetZoom());
     this.expandBtn.addEventListener("click", () => {
       this.el.classList.toggle("enlarged");
       this.el.scrollIntoView({ block: "nearest" });
     });
+  }
+
+  /** The panel's chart, made on first use with the board's current options. */
+  ensureChart() {
+    if (!this.chart) {
+      this.chart = new Chart(this.plotEl, {
+        xMode: this.board.xMode,
+        smoothing: this.board.smoothing,
+        logY: this.logY,
+        onZoom: (range) => this.onZoom(range),
+        onHover: (x, chart) => this.board.linkHover(x, chart),
+      });
+      this.chart.setStatus(this.loaded ? null : "Loading…");
+      if (this.loaded) this.show();
+    }
+    return this.chart;
   }
 
   seriesFor(run) {
@@ -97,6 +106,7 @@ class Panel {
   finishLoad() {
     this.loaded = true;
     this.loading = false;
+    this.el.setAttribute("aria-busy", "false");
     for (const [run, step, time, value] of this.pending) this.appendPoint(run, step, time, value);
     this.pending = [];
     this.show();
@@ -104,6 +114,7 @@ class Panel {
 
   /** Push what to draw to the chart (zoomed series while zoomed). */
   show() {
+    if (!this.chart) return;
     const source = this.zoomed || this.series;
     const list = this.board.runs.map((r) => source.get(r.id)).filter((s) => s && s.n);
     this.chart.setSeries(list);
@@ -119,7 +130,7 @@ class Panel {
     const s = this.seriesFor(run);
     if (!s.append(step, time, value)) return;
     if (s.n > this.board.samples * LIVE_COMPACT_FACTOR) s.compact();
-    if (!this.zoomed) {
+    if (!this.zoomed && this.chart) {
       if (this.chart.series.indexOf(s) < 0) this.show();
       else this.chart.invalidate();
     }
@@ -146,7 +157,7 @@ class Panel {
         zoomed.set(run.id, s.setFromApi(res.series[this.key]));
       }),
     );
-    if (token !== this.zoomToken || !this.chart.zoom) return; // reset or re-zoomed meanwhile
+    if (token !== this.zoomToken || !this.chart || !this.chart.zoom) return; // reset or re-zoomed meanwhile
     this.zoomed = zoomed;
     this.show();
   }
@@ -178,6 +189,30 @@ export class Board {
     replace(container, this.toolbar, this.emptyEl, this.groupsEl);
     for (const key of keys) this.addKey(key);
     this._updateEmpty();
+    this._primeFirstScreen();
+  }
+
+  /** Start fetching the charts already on screen now, instead of a frame later when the
+   * IntersectionObserver first reports (that frame is most of a cold page's wait). */
+  _primeFirstScreen() {
+    const limit = window.innerHeight + 300;
+    for (const panel of this.panels.values()) {
+      if (panel.el.hidden) continue;
+      const r = panel.el.getBoundingClientRect();
+      if (r.height === 0 || r.top > limit || r.bottom < -300) continue; // hidden or off screen
+      this._want(panel);
+    }
+  }
+
+  _want(panel) {
+    panel.ensureChart().setVisible(true);
+    if (panel.loaded || panel.loading || this.queue.has(panel)) return;
+    if (!this.samplesSet) {
+      this.samples = Math.max(100, Math.min(2000, Math.round(panel.plotEl.getBoundingClientRect().width || 600)));
+      this.samplesSet = true;
+    }
+    this.queue.add(panel);
+    this._scheduleFlush();
   }
 
   _toolbar() {
@@ -198,7 +233,7 @@ export class Board {
       for (const p of this.panels.values()) {
         p.zoomed = null;
         p.resetBtn.hidden = true;
-        p.chart.setOptions({ xMode: this.xMode });
+        if (p.chart) p.chart.setOptions({ xMode: this.xMode });
         p.show();
       }
     });
@@ -208,7 +243,7 @@ export class Board {
       this.smoothing = Number(smooth.value);
       smoothOut.textContent = this.smoothing.toFixed(2);
       prefs.set("smoothing", this.smoothing);
-      for (const p of this.panels.values()) p.chart.setOptions({ smoothing: this.smoothing });
+      for (const p of this.panels.values()) if (p.chart) p.chart.setOptions({ smoothing: this.smoothing });
     });
     this.liveEl = h("span", { class: "live-pill", hidden: true }, h("span", { class: "pulse" }), "Live");
     const collapseAll = h("button", { type: "button", class: "button ghost", text: "Collapse all" });
@@ -316,26 +351,19 @@ export class Board {
     for (const entry of entries) {
       const panel = this.panels.get(entry.target.dataset.key);
       if (!panel) continue;
-      panel.chart.setVisible(entry.isIntersecting);
-      if (entry.isIntersecting && !panel.loaded && !panel.loading) {
-        if (!this.samplesSet) {
-          this.samples = Math.max(100, Math.min(2000, Math.round(panel.plotEl.getBoundingClientRect().width || 600)));
-          this.samplesSet = true;
-        }
-        this.queue.add(panel);
-        this._scheduleFlush();
-      }
+      if (entry.isIntersecting) this._want(panel);
+      else if (panel.chart) panel.chart.setVisible(false);
     }
   }
 
   _scheduleFlush() {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // One macrotask later: every chart that became visible in this frame joins the request.
-    setTimeout(() => {
+    // After the current task: every chart that became visible in it joins one request.
+    queueMicrotask(() => {
       this.flushScheduled = false;
       this._flush();
-    }, 0);
+    });
   }
 
   async _flush() {
@@ -362,7 +390,7 @@ export class Board {
             else if (err) failed = err;
           }
           p.finishLoad();
-          if (failed && !p.series.size) p.chart.setStatus(`Could not load: ${failed.message}`);
+          if (failed && !p.series.size && p.chart) p.chart.setStatus(`Could not load: ${failed.message}`);
         }
       }),
     );
@@ -404,7 +432,7 @@ export class Board {
   /** Crosshair linking: every other visible chart shows the hovered x. */
   linkHover(x, source) {
     for (const p of this.panels.values()) {
-      if (p.chart !== source && p.chart.visible) p.chart.setLinkedX(x);
+      if (p.chart && p.chart !== source && p.chart.visible) p.chart.setLinkedX(x);
     }
   }
 }

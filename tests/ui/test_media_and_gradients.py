@@ -1,0 +1,178 @@
+"""The gradient explorer of a watched model, and the Media tab's tensors and images."""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def canvas_painted(page: Any, selector: str) -> int:
+    """How many distinct colours a canvas holds (a drawn heatmap has many; a blank one 1)."""
+    return int(
+        page.evaluate(
+            """sel => {
+                const c = document.querySelector(sel);
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                const seen = new Set();
+                for (let i = 0; i < d.length; i += 4 * 7) seen.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
+                return seen.size;
+            }""",
+            selector,
+        )
+    )
+
+
+@pytest.mark.torch
+def test_gradient_explorer_flags_a_nan_gradient(
+    ui: Any, server: Any, project: str, log_run: Any
+) -> None:
+    torch = pytest.importorskip("torch")
+    import gradexp
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 16),
+        torch.nn.ReLU(),
+        torch.nn.Linear(16, 1),
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def train(run: Any) -> None:
+        gradexp.watch(model, log="all", log_freq=5)
+        try:
+            for step in range(60):
+                x = torch.randn(32, 8)
+                loss = (model(x) - x.sum(dim=1, keepdim=True)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                if step >= 40:  # a bug in the making: one layer's gradient turns NaN
+                    model[2].weight.grad[0, 0] = float("nan")
+                opt.step()
+                with torch.no_grad():
+                    model[2].weight.nan_to_num_(0.0)
+                gradexp.log({"train/loss": loss.item()})
+        finally:
+            gradexp.unwatch(model)
+
+    run = log_run(project, train, name="watched", config={"lr": 0.01})
+    page = ui.page()
+    ui.goto(page, f"/r/{run.id}")
+    page.locator(".tabs a", has_text="Gradients").click()
+    page.wait_for_url(f"**/r/{run.id}/gradients")
+    table = page.locator("table.params")
+    table.wait_for()
+    rows = table.locator("tbody tr")
+    # The NaN layer is flagged, and sorted first.
+    first = rows.first
+    assert first.locator("td.name-col").inner_text() == "2.weight"
+    assert first.locator(".flag-nonfinite").count() == 1
+    assert int(first.locator("td").nth(5).inner_text().split()[0]) >= 1
+    # Healthy layers carry no non-finite flag.
+    assert table.locator("tr", has_text="0.weight").locator(".flag-nonfinite").count() == 0
+    # Update-to-weight: gradient and weight norms are both logged (log="all").
+    assert first.locator("td").nth(3).inner_text() not in ("—", "NaN")
+    ui.shot(page, "table")
+
+    card = page.locator('.hist-card[data-key="gradients/0.weight"]')
+    card.scroll_into_view_if_needed()
+    card.locator("canvas.heat").wait_for()
+    page.wait_for_timeout(500)
+    assert canvas_painted(page, '.hist-card[data-key="gradients/0.weight"] canvas.heat') > 20
+    # The step slider moves the histogram shown and its statistics.
+    slider = card.locator(".slider input[type=range]")
+    slider.fill("0")
+    card.locator(".step-label", has_text="step 0").wait_for()
+    card.locator(".stat", has_text="count").wait_for()
+    ui.shot(page, "heatmap")
+
+    nan_card = page.locator('.hist-card[data-key="gradients/2.weight"]')
+    nan_card.scroll_into_view_if_needed()
+    nan_card.locator(".stat.bad", has_text="nan").wait_for()
+    ui.shot(page, "nan-layer")
+
+
+def test_tensor_slice_and_image_render(ui: Any, server: Any, project: str, log_run: Any) -> None:
+    import gradexp
+
+    arr = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    pixels = np.zeros((16, 24, 3), dtype=np.uint8)
+    pixels[:, :, 0] = 220  # red
+    pixels2 = pixels.copy()
+    pixels2[:, :, 2] = 220  # magenta at the second step
+    run = log_run(
+        project,
+        [
+            (0, {"attn": gradexp.Tensor(arr), "samples": gradexp.Image(pixels, caption="first")}),
+            (
+                1,
+                {
+                    "attn": gradexp.Tensor(arr * 2),
+                    "samples": gradexp.Image(pixels2, caption="second"),
+                },
+            ),
+        ],
+        name="media",
+    )
+    page = ui.page()
+    ui.goto(page, f"/r/{run.id}#media")
+    tensor = page.locator('.media-card[data-key="attn"]')
+    tensor.locator(".tensor-facts", has_text="2×3×4").wait_for()
+    assert "float32" in tensor.locator(".tensor-facts").inner_text()
+    tensor.locator(".tensor-canvas").wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('.media-card[data-key=\"attn\"] .tensor-canvas').width > 10"
+    )
+
+    def value_at(row: int, col: int) -> str:
+        canvas = tensor.locator(".tensor-canvas")
+        box = canvas.bounding_box()
+        page.mouse.move(
+            box["x"] + box["width"] * (col + 0.5) / 4, box["y"] + box["height"] * (row + 0.5) / 3
+        )
+        return tensor.locator(".tensor-hover").inner_text()
+
+    # The latest step (arr * 2), slice [0, :, :]: cell [1, 2] is 2 * 6.
+    assert value_at(1, 2) == "[1, 2] = 12"
+    # Slice [1, :, :]: 2 * 18.
+    tensor.locator(".slice-index input[type=range]").fill("1")
+    tensor.locator(".slice-index output", has_text="[0] = 1").wait_for()
+    page.wait_for_timeout(300)
+    assert value_at(1, 2) == "[1, 2] = 36"
+    # The first step (arr itself) keeps the chosen slice [1, :, :].
+    tensor.locator(".slider input[type=range]").fill("0")
+    tensor.locator(".step-label", has_text="step 0").wait_for()
+    page.wait_for_timeout(300)
+    assert value_at(2, 3) == "[2, 3] = 23"
+    assert canvas_painted(page, '.media-card[data-key="attn"] .tensor-canvas') > 5
+    # The download is the tensor as a plain .npy.
+    href = tensor.locator("a", has_text=".npy").get_attribute("href")
+    cookies = {c["name"]: c["value"] for c in ui.context.cookies()}
+    req = urllib.request.Request(
+        server.url + href, headers={"Cookie": f"gradexp_session={cookies['gradexp_session']}"}
+    )
+    with urllib.request.urlopen(req) as resp:
+        np.testing.assert_array_equal(np.load(io.BytesIO(resp.read())), arr)
+
+    image = page.locator('.media-card[data-key="samples"]')
+    img = image.locator("img.media-image")
+    img.wait_for()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.media-card[data-key=\"samples\"] img'); return i && i.complete && i.naturalWidth === 24; }"
+    )
+    assert "second" in image.locator("figcaption").inner_text()
+    first_src = img.get_attribute("src")
+    image.locator(".slider input[type=range]").fill("0")
+    image.locator("figcaption", has_text="first").wait_for()
+    assert img.get_attribute("src") != first_src
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.media-card[data-key=\"samples\"] img'); return i && i.complete && i.naturalWidth === 24; }"
+    )
+    ui.shot(page, "media")
