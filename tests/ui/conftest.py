@@ -58,9 +58,8 @@ def sign_in_link(server: Any) -> str:
     return match.group(0)
 
 
-@pytest.fixture(scope="session")
-def signed_in_state(browser: Any, server: Any) -> dict[str, Any]:
-    """The cookies of a browser signed in through a real sign-in link (reused by tests)."""
+def sign_in(browser: Any, server: Any) -> dict[str, Any]:
+    """Sign in to ``server`` through a real one-time link; returns the browser's storage state."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(sign_in_link(server))
@@ -70,6 +69,12 @@ def signed_in_state(browser: Any, server: Any) -> dict[str, Any]:
     context.close()
     assert any(c["name"] == "gradexp_session" for c in state["cookies"]), "sign-in link failed"
     return state
+
+
+@pytest.fixture(scope="session")
+def signed_in_state(browser: Any, server: Any) -> dict[str, Any]:
+    """The cookies of a browser signed in to the shared server (reused by tests)."""
+    return sign_in(browser, server)
 
 
 @dataclass

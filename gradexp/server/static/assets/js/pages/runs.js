@@ -119,10 +119,10 @@ export async function mountRuns(el, owner, project) {
 
   // --- columns chooser ---
   function renderColumnsChooser() {
-    const chosen = new Set(columns || []);
     const filter = h("input", { type: "search", class: "input small", placeholder: "Find a key" });
     const list = h("div", { class: "popover-list" });
     const fill = () => {
+      const chosen = new Set(columns || []);
       const f = filter.value.toLowerCase();
       const item = (id, label) =>
         h(
@@ -133,9 +133,9 @@ export async function mountRuns(el, owner, project) {
             checked: chosen.has(id),
             on: {
               change: (e) => {
-                if (e.target.checked) chosen.add(id);
-                else chosen.delete(id);
-                columns = [...chosen];
+                const now = (columns || []).filter((c) => c !== id);
+                if (e.target.checked) now.push(id);
+                columns = now;
                 prefs.set(colKey, columns);
                 render();
               },
@@ -155,6 +155,14 @@ export async function mountRuns(el, owner, project) {
       );
     };
     filter.addEventListener("input", fill);
+    colsButton.addEventListener("toggle", () => colsButton.open && fill());
+    // A popover closes on a click elsewhere or on Escape, like a menu.
+    document.addEventListener("click", (e) => {
+      if (colsButton.open && !colsButton.contains(e.target)) colsButton.open = false;
+    });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && colsButton.open) colsButton.open = false;
+    });
     fill();
     replace(colsButton, h("summary", { class: "button" }, icon("columns"), "Columns"), h("div", { class: "popover-body" }, filter, list));
   }
