@@ -1,7 +1,7 @@
 """Reading history: raw rows by cursor, and downsampled series from the rollups.
 
 A downsampled read never scans JSON for long ranges. For a step range and ``samples`` it
-picks the coarsest rollup level that still yields at least ``samples / 2`` buckets, reads the
+picks the coarsest rollup level that still yields at least ``samples`` buckets, reads the
 buckets that lie wholly inside the range at that level, and covers the two partial ends
 with finer levels, down to raw rows for the last few steps. The pieces are then merged into
 at most ``samples`` output buckets, each keeping min and max so a single spike survives.
@@ -9,10 +9,12 @@ at most ``samples`` output buckets, each keeping min and max so a single spike s
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import orjson
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp._protocol import STAT_SEPARATOR, encode_float, numeric_value
@@ -92,16 +94,37 @@ async def key_index(conn: AsyncConnection, run_pk: int) -> list[dict[str, Any]]:
     ]
 
 
-def _level_for(span: int, samples: int) -> int:
-    """The coarsest level giving at least ``samples / 2`` buckets over ``span`` steps (0: raw).
+async def keys_named(
+    conn: AsyncConnection, run_pk: int, names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Key-index entries of the named keys only (a run may have thousands of keys)."""
+    k = s.run_keys
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(names), 500):
+        result = await conn.execute(
+            select(
+                k.c.key_id, k.c.key_name, k.c.kind, k.c.count, k.c.first_step, k.c.last_step
+            ).where(k.c.run_pk == run_pk, k.c.key_name.in_(names[i : i + 500]))
+        )
+        for r in result:
+            out[r.key_name] = {
+                "key": r.key_name,
+                "kind": r.kind,
+                "count": r.count,
+                "first_step": r.first_step,
+                "last_step": r.last_step,
+                "_id": r.key_id,
+            }
+    return out
 
-    Levels are 16x apart, so asking for a full ``samples`` could read up to 16x more rows
-    than it returns (100k steps at 421 samples: 6,250 buckets per key instead of 390). Half
-    the resolution is still about one point per two pixels for a chart that asks for its
-    width, with every spike kept in the buckets' min/max; it bounds a read at 8x samples.
+
+def _level_for(span: int, samples: int) -> int:
+    """The coarsest level giving at least ``samples`` buckets over ``span`` steps (0: raw).
+
+    Levels are 4x apart, so this reads at most about 4x ``samples`` buckets per key.
     """
-    for level in (4, 3, 2, 1):
-        if span // rollup.WIDTHS[level] >= (samples + 1) // 2:
+    for level in reversed(rollup.LEVELS):
+        if span // rollup.WIDTHS[level] >= samples:
             return level
     return 0
 
@@ -132,6 +155,11 @@ def _encode(x: float) -> Any:
     return x if x - x == 0.0 else encode_float(x)
 
 
+# Piece columns (one row per rollup bucket or raw point), as float64 for numpy.
+_P_KEY, _P_MIN, _P_MAX, _P_COUNT, _P_FLAGS, _P_LAST, _P_CODE, _P_SEQ, _P_STEP, _P_TIME = range(10)
+_N_COLS = 10
+
+
 async def downsample(
     conn: AsyncConnection,
     run_pk: int,
@@ -140,68 +168,92 @@ async def downsample(
     hi: int,
     samples: int,
 ) -> dict[str, dict[str, list[Any]]]:
-    """Series for ``(key, key_id)`` pairs over steps [lo, hi], at most ``samples`` buckets each."""
+    """Series for ``(key, key_id)`` pairs over steps [lo, hi], at most ``samples`` buckets each.
+
+    The pieces (rollup buckets, plus raw points at the edges) are merged with numpy: each
+    piece goes to the output bucket holding its last step; a bucket keeps the min of mins,
+    the max of maxes and the last value by sequence number.
+    """
     span = hi - lo + 1
     level = _level_for(span, samples)
     plan = _plan(lo, hi, level) if span > samples else [(0, lo, hi)]
-    # pieces[key_id] = list of buckets (rollup list layout), in step order per plan segment.
-    pieces: dict[int, list[list[Any]]] = {kid: [] for _, kid in keys}
     names = {kid: name for name, kid in keys}
+    flat: list[float] = []
     r = s.rollups
     for seg_level, first, last in plan:
         if seg_level == 0:
-            await _raw_pieces(conn, run_pk, names, first, last, pieces)
+            await _raw_pieces(conn, run_pk, names, first, last, flat)
             continue
         result = await conn.execute(
             select(
                 r.c.key_id,
-                r.c.vmin,
-                r.c.vmax,
-                r.c.vsum,
+                func.coalesce(r.c.vmin, 0.0),  # NULL only when vcount == 0, which masks it
+                func.coalesce(r.c.vmax, 0.0),
                 r.c.vcount,
                 r.c.flags,
-                r.c["last"],
+                func.coalesce(r.c["last"], 0.0),  # NULL only when last_code says non-finite
                 r.c.last_code,
                 r.c.last_seq,
                 r.c.last_step,
                 r.c.last_time,
-            )
-            .where(
+            ).where(
                 r.c.run_pk == run_pk,
                 r.c.key_id.in_(list(names)),
                 r.c.level == seg_level,
                 and_(r.c.bucket >= first, r.c.bucket <= last),
             )
-            .order_by(r.c.key_id, r.c.bucket)
         )
-        for row in result:
-            pieces[row[0]].append(list(row[1:]))
+        flat.extend(chain.from_iterable(result.all()))
+    pieces = np.array(flat, dtype=np.float64).reshape(-1, _N_COLS)
     out: dict[str, dict[str, list[Any]]] = {}
-    width = span / samples
     for kid, name in names.items():
-        buckets = pieces[kid]
-        buckets.sort(key=lambda b: b[rollup.LAST_STEP])
-        merged: list[list[Any]] = []
-        current_index = -1
-        for b in buckets:
-            index = (
-                min(int((b[rollup.LAST_STEP] - lo) / width), samples - 1)
-                if span > samples
-                else len(merged)
-            )
-            if merged and index == current_index:
-                rollup.merge_into(merged[-1], b)
-            else:
-                merged.append(list(b))
-                current_index = index
-        series: dict[str, list[Any]] = {"step": [], "value": [], "min": [], "max": [], "time": []}
-        for b in merged:
-            series["step"].append(b[rollup.LAST_STEP])
-            series["value"].append(_encode(rollup.last_value(b)))
-            series["min"].append(_encode(rollup.bucket_min(b)))
-            series["max"].append(_encode(rollup.bucket_max(b)))
-            series["time"].append(b[rollup.LAST_TIME])
-        out[name] = series
+        out[name] = _merge(pieces[pieces[:, _P_KEY] == kid], lo, span, samples)
+    return out
+
+
+def _merge(p: Any, lo: int, span: int, samples: int) -> dict[str, list[Any]]:
+    """Merge one key's pieces into at most ``samples`` output buckets."""
+    if len(p) == 0:
+        return {"step": [], "value": [], "min": [], "max": [], "time": []}
+    step = p[:, _P_STEP]
+    # One output bucket per step when there are few enough steps.
+    index = np.minimum(((step - lo) * samples) // span, samples - 1) if span > samples else step
+    order = np.lexsort((p[:, _P_SEQ], index))  # within a bucket, the last has the highest seq
+    p, index = p[order], index[order]
+    starts = np.flatnonzero(np.concatenate(([True], index[1:] != index[:-1])))
+    ends = np.concatenate((starts[1:], [len(index)])) - 1
+    count = p[:, _P_COUNT]
+    has = count > 0
+    vmin = np.minimum.reduceat(np.where(has, p[:, _P_MIN], np.inf), starts)
+    vmax = np.maximum.reduceat(np.where(has, p[:, _P_MAX], -np.inf), starts)
+    any_finite = np.add.reduceat(count, starts) > 0
+    flags = np.bitwise_or.reduceat(p[:, _P_FLAGS].astype(np.int64), starts)
+    pos_inf = (flags & rollup.INF_FLAG) != 0
+    neg_inf = (flags & rollup.NINF_FLAG) != 0
+    out_min = np.where(
+        neg_inf, -np.inf, np.where(any_finite, vmin, np.where(pos_inf, np.inf, np.nan))
+    )
+    out_max = np.where(
+        pos_inf, np.inf, np.where(any_finite, vmax, np.where(neg_inf, -np.inf, np.nan))
+    )
+    code = p[ends, _P_CODE]
+    value = np.select(
+        [code == 1, code == 2, code == 3], [np.nan, np.inf, -np.inf], p[ends, _P_LAST]
+    )
+    return {
+        "step": p[ends, _P_STEP].astype(np.int64).tolist(),
+        "value": _encode_list(value),
+        "min": _encode_list(out_min),
+        "max": _encode_list(out_max),
+        "time": p[ends, _P_TIME].tolist(),
+    }
+
+
+def _encode_list(values: Any) -> list[Any]:
+    """Floats for JSON, with non-finite ones in the protocol's encoding."""
+    out = values.tolist()
+    if not np.isfinite(values).all():
+        out = [x if x - x == 0.0 else encode_float(x) for x in out]
     return out
 
 
@@ -211,16 +263,16 @@ async def _raw_pieces(
     names: dict[int, str],
     lo: int,
     hi: int,
-    pieces: dict[int, list[list[Any]]],
+    flat: list[float],
 ) -> None:
-    """Single-point buckets from raw rows (the ends of a range, or a short range)."""
+    """Single-point pieces from raw rows (the ends of a range, or a short range)."""
     h = s.history
     # A derived "K#stat" series reads the statistic out of the typed value under K.
     wanted = [(kid, *name.rpartition(STAT_SEPARATOR)) for kid, name in names.items()]
     result = await conn.execute(
-        select(h.c.seq, h.c.step, h.c.time, h.c.row_values)
-        .where(h.c.run_pk == run_pk, h.c.step >= lo, h.c.step <= hi)
-        .order_by(h.c.step, h.c.seq)
+        select(h.c.seq, h.c.step, h.c.time, h.c.row_values).where(
+            h.c.run_pk == run_pk, h.c.step >= lo, h.c.step <= hi
+        )
     )
     for seq, step, t, text in result:
         values = _loads(text)
@@ -231,8 +283,19 @@ async def _raw_pieces(
             else:
                 value = values.get(stat)
             num = numeric_value(value)
-            if num is not None:
-                pieces[kid].append(rollup.new_bucket(num, seq, step, t))
+            if num is None:
+                continue
+            if num - num == 0.0:
+                flat.extend((kid, num, num, 1, 0, num, 0, seq, step, t))
+            else:
+                flag, code = (
+                    (rollup.NAN_FLAG, 1)
+                    if num != num
+                    else (rollup.INF_FLAG, 2)
+                    if num > 0
+                    else (rollup.NINF_FLAG, 3)
+                )
+                flat.extend((kid, 0.0, 0.0, 0, flag, 0.0, code, seq, step, t))
 
 
 def clamp_samples(samples: int | None, default: int = 1000) -> int:

@@ -12,7 +12,14 @@ from sqlalchemy import and_, func, or_, select
 from gradexp._protocol import API_PREFIX, STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.errors import ApiError, json_response
-from gradexp.server.history import clamp_samples, downsample, key_index, read_rows, typed_series
+from gradexp.server.history import (
+    clamp_samples,
+    downsample,
+    key_index,
+    keys_named,
+    read_rows,
+    typed_series,
+)
 from gradexp.server.objects import export_key
 from gradexp.server.routes_ingest import stream_object
 from gradexp.server.runs import find_run, run_objects, run_query
@@ -212,9 +219,11 @@ async def get_history(request: web.Request) -> web.Response:
     max_step = _int_param(request, "max_step", None, minimum=0)
     async with state.db.read() as conn:
         row = await find_run(conn, request["user"], request.match_info["run_id"])
-        index = {k["key"]: k for k in await key_index(conn, row.pk)}
         if wanted is None:
+            index = {k["key"]: k for k in await key_index(conn, row.pk)}
             wanted = [k for k, v in index.items() if v["kind"] in ("number", "bool")]
+        else:
+            index = await keys_named(conn, row.pk, wanted)
         present = [
             (k, index[k]["_id"])
             for k in wanted
@@ -268,8 +277,7 @@ async def get_histograms(request: web.Request) -> web.Response:
     samples = clamp_samples(_int_param(request, "samples", None, minimum=1), default=200)
     async with state.db.read() as conn:
         row = await find_run(conn, request["user"], request.match_info["run_id"])
-        index = {k["key"]: k for k in await key_index(conn, row.pk)}
-        info = index.get(key)
+        info = (await keys_named(conn, row.pk, [key])).get(key)
         if info is None or STAT_SEPARATOR in key:
             raise ApiError(404, "not_found", f"run {row.id!r} has no key {key!r}")
         if info["kind"] not in ("histogram", "tensor", "image"):
