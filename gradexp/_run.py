@@ -37,12 +37,22 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
 
 from gradexp._protocol import RUN_ID_RE, decode_value
 from gradexp._settings import GradexpError, Settings, resolve_settings, say, set_quiet, warn
-from gradexp._values import PLAIN_TYPES, BadValue, _convert, normalize
+
+# gradexp._values (the slow path) is imported where it is used: it imports typing, which
+# init() should not pay for. Annotations here are strings (PEP 563), so typing is only
+# needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+#: The types log()'s fast path takes as they are: the same set as
+#: ``gradexp._values.PLAIN_TYPES`` (a test checks that they agree).
+PLAIN_TYPES: frozenset[type] = frozenset({int, float, bool, str, type(None)})
 
 __all__ = [
     "GradexpError",
@@ -341,6 +351,8 @@ def _jsonable(value: Any, where: str) -> Any:
         return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v, where) for v in value]
+    from gradexp._values import BadValue, _convert
+
     try:
         converted = _convert(value)
     except BadValue:
@@ -373,7 +385,7 @@ def _as_config_dict(config: Any) -> dict[str, Any]:
     return {str(k): _jsonable(v, str(k)) for k, v in items.items()}
 
 
-class Config(MutableMapping[str, Any]):
+class Config(MutableMapping["str", "Any"]):
     """``run.config``: a dict whose updates are recorded (as ``config`` records)."""
 
     def __init__(self, run: Run, initial: dict[str, Any]) -> None:
@@ -418,7 +430,7 @@ class Config(MutableMapping[str, Any]):
         return f"Config({self._data!r})"
 
 
-class Summary(MutableMapping[str, Any]):
+class Summary(MutableMapping["str", "Any"]):
     """``run.summary``: the last value of every key, unless set explicitly.
 
     Reading waits (briefly) for the stream thread to take what was logged so far, so a
@@ -456,6 +468,8 @@ class Summary(MutableMapping[str, Any]):
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Set explicit summary values (one ``summary`` record)."""
         bad: list[tuple[str, str]] = []
+        from gradexp._values import normalize
+
         values = normalize(dict(other, **kwargs), set(), bad)
         for key, reason in bad:
             warn(f"summary value {key!r} dropped: {reason}.")
@@ -665,6 +679,8 @@ class Run:
         Returns the values and the bytes of the captured arrays among them.
         """
         bad: list[tuple[str, str]] = []
+        from gradexp._values import normalize
+
         out = normalize(values, self._known_keys, bad)
         if bad:
             with self._lock:

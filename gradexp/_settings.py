@@ -24,10 +24,13 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Mapping
-from typing import Any, Literal
 
-Mode = Literal["online", "offline", "disabled"]
+TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Literal
+
+    Mode = Literal["online", "offline", "disabled"]
 MODES: tuple[str, ...] = ("online", "offline", "disabled")
 
 ENV_MODE = "GRADEXP_MODE"

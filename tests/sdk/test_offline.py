@@ -277,3 +277,26 @@ def test_bad_dir_fails_at_init_with_a_clear_message(gx_env: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(GradexpError, match="cannot create the run directory"):
         gradexp.init(dir=blocker)
+
+
+def test_import_and_init_stay_light(gx_env: Path) -> None:
+    """import gradexp and init() load no numpy, torch, aiohttp or asyncio on the caller."""
+    script = (
+        "import sys, gradexp\n"
+        "heavy = ('numpy', 'torch', 'aiohttp', 'asyncio', 'orjson')\n"
+        "assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]\n"
+        "before = set(sys.modules)\n"
+        "run = gradexp.init(mode='offline')\n"
+        "loaded = set(sys.modules) - before  # (the stream thread imports asyncio meanwhile)\n"
+        "assert 'numpy' not in loaded and 'torch' not in loaded, loaded\n"
+        "gradexp.log({'x': 1})\n"
+        "gradexp.finish()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=os.environ.copy(),
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
