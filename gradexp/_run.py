@@ -1038,7 +1038,7 @@ def init(
                 f"cannot create the run directory {run_dir} ({exc.strerror}); pass "
                 "dir= or set GRADEXP_DIR to a writable directory."
             ) from None
-    uname = os.uname()
+    hostname, system, machine = _host()
     meta: dict[str, Any] = {
         "id": run_id,
         "project": resolved.project,
@@ -1049,10 +1049,10 @@ def init(
         "group": group,
         "attempt": _random_id(),
         "host": {
-            "hostname": uname.nodename,
+            "hostname": hostname,
             "pid": os.getpid(),
             "python": sys.version.split()[0],
-            "platform": f"{uname.sysname}-{uname.machine}",
+            "platform": f"{system}-{machine}",
         },
         "started_at": started_at,
         "resume": bool(resume_mode),
@@ -1086,6 +1086,17 @@ def init(
 
         display_run(run)
     return run
+
+
+def _host() -> tuple[str, str, str]:
+    """(hostname, system, machine), cheaply: os.uname where it exists (not on Windows)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        u = uname()
+        return u.nodename, u.sysname, u.machine
+    import platform
+
+    return platform.node(), platform.system(), platform.machine()
 
 
 def _wait_resumed(run: Run, resume_mode: str) -> None:
