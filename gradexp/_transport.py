@@ -626,6 +626,7 @@ class Uploader:
         # gzip in the executor: zlib releases the GIL, and the loop keeps serving.
         body = await loop.run_in_executor(None, _gzip, batch.body())
         path = f"{API_PREFIX}/runs/{self.run_id}/records"
+        repairs = 0
         while True:
             reply = await self.client.request(
                 "POST",
@@ -637,12 +638,13 @@ class Uploader:
             self._last_request = time.monotonic()
             if reply.status == 200:
                 break
-            if reply.status == 404 and reply.code == "run_not_found":
+            repairs += 1  # a server that keeps asking for the same repair is refusing
+            if reply.status == 404 and reply.code == "run_not_found" and repairs <= 3:
                 self._created = False
                 await self.create_run()  # the server lost the run (or never had it)
                 continue
-            if reply.status == 409 and reply.code == "blob_missing":
-                self._uploaded_blobs.clear()
+            if reply.status == 409 and reply.code == "blob_missing" and repairs <= 3:
+                self._uploaded_blobs.clear()  # it lost a blob: HEAD and PUT them again
                 for info in batch.files:
                     await self._upload_blob(info)
                 continue
