@@ -48,7 +48,7 @@ def test_run_appears_and_its_chart_grows_live(
     ui: Any, server: Any, project: str, log_run: Any, tmp_path: Path
 ) -> None:
     # A first run creates the project; the table is open before the live run starts.
-    log_run(project, [(0, {"train/loss": 1.0})], name="warmup")
+    warmup = log_run(project, [(0, {"train/loss": 1.0})], name="warmup")
     page = ui.page()
     ui.goto(page, f"/p/{server.user}/{project}")
     page.locator("tr", has_text="warmup").wait_for()
@@ -89,6 +89,23 @@ def test_run_appears_and_its_chart_grows_live(
             later = hover_step(page, panel, 0.995)
         assert later > first + 10, f"the chart did not grow: step {first} -> {later}"
         ui.shot(page, "run-live")
+
+        # The compare view follows the live run too (through the project's stream).
+        compare = ui.page()
+        ui.goto(compare, f"/compare?runs={run_id},{warmup.id}")
+        cpanel = compare.locator('.panel[data-key="train/loss"]')
+        expect(cpanel).to_have_attribute("aria-busy", "false")
+        compare.locator(".live-pill").wait_for(state="visible")
+        start = hover_step(compare, cpanel, 0.995)
+        grown = start
+        deadline = time.monotonic() + 30
+        while grown <= start + 10 and time.monotonic() < deadline:
+            compare.mouse.move(0, 0)
+            compare.wait_for_timeout(500)
+            grown = hover_step(compare, cpanel, 0.995)
+        assert grown > start + 10, f"the compare chart did not grow: step {start} -> {grown}"
+        ui.shot(compare, "compare-live")
+        compare.close()
 
         stop.touch()
         assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""

@@ -760,7 +760,7 @@ export class Chart {
       ctx.fill();
       ctx.stroke();
     }
-    if (this.hover) this._showTooltip(hits);
+    if (this.hover) this._showTooltip(hits, xData);
     else this.tooltip.hidden = true;
   }
 
@@ -784,7 +784,7 @@ export class Chart {
     return `step ${fmtNum(hit.step)}`;
   }
 
-  _showTooltip(hits) {
+  _showTooltip(hits, xData) {
     const tip = this.tooltip;
     if (!hits.length) {
       tip.hidden = true;
@@ -814,7 +814,10 @@ export class Chart {
       });
       tip.replaceChildren(this._tipHead, ...this._tipRows.map((r) => r.el));
     }
-    this._tipHead.textContent = this._xLabel(hits[best >= 0 ? best : 0]);
+    // The header names the point nearest the crosshair (runs may log different steps).
+    let head = hits[0];
+    for (const hit of hits) if (Math.abs(hit.x - xData) < Math.abs(head.x - xData)) head = hit;
+    this._tipHead.textContent = this._xLabel(head);
     hits.forEach((hit, k) => {
       const row = this._tipRows[k];
       row.el.classList.toggle("tip-best", k === best && hits.length > 1);

@@ -12,6 +12,7 @@ import { runDuration } from "./runs.js";
 const CHARTABLE = new Set(["number", "bool"]);
 const MEDIA = new Set(["tensor", "image"]);
 const LIVE_STATES = new Set(["running", "crashed"]); // a crashed run may still come back
+const MAX_STREAMS = 3; // live projects followed at once by the compare view
 
 /** `{a: {b: 1}, c: 2}` -> [["a.b", 1], ["c", 2]]. */
 export function flatten(obj, prefix = "", out = []) {
@@ -282,21 +283,34 @@ export async function mountCompare(el) {
   window.addEventListener("hashchange", show);
   show();
 
+  // One event stream per project, not per run: a browser holds at most 6 connections per
+  // server (HTTP/1.1), and 20 live runs must not starve the page's own requests. The
+  // project stream carries every run's rows, tagged with the run id.
   const live = runs.filter((r) => LIVE_STATES.has(r.state));
   board.setLive(live.length > 0);
+  const byProject = new Map();
   for (const r of live) {
-    const stream = follow(`/runs/${seg(r.id)}/events${qs({ after_seq: r.acked_seq })}`, {
-      rows: (data) => board.appendRows(r.id, data.rows),
+    const key = `${r.owner}/${r.project}`;
+    if (!byProject.has(key)) byProject.set(key, { owner: r.owner, project: r.project, ids: new Set() });
+    byProject.get(key).ids.add(r.id);
+  }
+  for (const { owner, project, ids } of [...byProject.values()].slice(0, MAX_STREAMS)) {
+    const stream = follow(`/projects/${seg(owner)}/${seg(project)}/events`, {
+      rows: (data) => {
+        if (ids.has(data.run_id)) board.appendRows(data.run_id, data.rows);
+      },
       run: (obj) => {
+        const r = runs.find((x) => x.id === obj.id);
+        if (!r || !ids.has(r.id)) return;
         Object.assign(r, obj);
         const item = legend.querySelector(`[data-run="${CSS.escape(r.id)}"] .state-slot`);
         if (item) replace(item, stateBadge(obj.state));
         if (!LIVE_STATES.has(obj.state)) {
-          stream.close();
+          ids.delete(r.id);
+          if (!ids.size) stream.close();
           board.setLive(runs.some((x) => LIVE_STATES.has(x.state)));
         }
       },
     });
   }
 }
-
