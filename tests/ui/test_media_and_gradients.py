@@ -77,8 +77,12 @@ def test_gradient_explorer_flags_a_nan_gradient(
     assert int(first.locator("td").nth(5).inner_text().split()[0]) >= 1
     # Healthy layers carry no non-finite flag.
     assert table.locator("tr", has_text="0.weight").locator(".flag-nonfinite").count() == 0
-    # Update-to-weight: gradient and weight norms are both logged (log="all").
-    assert first.locator("td").nth(3).inner_text() not in ("—", "NaN")
+    # Update-to-weight: gradient and weight norms are both logged (log="all"), and the
+    # config's lr makes the ratio lr * |g| / |w|.
+    assert table.locator("thead th").nth(4).inner_text().startswith("Update / weight")
+    cells = first.locator("td").all_inner_texts()
+    norm, wnorm, ratio = float(cells[1]), float(cells[3]), float(cells[4])
+    assert ratio == pytest.approx(0.01 * norm / wnorm, rel=2e-3)
     ui.shot(page, "table")
 
     card = page.locator('.hist-card[data-key="gradients/0.weight"]')

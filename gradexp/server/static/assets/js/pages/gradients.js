@@ -68,8 +68,18 @@ async function historyMany(runId, keys, samples) {
   return series;
 }
 
-/** The parameter table's rows: latest statistics, ratios and flags. */
-export function analyse(params, summary, ever, ownMedians) {
+/** The learning rate in a run's config, if it names one plainly (for update / weight). */
+export function learningRate(config) {
+  const c = config || {};
+  for (const v of [c.lr, c.learning_rate, c.optimizer && c.optimizer.lr, c.optim && c.optim.lr]) {
+    if (typeof v === "number" && Number.isFinite(v) && v > 0) return v;
+  }
+  return null;
+}
+
+/** The parameter table's rows: latest statistics, ratios and flags. `lr` (or null) turns
+ * ‖g‖/‖w‖ into SGD's update-to-weight ratio lr·‖g‖/‖w‖. */
+export function analyse(params, summary, ever, ownMedians, lr = null) {
   const rows = params.map(({ key, name }) => {
     const g = summary[key] || {};
     const w = summary[`parameters/${name}`] || null;
@@ -81,7 +91,7 @@ export function analyse(params, summary, ever, ownMedians) {
       name,
       norm: norm ?? NaN,
       wnorm: wnorm ?? NaN,
-      ratio: norm !== null && wnorm ? norm / wnorm : NaN,
+      ratio: norm !== null && wnorm ? ((lr || 1) * norm) / wnorm : NaN,
       nonfinite,
       everNonfinite: ever[key] || 0,
       count: numeric(g.count),
@@ -130,6 +140,11 @@ export async function mountGradients(el, runId) {
   );
   replace(content, h("div", { class: "toolbar" }, tabBar, h("div", { class: "spacer" }), h("span", { class: "muted", text: `${histKeys.length} histogram keys` })), tableSlot, legend, cardsEl);
 
+  // With a learning rate in the config, the ratio column is SGD's update-to-weight ratio.
+  const lr = learningRate(run.config);
+  const ratioHelp = lr
+    ? `lr · ‖gradient‖ / ‖weight‖ with lr = ${lr} from the config: the size of an SGD step relative to the weights (around 1e-3 is typical; momentum and Adam change it)`
+    : "‖gradient‖ / ‖weight‖ (no learning rate in the config: multiply by it for SGD's update-to-weight ratio)";
   let sort = { col: "severity", desc: true };
   let rows = [];
   let observer = null;
@@ -168,7 +183,7 @@ export async function mountGradients(el, runId) {
       const s = normSeries[`${p.key}${STAT_SEP}norm`];
       ownMedians[p.key] = s ? median(s.value.map((x) => numeric(x))) : NaN;
     }
-    rows = analyse(params, run.summary || {}, ever, ownMedians);
+    rows = analyse(params, run.summary || {}, ever, ownMedians, lr);
     rows.spark = normSeries;
     renderTable();
     renderCards(params);
@@ -221,7 +236,7 @@ export async function mountGradients(el, runId) {
         h("td", { class: "num", text: fmtNum(r.norm) }),
         h("td", { class: "spark-col" }, sparkline(rows.spark[`${r.key}${STAT_SEP}norm`])),
         isGrad ? h("td", { class: "num", text: fmtNum(r.wnorm) }) : null,
-        isGrad ? h("td", { class: "num", title: "‖gradient‖ / ‖weight‖ (multiply by the learning rate for SGD's update-to-weight ratio)", text: fmtNum(r.ratio) }) : null,
+        isGrad ? h("td", { class: "num", title: ratioHelp, text: fmtNum(r.ratio) }) : null,
         h("td", { class: ["num", r.nonfinite ? "bad" : null], text: r.nonfinite ? fmtNum(r.nonfinite) : r.everNonfinite ? `0 (max ${fmtNum(r.everNonfinite)})` : "0" }),
         h("td", { class: "flags-col" }, r.flags.map((f) => h("span", { class: ["flag", "flag-" + f], title: FLAG_HELP[f], text: FLAG_TEXT[f] }))),
       ),
@@ -241,7 +256,7 @@ export async function mountGradients(el, runId) {
             th("norm", "Norm", "num"),
             h("th", { text: "Norm over time" }),
             isGrad ? th("wnorm", "Weight norm", "num") : null,
-            isGrad ? th("ratio", "Grad / weight", "num") : null,
+            isGrad ? th("ratio", lr ? "Update / weight" : "Grad / weight", "num") : null,
             th("nonfinite", "NaN / inf", "num"),
             th("severity", "Flags"),
           ),
