@@ -38,8 +38,8 @@ def admin(args: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def running_server(db_url: str | None = None) -> Iterator[tuple[str, str, str]]:
-    """A server on a fresh data dir: yields (url, api_key, db_url)."""
+def running_server(db_url: str | None = None) -> Iterator[tuple[str, str, str, int]]:
+    """A server on a fresh data dir: yields (url, api_key, db_url, pid)."""
     with tempfile.TemporaryDirectory(prefix="gx-bench-") as tmp:
         db = db_url or f"sqlite:///{tmp}/gradexp.db"
         storage = ["--data", tmp, "--db", db]
@@ -63,11 +63,21 @@ def running_server(db_url: str | None = None) -> Iterator[tuple[str, str, str]]:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError((Path(tmp) / "server.log").read_text()) from None
                     time.sleep(0.1)
-            yield url, key, db
+            yield url, key, db, proc.pid
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
             log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 async def _pg(sql: str) -> None:

@@ -106,7 +106,7 @@ def http_reads(url: str, key: str, query: str) -> tuple[float, int]:
 
 
 def measure(name: str, db_url_or_none: str | None) -> None:
-    with running_server(db_url_or_none) as (url, key, db_url):
+    with running_server(db_url_or_none) as (url, key, db_url, _pid):
         started = time.perf_counter()
         asyncio.run(fill(db_url))
         filled = time.perf_counter() - started

@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import fresh_postgres, running_server
+from _server import cpu_seconds, fresh_postgres, running_server
 
 RUNS = int(os.environ.get("BENCH_RUNS", "4"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "60"))
@@ -120,9 +120,11 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def report(name: str, url: str, key: str, db_url: str, bodies: list[bytes]) -> None:
+def report(name: str, url: str, key: str, db_url: str, pid: int, bodies: list[bytes]) -> None:
     steps = RUNS * BATCHES * STEPS_PER_BATCH
+    cpu0 = cpu_seconds(pid)
     elapsed, lat = asyncio.run(http_ingest(url, key, bodies))
+    server_cpu = cpu_seconds(pid) - cpu0
     base = asyncio.run(bare_insert(db_url))
     rate, base_rate = steps / elapsed, steps / base
     print(
@@ -130,6 +132,13 @@ def report(name: str, url: str, key: str, db_url: str, bodies: list[bytes]) -> N
         f"   p99 {pct(lat, 99) * 1000:6.1f} ms   | bare SQL insert {base_rate:>10,.0f} steps/s"
         f"   ratio {rate / base_rate:.2f}"
     )
+    if server_cpu:
+        # CPU per step is what a busy shared machine distorts least: it says what one free
+        # core could sustain.
+        print(
+            f"{'':<11} server CPU {server_cpu * 1e6 / steps:6.1f} us/step"
+            f" (one free core: ~{steps / server_cpu:,.0f} steps/s)"
+        )
 
 
 def main() -> None:
@@ -139,14 +148,14 @@ def main() -> None:
     )
     print("target: >= 100,000 steps/s into SQLite, p99 batch latency <= 250 ms")
     bodies = make_bodies()
-    with running_server() as (url, key, db_url):
-        report("SQLite", url, key, db_url, bodies)
+    with running_server() as (url, key, db_url, pid):
+        report("SQLite", url, key, db_url, pid, bodies)
     with fresh_postgres() as pg:
         if pg is None:
             print("PostgreSQL  not reachable: skipped")
             return
-        with running_server(pg) as (url, key, db_url):
-            report("PostgreSQL", url, key, db_url, bodies)
+        with running_server(pg) as (url, key, db_url, pid):
+            report("PostgreSQL", url, key, db_url, pid, bodies)
 
 
 if __name__ == "__main__":

@@ -186,29 +186,36 @@ class HistoryColumns:
 
     def rollup_rows(self, key_ids: dict[str, int]) -> list[rollup.RollupRow]:
         """Rollup rows (every level) for every numeric key."""
-        rows: list[rollup.RollupRow] = []
-        small: list[tuple[int, int, int, float, float]] = []
+        if not self.numeric:
+            return []
         steps = self._steps_array()
         seqs = np.asarray(self.seqs, dtype=np.int64)
         times = np.asarray(self.times, dtype=np.float64)
-        for key, (pos, vals) in self.numeric.items():
-            key_id = key_ids[key]
-            if len(pos) < rollup.NUMPY_MIN_POINTS:
-                plist = pos.tolist()
-                small.extend(
-                    zip(
-                        repeat(key_id),
-                        [self.steps[p] for p in plist],
-                        [self.seqs[p] for p in plist],
-                        [self.times[p] for p in plist],
-                        vals.tolist(),
+        positions = [pos for pos, _ in self.numeric.values()]
+        keys = np.concatenate(
+            [
+                np.full(len(pos), key_ids[key], dtype=np.int64)
+                for key, pos in zip(self.numeric, positions, strict=True)
+            ]
+        )
+        pos = np.concatenate(positions)
+        vals = np.concatenate([v for _, v in self.numeric.values()])
+        if len(pos) < rollup.NUMPY_MIN_POINTS:  # a few points: plain Python is quicker
+            return rollup.rows_from_buckets(
+                rollup.build(
+                    list(
+                        zip(
+                            keys.tolist(),
+                            steps[pos].tolist(),
+                            seqs[pos].tolist(),
+                            times[pos].tolist(),
+                            vals.tolist(),
+                            strict=True,
+                        )
                     )
                 )
-                continue
-            rows.extend(rollup.build_column(key_id, steps[pos], seqs[pos], times[pos], vals))
-        if small:
-            rows.extend(rollup.rows_from_buckets(rollup.build(small)))
-        return rows
+            )
+        return rollup.build_columns(keys, steps[pos], seqs[pos], times[pos], vals)
 
     def key_rows(self, key_ids: dict[str, int]) -> list[tuple[Any, ...]]:
         """Key-index rows: (key_id, key, kind, count, first_step, last_step, last_seq, last_value)."""

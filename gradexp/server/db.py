@@ -42,7 +42,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
 
 
-def _sqlite_setup(engine: Engine, immediate: bool) -> None:
+def _sqlite_setup(engine: Engine, writer: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so we can say BEGIN IMMEDIATE.
@@ -55,11 +55,14 @@ def _sqlite_setup(engine: Engine, immediate: bool) -> None:
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
-    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    if not writer:
+        # Readers run in autocommit: each statement reads one consistent WAL snapshot, and
+        # a read request saves the two thread hops of BEGIN and COMMIT through aiosqlite.
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_reader(url: str, pool_size: int) -> AsyncEngine:
@@ -70,7 +73,7 @@ def _sqlite_reader(url: str, pool_size: int) -> AsyncEngine:
         pool_timeout=60,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
-    _sqlite_setup(engine.sync_engine, immediate=False)
+    _sqlite_setup(engine.sync_engine, writer=False)
     return engine
 
 
@@ -81,7 +84,7 @@ def _sqlite_writer(url: str) -> Engine:
         poolclass=StaticPool,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
-    _sqlite_setup(engine, immediate=True)
+    _sqlite_setup(engine, writer=True)
     return engine
 
 
@@ -153,7 +156,7 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a read transaction (one consistent snapshot on SQLite)."""
+        """A connection for reading (on SQLite each statement reads its own snapshot)."""
         async with self.engine.begin() as conn:
             yield conn
 

@@ -41,32 +41,37 @@ class IngestResult:
 
     acked_seq: int
     applied: int
+    run_pk: int
+    project_id: int
     finished: bool = False
     key_ids: dict[str, int] = field(default_factory=dict)  # to cache once committed
 
 
 class KeyIdCache:
-    """Per-process map ``run_pk -> {key: key_id}``, filled only after a commit.
+    """Per-process map ``run id -> {key: key_id}``, filled only after a commit.
 
     Key ids never change once committed, so caching them is safe across processes; a key
     missing here is looked up (or assigned) under the run lock. Bounded LRU over runs.
     """
 
     def __init__(self, max_runs: int = 256) -> None:
-        self._runs: OrderedDict[int, dict[str, int]] = OrderedDict()
+        # Used only on the event loop's thread: the writer gets copies.
+        self._runs: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._max = max_runs
 
-    def get(self, run_pk: int) -> dict[str, int]:
-        ids = self._runs.get(run_pk)
+    def get(self, run_id: str) -> dict[str, int]:
+        """The cached ids of a run's keys (do not mutate)."""
+        ids = self._runs.get(run_id)
         if ids is None:
             return {}
-        self._runs.move_to_end(run_pk)
+        self._runs.move_to_end(run_id)
         return ids
 
-    def add(self, run_pk: int, new: dict[str, int]) -> None:
-        ids = self._runs.get(run_pk)
+    def add(self, run_id: str, new: dict[str, int]) -> None:
+        """Cache committed key ids."""
+        ids = self._runs.get(run_id)
         if ids is None:
-            ids = self._runs[run_pk] = {}
+            ids = self._runs[run_id] = {}
             if len(self._runs) > self._max:
                 self._runs.popitem(last=False)
         ids.update(new)
@@ -127,38 +132,81 @@ def _resolve_key_ids(
         key_ids[name] = next_id + offset
 
 
+_RUN_COLUMNS = (
+    s.runs.c.pk,
+    s.runs.c.project_id,
+    s.runs.c.acked_seq,
+    s.runs.c.pending_ranges,
+    s.runs.c.state,
+    s.runs.c.finish_seq,
+    s.runs.c.finish_exit_code,
+    s.runs.c.finish_time,
+    s.runs.c.last_step,
+    s.runs.c.config,
+    s.runs.c.summary,
+    s.runs.c.telemetry,
+)
+# project id -> owner id. A project never changes owner, so this never goes stale; reads and
+# writes of a dict entry are atomic under the GIL (the writer thread and readers share it).
+_project_owners: dict[int, int] = {}
+
+
+def ingest_batch(
+    conn: Connection, kind: str, user_id: int, run_id: str, batch: Batch, key_ids: dict[str, int]
+) -> IngestResult:
+    """Lock the caller's run ``run_id`` (404 if it is missing or not theirs) and apply ``batch``.
+
+    Doing the lookup here, in the write transaction, saves the request a separate read.
+    """
+    stmt = select(*_RUN_COLUMNS).where(s.runs.c.id == run_id)
+    if kind != "sqlite":
+        stmt = stmt.with_for_update()  # the run's ingest lock, held until commit
+    run = conn.execute(stmt).first()
+    if run is not None:
+        owner = _project_owners.get(run.project_id)
+        if owner is None:
+            owner = conn.execute(
+                select(s.projects.c.owner_id).where(s.projects.c.id == run.project_id)
+            ).scalar_one()
+            _project_owners[run.project_id] = owner
+        if owner != user_id:
+            run = None
+    if run is None:
+        raise ApiError(404, "run_not_found", f"run {run_id!r} not found")
+    return _apply(conn, kind, run, batch, key_ids)
+
+
 def apply_batch(
     conn: Connection, kind: str, run_pk: int, batch: Batch, key_ids: dict[str, int]
 ) -> IngestResult:
-    """Apply a validated batch to a run, inside the caller's write transaction.
+    """Apply a validated batch to run ``run_pk`` (no access check), inside the caller's
+    write transaction."""
+    stmt = select(*_RUN_COLUMNS).where(s.runs.c.pk == run_pk)
+    if kind != "sqlite":
+        stmt = stmt.with_for_update()
+    return _apply(conn, kind, conn.execute(stmt).one(), batch, key_ids)
+
+
+def _apply(
+    conn: Connection, kind: str, run: Any, batch: Batch, key_ids: dict[str, int]
+) -> IngestResult:
+    """The work of a batch, with the run's row locked.
 
     ``kind`` is the database kind; ``key_ids`` the caller's cached key ids for this run (a
     private copy: it is completed here and returned in the result, for the caller to
     cache once the transaction has committed).
     """
     now = time.time()
-    stmt = select(
-        s.runs.c.acked_seq,
-        s.runs.c.pending_ranges,
-        s.runs.c.state,
-        s.runs.c.finish_seq,
-        s.runs.c.finish_exit_code,
-        s.runs.c.finish_time,
-        s.runs.c.last_step,
-        s.runs.c.config,
-        s.runs.c.summary,
-        s.runs.c.telemetry,
-    ).where(s.runs.c.pk == run_pk)
-    if kind != "sqlite":
-        stmt = stmt.with_for_update()  # the run's ingest lock, held until commit
-    run = conn.execute(stmt).one()
+    run_pk = int(run.pk)
     acked = int(run.acked_seq)
     ranges = [(int(lo), int(hi)) for lo, hi in orjson.loads(run.pending_ranges)]
 
     records = batch.records
     if batch.last_seq <= acked:  # a replay of committed records: nothing to write
         conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
-        return IngestResult(acked_seq=acked, applied=0, key_ids=key_ids)
+        return IngestResult(
+            acked_seq=acked, applied=0, run_pk=run_pk, project_id=run.project_id, key_ids=key_ids
+        )
     if batch.first_seq <= acked or ranges:
         records = [
             r
@@ -308,7 +356,12 @@ def apply_batch(
         )
     conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(**run_update))
     return IngestResult(
-        acked_seq=new_acked, applied=len(records), finished=finished, key_ids=key_ids
+        acked_seq=new_acked,
+        applied=len(records),
+        run_pk=run_pk,
+        project_id=run.project_id,
+        finished=finished,
+        key_ids=key_ids,
     )
 
 

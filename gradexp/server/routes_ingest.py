@@ -15,9 +15,15 @@ from gradexp.server import schema as s
 from gradexp.server.batch import decode_batch, parse_json, read_body
 from gradexp.server.db import insert_ignore
 from gradexp.server.errors import ApiError, json_response
-from gradexp.server.ingest import apply_batch
+from gradexp.server.ingest import ingest_batch
 from gradexp.server.objects import BlobTooLarge, HashMismatch, blob_key
-from gradexp.server.runs import create_or_resume, find_run, run_objects, validate_run_body
+from gradexp.server.runs import (
+    check_run_id,
+    create_or_resume,
+    find_run,
+    run_objects,
+    validate_run_body,
+)
 from gradexp.server.state import AppState, base_url
 
 routes = web.RouteTableDef()
@@ -69,15 +75,17 @@ async def post_records(request: web.Request) -> web.Response:
         _chunks(request), _content_length(request), request.headers.get("Content-Encoding", "")
     )
     batch = decode_batch(raw)
-    run = await _owned_run(state, request)
-    known_ids = dict(state.key_cache.get(run.pk))  # a private copy for the writer
-    result = await state.db.write(apply_batch, state.db.kind, run.pk, batch, known_ids)
+    run_id = check_run_id(request.match_info["run_id"])
+    known_ids = dict(state.key_cache.get(run_id))  # a private copy for the writer thread
+    result = await state.db.write(
+        ingest_batch, state.db.kind, request["user"].id, run_id, batch, known_ids
+    )
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
-    state.key_cache.add(run.pk, result.key_ids)
+    state.key_cache.add(run_id, result.key_ids)
     if result.applied:
-        state.notifier.notify(run.project_id, run.pk)
+        state.notifier.notify(result.project_id, result.run_pk)
     if result.finished:
-        state.exporter.schedule(run.pk)
+        state.exporter.schedule(result.run_pk)
     return json_response({"acked_seq": result.acked_seq})
 
 

@@ -17,7 +17,11 @@ values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=64),
     st.integers(min_value=-(10**6), max_value=10**6).map(float),
 )
-points = st.lists(st.tuples(st.integers(0, 300_000), values), min_size=1, max_size=400)
+points = st.lists(
+    st.tuples(st.integers(0, 300_000), values, st.sampled_from([3, 7, 11])),
+    min_size=1,
+    max_size=400,
+)
 
 
 def _norm(row):
@@ -31,11 +35,11 @@ def test_numpy_rollups_equal_python_rollups(pts):
     seqs = list(range(1, len(pts) + 1))
     py = rollup.rows_from_buckets(
         rollup.build(
-            [(7, step, seq, float(seq), v) for (step, v), seq in zip(pts, seqs, strict=True)]
+            [(k, step, seq, float(seq), v) for (step, v, k), seq in zip(pts, seqs, strict=True)]
         )
     )
-    vec = rollup.build_column(
-        7,
+    vec = rollup.build_columns(
+        np.array([p[2] for p in pts], dtype=np.int64),
         np.array([p[0] for p in pts], dtype=np.int64),
         np.array(seqs, dtype=np.int64),
         np.array(seqs, dtype=np.float64),
@@ -43,10 +47,10 @@ def test_numpy_rollups_equal_python_rollups(pts):
     )
 
     # Sums may differ in the last bits (addition order); everything else is exact.
-    by_bucket = {(r[1], r[2]): _norm(r) for r in py}
-    assert sorted(by_bucket) == sorted((r[1], r[2]) for r in vec)
+    by_bucket = {(r[0], r[1], r[2]): _norm(r) for r in py}
+    assert sorted(by_bucket) == sorted((r[0], r[1], r[2]) for r in vec)
     for row in vec:
-        want, got = by_bucket[(row[1], row[2])], _norm(row)
+        want, got = by_bucket[(row[0], row[1], row[2])], _norm(row)
         assert got[:5] == want[:5] and got[6:] == want[6:]
         assert math.isclose(got[5], want[5], rel_tol=1e-9, abs_tol=1e-6)
 
