@@ -11,7 +11,7 @@ buffers (watch's pool of copy buffers) happen to stop that trimming, which made 
 *watched* loop twice as fast as the plain one on a sandboxed (gVisor) machine where faults
 are slow. To measure watch and not that accident, both variants run with trimming off
 (``mallopt``, glibc only). In each process: a warm-up, then
-``STEPS`` timed steps (sampled steps 0, 100, 200 when watched), each logging its loss.
+``STEPS`` timed steps (sampled: 0, 100, ..., 900 when watched), each logging its loss.
 The figure is the mean step time (a mean, not a median, so sampled steps count in full);
 the stream thread's work (binning 6M values per sampled step) runs on the same cores, so
 it is in the figure too. Reported: the median over processes of each variant.
@@ -29,7 +29,7 @@ import tempfile
 import time
 
 LOG_FREQ = 100
-STEPS = 3 * LOG_FREQ
+STEPS = 10 * LOG_FREQ  # long enough that one-time costs (first buffers) do not dominate
 WARMUP = 30
 ROUNDS = int(os.environ.get("BENCH_WATCH_ROUNDS", "3"))
 

@@ -151,6 +151,7 @@ class _Watcher:
         self.foreign: weakref.WeakSet[Any] = weakref.WeakSet()  # optimizers of other params
         self.steps = 0
         self.backward_passes = 0
+        self.backward_capture_at = -1  # backward_passes when the backward clock last sampled
         self.backward_hook: Any = None
         self.failed = False
         first = next((p for p in model.parameters() if p.requires_grad), None)
@@ -190,6 +191,10 @@ class _Watcher:
         step = self.steps
         self.steps = step + 1
         if step % self.log_freq == 0:
+            if step == 0 and self.backward_capture_at == self.backward_passes > 0:
+                # The backward-pass clock already took these very values at the end of the
+                # last backward pass (nothing ran since): taking them twice would only cost.
+                return
             self.capture()
 
     def _on_backward(self, param: Any) -> None:
@@ -203,6 +208,7 @@ class _Watcher:
         passes = self.backward_passes
         self.backward_passes = passes + 1
         if passes % self.log_freq == 0:
+            self.backward_capture_at = passes + 1
             self.torch.autograd.Variable._execution_engine.queue_callback(self.capture)
 
     def remove_backward_hook(self) -> None:

@@ -82,6 +82,24 @@ def test_mlp_every_log_freq_steps_all_keys_in_one_record():
     assert first["grad_norm/global"] == pytest.approx(math.sqrt(sum(v * v for v in norms)))
 
 
+def test_each_sampled_step_is_taken_once(monkeypatch):
+    taken: list[int] = []
+    original = gx_torch._Watcher._capture
+
+    def counting(self: Any) -> None:
+        taken.append(self.steps)
+        original(self)
+
+    monkeypatch.setattr(gx_torch._Watcher, "_capture", counting)
+    model = _mlp()
+    gradexp.init(project="watch", mode="offline")
+    gradexp.watch(model, log_freq=3)
+    _train(model, 10, lambda: torch.randn(5, 6))
+    # step 0 is taken at the end of its backward pass (no optimizer was known yet) and not
+    # again by the optimizer's hook; then 3, 6, 9 by the optimizer's
+    assert taken == [0, 4, 7, 10]
+
+
 def test_values_are_taken_before_the_optimizer_applies_them():
     model = nn.Linear(3, 1, bias=False)
     with torch.no_grad():
