@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import VIEWPORT
+from tests.ui.conftest import VIEWPORT, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -114,5 +114,19 @@ def test_signed_out_visitor_is_sent_to_sign_in(
         # The API refuses the signed-out page's requests too.
         status = page.evaluate("fetch('/api/v1/projects').then(r => r.status)")
         assert status == 401
+    finally:
+        context.close()
+
+
+def test_sign_out_from_the_top_bar(browser: Any, server: Any) -> None:
+    context = browser.new_context(viewport=VIEWPORT, storage_state=sign_in(browser, server))
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.locator(".viewer", has_text=server.user).wait_for()
+        page.locator("button", has_text="Sign out").click()
+        page.wait_for_url(re.compile(r"/login\?signed_out=1"))
+        page.goto(server.url + "/")
+        page.wait_for_url(re.compile(r"/login\?next="))
     finally:
         context.close()

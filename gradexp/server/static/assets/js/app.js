@@ -24,7 +24,24 @@ async function viewer() {
   if (!right) return;
   try {
     const me = await api("/viewer");
-    replace(right, h("span", { class: "viewer", title: "Signed in", text: me.user.name }));
+    // Signing out is a form post carrying the session's CSRF token (a script-readable cookie).
+    const csrf = document.cookie
+      .split("; ")
+      .map((c) => c.split("="))
+      .find(([k]) => k === "gradexp_csrf");
+    replace(
+      right,
+      h("a", { class: "topbar-link", href: "/keys", text: "API keys" }),
+      h("span", { class: "viewer", title: "Signed in", text: me.user.name }),
+      csrf
+        ? h(
+            "form",
+            { class: "signout", method: "post", action: "/logout" },
+            h("input", { type: "hidden", name: "csrf", value: decodeURIComponent(csrf.slice(1).join("=")) }),
+            h("button", { type: "submit", class: "topbar-link", text: "Sign out" }),
+          )
+        : null,
+    );
   } catch {
     /* the page itself reports a missing session */
   }
