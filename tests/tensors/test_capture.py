@@ -13,6 +13,8 @@ from gradexp import _tensors as T
 from gradexp._images import Image, ImageValue
 from gradexp._protocol import HISTOGRAM_STATS, decode_value
 
+pytestmark = pytest.mark.torch  # these tests drive torch tensors or models
+
 
 def _encode_elsewhere(captured, sink=None):
     """encode() on another thread, as the stream thread does it."""

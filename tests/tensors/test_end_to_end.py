@@ -17,6 +17,8 @@ from gradexp._protocol import decode_value
 from .conftest import server_rows
 from .pngread import read_png
 
+pytestmark = pytest.mark.torch  # these tests drive torch tensors or models
+
 
 def _finish_and_read(server: Any, run: Any) -> list[dict[str, Any]]:
     run_id = run.id

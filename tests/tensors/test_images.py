@@ -14,6 +14,8 @@ from gradexp._png import encode_png, image_info
 
 from .pngread import read_png
 
+pytestmark = pytest.mark.torch  # these tests drive torch tensors or models
+
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

@@ -15,6 +15,8 @@ import gradexp
 from gradexp.integrations import torch as gx_torch
 from gradexp.runfile import RunFile
 
+pytestmark = pytest.mark.torch  # these tests drive torch tensors or models
+
 
 def _history(run: Any) -> list[dict[str, Any]]:
     """Every history record of a finished offline run: its values plus ``_step``."""
