@@ -414,6 +414,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database URL: SQLite, PostgreSQL or MariaDB/MySQL (one test each)."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
+        # Stop this test's servers on the database before it is dropped (fixtures tear down
+        # in reverse order, so ``start_server`` may not have stopped them yet).
+        for srv in request.node.stash.get(_SERVERS_KEY, []):
+            if srv.db_url == url:
+                srv.stop()
 
 
 @pytest.fixture(scope="module", params=_enabled_databases())

@@ -223,7 +223,7 @@ class Exporter:
             with tempfile.TemporaryDirectory(prefix="gradexp-export-") as tmp:
                 path = Path(tmp) / "history.parquet"
                 acked = await write_export_file(self.db, run_pk, path)
-                await self.objects.put(export_key(run.project_id, run.id), path.read_bytes())
+                await self.objects.put_file(export_key(run.project_id, run.id), path)
         except BaseException as exc:
             await self.db.write(_release, run_pk, f"{type(exc).__name__}: {exc}"[:2000])
             raise

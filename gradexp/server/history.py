@@ -158,6 +158,7 @@ def _encode(x: float) -> Any:
 # Piece columns (one row per rollup bucket or raw point), as float64 for numpy.
 _P_KEY, _P_MIN, _P_MAX, _P_COUNT, _P_FLAGS, _P_LAST, _P_CODE, _P_SEQ, _P_STEP, _P_TIME = range(10)
 _N_COLS = 10
+RAW_READ_FACTOR = 8  # a downsampled read parses at most this many raw rows per sample
 
 
 async def downsample(
@@ -176,7 +177,12 @@ async def downsample(
     """
     span = hi - lo + 1
     level = _level_for(span, samples)
-    plan = _plan(lo, hi, level) if span > samples else [(0, lo, hi)]
+    if span <= samples or (level == 0 and span <= RAW_READ_FACTOR * samples):
+        plan = [(0, lo, hi)]  # few enough rows to read them all
+    else:
+        # Past RAW_READ_FACTOR x samples steps, raw rows cost too much to parse: the finest
+        # rollups answer instead, with fewer points than asked (each keeping its min/max).
+        plan = _plan(lo, hi, max(level, 1))
     names = {kid: name for name, kid in keys}
     flat: list[float] = []
     r = s.rollups

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from sqlalchemy import or_
 
 from gradexp.server import schema as s
 from gradexp.server.history import read_rows
@@ -221,6 +222,7 @@ async def _stream_project(
     progress_sent: dict[str, tuple[float, int]] = {}
     in_cursor: set[str] = set(positions)
     first = True
+    last_poll = time.time()
     resp = await open_stream(request)
     last_write = time.monotonic()
     while not state.notifier.closed:
@@ -229,7 +231,15 @@ async def _stream_project(
         row_batches: list[tuple[Any, list[dict[str, Any]]]] = []
         more = False
         async with state.db.read() as conn:
-            runs = (await conn.execute(run_query().where(s.runs.c.project_id == project_id))).all()
+            query = run_query().where(s.runs.c.project_id == project_id)
+            if not first:
+                # After the first look, only runs that can have news: running ones (they may
+                # progress, or go quiet and read as crashed) and any touched lately.
+                query = query.where(
+                    or_(s.runs.c.state == "running", s.runs.c.updated_at >= last_poll - CLOCK_SLACK)
+                )
+            runs = (await conn.execute(query)).all()
+            last_poll = poll_time
             for r in runs:
                 if r.id not in positions:
                     if first and (since is None or r.attempt_started_at < since):

@@ -115,6 +115,10 @@ class ObjectStore:
         """Write a whole object."""
         await obstore.put_async(self.store, key, data)
 
+    async def put_file(self, key: str, path: Path) -> None:
+        """Write a local file as an object (streamed; multipart on S3 for large files)."""
+        await obstore.put_async(self.store, key, path)
+
     async def get(self, key: str) -> bytes | None:
         """A whole object, or None when it does not exist."""
         try:

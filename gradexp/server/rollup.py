@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# Level -> bucket width in steps (level 0 is the raw rows). 4x apart, so a read at the
-# coarsest level that still gives the requested number of points fetches at most ~4x that
-# many buckets; levels 16x apart read up to 16x (6,250 rows per key for 421 points over
-# 100k steps).
-SHIFTS: dict[int, int] = {1: 4, 2: 6, 3: 8, 4: 10, 5: 12, 6: 14, 7: 16}
+# Level -> bucket width in steps (level 0 is the raw rows): 32 to 131,072, 4x apart.
+# - 4x apart: a read at the coarsest level that still gives the requested number of points
+#   fetches at most ~4x that many buckets (levels 16x apart read up to 16x: 6,250 rows per
+#   key for 421 points over 100k steps).
+# - 32 steps at the finest: ingest upserts ~1/32 of a row per point per level-1 bucket
+#   instead of 1/16 (rollup rows cost more than history rows: each is an upsert), and the
+#   raw rows a read needs at the two ends of a range stay under 64.
+SHIFTS: dict[int, int] = {1: 5, 2: 7, 3: 9, 4: 11, 5: 13, 6: 15, 7: 17}
 WIDTHS: dict[int, int] = {level: 1 << shift for level, shift in SHIFTS.items()}
 LEVELS: tuple[int, ...] = tuple(sorted(SHIFTS))
 LEVEL_RATIO_SHIFT = 2  # log2 of the width ratio between consecutive levels
@@ -24,6 +27,11 @@ LEVEL_RATIO_SHIFT = 2  # log2 of the width ratio between consecutive levels
 NAN_FLAG, INF_FLAG, NINF_FLAG = 1, 2, 4
 # last_code: how to read ``last``: 0 the number itself, else NaN, +inf, -inf.
 LAST_CODES = {0: None, 1: math.nan, 2: math.inf, 3: -math.inf}
+
+# A point adds at most this much (in absolute value) to a bucket's sum, so sums can never
+# overflow to infinity in any database (MySQL refuses to store or compute one). Values this
+# large have no meaningful mean anyway.
+SUM_CLAMP = 1e290
 
 # A bucket under construction, as a list for speed:
 # [vmin, vmax, vsum, vcount, flags, last, last_code, last_seq, last_step, last_time]
@@ -33,7 +41,8 @@ MIN, MAX, SUM, COUNT, FLAGS, LAST, LAST_CODE, LAST_SEQ, LAST_STEP, LAST_TIME = r
 def new_bucket(value: float, seq: int, step: int, time: float) -> list[Any]:
     """A bucket holding one point."""
     if value - value == 0.0:
-        return [value, value, value, 1, 0, value, 0, seq, step, time]
+        part = value if -SUM_CLAMP <= value <= SUM_CLAMP else math.copysign(SUM_CLAMP, value)
+        return [value, value, part, 1, 0, value, 0, seq, step, time]
     if value != value:
         return [None, None, 0.0, 0, NAN_FLAG, None, 1, seq, step, time]
     if value > 0:
@@ -51,7 +60,7 @@ def add_point(b: list[Any], value: float, seq: int, step: int, time: float) -> N
                 b[MAX] = value
         else:
             b[MIN] = b[MAX] = value
-        b[SUM] += value
+        b[SUM] += value if -SUM_CLAMP <= value <= SUM_CLAMP else math.copysign(SUM_CLAMP, value)
         b[COUNT] += 1
         code = 0
     elif value != value:
@@ -127,10 +136,11 @@ def build(
     coarser level from the one below it, so the per-point work is done once.
     """
     top = LEVELS[-1]
+    level1_shift = SHIFTS[LEVELS[0]]
     level1: dict[tuple[int, int], list[Any]] = {}
     get = level1.get
     for key_id, step, seq, time, value in points:
-        k = (key_id, step >> 4)
+        k = (key_id, step >> level1_shift)
         b = get(k)
         if b is None:
             level1[k] = new_bucket(value, seq, step, time)
@@ -193,7 +203,7 @@ def build_columns(keys: Any, steps: Any, seqs: Any, times: Any, values: Any) -> 
     # Per-point aggregates; non-finite points add nothing to min/max/sum/count.
     vmin = np.where(finite, values, np.inf)
     vmax = np.where(finite, values, -np.inf)
-    vsum = np.where(finite, values, 0.0)
+    vsum = np.clip(np.where(finite, values, 0.0), -SUM_CLAMP, SUM_CLAMP)
     count = finite.astype(np.int64)
     flags = nan_mask * NAN_FLAG + inf_mask * INF_FLAG + ninf_mask * NINF_FLAG
     last_code = nan_mask * 1 + inf_mask * 2 + ninf_mask * 3

@@ -69,7 +69,7 @@ def test_read_plan_covers_the_range_exactly_once(a, b, level):
     assert covered[0][0] == lo and covered[-1][1] == hi
     for (_, end), (start, _) in itertools.pairwise(covered):
         assert start == end + 1
-    # Raw rows are only read at the edges: at most 2 * 15 steps.
+    # Raw rows are only read at the edges: at most 2 * 31 steps.
     assert sum(last - first + 1 for lv, first, last in _plan(lo, hi, level) if lv == 0) <= (
-        hi - lo + 1 if level == 0 else 30
+        hi - lo + 1 if level == 0 else 62
     )
