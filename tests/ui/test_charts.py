@@ -105,6 +105,17 @@ def test_hover_and_zoom_show_the_right_values(
     log_button.click()
     assert log_button.get_attribute("aria-pressed") == "false"
 
+    # x by time: the tooltip names the time since the start and the step, same values.
+    page.locator("select[aria-label='X axis']").select_option("relative")
+    tip_head = panel.locator(".chart-tip .tip-head")
+    box = panel.locator("canvas.chart-overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    expect(tip_head).to_contain_text("s · step")
+    step = int(tip_head.inner_text().split("step")[-1].strip().replace(",", ""))
+    value = float(panel.locator(".chart-tip .tip-value").first.inner_text().replace(",", ""))
+    assert value == pytest.approx(loss_a(step), rel=1e-5)
+    page.locator("select[aria-label='X axis']").select_option("step")
+
     # Smoothing: the tooltip shows the smoothed value beside the raw one.
     page.locator(".smooth input[type=range]").fill("0.9")
     _, values = tooltip(page, panel, 0.7)

@@ -79,9 +79,10 @@ export function fmtTick(v, step) {
   return v.toFixed(decimals);
 }
 
-/** Seconds as a duration: 42s, 3m 05s, 2h 14m, 3d 4h. */
+/** Seconds as a duration: 0.42s, 4.2s, 42s, 3m 05s, 2h 14m, 3d 4h. */
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  if (seconds < 10) return `${Math.max(0, seconds).toFixed(seconds < 1 ? 2 : 1)}s`;
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s}s`;
   const m = Math.floor(s / 60);
@@ -128,6 +129,7 @@ export function fmtBytes(n) {
 export function fmtClock(ts, step) {
   const d = new Date(ts * 1000);
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (step < 1) return `${pad(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0").slice(0, step < 0.01 ? 3 : step < 0.1 ? 2 : 1)}`;
   if (step >= 86400) return `${d.getMonth() + 1}/${d.getDate()}`;
   if (step >= 60) return hm;
   return `${hm}:${pad(d.getSeconds())}`;
@@ -135,6 +137,7 @@ export function fmtClock(ts, step) {
 
 /** A duration for a relative-time axis: 0, 30s, 2m, 1h30m. */
 export function fmtRelTick(seconds, step) {
+  if (step < 1) return `${seconds.toFixed(Math.min(3, Math.ceil(-Math.log10(step) - 1e-9)))}s`;
   const s = Math.round(seconds);
   if (s === 0) return "0";
   const sign = s < 0 ? "−" : "";

@@ -144,7 +144,8 @@ class TensorCard extends MediaCard {
       this.fixed = shape.map(() => 0);
     }
     const stats = ["min", "max", "mean", "std", "norm"].map((s) => [s, numeric(v[s])]);
-    const counts = ["nan", "inf", "ninf", "zeros"].map((s) => [s, v[s]]).filter(([, c]) => c);
+    if (v.zeros) stats.push(["zeros", v.zeros]);
+    const counts = ["nan", "inf", "ninf"].map((s) => [s, v[s]]).filter(([, c]) => c); // the bad ones
     const download = h("a", { class: "button small", href: `${API}/runs/${seg(this.run.id)}/tensor.npy${qs({ path: v.path, name: `${this.key.replace(/[^A-Za-z0-9_.-]+/g, "_")}-step${this.steps[this.index]}` })}`, download: "" }, icon("download"), ".npy");
     this.canvas = h("canvas", { class: "tensor-canvas" });
     this.hoverEl = h("div", { class: "muted tensor-hover", text: " " });
@@ -234,7 +235,7 @@ class TensorCard extends MediaCard {
   draw(rows, cols, values, lo, hi, sr = 1, sc = 1) {
     const host = this.canvas.parentElement;
     const maxW = Math.max(120, (host && host.clientWidth) || 360);
-    const cell = Math.max(1, Math.min(24, Math.floor(maxW / cols), Math.floor(320 / rows) || 1));
+    const cell = Math.max(1, Math.min(40, Math.floor(maxW / cols), Math.floor(360 / rows) || 1));
     const w = cols * cell;
     const hgt = rows * cell;
     const { ctx } = fitCanvas(this.canvas, w, hgt);

@@ -33,7 +33,7 @@ function kvTable(entries, emptyText) {
     h(
       "tbody",
       {},
-      entries.map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { class: typeof v === "number" ? "num" : null, text: Array.isArray(v) ? JSON.stringify(v) : fmtValue(v) }))),
+      entries.map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: Array.isArray(v) ? JSON.stringify(v) : fmtValue(v) }))),
     ),
   );
 }
