@@ -150,7 +150,7 @@ export async function mountGradients(el, runId) {
   let observer = null;
   const cards = new Map();
 
-  async function showSection(name) {
+  async function showSection(name, { live = false } = {}) {
     current = name;
     replace(
       tabBar,
@@ -159,7 +159,7 @@ export async function mountGradients(el, runId) {
       ),
     );
     const params = secs.get(name);
-    replace(tableSlot, h("p", { class: "muted pad", text: "Reading statistics…" }));
+    if (!live) replace(tableSlot, h("p", { class: "muted pad", text: "Reading statistics…" }));
     const statKeys = params.flatMap((p) => [`${p.key}${STAT_SEP}nan`, `${p.key}${STAT_SEP}inf`, `${p.key}${STAT_SEP}ninf`]);
     const normKeys = params.map((p) => `${p.key}${STAT_SEP}norm`);
     let everSeries = {};
@@ -186,7 +186,12 @@ export async function mountGradients(el, runId) {
     rows = analyse(params, run.summary || {}, ever, ownMedians, lr);
     rows.spark = normSeries;
     renderTable();
-    renderCards(params);
+    if (!live) {
+      renderCards(params);
+      return;
+    }
+    // Live: the table is redrawn, but a card someone may be reading only offers an update.
+    for (const card of cards.values()) card.markStale();
   }
 
   function sorted() {
@@ -314,7 +319,7 @@ export async function mountGradients(el, runId) {
           if (fresh) {
             Object.assign(run, fresh);
             head.update(fresh);
-            showSection(current);
+            showSection(current, { live: true });
           }
         }, 1500);
       },
@@ -367,7 +372,19 @@ class HistogramCard {
     this.loaded = false;
     const flags = row ? row.flags.map((f) => h("span", { class: ["flag", "flag-" + f], title: FLAG_HELP[f], text: FLAG_TEXT[f] })) : [];
     this.body = h("div", { class: "hist-body" }, h("p", { class: "muted", text: "Loading…" }));
-    this.el = h("section", { class: "card hist-card", id: param.key, dataset: { key: param.key } }, h("div", { class: "media-head" }, h("h3", { class: "mono", text: param.name }), flags, h("span", { class: "kind", text: param.key })), this.body);
+    this.updateBtn = h("button", { type: "button", class: "button small", hidden: true, text: "New steps: update", on: { click: () => this.reload() } });
+    this.el = h("section", { class: "card hist-card", id: param.key, dataset: { key: param.key } }, h("div", { class: "media-head" }, h("h3", { class: "mono", text: param.name }), flags, this.updateBtn, h("span", { class: "kind", text: param.key })), this.body);
+  }
+
+  /** New histograms arrived (live run): offer to redraw without pulling the rug. */
+  markStale() {
+    if (this.loaded) this.updateBtn.hidden = false;
+  }
+
+  reload() {
+    this.updateBtn.hidden = true;
+    this.loaded = false;
+    this.load();
   }
 
   async load() {
@@ -465,7 +482,9 @@ class HistogramCard {
     this.drawHeat();
     this.select(this.index);
     this.drawBands(bandsHost);
-    new ResizeObserver(() => this.drawHeat()).observe(this.heat.parentElement);
+    if (this.resizer) this.resizer.disconnect();
+    this.resizer = new ResizeObserver(() => this.drawHeat());
+    this.resizer.observe(this.heat.parentElement);
   }
 
   drawHeat() {
