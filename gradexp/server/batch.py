@@ -11,7 +11,6 @@ the rare case a value needs normalising (a huge literal that orjson parsed as in
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from gradexp.server.errors import ApiError
 
 MAX_FILE_PATH = 512
 INFLATE_STEP = 1024 * 1024
-TYPED_KINDS = ("histogram", "tensor", "image")
 
 
 def bad_batch(message: str) -> ApiError:
@@ -446,9 +444,3 @@ def decode_batch(body: bytes) -> Batch:
             cols.add_special(seq, rec["step"], rec["time"], values)
         seq += 1
     return Batch(first_seq=first, last_seq=last, records=records, columns=cols.finish())
-
-
-def is_finite_number(x: Any) -> bool:
-    """True for an int or a finite float (not a bool)."""
-    t = type(x)
-    return t is int or (t is float and math.isfinite(x))

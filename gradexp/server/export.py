@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -280,8 +279,3 @@ def _done(conn: Connection, run_pk: int, acked: int) -> None:
         .where(s.runs.c.pk == run_pk)
         .values(exported_seq=acked, export_claimed_at=None, export_error=None)
     )
-
-
-def default_export_name(run_id: str) -> str:
-    """The file ``gradexp export`` writes when no ``--out`` is given."""
-    return os.path.join(os.getcwd(), f"{run_id}-history.parquet")

@@ -151,10 +151,6 @@ def _plan(lo: int, hi: int, level: int) -> list[tuple[int, int, int]]:
     ]
 
 
-def _encode(x: float) -> Any:
-    return x if x - x == 0.0 else encode_float(x)
-
-
 # Piece columns (one row per rollup bucket or raw point), as float64 for numpy.
 _P_KEY, _P_MIN, _P_MAX, _P_COUNT, _P_FLAGS, _P_LAST, _P_CODE, _P_SEQ, _P_STEP, _P_TIME = range(10)
 _N_COLS = 10
