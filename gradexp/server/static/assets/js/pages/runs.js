@@ -101,7 +101,8 @@ export async function mountRuns(el, owner, project) {
 
   function updateCompare() {
     const n = selected.size;
-    replace(compareBtn, icon("compare"), n ? `Compare ${n} run${n === 1 ? "" : "s"}` : "Compare");
+    const label = n > MAX_COMPARE ? `Compare the first ${MAX_COMPARE} of ${n}` : n ? `Compare ${n} run${n === 1 ? "" : "s"}` : "Compare";
+    replace(compareBtn, icon("compare"), label);
     compareBtn.classList.toggle("disabled", n < 1);
     compareBtn.href = n ? `/compare${qs({ runs: [...selected].slice(0, MAX_COMPARE) })}` : "#";
     compareBtn.title = n ? "Open the selected runs side by side" : "Select runs with the checkboxes to compare them";
@@ -169,12 +170,12 @@ export async function mountRuns(el, owner, project) {
 
   // --- table ---
   function header() {
-    const sortTh = (key) => {
+    const sortTh = (key, cls) => {
       const active = state.order.replace(/^[-+]/, "") === key;
       const desc = state.order.startsWith("-");
       return h(
         "th",
-        { class: ["sortable", active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none" },
+        { class: ["sortable", cls, active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none" },
         h(
           "button",
           {
@@ -217,8 +218,8 @@ export async function mountRuns(el, owner, project) {
         sortTh("name"),
         sortTh("state"),
         sortTh("started_at"),
-        h("th", { text: "Duration" }),
-        sortTh("last_step"),
+        h("th", { class: "num", text: "Duration" }),
+        sortTh("last_step", "num"),
         h("th", { text: "Tags" }),
         (columns || []).map((c) => h("th", { class: "num", title: c, text: c.replace(/^(summary|config):/, "") })),
       ),
