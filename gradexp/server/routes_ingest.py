@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +30,7 @@ from gradexp.server.state import AppState, base_url
 routes = web.RouteTableDef()
 
 MAX_RUN_BODY = 1024 * 1024  # a run description (config included)
+INLINE_DECODE_BYTES = 2 * 1024 * 1024  # decompressed batches above this parse off the loop
 
 
 def _content_length(request: web.Request) -> int | None:
@@ -74,7 +76,13 @@ async def post_records(request: web.Request) -> web.Response:
     raw = await read_body(
         _chunks(request), _content_length(request), request.headers.get("Content-Encoding", "")
     )
-    batch = decode_batch(raw)
+    if len(raw) > INLINE_DECODE_BYTES:
+        # Parsing a big batch takes long enough to stall every other request (live streams,
+        # reads): do it on a worker thread, so the event loop keeps getting turns (the GIL
+        # still serialises the Python work, but in slices). Small ones are cheaper inline.
+        batch = await asyncio.to_thread(decode_batch, raw)
+    else:
+        batch = decode_batch(raw)
     run_id = check_run_id(request.match_info["run_id"])
     known_ids = dict(state.key_cache.get(run_id))  # a private copy for the writer thread
     result = await state.db.write(

@@ -159,3 +159,15 @@ def test_history_rows_filters_and_pages(start_server, db_url):
     assert body["next_after_seq"] == 4
     got = rows(srv, run, min_step=10, max_step=14, limit=2)
     assert [(r["_step"], r["a"]) for r in got] == [(s, s) for s in range(10, 15)]
+
+
+def test_a_big_batch_is_parsed_off_the_event_loop(server):
+    # ~4 MiB decompressed: parsed on a worker thread; a read in the meantime still answers.
+    run = new_id()
+    put_run(server, run)
+    doc = steps_batch(1, 30_000, acc=0.5, lr=0.001, grad_norm=1.0)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        ingest = pool.submit(post, server, run, doc)
+        assert server.request("GET", "/api/v1/projects")[0] == 200
+        assert ingest.result() == (200, {"acked_seq": 30_000})
+    assert get(server, f"/api/v1/runs/{run}/keys")["keys"][0]["count"] == 30_000
