@@ -278,7 +278,7 @@ async def _stream_project(
                     else:
                         positions[r.id] = int(r.acked_seq)
             objs = await run_objects(conn, changed, url, settings.crash_after) if changed else []
-        first = False
+        was_first, first = first, False
 
         def cursor(t: float = poll_time) -> str:
             return encode_cursor(
@@ -291,6 +291,10 @@ async def _stream_project(
             in_cursor.add(r.id)
             events.append(sse_event("rows", {"run_id": r.id, "rows": rows}, cursor()))
         events.extend(sse_event("run", obj, cursor()) for obj in objs)
+        if was_first:
+            # The stream has taken its starting positions: anything ingested from now on will
+            # be sent. (A comment, so EventSource clients ignore it; tests wait for it.)
+            events.append(b": ready\n\n")
         if events:
             await resp.write(b"".join(events))
             last_write = time.monotonic()

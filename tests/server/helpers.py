@@ -151,6 +151,16 @@ class SSE:
                 return got
             self._pending.append(got)
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait for a project stream's ``: ready`` comment (its starting positions are set)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while ": ready" not in self.comments:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the stream never said it was ready")
+            time.sleep(0.02)
+
     def rows_until(self, last_seq: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Collect ``rows`` events until a row with ``_seq == last_seq`` arrives."""
         out: list[dict[str, Any]] = []

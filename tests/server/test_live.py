@@ -47,7 +47,7 @@ def test_project_stream_and_cursor_resume(server):
     stream = SSE(server, f"/api/v1/projects/{server.user}/{project}/events")
     try:
         assert stream.status == 200
-        time.sleep(0.5)  # the stream has taken its first look at the project
+        stream.wait_ready()  # the stream has taken its first look at the project
         post(server, old, steps_batch(3, 2))
         event = stream.next(event="rows")
         assert event["data"]["run_id"] == old

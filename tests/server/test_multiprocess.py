@@ -31,7 +31,7 @@ def test_ingest_through_one_stream_and_read_through_the_other(pair):
     project_stream = SSE(b, f"/api/v1/projects/{a.user}/{project}/events")
     stream = SSE(b, f"/api/v1/runs/{run}/events")
     try:
-        time.sleep(0.5)
+        project_stream.wait_ready()
         assert post(a, run, steps_batch(1, 100)) == (200, {"acked_seq": 100})
         live = stream.rows_until(100)
         assert [r["_seq"] for r in live] == list(range(1, 101))
