@@ -25,6 +25,7 @@ import html
 import mimetypes
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -123,11 +124,21 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 def preloads(request: web.Request) -> list[str]:
     """API reads the page will make first, so the browser starts them while it is still
-    fetching the modules (a run page: the run and its keys)."""
+    fetching the modules: a run page's run and keys; a runs table's column list and (with
+    no filters in the URL) its first page, exactly as ``pages/runs.js`` asks for it."""
     run_id = request.match_info.get("run_id")
-    if run_id is None or not RUN_ID_RE.fullmatch(run_id):
+    if run_id is not None:
+        if not RUN_ID_RE.fullmatch(run_id):
+            return []
+        return [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys"]
+    owner, project = request.match_info.get("owner"), request.match_info.get("project")
+    if owner is None or project is None:
         return []
-    return [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys"]
+    base = f"{API_PREFIX}/projects/{quote(owner, safe='')}/{quote(project, safe='')}"
+    urls = [f"{base}/columns"]
+    if not request.query:
+        urls.append(f"{base}/runs?order=-started_at&limit=50")
+    return urls
 
 
 for _path in PAGE_PATHS:
