@@ -147,6 +147,7 @@ def test_every_torch_dtype_round_trips(online, dtype):
 
 
 def test_odd_tensors_strided_grad_sparse(online):
+    torch.manual_seed(0)
     big = torch.randn(64, 64, requires_grad=True)
     strided = big.detach()[::2, 1::3]  # non-contiguous view
     sparse = torch.sparse_coo_tensor(
@@ -159,7 +160,10 @@ def test_odd_tensors_strided_grad_sparse(online):
     assert row["grad"]["count"] == 64 * 64
     assert row["grad"]["max"] == pytest.approx(float((big.detach() * 2).max()))
     assert row["view"]["count"] == strided.numel()
-    assert row["view"]["mean"] == pytest.approx(float(strided.double().mean()))
+    # float32 data: the statistics are exact to ~1e-7 of the spread (docs/tensors.md), and a
+    # mean near zero has no relative precision to speak of.
+    spread = float(strided.max() - strided.min())
+    assert row["view"]["mean"] == pytest.approx(float(strided.double().mean()), abs=1e-6 * spread)
     sp = row["sparse"]
     assert (sp["count"], sp["zeros"], sp["min"], sp["max"]) == (100, 97, -5.0, 4.0)
     assert sum(sp["counts"]) == 100
