@@ -124,18 +124,22 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 def preloads(request: web.Request) -> list[str]:
     """API reads the page will make first, so the browser starts them while it is still
-    fetching the modules: a run page's run and keys; a runs table's column list and (with
-    no filters in the URL) its first page, exactly as ``pages/runs.js`` asks for it."""
+    fetching the modules: the viewer (top bar); the projects; a run page's run and keys; a
+    runs table's column list and (with no filters in the URL) its first page, exactly as
+    ``pages/runs.js`` asks for it."""
+    urls = [f"{API_PREFIX}/viewer"]  # the top bar's "signed in as"
+    if request.path == "/":
+        return [f"{API_PREFIX}/projects", *urls]
     run_id = request.match_info.get("run_id")
     if run_id is not None:
         if not RUN_ID_RE.fullmatch(run_id):
-            return []
-        return [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys"]
+            return urls
+        return [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys", *urls]
     owner, project = request.match_info.get("owner"), request.match_info.get("project")
     if owner is None or project is None:
-        return []
+        return urls
     base = f"{API_PREFIX}/projects/{quote(owner, safe='')}/{quote(project, safe='')}"
-    urls = [f"{base}/columns"]
+    urls.append(f"{base}/columns")
     if not request.query:
         urls.append(f"{base}/runs?order=-started_at&limit=50")
     return urls
