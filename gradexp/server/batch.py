@@ -12,10 +12,13 @@ the rare case a value needs normalising (a huge literal that orjson parsed as in
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import orjson
 
 from gradexp._protocol import (
@@ -309,6 +312,10 @@ class Batch:
     last_seq: int
     records: list[dict[str, Any]]
     columns: HistoryColumns  # the history records, by column (see columns.py)
+    others: list[dict[str, Any]]  # the records that are not history (config, finish...)
+
+
+_RECORD_KINDS = frozenset(("history", "config", "summary", "file", "telemetry", "finish"))
 
 
 def _check_record(rec: Any, expected_seq: int) -> None:
@@ -367,20 +374,9 @@ def _check_record(rec: Any, expected_seq: int) -> None:
         )
 
 
-def decode_batch(body: bytes) -> Batch:
-    """Parse and validate an ingest body (already decompressed)."""
-    doc = parse_json(body)
-    if type(doc) is not dict:
-        raise bad_batch('the body must be an object {"first_seq", "last_seq", "records"}')
-    first, last, records = doc.get("first_seq"), doc.get("last_seq"), doc.get("records")
-    if type(first) is not int or type(last) is not int or first < 1 or last < first:
-        raise bad_batch("first_seq and last_seq must be integers with 1 <= first_seq <= last_seq")
-    if type(records) is not list or len(records) != last - first + 1:
-        raise bad_batch(
-            f"records must hold exactly last_seq - first_seq + 1 = {last - first + 1} records"
-        )
-    # Validation and columnisation in one pass (see columns.py): the common record, a
-    # history row of plain numbers under keys seen before, costs a few C-level checks.
+def _columns_record_by_record(records: list[Any], first: int) -> HistoryColumns:
+    """Validate and columnise one record at a time (mixed or unusual batches, and the
+    source of the precise error message when the columnar path declines a batch)."""
     cols = HistoryColumns()
     good_keys, plain_types, dumps, int_, float_, dict_ = (
         _good_keys,
@@ -435,6 +431,7 @@ def decode_batch(body: bytes) -> Batch:
         else:
             _check_record(rec, seq)
             if rec["type"] != "history":
+                cols.others.append(rec)
                 seq += 1
                 continue
             values = rec["values"]
@@ -443,4 +440,141 @@ def decode_batch(body: bytes) -> Batch:
         else:
             cols.add_special(seq, rec["step"], rec["time"], values)
         seq += 1
-    return Batch(first_seq=first, last_seq=last, records=records, columns=cols.finish())
+    return cols
+
+
+_SEQ_TYPE = (itemgetter("seq"), itemgetter("type"))
+_STEP_TIME_VALUES = itemgetter("step", "time", "values")
+_MAX_STEP = 2**62
+
+
+def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
+    """Validate and columnise a batch a column at a time, or None to decline it.
+
+    Takes batches whose records are objects numbered ``first, first+1, ...``, with
+    history records whose envelope (step, time, values) is well-typed and whose keys
+    are valid. Other record types are checked one by one (they are rare); history rows
+    holding anything but ints and finite floats are checked and columnised one by one
+    too, per group of rows sharing a key tuple. Declines (None) anything else, so every
+    error message comes from the record-by-record path.
+    """
+    n = len(records)
+    try:
+        if set(map(type, records)) != {dict}:
+            return None
+        seqs = list(map(_SEQ_TYPE[0], records))
+        types = list(map(_SEQ_TYPE[1], records))
+        if seqs != list(range(first, first + n)) or set(map(type, seqs)) != {int}:
+            return None  # also rejects True/1.0 posing as 1: their type is not int
+        kinds = set(types)
+        if kinds == {"history"}:
+            hist, hist_seqs = records, seqs
+            cols = HistoryColumns()
+        else:
+            if not kinds <= _RECORD_KINDS:
+                return None
+            for rec, kind in zip(records, types, strict=True):
+                if kind != "history":
+                    _check_record(rec, rec["seq"])
+            hist = [r for r, k in zip(records, types, strict=True) if k == "history"]
+            hist_seqs = [r["seq"] for r in hist]
+            cols = HistoryColumns()
+            cols.others = [r for r, k in zip(records, types, strict=True) if k != "history"]
+        if not hist:
+            return cols
+        steps, times, values = zip(*map(_STEP_TIME_VALUES, hist), strict=True)
+        if (
+            set(map(type, steps)) != {int}
+            or min(steps) < 0
+            or max(steps) >= _MAX_STEP
+            or set(map(type, values)) != {dict}
+            or not set(map(type, times)) <= PLAIN_TYPES
+        ):
+            return None
+        times_np = np.array(times, dtype=np.float64)
+        if not np.isfinite(times_np).all():
+            return None
+    except (KeyError, TypeError, OverflowError, ValueError, ApiError):
+        return None  # the record-by-record path finds (and names) the first problem
+    cols.seqs = hist_seqs
+    cols.steps = list(steps)
+    # Integer times are allowed; rows store floats (and partial replays read the record).
+    if int in set(map(type, times)):
+        cols.times = times_np.tolist()
+        for rec, t in zip(hist, cols.times, strict=True):
+            rec["time"] = t
+    else:
+        cols.times = list(times)
+    cols.values = list(values)
+    cols.max_step = max(steps)
+    # Group rows by key tuple; usually there is one (the same keys at every step).
+    key_tuples = list(map(tuple, values))
+    distinct = dict.fromkeys(key_tuples)  # in order of first appearance
+    if len(distinct) == 1:
+        groups: dict[tuple[str, ...], Sequence[int]] = {key_tuples[0]: range(len(hist))}
+    else:
+        by_keys: dict[tuple[str, ...], list[int]] = {k: [] for k in distinct}
+        for pos, keys in enumerate(key_tuples):
+            by_keys[keys].append(pos)
+        groups = dict(by_keys)
+    for keys in distinct:
+        if not _good_keys.issuperset(keys):
+            try:
+                for key in keys:
+                    check_key(key, "")
+            except ApiError:
+                return None  # the record-by-record path names the record
+    special: list[int] = []
+    for keys, positions in groups.items():
+        rows = values if type(positions) is range else map(values.__getitem__, positions)
+        flat = list(chain.from_iterable(map(dict.values, rows)))  # row-major
+        matrix = None
+        if set(map(type, flat)) <= PLAIN_TYPES:
+            # (orjson parses neither NaN nor a literal like 1e999, and keeps integers in 64
+            # bits; the checks below are for the day a parser does otherwise)
+            try:
+                matrix = np.array(flat, dtype=np.float64).reshape(len(positions), len(keys))
+            except OverflowError:
+                matrix = None
+            if matrix is not None and not np.isfinite(matrix).all():
+                matrix = None  # checked and normalised row by row below
+        if matrix is None:
+            special.extend(positions)
+        else:
+            cols.add_group(keys, positions, matrix)
+    for pos in sorted(special):
+        # Checked (and non-finite floats encoded) in place, before the rows are dumped.
+        try:
+            vals = check_values(values[pos], f"records[seq={hist_seqs[pos]}]")
+        except ApiError:
+            return None  # let the record-by-record path name the first problem
+        if set(map(type, vals.values())) <= PLAIN_TYPES:
+            cols.add_plain_at(pos, vals)
+        else:
+            cols.add_special_at(pos, vals)
+    cols.jsons = list(map(bytes.decode, map(orjson.dumps, values)))
+    return cols
+
+
+def decode_batch(body: bytes) -> Batch:
+    """Parse and validate an ingest body (already decompressed)."""
+    doc = parse_json(body)
+    if type(doc) is not dict:
+        raise bad_batch('the body must be an object {"first_seq", "last_seq", "records"}')
+    first, last, records = doc.get("first_seq"), doc.get("last_seq"), doc.get("records")
+    if type(first) is not int or type(last) is not int or first < 1 or last < first:
+        raise bad_batch("first_seq and last_seq must be integers with 1 <= first_seq <= last_seq")
+    if type(records) is not list or len(records) != last - first + 1:
+        raise bad_batch(
+            f"records must hold exactly last_seq - first_seq + 1 = {last - first + 1} records"
+        )
+    # Most batches are history rows of plain numbers under a few key sets: validated and
+    # columnised a column at a time by C-level map/zip/set/numpy calls (no Python code
+    # per record). Anything unusual takes the record-by-record path, which also names
+    # the first problem precisely.
+    cols = _columnar(records, first)
+    if cols is None:
+        cols = _columns_record_by_record(records, first)
+    return Batch(
+        first_seq=first, last_seq=last, records=records, columns=cols.finish(), others=cols.others
+    )

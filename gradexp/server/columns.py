@@ -11,6 +11,7 @@ numpy either way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
@@ -43,7 +44,9 @@ class HistoryColumns:
     """A batch's history records, by column.
 
     Feed records in sequence order with ``add_plain`` (every value an int or a finite
-    float) or ``add_special`` (anything else), then call ``finish``.
+    float) or ``add_special`` (anything else), then call ``finish``. The columnar
+    validator (``batch._columnar``) fills the per-record columns itself and then adds
+    whole groups (``add_group``) and the odd row (``add_plain_at``/``add_special_at``).
     """
 
     def __init__(self) -> None:
@@ -54,6 +57,7 @@ class HistoryColumns:
         self.values: list[dict[str, Any]] = []
         # plain rows grouped by key tuple: keys -> (positions, value tuples)
         self.groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+        self._matrices: dict[tuple[str, ...], Any] = {}  # ready float64 matrices (add_group)
         # per-value path: key -> ([positions], [floats]) of numeric points
         self._extra: dict[str, tuple[list[int], list[float]]] = {}
         # per-value path: key -> [count, min_step, max_step, last_pos, kind, last_value]
@@ -65,12 +69,23 @@ class HistoryColumns:
         # set by finish(): key -> (positions, values) of every numeric point
         self.numeric: dict[str, tuple[Any, Any]] = {}
         self._steps_np: Any = None
+        # The batch's other records (config, summary, ...), gathered while validating.
+        self.others: list[dict[str, Any]] = []
 
     def __len__(self) -> int:
         return len(self.seqs)
 
     def add_plain(self, seq: int, step: int, t: float, values: dict[str, Any]) -> None:
         """A record whose values are all ints or finite floats (the hot path)."""
+        pos = self._append(seq, step, t, values)
+        self.add_plain_at(pos, values)
+
+    def add_special(self, seq: int, step: int, t: float, values: dict[str, Any]) -> None:
+        """Any other (validated) record: one value at a time."""
+        pos = self._append(seq, step, t, values)
+        self.add_special_at(pos, values)
+
+    def _append(self, seq: int, step: int, t: float, values: dict[str, Any]) -> int:
         pos = len(self.seqs)
         self.seqs.append(seq)
         self.steps.append(step)
@@ -79,23 +94,30 @@ class HistoryColumns:
         self.values.append(values)
         if step > self.max_step:
             self.max_step = step
+        return pos
+
+    def add_group(self, keys: tuple[str, ...], positions: Sequence[int], matrix: Any) -> None:
+        """Rows already in the columns (at ``positions``, ascending) that share the key
+        tuple ``keys`` and hold only ints and finite floats, as a float64 ``matrix``
+        (one row per position, one column per key). The columnar validator's way in."""
+        self.groups[keys] = (positions, [])  # type: ignore[assignment]
+        self._matrices[keys] = matrix
+
+    def add_plain_at(self, pos: int, values: dict[str, Any]) -> None:
+        """The plain record already in the columns at ``pos``: into its key tuple's group."""
         keys = tuple(values)
         group = self.groups.get(keys)
         if group is None:
             group = self.groups[keys] = ([], [])
+        elif keys in self._matrices:  # a ready-made group gets one more row: unpack it
+            matrix = self._matrices.pop(keys)
+            group = self.groups[keys] = (list(group[0]), list(map(tuple, matrix.tolist())))
         group[0].append(pos)
         group[1].append(tuple(values.values()))
 
-    def add_special(self, seq: int, step: int, t: float, values: dict[str, Any]) -> None:
-        """Any other (validated) record: one value at a time."""
-        pos = len(self.seqs)
-        self.seqs.append(seq)
-        self.steps.append(step)
-        self.times.append(t)
-        self.jsons.append(_dumps(values).decode())
-        self.values.append(values)
-        if step > self.max_step:
-            self.max_step = step
+    def add_special_at(self, pos: int, values: dict[str, Any]) -> None:
+        """The record already in the columns at ``pos``, one value at a time."""
+        seq, step, t = self.seqs[pos], self.steps[pos], self.times[pos]
         first = self._special_first
         for key, value in values.items():
             first.setdefault(key, pos)
@@ -145,15 +167,22 @@ class HistoryColumns:
         # Keys in order of first appearance (key ids follow it).
         firsts = self._special_first
         for keys, (positions, _rows) in self.groups.items():
+            if not len(positions):
+                continue
             for key in keys:
                 if positions[0] < firsts.get(key, 2**62):
                     firsts[key] = positions[0]
         self.key_order = dict.fromkeys(sorted(firsts, key=firsts.__getitem__))
         for keys, (positions, rows) in self.groups.items():
-            pos = np.asarray(positions, dtype=np.intp)
             if len(keys) == 0:
                 continue
-            matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(keys))
+            if type(positions) is range:  # np.asarray would walk it in Python
+                pos = np.arange(positions.start, positions.stop, dtype=np.intp)
+            else:
+                pos = np.asarray(positions, dtype=np.intp)
+            matrix = self._matrices.get(keys)
+            if matrix is None:
+                matrix = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(keys))
             for j, key in enumerate(keys):
                 plain.setdefault(key, []).append((pos, matrix[:, j]))
         self._plain = plain
@@ -167,11 +196,10 @@ class HistoryColumns:
                 continue
             if len(parts) == 1:
                 numeric[key] = parts[0]
-            else:
-                numeric[key] = (
-                    np.concatenate([p for p, _ in parts]),
-                    np.concatenate([v for _, v in parts]),
-                )
+            else:  # in position (= sequence) order, which the rollups' fast path wants
+                pos = np.concatenate([p for p, _ in parts])
+                order = np.argsort(pos, kind="stable")
+                numeric[key] = (pos[order], np.concatenate([v for _, v in parts])[order])
         self.numeric = numeric
         return self
 
@@ -191,15 +219,17 @@ class HistoryColumns:
         steps = self._steps_array()
         seqs = np.asarray(self.seqs, dtype=np.int64)
         times = np.asarray(self.times, dtype=np.float64)
-        positions = [pos for pos, _ in self.numeric.values()]
+        # By key id: build_columns then finds its input already sorted (usually).
+        order = sorted(self.numeric, key=key_ids.__getitem__)
+        positions = [self.numeric[key][0] for key in order]
         keys = np.concatenate(
             [
                 np.full(len(pos), key_ids[key], dtype=np.int64)
-                for key, pos in zip(self.numeric, positions, strict=True)
+                for key, pos in zip(order, positions, strict=True)
             ]
         )
         pos = np.concatenate(positions)
-        vals = np.concatenate([v for _, v in self.numeric.values()])
+        vals = np.concatenate([self.numeric[key][1] for key in order])
         if len(pos) < rollup.NUMPY_MIN_POINTS:  # a few points: plain Python is quicker
             return rollup.rows_from_buckets(
                 rollup.build(

@@ -17,14 +17,15 @@ The reply (the new ``acked_seq``) is sent only after the commit, so an ack alway
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, case, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy.engine import Connection, Dialect
 
 from gradexp.server import schema as s
 from gradexp.server.batch import Batch
@@ -133,19 +134,46 @@ def _resolve_key_ids(
 
 
 _RUN_COLUMNS = (
-    s.runs.c.pk,
-    s.runs.c.project_id,
-    s.runs.c.acked_seq,
-    s.runs.c.pending_ranges,
-    s.runs.c.state,
-    s.runs.c.finish_seq,
-    s.runs.c.finish_exit_code,
-    s.runs.c.finish_time,
-    s.runs.c.last_step,
-    s.runs.c.config,
-    s.runs.c.summary,
-    s.runs.c.telemetry,
+    "pk",
+    "project_id",
+    "acked_seq",
+    "pending_ranges",
+    "state",
+    "finish_seq",
+    "finish_exit_code",
+    "finish_time",
+    "last_step",
+    "config",
+    "summary",
+    "telemetry",
 )
+
+
+# The run's row is read and written once per batch: as driver SQL, compiled here once per
+# dialect (and per set of updated columns), so a batch pays no statement building.
+@functools.lru_cache(maxsize=8)
+def _run_select_sql(dialect: Dialect, by: str) -> str:
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"SELECT {', '.join(map(quote, _RUN_COLUMNS))} FROM runs "
+        f"WHERE {quote(by)} = {placeholders(dialect.name, 1)}"
+    )
+    # Elsewhere than SQLite, the row lock is the run's ingest lock, held until commit.
+    return sql if dialect.name == "sqlite" else sql + " FOR UPDATE"
+
+
+@functools.lru_cache(maxsize=256)
+def _run_update_sql(dialect: Dialect, columns: tuple[str, ...]) -> str:
+    quote = dialect.identifier_preparer.quote
+    marks = placeholders(dialect.name, len(columns) + 1).split(", ")
+    sets = ", ".join(f"{quote(c)} = {m}" for c, m in zip(columns, marks, strict=False))
+    return f"UPDATE runs SET {sets} WHERE pk = {marks[-1]}"
+
+
+def _update_run(conn: Connection, run_pk: int, values: dict[str, Any]) -> None:
+    conn.exec_driver_sql(_run_update_sql(conn.dialect, tuple(values)), (*values.values(), run_pk))
+
+
 # project id -> owner id. A project never changes owner, so this never goes stale; reads and
 # writes of a dict entry are atomic under the GIL (the writer thread and readers share it).
 _project_owners: dict[int, int] = {}
@@ -158,10 +186,7 @@ def ingest_batch(
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
-    stmt = select(*_RUN_COLUMNS).where(s.runs.c.id == run_id)
-    if kind != "sqlite":
-        stmt = stmt.with_for_update()  # the run's ingest lock, held until commit
-    run = conn.execute(stmt).first()
+    run = conn.exec_driver_sql(_run_select_sql(conn.dialect, "id"), (run_id,)).first()
     if run is not None:
         owner = _project_owners.get(run.project_id)
         if owner is None:
@@ -181,10 +206,8 @@ def apply_batch(
 ) -> IngestResult:
     """Apply a validated batch to run ``run_pk`` (no access check), inside the caller's
     write transaction."""
-    stmt = select(*_RUN_COLUMNS).where(s.runs.c.pk == run_pk)
-    if kind != "sqlite":
-        stmt = stmt.with_for_update()
-    return _apply(conn, kind, conn.execute(stmt).one(), batch, key_ids)
+    run = conn.exec_driver_sql(_run_select_sql(conn.dialect, "pk"), (run_pk,)).one()
+    return _apply(conn, kind, run, batch, key_ids)
 
 
 def _apply(
@@ -201,30 +224,48 @@ def _apply(
     acked = int(run.acked_seq)
     ranges = [(int(lo), int(hi)) for lo, hi in orjson.loads(run.pending_ranges)]
 
-    records = batch.records
     if batch.last_seq <= acked:  # a replay of committed records: nothing to write
-        conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
+        _update_run(conn, run_pk, {"heartbeat_at": now})
         return IngestResult(
             acked_seq=acked, applied=0, run_pk=run_pk, project_id=run.project_id, key_ids=key_ids
         )
-    if batch.first_seq <= acked or ranges:
+    # The sequences this batch adds: all of them, unless some are committed already (a
+    # retry, a replay by `gradexp sync`, or a batch overlapping one that came earlier).
+    if batch.first_seq > acked and not any(
+        lo <= batch.last_seq and batch.first_seq <= hi for lo, hi in ranges
+    ):
+        applied = batch.last_seq - batch.first_seq + 1
+        new_ranges = [*ranges, (batch.first_seq, batch.last_seq)]
+        cols, others = batch.columns, batch.others
+    else:
         records = [
             r
-            for r in records
+            for r in batch.records
             if r["seq"] > acked and not any(lo <= r["seq"] <= hi for lo, hi in ranges)
         ]
+        applied = len(records)
+        new_ranges = list(ranges)
+        if records:
+            # The unseen records form runs of consecutive numbers between known ranges.
+            lo = prev = records[0]["seq"]
+            for rec in records[1:]:
+                q = rec["seq"]
+                if q != prev + 1:
+                    new_ranges.append((lo, prev))
+                    lo = q
+                prev = q
+            new_ranges.append((lo, prev))
+        cols = columnize([r for r in records if r["type"] == "history"])
+        others = [r for r in records if r["type"] != "history"]
 
     config_update: dict[str, Any] | None = None
     summary_update: dict[str, Any] | None = None
     telemetry: list[dict[str, Any]] = []
     file_recs: list[dict[str, Any]] = []
     finish: dict[str, Any] | None = None
-    history_recs: list[dict[str, Any]] = []
-    for rec in records:
+    for rec in others:
         rtype = rec["type"]
-        if rtype == "history":
-            history_recs.append(rec)
-        elif rtype == "config":
+        if rtype == "config":
             config_update = {**(config_update or {}), **rec["update"]}
         elif rtype == "summary":
             summary_update = {**(summary_update or {}), **rec["update"]}
@@ -256,9 +297,6 @@ def _apply(
                 sha256=missing,
             )
 
-    # The columns built while validating hold every history record of the batch; rebuild
-    # them only when some records were already committed (a partial replay).
-    cols = batch.columns if len(records) == len(batch.records) else columnize(history_recs)
     _resolve_key_ids(conn, run_pk, cols.key_order, key_ids)
     if len(cols):
         insert_rows(conn, kind, _history_sql(kind), cols.history_rows(run_pk))
@@ -307,17 +345,6 @@ def _apply(
         )
 
     # Sequence bookkeeping: the committed ranges above the ack, then the new ack.
-    new_ranges = list(ranges)
-    if records:
-        # The unseen records form runs of consecutive numbers between known ranges.
-        lo = prev = records[0]["seq"]
-        for rec in records[1:]:
-            q = rec["seq"]
-            if q != prev + 1:
-                new_ranges.append((lo, prev))
-                lo = q
-            prev = q
-        new_ranges.append((lo, prev))
     merged = _merge_ranges(new_ranges)
     new_acked = acked
     while merged and merged[0][0] <= new_acked + 1:
@@ -355,10 +382,10 @@ def _apply(
             exit_code=exit_code,
             finished_at=finish_time,
         )
-    conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(**run_update))
+    _update_run(conn, run_pk, run_update)
     return IngestResult(
         acked_seq=new_acked,
-        applied=len(records),
+        applied=applied,
         run_pk=run_pk,
         project_id=run.project_id,
         finished=finished,

@@ -191,8 +191,10 @@ def build_columns(keys: Any, steps: Any, seqs: Any, times: Any, values: Any) -> 
 
     ``keys``, ``steps``, ``seqs``, ``times`` and ``values`` are equal-length numpy arrays
     (int64, int64, int64, float64, float64) in any order. Gives exactly what ``build`` gives.
-    One set of numpy calls per level serves every key, so the cost per batch hardly grows
-    with the number of keys.
+    Two rounds of numpy calls serve every key and level: the points are folded into level-1
+    buckets, then copies of those buckets, one per coarser level, are folded together. So
+    the cost per batch hardly grows with the number of keys, and numpy's per-call cost is
+    paid twice, not once per level.
     """
     import numpy as np
 
@@ -201,61 +203,91 @@ def build_columns(keys: Any, steps: Any, seqs: Any, times: Any, values: Any) -> 
     ninf_mask = np.isneginf(values)
     finite = ~(nan_mask | inf_mask | ninf_mask)
     # Per-point aggregates; non-finite points add nothing to min/max/sum/count.
-    vmin = np.where(finite, values, np.inf)
-    vmax = np.where(finite, values, -np.inf)
-    vsum = np.clip(np.where(finite, values, 0.0), -SUM_CLAMP, SUM_CLAMP)
-    count = finite.astype(np.int64)
-    flags = nan_mask * NAN_FLAG + inf_mask * INF_FLAG + ninf_mask * NINF_FLAG
-    last_code = nan_mask * 1 + inf_mask * 2 + ninf_mask * 3
-    last = np.where(finite, values, 0.0)
-    last_seq, last_step, last_time = seqs, steps, times
-    bucket = steps >> SHIFTS[1]
-    rows: list[RollupRow] = []
-    for level in LEVELS:
-        # Group by (key, bucket); within a group the last element after this sort has the
-        # highest sequence number, i.e. the "last" value.
-        order = np.lexsort((last_seq, bucket, keys))
-        keys, bucket = keys[order], bucket[order]
-        vmin, vmax, vsum, count, flags = (
-            vmin[order],
-            vmax[order],
-            vsum[order],
-            count[order],
-            flags[order],
+    agg = [
+        np.where(finite, values, np.inf),  # MIN
+        np.where(finite, values, -np.inf),  # MAX
+        np.clip(np.where(finite, values, 0.0), -SUM_CLAMP, SUM_CLAMP),  # SUM
+        finite.astype(np.int64),  # COUNT
+        nan_mask * NAN_FLAG + inf_mask * INF_FLAG + ninf_mask * NINF_FLAG,  # FLAGS
+        np.where(finite, values, 0.0),  # LAST
+        nan_mask * 1 + inf_mask * 2 + ninf_mask * 3,  # LAST_CODE
+        seqs,  # LAST_SEQ
+        steps,  # LAST_STEP
+        times,  # LAST_TIME
+    ]
+    # The usual input needs no sorting at all: keys in runs, each key's points in sequence
+    # order with steps that never go down. Then (key, bucket) groups are contiguous at
+    # every level and each group's last element has its highest sequence number.
+    presorted = bool(
+        np.all(keys[1:] >= keys[:-1])
+        and np.all((keys[1:] != keys[:-1]) | ((seqs[1:] > seqs[:-1]) & (steps[1:] >= steps[:-1])))
+    )
+    keys1, buckets1, agg1 = _fold([keys, steps >> SHIFTS[1]], agg, presorted)
+    # Every coarser level at once: one copy of the level-1 buckets per level, renumbered.
+    coarser = LEVELS[1:]
+    m = len(buckets1)
+    levels = np.repeat(np.array(coarser, dtype=np.int64), m)
+    shifts = np.repeat(np.array([SHIFTS[lv] - SHIFTS[1] for lv in coarser], dtype=np.int64), m)
+    copies = len(coarser)
+    keys2, buckets2, agg2 = _fold(
+        [levels, np.tile(keys1[0], copies), np.tile(buckets1, copies) >> shifts],
+        [np.tile(a, copies) for a in agg1],
+        presorted,
+    )
+    all_levels = np.concatenate((np.full(m, LEVELS[0], dtype=np.int64), keys2[0]))
+    all_keys = np.concatenate((keys1[0], keys2[1]))
+    all_buckets = np.concatenate((buckets1, buckets2))
+    a = [np.concatenate((x, y)) for x, y in zip(agg1, agg2, strict=True)]
+    has = (a[COUNT] > 0).tolist()
+    codes = a[LAST_CODE].tolist()
+    return list(
+        zip(
+            all_keys.tolist(),
+            all_levels.tolist(),
+            all_buckets.tolist(),
+            [x if h else None for x, h in zip(a[MIN].tolist(), has, strict=True)],
+            [x if h else None for x, h in zip(a[MAX].tolist(), has, strict=True)],
+            a[SUM].tolist(),
+            a[COUNT].tolist(),
+            a[FLAGS].tolist(),
+            [x if c == 0 else None for x, c in zip(a[LAST].tolist(), codes, strict=True)],
+            codes,
+            a[LAST_SEQ].tolist(),
+            a[LAST_STEP].tolist(),
+            a[LAST_TIME].tolist(),
+            strict=True,
         )
-        last, last_code = last[order], last_code[order]
-        last_seq, last_step, last_time = last_seq[order], last_step[order], last_time[order]
-        new_group = np.concatenate(([True], (bucket[1:] != bucket[:-1]) | (keys[1:] != keys[:-1])))
-        starts = np.flatnonzero(new_group)
-        ends = np.concatenate((starts[1:], [len(bucket)])) - 1
-        keys, bucket = keys[starts], bucket[starts]
-        vmin = np.minimum.reduceat(vmin, starts)
-        vmax = np.maximum.reduceat(vmax, starts)
-        vsum = np.add.reduceat(vsum, starts)
-        count = np.add.reduceat(count, starts)
-        flags = np.bitwise_or.reduceat(flags, starts)
-        last, last_code = last[ends], last_code[ends]
-        last_seq, last_step, last_time = last_seq[ends], last_step[ends], last_time[ends]
-        has = (count > 0).tolist()
-        codes = last_code.tolist()
-        n = len(bucket)
-        rows.extend(
-            zip(
-                keys.tolist(),
-                [level] * n,
-                bucket.tolist(),
-                [x if h else None for x, h in zip(vmin.tolist(), has, strict=True)],
-                [x if h else None for x, h in zip(vmax.tolist(), has, strict=True)],
-                vsum.tolist(),
-                count.tolist(),
-                flags.tolist(),
-                [x if c == 0 else None for x, c in zip(last.tolist(), codes, strict=True)],
-                codes,
-                last_seq.tolist(),
-                last_step.tolist(),
-                last_time.tolist(),
-                strict=True,
-            )
-        )
-        bucket = bucket >> LEVEL_RATIO_SHIFT
-    return rows
+    )
+
+
+def _fold(group: list[Any], agg: list[Any], presorted: bool) -> tuple[list[Any], Any, list[Any]]:
+    """Fold rows that share ``group``'s values (major to minor; the last is the bucket)
+    into one bucket each. Returns the groups' leading columns, their buckets, and their
+    aggregates (the ``agg`` layout: MIN, MAX, SUM, COUNT, FLAGS, LAST ... LAST_TIME).
+
+    ``presorted``: equal groups are already contiguous, each in sequence order.
+    Otherwise the rows are sorted first, by group and then by sequence number, so a
+    group's last row holds its "last" value.
+    """
+    import numpy as np
+
+    if not presorted:
+        order = np.lexsort((agg[LAST_SEQ], *reversed(group)))
+        group = [g[order] for g in group]
+        agg = [x[order] for x in agg]
+    n = len(group[-1])
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for g in group:
+        change[1:] |= g[1:] != g[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n) - 1
+    folded = [
+        np.minimum.reduceat(agg[MIN], starts),
+        np.maximum.reduceat(agg[MAX], starts),
+        np.add.reduceat(agg[SUM], starts),
+        np.add.reduceat(agg[COUNT], starts),
+        np.bitwise_or.reduceat(agg[FLAGS], starts),
+        *(x[ends] for x in agg[LAST:]),
+    ]
+    return [g[starts] for g in group[:-1]], group[-1][starts], folded
