@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections import defaultdict
 from typing import Any
@@ -22,6 +23,8 @@ from sqlalchemy import or_
 from gradexp.server import schema as s
 from gradexp.server.history import read_rows
 from gradexp.server.runs import effective_state, run_objects, run_query
+
+log = logging.getLogger("gradexp.server.live")
 
 ROWS_PER_EVENT = 1000
 CLOCK_SLACK = 5.0  # seconds of clock difference tolerated between server processes
@@ -38,6 +41,9 @@ class Notifier:
         self._by_run: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
         self._by_project: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
         self.closed = False
+        # Streams of this process that are open right now (``GET /healthz`` reports it):
+        # it returns to zero when clients leave, which is how a leaked poller would show.
+        self.open_streams = 0
 
     def close(self) -> None:
         """Wake every stream for good: the server is shutting down."""
@@ -127,25 +133,55 @@ def decode_cursor(token: str) -> dict[str, Any] | None:
 PROGRESS_EVENT_INTERVAL = 2.0  # seconds between "run" events for a run that only progressed
 
 
+def client_gone(request: web.Request) -> bool:
+    """Whether the client of a stream has disconnected (its transport is closing)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _follow(request: web.Request, kind: str, body: Any) -> web.StreamResponse:
+    """Run a stream's loop, counting it as open, and end it quietly when the client leaves.
+
+    A client going away is the normal end of every stream (a tab closed, a page left), so
+    it is logged at debug level only. The loops also check ``client_gone`` on every turn:
+    aiohttp does not cancel a handler whose client left, and without that check a
+    stream with nothing to send would poll the database until its next keepalive write
+    failed (up to ``keepalive_interval`` later).
+    """
+    from gradexp.server.state import AppState
+
+    state: AppState = request.app["state"]
+    notifier = state.notifier
+    resp = web.StreamResponse()
+    notifier.open_streams += 1  # only ever touched on the event loop: no lock needed
+    try:
+        resp = await open_stream(request)
+        await body(resp)
+    except ConnectionError:  # ConnectionResetError, BrokenPipeError, aiohttp's reset error
+        pass
+    finally:
+        notifier.open_streams -= 1
+        log.debug("%s stream closed (%d open)", kind, notifier.open_streams)
+    return resp
+
+
 async def stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
     """Follow one run: ``rows`` events by cursor, ``run`` events when it changes."""
-    try:
-        return await _stream_run(request, run, after_seq)
-    except ConnectionResetError:  # the client went away: nothing to report
-        return web.StreamResponse()
+    return await _follow(request, "run", lambda resp: _stream_run(request, resp, run, after_seq))
 
 
-async def _stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
+async def _stream_run(
+    request: web.Request, resp: web.StreamResponse, run: Any, after_seq: int
+) -> None:
     from gradexp.server.state import AppState, base_url
 
     state: AppState = request.app["state"]
     settings = state.settings
-    resp = await open_stream(request)
     cursor = after_seq
     last_sig: tuple[Any, ...] | None = None
     last_write = time.monotonic()
     url = base_url(request)
-    while not state.notifier.closed:
+    while not state.notifier.closed and not client_gone(request):
         async with state.db.read() as conn:
             row = (await conn.execute(run_query().where(s.runs.c.pk == run.pk))).one()
             rows: list[dict[str, Any]] = []
@@ -174,7 +210,6 @@ async def _stream_run(request: web.Request, run: Any, after_seq: int) -> web.Str
             await resp.write(b": keepalive\n\n")
             last_write = time.monotonic()
         await state.notifier.wait(settings.poll_interval, run_pk=run.pk)
-    return resp
 
 
 def _signature(row: Any, crash_after: float) -> tuple[Any, ...]:
@@ -190,19 +225,27 @@ def _signature(row: Any, crash_after: float) -> tuple[Any, ...]:
 
 
 async def stream_project(
-    request: web.Request, project_id: int, token: str | None
+    request: web.Request, project_id: int, token: str | None, *, with_rows: bool = True
 ) -> web.StreamResponse:
     """Follow every run of a project (see ``_stream_project``)."""
-    try:
-        return await _stream_project(request, project_id, token)
-    except ConnectionResetError:  # the client went away: nothing to report
-        return web.StreamResponse()
+    return await _follow(
+        request,
+        "project",
+        lambda resp: _stream_project(request, resp, project_id, token, with_rows),
+    )
 
 
 async def _stream_project(
-    request: web.Request, project_id: int, token: str | None
-) -> web.StreamResponse:
+    request: web.Request,
+    resp: web.StreamResponse,
+    project_id: int,
+    token: str | None,
+    with_rows: bool,
+) -> None:
     """Follow every run of a project: ``run`` events and every run's new ``rows``.
+
+    Without ``with_rows`` (``?rows=0``: the runs table, which only shows run objects) no
+    history is read or sent at all, only ``run`` events.
 
     The cursor (the event id) holds the time it was made and, for each run that was running
     or sent rows on this stream, the last sequence sent. A run absent from a cursor had
@@ -223,9 +266,8 @@ async def _stream_project(
     in_cursor: set[str] = set(positions)
     first = True
     last_poll = time.time()
-    resp = await open_stream(request)
     last_write = time.monotonic()
-    while not state.notifier.closed:
+    while not state.notifier.closed and not client_gone(request):
         poll_time = time.time()
         changed: list[Any] = []
         row_batches: list[tuple[Any, list[dict[str, Any]]]] = []
@@ -264,7 +306,9 @@ async def _stream_project(
                     progress_sent[r.id] = (0.0, int(r.last_step))
                 if sig[0] == "running":
                     in_cursor.add(r.id)
-                if r.acked_seq > positions[r.id]:
+                if not with_rows:
+                    positions[r.id] = int(r.acked_seq)
+                elif r.acked_seq > positions[r.id]:
                     rows, _ = await read_rows(
                         conn,
                         r.pk,
@@ -304,4 +348,3 @@ async def _stream_project(
             await resp.write(b": keepalive\n\n")
             last_write = time.monotonic()
         await state.notifier.wait(settings.poll_interval, project_id=project_id)
-    return resp

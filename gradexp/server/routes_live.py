@@ -34,9 +34,14 @@ async def run_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get(API_PREFIX + "/projects/{owner}/{project}/events")
 async def project_events(request: web.Request) -> web.StreamResponse:
-    """Run changes and new rows of every run in a project; resumable with ``Last-Event-ID``."""
+    """Run changes and new rows of every run in a project; resumable with ``Last-Event-ID``.
+
+    ``?rows=0`` sends run events only (a runs table has no use for history rows)."""
     state: AppState = request.app["state"]
     async with state.db.read() as conn:
         project_id = await owned_project(request, conn)
     token = request.headers.get("Last-Event-ID") or request.query.get("cursor")
-    return await stream_project(request, project_id, token)
+    rows = request.query.get("rows", "1")
+    if rows not in ("0", "1"):
+        raise ApiError(400, "bad_request", "rows must be 0 (run events only) or 1 (the default)")
+    return await stream_project(request, project_id, token, with_rows=rows == "1")

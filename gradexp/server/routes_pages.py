@@ -15,5 +15,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: no auth, no database."""
-    return json_response({"ok": True, "version": VERSION})
+    """Liveness: no auth, no database. ``streams``: live (SSE) streams open in this process."""
+    state = request.app.get("state")
+    streams = state.notifier.open_streams if state is not None else 0
+    return json_response({"ok": True, "version": VERSION, "streams": streams})
