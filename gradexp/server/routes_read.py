@@ -22,7 +22,13 @@ from gradexp.server.history import (
 )
 from gradexp.server.objects import export_key
 from gradexp.server.routes_ingest import stream_object
-from gradexp.server.runs import find_run, run_objects, run_query
+from gradexp.server.runs import (
+    VALUE_ORDER_PREFIXES,
+    find_run,
+    run_objects,
+    run_query,
+    value_order,
+)
 from gradexp.server.state import AppState, base_url
 
 routes = web.RouteTableDef()
@@ -138,12 +144,15 @@ async def list_runs(request: web.Request) -> web.Response:
     state: AppState = request.app["state"]
     order = request.query.get("order", "-started_at")
     desc = order.startswith("-")
-    column = _ORDERS.get(order.lstrip("-+"))
-    if column is None:
+    field = order[1:] if order[:1] in "-+" and order else order
+    column = _ORDERS.get(field)
+    by_value = field.startswith(VALUE_ORDER_PREFIXES) and len(field.partition(":")[2]) > 0
+    if column is None and not by_value:
         raise ApiError(
             400,
             "bad_request",
-            f"cannot order by {order!r}; use one of {', '.join(sorted(_ORDERS))} (prefix - for descending)",
+            f"cannot order by {order!r}; use one of {', '.join(sorted(_ORDERS))}, "
+            "summary:KEY or config:KEY (prefix - for descending)",
         )
     limit = _int_param(request, "limit", 50, minimum=1) or 50
     limit = min(limit, 1000)
@@ -173,10 +182,11 @@ async def list_runs(request: web.Request) -> web.Response:
         total = (
             await conn.execute(select(func.count()).select_from(s.runs).where(and_(*cond)))
         ).scalar_one()
-        ordering = [
-            column.desc() if desc else column.asc(),
-            s.runs.c.pk.desc() if desc else s.runs.c.pk.asc(),
-        ]
+        if column is not None:
+            ordering = [column.desc() if desc else column.asc()]
+        else:
+            ordering = value_order(state.db.kind, field, desc)
+        ordering.append(s.runs.c.pk.desc() if desc else s.runs.c.pk.asc())
         rows = (
             await conn.execute(
                 run_query().where(*cond).order_by(*ordering).limit(limit).offset(offset)

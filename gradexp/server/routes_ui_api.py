@@ -250,12 +250,16 @@ MAX_COLUMN_KEYS = 2000
 
 @routes.get(API_PREFIX + "/projects/{owner}/{project}/columns")
 async def project_columns(request: web.Request) -> web.Response:
-    """Tags, summary keys and top-level config keys seen across a project's runs."""
+    """Tags, summary keys (logged or set explicitly) and dotted config keys of a project."""
     state: AppState = request.app["state"]
     r, k = s.runs, s.run_keys
     async with state.db.read() as conn:
         pid = await owned_project(request, conn)
-        runs = (await conn.execute(select(r.c.tags, r.c.config).where(r.c.project_id == pid))).all()
+        runs = (
+            await conn.execute(
+                select(r.c.tags, r.c.config, r.c.summary).where(r.c.project_id == pid)
+            )
+        ).all()
         keys = (
             await conn.execute(
                 select(distinct(k.c.key_name))
@@ -266,12 +270,18 @@ async def project_columns(request: web.Request) -> web.Response:
         ).all()
     tags: set[str] = set()
     config_keys: set[str] = set()
-    for tags_text, config_text in runs:
+    explicit: set[str] = set()  # run.summary[...] = ... keys, which may never be logged
+    for tags_text, config_text, summary_text in runs:
         tags.update(t for t in orjson.loads(tags_text) if type(t) is str)
         config = orjson.loads(config_text)
         if type(config) is dict:
             config_keys.update(_flat_keys(config))
-    summary_keys = sorted({row[0] for row in keys if STAT_SEPARATOR not in row[0]})
+        summary = orjson.loads(summary_text)
+        if type(summary) is dict:
+            explicit.update(
+                k for k, v in summary.items() if type(v) is not dict or v.get("_type") == "float"
+            )
+    summary_keys = sorted({row[0] for row in keys if STAT_SEPARATOR not in row[0]} | explicit)
     return json_response(
         {
             "tags": sorted(tags),

@@ -47,6 +47,7 @@ def tensors(server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         },
         step=0,
     )
+    run.summary["best_loss"] = 0.25  # set explicitly, never logged
     run.finish()
     paths = {}
     for key in ("cube", "nan", "big"):
@@ -154,6 +155,7 @@ def test_project_columns(server: Any, tensors: dict[str, Any]) -> None:
     assert body["tags"] == ["t1", "t2"]
     assert body["config_keys"] == ["lr", "model.depth", "model.width"]
     assert "loss" in body["summary_keys"]
+    assert "best_loss" in body["summary_keys"]  # explicit summary values are columns too
     assert not any("#" in k for k in body["summary_keys"])  # histogram statistics excluded
     assert "cube" not in body["summary_keys"]  # tensors are not columns
     status, body = get(server, f"/api/v1/projects/{server.user}/nope/columns")
