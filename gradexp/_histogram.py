@@ -5,8 +5,10 @@ This runs on the stream thread, never on the caller's: ``log()`` only copies the
 while giving *exactly* the counts ``np.histogram(values, bins=edges)`` gives for the edges
 it reports:
 
-- one ``min`` and one ``max`` pass; non-finite values are filtered out (and counted) only
-  when those two say there are any;
+- one pass for the statistics, chunk by chunk while each chunk is in cache: min and max
+  (which also reveal NaN and +-inf: only chunks that hold some pay for finding them), the
+  deviations from a shift near the mean (sum and sum of squares, so no cancellation), and
+  the zeros;
 - each value is mapped to ``trunc((x - lo) * scale)`` with the subtraction and the product
   rounded in the working dtype (float32 for float32 data). That map is monotonic, so it cuts
   the data into contiguous bins; the reported edges are the exact points where it steps
@@ -17,7 +19,7 @@ it reports:
   ``uint16`` per pair: a ``bincount`` of half as many items into 65,536 slots, folded back.
 
 Everything is processed in cache-sized chunks so the temporaries stay small whatever the
-array's size.
+array's size, and the array itself is only read (the caller's copy needs no second one).
 """
 
 from __future__ import annotations
@@ -127,18 +129,27 @@ def unsupported_dtype_message(dtype: str) -> str:
 
 class _Reduction:
     """Everything one pass over the values yields: the statistics, and what the histogram
-    needs (the values to bin, their finite range, and corrections to apply).
+    needs (the values, their finite range, and which chunks hold non-finite values).
 
-    Non-finite values are not copied out (a boolean compress costs more than the whole
-    histogram): in an array the reduction owns, they are overwritten with a stand-in, the
-    array's first finite value, and every sum and count is then corrected by "minus k
-    occurrences of the stand-in". Implicit zeros of sparse tensors are the same kind of
-    correction: "plus n occurrences of 0".
+    The pass works through the array in cache-sized chunks and does all its work on a chunk
+    while the chunk is in cache: min and max (which also detect NaN and +-inf: both are
+    finite only if every value is), then the deviations from a shift ``m`` near the mean
+    (their sum and sum of squares give the mean and the spread without cancellation), and
+    the zeros.
+
+    A chunk that holds non-finite values (rare) has them found and counted; their deviations are set to 0, as if they were ``m`` (which lies inside the
+    finite range), and the chunk's min and max are taken over its finite values. Their
+    positions are kept (``bad_chunks``) so the binning pass leaves them out too. The
+    caller's array is never written to.
+
+    The implicit zeros of sparse tensors are added afterwards as "plus ``extra_zeros``
+    occurrences of 0".
     """
 
     __slots__ = (
-        "corrections",
+        "bad_chunks",
         "count",
+        "extra_zeros",
         "hi",
         "inf",
         "lo",
@@ -152,53 +163,88 @@ class _Reduction:
         "zeros",
     )
 
-    def __init__(self, values: np.ndarray, extra_zeros: int, *, owned: bool = False) -> None:
+    def __init__(self, values: np.ndarray, extra_zeros: int) -> None:
         x = as_float_values(values)
-        owned = owned or not np.may_share_memory(x, values)  # a conversion made it ours
-        self.count = int(x.size) + extra_zeros
-        self.nan = self.inf = self.ninf = 0
-        corrections: list[tuple[float, int]] = []
-        lo = hi = math.nan
-        if x.size:
-            lo, hi = float(x.min()), float(x.max())
-            # min/max propagate NaN and reach +-inf, so finite ones prove all are finite:
-            # the work below is paid only by arrays that need it.
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                finite = np.isfinite(x)
-                bad_at = np.flatnonzero(~finite)
-                bad = x[bad_at]
-                self.nan = int(np.count_nonzero(np.isnan(bad)))
-                self.inf = int(np.count_nonzero(bad == np.inf))
-                self.ninf = int(bad.size) - self.nan - self.inf
-                if bad.size == x.size:
-                    x = x[:0]
-                    lo = hi = math.nan
-                else:
-                    if not owned:
-                        x = x.copy()
-                    standin = x[int(np.argmax(finite))]
-                    x[bad_at] = standin
-                    corrections.append((float(standin), -int(bad.size)))
-                    lo, hi = float(x.min()), float(x.max())
-        if extra_zeros:  # sparse tensors: implicit zeros are values like any other
-            corrections.append((0.0, extra_zeros))
-            lo = 0.0 if math.isnan(lo) else min(lo, 0.0)
-            hi = 0.0 if math.isnan(hi) else max(hi, 0.0)
         self.values = x
-        self.corrections = corrections
-        self.lo, self.hi = lo, hi
-        self.n_finite = n_finite = self.count - self.nan - self.inf - self.ninf
-        self.zeros = 0
+        self.extra_zeros = extra_zeros
+        self.count = int(x.size) + extra_zeros
+        # (chunk start, offsets of its non-finite values), for the chunks that have any
+        self.bad_chunks: list[tuple[int, np.ndarray]] = []
+        nan = inf = ninf = zeros = 0
+        total = squares = 0.0
+        lo, hi = math.inf, -math.inf
+        m = x.dtype.type(_shift(x))
+        if x.size:
+            size = min(x.size, _CHUNK)
+            scratch = _workspace("deviations", size, x.dtype)
+            ones = _ones(size, x.dtype)
+            hits = _workspace("hits", size, np.bool_)
+            isfinite = math.isfinite
+            minimum, maximum = np.minimum.reduce, np.maximum.reduce
+            with np.errstate(over="ignore", invalid="ignore"):
+                for start in range(0, x.size, _CHUNK):
+                    chunk = x[start : start + _CHUNK]
+                    n = chunk.size
+                    cmin, cmax = float(minimum(chunk)), float(maximum(chunk))
+                    d = scratch[:n]
+                    np.subtract(chunk, m, out=d)
+                    if not (isfinite(cmin) and isfinite(cmax)):  # only such chunks pay
+                        where = np.flatnonzero(~np.isfinite(chunk))
+                        bad = chunk[where]
+                        k_nan = int(np.count_nonzero(np.isnan(bad)))
+                        k_inf = int(np.count_nonzero(bad == np.inf))
+                        nan += k_nan
+                        inf += k_inf
+                        ninf += where.size - k_nan - k_inf
+                        self.bad_chunks.append((start, where))
+                        if where.size == n:
+                            continue
+                        # as if they were ``m``: a deviation of exactly 0, inside the range
+                        d[where] = 0
+                        cmin, cmax = float(np.fmin.reduce(chunk)), float(np.fmax.reduce(chunk))
+                        if not (isfinite(cmin) and isfinite(cmax)):  # infinities: patch
+                            patched = _workspace("patched", size, x.dtype)[:n]
+                            np.copyto(patched, chunk)
+                            patched[where] = m
+                            cmin, cmax = float(minimum(patched)), float(maximum(patched))
+                    lo, hi = min(lo, cmin), max(hi, cmax)
+                    # float32 dot products over one chunk, accumulated in Python floats
+                    # (doubles): float32 speed, double-precision totals
+                    total += float(np.dot(d, ones[:n]))
+                    squares += float(np.dot(d, d))
+                    if cmin <= 0.0 <= cmax:
+                        h = hits[:n]
+                        np.equal(chunk, 0, out=h)  # NaN and inf are not zeros: no fix-up
+                        zeros += int(np.count_nonzero(h))
+        self.nan, self.inf, self.ninf = nan, inf, ninf
+        self.n_finite = n_finite = self.count - nan - inf - ninf
+        if extra_zeros:  # sparse tensors: implicit zeros are values like any other
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            dz = -float(m)
+            total += extra_zeros * dz
+            squares += extra_zeros * dz * dz
+            zeros += extra_zeros
+        self.zeros = zeros
         self.mean, self.std, self.norm = math.nan, math.nan, 0.0
         if n_finite == 0:
+            self.lo = self.hi = math.nan
             return
-        mean, squares, self.zeros = _moments(x, n_finite, corrections)
-        if math.isfinite(mean) and math.isfinite(squares):
-            self.mean = mean
-            self.std = math.sqrt(squares / n_finite)
-            self.norm = math.hypot(math.sqrt(squares), math.sqrt(n_finite) * abs(mean))
-        else:  # sums past the float64 range: values near 1e308
-            self.mean, self.std, self.norm = _scaled_moments(x, n_finite, corrections)
+        self.lo, self.hi = lo, hi
+        shift = total / n_finite
+        squares -= n_finite * shift * shift  # deviations from the shift -> from the mean
+        if math.isfinite(shift) and math.isfinite(squares):
+            self.mean = float(m) + shift
+            self.std = math.sqrt(max(squares, 0.0) / n_finite)
+            self.norm = math.hypot(
+                self.std * math.sqrt(n_finite), math.sqrt(n_finite) * abs(self.mean)
+            )
+        else:  # sums past the working dtype's range: values near its limits (rare)
+            self.mean, self.std, self.norm = _scaled_moments(self.finite_values(), extra_zeros)
+
+    def finite_values(self) -> np.ndarray:
+        """The stored finite values (a filtered copy only if some chunk needs it)."""
+        x = self.values
+        return x[np.isfinite(x)] if self.bad_chunks else x
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -215,78 +261,53 @@ class _Reduction:
         }
 
 
-def _moments(
-    x: np.ndarray, n_finite: int, corrections: list[tuple[float, int]]
-) -> tuple[float, float, int]:
-    """Mean, sum of squared deviations from it, and the number of zeros.
+_SAMPLE = 1024  # values in the sample whose mean is the deviations' shift
 
-    Over ``x`` plus the ``corrections`` (``(value, count)``: count more, or fewer, of that
-    value). A first mean ``m`` from numpy's pairwise sum; then, in chunks, the deviations
-    ``d = x - m``: their sum corrects the mean and their squares give the spread with no
-    cancellation (unlike E[x^2] - mean^2). Each chunk's float32 dot products are short and
-    the totals accumulate in Python floats (doubles), so float32 data gets double-precision
-    statistics at float32 speed.
+
+def _shift(x: np.ndarray) -> float:
+    """A finite value of ``x``'s finite range, near their mean; 0 if there is none.
+
+    The mean of about ``_SAMPLE`` evenly spaced finite values (their middle value if that
+    mean overflows), clamped to their range. The statistics are sums of deviations from
+    this shift: any shift gives the exact mean, and one within a few standard deviations
+    of it keeps the sum of squares free of cancellation. A sample's mean is that close
+    unless a few huge outliers dominate the data, and even then it costs well under one
+    digit of the double-precision totals. For float32 data it is representable in float32.
     """
-    total = squares = 0.0
-    zeros = 0
-    m = x.dtype.type(0)
+    if not x.size:
+        return 0.0
+    sample = x[:: max(1, x.size // _SAMPLE)].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if not sample.size:  # a sample of NaN/inf only (rare): take the first finite value
+        first = int(np.argmax(np.isfinite(x)))
+        return float(x[first]) if math.isfinite(x[first]) else 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        if x.size:
-            m0 = float(np.add.reduce(x, dtype=x.dtype)) / x.size
-            if not math.isfinite(m0):  # a float32 sum overflowed: redo it in float64
-                m0 = float(np.add.reduce(x, dtype=np.float64)) / x.size
-            m = x.dtype.type(m0)
-            size = min(x.size, _CHUNK)
-            scratch = _workspace("deviations", size, x.dtype)
-            ones = _ones(size, x.dtype)
-            hits = _workspace("hits", size, np.bool_)
-            for start in range(0, x.size, _CHUNK):
-                chunk = x[start : start + _CHUNK]
-                n = chunk.size
-                d = scratch[:n]
-                np.subtract(chunk, m, out=d)
-                total += float(np.dot(d, ones[:n]))
-                squares += float(np.dot(d, d))
-                h = hits[:n]
-                np.equal(chunk, 0, out=h)
-                zeros += int(np.count_nonzero(h))
-        for value, count in corrections:
-            # the deviation rounded as the loop above rounds it, so stand-ins cancel exactly
-            dv = float(x.dtype.type(value) - m)
-            total += count * dv
-            squares += count * dv * dv
-            if value == 0:
-                zeros += count
-    shift = total / n_finite
-    return float(m) + shift, max(squares - n_finite * shift * shift, 0.0), zeros
+        mean = float(np.add.reduce(sample)) / sample.size
+    if not math.isfinite(mean):  # a middle value: no arithmetic, so no overflow
+        middle = sample.size // 2
+        mean = float(np.partition(sample, middle)[middle])
+    return min(max(mean, float(sample.min())), float(sample.max()))
 
 
 _SCALE = 2.0**-600  # exact: brings float64 values near 1e308 far from overflow when squared
 
 
-def _scaled_moments(
-    x: np.ndarray, n_finite: int, corrections: list[tuple[float, int]]
-) -> tuple[float, float, float]:
-    """Mean, std and L2 norm for values so large their sums overflow (rare: |x| ~ 1e308).
+def _scaled_moments(finite: np.ndarray, extra_zeros: int) -> tuple[float, float, float]:
+    """Mean, std and L2 norm for values so large their sums overflow (rare: |x| ~ 1e308,
+    or float32 data beyond 1e19 whose squares overflow float32).
 
-    Computed on ``x * 2**-600`` (exact) with the stand-ins taken out and the implicit zeros
-    put in for real (at this scale a correction's rounding would not cancel), then scaled
+    Computed in float64 on ``x * 2**-600`` (exact), the implicit zeros added, then scaled
     back once: a norm past the float64 range is inf, which is what it is.
     """
-    y = x.astype(np.float64)
-    for value, count in corrections:
-        if count < 0:  # remove that many copies of the stand-in: which ones does not matter
-            y = np.delete(y, np.flatnonzero(y == value)[:-count])
-        else:
-            y = np.concatenate([y, np.full(count, value)])
+    n = finite.size + extra_zeros
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        y *= _SCALE
-        mean = float(np.add.reduce(y)) / n_finite
+        y = finite.astype(np.float64) * _SCALE
+        mean = float(np.add.reduce(y)) / n
         d = y - mean
-        squares = float(np.dot(d, d))
+        squares = float(np.dot(d, d)) + extra_zeros * mean * mean
     big = 1.0 / _SCALE
-    std = math.sqrt(squares / n_finite) * big
-    norm = math.hypot(math.sqrt(squares), math.sqrt(n_finite) * abs(mean)) * big
+    std = math.sqrt(squares / n) * big
+    norm = math.hypot(math.sqrt(squares), math.sqrt(n) * abs(mean)) * big
     return mean * big, std, norm
 
 
@@ -306,28 +327,24 @@ def histogram_value(
     *,
     range: tuple[float, float] | None = None,
     extra_zeros: int = 0,
-    owned: bool = False,
 ) -> dict[str, Any]:
     """The protocol's ``histogram`` value of ``values``: edges, counts and statistics.
-
-    ``owned=True`` lets the computation overwrite non-finite entries of ``values`` (a copy
-    nobody else reads) instead of copying it.
 
     With ``range`` the edges are ``np.linspace(lo, hi, bins + 1)`` and values outside it are
     left out of the counts (as ``np.histogram`` does); the statistics still cover every
     value. Without it the edges span the finite values (see the module docstring).
+    ``values`` is only read, never written.
     """
-    red = _Reduction(values, extra_zeros, owned=owned)
+    red = _Reduction(values, extra_zeros)
     stats = red.stats()
     if red.n_finite == 0:
         return {"_type": "histogram", "bins": EMPTY_EDGES[:], "counts": [], **stats}
-    x = red.values
     if range is not None:
-        counts, edges = np.histogram(x, bins=bins, range=range)
+        counts, edges = np.histogram(red.finite_values(), bins=bins, range=range)
     else:
-        counts, edges = _auto_histogram(x, bins, red.lo, red.hi)
-    for value, count in red.corrections:
-        _add_at_value(counts, edges, value, count, inside_only=range is not None)
+        counts, edges = _auto_histogram(red, bins)
+    if extra_zeros:
+        _add_at_value(counts, edges, 0.0, extra_zeros, inside_only=range is not None)
     return {
         "_type": "histogram",
         "bins": edges.tolist(),
@@ -346,16 +363,17 @@ def _add_at_value(
     counts[min(max(index, 0), len(counts) - 1)] += n
 
 
-def _auto_histogram(
-    x: np.ndarray, bins: int, lo: float, hi: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and edges over ``[lo, hi]`` (the finite range, lo/hi possibly widened to 0)."""
+def _auto_histogram(red: _Reduction, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts (of the stored finite values) and edges over ``[red.lo, red.hi]``, the finite
+    range (widened to 0 for a sparse tensor's implicit zeros)."""
+    x, lo, hi = red.values, red.lo, red.hi
     if lo == hi:
         # numpy's rule for a single value: the range becomes [v - 0.5, v + 0.5]
         edges = np.linspace(lo - 0.5, hi + 0.5, bins + 1)
         counts = np.zeros(bins, dtype=np.int64)
-        if x.size:  # every finite value is ``lo``: wherever numpy puts one, it puts all
-            counts += np.histogram(x[:1], bins=edges)[0] * x.size
+        stored = red.n_finite - red.extra_zeros
+        if stored:  # every finite value is ``lo``: wherever numpy puts one, it puts all
+            counts += np.histogram(np.array([lo]), bins=edges)[0] * stored
         return counts, edges
     wdt = x.dtype.type
     lo_w, hi_w = wdt(lo), wdt(hi)
@@ -367,10 +385,19 @@ def _auto_histogram(
     # over 1.8e308, or a subnormal one) a plain binary search does it: exact, just slower.
     if not (np.isfinite(span) and np.isfinite(scale) and scale > 0 and _is_normal(span)):
         if wdt is np.float32:
-            return _auto_histogram(x.astype(np.float64), bins, lo, hi)
-        return _searched_histogram(x, bins, lo, hi)
+            finite = red.finite_values().astype(np.float64)
+            wide = _Reduction.__new__(_Reduction)
+            wide.values, wide.bad_chunks = finite, []
+            wide.lo, wide.hi, wide.n_finite, wide.extra_zeros = (
+                lo,
+                hi,
+                red.n_finite,
+                red.extra_zeros,
+            )
+            return _auto_histogram(wide, bins)
+        return _searched_histogram(red.finite_values(), bins, lo, hi)
     edges = _step_edges(lo_w, hi_w, scale, bins)
-    return _count_bins(x, lo_w, scale, bins), edges
+    return _count_bins(x, lo_w, scale, bins, red.bad_chunks), edges
 
 
 def _searched_histogram(
@@ -499,14 +526,23 @@ def _key_float(keys: np.ndarray, wdt: type) -> np.ndarray:
     return out
 
 
-def _count_bins(x: np.ndarray, lo: np.floating, scale: np.floating, bins: int) -> np.ndarray:
-    """Per-bin counts of ``min(trunc((x - lo) * scale), bins - 1)`` over finite ``x``."""
+def _count_bins(
+    x: np.ndarray,
+    lo: np.floating,
+    scale: np.floating,
+    bins: int,
+    bad_chunks: list[tuple[int, np.ndarray]],
+) -> np.ndarray:
+    """Per-bin counts of ``min(trunc((x - lo) * scale), bins - 1)`` over the finite ``x``.
+
+    ``bad_chunks``: where the non-finite values are (from the reduction). Their indices
+    (whatever the cast made of NaN) are overwritten with a slot that is not a bin.
+    """
     # Indices run 0..bins (``bins`` itself only for x == hi); below 255 they fit in a byte
-    # and leave 255 free as the padding of an odd-length array.
+    # and leave 255 free: the slot for padding and for non-finite values.
     small = bins < 255
-    index = _workspace(
-        "index", x.size + (x.size & 1 if small else 0), np.uint8 if small else np.intp
-    )
+    unused = 255 if small else bins + 1
+    index = _workspace("index", x.size + 1, np.uint8 if small else np.intp)
     scratch = _workspace("positions", min(x.size, _CHUNK), x.dtype)
     with np.errstate(invalid="ignore"):
         for start in range(0, x.size, _CHUNK):
@@ -515,16 +551,19 @@ def _count_bins(x: np.ndarray, lo: np.floating, scale: np.floating, bins: int) -
             np.subtract(chunk, lo, out=t)
             # the product is >= 0 and <= bins (+ rounding), so the cast truncates exactly
             np.multiply(t, scale, out=index[start : start + chunk.size], casting="unsafe")
+    for start, where in bad_chunks:
+        index[start + where] = unused
+    size = x.size
     if small:
-        if x.size & 1:
-            index[-1] = 255  # pad to an even length with a slot nobody reads
+        if size & 1:
+            index[size] = unused  # pad to an even length
+            size += 1
         # count two indices at a time: each uint16 is (low byte, high byte) of a pair
-        pairs = np.bincount(index.view(np.uint16), minlength=1 << 16).reshape(256, 256)
+        pairs = np.bincount(index[:size].view(np.uint16), minlength=1 << 16)
+        pairs = pairs.reshape(256, 256)
         counts = pairs.sum(axis=0) + pairs.sum(axis=1)
-        if x.size & 1:
-            counts[255] -= 1
     else:
-        counts = np.bincount(index, minlength=bins + 1)
+        counts = np.bincount(index[:size], minlength=bins + 2)
     out = counts[:bins].astype(np.int64)
     out[bins - 1] += counts[bins]  # x == hi lands on index ``bins``: numpy's inclusive edge
     return out

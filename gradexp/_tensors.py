@@ -324,9 +324,8 @@ class HostHistogram:
 
     def _compute(self) -> dict[str, Any]:
         host = self._host
-        # owned: the copy is ours, so non-finite entries may be overwritten in place
         value = histogram_value(
-            host.get(), self._bins, range=self._range, extra_zeros=host.extra_zeros, owned=True
+            host.get(), self._bins, range=self._range, extra_zeros=host.extra_zeros
         )
         host.release()
         return value
