@@ -164,3 +164,82 @@ def test_compare_two_runs(ui: Any, server: Any, project: str, log_run: Any) -> N
     assert table.locator("tr", has_text="batch").count() == 0
     assert table.locator("tr", has_text="lr").locator("td").all_inner_texts() == ["0.1", "0.01"]
     ui.shot(page, "compare-config")
+
+
+def crosshairs(page: Any) -> dict[str, float | None]:
+    """Every chart's crosshair x (``data-crosshair``), by key; None where it shows none."""
+    found: dict[str, Any] = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.panel')].map(p => {
+            const c = p.querySelector('.chart');
+            return [p.dataset.key, c && c.dataset.crosshair !== undefined ? c.dataset.crosshair : null];
+        }))"""
+    )
+    return {k: (float(v) if v is not None else None) for k, v in found.items()}
+
+
+def test_crosshair_is_shared_by_every_chart(
+    ui: Any, server: Any, project: str, log_run: Any
+) -> None:
+    rows = []
+    for s in range(300):
+        values = {"train/loss": 1000.0 / (s + 1), "train/acc": s / 300, "lr": 0.1 - s * 1e-4}
+        if s % 25 == 0:
+            values["val/acc"] = s / 250
+        rows.append((s, values))
+    run = log_run(project, rows, name="shared")
+    page = ui.page()
+    ui.goto(page, f"/r/{run.id}")
+    for key in ("train/loss", "train/acc", "val/acc", "lr"):
+        expect(page.locator(f'.panel[data-key="{key}"]')).to_have_attribute("aria-busy", "false")
+    # Keys without a prefix sit under "Other", after the named groups.
+    groups = page.locator(".group:not([hidden]) .group-name").all_inner_texts()
+    assert groups[:3] == ["train", "val", "Other"], groups
+
+    loss = page.locator('.panel[data-key="train/loss"]')
+    for fraction in (0.37, 0.81, 0.999):
+        step, values = tooltip(page, loss, fraction)
+        assert values == approx({"shared": 1000.0 / (step + 1)})
+        # Every chart draws its crosshair at the step the tooltip names: the hovered one
+        # on the point, the others at that same step (val/acc too, between its points,
+        # unless the step is past its last point, 275, where its axis ends).
+        expected = {k: float(step) for k in ("train/loss", "train/acc", "lr")}
+        expected["val/acc"] = float(step) if step <= 275 else None
+        page.wait_for_function(
+            """e => [...document.querySelectorAll('.panel')].every(p => {
+                const c = p.querySelector('.chart');
+                const want = e[p.dataset.key];
+                return want === null ? c.dataset.crosshair === undefined : c.dataset.crosshair === String(want);
+            })""",
+            arg=expected,
+        )
+        assert crosshairs(page) == expected
+
+    # Hovering the sparse chart snaps to its logged points (every 25 steps), and the dense
+    # charts follow to that step.
+    val = page.locator('.panel[data-key="val/acc"]')
+    step, values = tooltip(page, val, 0.43)
+    assert step % 25 == 0 and values == approx({"shared": step / 250})
+    page.wait_for_function(
+        "s => [...document.querySelectorAll('.panel .chart')].every(c => c.dataset.crosshair === String(s))",
+        arg=step,
+    )
+    ui.shot(page, "shared-crosshair")
+
+    # Leaving the chart clears every crosshair.
+    page.mouse.move(5, 5)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.panel .chart')].every(c => c.dataset.crosshair === undefined)"
+    )
+
+
+def test_keys_without_a_prefix_need_no_heading(
+    ui: Any, server: Any, project: str, log_run: Any
+) -> None:
+    run = log_run(project, [(s, {"loss": 1.0 / (s + 1), "acc": s / 10}) for s in range(10)])
+    page = ui.page()
+    ui.goto(page, f"/r/{run.id}")
+    expect(page.locator('.panel[data-key="loss"]')).to_have_attribute("aria-busy", "false")
+    # One group only: its charts, without a heading that would read like the Charts tab.
+    assert page.locator(".group-head:visible").count() == 0
+    assert page.locator('.group-name:text-is("Charts")').count() == 0
+    assert page.locator(".panel:visible").count() == 2

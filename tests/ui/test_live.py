@@ -88,6 +88,17 @@ def test_run_appears_and_its_chart_grows_live(
             page.wait_for_timeout(500)
             later = hover_step(page, panel, 0.995)
         assert later > first + 10, f"the chart did not grow: step {first} -> {later}"
+        # While points arrive under a still pointer, the other chart follows the hovered
+        # one's crosshair to the newest step it names.
+        page.wait_for_function(
+            """() => {
+                const head = document.querySelector('.panel[data-key="train/loss"] .tip-head');
+                const c = [...document.querySelectorAll('.panel .chart')].map(c => c.dataset.crosshair);
+                const step = head && head.textContent.split('step')[1];
+                return c.length === 2 && c[0] !== undefined && c[0] === c[1]
+                    && step !== undefined && Number(step.trim().replace(/,/g, '')) === Number(c[0]);
+            }"""
+        )
         ui.shot(page, "run-live")
 
         # The compare view follows the live run too (through the project's stream).
@@ -112,6 +123,17 @@ def test_run_appears_and_its_chart_grows_live(
         # Finished: the badge says so without a reload, and the live indicator goes away.
         page.locator(".run-head .badge", has_text="finished").wait_for(timeout=20_000)
         page.locator(".live-pill").wait_for(state="hidden")
+        # The header shows the run's tag labelled as a tag, and no live indicator.
+        facts = page.locator(".run-head .facts")
+        assert "Tags live" in " ".join(facts.inner_text().split())
+        assert page.locator(".live-pill:visible, .run-head .pulse").count() == 0
+        # Hovering the end of one chart puts every chart's crosshair on that same step
+        # (they used to disagree once the hovered chart grew under a still pointer).
+        step = hover_step(page, panel, 0.995)
+        page.wait_for_function(
+            """s => [...document.querySelectorAll('.panel .chart')].every(c => c.dataset.crosshair === String(s))""",
+            arg=step,
+        )
         ui.shot(page, "run-finished")
     finally:
         stop.touch()

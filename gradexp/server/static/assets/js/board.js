@@ -14,9 +14,16 @@ import { Chart, Series } from "./chart.js";
 import { debounce, h, icon, prefs, replace } from "./dom.js";
 
 const STAT_SEP = "#";
-const PRIORITY = ["", "train", "val", "valid", "validation", "eval", "test"];
+const PRIORITY = ["train", "val", "valid", "validation", "eval", "test"];
+const UNGROUPED = "Other"; // the heading of keys without a prefix, when other groups exist
 const MAX_KEYS_PER_REQUEST = 24;
 const LIVE_COMPACT_FACTOR = 4; // compact a live series once it holds 4x the samples asked for
+const LIVE_TEXT = { live: "Live", reconnecting: "Reconnecting…", silent: "No data lately" };
+const LIVE_HELP = {
+  live: "New points appear as the run logs them.",
+  reconnecting: "The live connection dropped; the browser is reconnecting.",
+  silent: "The run has sent nothing for a while (crashed?). Points appear if it comes back.",
+};
 
 /** The group a key belongs to: its prefix up to the first "/" ("" for none); statistics
  * of histograms (`K#stat`) go to their own group per prefix. */
@@ -28,12 +35,13 @@ export function groupOf(key) {
   return hash >= 0 ? `${prefix || "histograms"} ${STAT_SEP} stats` : prefix;
 }
 
+/** Group display order: train, val, ... first, then other prefixes A→Z, then the keys
+ * without a prefix ("Other"), then the collapsed statistics groups. */
 function groupOrder(a, b) {
+  const tier = (g) => (g.includes(STAT_SEP) ? 2 : g === "" ? 1 : 0);
+  if (tier(a) !== tier(b)) return tier(a) - tier(b);
   const ra = PRIORITY.indexOf(a);
   const rb = PRIORITY.indexOf(b);
-  const sa = a.includes(STAT_SEP) ? 1 : 0;
-  const sb = b.includes(STAT_SEP) ? 1 : 0;
-  if (sa !== sb) return sa - sb;
   if (ra >= 0 || rb >= 0) return (ra < 0 ? 99 : ra) - (rb < 0 ? 99 : rb);
   return a.localeCompare(b);
 }
@@ -245,7 +253,8 @@ export class Board {
       prefs.set("smoothing", this.smoothing);
       for (const p of this.panels.values()) if (p.chart) p.chart.setOptions({ smoothing: this.smoothing });
     });
-    this.liveEl = h("span", { class: "live-pill", hidden: true }, h("span", { class: "pulse" }), "Live");
+    this.liveLabel = h("span", { text: "Live" });
+    this.liveEl = h("span", { class: "live-pill", hidden: true, role: "status" }, h("span", { class: "pulse" }), this.liveLabel);
     const collapseAll = h("button", { type: "button", class: "button ghost", text: "Collapse all" });
     collapseAll.addEventListener("click", () => {
       const anyOpen = [...this.groups.keys()].some((g) => !this.collapsed.has(g));
@@ -264,8 +273,21 @@ export class Board {
     );
   }
 
-  setLive(on) {
-    this.liveEl.hidden = !on;
+  /**
+   * The live indicator, exactly as things are: "live" (a running run, stream connected:
+   * new points appear), "reconnecting" (the stream dropped; the browser retries), "silent"
+   * (the stream is up but the run sends nothing: crashed, it may come back), or null
+   * (nothing is live: finished runs, or a stream that was closed). `true`/`false` are
+   * accepted for "live" and null.
+   */
+  setLive(status) {
+    const s = status === true ? "live" : status || null;
+    this.liveStatus = s;
+    this.liveEl.hidden = !s;
+    if (!s) return;
+    this.liveEl.classList.toggle("warn", s !== "live");
+    this.liveLabel.textContent = LIVE_TEXT[s];
+    this.liveEl.title = LIVE_HELP[s];
   }
 
   /** Add a chart for a key (new keys also arrive live). */
@@ -281,8 +303,9 @@ export class Board {
       const names = [...this.groups.keys(), name].sort(groupOrder);
       this.groups.set(name, group);
       const next = names[names.indexOf(name) + 1];
-      this.groupsEl.insertBefore(group.el, next ? this.groups.get(next).el : null);
+      this.groupsEl.insertBefore(group.el, next !== undefined ? this.groups.get(next).el : null); // "" is a group too
     }
+    this._updateUngroupedHead();
     group.panels.push(panel);
     group.panels.sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }));
     const i = group.panels.indexOf(panel);
@@ -297,11 +320,22 @@ export class Board {
     const collapsed = this.collapsed.has(name) || (name.includes(STAT_SEP) && !prefs.get(`opened:${this.prefsKey}:${name}`, false));
     if (collapsed) this.collapsed.add(name);
     const count = h("span", { class: "group-count" });
-    const headBtn = h("button", { type: "button", class: "group-head", "aria-expanded": String(!collapsed) }, icon("chevron"), h("span", { class: "group-name", text: name || "Charts" }), count);
+    const headBtn = h("button", { type: "button", class: "group-head", "aria-expanded": String(!collapsed) }, icon("chevron"), h("span", { class: "group-name", text: name || UNGROUPED }), count);
     const grid = h("div", { class: "grid" });
     const el = h("section", { class: ["group", collapsed ? "collapsed" : null], dataset: { group: name } }, headBtn, grid);
     headBtn.addEventListener("click", () => this.setCollapsed(name, !this.collapsed.has(name)));
     return { el, grid, count, headBtn, panels: [] };
+  }
+
+  /** Keys without a prefix get no heading when they are the only plain group (a run that
+   * logs `loss` and `acc`), and "Other" beside `train`, `val`... */
+  _updateUngroupedHead() {
+    const plain = this.groups.get("");
+    if (!plain) return;
+    const alone = ![...this.groups.keys()].some((g) => g !== "" && !g.includes(STAT_SEP));
+    plain.headBtn.hidden = alone;
+    plain.el.classList.toggle("headless", alone);
+    if (alone && this.collapsed.has("")) this.setCollapsed("", false);
   }
 
   setCollapsed(name, collapsed) {
@@ -429,10 +463,11 @@ export class Board {
     this._updateEmpty();
   }
 
-  /** Crosshair linking: every other visible chart shows the hovered x. */
+  /** Crosshair linking: every other chart shows its crosshair at the hovered chart's x (the
+   * step, or time, of the point under it). Charts off screen just remember it. */
   linkHover(x, source) {
     for (const p of this.panels.values()) {
-      if (p.chart && p.chart !== source && p.chart.visible) p.chart.setLinkedX(x);
+      if (p.chart && p.chart !== source) p.chart.setLinkedX(x);
     }
   }
 }

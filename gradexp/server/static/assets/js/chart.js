@@ -211,6 +211,7 @@ export function timeTicks(lo, hi, target, wall) {
 // --- the chart -----------------------------------------------------------------------------
 
 const PAD = { top: 8, right: 12, bottom: 22, left: 8 };
+const LINKED_SNAP_PX = 4; // a linked chart marks its points this close to the shared crosshair
 let firstChartMarked = false;
 const MAX_BANDS = 6;
 
@@ -233,7 +234,8 @@ const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
  * A line chart in `host` (an element the chart fills).
  * Options: xMode ("step" | "relative" | "wall"), logY, smoothing (0..0.999),
  * onZoom(range|null) when the user zooms or resets (range: {x0, x1, steps: [lo, hi]}),
- * onHover(x|null) for linked crosshairs, yLabel (for the tooltip), height.
+ * onHover(x|null) with the crosshair's x (on the point under it) for linked crosshairs,
+ * plotLeft / padRight (fixed plot margins, to line up with a neighbour).
  */
 export class Chart {
   constructor(host, options = {}) {
@@ -505,11 +507,13 @@ export class Chart {
     const yLabels = yTicks.map((v) => (logY ? fmtNum(v, 3) : fmtTick(v, yStep)));
     let labelW = 0;
     for (const s of yLabels) labelW = Math.max(labelW, ctx.measureText(s).width);
-    const left = PAD.left + Math.ceil(labelW) + 6;
+    // A fixed left edge lines the plot up with something drawn beside it (the gradient
+    // explorer's heatmap); by default the y labels decide it.
+    const left = this.opts.plotLeft ?? PAD.left + Math.ceil(labelW) + 6;
     const plot = {
       left,
       top: PAD.top,
-      right: width - PAD.right,
+      right: width - (this.opts.padRight ?? PAD.right),
       bottom: height - PAD.bottom,
       d,
     };
@@ -724,7 +728,10 @@ export class Chart {
     const dpr = this.dpr || 1;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    if (!plot) return;
+    if (!plot) {
+      this._setCrosshair(null);
+      return;
+    }
     if (this.drag && Math.abs(this.drag.px1 - this.drag.px0) > 1) {
       const a = Math.max(plot.left, Math.min(this.drag.px0, this.drag.px1));
       const b = Math.min(plot.right, Math.max(this.drag.px0, this.drag.px1));
@@ -734,15 +741,27 @@ export class Chart {
       ctx.lineWidth = 1;
       ctx.strokeRect(Math.round(a) + 0.5, plot.top + 0.5, Math.round(b - a), plot.h - 1);
     }
-    let xData = null;
-    // Hovering the margins shows the nearest end of the plot, so the last point is easy to reach.
-    if (this.hover) xData = Math.min(plot.d.x1, Math.max(plot.d.x0, plot.xAt(this.hover.px)));
-    else if (this.linkedX !== null) xData = this.linkedX;
-    if (xData === null || xData < plot.d.x0 || xData > plot.d.x1) {
+    let x = null;
+    let hits = [];
+    let head = null;
+    if (this.hover) {
+      const target = this._hoverTarget();
+      if (target) ({ x, hits, head } = target);
+      // Data may have changed under a still pointer (a live point, a zoom): the other
+      // charts follow this chart's crosshair, not the one of the last mouse move.
+      this._broadcast(x);
+    } else if (this.linkedX !== null) {
+      x = this.linkedX;
+      // A linked chart marks only points that really sit under the shared crosshair.
+      const at = plot.px(x);
+      hits = this.hitsAt(x).filter((hit) => Math.abs(plot.px(hit.x) - at) <= LINKED_SNAP_PX);
+    }
+    if (x === null || x < plot.d.x0 || x > plot.d.x1) {
       this.tooltip.hidden = true;
+      this._setCrosshair(null);
       return;
     }
-    const px = Math.round(plot.px(xData)) + 0.5;
+    const px = Math.round(plot.px(x)) + 0.5;
     ctx.strokeStyle = "rgba(55, 65, 81, 0.45)";
     ctx.lineWidth = 1;
     ctx.setLineDash([3, 3]);
@@ -751,7 +770,6 @@ export class Chart {
     ctx.lineTo(px, plot.bottom);
     ctx.stroke();
     ctx.setLineDash([]);
-    const hits = this.hitsAt(xData);
     for (const hit of hits) {
       const y = hit.y;
       if (y - y !== 0 || (this.opts.logY && y <= 0)) continue;
@@ -765,8 +783,42 @@ export class Chart {
       ctx.fill();
       ctx.stroke();
     }
-    if (this.hover) this._showTooltip(hits, xData);
+    this._setCrosshair(x);
+    if (this.hover) this._showTooltip(hits, head);
     else this.tooltip.hidden = true;
+  }
+
+  /** Where a hovered chart's crosshair goes: on the point nearest the pointer (any
+   * series), so the line passes through the point the tooltip names, and every linked
+   * chart draws its crosshair at that same x. Null when no point is on screen. */
+  _hoverTarget() {
+    const plot = this.plot;
+    if (!this.hover || !plot) return null;
+    // Hovering the margins means the nearest end of the plot (the last point is easy to reach).
+    const xData = Math.min(plot.d.x1, Math.max(plot.d.x0, plot.xAt(this.hover.px)));
+    const hits = this.hitsAt(xData);
+    let head = null;
+    for (const hit of hits) {
+      if (hit.x < plot.d.x0 || hit.x > plot.d.x1) continue; // zoomed past this series' points
+      if (!head || Math.abs(hit.x - xData) < Math.abs(head.x - xData)) head = hit;
+    }
+    return head ? { x: head.x, hits, head } : null;
+  }
+
+  /** Tell the board where this chart's crosshair is (x-mode units), once per change. */
+  _broadcast(x) {
+    if (x === this._sentX) return;
+    this._sentX = x;
+    if (this.opts.onHover) this.opts.onHover(x, this);
+  }
+
+  /** The crosshair's x as a data attribute (tests and tools read it; no layout cost). */
+  _setCrosshair(x) {
+    if (x === null) {
+      if (this.host.dataset.crosshair !== undefined) delete this.host.dataset.crosshair;
+    } else {
+      this.host.dataset.crosshair = String(x);
+    }
   }
 
   /** For each series, its point nearest to x (the values the tooltip lists). */
@@ -789,9 +841,9 @@ export class Chart {
     return `step ${fmtNum(hit.step)}`;
   }
 
-  _showTooltip(hits, xData) {
+  _showTooltip(hits, head) {
     const tip = this.tooltip;
-    if (!hits.length) {
+    if (!hits.length || !head) {
       tip.hidden = true;
       return;
     }
@@ -816,9 +868,8 @@ export class Chart {
       hits = hits.slice().sort((a, b) => (rank(a.y) > rank(b.y) ? -1 : rank(a.y) < rank(b.y) ? 1 : 0));
       best = hits.indexOf(bestHit);
     }
-    // The header names the point nearest the crosshair (runs may log different steps).
-    let head = hits[0];
-    for (const hit of hits) if (Math.abs(hit.x - xData) < Math.abs(head.x - xData)) head = hit;
+    // The header names the point under the crosshair; a run whose nearest point is
+    // elsewhere (runs may log different steps) says where its value is from.
     this._tipHead.textContent = this._xLabel(head);
     hits.forEach((hit, k) => {
       const row = this._tipRows[k];
@@ -826,6 +877,9 @@ export class Chart {
       row.swatch.style.background = hit.series.color;
       row.label.textContent = hit.series.label;
       row.value.textContent = fmtNum(hit.y, 6);
+      const elsewhere = hit.x !== head.x;
+      row.at.hidden = !elsewhere;
+      if (elsewhere) row.at.textContent = "@ " + this._xShort(hit);
       const showRaw = smoothing && hit.raw === hit.raw;
       row.raw.hidden = !showRaw;
       if (showRaw) row.raw.textContent = fmtNum(hit.raw, 6);
@@ -845,6 +899,14 @@ export class Chart {
     tip.style.transform = `translate(${x}px, ${y}px) translate(${side}, -${down}%)`;
   }
 
+  /** Where a point is, briefly (a tooltip row whose point is not under the crosshair). */
+  _xShort(hit) {
+    const mode = this.opts.xMode;
+    if (mode === "wall") return fmtClock(hit.time, 1);
+    if (mode === "relative") return fmtDuration(hit.x);
+    return `step ${fmtNum(hit.step)}`;
+  }
+
   /** The tooltip's rows, made once per series count and reused (only their text changes
    * on a move: with 20 runs, 40 strings instead of 100 new nodes). Built when data
    * arrives, so the first hover does not pay for it. */
@@ -852,8 +914,15 @@ export class Chart {
     if (this._tipRows && this._tipRows.length === n) return;
     this._tipHead = h("div", { class: "tip-head" });
     this._tipRows = Array.from({ length: n }, () => {
-      const row = { swatch: h("span", { class: "swatch" }), label: h("span", { class: "tip-label" }), value: h("span", { class: "tip-value" }), raw: h("span", { class: "tip-raw", hidden: true }), range: h("span", { class: "tip-range", hidden: true }) };
-      row.el = h("div", { class: "tip-row" }, row.swatch, row.label, row.value, row.raw, row.range);
+      const row = {
+        swatch: h("span", { class: "swatch" }),
+        label: h("span", { class: "tip-label" }),
+        value: h("span", { class: "tip-value" }),
+        at: h("span", { class: "tip-at", hidden: true }),
+        raw: h("span", { class: "tip-raw", hidden: true }),
+        range: h("span", { class: "tip-range", hidden: true }),
+      };
+      row.el = h("div", { class: "tip-row" }, row.swatch, row.label, row.value, row.at, row.raw, row.range);
       return row;
     });
     this.tooltip.replaceChildren(this._tipHead, ...this._tipRows.map((r) => r.el));
@@ -869,9 +938,12 @@ export class Chart {
   _pointer(e) {
     const p = this._local(e);
     this.hover = p;
+    this.linkedX = null;
     if (this.drag) this.drag.px1 = p.px;
     this._scheduleOverlay();
-    if (this.opts.onHover && this.plot) this.opts.onHover(this.plot.xAt(p.px), this);
+    // Linked charts move in this same event, not a frame later.
+    const target = this._hoverTarget();
+    this._broadcast(target ? target.x : null);
   }
 
   _down(e) {
@@ -901,14 +973,15 @@ export class Chart {
     if (this.drag) return;
     this.hover = null;
     this._scheduleOverlay();
-    if (this.opts.onHover) this.opts.onHover(null, this);
+    this._broadcast(null);
   }
 
-  /** A linked chart hovers at `x` (or stopped): draw a crosshair without a tooltip. */
+  /** A linked chart hovers at `x` (or stopped: null): draw a crosshair without a tooltip. */
   setLinkedX(x) {
     if (this.hover) return;
     this.linkedX = x;
     if (this.visible) this._scheduleOverlay();
+    else this._setCrosshair(null);
   }
 }
 

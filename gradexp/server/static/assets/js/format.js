@@ -53,6 +53,28 @@ export function fmtNum(x, digits = 4) {
   return trimZeros(x.toPrecision(digits));
 }
 
+/**
+ * A number in at most about 7 characters, for small tiles and table cells: 3 significant
+ * digits, an exponent below 1e-3 (`-1.23e-5`, never `-0.00…`), integers exact below 1e5,
+ * SI suffixes above (`123k`, `4.5M`). Pair it with a `title` holding `fmtNum(x, 8)`.
+ */
+export function fmtCompact(x) {
+  if (typeof x !== "number") return fmtValue(x);
+  if (Number.isNaN(x)) return "NaN";
+  if (x === Infinity) return "∞";
+  if (x === -Infinity) return "−∞";
+  if (x === 0) return "0";
+  const a = Math.abs(x);
+  if (Number.isInteger(x) && a < 1e5) return String(x);
+  if (a >= 1e5 && a < 1e18) {
+    for (const [scale, suffix] of SI) {
+      if (a >= scale) return trimZeros((x / scale).toPrecision(3)) + suffix;
+    }
+  }
+  if (a < 1e-3 || a >= 1e18) return expo(x, 2);
+  return trimZeros(x.toPrecision(3));
+}
+
 function expo(x, digits) {
   const [mant, exp] = x.toExponential(digits).split("e");
   return trimZeros(mant) + "e" + exp.replace("+", "");

@@ -11,9 +11,9 @@
 //   of percentile bands.
 
 import { api, follow, qs, seg, numeric } from "../api.js";
-import { Chart, Series } from "../chart.js";
+import { Chart, Series, niceTicks } from "../chart.js";
 import { emptyState, h, replace } from "../dom.js";
-import { fmtNum } from "../format.js";
+import { fmtCompact, fmtNum, fmtTick } from "../format.js";
 import { fitCanvas, lut, paintGrid, percentiles, resample } from "../heatmap.js";
 import { setCrumbs } from "../layout.js";
 import { runHeader } from "./run.js";
@@ -31,6 +31,8 @@ export const VANISHING_ABS = 1e-7; // norm <= 1e-7
 export const VANISHING_VS_MEDIAN = 1e-4; // or <= 1e-4 x the median across parameters
 
 const SEVERITY = { nonfinite: 3, exploding: 2, vanishing: 1 };
+const WATCH_ALL = 'gradexp.watch(model, log="all")';
+const WEIGHTS_HELP = `Not logged: this parameter has no weight histogram (parameters/<name>). Log weights too with ${WATCH_ALL}.`;
 const FLAG_TEXT = { nonfinite: "non-finite", exploding: "exploding", vanishing: "vanishing" };
 const FLAG_HELP = {
   nonfinite: "NaN or ±inf values in this gradient (now or earlier in the run)",
@@ -78,7 +80,11 @@ export function learningRate(config) {
 }
 
 /** The parameter table's rows: latest statistics, ratios and flags. `lr` (or null) turns
- * ‖g‖/‖w‖ into SGD's update-to-weight ratio lr·‖g‖/‖w‖. */
+ * ‖g‖/‖w‖ into SGD's update-to-weight ratio lr·‖g‖/‖w‖.
+ *
+ * Missing is not NaN: a value that was never logged (no `parameters/<name>` histogram, so
+ * no weight norm and no ratio) is `null` and shows as "—"; NaN means a logged value really
+ * was NaN (a broken gradient) and is flagged. */
 export function analyse(params, summary, ever, ownMedians, lr = null) {
   const rows = params.map(({ key, name }) => {
     const g = summary[key] || {};
@@ -86,21 +92,23 @@ export function analyse(params, summary, ever, ownMedians, lr = null) {
     const norm = numeric(g.norm);
     const wnorm = w ? numeric(w.norm) : null;
     const nonfinite = (numeric(g.nan) || 0) + (numeric(g.inf) || 0) + (numeric(g.ninf) || 0);
+    let ratio = null;
+    if (norm !== null && wnorm !== null) ratio = wnorm === 0 ? (norm === 0 ? 0 : Infinity) : ((lr || 1) * norm) / wnorm;
     return {
       key,
       name,
-      norm: norm ?? NaN,
-      wnorm: wnorm ?? NaN,
-      ratio: norm !== null && wnorm ? ((lr || 1) * norm) / wnorm : NaN,
+      norm,
+      wnorm,
+      ratio,
       nonfinite,
       everNonfinite: ever[key] || 0,
       count: numeric(g.count),
       flags: [],
     };
   });
-  const med = median(rows.map((r) => r.norm));
+  const med = median(rows.map((r) => r.norm ?? NaN));
   for (const r of rows) {
-    if (r.nonfinite > 0 || r.everNonfinite > 0 || (Number.isNaN(r.norm) && r.count)) r.flags.push("nonfinite");
+    if (r.nonfinite > 0 || r.everNonfinite > 0 || (r.norm !== null && !Number.isFinite(r.norm) && r.count)) r.flags.push("nonfinite");
     const own = ownMedians[r.key];
     if (Number.isFinite(r.norm) && ((med > 0 && r.norm >= EXPLODING_VS_MEDIAN * med && rows.length > 2) || (own > 0 && r.norm >= EXPLODING_VS_OWN * own))) r.flags.push("exploding");
     if (Number.isFinite(r.norm) && (r.norm <= VANISHING_ABS || (med > 0 && r.norm <= VANISHING_VS_MEDIAN * med))) r.flags.push("vanishing");
@@ -126,6 +134,22 @@ export async function mountGradients(el, runId) {
         h("pre", { class: "code" }, 'gradexp.watch(model, log="all", log_freq=100)'),
       ),
     );
+    if (run.state === "running") {
+      // A live run may start logging histograms later: draw the explorer when it does.
+      const stream = follow(`/runs/${seg(run.id)}/events${qs({ after_seq: run.acked_seq })}`, {
+        rows: (data) => {
+          const any = data.rows.some((r) => Object.values(r).some((v) => v && typeof v === "object" && v._type === "histogram"));
+          if (any) {
+            stream.close();
+            mountGradients(el, runId);
+          }
+        },
+        run: (r) => {
+          head.update(r);
+          if (r.state !== "running" && r.state !== "crashed") stream.close();
+        },
+      });
+    }
     return;
   }
   const secs = sections(histKeys);
@@ -138,7 +162,9 @@ export async function mountGradients(el, runId) {
     { class: "flag-legend muted" },
     Object.keys(FLAG_TEXT).map((f) => h("span", { title: FLAG_HELP[f] }, h("span", { class: ["flag", "flag-" + f], text: FLAG_TEXT[f] }), " ", FLAG_HELP[f])),
   );
-  replace(content, h("div", { class: "toolbar" }, tabBar, h("div", { class: "spacer" }), h("span", { class: "muted", text: `${histKeys.length} histogram keys` })), tableSlot, legend, cardsEl);
+  // Without weight histograms there is no weight norm nor update / weight: say how to get them.
+  const weightsHint = !secs.has("parameters") ? h("p", { class: "hint" }, "Weight norm and update / weight need the weights' histograms too: ", h("code", { text: WATCH_ALL }), ".") : null;
+  replace(content, h("div", { class: "toolbar" }, tabBar, h("div", { class: "spacer" }), h("span", { class: "muted", text: `${histKeys.length} histogram keys` })), tableSlot, weightsHint, legend, cardsEl);
 
   // With a learning rate in the config, the ratio column is SGD's update-to-weight ratio.
   const lr = learningRate(run.config);
@@ -197,16 +223,31 @@ export async function mountGradients(el, runId) {
   function sorted() {
     const dir = sort.desc ? -1 : 1;
     const val = (r) => (sort.col === "name" ? r.name : r[sort.col]);
+    // Numbers by value; NaN and ±inf beyond the largest (a broken value is the top
+    // problem); missing values (never logged) last in both directions.
+    const key = (v) => (v === null || v === undefined ? null : Number.isFinite(v) ? v : Infinity);
     return rows.slice().sort((a, b) => {
       if (sort.col === "severity" && a.severity !== b.severity) return (a.severity - b.severity) * dir;
       const x = val(a);
       const y = val(b);
       if (typeof x === "string") return x.localeCompare(y, undefined, { numeric: true }) * dir;
-      const fx = Number.isFinite(x) ? x : -Infinity;
-      const fy = Number.isFinite(y) ? y : -Infinity;
-      if (fx !== fy) return (fx - fy) * dir;
+      const fx = key(x);
+      const fy = key(y);
+      if (fx === null || fy === null) {
+        if (fx !== fy) return fx === null ? 1 : -1;
+      } else if (fx !== fy) {
+        return (fx > fy ? 1 : -1) * dir;
+      }
       return sort.col === "severity" ? (b.norm || 0) - (a.norm || 0) : 0;
     });
+  }
+
+  /** A number cell: "—" (with what to log) when the value was never logged, a flagged
+   * NaN/inf when it was logged broken, else the number (full precision on hover). */
+  function numCell(v, missingHelp, title) {
+    if (v === null || v === undefined) return h("td", { class: ["num", "missing"], title: missingHelp, text: "—" });
+    if (!Number.isFinite(v)) return h("td", { class: ["num", "bad"], title: "The logged value is not finite", text: fmtNum(v) });
+    return h("td", { class: "num", title: title ? `${title}\n${fmtNum(v, 10)}` : fmtNum(v, 10), text: fmtNum(v) });
   }
 
   function renderTable() {
@@ -238,10 +279,10 @@ export async function mountGradients(el, runId) {
         "tr",
         { class: ["param-row", r.severity ? "has-flag" : null], dataset: { key: r.key }, on: { click: () => focusCard(r.key) } },
         h("td", { class: "name-col" }, h("a", { href: "#" + encodeURIComponent(r.key), class: "strong mono", text: r.name, on: { click: (e) => e.preventDefault() } })),
-        h("td", { class: "num", text: fmtNum(r.norm) }),
+        numCell(r.norm, "This histogram carries no norm statistic"),
         h("td", { class: "spark-col" }, sparkline(rows.spark[`${r.key}${STAT_SEP}norm`])),
-        isGrad ? h("td", { class: "num", text: fmtNum(r.wnorm) }) : null,
-        isGrad ? h("td", { class: "num", title: ratioHelp, text: fmtNum(r.ratio) }) : null,
+        isGrad ? numCell(r.wnorm, WEIGHTS_HELP) : null,
+        isGrad ? numCell(r.ratio, WEIGHTS_HELP, ratioHelp) : null,
         h("td", { class: ["num", r.nonfinite ? "bad" : null], text: r.nonfinite ? fmtNum(r.nonfinite) : r.everNonfinite ? `0 (max ${fmtNum(r.everNonfinite)})` : "0" }),
         h("td", { class: "flags-col" }, r.flags.map((f) => h("span", { class: ["flag", "flag-" + f], title: FLAG_HELP[f], text: FLAG_TEXT[f] }))),
       ),
@@ -364,15 +405,18 @@ function sparkline(series) {
   return canvas;
 }
 
-/** One parameter: heatmap, percentile lines, step slider, histogram at step, bands chart. */
+/** One parameter: heatmap, percentile lines, step slider, histogram at step, bands chart.
+ *
+ * The heatmap and the percentile chart under it share one x axis (steps, same plot
+ * margins), so a column of the heatmap sits exactly over the same step of the chart. */
 class HistogramCard {
   constructor(run, param, row) {
     this.run = run;
     this.param = param;
     this.loaded = false;
     const flags = row ? row.flags.map((f) => h("span", { class: ["flag", "flag-" + f], title: FLAG_HELP[f], text: FLAG_TEXT[f] })) : [];
-    this.body = h("div", { class: "hist-body" }, h("p", { class: "muted", text: "Loading…" }));
-    this.updateBtn = h("button", { type: "button", class: "button small", hidden: true, text: "New steps: update", on: { click: () => this.reload() } });
+    this.body = h("div", { class: "hist-body" }, h("p", { class: "muted loading", text: "Loading histograms…" }));
+    this.updateBtn = h("button", { type: "button", class: "button small", hidden: true, text: "New steps: update", title: "Redraw with the histograms logged since", on: { click: () => this.reload() } });
     this.el = h("section", { class: "card hist-card", id: param.key, dataset: { key: param.key } }, h("div", { class: "media-head" }, h("h3", { class: "mono", text: param.name }), flags, this.updateBtn, h("span", { class: "kind", text: param.key })), this.body);
   }
 
@@ -404,6 +448,8 @@ class HistogramCard {
     this.data = res;
     this.prepare();
     this.build();
+    this.el.dataset.steps = String(res.step.length);
+    this.el.dataset.lastStep = String(res.step[res.step.length - 1]);
   }
 
   prepare() {
@@ -429,7 +475,7 @@ class HistogramCard {
     this.lo = lo;
     this.hi = hi;
     const n = step.length;
-    const grid = new Float64Array(CELLS * n); // row-major, row 0 = top = highest value
+    this.columns = []; // per histogram: CELLS densities, top = highest value, -1 = empty
     const col = new Float64Array(CELLS);
     this.pcts = [];
     for (let i = 0; i < n; i++) {
@@ -438,15 +484,16 @@ class HistogramCard {
       resample(edges, cnt, lo, hi, CELLS, col);
       let max = 0;
       for (let k = 0; k < CELLS; k++) if (col[k] > max) max = col[k];
-      for (let k = 0; k < CELLS; k++) grid[(CELLS - 1 - k) * n + i] = max > 0 ? Math.sqrt(col[k] / max) : -1;
+      const out = new Float64Array(CELLS);
+      for (let k = 0; k < CELLS; k++) out[CELLS - 1 - k] = max > 0 ? Math.sqrt(col[k] / max) : -1;
+      this.columns.push(out);
       this.pcts.push(edges.length ? percentiles(edges, cnt, QS) : QS.map(() => NaN));
     }
-    this.grid = grid;
   }
 
   build() {
     const { step } = this.data;
-    this.heat = h("canvas", { class: "heat" });
+    this.heat = h("canvas", { class: "heat", "aria-label": `Distribution of ${this.param.name} over steps` });
     this.heatTip = h("div", { class: "muted heat-tip", text: "Click the heatmap to pick a step." });
     this.histCanvas = h("canvas", { class: "hist" });
     this.statsEl = h("div", { class: "stats compact" });
@@ -460,24 +507,35 @@ class HistogramCard {
       h(
         "div",
         { class: "hist-layout" },
-        h("div", { class: "hist-left" }, h("div", { class: "heat-wrap" }, this.heat), h("div", { class: "slider" }, this.slider, this.stepOut), this.heatTip),
+        h(
+          "div",
+          { class: "hist-left" },
+          h("div", { class: "heat-wrap" }, this.heat),
+          h("div", { class: "slider" }, this.slider, this.stepOut),
+          this.heatTip,
+          h("div", { class: "sub", text: "Percentiles: median, 25–75 % and 5–95 % bands" }),
+          bandsHost,
+        ),
         h("div", { class: "hist-right" }, h("div", { class: "sub", text: "Histogram at step" }), this.histCanvas, this.statsEl),
       ),
-      h("div", { class: "sub", text: "Percentiles over steps: median, 25–75 % and 5–95 % bands" }),
-      bandsHost,
     );
-    this.heat.addEventListener("click", (e) => {
+    const indexAt = (e) => {
       const r = this.heat.getBoundingClientRect();
       const plot = this.plotRect;
-      const i = Math.floor(((e.clientX - r.left - plot.x) / plot.w) * step.length);
-      if (i >= 0 && i < step.length) this.select(i);
+      const x = e.clientX - r.left;
+      if (x < plot.x - 4 || x > plot.x + plot.w + 4) return -1;
+      return this.nearestIndex(this.stepAt(x));
+    };
+    this.heat.addEventListener("click", (e) => {
+      const i = indexAt(e);
+      if (i >= 0) this.select(i);
     });
     this.heat.addEventListener("pointermove", (e) => {
       const r = this.heat.getBoundingClientRect();
       const plot = this.plotRect;
-      const i = Math.floor(((e.clientX - r.left - plot.x) / plot.w) * step.length);
+      const i = indexAt(e);
       const v = this.hi - ((e.clientY - r.top - plot.y) / plot.h) * (this.hi - this.lo);
-      if (i >= 0 && i < step.length && v >= this.lo && v <= this.hi) this.heatTip.textContent = `step ${fmtNum(step[i])} · value ${fmtNum(v)} · median ${fmtNum(this.pcts[i][2])}`;
+      if (i >= 0 && v >= this.lo && v <= this.hi) this.heatTip.textContent = `step ${fmtNum(step[i])} · value ${fmtNum(v)} · median ${fmtNum(this.pcts[i][2])}`;
     });
     this.drawHeat();
     this.select(this.index);
@@ -487,45 +545,78 @@ class HistogramCard {
     this.resizer.observe(this.heat.parentElement);
   }
 
+  /** The step under a heatmap pixel column, and the histogram nearest a step. */
+  stepAt(x) {
+    const { step } = this.data;
+    const s0 = step[0];
+    const s1 = step[step.length - 1];
+    return s0 + ((x - this.plotRect.x) / this.plotRect.w) * (s1 - s0 || 1);
+  }
+
+  nearestIndex(s) {
+    const { step } = this.data;
+    let best = 0;
+    for (let i = 1; i < step.length; i++) if (Math.abs(step[i] - s) < Math.abs(step[best] - s)) best = i;
+    return best;
+  }
+
   drawHeat() {
     const wrap = this.heat.parentElement;
     const width = Math.max(200, wrap.clientWidth || 500);
     const height = 200;
     const { ctx } = fitCanvas(this.heat, width, height);
-    const left = 56;
-    const bottom = 18;
-    const plot = { x: left, y: 4, w: width - left - 6, h: height - bottom - 8 };
+    const plot = { x: HEAT_LEFT, y: 4, w: width - HEAT_LEFT - HEAT_RIGHT, h: height - 26 };
     this.plotRect = plot;
     ctx.clearRect(0, 0, width, height);
-    const n = this.data.step.length;
-    paintGrid(ctx, CELLS, n, this.grid, (v) => (v < 0 ? 0 : Math.round(v * 255)), lut("density"), plot);
+    const { step } = this.data;
+    const n = step.length;
+    const s0 = step[0];
+    const s1 = step[step.length - 1];
+    const span = s1 - s0 || 1;
+    const px = n > 1 ? (s) => plot.x + ((s - s0) / span) * plot.w : () => plot.x + plot.w / 2;
+    // One pixel column per screen column, each showing the histogram whose step is nearest
+    // (so columns are as wide as the gaps between logged steps, aligned with the chart below).
+    const cols = Math.max(1, Math.round(plot.w));
+    const grid = new Float64Array(CELLS * cols);
+    let i = 0;
+    for (let c = 0; c < cols; c++) {
+      const s = n > 1 ? s0 + ((c + 0.5) / cols) * span : s0;
+      while (i + 1 < n && Math.abs(step[i + 1] - s) <= Math.abs(step[i] - s)) i++;
+      const column = this.columns[i];
+      for (let k = 0; k < CELLS; k++) grid[k * cols + c] = column[k];
+    }
+    paintGrid(ctx, CELLS, cols, grid, (v) => (v < 0 ? 0 : Math.round(v * 255)), lut("density"), plot);
     // percentile lines
     const py = (v) => plot.y + ((this.hi - v) / (this.hi - this.lo)) * plot.h;
-    const px = (i) => plot.x + ((i + 0.5) / n) * plot.w;
     const line = (q, dash, width2) => {
       ctx.beginPath();
       ctx.setLineDash(dash);
       ctx.lineWidth = width2;
       let pen = false;
-      for (let i = 0; i < n; i++) {
-        const v = this.pcts[i][q];
+      for (let k = 0; k < n; k++) {
+        const v = this.pcts[k][q];
         if (!Number.isFinite(v)) {
           pen = false;
           continue;
         }
-        if (pen) ctx.lineTo(px(i), py(v));
-        else ctx.moveTo(px(i), py(v));
+        if (pen) ctx.lineTo(px(step[k]), py(v));
+        else ctx.moveTo(px(step[k]), py(v));
         pen = true;
       }
       ctx.stroke();
     };
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(plot.x, plot.y, plot.w, plot.h);
+    ctx.clip();
     ctx.strokeStyle = "rgba(232, 89, 12, 0.9)";
     line(2, [], 1.6);
     ctx.strokeStyle = "rgba(232, 89, 12, 0.7)";
     line(0, [3, 3], 1);
     line(4, [3, 3], 1);
     ctx.setLineDash([]);
-    // axes labels
+    ctx.restore();
+    // axes: value labels at the top, middle and bottom; nice step ticks like the charts'
     ctx.fillStyle = "#6b7280";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "right";
@@ -535,20 +626,24 @@ class HistogramCard {
       [(this.hi + this.lo) / 2, plot.y + plot.h / 2],
       [this.lo, plot.y + plot.h - 5],
     ])
-      ctx.fillText(fmtNum(v, 3), plot.x - 6, y);
+      ctx.fillText(fmtCompact(v), plot.x - 6, y);
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    const steps = this.data.step;
-    const ticks = Math.min(n, Math.max(2, Math.floor(plot.w / 90)));
-    for (let t = 0; t < ticks; t++) {
-      const i = Math.round((t / Math.max(1, ticks - 1)) * (n - 1));
-      ctx.fillText(fmtNum(steps[i]), Math.min(plot.x + plot.w - 12, Math.max(plot.x + 12, px(i))), plot.y + plot.h + 4);
+    const ticks = niceTicks(s0, s1, Math.max(2, Math.floor(plot.w / 70)), true);
+    let lastRight = -Infinity;
+    for (const t of ticks.ticks) {
+      const x = px(t);
+      const label = fmtTick(t, ticks.step);
+      const w = ctx.measureText(label).width;
+      if (x - w / 2 <= lastRight + 6 || x + w / 2 > width) continue;
+      ctx.fillText(label, x, plot.y + plot.h + 5);
+      lastRight = x + w / 2;
     }
     // selected step
     if (this.index !== undefined) {
       ctx.strokeStyle = "rgba(17, 24, 39, 0.75)";
       ctx.lineWidth = 1;
-      const x = Math.round(px(this.index)) + 0.5;
+      const x = Math.round(px(step[this.index])) + 0.5;
       ctx.beginPath();
       ctx.moveTo(x, plot.y);
       ctx.lineTo(x, plot.y + plot.h);
@@ -575,8 +670,8 @@ class HistogramCard {
       this.statsEl,
       stats.map((s) => {
         const x = numeric(v[s]);
-        const bad = (s === "nan" || s === "inf" || s === "ninf") && x > 0;
-        return h("div", { class: ["stat", bad ? "bad" : null] }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtNum(x) }));
+        const bad = ((s === "nan" || s === "inf" || s === "ninf") && x > 0) || (x !== null && !Number.isFinite(x));
+        return h("div", { class: ["stat", bad ? "bad" : null], title: `${STAT_NAMES[s]}: ${fmtNum(x, 10)}` }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtCompact(x) }));
       }),
     );
   }
@@ -601,13 +696,24 @@ class HistogramCard {
       const hh = (counts[b] / max) * plot.h;
       ctx.fillRect(x0, plot.y + plot.h - hh, Math.max(1, x1 - x0 - 0.5), hh);
     }
+    // the zero line, when zero is inside the range: where a distribution sits matters
+    if (lo < 0 && hi > 0) {
+      const z = Math.round(plot.x + ((0 - lo) / span) * plot.w) + 0.5;
+      ctx.strokeStyle = "rgba(17, 24, 39, 0.35)";
+      ctx.setLineDash([2, 2]);
+      ctx.beginPath();
+      ctx.moveTo(z, plot.y);
+      ctx.lineTo(z, plot.y + plot.h);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
     ctx.fillStyle = "#6b7280";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "top";
     ctx.textAlign = "left";
-    ctx.fillText(fmtNum(lo, 3), plot.x, plot.y + plot.h + 4);
+    ctx.fillText(fmtCompact(lo), plot.x, plot.y + plot.h + 4);
     ctx.textAlign = "right";
-    ctx.fillText(fmtNum(hi, 3), plot.x + plot.w, plot.y + plot.h + 4);
+    ctx.fillText(fmtCompact(hi), plot.x + plot.w, plot.y + plot.h + 4);
   }
 
   drawBands(host) {
@@ -620,8 +726,13 @@ class HistogramCard {
         min: this.pcts.map((p) => p[qLo]),
         max: this.pcts.map((p) => p[qHi]),
       });
-    const chart = new Chart(host, { xMode: "step" });
+    // The heatmap's margins, so the two share their x axis pixel for pixel.
+    const chart = new Chart(host, { xMode: "step", plotLeft: HEAT_LEFT, padRight: HEAT_RIGHT });
     chart.setSeries([mk("p5", "median (5–95 %)", 0, 4, "#e8590c"), mk("p25", "median (25–75 %)", 1, 3, "#e8590c")]);
     chart.setVisible(true);
   }
 }
+
+const HEAT_LEFT = 56; // the heatmap's (and the percentile chart's) left plot margin
+const HEAT_RIGHT = 8;
+const STAT_NAMES = { min: "Minimum", max: "Maximum", mean: "Mean", std: "Standard deviation", norm: "L2 norm", count: "Values", zeros: "Zeros", nan: "NaN values", inf: "+inf values", ninf: "−inf values" };

@@ -52,7 +52,8 @@ export function runHeader(run, active, { hasMedia, hasGradients }) {
       h("span", {}, "Step ", h("b", { text: r.last_step >= 0 ? fmtNum(r.last_step) : "—" })),
       r.host && r.host.hostname ? h("span", {}, "Host ", h("b", { text: r.host.hostname })) : null,
       r.exit_code !== null && r.exit_code !== undefined ? h("span", {}, "Exit code ", h("b", { text: String(r.exit_code) })) : null,
-      (r.tags || []).length ? h("span", { class: "tags" }, r.tags.map((t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, text: t }))) : null,
+      // Labelled like the other facts, so a tag (say, "live") never reads as a status.
+      (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, title: `Runs tagged ${t}`, text: t }))) : null,
     );
   };
   fillFacts(run);
@@ -148,7 +149,12 @@ export async function mountRun(el, runId) {
   show();
 
   if (!LIVE_STATES.has(run.state)) return;
-  board.setLive(true);
+  // The indicator says what is true now: live while running and connected, "no data
+  // lately" for a silent (crashed) run, reconnecting while the stream is down, and
+  // nothing once the run has finished.
+  let connected = false;
+  const showLive = () => board.setLive(!LIVE_STATES.has(run.state) ? null : !connected ? "reconnecting" : run.state === "running" ? "live" : "silent");
+  board.setLive(run.state === "running" ? "live" : "silent");
   // The header's step and duration tick along while the run is live (at most once a second).
   let factsTimer = 0;
   const refreshFacts = () => {
@@ -189,13 +195,14 @@ export async function mountRun(el, runId) {
         Object.assign(run, r);
         head.update(r);
         if (active() === "overview") replace(overviewEl, overview(run));
-        if (!LIVE_STATES.has(r.state)) {
-          stream.close(); // finished: nothing more will come
-          board.setLive(false);
-        }
+        if (!LIVE_STATES.has(r.state)) stream.close(); // finished: nothing more will come
+        showLive();
       },
     },
-    (status) => board.setLive(status === "open" && LIVE_STATES.has(run.state)),
+    (status) => {
+      connected = status === "open";
+      showLive();
+    },
   );
 }
 
@@ -287,7 +294,8 @@ export async function mountCompare(el) {
   // server (HTTP/1.1), and 20 live runs must not starve the page's own requests. The
   // project stream carries every run's rows, tagged with the run id.
   const live = runs.filter((r) => LIVE_STATES.has(r.state));
-  board.setLive(live.length > 0);
+  const showLive = () => board.setLive(runs.some((x) => x.state === "running") ? "live" : runs.some((x) => LIVE_STATES.has(x.state)) ? "silent" : null);
+  showLive();
   const byProject = new Map();
   for (const r of live) {
     const key = `${r.owner}/${r.project}`;
@@ -308,8 +316,8 @@ export async function mountCompare(el) {
         if (!LIVE_STATES.has(obj.state)) {
           ids.delete(r.id);
           if (!ids.size) stream.close();
-          board.setLive(runs.some((x) => LIVE_STATES.has(x.state)));
         }
+        showLive();
       },
     });
   }

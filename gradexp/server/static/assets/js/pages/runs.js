@@ -29,6 +29,14 @@ export function runDuration(run, now = Date.now() / 1000) {
   return end - run.started_at;
 }
 
+/** The direction of a column's first click: names A→Z, losses and errors lowest first,
+ * everything else (times, steps, accuracies) highest or newest first. Returns "" or "-". */
+function firstDirection(key) {
+  if (key === "name") return "";
+  if (/^(summary|config):/.test(key) && /loss|err|perplex|ppl|mse|mae|rmse|nll|wer|cer|time|latency/i.test(key)) return "";
+  return "-";
+}
+
 /** Pick a few summary keys to show when the user has not chosen: losses and accuracies first. */
 function defaultColumns(keys) {
   const score = (k) => (/loss/i.test(k) ? 0 : /acc|f1|auc|score|bleu|map/i.test(k) ? 1 : 2);
@@ -170,12 +178,14 @@ export async function mountRuns(el, owner, project) {
 
   // --- table ---
   function header() {
-    const sortTh = (key, cls) => {
+    // Every column but duration and tags sorts on the server (chosen summary and config
+    // columns too: numbers in numeric order, runs without a value last either way).
+    const sortTh = (key, label, cls, title) => {
       const active = state.order.replace(/^[-+]/, "") === key;
       const desc = state.order.startsWith("-");
       return h(
         "th",
-        { class: ["sortable", cls, active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none" },
+        { class: ["sortable", cls, active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none", title },
         h(
           "button",
           {
@@ -183,13 +193,13 @@ export async function mountRuns(el, owner, project) {
             class: "th-button",
             on: {
               click: () => {
-                state.order = active && desc ? key : "-" + key;
-                if (key === "name" && !active) state.order = key; // names read best A→Z first
+                if (active) state.order = desc ? key : "-" + key;
+                else state.order = firstDirection(key) + key;
                 reload(true);
               },
             },
           },
-          SORTABLE[key],
+          label,
           active ? h("span", { class: "sort-arrow", text: desc ? "↓" : "↑" }) : null,
         ),
       );
@@ -215,13 +225,13 @@ export async function mountRuns(el, owner, project) {
         "tr",
         {},
         h("th", { class: "check-col" }, allBox),
-        sortTh("name"),
-        sortTh("state"),
-        sortTh("started_at"),
+        sortTh("name", SORTABLE.name),
+        sortTh("state", SORTABLE.state),
+        sortTh("started_at", SORTABLE.started_at),
         h("th", { class: "num", text: "Duration" }),
-        sortTh("last_step", "num"),
+        sortTh("last_step", SORTABLE.last_step, "num"),
         h("th", { text: "Tags" }),
-        (columns || []).map((c) => h("th", { class: "num", title: c, text: c.replace(/^(summary|config):/, "") })),
+        (columns || []).map((c) => sortTh(c, c.replace(/^(summary|config):/, ""), ["num", "value-col"], `${c.startsWith("config:") ? "Config" : "Summary"}: ${c.slice(c.indexOf(":") + 1)}`)),
       ),
     );
   }
@@ -237,7 +247,8 @@ export async function mountRuns(el, owner, project) {
     const cells = (columns || []).map((c) => {
       const [kind, key] = [c.slice(0, c.indexOf(":")), c.slice(c.indexOf(":") + 1)];
       const v = kind === "summary" ? run.summary[key] : configAt(run.config, key);
-      return h("td", { class: "num", text: v === undefined ? "" : fmtValue(v) });
+      const number = typeof v === "number";
+      return h("td", { class: ["num", "value-col", v === undefined ? "missing" : null], title: number ? fmtNum(v, 10) : undefined, text: v === undefined ? "—" : number ? fmtNum(v) : fmtValue(v) });
     });
     return h(
       "tr",
@@ -346,9 +357,11 @@ export async function mountRuns(el, owner, project) {
   await reload(true);
 
   // --- live: run events update rows in place; a run we do not show yet reloads the page ---
+  // (`rows=0`: the table shows runs, not their history, so the stream sends run events only.)
   const reloadSoon = debounce(() => reload(false), 400);
+  const known = new Map(); // id -> state, of runs the stream told us about that are not on this page
   follow(
-    `${base}/events`,
+    `${base}/events${qs({ rows: 0 })}`,
     {
       run: (run) => {
         const page = state.page;
@@ -358,7 +371,13 @@ export async function mountRuns(el, owner, project) {
           page.runs[i] = run;
           const tr = table.querySelector(`tr[data-run="${CSS.escape(run.id)}"]`);
           if (tr) tr.replaceWith(row(run, i));
-        } else {
+          // A run that no longer matches the state filter leaves the page.
+          if (state.state && run.state !== state.state) reloadSoon();
+        } else if (known.get(run.id) !== run.state) {
+          // New here (a new run, or one on another page), or its state changed (it may now
+          // match the filters): one reload, not one per progress event of a run that then
+          // still is not on this page.
+          known.set(run.id, run.state);
           reloadSoon();
         }
       },
