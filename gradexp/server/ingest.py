@@ -18,6 +18,7 @@ The reply (the new ``acked_seq``) is sent only after the commit, so an ack alway
 from __future__ import annotations
 
 import functools
+import gc
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,6 +35,27 @@ from gradexp.server.db import greatest, insert_rows, least, placeholders, upsert
 from gradexp.server.errors import ApiError
 
 _dumps = orjson.dumps
+
+
+# Ingest allocates tens of thousands of short-lived containers per batch (the parsed
+# records), and under CPython's default thresholds (700, 10, 10) they survive into the
+# older generations while the batch is in flight, so full collections kept walking the
+# whole heap: measured at 5-7 us of a 20 us step. A batch's objects are freed by reference
+# counting, not by the cycle collector, so collecting less often costs no memory beyond
+# the rare cyclic garbage that waits longer.
+GC_THRESHOLDS = (50_000, 50, 50)
+
+
+def tune_gc() -> None:
+    """Collect cycles less often, and never walk the objects that exist at startup.
+
+    Called once by the server after startup (``app.serve``): ``gc.freeze()`` moves
+    everything allocated so far (modules, SQLAlchemy's metadata, the app) out of the
+    collector's reach, and the higher thresholds let each batch's objects die young.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass
