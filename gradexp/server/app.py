@@ -20,7 +20,7 @@ from gradexp.server.config import ServerSettings, mask_url
 from gradexp.server.db import Database
 from gradexp.server.errors import error_middleware
 from gradexp.server.export import Exporter
-from gradexp.server.ingest import KeyIdCache
+from gradexp.server.ingest import KeyIdCache, tune_gc
 from gradexp.server.live import Notifier
 from gradexp.server.migrate import migrate
 from gradexp.server.objects import ObjectStore, describe_store
@@ -102,6 +102,7 @@ async def serve(settings: ServerSettings) -> None:
     """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
     state = await open_state(settings)
     app = make_app(state)
+    tune_gc()  # after the startup allocations: see gradexp.server.ingest.tune_gc
     # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
     runner = web.AppRunner(
         app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
