@@ -2,9 +2,10 @@
 
 What it does, in order: starts ``gradexp server`` as a subprocess (the default data dir,
 or ``--data``; a free port, or ``--port``), creates a ``demo`` user and API key the first
-time, logs a sample training run into it through the ordinary SDK (train/val metrics,
-and gradient histograms when ``gradexp._tensors`` is available), prints the URL to open,
-and keeps the server running until Ctrl-C.
+time, logs a sample learning-rate sweep into it through the ordinary SDK (three simulated
+runs: train/val curves with a schedule, gradient and weight histograms, an image, a
+tensor, nested config; one run diverges), prints the URLs to open, and keeps the server
+running until Ctrl-C. numpy only: no torch needed.
 
 Signing the browser in is the login feature's job: :func:`sign_in_link` asks the server
 for a one-time link (``gradexp server user login-link``); change that one function if the
@@ -25,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,65 +109,180 @@ def sign_in_link(data: Path, url: str, next_path: str | None = None) -> str | No
     return link if link.startswith("http") else None
 
 
-def log_sample_run(url: str, key: str, runs_dir: Path, steps: int) -> Any:
-    """A few hundred steps of a plausible training run, logged through the SDK."""
+# --- the sample runs --------------------------------------------------------------------------
+#
+# A small learning-rate sweep of an MLP on an image classification task, simulated with
+# numpy (no torch needed, and fast): realistic curves (noise, warmup then cosine decay,
+# validation every few hundred steps), gradient AND weight histograms of a few layers (so
+# the gradient explorer fills every column), a grid of generated samples as an Image and
+# an attention map as a Tensor. The third run's learning rate is too high: its gradients
+# explode and its loss turns NaN, which is what the explorer and the charts are for.
+
+LAYERS = {  # name -> shape (out, in): small, so the demo stays fast
+    "fc1.weight": (128, 196),
+    "fc1.bias": (128,),
+    "fc2.weight": (64, 128),
+    "fc3.weight": (10, 64),
+}
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    """One run of the sweep: its name, learning rate, model width and dropout."""
+
+    name: str
+    lr: float
+    width: int
+    dropout: float
+    tags: tuple[str, ...]
+    diverges: bool = False
+
+
+SWEEP = (
+    SampleRun("slow-lr1e-3", 1e-3, 512, 0.1, ("sweep",)),
+    SampleRun("hot-lr3e-2", 3e-2, 512, 0.1, ("sweep",), diverges=True),
+    SampleRun("baseline-lr3e-3", 3e-3, 512, 0.1, ("sweep", "baseline")),
+)
+
+
+def _config(spec: SampleRun, steps: int, warmup: int) -> dict[str, Any]:
+    return {
+        "model": {"arch": "mlp", "width": spec.width, "depth": 3, "dropout": spec.dropout},
+        "optimizer": {"name": "adamw", "lr": spec.lr, "weight_decay": 0.01, "betas": [0.9, 0.999]},
+        "schedule": {"kind": "cosine", "warmup_steps": warmup, "total_steps": steps},
+        "data": {"dataset": "fashion-mnist", "batch_size": 128, "augment": True},
+        "seed": 7,
+    }
+
+
+def _sample_grid(rng: Any, quality: float) -> Any:
+    """An 8x8 grid of 16x16 generated samples: blurry noise early, clear shapes later."""
+    import numpy as np
+
+    tiles = np.zeros((8 * 16, 8 * 16, 3), dtype=np.float32)
+    yy, xx = np.mgrid[0:16, 0:16].astype(np.float32)
+    for r in range(8):
+        for c in range(8):
+            cy, cx = rng.uniform(5, 11, size=2)
+            radius = rng.uniform(3, 6)
+            ring = np.exp(-(((np.hypot(yy - cy, xx - cx) - radius) / 1.2) ** 2))
+            noise = rng.random((16, 16))
+            tile = quality * ring + (1 - quality) * noise
+            color = np.array([0.3 + 0.7 * (r / 7), 0.5, 1.0 - 0.6 * (c / 7)], dtype=np.float32)
+            tiles[r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16] = tile[..., None] * color
+    return (np.clip(tiles, 0, 1) * 255).astype(np.uint8)
+
+
+def _attention(rng: Any, sharpness: float) -> Any:
+    """Attention weights (4 heads x 32 queries x 32 keys) that focus as training goes."""
+    import numpy as np
+
+    n = 32
+    scores = rng.normal(0, 1, size=(4, n, n))
+    idx = np.arange(n)
+    for head, offset in enumerate((0, -1, 1, 4)):  # diagonal, previous, next, a stride
+        scores[head] += sharpness * 4.0 * (idx[None, :] == (idx[:, None] + offset) % n)
+    scores -= scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    return (weights / weights.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def log_sample_run(
+    url: str, key: str, runs_dir: Path, steps: int, spec: SampleRun = SWEEP[-1], group: str = ""
+) -> Any:
+    """Log one simulated training run of ``steps`` steps through the SDK; returns the Run."""
+    import numpy as np
+
     import gradexp
 
-    rng = random.Random(7)
-    base_lr, epochs = 3e-3, 5
-    config = {"model": "mlp-3x512", "optimizer": "adamw", "lr": base_lr, "batch_size": 128}
-    config["epochs"] = epochs
+    rng = np.random.default_rng(abs(hash(spec.name)) % 2**32)
+    noise = random.Random(spec.name)
+    warmup = max(1, steps // 15)
+    val_every = max(10, steps // 12)
+    hist_every = max(5, steps // 40)
+    media_every = max(10, steps // 4)
+    diverge_at = int(steps * 0.78) if spec.diverges else steps + 1
     run = gradexp.init(
         project="demo",
-        name=f"demo-{time.strftime('%H%M%S')}",
-        config=config,
-        tags=["demo"],
+        name=spec.name,
+        config=_config(spec, steps, warmup),
+        tags=["demo", *spec.tags],
+        group=group or None,
+        notes=f"Simulated MLP, lr={spec.lr:g}: a gradexp demo run.",
         dir=str(runs_dir),
         base_url=url,
         api_key=key,
         mode="online",
+        settings={"quiet": True},
     )
-    try:
-        import numpy as np
-
-        from gradexp import _values
-
-        histograms = _values._tensors() is not None
-    except ImportError:  # pragma: no cover - numpy is a core dependency
-        histograms = False
-    layers = ["fc1.weight", "fc2.weight", "fc3.weight"]
-    best = 0.0
+    weights = {
+        name: rng.normal(0, math.sqrt(2 / shape[-1]) if len(shape) > 1 else 0.01, size=shape)
+        for name, shape in LAYERS.items()
+    }
+    # How fast and how far the loss falls depends on the learning rate (too low: slow).
+    speed = min(1.0, spec.lr / 3e-3) ** 0.5
+    floor = 0.22 + 0.1 * (1 - speed)
+    lr_sum = 0.0  # learning rate summed since the last histograms (the weights' drift)
+    best_val = 0.0
+    exit_code = 0
     for step in range(steps):
         frac = step / max(1, steps - 1)
-        lr = base_lr * 0.5 * (1 + math.cos(math.pi * frac))
-        loss = 2.3 * math.exp(-4 * frac) + 0.08 + rng.gauss(0, 0.04) * (1 - 0.7 * frac)
-        acc = 1 - 0.9 * math.exp(-5 * frac) - rng.uniform(0, 0.03)
+        if step < warmup:
+            lr = spec.lr * (step + 1) / warmup
+        else:
+            lr = spec.lr * (
+                0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+            )
+        lr_sum += lr
+        progress = 1 - math.exp(-6 * speed * frac)
+        loss = floor + (2.3 - floor) * (1 - progress) + noise.gauss(0, 0.06 * (1.2 - progress))
+        acc = 0.1 + 0.8 * progress * (1 - floor / 2) + noise.gauss(0, 0.015)
+        grad_scale = 0.05 * (1.1 - 0.8 * progress)
+        if step >= diverge_at:  # too high a learning rate: it blows up, then NaN
+            blow = math.exp((step - diverge_at) / max(2, steps * 0.02))
+            loss *= blow
+            acc = max(0.1, acc / blow)
+            grad_scale *= blow**1.5
         values: dict[str, Any] = {
-            "train/loss": loss,
-            "train/acc": acc,
+            "train/loss": loss if loss < 1e4 else float("nan"),
+            "train/acc": min(1.0, max(0.0, acc)),
             "lr": lr,
-            "grad_norm": 4.0 * math.exp(-3 * frac) + abs(rng.gauss(0, 0.3)),
-            "epoch": frac * epochs,
+            "epoch": frac * 12,
+            "grad_norm": grad_scale * 290 * (1 + abs(noise.gauss(0, 0.15))),
+            "perf/samples_per_sec": 5200 + noise.gauss(0, 150) - (900 if step % 97 == 0 else 0),
         }
-        if step % 25 == 24 or step == steps - 1:
-            val_acc = acc - 0.03 + rng.gauss(0, 0.01)
-            best = max(best, val_acc)
-            values["val/loss"] = loss * 1.1 + 0.05
+        if step % val_every == val_every - 1 or step == steps - 1:
+            overfit = 0.15 * max(0.0, frac - 0.6) * (1 if spec.dropout < 0.05 else 0.3)
+            val_loss = loss * 1.08 + 0.03 + overfit + noise.gauss(0, 0.01)
+            val_acc = min(1.0, max(0.0, acc - 0.02 - overfit + noise.gauss(0, 0.006)))
+            best_val = max(best_val, val_acc)
+            values["val/loss"] = val_loss
             values["val/acc"] = val_acc
-        if histograms and step % 10 == 0:
-            scale = 0.05 * math.exp(-2 * frac) + 0.005
-            for i, name in enumerate(layers):
-                # Gradients shrink as training converges; a bare array becomes a histogram.
-                values[f"gradients/{name}"] = (
-                    np.random.default_rng(step * 10 + i)
-                    .normal(0, scale * (i + 1), size=4096)
-                    .astype(np.float32)
-                )
-        gradexp.log(values)
-        time.sleep(0.002)  # a (very) fast training step
-    run.summary["best_val_acc"] = best
-    gradexp.finish()
+        if step % hist_every == 0:
+            for i, (name, w) in enumerate(weights.items()):
+                g = rng.normal(0.002 * (i - 1), grad_scale / (1 + i), size=w.shape)
+                w -= lr_sum * g * 3
+                values[f"gradients/{name}"] = gradexp.Histogram(g)
+                values[f"parameters/{name}"] = gradexp.Histogram(w)
+            lr_sum = 0.0
+        if step % media_every == 0 or step == steps - 1:
+            values["samples"] = gradexp.Image(
+                _sample_grid(rng, min(1.0, progress * 1.1)), caption=f"samples at step {step}"
+            )
+            values["attention/layer2"] = gradexp.Tensor(_attention(rng, progress))
+        gradexp.log(values, step=step)
+        if not math.isfinite(values["train/loss"]):
+            exit_code = 1  # a real script would stop here: the loss is NaN
+            break
+    run.summary["best_val_acc"] = best_val
+    gradexp.finish(exit_code=exit_code)
     return run
+
+
+def log_sample_runs(url: str, key: str, runs_dir: Path, steps: int) -> list[Any]:
+    """The learning-rate sweep: three runs, the healthy baseline last (newest)."""
+    group = f"lr-sweep-{time.strftime('%H%M%S')}"
+    return [log_sample_run(url, key, runs_dir, steps, spec, group) for spec in SWEEP]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -179,9 +296,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     help="Server data folder (default: the same as `gradexp server`).",
 )
 @click.option("--port", type=int, help="Port for the local server (default: a free one).")
-@click.option("--steps", type=int, default=300, show_default=True, help="Steps in the sample run.")
+@click.option(
+    "--steps", type=int, default=3000, show_default=True, help="Steps in each sample run."
+)
 def demo(data: Path | None, port: int | None, steps: int) -> None:
-    """Start a local server, log a sample training run into it, and print its URL.
+    """Start a local server, log a sample learning-rate sweep into it, and print its URLs.
 
     The server keeps running (Ctrl-C stops it); run the demo again to add another run.
 
@@ -222,10 +341,15 @@ def demo(data: Path | None, port: int | None, steps: int) -> None:
     try:
         _wait_healthy(url, proc, log_path)
         key = demo_key(data, url)
-        click.echo(f"Logging a sample training run ({steps} steps)…")
-        run = log_sample_run(url, key, data / "demo-runs", steps)
+        click.echo(f"Logging a sample learning-rate sweep (3 runs of {steps} steps)…")
+        started = time.monotonic()
+        runs = log_sample_runs(url, key, data / "demo-runs", steps)
+        run = runs[-1]
+        click.echo(f"Logged {len(runs)} runs in {time.monotonic() - started:.1f} s.")
         click.echo("")
         click.echo(f"Open the run:  {run.url}")
+        click.echo(f"Its gradients: {run.url}/gradients")
+        click.echo(f"Compare all:   {url}/compare?runs={','.join(r.id for r in runs)}")
         link = sign_in_link(data, url, f"/r/{run.id}")
         if link:
             click.echo(f"Sign in first (one-time link, user {DEMO_USER!r}):  {link}")

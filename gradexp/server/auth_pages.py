@@ -98,7 +98,7 @@ def page(
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
+<meta name="color-scheme" content="light">
 <meta name="referrer" content="same-origin">
 <title>{h(title)} · gradexp</title>
 <link rel="icon" href="{ASSET_PREFIX}/mark.svg" type="image/svg+xml">
@@ -313,12 +313,14 @@ def _when(t: float | None, now: float) -> str:
 
 
 def topbar(user: str, csrf: str) -> str:
-    """The bar above the keys page: back to the runs, who is signed in, sign out."""
+    """The bar above the keys page: the web UI's own top bar (brand, breadcrumb back to the
+    projects, who is signed in, sign out), so the keys page reads as part of the app."""
     return f"""<header class="topbar">
 <a class="brand" href="/">{MARK}<span>gradexp</span></a>
-<nav><a href="/">Projects</a><a href="/keys" aria-current="page">API keys</a></nav>
-<div class="who"><span class="avatar" aria-hidden="true">{h(user[:1].upper())}</span>
-<span>{h(user)}</span>{sign_out_form(csrf, "Sign out", "btn small")}</div>
+<nav class="crumbs" aria-label="Breadcrumb"><a href="/">Projects</a>\
+<span class="crumb-sep">/</span><span class="crumb-here" aria-current="page">API keys</span></nav>
+<div class="topbar-right"><span class="viewer" title="Signed in">{h(user)}</span>\
+{sign_out_form(csrf, "Sign out", "topbar-link")}</div>
 </header>"""
 
 

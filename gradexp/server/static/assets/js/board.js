@@ -320,7 +320,8 @@ export class Board {
     const collapsed = this.collapsed.has(name) || (name.includes(STAT_SEP) && !prefs.get(`opened:${this.prefsKey}:${name}`, false));
     if (collapsed) this.collapsed.add(name);
     const count = h("span", { class: "group-count" });
-    const headBtn = h("button", { type: "button", class: "group-head", "aria-expanded": String(!collapsed) }, icon("chevron"), h("span", { class: "group-name", text: name || UNGROUPED }), count);
+    const label = name.includes(STAT_SEP) ? name.replace(` ${STAT_SEP} stats`, " · statistics") : name || UNGROUPED;
+    const headBtn = h("button", { type: "button", class: "group-head", "aria-expanded": String(!collapsed), title: name.includes(STAT_SEP) ? "Statistics of histograms and tensors (min, max, mean, std, norm, counts)" : undefined }, icon("chevron"), h("span", { class: "group-name", text: label }), count);
     const grid = h("div", { class: "grid" });
     const el = h("section", { class: ["group", collapsed ? "collapsed" : null], dataset: { group: name } }, headBtn, grid);
     headBtn.addEventListener("click", () => this.setCollapsed(name, !this.collapsed.has(name)));

@@ -413,6 +413,9 @@ export class Chart {
       x0 = 0;
       x1 = 1;
     }
+    // Steps read best from 0: downsampled buckets are named by their last step, so a run
+    // logged from step 0 would otherwise start its axis at 4 or 17.
+    if (!this.zoom && this.opts.xMode === "step" && x0 > 0 && x0 <= 0.02 * (x1 - x0)) x0 = 0;
     if (x1 === x0) {
       x0 -= 1;
       x1 += 1;
@@ -892,11 +895,14 @@ export class Chart {
     // the mouse never makes the script wait for a layout to measure the tooltip.
     // Vertically, the cursor sits as far down the tooltip as it is down the chart, so a
     // tall tooltip (20 runs) grows away from the nearer edge instead of off the chart.
+    // Horizontally it is clamped inside the chart by CSS too (`100%` in a translate is the
+    // tooltip's own width), so on a narrow screen it never leaves the page.
     const x = Math.round(this.hover.px);
     const y = Math.round(Math.max(0, Math.min(this.hover.py, this.height)));
-    const side = x > this.width / 2 ? "calc(-100% - 14px)" : "14px";
+    const w = this.width;
+    const left = x > w / 2 ? `calc(${x - 14}px - 100%)` : `${x + 14}px`;
     const down = Math.round((y / Math.max(1, this.height)) * 100);
-    tip.style.transform = `translate(${x}px, ${y}px) translate(${side}, -${down}%)`;
+    tip.style.transform = `translate(clamp(0px, ${left}, calc(${w}px - 100%)), ${y}px) translateY(-${down}%)`;
   }
 
   /** Where a point is, briefly (a tooltip row whose point is not under the crosshair). */

@@ -59,6 +59,18 @@ export function append(el, children) {
   return el;
 }
 
+/** A key as nodes that may wrap after its separators (`optimizer.` `weight_` `decay`),
+ * never inside a word: text nodes with <wbr> after each ".", "/" and "_". */
+export function breakable(text) {
+  const parts = String(text).split(/(?<=[./_])/);
+  const out = [];
+  parts.forEach((part, i) => {
+    if (i) out.push(h("wbr"));
+    out.push(part);
+  });
+  return out;
+}
+
 /** Remove every child of an element. */
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);

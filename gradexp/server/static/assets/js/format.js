@@ -50,13 +50,15 @@ export function fmtNum(x, digits = 4) {
     }
   }
   if (a < 1e-4 || a >= 1e18) return expo(x, digits - 1);
+  // toPrecision would switch to "1.235e+4" past `digits` integer digits: round instead.
+  if (a >= 10 ** digits) return Math.round(x).toLocaleString("en-US");
   return trimZeros(x.toPrecision(digits));
 }
 
 /**
  * A number in at most about 7 characters, for small tiles and table cells: 3 significant
  * digits, an exponent below 1e-3 (`-1.23e-5`, never `-0.00…`), integers exact below 1e5,
- * SI suffixes above (`123k`, `4.5M`). Pair it with a `title` holding `fmtNum(x, 8)`.
+ * SI suffixes for the rest from 1000 up (`1.44k`, `123k`, `4.5M`). Pair it with a `title` holding `fmtNum(x, 8)`.
  */
 export function fmtCompact(x) {
   if (typeof x !== "number") return fmtValue(x);
@@ -66,7 +68,7 @@ export function fmtCompact(x) {
   if (x === 0) return "0";
   const a = Math.abs(x);
   if (Number.isInteger(x) && a < 1e5) return String(x);
-  if (a >= 1e5 && a < 1e18) {
+  if (a >= 1e3 && a < 1e18) {
     for (const [scale, suffix] of SI) {
       if (a >= scale) return trimZeros((x / scale).toPrecision(3)) + suffix;
     }

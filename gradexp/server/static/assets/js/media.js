@@ -6,7 +6,7 @@
 
 import { API, api, qs, seg, numeric } from "./api.js";
 import { h, icon, replace, emptyState } from "./dom.js";
-import { fmtBytes, fmtNum, fmtShape } from "./format.js";
+import { fmtBytes, fmtCompact, fmtNum, fmtShape } from "./format.js";
 import { colorBar, fitCanvas, lut, paintGrid, valueScale } from "./heatmap.js";
 
 const MAX_STEPS = 1000;
@@ -161,7 +161,12 @@ class TensorCard extends MediaCard {
         h("span", { class: "fact" }, "file ", h("b", { text: fmtBytes(v.size) + (v.compressed ? " (gzip)" : "") })),
         download,
       ),
-      h("div", { class: "stats" }, stats.map(([s, x]) => h("div", { class: "stat" }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtNum(x) }))), counts.map(([s, c]) => h("div", { class: "stat bad" }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtNum(c) })))),
+      h(
+        "div",
+        { class: "stats compact" },
+        stats.map(([s, x]) => h("div", { class: ["stat", x !== null && !Number.isFinite(x) ? "bad" : null], title: `${s}: ${fmtNum(x, 10)}` }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtCompact(x) }))),
+        counts.map(([s, c]) => h("div", { class: "stat bad", title: `${s}: ${fmtNum(c)}` }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtCompact(c) }))),
+      ),
       nd > 2 ? this.sliceControls(shape) : null,
       this.statusEl,
       h("div", { class: "tensor-view" }, this.canvas),

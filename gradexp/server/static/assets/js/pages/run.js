@@ -3,7 +3,7 @@
 import { api, follow, qs, seg } from "../api.js";
 import { Board } from "../board.js";
 import { colorFor } from "../chart.js";
-import { emptyState, h, replace, stateBadge } from "../dom.js";
+import { breakable, emptyState, h, replace, stateBadge } from "../dom.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../format.js";
 import { setCrumbs } from "../layout.js";
 import { MediaView } from "../media.js";
@@ -33,7 +33,11 @@ function kvTable(entries, emptyText) {
     h(
       "tbody",
       {},
-      entries.map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: Array.isArray(v) ? JSON.stringify(v) : fmtValue(v) }))),
+      entries.map(([k, v]) => {
+        const typed = v !== null && typeof v === "object" && v._type && v._type !== "float"; // a histogram, tensor, image
+        const broken = v !== null && typeof v === "object" && v._type === "float"; // NaN, ±inf
+        return h("tr", {}, h("th", { title: k }, breakable(k)), h("td", { class: [typed ? "muted" : null, broken ? "bad" : null], text: Array.isArray(v) ? JSON.stringify(v) : fmtValue(v) }));
+      }),
     ),
   );
 }
@@ -220,7 +224,7 @@ function compareTable(runs, entriesOf, emptyText) {
       tbody,
       keys
         .filter((k) => !onlyDiff.checked || differs(k))
-        .map((k) => h("tr", { class: differs(k) ? "differs" : null }, h("th", { text: k }), maps.map((m) => h("td", { class: typeof m.get(k) === "number" ? "num" : null, text: m.has(k) ? fmtValue(m.get(k)) : "—" })))),
+        .map((k) => h("tr", { class: differs(k) ? "differs" : null }, h("th", { title: k }, breakable(k)), maps.map((m) => h("td", { class: typeof m.get(k) === "number" ? "num" : null, text: m.has(k) ? fmtValue(m.get(k)) : "—" })))),
     );
   onlyDiff.addEventListener("change", fill);
   fill();

@@ -248,7 +248,8 @@ export async function mountRuns(el, owner, project) {
       const [kind, key] = [c.slice(0, c.indexOf(":")), c.slice(c.indexOf(":") + 1)];
       const v = kind === "summary" ? run.summary[key] : configAt(run.config, key);
       const number = typeof v === "number";
-      return h("td", { class: ["num", "value-col", v === undefined ? "missing" : null], title: number ? fmtNum(v, 10) : undefined, text: v === undefined ? "—" : number ? fmtNum(v) : fmtValue(v) });
+      const broken = v !== null && typeof v === "object" && v._type === "float"; // NaN, ±inf
+      return h("td", { class: ["num", "value-col", v === undefined ? "missing" : null, broken ? "bad" : null], title: number ? fmtNum(v, 10) : undefined, text: v === undefined ? "—" : number ? fmtNum(v) : fmtValue(v) });
     });
     return h(
       "tr",
