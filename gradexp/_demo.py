@@ -239,7 +239,9 @@ def log_sample_run(
         acc = 0.1 + 0.8 * progress * (1 - floor / 2) + noise.gauss(0, 0.015)
         grad_scale = 0.05 * (1.1 - 0.8 * progress)
         if step >= diverge_at:  # too high a learning rate: it blows up, then NaN
-            blow = math.exp((step - diverge_at) / max(2, steps * 0.02))
+            # Grows so the loss passes 1e4 (then NaN) a few steps before the end, whatever
+            # the number of steps.
+            blow = math.exp(12 * (step - diverge_at) / max(1, steps - diverge_at - 3))
             loss *= blow
             acc = max(0.1, acc / blow)
             grad_scale *= blow**1.5

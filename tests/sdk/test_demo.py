@@ -65,17 +65,38 @@ def test_demo_serves_a_sample_run_until_interrupted(gx_env: Path) -> None:
         key = json.loads((data / "demo-key.json").read_text())["api_key"]
         assert (data / "demo-key.json").stat().st_mode & 0o077 == 0
         assert key[:7] in output and key not in output  # shown masked only
-        base = f"http://127.0.0.1:{port}/api/v1/runs/{run_id}"
+        api = f"http://127.0.0.1:{port}/api/v1"
+        base = f"{api}/runs/{run_id}"
         run = _get(base, key)
         assert run["state"] == "finished" and run["project"] == "demo"
+        # Nested config, with a learning rate the gradient explorer finds.
+        assert run["config"]["model"]["width"] == 512 and run["config"]["optimizer"]["lr"] > 0
         rows = _get(f"{base}/history/rows?limit=1000", key)["rows"]
         assert [r["_step"] for r in rows] == list(range(40))
         assert all(0 < r["train/loss"] < 3 for r in rows)
+        # A learning-rate schedule: warmup to the peak, then decay.
+        lrs = [r["lr"] for r in rows]
+        peak = lrs.index(max(lrs))
+        assert 0 < peak < 39 and lrs[0] < lrs[peak] and lrs[-1] < lrs[peak]
+        # Validation every few steps, not every step.
+        val_steps = [r["_step"] for r in rows if "val/loss" in r]
+        assert 2 <= len(val_steps) <= 10 and val_steps[-1] == 39
+        # Gradient AND weight histograms (the explorer's weight norm and update / weight),
+        # an image and a tensor.
         keys = {k["key"]: k["kind"] for k in _get(f"{base}/keys", key)["keys"]}
-        from gradexp import _values
-
-        if _values._tensors() is not None:  # gradient histograms once tensors exist
-            assert keys.get("gradients/fc1.weight") == "histogram"
+        for layer in ("fc1.weight", "fc2.weight"):
+            assert keys.get(f"gradients/{layer}") == "histogram"
+            assert keys.get(f"parameters/{layer}") == "histogram"
+        assert keys.get("samples") == "image"
+        assert keys.get("attention/layer2") == "tensor"
+        # Three runs of a sweep, for the compare view and the runs table: one diverged.
+        runs = _get(f"{api}/projects/demo/demo/runs", key)["runs"]
+        assert len(runs) == 3 and len({r["config"]["optimizer"]["lr"] for r in runs}) == 3
+        failed = [r for r in runs if r["state"] == "failed"]
+        assert len(failed) == 1 and failed[0]["exit_code"] == 1
+        assert failed[0]["summary"]["train/loss"] == {"_type": "float", "value": "NaN"}
+        compare_line = next(line for line in lines if line.startswith("Compare all:"))
+        assert all(r["id"] in compare_line for r in runs)
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

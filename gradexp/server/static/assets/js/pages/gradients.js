@@ -217,7 +217,7 @@ export async function mountGradients(el, runId) {
       return;
     }
     // Live: the table is redrawn, but a card someone may be reading only offers an update.
-    for (const card of cards.values()) card.markStale();
+    for (const [key, card] of cards) card.markStale(rows.find((r) => r.key === key));
   }
 
   function sorted() {
@@ -414,14 +414,22 @@ class HistogramCard {
     this.run = run;
     this.param = param;
     this.loaded = false;
-    const flags = row ? row.flags.map((f) => h("span", { class: ["flag", "flag-" + f], title: FLAG_HELP[f], text: FLAG_TEXT[f] })) : [];
+    this.flagsEl = h("span", { class: "card-flags" });
+    this.setFlags(row);
     this.body = h("div", { class: "hist-body" }, h("p", { class: "muted loading", text: "Loading histograms…" }));
     this.updateBtn = h("button", { type: "button", class: "button small", hidden: true, text: "New steps: update", title: "Redraw with the histograms logged since", on: { click: () => this.reload() } });
-    this.el = h("section", { class: "card hist-card", id: param.key, dataset: { key: param.key } }, h("div", { class: "media-head" }, h("h3", { class: "mono", text: param.name }), flags, this.updateBtn, h("span", { class: "kind", text: param.key })), this.body);
+    this.el = h("section", { class: "card hist-card", id: param.key, dataset: { key: param.key } }, h("div", { class: "media-head" }, h("h3", { class: "mono", text: param.name }), this.flagsEl, this.updateBtn, h("span", { class: "kind", text: param.key })), this.body);
+  }
+
+  /** The parameter's flags, as the table has them now (they follow live data at once: a
+   * flag is news, not a redraw). */
+  setFlags(row) {
+    replace(this.flagsEl, row ? row.flags.map((f) => h("span", { class: ["flag", "flag-" + f], title: FLAG_HELP[f], text: FLAG_TEXT[f] })) : []);
   }
 
   /** New histograms arrived (live run): offer to redraw without pulling the rug. */
-  markStale() {
+  markStale(row) {
+    this.setFlags(row);
     if (this.loaded) this.updateBtn.hidden = false;
   }
 
