@@ -30,7 +30,10 @@ import threading
 import time
 import traceback
 import zlib
+from collections import deque
 from collections.abc import Callable
+from itertools import chain, repeat
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import orjson
@@ -69,6 +72,14 @@ _NAMES = {CONFIG: "config", SUMMARY: "summary", FINISH: "finish", TELEMETRY: "te
 _MAX_UNWRITTEN = 8 * 1024 * 1024
 #: One drain step runs at most this long before yielding to the loop (uploads, timers).
 _DRAIN_SLICE_S = 0.02
+#: Fast-path records are framed in chunks of up to _BULK_MAX (see RunStream._drain_bulk)
+#: when at least _BULK_MIN are queued; fewer go one by one.
+_BULK_MIN = 32
+_BULK_MAX = 1024
+_BULK_PAUSE = 8  # records taken one by one when the head of the queue declines a chunk
+_call = methodcaller("__call__")  # operator.call, which Python 3.10 lacks
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 
 class _DaemonExecutor(concurrent.futures.Executor):
@@ -342,10 +353,29 @@ class RunStream:
         next_step = self.next_step
         count = 0
         more = False
+        bulk_from = 0  # the count from which chunks are tried again (see below)
         while q:
             if len(buf) > _MAX_UNWRITTEN:
                 more = True  # write this through first (or wait: see write_error)
                 break
+            if (
+                count >= bulk_from
+                and len(q) >= _BULK_MIN
+                and self.partial is None
+                and self.attached is None
+            ):
+                taken = self._drain_bulk(q, buf, seq, next_step)
+                if taken:
+                    seq += taken
+                    next_step += taken
+                    count += taken
+                    if perf() > deadline:
+                        more = bool(q)
+                        break
+                    continue
+                # The head of the queue needs the per-item path: a few records that way
+                # (they teach known_keys their keys), then chunks again.
+                bulk_from = count + _BULK_PAUSE
             item = popleft()
             if len(item) == 2 and self.partial is None and self.attached is None:
                 # log()'s fast path: plain values at the next auto step.
@@ -418,6 +448,68 @@ class RunStream:
             with channel.room:
                 channel.room.notify_all()
         return more
+
+    def _drain_bulk(self, q: Any, buf: bytearray, seq: int, next_step: int) -> int:
+        """Frame the queue's leading run of plain fast-path records as one chunk; return
+        how many were taken (0: the head of the queue needs the per-item path).
+
+        Writes the same frames as the per-item loop of :meth:`_drain`, with a few C-level
+        calls per chunk instead of Python code per record: one ``orjson.dumps`` of the
+        chunk's record dicts, split into the records' payloads at their boundaries, then
+        every frame header built and joined by ``map``. The chunk ends before the first
+        item that needs more: another kind of item, a key not validated yet, a value
+        orjson cannot encode (an int beyond 64 bits), a non-finite float. What is not
+        taken goes back to the head of the queue, in order.
+        """
+        k = min(len(q), _BULK_MAX)
+        chunk = list(map(_call, repeat(q.popleft, k)))  # the caller only appends: k are there
+        lens = list(map(len, chunk))
+        if lens.count(2) != k:  # fast items are (time, values): stop at the first other
+            k = lens.index(next(n for n in lens if n != 2))
+        values = list(map(_second, chunk[:k]))
+        known = self.known_keys.issuperset
+        if k and not known(chain.from_iterable(values)):
+            k = next(i for i, v in enumerate(values) if not known(v))
+        payloads: list[bytes] = []
+        while k:
+            records = [
+                {"seq": q_, "type": "history", "step": s_, "time": t, "values": v}
+                for q_, s_, t, v in zip(
+                    range(seq + 1, seq + k + 1),
+                    range(next_step, next_step + k),
+                    map(_first, chunk),
+                    values,
+                    strict=False,  # the times of chunk[:k]
+                )
+            ]
+            try:
+                blob = orjson.dumps(records)
+            except TypeError:  # an int beyond 64 bits: stop before it (the per-item path drops it)
+                k = next(i for i, v in enumerate(values) if not _encodable(v))
+                continue
+            # orjson writes NaN and ±Inf as null: stop before the first record holding one.
+            if b"null" in blob and any(map(needs_encoding, values[:k])):
+                k = next(i for i, v in enumerate(values) if needs_encoding(v))
+                continue
+            # Values are flat (plain scalars), so an object that starts right after "},"
+            # with "seq" is a record of this array: split there. orjson never writes a
+            # newline, so it marks the cuts.
+            payloads = blob[1:-1].replace(b'},{"seq":', b'}\n{"seq":').split(b"\n")
+            break
+        if len(payloads) != k:  # cannot happen (see above); never write a bad frame
+            k = 0
+        q.extendleft(reversed(chunk[k:]))  # one C call: atomic for the caller's appends
+        if not k:
+            return 0
+        headers = map(
+            FRAME.pack,
+            map(len, payloads),
+            map(zlib.crc32, payloads, repeat(_CRC_HISTORY)),
+            repeat(HISTORY),
+        )
+        buf += b"".join(chain.from_iterable(zip(headers, payloads, strict=True)))
+        deque(map(self.last.update, values[:k]), maxlen=0)  # the summary's last values
+        return k
 
     # --- steps: every rule of log()'s step semantics, applied in queue order ---
 
@@ -661,6 +753,15 @@ class RunStream:
             say(f"fsync of the run file of {self.run.id} failed: {exc.strerror}")
         finally:
             self.fsync_task = None
+
+
+def _encodable(values: dict[str, Any]) -> bool:
+    """Whether orjson can encode these values (not an int beyond 64 bits, say)."""
+    try:
+        orjson.dumps(values)
+    except TypeError:
+        return False
+    return True
 
 
 def _encode_nested(value: Any) -> Any:
