@@ -91,7 +91,7 @@ def gradexp_finish(url: str, key: str, tmp: str) -> tuple[float, float, int]:
 def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bench-finish-")
     os.environ.setdefault("GRADEXP_CONFIG_DIR", tmp)
-    with running_server() as (url, key, _db):
+    with running_server() as (url, key, _db, _pid):
         base = asyncio.run(baseline(url, key))
         logging_s, finish_s, acked = gradexp_finish(url, key, tmp)
     print(f"online: {N} steps of 5 scalars into a local server (SQLite)")
