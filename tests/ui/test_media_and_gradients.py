@@ -180,3 +180,61 @@ def test_tensor_slice_and_image_render(ui: Any, server: Any, project: str, log_r
         "() => { const i = document.querySelector('.media-card[data-key=\"samples\"] img'); return i && i.complete && i.naturalWidth === 24; }"
     )
     ui.shot(page, "media")
+
+
+def test_gradients_without_weights_say_what_is_missing(
+    ui: Any, server: Any, project: str, log_run: Any
+) -> None:
+    """Missing is not NaN: with gradient histograms only, the weight columns show "—" and
+    say what to log; a gradient that really went NaN is flagged, in the table and its tiles."""
+    import gradexp
+
+    rng = np.random.default_rng(1)
+
+    def rows(run: Any) -> None:
+        for step in range(6):
+            broken = rng.normal(0, 0.1, 64)
+            if step == 5:
+                broken[:] = np.nan  # the whole gradient is NaN at the last step
+            run.log(
+                {
+                    "gradients/good.weight": gradexp.Histogram(rng.normal(0, 0.1, 64)),
+                    "gradients/broken.weight": gradexp.Histogram(broken),
+                },
+                step=step,
+            )
+
+    run = log_run(project, rows, name="grads-only", config={"lr": 0.1})
+    page = ui.page()
+    ui.goto(page, f"/r/{run.id}/gradients")
+    table = page.locator("table.params")
+    good = table.locator('tr[data-key="gradients/good.weight"]')
+    good.wait_for()
+    cells = good.locator("td")
+    # Weight norm and update / weight were never logged: an em dash, not NaN, with a hint.
+    for i in (3, 4):
+        assert cells.nth(i).inner_text() == "—"
+        assert 'watch(model, log="all")' in (cells.nth(i).get_attribute("title") or "")
+    assert "NaN" not in good.inner_text()
+    page.locator(".hint", has_text='log="all"').wait_for()
+    # The broken gradient: first, flagged, its NaN count in red.
+    first = table.locator("tbody tr").first
+    assert first.get_attribute("data-key") == "gradients/broken.weight"
+    assert first.locator(".flag-nonfinite").count() == 1
+    assert first.locator(".flag-vanishing").count() == 0  # no finite values is not "tiny"
+    norm_cell = first.locator("td").nth(1)
+    assert norm_cell.inner_text() == "NaN" and "bad" in (norm_cell.get_attribute("class") or "")
+    assert "bad" in (first.locator("td").nth(5).get_attribute("class") or "")
+    card = page.locator('.hist-card[data-key="gradients/broken.weight"]')
+    card.scroll_into_view_if_needed()
+    mean = card.locator(".stat", has_text="mean")
+    mean.wait_for()
+    assert mean.locator(".stat-value").inner_text() == "NaN"
+    assert "bad" in (mean.get_attribute("class") or "")
+    # Tiles never truncate a number: each value fits its tile.
+    overflow = page.evaluate(
+        """() => [...document.querySelectorAll('.stat-value')]
+            .filter(v => v.scrollWidth > v.clientWidth + 1).map(v => v.textContent)"""
+    )
+    assert overflow == []
+    ui.shot(page, "missing-vs-nan")

@@ -89,9 +89,11 @@ export function analyse(params, summary, ever, ownMedians, lr = null) {
   const rows = params.map(({ key, name }) => {
     const g = summary[key] || {};
     const w = summary[`parameters/${name}`] || null;
-    const norm = numeric(g.norm);
-    const wnorm = w ? numeric(w.norm) : null;
     const nonfinite = (numeric(g.nan) || 0) + (numeric(g.inf) || 0) + (numeric(g.ninf) || 0);
+    const count = numeric(g.count);
+    // The norm is over the finite values: of a gradient with none, it is NaN, not 0.
+    const norm = count && nonfinite >= count ? NaN : numeric(g.norm);
+    const wnorm = w ? numeric(w.norm) : null;
     let ratio = null;
     if (norm !== null && wnorm !== null) ratio = wnorm === 0 ? (norm === 0 ? 0 : Infinity) : ((lr || 1) * norm) / wnorm;
     return {
@@ -102,7 +104,7 @@ export function analyse(params, summary, ever, ownMedians, lr = null) {
       ratio,
       nonfinite,
       everNonfinite: ever[key] || 0,
-      count: numeric(g.count),
+      count,
       flags: [],
     };
   });
@@ -692,6 +694,14 @@ class HistogramCard {
     const { ctx } = fitCanvas(this.histCanvas, width, height);
     ctx.clearRect(0, 0, width, height);
     if (!counts.length) return;
+    if (!counts.some((c) => c > 0)) {
+      ctx.fillStyle = "#8a93a2";
+      ctx.font = "12px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText("No finite values at this step", width / 2, height / 2);
+      return;
+    }
     const max = Math.max(...counts) || 1;
     const lo = edges[0];
     const hi = edges[edges.length - 1];
