@@ -64,8 +64,13 @@ def test_paging_filters_sorting_and_columns(ui: Any, server: Any, project: str) 
             finish=0 if i % 10 else 1,
         )
     page = ui.page()
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
     ui.goto(page, f"/p/{server.user}/{project}?limit=25")
     page.locator(".pager", has_text="1–25 of 120").wait_for()
+    # The table follows the project's runs, not their history rows.
+    page.locator(".live-dot").wait_for(state="visible")
+    assert streams and all(u.endswith("/events?rows=0") for u in streams), streams
     assert names_on_page(page)[0] == "run-119"  # newest first
     ui.shot(page, "page-1")
 
@@ -102,6 +107,18 @@ def test_paging_filters_sorting_and_columns(ui: Any, server: Any, project: str) 
     row = page.locator("tr", has_text="run-071")
     cells = row.locator("td.num").all_inner_texts()
     assert "0.71" in cells and "1" in cells
+
+    # Chosen columns sort on the server: accuracy highest first, then reversed; a loss
+    # column's first click puts the lowest loss first.
+    first_name = page.locator("table.runs tbody td.name-col a.strong").first
+    header.locator("th", has_text="val/acc").locator("button").click()
+    expect(first_name).to_have_text("run-079")
+    assert "order=-summary%3Aval%2Facc" in page.url or "order=-summary:val/acc" in page.url
+    header.locator("th", has_text="val/acc").locator("button").click()
+    expect(first_name).to_have_text("run-070")
+    expect(header.locator("th.sorted")).to_have_attribute("aria-sort", "ascending")
+    header.locator("th", has_text="loss").locator("button").click()
+    expect(first_name).to_have_text("run-079")  # loss = 1 - i/200: lowest at the highest i
     ui.shot(page, "columns")
 
 
