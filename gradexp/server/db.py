@@ -247,6 +247,20 @@ MAX_PARAMS = 30_000  # under SQLite's 32,766 and PostgreSQL's 32,767 bind parame
 MAX_ROWS_PER_STATEMENT = 500
 
 
+def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """Run driver SQL (this dialect's paramstyle) in ``conn``'s transaction; returns
+    something with ``fetchone()``/``fetchall()`` giving plain tuples.
+
+    On SQLite the statement goes straight to the ``sqlite3`` connection: SQLAlchemy's
+    execution machinery (events, result metadata) cost more than a small statement
+    itself (~50 us against ~30 us here), and ingest runs half a dozen per batch. The
+    transaction is still SQLAlchemy's: same connection, so BEGIN and COMMIT enclose it.
+    """
+    if conn.dialect.name == "sqlite":
+        return conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
+    return conn.exec_driver_sql(sql, tuple(params))
+
+
 def insert_rows(conn: Connection, kind: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run ``sql``, a one-row ``INSERT ... VALUES (...) [ON CONFLICT ...]`` in the driver's
     paramstyle, for every row of ``rows``, as multi-row statements."""
@@ -256,7 +270,7 @@ def insert_rows(conn: Connection, kind: str, sql: str, rows: Sequence[Sequence[A
     per = max(1, min(MAX_ROWS_PER_STATEMENT, MAX_PARAMS // ncols))
     for i in range(0, len(rows), per):
         part = rows[i : i + per]
-        conn.exec_driver_sql(_multi_row_sql(kind, sql, len(part)), tuple(chain.from_iterable(part)))
+        driver_execute(conn, _multi_row_sql(kind, sql, len(part)), tuple(chain.from_iterable(part)))
 
 
 @functools.lru_cache(maxsize=128)

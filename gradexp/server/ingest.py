@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import gc
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,14 @@ from sqlalchemy.engine import Connection, Dialect
 from gradexp.server import schema as s
 from gradexp.server.batch import Batch
 from gradexp.server.columns import columnize
-from gradexp.server.db import greatest, insert_rows, least, placeholders, upsert_statement
+from gradexp.server.db import (
+    driver_execute,
+    greatest,
+    insert_rows,
+    least,
+    placeholders,
+    upsert_statement,
+)
 from gradexp.server.errors import ApiError
 
 _dumps = orjson.dumps
@@ -193,7 +200,16 @@ def _run_update_sql(dialect: Dialect, columns: tuple[str, ...]) -> str:
 
 
 def _update_run(conn: Connection, run_pk: int, values: dict[str, Any]) -> None:
-    conn.exec_driver_sql(_run_update_sql(conn.dialect, tuple(values)), (*values.values(), run_pk))
+    driver_execute(conn, _run_update_sql(conn.dialect, tuple(values)), (*values.values(), run_pk))
+
+
+_RunRow = namedtuple("_RunRow", _RUN_COLUMNS)  # type: ignore[misc]
+
+
+def _select_run(conn: Connection, by: str, value: Any) -> Any:
+    """The run's row (locked elsewhere than SQLite) as a ``_RunRow``, or None."""
+    row = driver_execute(conn, _run_select_sql(conn.dialect, by), (value,)).fetchone()
+    return None if row is None else _RunRow(*row)
 
 
 # project id -> owner id. A project never changes owner, so this never goes stale; reads and
@@ -208,7 +224,7 @@ def ingest_batch(
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
-    run = conn.exec_driver_sql(_run_select_sql(conn.dialect, "id"), (run_id,)).first()
+    run = _select_run(conn, "id", run_id)
     if run is not None:
         owner = _project_owners.get(run.project_id)
         if owner is None:
@@ -228,7 +244,9 @@ def apply_batch(
 ) -> IngestResult:
     """Apply a validated batch to run ``run_pk`` (no access check), inside the caller's
     write transaction."""
-    run = conn.exec_driver_sql(_run_select_sql(conn.dialect, "pk"), (run_pk,)).one()
+    run = _select_run(conn, "pk", run_pk)
+    if run is None:
+        raise ApiError(404, "run_not_found", f"run {run_pk} not found")
     return _apply(conn, kind, run, batch, key_ids)
 
 
