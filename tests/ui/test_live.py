@@ -3,11 +3,13 @@ the script logs, and the page notices when it finishes. Real script, real server
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,12 @@ SCRIPT = textwrap.dedent(
     gradexp.finish()
     """
 )
+
+
+def open_streams(server: Any) -> int:
+    """Live streams open in the server process (``GET /healthz``)."""
+    with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
+        return int(json.loads(resp.read())["streams"])
 
 
 def hover_step(page: Any, panel: Any, fraction: float) -> int:
@@ -135,6 +143,20 @@ def test_run_appears_and_its_chart_grows_live(
             arg=step,
         )
         ui.shot(page, "run-finished")
+
+        # Closing the tabs ends their event streams on the server, quietly.
+        table = ui.page()
+        ui.goto(table, f"/p/{server.user}/{project}")
+        table.locator(".live-dot").wait_for(state="visible")
+        assert open_streams(server) >= 1
+        table.close()
+        page.close()
+        deadline = time.monotonic() + 10
+        while open_streams(server) != 0:
+            assert time.monotonic() < deadline, "event streams outlived their tabs"
+            time.sleep(0.05)
+        log = server.log_path.read_text(errors="replace")
+        assert "closing transport" not in log and "Error handling request" not in log, log[-3000:]
     finally:
         stop.touch()
         if proc.poll() is None:

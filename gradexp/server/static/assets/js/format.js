@@ -50,8 +50,10 @@ export function fmtNum(x, digits = 4) {
     }
   }
   if (a < 1e-4 || a >= 1e18) return expo(x, digits - 1);
-  // toPrecision would switch to "1.235e+4" past `digits` integer digits: round instead.
+  // Thousands get separators like the integers ("5,253"); toPrecision would also switch
+  // to "1.235e+4" past `digits` integer digits, so those are rounded instead.
   if (a >= 10 ** digits) return Math.round(x).toLocaleString("en-US");
+  if (a >= 1000) return x.toLocaleString("en-US", { maximumSignificantDigits: digits });
   return trimZeros(x.toPrecision(digits));
 }
 

@@ -26,9 +26,10 @@ export async function mountProjects(el) {
   }
   const rows = projects.map((p) => {
     const href = `/p/${seg(p.owner)}/${seg(p.name)}`;
+    // The whole row opens the project (the name stays a real link for keyboards and new tabs).
     return h(
       "tr",
-      { class: "row-link" },
+      { class: "row-link", on: { click: (e) => !e.target.closest("a") && location.assign(href) } },
       h("td", {}, h("a", { class: "strong", href, text: p.name })),
       h("td", { class: "muted", text: p.owner }),
       h("td", { class: "num", text: fmtNum(p.run_count) }),

@@ -101,7 +101,8 @@ function overview(run) {
     ["group", run.group],
     ["tags", (run.tags || []).join(", ") || null],
     ["notes", run.notes],
-    ...flatten(run.host || {}, "host."),
+    // Host facts are identifiers (a pid, a version), not quantities: no digit grouping.
+    ...flatten(run.host || {}, "host.").map(([k, v]) => [k, typeof v === "number" ? String(v) : v]),
     ...flatten(run.telemetry || {}, "telemetry."),
   ].filter(([, v]) => v !== null && v !== undefined && v !== "");
   return h(
@@ -217,6 +218,12 @@ function compareTable(runs, entriesOf, emptyText) {
   const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   if (!keys.length) return h("p", { class: "muted pad", text: emptyText });
   const differs = (k) => new Set(maps.map((m) => JSON.stringify(m.get(k) ?? null))).size > 1;
+  // Left-aligned like the other key/value tables, under each run's name; NaN in red.
+  const cell = (m, k) => {
+    const v = m.get(k);
+    const broken = v !== null && typeof v === "object" && v._type === "float";
+    return h("td", { class: [m.has(k) ? null : "missing", broken ? "bad" : null], title: typeof v === "number" ? fmtNum(v, 10) : undefined, text: m.has(k) ? fmtValue(v) : "—" });
+  };
   const onlyDiff = h("input", { type: "checkbox", checked: runs.length > 1 });
   const tbody = h("tbody");
   const fill = () =>
@@ -224,7 +231,7 @@ function compareTable(runs, entriesOf, emptyText) {
       tbody,
       keys
         .filter((k) => !onlyDiff.checked || differs(k))
-        .map((k) => h("tr", { class: differs(k) ? "differs" : null }, h("th", { title: k }, breakable(k)), maps.map((m) => h("td", { class: typeof m.get(k) === "number" ? "num" : null, text: m.has(k) ? fmtValue(m.get(k)) : "—" })))),
+        .map((k) => h("tr", { class: differs(k) ? "differs" : null }, h("th", { title: k }, breakable(k)), maps.map((m) => cell(m, k)))),
     );
   onlyDiff.addEventListener("change", fill);
   fill();

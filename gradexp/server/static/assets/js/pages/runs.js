@@ -321,7 +321,9 @@ export async function mountRuns(el, owner, project) {
       }
       render();
     } catch (err) {
-      if (err.name !== "AbortError") replace(body, emptyState("Could not load runs", err.message));
+      if (err.name === "AbortError") return;
+      state.error = err;
+      replace(body, emptyState("Could not load runs", err.message));
     }
   }
 
@@ -356,6 +358,9 @@ export async function mountRuns(el, owner, project) {
 
   updateCompare();
   await reload(true);
+  // A project that does not exist (or is not yours) is a page-level "Not found", with no
+  // toolbar and no live stream retrying forever.
+  if (!state.page && state.error && state.error.status === 404) throw state.error;
 
   // --- live: run events update rows in place; a run we do not show yet reloads the page ---
   // (`rows=0`: the table shows runs, not their history, so the stream sends run events only.)
