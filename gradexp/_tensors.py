@@ -137,10 +137,12 @@ class BufferPool:
 POOL = BufferPool()
 
 
-def _pooled_like(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """An uninitialised C-order array from the pool, and the buffer to give back."""
-    dtype = np.dtype(dtype)
-    buffer = POOL.take(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+def _pooled_like(
+    shape: tuple[int, ...], size: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """An uninitialised C-order array of ``size`` elements from the pool, and the buffer to
+    give back."""
+    buffer = POOL.take(size * dtype.itemsize)
     return buffer.view(dtype).reshape(shape), buffer
 
 
@@ -160,7 +162,6 @@ class HostArray:
         "extra_zeros",
         "nbytes",
         "shape",
-        "source_dtype",
     )
 
     def __init__(
@@ -171,7 +172,6 @@ class HostArray:
         event: Any = None,
         extra_zeros: int = 0,
         shape: tuple[int, ...] | None = None,
-        source_dtype: str | None = None,
         buffer: np.ndarray | None = None,
     ) -> None:
         self._array = array
@@ -183,7 +183,6 @@ class HostArray:
         self.shape = (
             shape if shape is not None else tuple((array if array is not None else tensor).shape)
         )
-        self.source_dtype = source_dtype or str(array.dtype if array is not None else tensor.dtype)
 
     @classmethod
     def of_numpy(cls, value: np.ndarray) -> HostArray:
@@ -191,7 +190,7 @@ class HostArray:
         if isinstance(value, np.ma.MaskedArray):
             value = value.compressed()  # masked entries are not values
         _check_numeric_dtype(value.dtype)
-        array, buffer = _pooled_like(value.shape, value.dtype)
+        array, buffer = _pooled_like(value.shape, value.size, value.dtype)
         np.copyto(array, value, casting="no")
         return cls(array, buffer=buffer)
 
@@ -201,7 +200,6 @@ class HostArray:
         t = t.detach()
         _check_torch_dtype(torch, t)
         shape = tuple(t.shape)
-        source_dtype = str(t.dtype).removeprefix("torch.")
         extra = 0
         if t.layout != torch.strided:
             t, extra = _sparse_values(torch, t)
@@ -209,28 +207,29 @@ class HostArray:
             t = t.dequantize()
         t = t.resolve_neg().resolve_conj()
         if t.device.type == "cpu":
-            # torch's copy_ into a pooled buffer: multithreaded, and it widens dtypes numpy
-            # lacks (bfloat16, float8) to float32, exactly, in the same pass
-            wide = t.dtype in _widened_dtypes(torch)
-            dtype = np.dtype(np.float32) if wide else torch.empty(0, dtype=t.dtype).numpy().dtype
-            array, buffer = _pooled_like(tuple(t.shape), dtype)
-            torch.from_numpy(array).copy_(t)
-            return cls(
-                array, extra_zeros=extra, shape=shape, source_dtype=source_dtype, buffer=buffer
-            )
+            dtype = _host_dtype(torch, t.dtype)
+            if dtype is None:  # bfloat16, float8: torch widens them to float32, exactly
+                array, buffer = _pooled_like(tuple(t.shape), t.numel(), np.dtype(np.float32))
+                torch.from_numpy(array).copy_(t)
+            else:
+                # numpy's copy of the tensor's memory (a memcpy when contiguous; the GIL is
+                # released). Not torch's copy_: that one is a parallel region on torch's
+                # intra-op threads, which measured 4-20x slower than one memcpy on a busy
+                # machine (a region waits for its slowest thread), and no faster otherwise.
+                array, buffer = _pooled_like(tuple(t.shape), t.numel(), dtype)
+                np.copyto(array, t.numpy(), casting="no")
+            return cls(array, extra_zeros=extra, shape=shape, buffer=buffer)
         if t.device.type == "cuda":
             host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
             host.copy_(t, non_blocking=True)  # queued after whatever produced t
             event = torch.cuda.Event()
             event.record()
-            return cls(
-                tensor=host, event=event, extra_zeros=extra, shape=shape, source_dtype=source_dtype
-            )
+            return cls(tensor=host, event=event, extra_zeros=extra, shape=shape)
         # Other accelerators: a plain (synchronous) copy; correct, if not free.
-        return cls.of_torch(torch, t.to("cpu"))._with(shape=shape, source_dtype=source_dtype)
+        return cls.of_torch(torch, t.to("cpu"))._with(shape=shape)
 
-    def _with(self, *, shape: tuple[int, ...], source_dtype: str) -> HostArray:
-        self.shape, self.source_dtype = shape, source_dtype
+    def _with(self, *, shape: tuple[int, ...]) -> HostArray:
+        self.shape = shape
         return self
 
     def get(self) -> np.ndarray:
@@ -250,6 +249,22 @@ class HostArray:
         if self._buffer is not None:
             POOL.give(self._buffer)
         self._array = self._tensor = self._event = self._buffer = None
+
+
+# torch dtype -> the numpy dtype a CPU copy of it has, or None for dtypes numpy lacks
+# (widened to float32). Filled once per dtype; a dict read or write is atomic.
+_HOST_DTYPES: dict[Any, np.dtype | None] = {}
+
+
+def _host_dtype(torch: Any, dtype: Any) -> np.dtype | None:
+    """The numpy dtype of a CPU copy of a ``dtype`` tensor (None: widened to float32)."""
+    try:
+        return _HOST_DTYPES[dtype]
+    except KeyError:
+        pass
+    host = None if dtype in _widened_dtypes(torch) else torch.empty(0, dtype=dtype).numpy().dtype
+    _HOST_DTYPES[dtype] = host
+    return host
 
 
 def _widened_dtypes(torch: Any) -> tuple[Any, ...]:
