@@ -9,6 +9,12 @@ buffers through a pool, so it writes to warm pages too). For scale, also timed:
 computing ``np.histogram`` of the 4 arrays on the caller's thread, which is what loggers
 that bin on the training thread pay.
 
+Two more baselines say what this machine allows at all: reading the 16 MB once
+(``np.maximum.reduce``, no writes: no snapshot can cost less on one thread), and the same
+``np.copyto`` split over two threads (a helper copies half of each array while the caller
+copies the other half; numpy releases the GIL while it copies): whether a parallel copy
+would pay here.
+
 Target (issue 5): median <= 1 ms. The issue measured wandb, trackio and tensorboardX at
 15-25 ms per such call.
 """
@@ -16,9 +22,11 @@ Target (issue 5): median <= 1 ms. The issue measured wandb, trackio and tensorbo
 from __future__ import annotations
 
 import os
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 
@@ -37,6 +45,40 @@ def timed_ms(fn: Callable[[], object], between: Callable[[], object] | None = No
     return elapsed
 
 
+def _copy_all(pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    for dst, src in pairs:
+        np.copyto(dst, src)
+
+
+class _HalfCopier:
+    """A helper thread that copies the second half of each array (the two-thread baseline)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[np.ndarray, np.ndarray, threading.Event]] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            dst, src, done = self._jobs.get()
+            np.copyto(dst, src)
+            done.set()
+
+    def copy(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        events = []
+        for dst, src in pairs:
+            done = threading.Event()
+            half = src.size // 2
+            self._jobs.put((dst[half:], src[half:], done))
+            events.append(done)
+        for dst, src in pairs:
+            half = src.size // 2
+            np.copyto(dst[:half], src[:half])
+        for done in events:
+            done.wait()
+
+
 def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bench-log-arrays-")
     os.environ.setdefault("GRADEXP_CONFIG_DIR", tmp)
@@ -53,12 +95,21 @@ def main() -> int:
     gradexp.flush()
 
     warm = [np.empty_like(a) for a in arrays.values()]
-    samples: dict[str, list[float]] = {"copy": [], "copyto": [], "log": [], "hist": []}
+    pairs = list(zip(warm, arrays.values(), strict=True))
+    halves = _HalfCopier()
+    samples: dict[str, list[float]] = {
+        "copy": [],
+        "copyto": [],
+        "copyto2": [],
+        "read": [],
+        "log": [],
+        "hist": [],
+    }
     for i in range(N):
         samples["copy"].append(timed_ms(lambda: [a.copy() for a in arrays.values()]))
-        samples["copyto"].append(
-            timed_ms(lambda: [np.copyto(w, a) for w, a in zip(warm, arrays.values(), strict=True)])
-        )
+        samples["copyto"].append(timed_ms(lambda: _copy_all(pairs)))
+        samples["copyto2"].append(timed_ms(lambda: halves.copy(pairs)))
+        samples["read"].append(timed_ms(lambda: [np.maximum.reduce(a) for a in arrays.values()]))
         samples["log"].append(timed_ms(lambda: gradexp.log(values), gradexp.flush))
         if i % 4 == 0:  # slow: sample it less
             samples["hist"].append(
@@ -68,8 +119,8 @@ def main() -> int:
     rows = [r for r in RunFile(run.dir or "") if r.type == "history"]
     ok = len(rows) == N + 1 and all(rows[-1].values[k]["count"] == SIZE for k in arrays)
 
-    copy, copyto, log, hist = (
-        statistics.median(samples[k]) for k in ("copy", "copyto", "log", "hist")
+    copy, copyto, copyto2, read, log, hist = (
+        statistics.median(samples[k]) for k in ("copy", "copyto", "copyto2", "read", "log", "hist")
     )
     p90 = sorted(samples["log"])[int(0.9 * len(samples["log"]))]
     print(
@@ -78,6 +129,8 @@ def main() -> int:
     print(f"{'':46}{'median ms':>10}")
     print(f"{'baseline: copy the 4 arrays (a.copy())':46}{copy:10.2f}")
     print(f"{'baseline: copy into warm buffers (np.copyto)':46}{copyto:10.2f}")
+    print(f"{'  the same split over 2 threads':46}{copyto2:10.2f}")
+    print(f"{'  floor: read the 16 MB once (np.maximum)':46}{read:10.2f}")
     print(f"{'gradexp.log() (caller thread)':46}{log:10.2f}   (p90 {p90:.2f})")
     print(f"{'ratio log / a.copy()':46}{log / copy:10.2f}")
     print(f"{'ratio log / np.copyto':46}{log / copyto:10.2f}")
