@@ -247,7 +247,7 @@ class TensorCard extends MediaCard {
     const scale = valueScale(lo ?? 0, hi ?? 1);
     paintGrid(ctx, rows, cols, values, scale.index, lut(scale.name), { x: 0, y: 0, w, h: hgt });
     const bar = h("canvas");
-    replace(this.scaleEl, h("span", { text: fmtNum(scale.lo) }), bar, h("span", { text: fmtNum(scale.hi) }), h("span", { class: "muted special", text: "non-finite" }));
+    replace(this.scaleEl, h("span", { title: fmtNum(scale.lo, 10), text: fmtCompact(scale.lo) }), bar, h("span", { title: fmtNum(scale.hi, 10), text: fmtCompact(scale.hi) }), h("span", { class: "muted special", text: "non-finite" }));
     colorBar(bar, scale.name, 160);
     this.canvas.onpointermove = (e) => {
       const r = this.canvas.getBoundingClientRect();
