@@ -83,7 +83,7 @@ export async function mountRuns(el, owner, project) {
   const table = h("table", { class: "table runs" });
   const pager = h("div", { class: "pager" });
   const liveDot = h("span", { class: "live-dot", title: "Live: runs update as they train", hidden: true });
-  const body = h("div", { class: "card flush table-wrap" }, table);
+  const body = h("div", { class: "card flush table-wrap" }, h("p", { class: "muted pad loading", text: "Loading runs…" }));
 
   replace(
     el,
