@@ -457,32 +457,53 @@ def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
     holding anything but ints and finite floats are checked and columnised one by one
     too, per group of rows sharing a key tuple. Declines (None) anything else, so every
     error message comes from the record-by-record path.
+
+    Works through the batch in chunks of ``_CHUNK`` records: each chunk's column passes
+    then stay in the CPU's cache (a 1 MiB batch's parsed records are several MB, and
+    pass after pass over all of them measured ~1.5x slower per record).
     """
+    cols = HistoryColumns()
+    for start in range(0, len(records), _CHUNK):
+        if not _columnar_chunk(records[start : start + _CHUNK], first + start, cols):
+            return None
+    return cols
+
+
+_CHUNK = 1024
+_ENVELOPE = itemgetter("seq", "type", "step", "time", "values")
+
+
+def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> bool:
+    """Add one chunk of records (numbered from ``first``) to ``cols``; False to decline."""
     n = len(records)
+    offset = len(cols.seqs)  # this chunk's first history row in cols
     try:
         if set(map(type, records)) != {dict}:
-            return None
-        seqs = list(map(_SEQ_TYPE[0], records))
-        types = list(map(_SEQ_TYPE[1], records))
-        if seqs != list(range(first, first + n)) or set(map(type, seqs)) != {int}:
-            return None  # also rejects True/1.0 posing as 1: their type is not int
-        kinds = set(types)
-        if kinds == {"history"}:
+            return False
+        try:  # one pass for the usual chunk: history records only
+            seqs, types, steps, times, values = zip(*map(_ENVELOPE, records), strict=True)
             hist, hist_seqs = records, seqs
-            cols = HistoryColumns()
-        else:
+        except KeyError:  # other kinds of records have other fields
+            seqs = tuple(map(_SEQ_TYPE[0], records))
+            types = tuple(map(_SEQ_TYPE[1], records))
+            hist = None
+        if seqs != tuple(range(first, first + n)) or set(map(type, seqs)) != {int}:
+            return False  # also rejects True/1.0 posing as 1: their type is not int
+        kinds = set(types)
+        if kinds != {"history"}:
             if not kinds <= _RECORD_KINDS:
-                return None
+                return False
             for rec, kind in zip(records, types, strict=True):
                 if kind != "history":
                     _check_record(rec, rec["seq"])
+                    cols.others.append(rec)
             hist = [r for r, k in zip(records, types, strict=True) if k == "history"]
-            hist_seqs = [r["seq"] for r in hist]
-            cols = HistoryColumns()
-            cols.others = [r for r, k in zip(records, types, strict=True) if k != "history"]
-        if not hist:
-            return cols
-        steps, times, values = zip(*map(_STEP_TIME_VALUES, hist), strict=True)
+            if not hist:
+                return True
+            hist_seqs = tuple(r["seq"] for r in hist)
+            steps, times, values = zip(*map(_STEP_TIME_VALUES, hist), strict=True)
+        elif hist is None:
+            return False  # history records without their fields
         if (
             set(map(type, steps)) != {int}
             or min(steps) < 0
@@ -490,41 +511,44 @@ def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
             or set(map(type, values)) != {dict}
             or not set(map(type, times)) <= PLAIN_TYPES
         ):
-            return None
+            return False
         times_np = np.array(times, dtype=np.float64)
         if not np.isfinite(times_np).all():
-            return None
+            return False
     except (KeyError, TypeError, OverflowError, ValueError, ApiError):
-        return None  # the record-by-record path finds (and names) the first problem
-    cols.seqs = hist_seqs
-    cols.steps = list(steps)
+        return False  # the record-by-record path finds (and names) the first problem
+    m = len(hist)
+    cols.seqs.extend(hist_seqs)
+    cols.steps.extend(steps)
     # Integer times are allowed; rows store floats (and partial replays read the record).
     if int in set(map(type, times)):
-        cols.times = times_np.tolist()
-        for rec, t in zip(hist, cols.times, strict=True):
+        floats = times_np.tolist()
+        cols.times.extend(floats)
+        for rec, t in zip(hist, floats, strict=True):
             rec["time"] = t
     else:
-        cols.times = list(times)
-    cols.values = list(values)
-    cols.max_step = max(steps)
+        cols.times.extend(times)
+    cols.values.extend(values)
+    cols.max_step = max(cols.max_step, max(steps))
     # Group rows by key tuple; usually there is one (the same keys at every step).
     key_tuples = list(map(tuple, values))
     distinct = dict.fromkeys(key_tuples)  # in order of first appearance
-    if len(distinct) == 1:
-        groups: dict[tuple[str, ...], Sequence[int]] = {key_tuples[0]: range(len(hist))}
-    else:
-        by_keys: dict[tuple[str, ...], list[int]] = {k: [] for k in distinct}
-        for pos, keys in enumerate(key_tuples):
-            by_keys[keys].append(pos)
-        groups = dict(by_keys)
     for keys in distinct:
         if not _good_keys.issuperset(keys):
             try:
                 for key in keys:
                     check_key(key, "")
             except ApiError:
-                return None  # the record-by-record path names the record
-    special: list[int] = []
+                return False  # the record-by-record path names the record
+    groups: dict[tuple[str, ...], Sequence[int]]
+    if len(distinct) == 1:
+        groups = {key_tuples[0]: range(m)}
+    else:
+        by_keys: dict[tuple[str, ...], list[int]] = {k: [] for k in distinct}
+        for pos, keys in enumerate(key_tuples):
+            by_keys[keys].append(pos)
+        groups = dict(by_keys)
+    special: list[int] = []  # positions in this chunk
     for keys, positions in groups.items():
         rows = values if type(positions) is range else map(values.__getitem__, positions)
         flat = list(chain.from_iterable(map(dict.values, rows)))  # row-major
@@ -541,19 +565,19 @@ def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
         if matrix is None:
             special.extend(positions)
         else:
-            cols.add_group(keys, positions, matrix)
+            cols.add_group(keys, np.asarray(positions, dtype=np.intp) + offset, matrix)
     for pos in sorted(special):
         # Checked (and non-finite floats encoded) in place, before the rows are dumped.
         try:
             vals = check_values(values[pos], f"records[seq={hist_seqs[pos]}]")
         except ApiError:
-            return None  # let the record-by-record path name the first problem
+            return False  # let the record-by-record path name the first problem
         if set(map(type, vals.values())) <= PLAIN_TYPES:
-            cols.add_plain_at(pos, vals)
+            cols.add_plain_at(offset + pos, vals)
         else:
-            cols.add_special_at(pos, vals)
-    cols.jsons = list(map(bytes.decode, map(orjson.dumps, values)))
-    return cols
+            cols.add_special_at(offset + pos, vals)
+    cols.jsons.extend(map(bytes.decode, map(orjson.dumps, values)))
+    return True
 
 
 def decode_batch(body: bytes) -> Batch:

@@ -11,7 +11,6 @@ numpy either way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
@@ -96,11 +95,21 @@ class HistoryColumns:
             self.max_step = step
         return pos
 
-    def add_group(self, keys: tuple[str, ...], positions: Sequence[int], matrix: Any) -> None:
-        """Rows already in the columns (at ``positions``, ascending) that share the key
-        tuple ``keys`` and hold only ints and finite floats, as a float64 ``matrix``
-        (one row per position, one column per key). The columnar validator's way in."""
-        self.groups[keys] = (positions, [])  # type: ignore[assignment]
+    def add_group(self, keys: tuple[str, ...], positions: Any, matrix: Any) -> None:
+        """Rows already in the columns (at ``positions``, an ascending int array past
+        every row added before) that share the key tuple ``keys`` and hold only ints and
+        finite floats, as a float64 ``matrix`` (one row per position, one column per
+        key). The columnar validator's way in, a chunk of rows at a time."""
+        old = self._matrices.get(keys)
+        if old is not None:  # the same keys in an earlier chunk: one group
+            positions = np.concatenate((self.groups[keys][0], positions))
+            matrix = np.concatenate((old, matrix))
+        elif keys in self.groups:  # rows that came one by one: add these to them
+            group = self.groups[keys]
+            group[0].extend(positions.tolist())
+            group[1].extend(map(tuple, matrix.tolist()))
+            return
+        self.groups[keys] = (positions, [])
         self._matrices[keys] = matrix
 
     def add_plain_at(self, pos: int, values: dict[str, Any]) -> None:

@@ -101,8 +101,11 @@ def _view(cols: Any) -> tuple[Any, ...]:
     )
 
 
+@pytest.mark.parametrize("chunk", [1024, 7])
 @pytest.mark.parametrize("name", list(BATCHES))
-def test_columnar_equals_record_by_record(name):
+def test_columnar_equals_record_by_record(name, chunk, monkeypatch):
+    # 7: batches cut into chunks mid-group, mid-special-run, around other records.
+    monkeypatch.setattr(b, "_CHUNK", chunk)
     columnar, by_record = _both(BATCHES[name])
     assert columnar is not None, "the columnar path declined a valid batch"
     assert _view(columnar.finish()) == _view(by_record.finish())
