@@ -80,6 +80,31 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its live child processes (the server's ingest decode
+    workers): what the service as a whole has used (Linux; 0.0 elsewhere)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """CPU time one thread of a process has used so far (Linux; 0.0 elsewhere). A
+    process's main thread has ``tid == pid``."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 async def _pg(sql: str) -> None:
     import asyncpg
 

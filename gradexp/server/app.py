@@ -18,6 +18,7 @@ from gradexp._protocol import MAX_BODY_BYTES, VERSION
 from gradexp.server.auth import make_auth_middleware
 from gradexp.server.config import ServerSettings, mask_url
 from gradexp.server.db import Database
+from gradexp.server.decode_pool import close_shared_pool
 from gradexp.server.errors import error_middleware
 from gradexp.server.export import Exporter
 from gradexp.server.ingest import KeyIdCache, tune_gc
@@ -79,6 +80,7 @@ def make_app(state: AppState) -> web.Application:
     async def on_cleanup(_app: web.Application) -> None:
         await state.exporter.close()
         await state.db.dispose()
+        close_shared_pool()  # the ingest decode workers, if any started
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

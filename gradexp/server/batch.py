@@ -47,21 +47,9 @@ def bad_batch(message: str) -> ApiError:
 # --- bodies ------------------------------------------------------------------------------
 
 
-async def read_body(
-    chunks: AsyncIterator[bytes],
-    content_length: int | None,
-    content_encoding: str,
-    *,
-    max_body: int = MAX_BODY_BYTES,
-    max_decompressed: int = MAX_DECOMPRESSED_BYTES,
-) -> bytes:
-    """Read a request body within the size limits, gunzipping it incrementally.
-
-    The compressed size is checked against ``Content-Length`` before reading and again
-    while reading (a chunked body has no length). Decompression is bounded: each step may
-    produce at most what is left of the decompressed limit, so a gzip bomb is refused after
-    allocating no more than the limit, never its full size.
-    """
+def body_is_gzip(content_encoding: str) -> bool:
+    """Whether a body with this ``Content-Encoding`` is gzip'ed; a 415 for anything but
+    gzip and no encoding."""
     encoding = content_encoding.strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
         raise ApiError(
@@ -69,40 +57,88 @@ async def read_body(
             "unsupported_media_type",
             f"Content-Encoding {content_encoding!r} is not supported: send gzip or no encoding",
         )
+    return encoding in ("gzip", "x-gzip")
+
+
+class Inflater:
+    """Bounded, incremental gunzip: ``feed`` compressed chunks, then ``finish``.
+
+    Each step may produce at most what is left of ``max_decompressed`` (and at most
+    1 MiB), so a gzip bomb is refused after allocating no more than the limit, never its
+    full size. Errors are the protocol's: 400 ``bad_gzip``, 413 past the limit.
+    """
+
+    def __init__(self, max_decompressed: int = MAX_DECOMPRESSED_BYTES) -> None:
+        self._z = zlib.decompressobj(wbits=31)
+        self._max = max_decompressed
+        self.produced = 0
+
+    def feed(self, chunk: bytes, out: list[bytes]) -> None:
+        """Inflate ``chunk``, appending the pieces to ``out``."""
+        z = self._z
+        data = chunk
+        while data:
+            try:
+                piece = z.decompress(data, min(INFLATE_STEP, self._max - self.produced + 1))
+            except zlib.error as exc:
+                raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {exc}") from None
+            self.produced += len(piece)
+            if self.produced > self._max:
+                raise _bomb(self._max)
+            out.append(piece)
+            data = z.unconsumed_tail
+            if z.eof:
+                if z.unused_data.strip(b"\x00"):
+                    raise ApiError(400, "bad_gzip", "the body holds data after the gzip stream")
+                break
+
+    def finish(self) -> None:
+        """Raise unless the gzip stream was complete."""
+        if not self._z.eof:
+            raise ApiError(400, "bad_gzip", "the gzip stream is truncated")
+
+
+def gunzip(body: bytes, max_decompressed: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """A whole gzip'ed body, inflated within ``max_decompressed`` (see :class:`Inflater`)."""
+    inflater = Inflater(max_decompressed)
+    out: list[bytes] = []
+    inflater.feed(body, out)
+    inflater.finish()
+    return b"".join(out)
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes],
+    content_length: int | None,
+    content_encoding: str,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    max_decompressed: int = MAX_DECOMPRESSED_BYTES,
+    inflate: bool = True,
+) -> bytes:
+    """Read a request body within the size limits, gunzipping it incrementally.
+
+    The compressed size is checked against ``Content-Length`` before reading and again
+    while reading (a chunked body has no length). Decompression is bounded (see
+    :class:`Inflater`). ``inflate=False`` returns a gzip'ed body as it came (checked
+    for size only), for a decode worker to inflate.
+    """
+    gzip = body_is_gzip(content_encoding) and inflate
     if content_length is not None and content_length > max_body:
         raise _too_large(max_body)
-    gzip = encoding in ("gzip", "x-gzip")
-    inflater = zlib.decompressobj(wbits=31) if gzip else None
+    inflater = Inflater(max_decompressed) if gzip else None
     out: list[bytes] = []
     received = 0
-    produced = 0
     async for chunk in chunks:
         received += len(chunk)
         if received > max_body:
             raise _too_large(max_body)
         if inflater is None:
             out.append(chunk)
-            continue
-        data = chunk
-        while data:
-            try:
-                # At most 1 MiB per step: memory grows with what is kept, never ahead of it.
-                piece = inflater.decompress(
-                    data, min(INFLATE_STEP, max_decompressed - produced + 1)
-                )
-            except zlib.error as exc:
-                raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {exc}") from None
-            produced += len(piece)
-            if produced > max_decompressed:
-                raise _bomb(max_decompressed)
-            out.append(piece)
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                if inflater.unused_data.strip(b"\x00"):
-                    raise ApiError(400, "bad_gzip", "the body holds data after the gzip stream")
-                break
-    if inflater is not None and not inflater.eof:
-        raise ApiError(400, "bad_gzip", "the gzip stream is truncated")
+        else:
+            inflater.feed(chunk, out)
+    if inflater is not None:
+        inflater.finish()
     return b"".join(out)
 
 
@@ -306,13 +342,29 @@ def _check_time(x: Any, where: str) -> float:
 
 @dataclass
 class Batch:
-    """A validated ingest batch."""
+    """A validated ingest batch.
+
+    ``records`` is None for a batch decoded in a worker process (decode_pool.py): only
+    the columns cross over. :meth:`all_records` then decodes ``body`` again, for the rare
+    batch that partly repeats committed records.
+    """
 
     first_seq: int
     last_seq: int
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]] | None
     columns: HistoryColumns  # the history records, by column (see columns.py)
     others: list[dict[str, Any]]  # the records that are not history (config, finish...)
+    body: bytes | None = None  # as received (gzip'ed or not), when records is None
+    gzip: bool = False
+
+    def all_records(self) -> list[dict[str, Any]]:
+        """Every record of the batch, validated."""
+        if self.records is None:
+            assert self.body is not None
+            raw = gunzip(self.body) if self.gzip else self.body
+            self.records = decode_batch(raw).records
+        assert self.records is not None
+        return self.records
 
 
 _RECORD_KINDS = frozenset(("history", "config", "summary", "file", "telemetry", "finish"))
@@ -446,6 +498,7 @@ def _columns_record_by_record(records: list[Any], first: int) -> HistoryColumns:
 _SEQ_TYPE = (itemgetter("seq"), itemgetter("type"))
 _STEP_TIME_VALUES = itemgetter("step", "time", "values")
 _MAX_STEP = 2**62
+MAX_SEQ = 2**62
 
 
 def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
@@ -588,6 +641,8 @@ def decode_batch(body: bytes) -> Batch:
     first, last, records = doc.get("first_seq"), doc.get("last_seq"), doc.get("records")
     if type(first) is not int or type(last) is not int or first < 1 or last < first:
         raise bad_batch("first_seq and last_seq must be integers with 1 <= first_seq <= last_seq")
+    if last >= MAX_SEQ:
+        raise bad_batch("sequence numbers must be below 2**62")
     if type(records) is not list or len(records) != last - first + 1:
         raise bad_batch(
             f"records must hold exactly last_seq - first_seq + 1 = {last - first + 1} records"

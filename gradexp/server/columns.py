@@ -68,6 +68,8 @@ class HistoryColumns:
         # set by finish(): key -> (positions, values) of every numeric point
         self.numeric: dict[str, tuple[Any, Any]] = {}
         self._steps_np: Any = None
+        self._plain: dict[str, list[tuple[Any, Any]]] = {}  # set by finish()
+        self._plain_last: dict[str, Any] = {}  # set by finish()
         # The batch's other records (config, summary, ...), gathered while validating.
         self.others: list[dict[str, Any]] = []
 
@@ -195,6 +197,11 @@ class HistoryColumns:
             for j, key in enumerate(keys):
                 plain.setdefault(key, []).append((pos, matrix[:, j]))
         self._plain = plain
+        # Each plain key's value in its last row, as logged (an int stays an int).
+        values = self.values
+        self._plain_last = {
+            key: values[max(int(pos[-1]) for pos, _ in parts)][key] for key, parts in plain.items()
+        }
         numeric: dict[str, tuple[Any, Any]] = {}
         for key in self.key_order:
             parts = plain.get(key, [])
@@ -211,6 +218,31 @@ class HistoryColumns:
                 numeric[key] = (pos[order], np.concatenate([v for _, v in parts])[order])
         self.numeric = numeric
         return self
+
+    # A finished HistoryColumns crosses from a decode worker process to the server by
+    # pickle (decode_pool.py). What crosses is what the writer uses, in compact form:
+    # int/float columns as arrays, the rows' JSON texts as one string, no per-record
+    # dicts (key_rows needs each key's last value only: _plain_last).
+    _STATE = ("_plain", "_plain_last", "_meta", "typed", "key_order", "max_step", "numeric")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: getattr(self, name) for name in self._STATE}
+        state["others"] = self.others
+        state["seqs"] = np.asarray(self.seqs, dtype=np.int64)
+        state["steps"] = self._steps_array()
+        state["times"] = np.asarray(self.times, dtype=np.float64)
+        state["jsons"] = "\n".join(self.jsons)  # orjson never writes a raw newline
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self._steps_np = state.pop("steps")
+        self.steps = self._steps_np.tolist()
+        self.seqs = state.pop("seqs").tolist()
+        self.times = state.pop("times").tolist()
+        jsons = state.pop("jsons")
+        self.jsons = jsons.split("\n") if self.seqs else []
+        self.__dict__.update(state)
 
     def history_rows(self, run_pk: int) -> list[tuple[int, int, int, float, str]]:
         """Rows for the ``history`` table."""
@@ -271,7 +303,7 @@ class HistoryColumns:
                 last_step = max(last_step, int(chosen.max()))
                 last_pos = max(last_pos, int(pos[-1]))  # positions in a group only grow
             if last_pos >= 0:
-                last_value = self.values[last_pos][key]
+                last_value = self._plain_last[key]
             meta = self._meta.get(key)
             if meta is not None:
                 count += meta[0]

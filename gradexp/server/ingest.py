@@ -280,7 +280,7 @@ def _apply(
     else:
         records = [
             r
-            for r in batch.records
+            for r in batch.all_records()
             if r["seq"] > acked and not any(lo <= r["seq"] <= hi for lo, hi in ranges)
         ]
         applied = len(records)

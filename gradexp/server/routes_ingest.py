@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,8 +12,9 @@ from sqlalchemy.engine import Connection
 
 from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
 from gradexp.server import schema as s
-from gradexp.server.batch import decode_batch, parse_json, read_body
+from gradexp.server.batch import body_is_gzip, parse_json, read_body
 from gradexp.server.db import insert_ignore
+from gradexp.server.decode_pool import shared_pool
 from gradexp.server.errors import ApiError, json_response
 from gradexp.server.ingest import ingest_batch
 from gradexp.server.objects import BlobTooLarge, HashMismatch, blob_key
@@ -30,7 +30,6 @@ from gradexp.server.state import AppState, base_url
 routes = web.RouteTableDef()
 
 MAX_RUN_BODY = 1024 * 1024  # a run description (config included)
-INLINE_DECODE_BYTES = 2 * 1024 * 1024  # decompressed batches above this parse off the loop
 
 
 def _content_length(request: web.Request) -> int | None:
@@ -73,16 +72,11 @@ async def _owned_run(state: AppState, request: web.Request) -> Any:
 async def post_records(request: web.Request) -> web.Response:
     """Ingest one batch: validate everything first, then one transaction, then the ack."""
     state: AppState = request.app["state"]
-    raw = await read_body(
-        _chunks(request), _content_length(request), request.headers.get("Content-Encoding", "")
-    )
-    if len(raw) > INLINE_DECODE_BYTES:
-        # Parsing a big batch takes long enough to stall every other request (live streams,
-        # reads): do it on a worker thread, so the event loop keeps getting turns (the GIL
-        # still serialises the Python work, but in slices). Small ones are cheaper inline.
-        batch = await asyncio.to_thread(decode_batch, raw)
-    else:
-        batch = decode_batch(raw)
+    encoding = request.headers.get("Content-Encoding", "")
+    # The body as sent (size-checked, 415 for an unknown encoding); the decode pool
+    # inflates and decodes it, in a worker process when it is big enough to pay.
+    body = await read_body(_chunks(request), _content_length(request), encoding, inflate=False)
+    batch = await shared_pool().decode(body, body_is_gzip(encoding))
     run_id = check_run_id(request.match_info["run_id"])
     known_ids = dict(state.key_cache.get(run_id))  # a private copy for the writer thread
     result = await state.db.write(

@@ -1,0 +1,168 @@
+"""Decoding ingest batches in worker processes, so one server process uses more than a core.
+
+A batch's decoding (gunzip, JSON parse, validation, columns: see batch.py) is pure
+Python-level work that holds the GIL: in one process it competed with the event loop
+and with the SQLite writer thread's Python, and measured about half of a step's server
+CPU. Here it runs in a few worker processes (``spawn``ed, so nothing of the server's
+threads or sockets is inherited) and only the finished columns come back: int and
+float columns as arrays and the rows' JSON as one string (``HistoryColumns.__getstate__``),
+far cheaper to unpickle than the JSON was to parse.
+
+The pool never makes a request fail: until the workers have started, for small bodies,
+and when a worker dies (the pool is then replaced), batches are decoded in the server
+process as before. Refusals (400, 413) cross back as data and are raised here, so a bad
+batch gets exactly the error the in-process path gives.
+
+``GRADEXP_INGEST_WORKERS`` sets the number of workers (default: CPUs - 1, at most 4; 0
+decodes everything in the server process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from gradexp.server.batch import Batch, decode_batch, gunzip
+from gradexp.server.errors import ApiError
+
+log = logging.getLogger("gradexp.server")
+
+#: Bodies smaller than this (as sent) are decoded in the server process: for them the
+#: round trip to a worker costs about what it saves.
+MIN_WORKER_BODY = 16 * 1024
+
+
+def default_workers() -> int:
+    """Workers to start: ``GRADEXP_INGEST_WORKERS``, else CPUs - 1 (1 to 4)."""
+    value = os.environ.get("GRADEXP_INGEST_WORKERS", "").strip()
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            log.warning("GRADEXP_INGEST_WORKERS=%r is not a number: using the default", value)
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def decode_body(body: bytes, gzip: bool) -> Batch:
+    """Inflate (bounded) and decode a request body: what a worker does, in-process."""
+    return decode_batch(gunzip(body) if gzip else body)
+
+
+def _init_worker() -> None:
+    # Ctrl+C in the server's terminal reaches the whole process group: the server shuts
+    # down its pool itself, so a worker must not die printing a KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The worker lives to decode batches: freeze its imports and let each batch's
+    # objects die young (see ingest.tune_gc for the numbers).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 50)
+
+
+def _decode_in_worker(body: bytes, gzip: bool) -> tuple[Any, ...]:
+    """In a worker: ("ok", batch without its records) or ("refused", status, code, ...)."""
+    try:
+        batch = decode_body(body, gzip)
+    except ApiError as exc:  # an exception's own pickling would drop status and code
+        return ("refused", exc.status, exc.code, exc.message, exc.extra)
+    batch.records = None  # the columns are what the writer needs; they pickle compactly
+    return ("ok", batch)
+
+
+def _ready() -> bool:
+    return True
+
+
+_shared: DecodePool | None = None
+
+
+def shared_pool() -> DecodePool:
+    """This process's pool (its workers start with the first big batch)."""
+    global _shared
+    if _shared is None:
+        _shared = DecodePool()
+    return _shared
+
+
+def close_shared_pool() -> None:
+    """Stop this process's workers, if any started (the server's cleanup)."""
+    global _shared
+    if _shared is not None:
+        _shared.close()
+        _shared = None
+
+
+class DecodePool:
+    """Worker processes decoding big ingest bodies; used from the event loop only."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = default_workers() if workers is None else workers
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._warm: concurrent.futures.Future[bool] | None = None
+        self.decoded_in_workers = 0  # batches (for tests and curiosity)
+
+    def _start(self) -> None:
+        # spawn, not fork: the server has threads (the SQLite writer, aiosqlite's) and a
+        # fork would copy their locks mid-use.
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+        )
+        # Workers import numpy and the decoder (a second or two): until one answers this,
+        # batches are decoded in-process rather than waiting.
+        self._warm = self._executor.submit(_ready)
+
+    async def decode(self, body: bytes, gzip: bool) -> Batch:
+        """Decode a request body (as received): in a worker when that pays, else here."""
+        if self.workers <= 0 or len(body) < MIN_WORKER_BODY:
+            return await self._decode_here(body, gzip)
+        if self._executor is None:
+            self._start()
+        assert self._warm is not None
+        if not self._warm.done():
+            return await self._decode_here(body, gzip)
+        executor = self._executor
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                executor, _decode_in_worker, body, gzip
+            )
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start a new pool, decode this one here.
+            log.warning("an ingest decode worker died; starting new ones")
+            self._replace(executor)
+            return await self._decode_here(body, gzip)
+        if result[0] == "refused":
+            _, status, code, message, extra = result
+            raise ApiError(status, code, message, **extra)
+        batch: Batch = result[1]
+        batch.body, batch.gzip = body, gzip  # for Batch.all_records (partial replays)
+        self.decoded_in_workers += 1
+        return batch
+
+    @staticmethod
+    async def _decode_here(body: bytes, gzip: bool) -> Batch:
+        if len(body) < MIN_WORKER_BODY:
+            return decode_body(body, gzip)
+        # Off the event loop (so it keeps serving), though the GIL still serialises it.
+        return await asyncio.to_thread(decode_body, body, gzip)
+
+    def _replace(self, broken: concurrent.futures.ProcessPoolExecutor | None) -> None:
+        if broken is not None and self._executor is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            self._warm = None
+
+    def close(self) -> None:
+        """Stop the workers (batches being decoded are abandoned)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            self._warm = None
