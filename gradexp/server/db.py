@@ -237,7 +237,7 @@ class Database:
                 with engine.begin() as conn:
                     result = fn(conn, *args)
                     raw = conn.connection.driver_connection
-                if checkpointer is not None:
+                if checkpointer is not None and raw is not None:
                     checkpointer.after_commit(raw)
                 return result
 
