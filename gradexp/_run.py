@@ -24,7 +24,11 @@ config), through ``loop.call_soon_threadsafe``.
 Memory bound: queued bytes are estimated as ``len(queue)`` records of the current record's
 estimated size, plus the exact bytes of captured arrays (counted in on the slow path, out
 by the stream thread). Past ``memory_limit``, ``log()`` blocks (``alog()`` awaits in a
-worker thread) until the stream has written enough: backpressure, never a drop.
+worker thread) until the stream has written enough: backpressure, never a drop. Except
+when the disk refuses writes (full, over quota, file size limit): waiting could then
+stall training for good, so past the bound the run sheds instead (``_SHEDDING``): new
+records are dropped and counted, what was accepted stays queued, and logging resumes
+once the stream writes again (see ``Run._end_shedding``).
 
 Fork: see :func:`_after_fork_in_child`. Exit: see :func:`_finish_at_exit`.
 """
@@ -78,11 +82,14 @@ PARTIAL = 101  # (PARTIAL, step | None, time, values, captured_bytes): log(commi
 ATTACH = 102  # (ATTACH, values, captured_bytes): _attach_to_next_step
 CTRL_FLUSH = -1  # (CTRL_FLUSH, Waiter, want_ack): resolve once written (and acknowledged)
 CTRL_CLOSE = -2  # (CTRL_CLOSE, Waiter, 0): after the finish record; resolve once it is uploaded
+CTRL_SKIP = -3  # (CTRL_SKIP, n, 0): n auto steps were dropped (shed): skip their step numbers
 #: Estimated bytes a queued record holds: the tuple, the dict, and per value (see estimate).
 RECORD_BYTES, VALUE_BYTES = 232, 64
 
 _ACTIVE, _FINISHING, _FINISHED, _DISABLED, _FORKED = "active", "finishing", "finished", "disabled", "forked"  # fmt: skip
 _BROKEN = "broken"  # the stream thread failed for this run (see Channel.fail)
+_SHEDDING = "shedding"  # the disk refuses writes and the queue is full: log() drops records
+_OPEN = (_ACTIVE, _SHEDDING)  # states in which control calls (config, flush, finish) work
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -197,6 +204,12 @@ class Channel:
         self.start_seq = 1  # first seq of this attempt (later for a resumed run)
         self.next_step = 0  # the step the next auto-step record gets (stream thread)
         self.upload_error: str | None = None  # why the upload stopped, if it did
+        self.disk_error: str | None = None  # why the run file cannot be written now, if so
+        # Records dropped while shedding (caller threads, under Run._lock): for telemetry,
+        # for the message when logging resumes, and the auto steps they would have taken.
+        self.shed = 0
+        self.shed_episode = 0
+        self.shed_steps = 0
         # Guards last_values: the stream merges each drain's last values in, and
         # run.summary (any thread) copies them out; never held across I/O.
         self.summary_lock = threading.Lock()
@@ -218,7 +231,7 @@ class Channel:
         """
         self.stream_dead = reason
         self.start_error = self.start_error or reason
-        if self.run._state is _ACTIVE:
+        if self.run._state in _OPEN:
             self.run._state = _BROKEN
         for waiter in (self.started, self.closed):
             if not waiter.event.is_set():
@@ -259,13 +272,20 @@ class Channel:
                 self.wake_pending = False
 
     def wait_for_room(self, values_per_record: int = 5) -> None:
-        """Block until the queue is under the memory bound (backpressure; caller's thread)."""
+        """Block until the queue is under the memory bound (backpressure; caller's thread).
+
+        Returns at once while the disk refuses writes, and the run starts shedding: a
+        full disk must not stall training (see the module docstring).
+        """
         self.wake_stream()
         with self.room:
             self.waiters += 1
             try:
                 # A timed wait: a notify that races with this check costs at most 50 ms.
                 while self.pending(values_per_record) > self.limit and self.stream_dead is None:
+                    if self.disk_error is not None:
+                        self.run._start_shedding(self.disk_error)
+                        return
                     self.room.wait(0.05)
             finally:
                 self.waiters -= 1
@@ -640,8 +660,12 @@ class Run:
     def _enqueue(self, data: Any, step: Any, commit: bool) -> bool:
         """Queue one log() call (any shape); True if the caller must now wait for room."""
         if self._state is not _ACTIVE:
-            self._log_inactive()
-            return False
+            if self._state is not _SHEDDING:
+                self._log_inactive()
+                return False
+            if not self._end_shedding():
+                self._shed(step is None and commit)
+                return False
         if type(data) is dict:
             values = data.copy()
         elif isinstance(data, Mapping):
@@ -714,6 +738,50 @@ class Run:
                 self._channel.captured_in += captured
         self._channel.queue.append((ATTACH, values, captured))
 
+    def _start_shedding(self, reason: str) -> None:
+        """The queue is full and the disk refuses writes: drop new records from now on
+        (any caller thread, from wait_for_room)."""
+        with self._lock:
+            if self._state is not _ACTIVE:
+                return
+            self._state = _SHEDDING
+        say(
+            f"run {self._id}: the run file cannot be written ({reason}); what was logged so "
+            "far is kept in memory, and new log() calls are dropped (and counted) so "
+            f"training goes on. Free space for {self._dir}: logging resumes by itself."
+        )
+
+    def _shed(self, auto_step: bool) -> None:
+        """Count one record dropped while shedding."""
+        channel = self._channel
+        with self._lock:
+            channel.shed += 1
+            channel.shed_episode += 1
+            if auto_step:
+                channel.shed_steps += 1
+
+    def _end_shedding(self) -> bool:
+        """Back to logging if the stream writes again and the queue has room (True)."""
+        channel = self._channel
+        if channel.disk_error is not None or channel.pending() > channel.limit // 2:
+            return False
+        with self._lock:
+            if self._state is not _SHEDDING:
+                return self._state is _ACTIVE
+            dropped, skip = channel.shed_episode, channel.shed_steps
+            channel.shed_episode = channel.shed_steps = 0
+            # Before any record logged from here on (other threads' fast path included:
+            # it starts once the state is active), so the auto steps keep counting the
+            # user's loop: the dropped records' steps are left empty, not reused.
+            channel.queue.append((CTRL_SKIP, skip, 0))
+            self._state = _ACTIVE
+        channel.wake_stream()
+        say(
+            f"run {self._id}: the run file is written again; {dropped} records logged "
+            "meanwhile were dropped (the count is in the run's telemetry)."
+        )
+        return True
+
     def _warn_once(self, what: str, message: str, depth: int = 0) -> None:
         if what not in self._warned:
             self._warned.add(what)
@@ -747,7 +815,7 @@ class Run:
 
     def _control(self, kind: int, body: Any) -> None:
         """Queue a config/summary/telemetry record or a control item, and wake the stream."""
-        if self._state is not _ACTIVE:
+        if self._state not in _OPEN:
             if self._state is not _DISABLED and kind in (CONFIG, SUMMARY):
                 self._log_inactive()
             return
@@ -758,7 +826,7 @@ class Run:
 
     def _barrier(self, timeout: float = 5.0) -> None:
         """Wait until the stream has taken everything queued so far (used by summary)."""
-        if self._state is not _ACTIVE:
+        if self._state not in _OPEN:
             return
         waiter = Waiter()
         self._channel.queue.append((CTRL_FLUSH, waiter, False))
@@ -773,7 +841,7 @@ class Run:
         """
         if self._state is _DISABLED:
             return True
-        if self._state is not _ACTIVE:
+        if self._state not in _OPEN:
             return self._channel.acked_seq >= self._channel.last_seq or self.mode != "online"
         waiter = Waiter()
         self._channel.queue.append((CTRL_FLUSH, waiter, self.mode == "online"))
@@ -797,11 +865,11 @@ class Run:
         """
         with self._lock:  # two threads finishing at once: one finishes, one returns
             state = self._state
-            if state is _ACTIVE:
+            if state in _OPEN:
                 self._state = _FINISHING
             elif state is _BROKEN:
                 self._state = _FINISHED  # nothing to wait for: the stream already let go
-        if state is not _ACTIVE:
+        if state not in _OPEN:
             if state is _BROKEN:
                 _forget(self)
             return
@@ -856,7 +924,13 @@ class Run:
                 break
             except KeyboardInterrupt:
                 continue
-        if not closed and channel.stream_dead is None:
+        if not closed and channel.disk_error is not None:
+            say(
+                f"the run file of {self._id} still cannot be written ({channel.disk_error}): "
+                f"records logged since the last one written are lost when this process "
+                f"exits; {self._dir} holds the rest."
+            )
+        elif not closed and channel.stream_dead is None:
             say(f"the run file of {self._id} is still being written; it is safe to sync later.")
         left = channel.last_seq - channel.acked_seq
         if self.mode == "online" and (left > 0 or channel.upload_error):
@@ -1147,7 +1221,7 @@ def _finish_at_exit() -> None:
     the run file first), never the file.
     """
     run = _current
-    if run is None or run._pid != os.getpid() or run._state is not _ACTIVE:
+    if run is None or run._pid != os.getpid() or run._state not in _OPEN:
         return
     try:
         run.finish(exit_code=1 if _uncaught_exception else 0)

@@ -44,6 +44,7 @@ from gradexp._run import (
     CONFIG,
     CTRL_CLOSE,
     CTRL_FLUSH,
+    CTRL_SKIP,
     FINISH,
     HISTORY,
     PARTIAL,
@@ -223,7 +224,7 @@ class RunStream:
                 self._maybe_fsync()
                 if more and self.write_error is not None:
                     # The disk refuses writes (full?): retry calmly; meanwhile the queue
-                    # fills up and log() blocks on the memory bound.
+                    # fills up to the memory bound, then the run sheds (Run._start_shedding).
                     await asyncio.sleep(0.5)
                 elif more:
                     await asyncio.sleep(0)  # let the uploader and timers run between slices
@@ -543,6 +544,10 @@ class RunStream:
             self.flushes.append((item[1], self.seq, item[2]))
         elif kind == CTRL_CLOSE:
             self.finish_waiter = item[1]
+        elif kind == CTRL_SKIP:  # records were shed: their auto steps stay empty
+            if self.partial is not None:
+                self._commit_held()
+            self.next_step += item[1]
 
     def _history(self, step: int | None, t: float, values: dict[str, Any]) -> None:
         """log(values, step=step) with commit=True."""
@@ -651,14 +656,19 @@ class RunStream:
         """Turn the drop counters (both threads') into one telemetry record (counts add up)."""
         channel = self.channel
         dropped = self.dropped
-        if channel.dropped:
-            with self.run._lock:  # the caller updates channel.dropped under this lock
+        shed = 0
+        if channel.dropped or channel.shed:
+            with self.run._lock:  # the caller updates these under this lock
                 theirs, channel.dropped = channel.dropped, {}
+                shed, channel.shed = channel.shed, 0
             for key, n in theirs.items():
                 dropped[key] = dropped.get(key, 0) + n
-        if dropped:
+        if dropped or shed:
             self.dropped = {}
-            self._append(TELEMETRY, {"dropped_values": dropped})
+            body: dict[str, Any] = {"dropped_values": dropped} if dropped else {}
+            if shed:
+                body["dropped_records"] = shed  # log() calls refused while the disk was full
+            self._append(TELEMETRY, body)
 
     # --- BlobSink, for Captured.encode (called from _drain, on this thread) ---
 
@@ -696,11 +706,18 @@ class RunStream:
                 self.write_error = exc.strerror or str(exc)
                 say(
                     f"cannot write the run file of {self.run.id} ({self.write_error}); "
-                    "retrying. log() will wait while the disk cannot keep up."
+                    "retrying every 0.5 s. Records wait in memory up to memory_limit; past "
+                    "it, log() drops new ones rather than stall training."
                 )
+                channel = self.channel
+                channel.disk_error = self.write_error
+                if channel.waiters:  # blocked in log() on the bound: stop waiting, shed
+                    with channel.room:
+                        channel.room.notify_all()
             return
         if self.write_error is not None:
             self.write_error = None
+            self.channel.disk_error = None
             say(f"the run file of {self.run.id} is being written again.")
         if not writer.buffered:
             self.channel.written_seq = self.seq
