@@ -21,15 +21,6 @@ from .conftest import PASSWORD, SHOTS, WebClient
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 class FreshServer:
     """``gradexp server`` on an empty data dir, with what it printed."""
@@ -89,19 +80,15 @@ def fresh_server(tmp_path: Path) -> Iterator[FreshServer]:
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    """A chromium page (Debian's chromium, driven by Playwright)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1100, "height": 800})
-            tab = context.new_page()
-            tab.on("dialog", lambda dialog: dialog.accept())  # "Revoke ...?" confirmations
-            yield tab
-        finally:
-            browser.close()
+def page(browser: Any) -> Iterator[Any]:
+    """A chromium page in a fresh context of the session's browser (tests/conftest.py)."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    try:
+        tab = context.new_page()
+        tab.on("dialog", lambda dialog: dialog.accept())  # "Revoke ...?" confirmations
+        yield tab
+    finally:
+        context.close()
 
 
 def _shot(page: Any, name: str) -> None:

@@ -7,7 +7,6 @@ Every test saves screenshots of the pages it drives under ``tests/_output/ui/``.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,37 +16,10 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("GRADEXP_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 OUTPUT = Path(__file__).resolve().parents[1] / "_output" / "ui"
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.browser
-
-
-def launch(playwright: Any) -> Any:
-    """Debian chromium, headless (never a downloaded browser)."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One chromium for the session."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium is not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
 
 
 def sign_in_link(server: Any) -> str:
