@@ -106,7 +106,7 @@ def main() -> int:
     )
     try:
         server = running_server()
-        url, key, _db = server.__enter__()
+        url, key, *_ = server.__enter__()
     except Exception as exc:  # e.g. no server extra installed here
         print(f"init() online: skipped ({type(exc).__name__}: {str(exc).strip()[:80]})")
         return 0

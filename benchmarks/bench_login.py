@@ -149,7 +149,7 @@ async def measure(url: str, key: str) -> None:
 
 
 def main() -> None:
-    with running_server() as (url, key, db_url):
+    with running_server() as (url, key, db_url, _pid):
         data = db_url.removeprefix("sqlite:///").rsplit("/", 1)[0]
         set_password(db_url, data)
         asyncio.run(measure(url, key))
