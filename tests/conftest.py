@@ -16,8 +16,6 @@ The interface other test modules code against (keep it stable):
 - ``s3_store``: a fresh bucket on a moto S3 server (one process per session); the value is
   the ``s3://bucket/prefix`` URL (a ``str`` with ``.env``), and the AWS variables a server
   needs are set in the environment that ``start_server`` passes on.
-- ``browser`` (session): one headless Debian chromium driven by Playwright's sync API, for
-  every browser test (two sync Playwright sessions cannot run at once in one thread).
 
 When a test fails, the logs of the servers it used are attached to its report.
 """
@@ -52,15 +50,6 @@ MYSQL_PORT = int(os.environ.get("GRADEXP_TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("GRADEXP_TEST_MYSQL_USER", "root")
 STARTUP_TIMEOUT = 60.0
 LOG_TAIL_LINES = 200
-CHROMIUM = os.environ.get("GRADEXP_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -530,19 +519,3 @@ def s3_store(_moto_server: _Moto, monkeypatch: pytest.MonkeyPatch) -> S3Url:
     url.bucket = bucket
     url.endpoint = _moto_server.endpoint
     return url
-
-
-# --- the browser ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One Debian chromium for the session (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium is not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()

@@ -27,6 +27,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests._browser import chromium
+
 HERE = Path(__file__).resolve().parent
 SHOTS = HERE.parent / "_output" / "login"
 BROWSER_SCRIPT = HERE / "browser.py"
@@ -298,3 +300,10 @@ def shots() -> Iterator[Path]:
     """The folder for screenshots (kept after the run: tests/_output/login)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield SHOTS
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    """One chromium for this package's browser tests (see tests/_browser.py)."""
+    with chromium() as b:
+        yield b

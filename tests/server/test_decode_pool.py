@@ -145,6 +145,8 @@ def test_big_batches_through_workers_dedup_and_ack(start_server):
     assert got[4999]["loss"] == 1.0 / 5000
     keys = {k["key"]: k for k in get(srv, f"/api/v1/runs/{run}/keys")["keys"]}
     assert keys["loss"]["count"] == 9000 and keys["acc"]["last_step"] == 8999
+    status, health = srv.request("GET", "/healthz")
+    assert status == 200 and health["worker_batches"] > 0  # the workers did decode
     # A graceful stop takes the workers with it, and leaves no traceback behind.
     workers = _children(srv.proc.pid)
     srv.stop()

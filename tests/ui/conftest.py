@@ -16,10 +16,19 @@ from typing import Any
 
 import pytest
 
+from tests._browser import chromium
+
 OUTPUT = Path(__file__).resolve().parents[1] / "_output" / "ui"
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    """One chromium for this package's browser tests (see tests/_browser.py)."""
+    with chromium() as b:
+        yield b
 
 
 def sign_in_link(server: Any) -> str:
@@ -43,7 +52,7 @@ def sign_in(browser: Any, server: Any) -> dict[str, Any]:
     return state
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def signed_in_state(browser: Any, server: Any) -> dict[str, Any]:
     """The cookies of a browser signed in to the shared server (reused by tests)."""
     return sign_in(browser, server)
