@@ -47,15 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _server import running_server
 
-CHROMIUM = os.environ.get("GRADEXP_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests._browser import CHROMIUM, CHROMIUM_ARGS
+
 KEYS = 50
 LONG = 100_000
 SHORT = 100
@@ -130,7 +123,7 @@ def key_names() -> list[str]:
 
 
 def launch(pw: Any) -> Any:
-    return pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 FIRST_SCREEN_JS = """() => {

@@ -4,6 +4,7 @@ The packages that use a browser (tests/login, tests/ui) each open one with
 :func:`chromium` in a package-scoped ``browser`` fixture. Not session-wide: two sync
 Playwright sessions cannot run at once in one thread, and while one runs the thread counts
 as running an event loop, so every ``asyncio.run`` in other tests would be refused.
+``CHROMIUM`` and ``CHROMIUM_ARGS`` also serve tests/login/browser.py and bench_ui.py.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 CHROMIUM = os.environ.get("GRADEXP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,6 +29,8 @@ CHROMIUM_ARGS = [
 @contextlib.contextmanager
 def chromium() -> Iterator[Any]:
     """A headless Debian chromium (never a downloaded browser); skips if it is missing."""
+    import pytest
+
     if not Path(CHROMIUM).exists():
         pytest.skip(f"chromium is not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
