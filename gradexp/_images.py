@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradexp._png import encode_png, image_info
-from gradexp._tensors import HostArray, torch_of
+from gradexp._tensors import CapturingValue, HostArray, torch_of
 
 if TYPE_CHECKING:
     from gradexp._values import BlobSink
@@ -166,7 +166,7 @@ def _read_image_file(path: str | os.PathLike[str]) -> bytes:
     return encode_png(to_png_pixels(pixels.get()))
 
 
-class Image:
+class Image(CapturingValue[ImageValue]):
     """An image value: ``gradexp.log({"sample": gradexp.Image(x, caption="epoch 3")})``.
 
     ``value`` may be a numpy array (HxW, HxWx1/3/4; uint8, bool, or float in [0, 1]), a
@@ -179,28 +179,12 @@ class Image:
     here: ``log()`` warns about it once and drops it.
     """
 
-    __slots__ = ("_captured", "_error")
+    __slots__ = ()
 
     def __init__(self, value: Any, *, caption: str | None = None) -> None:
-        self._captured: ImageValue | None = None
-        self._error: Exception | None = None
-        try:
-            self._captured = _capture_image(value, None if caption is None else str(caption))
-        except (TypeError, ValueError) as exc:
-            self._error = exc
-        except RuntimeError as exc:  # a torch device error, a figure that fails to render
-            self._error = ValueError(f"could not take the image: {exc}")
-
-    def _gradexp_capture(self) -> ImageValue:
-        if self._error is not None:
-            raise self._error
-        assert self._captured is not None
-        return self._captured
-
-    def __repr__(self) -> str:
-        if self._error is not None:
-            return f"<gradexp.Image invalid: {self._error}>"
-        return "<gradexp.Image>"
+        text = None if caption is None else str(caption)
+        # A RuntimeError: a torch device error, a figure that fails to render.
+        self._capture(lambda: _capture_image(value, text), failure="could not take the image")
 
 
 def _capture_image(value: Any, caption: str | None) -> ImageValue:

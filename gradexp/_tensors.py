@@ -32,8 +32,8 @@ import io
 import math
 import sys
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -680,8 +680,51 @@ def capture(value: Any) -> Any:
 
 # --- the public value types --------------------------------------------------------------------
 
+_C = TypeVar("_C")
 
-class Histogram:
+
+class CapturingValue(Generic[_C]):
+    """Base of the public value types (``Histogram``, ``Tensor``, ``Image``).
+
+    The data is captured when the value is made (a copy, or a reduction on its device),
+    since the caller may change it right after. A bad value does not raise there: its
+    error is kept, and ``log()`` warns about it once and drops it (``_gradexp_capture``
+    raises it).
+    """
+
+    __slots__ = ("_captured", "_error")
+
+    def _capture(self, make: Callable[[], _C], failure: str | None = None) -> None:
+        """Capture ``make()``; keep a TypeError/ValueError (and, given ``failure``, a
+        RuntimeError such as a device error, reworded) instead of raising it."""
+        self._captured: _C | None = None
+        self._error: Exception | None = None
+        try:
+            self._captured = make()
+        except (TypeError, ValueError) as exc:
+            self._error = exc
+        except RuntimeError as exc:
+            if failure is None:
+                raise
+            self._error = ValueError(f"{failure}: {exc}")
+
+    def _gradexp_capture(self) -> _C:
+        if self._error is not None:
+            raise self._error
+        assert self._captured is not None
+        return self._captured
+
+    def _describe(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        name = f"gradexp.{type(self).__name__}"
+        if self._error is not None:
+            return f"<{name} invalid: {self._error}>"
+        return f"<{name}{self._describe()}>"
+
+
+class Histogram(CapturingValue["HostHistogram | DeviceHistogram | PrecomputedHistogram"]):
     """A histogram value: ``gradexp.log({"weights": gradexp.Histogram(w)})``.
 
     From an array or tensor (``values``), binned into ``bins`` equal-width bins (at most
@@ -696,7 +739,7 @@ class Histogram:
     ``counts``, ``bins`` and ``stats`` compute the histogram on first access.
     """
 
-    __slots__ = ("_captured", "_error")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -706,26 +749,17 @@ class Histogram:
         range: tuple[float, float] | None = None,
         np_histogram: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
-        self._captured: HostHistogram | DeviceHistogram | PrecomputedHistogram | None = None
-        self._error: Exception | None = None
-        try:
+        def make() -> HostHistogram | DeviceHistogram | PrecomputedHistogram:
             if np_histogram is not None:
                 if values is not None:
                     raise ValueError("give Histogram either values or np_histogram, not both")
                 counts, edges = np_histogram
-                self._captured = PrecomputedHistogram(counts, edges)
-            elif values is None:
+                return PrecomputedHistogram(counts, edges)
+            if values is None:
                 raise ValueError("Histogram needs values (an array or tensor) or np_histogram")
-            else:
-                self._captured = capture_histogram(values, bins, range)
-        except (TypeError, ValueError) as exc:
-            self._error = exc
+            return capture_histogram(values, bins, range)
 
-    def _gradexp_capture(self) -> HostHistogram | DeviceHistogram | PrecomputedHistogram:
-        if self._error is not None:
-            raise self._error
-        assert self._captured is not None
-        return self._captured
+        self._capture(make)
 
     def _value(self) -> dict[str, Any]:
         return self._gradexp_capture().encode(None)
@@ -748,10 +782,8 @@ class Histogram:
         value = self._value()
         return {k: decode_value(v) for k, v in value.items() if k in HISTOGRAM_STATS}
 
-    def __repr__(self) -> str:
-        if self._error is not None:
-            return f"<gradexp.Histogram invalid: {self._error}>"
-        return f"<gradexp.Histogram {type(self._captured).__name__}>"
+    def _describe(self) -> str:
+        return f" {type(self._captured).__name__}"
 
 
 class TensorValue:
@@ -795,7 +827,7 @@ class TensorValue:
         }
 
 
-class Tensor:
+class Tensor(CapturingValue[TensorValue]):
     """A whole tensor kept as a file: ``gradexp.log({"attn": gradexp.Tensor(a)})``.
 
     The array (numpy, or a torch tensor on any device) is copied when the Tensor is made
@@ -805,33 +837,19 @@ class Tensor:
     (bfloat16, float8) are stored as float32, which holds them exactly.
     """
 
-    __slots__ = ("_captured", "_error")
+    __slots__ = ()
 
     def __init__(self, value: Any, *, compress: bool = True) -> None:
-        self._captured: TensorValue | None = None
-        self._error: Exception | None = None
-        try:
+        def make() -> TensorValue:
             torch = torch_of(value)
             if torch is not None:
-                if value.layout != torch.strided:
-                    value = value.to_dense()
-                host = HostArray.of_torch(torch, value)
-            else:
-                host = HostArray.of_numpy(_as_numpy(value))
-            self._captured = TensorValue(host, bool(compress))
-        except (TypeError, ValueError) as exc:
-            self._error = exc
-        except RuntimeError as exc:  # e.g. out of memory copying off the device
-            self._error = ValueError(f"could not copy the tensor: {exc}")
+                dense = value.to_dense() if value.layout != torch.strided else value
+                return TensorValue(HostArray.of_torch(torch, dense), bool(compress))
+            return TensorValue(HostArray.of_numpy(_as_numpy(value)), bool(compress))
 
-    def _gradexp_capture(self) -> TensorValue:
-        if self._error is not None:
-            raise self._error
-        assert self._captured is not None
-        return self._captured
+        # A RuntimeError: out of memory copying off the device, say.
+        self._capture(make, failure="could not copy the tensor")
 
-    def __repr__(self) -> str:
-        if self._error is not None:
-            return f"<gradexp.Tensor invalid: {self._error}>"
+    def _describe(self) -> str:
         assert self._captured is not None
-        return f"<gradexp.Tensor shape={self._captured._host.shape}>"
+        return f" shape={self._captured._host.shape}"
