@@ -50,5 +50,5 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Check the docs: every example in docs/ and the README is run or at least parsed."""
-    session.install("-e", ".[server,dev]")
+    session.install("-e", ".[server,dev,torch]")  # docs/tensors.md runs a torch example
     session.run("python", "docs/check.py")

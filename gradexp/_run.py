@@ -904,8 +904,9 @@ class Run:
                     left = max(0, channel.last_seq - channel.acked_seq)
                     what = f"uploading {left} records" if self.mode == "online" else "writing"
                     say(f"finishing run {self._id}: {what} (waiting up to {timeout:.0f} s)…")
-        except KeyboardInterrupt:
-            say("Ctrl-C: not waiting for the upload any more; the run file is being closed.")
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (_on_sigterm)
+            what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "exiting"
+            say(f"{what}: not waiting for the upload any more; the run file is being closed.")
             self._close_stream(abandoned=True)
             raise
         self._close_stream(abandoned=not closing.ok)
@@ -945,7 +946,14 @@ class Run:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        code = 0 if exc_type is None else (130 if exc_type is KeyboardInterrupt else 1)
+        if exc_type is None:
+            code = 0
+        elif exc_type is KeyboardInterrupt:
+            code = 130
+        elif exc_type is SystemExit:  # sys.exit(n), or SIGTERM (143: see _on_sigterm)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        else:
+            code = 1
         self.finish(exit_code=code)
 
 
@@ -956,6 +964,8 @@ _current_lock = threading.Lock()  # init() and finish() on different threads agr
 _said_reinit = False
 _hooks_installed = False
 _uncaught_exception = False
+_sigterm_handled = False  # our SIGTERM handler is installed (or someone else's is in place)
+_terminated_by = 0  # the signal that ended this process through _on_sigterm, if one did
 
 
 def current_run() -> Run | None:
@@ -1146,6 +1156,7 @@ def init(
     if resolved.mode != "disabled":
         run._channel.resume_mode = resume_mode
         _install_hooks()
+        _install_sigterm_handler()
         _stream_handle().start_run(run._channel)
         if resume_mode:
             _wait_resumed(run, resume_mode)
@@ -1212,6 +1223,44 @@ def _install_hooks() -> None:
     sys.excepthook = excepthook
 
 
+def _install_sigterm_handler() -> None:
+    """Make SIGTERM end the process the way an exception would, so the run is finished.
+
+    A scheduler's preemption, ``kill``, or a container stop sends SIGTERM, whose default
+    action ends the process at once: the run would lose its last ~100 ms of records and
+    read as crashed. With this handler the main thread raises ``SystemExit(143)``, so
+    ``finally`` blocks and context managers run and the exit hook finishes the run with
+    exit code 143. Installed only where SIGTERM still has its default action (a handler
+    of the program's own, or a framework's, is left alone), and only from the main thread
+    (Python's rule for signal handlers); a second SIGTERM ends the process at once.
+    """
+    global _sigterm_handled
+    if _sigterm_handled or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    _sigterm_handled = True
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter ...)
+        pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    import signal
+
+    global _terminated_by
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process now
+    if _terminated_by:
+        return
+    _terminated_by = signum
+    run = _current
+    if run is not None and run._pid == os.getpid() and run._state in _OPEN:
+        say(f"SIGTERM: finishing run {run._id} before exiting (send it again to exit now)")
+    raise SystemExit(128 + signum)
+
+
 def _finish_at_exit() -> None:
     """At interpreter exit, finish the current run with a bounded wait.
 
@@ -1223,9 +1272,23 @@ def _finish_at_exit() -> None:
     run = _current
     if run is None or run._pid != os.getpid() or run._state not in _OPEN:
         return
+    code = int(_uncaught_exception)  # 1 if the program died of an uncaught exception
+    if _terminated_by:
+        code = 128 + _terminated_by
     try:
-        run.finish(exit_code=1 if _uncaught_exception else 0)
-    except KeyboardInterrupt:
+        run.finish(exit_code=code)
+    except (KeyboardInterrupt, SystemExit):  # the wait was abandoned; the file is closed
+        pass
+
+
+def _reset_sigterm_in_child() -> None:
+    """A forked child's SIGTERM is its own business (a DataLoader worker told to stop)."""
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError):
         pass
 
 
@@ -1240,6 +1303,7 @@ def _after_fork_in_child() -> None:
     """
     global _handle, _handle_lock, _current_lock
     _handle = None
+    _reset_sigterm_in_child()
     _handle_lock = threading.Lock()
     _current_lock = threading.Lock()
     run = _current
