@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -37,6 +38,10 @@ log = logging.getLogger("gradexp.server")
 #: Bodies smaller than this (as sent) are decoded in the server process: for them the
 #: round trip to a worker costs about what it saves.
 MIN_WORKER_BODY = 16 * 1024
+#: Workers that die this often (deaths within DEATH_WINDOW_S seconds) are given up on:
+#: the server decodes in its own process from then on rather than respawn them forever.
+MAX_DEATHS = 3
+DEATH_WINDOW_S = 60.0
 
 
 def default_workers() -> int:
@@ -106,26 +111,39 @@ class DecodePool:
         self.workers = default_workers() if workers is None else workers
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._warm: concurrent.futures.Future[bool] | None = None
+        self._deaths: list[float] = []  # when workers died (monotonic), within the window
         self.decoded_in_workers = 0  # batches (for tests and curiosity)
 
-    def _start(self) -> None:
-        # spawn, not fork: the server has threads (the SQLite writer, aiosqlite's) and a
-        # fork would copy their locks mid-use.
-        self._executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-        )
-        # Workers import numpy and the decoder (a second or two): until one answers this,
-        # batches are decoded in-process rather than waiting.
-        self._warm = self._executor.submit(_ready)
+    def _start(self) -> bool:
+        """Start the workers; False (and no workers from now on) if they cannot start."""
+        try:
+            # spawn, not fork: the server has threads (the SQLite writer, aiosqlite's)
+            # and a fork would copy their locks mid-use.
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+            # Workers import numpy and the decoder (a second or two): until one answers
+            # this, batches are decoded in-process rather than waiting.
+            self._warm = self._executor.submit(_ready)
+        except Exception as exc:  # no processes left, no semaphores (some containers) ...
+            log.warning(
+                "could not start ingest decode workers (%s): batches are decoded in the "
+                "server process",
+                exc,
+            )
+            self.close()
+            self.workers = 0
+            return False
+        return True
 
     async def decode(self, body: bytes, gzip: bool) -> Batch:
         """Decode a request body (as received): in a worker when that pays, else here."""
         if self.workers <= 0 or len(body) < MIN_WORKER_BODY:
             return await self._decode_here(body, gzip)
-        if self._executor is None:
-            self._start()
+        if self._executor is None and not self._start():
+            return await self._decode_here(body, gzip)
         assert self._warm is not None
         if not self._warm.done():
             return await self._decode_here(body, gzip)
@@ -136,8 +154,19 @@ class DecodePool:
             )
         except BrokenProcessPool:
             # A worker died (killed, out of memory): start a new pool, decode this one here.
-            log.warning("an ingest decode worker died; starting new ones")
             self._replace(executor)
+            now = time.monotonic()
+            self._deaths = [t for t in self._deaths if now - t < DEATH_WINDOW_S] + [now]
+            if len(self._deaths) >= MAX_DEATHS:
+                log.warning(
+                    "ingest decode workers died %d times in %d s: batches are decoded in "
+                    "the server process from now on",
+                    len(self._deaths),
+                    DEATH_WINDOW_S,
+                )
+                self.workers = 0
+            else:
+                log.warning("an ingest decode worker died; starting new ones")
             return await self._decode_here(body, gzip)
         if result[0] == "refused":
             _, status, code, message, extra = result

@@ -106,6 +106,45 @@ def test_a_dead_worker_is_replaced(caplog):
     assert "decode worker died" in caplog.text
 
 
+def test_workers_that_keep_dying_are_given_up_on(caplog):
+    async def main() -> None:
+        pool = DecodePool(workers=1)
+        body = gzip.compress(orjson.dumps(_big(1, 3000)))
+        try:
+            for _ in range(decode_pool.MAX_DEATHS):
+                await _warm(pool, body)
+                assert pool._executor is not None
+                for pid in list(pool._executor._processes):  # type: ignore[attr-defined]
+                    os.kill(pid, signal.SIGKILL)
+                assert len((await pool.decode(body, True)).columns) == 3000
+            # Given up on: no new workers, every batch decoded here, still correctly.
+            assert pool.workers == 0 and pool._executor is None
+            before = pool.decoded_in_workers
+            assert len((await pool.decode(body, True)).columns) == 3000
+            assert pool._executor is None and pool.decoded_in_workers == before
+        finally:
+            pool.close()
+
+    asyncio.run(main())
+    assert "decoded in the server process from now on" in caplog.text
+
+
+def test_workers_that_cannot_start_leave_decoding_in_process(monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(decode_pool.concurrent.futures, "ProcessPoolExecutor", refuse)
+
+    async def main() -> None:
+        pool = DecodePool(workers=2)
+        body = gzip.compress(orjson.dumps(_big(1, 3000)))
+        assert len((await pool.decode(body, True)).columns) == 3000
+        assert pool.workers == 0 and pool._executor is None
+
+    asyncio.run(main())
+    assert "could not start ingest decode workers" in caplog.text
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for name in os.listdir("/proc"):
