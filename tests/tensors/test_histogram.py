@@ -91,8 +91,13 @@ def test_non_finite_values_anywhere(values, bins, bad, data):
     for key in ("bins", "counts", "min", "max", "zeros"):
         assert h[key] == clean[key] or (key in ("min", "max") and math.isnan(h[key]))
     scale = float(np.abs(values.astype(np.float64)).max()) if values.size else 0.0
-    for key in ("mean", "std", "norm"):  # cancellation leaves errors relative to the scale
-        assert h[key] == pytest.approx(clean[key], rel=1e-6, abs=1e-9 * scale, nan_ok=True)
+    spread = clean["std"] if values.size and math.isfinite(clean["std"]) else 0.0
+    # float32 data are reduced in float32 (deviations from a shift that depends on where
+    # the NaNs fall), with sums in double: the documented accuracy is about 1e-7 of the
+    # spread (docs/tensors.md), and cancellation leaves errors relative to it.
+    tol = 1e-7 * spread + 1e-9 * scale
+    for key in ("mean", "std", "norm"):
+        assert h[key] == pytest.approx(clean[key], rel=1e-6, abs=tol, nan_ok=True)
 
 
 @settings(max_examples=100, deadline=None)
