@@ -173,7 +173,6 @@ class RunStream:
         self.finish_task: asyncio.Task[None] | None = None
         self.last_fsync = time.monotonic()
         self.fsync_task: asyncio.Future[None] | None = None
-        self.write_error: str | None = None
         self.dropped: dict[str, int] = {}  # values dropped on this side (keys, encoding)
         self.warned: set[str] = set()
         self.bad: list[tuple[str, str]] = []  # (key, reason) dropped in this drain
@@ -222,7 +221,7 @@ class RunStream:
                 if channel.release and not channel.queue:
                     break
                 self._maybe_fsync()
-                if more and self.write_error is not None:
+                if more and channel.disk_error is not None:
                     # The disk refuses writes (full?): retry calmly; meanwhile the queue
                     # fills up to the memory bound, then the run sheds (Run._start_shedding).
                     await asyncio.sleep(0.5)
@@ -357,7 +356,7 @@ class RunStream:
         bulk_from = 0  # the count from which chunks are tried again (see below)
         while q:
             if len(buf) > _MAX_UNWRITTEN:
-                more = True  # write this through first (or wait: see write_error)
+                more = True  # write this through first (or wait: see disk_error)
                 break
             if (
                 count >= bulk_from
@@ -702,21 +701,19 @@ class RunStream:
         try:
             writer.write_through()
         except OSError as exc:
-            if self.write_error is None:
-                self.write_error = exc.strerror or str(exc)
+            channel = self.channel
+            if channel.disk_error is None:
+                channel.disk_error = exc.strerror or str(exc)
                 say(
-                    f"cannot write the run file of {self.run.id} ({self.write_error}); "
+                    f"cannot write the run file of {self.run.id} ({channel.disk_error}); "
                     "retrying every 0.5 s. Records wait in memory up to memory_limit; past "
                     "it, log() drops new ones rather than stall training."
                 )
-                channel = self.channel
-                channel.disk_error = self.write_error
                 if channel.waiters:  # blocked in log() on the bound: stop waiting, shed
                     with channel.room:
                         channel.room.notify_all()
             return
-        if self.write_error is not None:
-            self.write_error = None
+        if self.channel.disk_error is not None:
             self.channel.disk_error = None
             say(f"the run file of {self.run.id} is being written again.")
         if not writer.buffered:

@@ -361,8 +361,7 @@ class Batch:
         """Every record of the batch, validated."""
         if self.records is None:
             assert self.body is not None
-            raw = gunzip(self.body) if self.gzip else self.body
-            self.records = decode_batch(raw).records
+            self.records = decode_body(self.body, self.gzip).records
         assert self.records is not None
         return self.records
 
@@ -631,6 +630,11 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
             cols.add_special_at(offset + pos, vals)
     cols.jsons.extend(map(bytes.decode, map(orjson.dumps, values)))
     return True
+
+
+def decode_body(body: bytes, gzip: bool) -> Batch:
+    """Inflate (bounded, see :class:`Inflater`) and decode a request body as received."""
+    return decode_batch(gunzip(body) if gzip else body)
 
 
 def decode_batch(body: bytes) -> Batch:

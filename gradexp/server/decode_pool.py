@@ -30,7 +30,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from gradexp.server.batch import Batch, decode_batch, gunzip
+from gradexp.server.batch import Batch, decode_body
 from gradexp.server.errors import ApiError
 
 log = logging.getLogger("gradexp.server")
@@ -53,11 +53,6 @@ def default_workers() -> int:
         except ValueError:
             log.warning("GRADEXP_INGEST_WORKERS=%r is not a number: using the default", value)
     return max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
-def decode_body(body: bytes, gzip: bool) -> Batch:
-    """Inflate (bounded) and decode a request body: what a worker does, in-process."""
-    return decode_batch(gunzip(body) if gzip else body)
 
 
 def _init_worker() -> None:

@@ -35,13 +35,20 @@ export function fmtShape(shape) {
   return Array.isArray(shape) ? (shape.length ? shape.join("×") : "scalar") : "";
 }
 
-/** A number with about 4 significant digits; integers exact up to 1e6; SI above. */
-export function fmtNum(x, digits = 4) {
+/** Non-numbers, NaN, ±∞ and 0, as every number format writes them; null for the rest. */
+function fmtSpecial(x) {
   if (typeof x !== "number") return fmtValue(x);
   if (Number.isNaN(x)) return "NaN";
   if (x === Infinity) return "∞";
   if (x === -Infinity) return "−∞";
   if (x === 0) return "0";
+  return null;
+}
+
+/** A number with about 4 significant digits; integers exact up to 1e6; SI above. */
+export function fmtNum(x, digits = 4) {
+  const special = fmtSpecial(x);
+  if (special !== null) return special;
   const a = Math.abs(x);
   if (Number.isInteger(x) && a < 1e6) return x.toLocaleString("en-US");
   if (a >= 1e6 && a < 1e18) {
@@ -63,11 +70,8 @@ export function fmtNum(x, digits = 4) {
  * SI suffixes for the rest from 1000 up (`1.44k`, `123k`, `4.5M`). Pair it with a `title` holding `fmtNum(x, 8)`.
  */
 export function fmtCompact(x) {
-  if (typeof x !== "number") return fmtValue(x);
-  if (Number.isNaN(x)) return "NaN";
-  if (x === Infinity) return "∞";
-  if (x === -Infinity) return "−∞";
-  if (x === 0) return "0";
+  const special = fmtSpecial(x);
+  if (special !== null) return special;
   const a = Math.abs(x);
   if (Number.isInteger(x) && a < 1e5) return String(x);
   if (a >= 1e3 && a < 1e18) {
