@@ -188,6 +188,7 @@ def test_big_batches_through_workers_dedup_and_ack(start_server):
     assert status == 200 and health["worker_batches"] > 0  # the workers did decode
     # A graceful stop takes the workers with it, and leaves no traceback behind.
     workers = _children(srv.proc.pid)
+    assert workers, "the decode workers were gone before the server stopped"
     srv.stop()
     assert srv.proc.returncode == 0, srv.log_tail()
     for pid in workers:
