@@ -169,6 +169,7 @@ def test_first_run_setup_link_then_keys_page(fresh_server: FreshServer, page: An
     page.wait_for_url(fresh_server.url + "/")
 
 
+@pytest.mark.slow
 def test_a_restarted_server_with_users_prints_no_setup_link(
     fresh_server: FreshServer, tmp_path: Path
 ) -> None:

@@ -115,6 +115,7 @@ def test_chunked_body_over_the_limit(db_server, run):
     assert_untouched(db_server, run)
 
 
+@pytest.mark.slow
 def test_gzip_bomb(db_server, run):
     # 2 GiB of zeros compress to ~2 MiB; the limit after decompression is 256 MiB.
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)

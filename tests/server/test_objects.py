@@ -49,6 +49,7 @@ def _creds(env):
     }
 
 
+@pytest.mark.slow
 def test_blobs_round_trip(store_server):
     srv = store_server
     run = new_id()
@@ -215,6 +216,7 @@ def test_finish_writes_parquet_readable_everywhere(store_server, tmp_path):
     assert frame["phase"].to_list() == ["train", None, "eval"]
 
 
+@pytest.mark.slow
 def test_export_cli_for_a_running_run(store_server, tmp_path):
     import pyarrow.parquet as pq
 
@@ -247,6 +249,7 @@ def test_export_cli_for_a_running_run(store_server, tmp_path):
     assert proc.returncode != 0 and "no run 'nosuchrun'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_failed_export_is_retried(start_server, s3_store):
     import boto3
 

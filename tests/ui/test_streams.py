@@ -21,6 +21,7 @@ def wait_for_streams(srv: Any, n: int, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_clients_leaving_end_their_streams_quietly(start_server: Any) -> None:
     srv = start_server()
     assert open_streams(srv) == 0
