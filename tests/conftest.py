@@ -11,13 +11,18 @@ The interface other test modules code against (keep it stable):
   factory for servers of your own; every one is stopped at teardown.
 - ``db_url``: parametrized over ``sqlite``, ``postgresql`` and ``mysql``; a fresh, empty
   database per test (dropped at teardown).
-- ``db_server`` (module): a running server per database kind, shared by a module's tests. ``GRADEXP_TEST_DATABASES=sqlite,postgresql``
-  narrows the set on a machine without one of the services.
+- ``db_server`` (module): a running server per database kind, shared by a module's tests.
+  ``GRADEXP_TEST_DATABASES=sqlite,postgresql`` narrows the set on purpose.
 - ``s3_store``: a fresh bucket on a moto S3 server (one process per session); the value is
   the ``s3://bucket/prefix`` URL (a ``str`` with ``.env``), and the AWS variables a server
   needs are set in the environment that ``start_server`` passes on.
+- ``gx_env``: an isolated SDK environment (cwd, run dir, config dir under ``tmp_path``; no
+  inherited ``GRADEXP_*``); ``online``: the SDK pointed at ``server``.
 
-When a test fails, the logs of the servers it used are attached to its report.
+A database server or moto that is missing skips its tests with one line (tests/services.py;
+a failure under ``GRADEXP_TEST_REQUIRE_ALL=1``). Tests that use the ``browser`` fixture
+(tests/_browser.py) are marked ``browser`` and ``slow`` here. When a test fails, the logs
+of the servers it used are attached to its report. Plain helpers are in tests/helpers.py.
 """
 
 from __future__ import annotations
