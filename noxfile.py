@@ -25,12 +25,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff: style and common bugs."""
-    session.install("ruff>=0.6")
+    """ruff (style and common bugs) and import-linter (the layers in pyproject.toml)."""
+    session.install("ruff>=0.6", "import-linter>=2.17")
     session.run("ruff", "check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py")
     session.run(
         "ruff", "format", "--check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py"
     )
+    # Reads gradexp/ from the working directory; nothing needs installing.
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python=PYTHON)

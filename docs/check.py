@@ -1,6 +1,7 @@
 """Check the documentation (``nox -s docs``).
 
-- every relative link in README.md and docs/*.md points at a file that exists;
+- every relative link in README.md, CONTRIBUTING.md, CHANGELOG.md and docs/*.md points at
+  a file that exists;
 - every ```python block parses (blocks marked ```python run are also executed, in a
   temporary directory with GRADEXP_MODE=offline, so they cannot drift from the code);
 - every `gradexp <command>` shown in a ```bash/```console block is a real command
@@ -24,7 +25,10 @@ COMMAND = re.compile(r"(?:^|[\s;&|(])gradexp ((?:[a-z]+)(?: [a-z]+)?)")
 
 
 def main() -> int:
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pages = [
+        *(ROOT / name for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md")),
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]
     problems: list[str] = []
     commands: set[str] = set()
     for page in pages:

@@ -1,7 +1,7 @@
 """Debian chromium for the browser tests, driven by Playwright's sync API.
 
-The packages that use a browser (tests/login, tests/ui) each open one with
-:func:`chromium` in a package-scoped ``browser`` fixture. Not session-wide: two sync
+The packages that use a browser (tests/login, tests/ui) each register the package-scoped
+:func:`browser` fixture by importing it into their conftest. Not session-wide: two sync
 Playwright sessions cannot run at once in one thread, and while one runs the thread counts
 as running an event loop, so every ``asyncio.run`` in other tests would be refused.
 ``CHROMIUM`` and ``CHROMIUM_ARGS`` also serve tests/login/browser.py and bench_ui.py.
@@ -10,12 +10,14 @@ as running an event loop, so every ``asyncio.run`` in other tests would be refus
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-CHROMIUM = os.environ.get("GRADEXP_TEST_CHROMIUM", "/usr/bin/chromium")
+import pytest
+
+from tests.services import CHROMIUM as CHROMIUM
+from tests.services import require_chromium
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -29,10 +31,7 @@ CHROMIUM_ARGS = [
 @contextlib.contextmanager
 def chromium() -> Iterator[Any]:
     """A headless Debian chromium (never a downloaded browser); skips if it is missing."""
-    import pytest
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"chromium is not installed at {CHROMIUM}")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -41,3 +40,10 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    """One chromium for the tests of the package whose conftest imports this fixture."""
+    with chromium() as b:
+        yield b

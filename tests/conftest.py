@@ -11,25 +11,27 @@ The interface other test modules code against (keep it stable):
   factory for servers of your own; every one is stopped at teardown.
 - ``db_url``: parametrized over ``sqlite``, ``postgresql`` and ``mysql``; a fresh, empty
   database per test (dropped at teardown).
-- ``db_server`` (module): a running server per database kind, shared by a module's tests. ``GRADEXP_TEST_DATABASES=sqlite,postgresql``
-  narrows the set on a machine without one of the services.
+- ``db_server`` (module): a running server per database kind, shared by a module's tests.
+  ``GRADEXP_TEST_DATABASES=sqlite,postgresql`` narrows the set on purpose.
 - ``s3_store``: a fresh bucket on a moto S3 server (one process per session); the value is
   the ``s3://bucket/prefix`` URL (a ``str`` with ``.env``), and the AWS variables a server
   needs are set in the environment that ``start_server`` passes on.
+- ``gx_env``: an isolated SDK environment (cwd, run dir, config dir under ``tmp_path``; no
+  inherited ``GRADEXP_*``); ``online``: the SDK pointed at ``server``.
 
-When a test fails, the logs of the servers it used are attached to its report.
+A database server or moto that is missing skips its tests with one line (tests/services.py;
+a failure under ``GRADEXP_TEST_REQUIRE_ALL=1``). Tests that use the ``browser`` fixture
+(tests/_browser.py) are marked ``browser`` and ``slow`` here. When a test fails, the logs
+of the servers it used are attached to its report. Plain helpers are in tests/helpers.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,38 +39,28 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-PG_ADMIN_URL = os.environ.get("GRADEXP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_HOST = os.environ.get("GRADEXP_TEST_MYSQL_HOST", "127.0.0.1")
-MYSQL_PORT = int(os.environ.get("GRADEXP_TEST_MYSQL_PORT", "3306"))
-MYSQL_USER = os.environ.get("GRADEXP_TEST_MYSQL_USER", "root")
+from tests.helpers import free_port, run_async
+from tests.services import (
+    MYSQL_HOST,
+    MYSQL_PORT,
+    MYSQL_USER,
+    PG_ADMIN_URL,
+    require_database,
+    require_moto,
+)
+
 STARTUP_TIMEOUT = 60.0
 LOG_TAIL_LINES = 200
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine to completion on a fresh loop in a worker thread.
-
-    Safe from sync tests and from inside a running event loop (anyio/trio tests) alike.
-    """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def wait_for_health(
@@ -353,6 +345,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+# --- the SDK's environment -------------------------------------------------------------------
+
+
+@pytest.fixture
+def gx_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An isolated gradexp environment: cwd, run dir and config dir under ``tmp_path``.
+
+    No inherited ``GRADEXP_*`` variables, so no test reads or writes the real home; any run
+    the test leaves open is finished, and any model it watches is unwatched, at teardown.
+    The SDK and tensor packages use it for every test (an autouse fixture in their conftest).
+    """
+    for name in list(os.environ):
+        if name.startswith("GRADEXP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GRADEXP_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("GRADEXP_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    import gradexp
+
+    run = gradexp.run
+    if run is not None:
+        run.finish(timeout=30)
+    watching = sys.modules.get("gradexp.integrations.torch")  # never import torch for this
+    if watching is not None:
+        watching.unwatch()
+
+
+@pytest.fixture
+def online(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> ServerProcess:
+    """Point the SDK at the shared test server (environment variables)."""
+    monkeypatch.setenv("GRADEXP_BASE_URL", server.url)
+    monkeypatch.setenv("GRADEXP_API_KEY", server.api_key)
+    return server
+
+
+# --- browser tests ---------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that drives chromium (through the ``browser`` fixture) ``browser``
+    and ``slow``.
+
+    The marks follow the fixture, so ``-m "not browser"`` leaves out exactly the tests that
+    would start a browser, wherever they are; and the fast loop (``-m "not slow"``) never
+    waits for chromium.
+    """
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+
+
 # --- databases -------------------------------------------------------------------------------
 
 
@@ -385,7 +431,11 @@ def _mysql_admin(sql: str) -> None:
 
 @contextlib.contextmanager
 def fresh_database(kind: str, root: Path) -> Iterator[str]:
-    """A new, empty database of ``kind``; dropped afterwards. Yields its URL."""
+    """A new, empty database of ``kind``; dropped afterwards. Yields its URL.
+
+    Skips (fails under ``GRADEXP_TEST_REQUIRE_ALL=1``) if the database server is down.
+    """
+    require_database(kind)
     name = f"gx_test_{uuid.uuid4().hex[:12]}"
     if kind == "sqlite":
         folder = root / name
@@ -460,10 +510,9 @@ class _Moto:
 
 @pytest.fixture(scope="session")
 def _moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Moto]:
+    cmd = require_moto()
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    moto_bin = Path(sys.executable).with_name("moto_server")
-    cmd = [str(moto_bin)] if moto_bin.exists() else [sys.executable, "-m", "moto.server"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT

@@ -40,6 +40,7 @@ def test_session_cookie_flags(server: Any, web: WebClient, user: str) -> None:
     assert web.request("GET", "/keys").status == 200
 
 
+@pytest.mark.slow
 def test_secure_cookie_behind_https(start_server: Any) -> None:
     srv = start_server(env={"GRADEXP_PUBLIC_URL": "https://gradexp.example.org"})
     name = add_user(srv)
@@ -145,6 +146,7 @@ def test_next_is_a_local_path(server: Any, user: str, given: str, lands: str) ->
     assert reply.status == 303 and reply.location == lands
 
 
+@pytest.mark.slow
 def test_repeated_wrong_passwords_lock_that_name(server: Any, user: str) -> None:
     web = WebClient(server.url)
     statuses = [web.sign_in(user, password="wrong password").status for _ in range(4)]
@@ -171,6 +173,7 @@ def test_a_user_without_password_cannot_sign_in(server: Any) -> None:
     assert reply.status == 401
 
 
+@pytest.mark.slow
 def test_sessions_expire(start_server: Any) -> None:
     srv = start_server(env={"GRADEXP_SERVER_SESSION_IDLE": "1"})
     name = add_user(srv)
@@ -201,6 +204,7 @@ def test_sign_out_ends_the_session_on_the_server(server: Any, user: str) -> None
     assert reply.status == 401
 
 
+@pytest.mark.slow
 def test_not_you_on_the_authorize_page_signs_out_and_comes_back(
     server: Any, web: WebClient, user: str
 ) -> None:
@@ -217,6 +221,7 @@ def test_not_you_on_the_authorize_page_signs_out_and_comes_back(
     assert f"Signed in as <b>{other}</b>" in web.request("GET", here).text
 
 
+@pytest.mark.slow
 def test_passwd_changes_the_password_and_signs_out(server: Any, user: str) -> None:
     web = WebClient(server.url)
     web.sign_in(user)
@@ -252,6 +257,7 @@ def test_sign_in_link_works_once(server: Any, user: str) -> None:
     assert again.status == 410 and "already used" in again.text
 
 
+@pytest.mark.slow
 def test_revoked_key_is_refused_by_every_server_process(start_server: Any) -> None:
     first = start_server()
     second = start_server(db_url=first.db_url, store_url=first.store_url)
@@ -308,6 +314,7 @@ def _authorize(web: WebClient, params: dict[str, str]) -> str:
     return reply.location
 
 
+@pytest.mark.slow
 def test_authorize_and_token_exchange(db_url: str, start_server: Any) -> None:
     srv = start_server(db_url=db_url)
     name = add_user(srv)
@@ -381,6 +388,7 @@ def test_authorize_refuses_bad_parameters(
     assert "<script>" not in page.text
 
 
+@pytest.mark.slow
 def test_the_demo_sign_in_link_opens_the_run(start_server: Any) -> None:
     from gradexp._demo import DEMO_USER, sign_in_link
 

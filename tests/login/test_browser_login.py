@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import Cli, add_user, file_mode, wait_for_log
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # chromium in a child process
 
 
 def _no_secret_printed(proc: Any, key: str | None) -> None:

@@ -4,20 +4,15 @@ to servers that are down, hosts that do not exist and servers that are not grade
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.helpers import free_port
+
 from .conftest import Cli, file_mode
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _one_line_error(proc: Any) -> str:
@@ -61,7 +56,7 @@ def test_something_that_is_not_a_key(server: Any, cli: Cli) -> None:
 
 
 def test_server_down(cli: Cli) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     line = _one_line_error(cli.run("login", "--host", url))
     assert line == (
         f"Error: cannot connect to {url}: nothing is listening there. Is `gradexp server` running?"

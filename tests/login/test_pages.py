@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,16 @@ from typing import Any
 
 import pytest
 
-from .conftest import PASSWORD, SHOTS, WebClient
+from tests.helpers import free_port
 
-pytestmark = pytest.mark.browser
+from .conftest import PASSWORD, SHOTS, WebClient
 
 
 class FreshServer:
     """``gradexp server`` on an empty data dir, with what it printed."""
 
     def __init__(self, data: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRADEXP_")}
@@ -172,6 +169,7 @@ def test_first_run_setup_link_then_keys_page(fresh_server: FreshServer, page: An
     page.wait_for_url(fresh_server.url + "/")
 
 
+@pytest.mark.slow
 def test_a_restarted_server_with_users_prints_no_setup_link(
     fresh_server: FreshServer, tmp_path: Path
 ) -> None:

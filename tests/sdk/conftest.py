@@ -1,68 +1,28 @@
-"""Fixtures for the SDK tests: an isolated environment per test, and server helpers.
-
-Every test gets its own working directory, ``GRADEXP_DIR`` and ``GRADEXP_CONFIG_DIR`` (so
-no test ever reads or writes the real home), no inherited ``GRADEXP_*`` variables, and
-any run it leaves open is finished at teardown.
+"""Fixtures for the SDK tests: every test runs in an isolated environment (``gx_env`` in
+tests/conftest.py: its own working directory, ``GRADEXP_DIR`` and ``GRADEXP_CONFIG_DIR``, no
+inherited ``GRADEXP_*`` variables, any run it leaves open finished at teardown), and helpers
+that read what a run wrote.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import gradexp
 from gradexp.runfile import RunFile
+from tests.helpers import server_rows as server_rows  # the SDK tests import them from here
+from tests.helpers import server_run as server_run
 
 
 @pytest.fixture(autouse=True)
-def gx_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An isolated gradexp environment: cwd, run dir and config dir under tmp_path."""
-    for name in list(os.environ):
-        if name.startswith("GRADEXP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("GRADEXP_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("GRADEXP_DIR", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    run = gradexp.run
-    if run is not None:
-        run.finish(timeout=10)
-
-
-@pytest.fixture
-def online(server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Point the SDK at the shared test server (environment variables)."""
-    monkeypatch.setenv("GRADEXP_BASE_URL", server.url)
-    monkeypatch.setenv("GRADEXP_API_KEY", server.api_key)
-    return server
-
-
-def server_rows(server: Any, run_id: str) -> list[dict[str, Any]]:
-    """Every history row of a run, through the read API (all pages)."""
-    rows: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        status, body = server.request(
-            "GET", f"/api/v1/runs/{run_id}/history/rows?after_seq={after}&limit=10000"
-        )
-        assert status == 200, body
-        rows.extend(body["rows"])
-        if body["next_after_seq"] is None:
-            return rows
-        after = body["next_after_seq"]
-
-
-def server_run(server: Any, run_id: str) -> dict[str, Any]:
-    """The run object from the read API."""
-    status, body = server.request("GET", f"/api/v1/runs/{run_id}")
-    assert status == 200, body
-    return body
+def _isolated(gx_env: Path) -> None:
+    """Every SDK test runs in ``gx_env``."""
 
 
 def file_records(run_dir: str | Path, type_: str | None = None) -> list[Any]:
@@ -83,3 +43,24 @@ def gradexp_cli(
         cwd=cwd,
         timeout=300,
     )
+
+
+def kernel_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernel spec for this interpreter in a temporary JUPYTER_PATH (never the user's)."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "gradexp-test"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "gradexp test",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    return "gradexp-test"

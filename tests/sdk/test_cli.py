@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import gradexp
 from gradexp._settings import save_credentials
 
@@ -49,6 +51,7 @@ def test_sync_without_a_server_says_what_to_do(gx_env: Path) -> None:
     assert "no server to sync to" in result.stderr and "--base-url" in result.stderr
 
 
+@pytest.mark.slow
 def test_sync_to_an_unreachable_server_gives_up_and_keeps_the_file(gx_env: Path) -> None:
     run = gradexp.init(mode="offline")
     gradexp.log({"x": 1})

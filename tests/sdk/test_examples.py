@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import server_rows
-from .test_notebook import _kernel_spec
+from .conftest import kernel_spec, server_rows
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -48,9 +47,10 @@ def test_async_example(online: Any, backend: list[str]) -> None:
 
 
 def test_notebook_example(online: Any, gx_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    kernel = _kernel_spec(gx_env, monkeypatch)
+    from tests.services import require_kernel
+
+    nbformat, nbclient = require_kernel()
+    kernel = kernel_spec(gx_env, monkeypatch)
     nb = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
     nbclient.NotebookClient(
         nb, kernel_name=kernel, timeout=180, resources={"metadata": {"path": str(gx_env)}}

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import file_records, server_rows
+from tests.services import require_kernel
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+from .conftest import file_records, kernel_spec, server_rows
+
+nbformat, nbclient = require_kernel()  # skips the module with one line without a kernel
 
 INIT_CELL = "import gradexp\nrun = gradexp.init(project='sdk-notebook')\nfirst_id = run.id"
-
-
-def _kernel_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernel spec for this interpreter in a temporary JUPYTER_PATH (never the user's)."""
-    spec_dir = tmp_path / "jupyter" / "kernels" / "gradexp-test"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "gradexp test",
-                "language": "python",
-            }
-        )
-    )
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter-config"))
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    return "gradexp-test"
 
 
 def _outputs(cell: Any) -> str:
@@ -53,7 +30,7 @@ def _outputs(cell: Any) -> str:
 def test_notebook_init_log_alog_rerun_finish(
     online: Any, gx_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kernel = _kernel_spec(gx_env, monkeypatch)
+    kernel = kernel_spec(gx_env, monkeypatch)
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(INIT_CELL),

@@ -72,6 +72,7 @@ def test_online_round_trip_with_nonfinite_floats(online: Any) -> None:
     assert RunDir(run.dir or "").acked_seq == len(file_records(run.dir or ""))
 
 
+@pytest.mark.slow
 def test_server_stopped_mid_run_and_restarted(start_server: Any, monkeypatch: Any) -> None:
     srv = start_server()
     monkeypatch.setenv("GRADEXP_BASE_URL", srv.url)

@@ -71,7 +71,9 @@ def test_chunked_framing_writes_what_record_at_a_time_writes(monkeypatch: pytest
     assert sum(chunks) > n // 2, "the chunked path was hardly used: the test proves nothing"
 
     monkeypatch.setattr(stream, "_BULK_MIN", 10**9)  # record at a time only
+    before = len(chunks)
     one_by_one = _run_file(n)
+    assert sum(chunks[before:]) == 0, "the record-at-a-time run still framed in chunks"
 
     assert chunked == one_by_one
     history, dropped, summary = chunked

@@ -42,8 +42,11 @@ def test_numpy_scalars_and_0d_arrays_become_python_scalars() -> None:
     assert math.isnan(out["nan"])
 
 
+@pytest.mark.torch
 def test_torch_scalars_are_duck_typed() -> None:
-    torch = pytest.importorskip("torch")
+    from tests.services import require_torch
+
+    torch = require_torch()
     out, bad = _norm({"t": torch.tensor(0.5), "g": torch.tensor(2.0, requires_grad=True) * 2})
     assert bad == []
     assert out == {"t": 0.5, "g": 4.0}
@@ -97,16 +100,13 @@ def test_gradexp_capture_hook_and_stream_side_encoding() -> None:
     }
 
 
-def test_arrays_go_to_the_tensors_module_or_get_a_clear_message() -> None:
+def test_arrays_become_histograms() -> None:
     out, bad = _norm({"arr": np.arange(10, dtype=np.float32)})
-    from gradexp import _values
-
-    if _values._tensors() is None:
-        assert out == {}
-        assert "not supported yet" in dict(bad)["arr"]
-    else:  # the tensors issue has landed: arrays become histograms
-        assert bad == []
-        assert isinstance(out["arr"], Captured)
+    assert bad == []
+    assert isinstance(out["arr"], Captured)
+    encoded = encode_values(out, sink=None, bad=bad)  # type: ignore[arg-type]
+    assert encoded["arr"]["_type"] == "histogram" and encoded["arr"]["count"] == 10
+    assert bad == []
 
 
 def test_capture_failures_are_bad_values() -> None:
@@ -119,9 +119,12 @@ def test_capture_failures_are_bad_values() -> None:
     assert bad == [("x", "complex tensors are not supported")]
 
 
+@pytest.mark.torch
 def test_device_scalars_are_read_on_the_stream_side() -> None:
     """The path a 0-d CUDA tensor takes (exercised here with a CPU tensor)."""
-    torch = pytest.importorskip("torch")
+    from tests.services import require_torch
+
+    torch = require_torch()
     from gradexp._values import _DeviceScalar
 
     t = torch.tensor(1.5)

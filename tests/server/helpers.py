@@ -7,6 +7,9 @@ import json
 import uuid
 from typing import Any
 
+from tests.helpers import run_async as run_async  # re-exported for the server tests
+from tests.helpers import server_rows
+
 GZIP = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
 
 
@@ -62,18 +65,7 @@ def post(srv: Any, run_id: str, doc: Any, key: str | None = None) -> tuple[int, 
     return srv.request("POST", f"/api/v1/runs/{run_id}/records", raw=gz(doc), headers=GZIP, key=key)  # type: ignore[no-any-return]
 
 
-def rows(srv: Any, run_id: str, **params: Any) -> list[dict[str, Any]]:
-    """Every history row of a run (following pagination)."""
-    out: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        query = "&".join(f"{k}={v}" for k, v in {**params, "after_seq": after}.items())
-        status, body = srv.request("GET", f"/api/v1/runs/{run_id}/history/rows?{query}")
-        assert status == 200, body
-        out.extend(body["rows"])
-        if body["next_after_seq"] is None:
-            return out
-        after = body["next_after_seq"]
+rows = server_rows  # every history row of a run: the server tests' short name for it
 
 
 def get(srv: Any, path: str, key: str | None = None) -> Any:
@@ -175,12 +167,3 @@ class SSE:
         except OSError:
             pass
         self._conn.close()
-
-
-def run_async(coro: Any) -> Any:
-    """Run a coroutine on a fresh loop in a worker thread (safe inside a running loop)."""
-    import asyncio
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()

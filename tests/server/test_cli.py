@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .helpers import new_id, put_run
 
 GX = [sys.executable, "-m", "gradexp.cli"]
@@ -35,6 +37,7 @@ def test_password_in_the_database_url_is_masked(tmp_path):
     assert "s3cret" not in text and "postgresql://gx:***@db.example:5432/gradexp" in text
 
 
+@pytest.mark.slow
 def test_user_and_key_commands(tmp_path):
     data = ["--data", str(tmp_path / "gx")]
     out = run_cli("server", "user", "add", "ada", "--no-password", *data)
@@ -76,6 +79,7 @@ def test_port_in_use(server, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_sigint_shuts_down_cleanly(start_server):
     srv = start_server()
     put_run(srv, new_id())

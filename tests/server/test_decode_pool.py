@@ -66,6 +66,7 @@ def test_workers_decode_what_the_server_process_decodes():
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_refusals_cross_over_intact():
     async def main() -> None:
         pool = DecodePool(workers=1)
@@ -158,6 +159,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to see the workers")
 def test_big_batches_through_workers_dedup_and_ack(start_server):
     srv = start_server(env={"GRADEXP_INGEST_WORKERS": "1"})
@@ -188,6 +190,7 @@ def test_big_batches_through_workers_dedup_and_ack(start_server):
     assert status == 200 and health["worker_batches"] > 0  # the workers did decode
     # A graceful stop takes the workers with it, and leaves no traceback behind.
     workers = _children(srv.proc.pid)
+    assert workers, "the decode workers were gone before the server stopped"
     srv.stop()
     assert srv.proc.returncode == 0, srv.log_tail()
     for pid in workers:

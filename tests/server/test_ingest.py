@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures
 
+import pytest
+
 from .helpers import batch, get, history, new_id, post, put_run, rows, steps_batch
 
 
@@ -125,6 +127,7 @@ def test_config_summary_telemetry_and_key_index(start_server, db_url):
     assert keys["loss"]["count"] == 2 and keys["Acc"]["first_step"] == 1
 
 
+@pytest.mark.slow
 def test_concurrent_runs(start_server, db_url):
     srv = start_server(db_url=db_url)
     runs = [new_id() for _ in range(4)]

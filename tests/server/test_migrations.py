@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 import sqlalchemy as sa
 
 from .helpers import get, rows, run_async
@@ -164,6 +165,7 @@ def test_schema_matches_the_models(db_url):
     assert run_async(check()) == []
 
 
+@pytest.mark.slow
 def test_migrate_command_and_a_database_from_the_future(tmp_path):
     data = tmp_path / "data"
     cmd = [sys.executable, "-m", "gradexp.server", "migrate", "--data", str(data)]

@@ -11,6 +11,8 @@ import pytest
 
 from .helpers import SSE, batch, get, new_id, post, put_run, rows, steps_batch
 
+pytestmark = pytest.mark.slow  # two servers, S3 and a database per test
+
 
 @pytest.fixture
 def pair(start_server, db_url, s3_store):

@@ -29,6 +29,7 @@ def _feed(srv, run, values_for_step, n, per_batch=2000):
         assert status == 200, body
 
 
+@pytest.mark.slow
 def test_a_single_spike_in_100k_steps_survives(db_server):
     run = new_id()
     put_run(db_server, run)
@@ -197,6 +198,7 @@ def test_runs_list_filters_sort_and_pages(db_server, listed_project):
     assert run["url"].endswith(f"/r/{ids[2]}") and run["exit_code"] == 1
 
 
+@pytest.mark.slow
 def test_silent_runs_read_as_crashed(start_server):
     srv = start_server(env={"GRADEXP_SERVER_CRASH_AFTER": "1"})
     run = new_id()

@@ -76,12 +76,14 @@ def test_read_plan_covers_the_range_exactly_once(a, b, level):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), values, st.sampled_from([3, 7, 11])), max_size=300))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), values, st.sampled_from([3, 7, 11])), min_size=1, max_size=300
+    )
+)
 def test_numpy_rollups_of_ordered_points_equal_python_rollups(deltas):
     # The usual batch: each key's points in sequence order with steps that never go down
     # (build_columns skips its sorts for it). Keys in runs, as ingest passes them.
-    if not deltas:
-        return
     by_key: dict[int, list[tuple[int, float]]] = {}
     step = 0
     for delta, v, k in deltas:

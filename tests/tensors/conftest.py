@@ -1,47 +1,48 @@
-"""Fixtures for the tensor tests: an isolated gradexp environment, a blob sink, server reads.
+"""Fixtures for the tensor tests: an isolated gradexp environment and a blob sink.
 
-Every test gets its own working directory, ``GRADEXP_DIR`` and ``GRADEXP_CONFIG_DIR``, no
-inherited ``GRADEXP_*`` variables, no watched models left over, and any run it leaves open
-is finished at teardown.
+Every test runs in ``gx_env`` (tests/conftest.py): its own working directory,
+``GRADEXP_DIR`` and ``GRADEXP_CONFIG_DIR``, no inherited ``GRADEXP_*`` variables, no
+watched models left over, and any run it leaves open finished at teardown.
+
+Most of these tests drive torch tensors and models: without torch, each module that
+imports it skips with one line (a failure under ``GRADEXP_TEST_REQUIRE_ALL=1``) and the
+histogram kernel's tests still run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import gradexp
+from tests.helpers import server_rows as server_rows  # the tensor tests import it from here
+from tests.services import require_torch
+
+# The modules that import torch at the top (they are marked ``torch``).
+NEEDS_TORCH = {"test_capture.py", "test_end_to_end.py", "test_images.py", "test_watch.py"}
+
+
+class _TorchModule(pytest.Module):
+    """A test module that imports torch: collected only where torch imports."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        require_torch()  # before the module's own ``import torch`` could fail
+        return super().collect()
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    """Collect the torch modules through :class:`_TorchModule`."""
+    if module_path.name in NEEDS_TORCH:
+        return _TorchModule.from_parent(parent, path=module_path)
+    return None
 
 
 @pytest.fixture(autouse=True)
-def gx_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An isolated gradexp environment: cwd, run dir and config dir under tmp_path."""
-    for name in list(os.environ):
-        if name.startswith("GRADEXP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("GRADEXP_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("GRADEXP_DIR", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    run = gradexp.run
-    if run is not None:
-        run.finish(timeout=30)
-    from gradexp.integrations.torch import unwatch
-
-    unwatch()
-
-
-@pytest.fixture
-def online(server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Point the SDK at the shared test server (environment variables)."""
-    monkeypatch.setenv("GRADEXP_BASE_URL", server.url)
-    monkeypatch.setenv("GRADEXP_API_KEY", server.api_key)
-    return server
+def _isolated(gx_env: Path) -> None:
+    """Every tensor test runs in ``gx_env`` (tests/conftest.py)."""
 
 
 class FolderSink:
@@ -64,18 +65,3 @@ def sink(tmp_path: Path) -> FolderSink:
     folder = tmp_path / "files"
     folder.mkdir()
     return FolderSink(folder)
-
-
-def server_rows(server: Any, run_id: str) -> list[dict[str, Any]]:
-    """Every history row of a run, through the read API (all pages)."""
-    rows: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        status, body = server.request(
-            "GET", f"/api/v1/runs/{run_id}/history/rows?after_seq={after}&limit=10000"
-        )
-        assert status == 200, body
-        rows.extend(body["rows"])
-        if body["next_after_seq"] is None:
-            return rows
-        after = body["next_after_seq"]

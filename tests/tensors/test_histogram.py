@@ -29,6 +29,8 @@ def _check_against_numpy(values: np.ndarray, bins: int, **kwargs: object) -> dic
             assert (
                 edges[0] == finite.min() and edges[-1] == finite.max()
             ) or finite.min() == finite.max()
+    else:  # nothing finite to count: an empty histogram, never made-up edges
+        assert (h["counts"], h["bins"]) == ([], [0.0])
     return h
 
 

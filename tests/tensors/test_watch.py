@@ -124,6 +124,7 @@ def test_small_cnn_gradients_only():
     gradexp.watch(model, log_freq=2)  # default: gradients
     _train(model, 4, lambda: torch.randn(3, 1, 8, 8))
     rows = _history(run)
+    assert [r["_step"] for r in rows] == [0, 1, 2, 3]
     names = _param_names(model)
     assert set(names) == {
         "conv.weight",
@@ -227,6 +228,7 @@ def test_several_models_are_prefixed():
         d_opt.step()
         gradexp.log({"loss": 0.0})
     rows = _history(run)
+    assert [r["_step"] for r in rows] == [0, 1]
     for row in rows:
         assert "gradients/Sequential.0.weight" in row
         assert "gradients/SmallCNN.conv.weight" in row
@@ -330,7 +332,9 @@ def test_watch_before_init_and_without_a_run_is_harmless():
     run = gradexp.init(project="watch", mode="offline")
     _train(model, 2, lambda: torch.randn(2, 6))
     rows = _history(run)
-    assert all("gradients/0.weight" in r for r in rows)
+    # the steps without a run left nothing behind; both steps of the run are sampled
+    assert [r["_step"] for r in rows if "gradients/0.weight" in r] == [0, 1]
+    assert len(rows) == 2
 
 
 def test_a_failing_capture_never_breaks_training(monkeypatch):

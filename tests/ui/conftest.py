@@ -16,19 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests._browser import chromium
+from tests._browser import browser as browser  # one chromium for this package's tests
 
 OUTPUT = Path(__file__).resolve().parents[1] / "_output" / "ui"
 VIEWPORT = {"width": 1400, "height": 900}
-
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="package")
-def browser() -> Iterator[Any]:
-    """One chromium for this package's browser tests (see tests/_browser.py)."""
-    with chromium() as b:
-        yield b
 
 
 def sign_in_link(server: Any) -> str:

@@ -19,8 +19,11 @@ pytestmark = pytest.mark.browser
 
 
 def run_notebook(cells: list[str], env: dict[str, str], cwd: Path) -> list[Any]:
-    import nbformat
-    from nbclient import NotebookClient
+    """Run ``cells`` in a real kernel (skips without one); returns each cell's outputs."""
+    from tests.services import require_kernel
+
+    nbformat, nbclient = require_kernel()
+    NotebookClient = nbclient.NotebookClient
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]

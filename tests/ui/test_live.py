@@ -3,18 +3,18 @@ the script logs, and the page notices when it finishes. Real script, real server
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+
+from tests.helpers import open_streams
 
 pytestmark = pytest.mark.browser
 
@@ -34,12 +34,6 @@ SCRIPT = textwrap.dedent(
     gradexp.finish()
     """
 )
-
-
-def open_streams(server: Any) -> int:
-    """Live streams open in the server process (``GET /healthz``)."""
-    with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
-        return int(json.loads(resp.read())["streams"])
 
 
 def hover_step(page: Any, panel: Any, fraction: float) -> int:

@@ -32,7 +32,9 @@ def canvas_painted(page: Any, selector: str) -> int:
 def test_gradient_explorer_flags_a_nan_gradient(
     ui: Any, server: Any, project: str, log_run: Any
 ) -> None:
-    torch = pytest.importorskip("torch")
+    from tests.services import require_torch
+
+    torch = require_torch()
     import gradexp
 
     torch.manual_seed(0)

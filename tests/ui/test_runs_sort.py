@@ -43,6 +43,7 @@ def order(srv: Any, project: str, spec: str, limit: int = 1000) -> list[str]:
         cursor = body["next_cursor"]
 
 
+@pytest.mark.slow
 def test_order_by_summary_and_config_values(start_server: Any, db_url: str) -> None:
     srv = start_server(db_url=db_url)
     project = "sorting"

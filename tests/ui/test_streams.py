@@ -4,19 +4,14 @@ runs table's project stream carries run events only (``?rows=0``)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 from typing import Any
 
+import pytest
+
+from tests.helpers import open_streams
 from tests.server.helpers import SSE, post, put_run, steps_batch
-
-
-def open_streams(srv: Any) -> int:
-    """The server's count of open live streams (``GET /healthz``)."""
-    with urllib.request.urlopen(srv.url + "/healthz", timeout=5) as resp:
-        return int(json.loads(resp.read())["streams"])
 
 
 def wait_for_streams(srv: Any, n: int, timeout: float = 15.0) -> None:
@@ -26,6 +21,7 @@ def wait_for_streams(srv: Any, n: int, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_clients_leaving_end_their_streams_quietly(start_server: Any) -> None:
     srv = start_server()
     assert open_streams(srv) == 0

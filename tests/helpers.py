@@ -1,0 +1,61 @@
+"""Plain helpers every test package shares (the fixtures are in tests/conftest.py).
+
+Import them as ``from tests.helpers import server_rows``; the server tests' record and
+batch builders are in tests/server/helpers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import socket
+import urllib.request
+from collections.abc import Coroutine
+from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion on a fresh loop in a worker thread.
+
+    Safe from sync tests and from inside a running event loop (anyio/trio tests) alike.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def server_rows(server: Any, run_id: str, **params: Any) -> list[dict[str, Any]]:
+    """Every history row of a run through the read API, following the pages.
+
+    ``params`` are the endpoint's query parameters (``keys``, ``min_step``, ``limit``...).
+    """
+    rows: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        query = "&".join(f"{k}={v}" for k, v in {**params, "after_seq": after}.items())
+        status, body = server.request("GET", f"/api/v1/runs/{run_id}/history/rows?{query}")
+        assert status == 200, body
+        rows.extend(body["rows"])
+        if body["next_after_seq"] is None:
+            return rows
+        after = body["next_after_seq"]
+
+
+def server_run(server: Any, run_id: str) -> dict[str, Any]:
+    """The run object from the read API."""
+    status, body = server.request("GET", f"/api/v1/runs/{run_id}")
+    assert status == 200, body
+    return dict(body)
+
+
+def open_streams(server: Any) -> int:
+    """How many live event streams the server has open (``GET /healthz``)."""
+    with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
+        return int(json.loads(resp.read())["streams"])
