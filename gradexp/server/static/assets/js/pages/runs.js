@@ -184,7 +184,7 @@ export async function mountRuns(el, owner, project) {
       const desc = state.order.startsWith("-");
       return h(
         "th",
-        { class: ["sortable", /** @type {string | undefined} */ (cls), active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none", title },
+        { class: ["sortable", ...(Array.isArray(cls) ? cls : [cls]), active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none", title },
         h(
           "button",
           {
