@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { xDomain, yDomain, yExtent } from "../../gradexp/server/static/assets/js/lib/domain.js";
+import { xDomain, yDomain, yExtent } from "../../gradexp/server/static/assets/js/lib/axes.js";
 
 function close(actual, expected, rel = 1e-9) {
   assert.ok(Math.abs(actual - expected) <= rel * Math.max(1, Math.abs(expected)), `${actual} != ${expected}`);

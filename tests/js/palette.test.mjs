@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { PALETTE, colorFor } from "../../gradexp/server/static/assets/js/lib/palette.js";
+import { PALETTE, colorFor } from "../../gradexp/server/static/assets/js/lib/runs.js";
 
 test("20 distinct hex colours", () => {
   assert.equal(PALETTE.length, 20);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { emaSmooth } from "../../gradexp/server/static/assets/js/lib/smoothing.js";
+import { emaSmooth } from "../../gradexp/server/static/assets/js/lib/series.js";
 
 function close(actual, expected, rel = 1e-12) {
   assert.ok(Math.abs(actual - expected) <= rel * Math.max(1, Math.abs(expected)), `${actual} != ${expected}`);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { TIME_STEPS, logTicks, niceStep, niceTicks, timeTicks } from "../../gradexp/server/static/assets/js/lib/ticks.js";
+import { TIME_STEPS, logTicks, niceStep, niceTicks, timeTicks } from "../../gradexp/server/static/assets/js/lib/axes.js";
 
 /** The ticks with -0 as 0 (the first tick at zero can be -0; every label writes it "0"). */
 const plain = (ticks) => ticks.map((t) => t + 0);

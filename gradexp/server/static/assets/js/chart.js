@@ -15,17 +15,16 @@
 // - Non-finite values break the line and are marked at the chart's top (NaN, +inf) or
 //   bottom (-inf) edge, so a NaN is never silently invisible.
 //
-// The arithmetic (ticks, domains, smoothing, series) lives in `lib/`, painting in
+// The arithmetic (ticks, spans, series, smoothing) lives in `lib/`, painting in
 // `chart-paint.js`, the tooltip in `chart-tooltip.js`; this module holds the state and
 // the pointer.
 
 import { paintAxes, paintBand, paintCrosshair, paintLine, paintNonFinite, paintSelection } from "./chart-paint.js";
 import { ChartTooltip } from "./chart-tooltip.js";
 import { h } from "./dom.js";
-import { xDomain, yDomain, yExtent } from "./lib/domain.js";
+import { logTicks, niceTicks, timeTicks, xDomain, yDomain, yExtent } from "./lib/axes.js";
 import { fmtClock, fmtNum, fmtRelTick, fmtTick } from "./lib/format.js";
-import { emaSmooth } from "./lib/smoothing.js";
-import { logTicks, niceTicks, timeTicks } from "./lib/ticks.js";
+import { emaSmooth } from "./lib/series.js";
 
 /** @typedef {import("./lib/series.js").Series} Series */
 /** @typedef {import("./chart-paint.js").Plot} Plot */

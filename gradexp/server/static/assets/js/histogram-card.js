@@ -16,7 +16,7 @@ import { fmtCompact, fmtNum, fmtTick } from "./lib/format.js";
 import { FLAG_HELP, FLAG_TEXT } from "./lib/gradients.js";
 import { columnIndices, densityColumn, edgeRange, nearestIndex, percentiles, resample } from "./lib/histogram.js";
 import { Series } from "./lib/series.js";
-import { niceTicks } from "./lib/ticks.js";
+import { niceTicks } from "./lib/axes.js";
 import { numeric } from "./lib/values.js";
 
 /** @typedef {import("./lib/gradients.js").Param} Param */

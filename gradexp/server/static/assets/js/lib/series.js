@@ -4,7 +4,7 @@
 // Series come from the server already downsampled: per bucket a value (its last point)
 // and the bucket's min and max. A live series grows one raw point at a time and is halved
 // (`compact`) when it gets long, keeping every bucket's min and max, so a spike that was
-// ever drawn stays visible.
+// ever drawn stays visible. A smoothed line is the series' values through `emaSmooth`.
 
 import { numeric } from "./values.js";
 
@@ -172,4 +172,30 @@ export class Series {
     if (lo > 0 && Math.abs(xs[lo - 1] - x) <= Math.abs(xs[lo] - x)) return lo - 1;
     return lo;
   }
+}
+
+/**
+ * Debiased exponential moving average (as TensorBoard): non-finite values pass through
+ * unchanged and leave the average as it was.
+ * @param {ArrayLike<number>} values
+ * @param {number} n how many of `values` to smooth
+ * @param {number} beta the weight of the past, in [0, 1)
+ * @param {Float64Array} [out] reused when long enough
+ * @returns {Float64Array}
+ */
+export function emaSmooth(values, n, beta, out) {
+  const res = out && out.length >= n ? out : new Float64Array(n);
+  let acc = 0;
+  let weight = 0;
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (v - v !== 0) {
+      res[i] = v;
+      continue;
+    }
+    acc = beta * acc + (1 - beta) * v;
+    weight = beta * weight + (1 - beta);
+    res[i] = acc / weight;
+  }
+  return res;
 }

@@ -7,8 +7,7 @@ import { api, follow, qs, seg } from "../api.js";
 import { debounce, emptyState, h, icon, prefs, replace, stateBadge } from "../dom.js";
 import { setCrumbs } from "../layout.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
-import { colorFor } from "../lib/palette.js";
-import { configAt, defaultColumns, firstDirection, runDuration } from "../lib/runs.js";
+import { colorFor, configAt, defaultColumns, firstDirection, runDuration } from "../lib/runs.js";
 
 const STATES = ["", "running", "finished", "failed", "crashed"];
 const SORTABLE = { name: "Name", state: "State", started_at: "Started", last_step: "Step" };
