@@ -1,8 +1,8 @@
-// Facts about runs: duration, config values, the runs table's default columns and order.
+// Facts about runs: colours, duration, config values, the runs table's default columns and order.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { configAt, defaultColumns, firstDirection, flatten, runDuration } from "../../gradexp/server/static/assets/js/lib/runs.js";
+import { PALETTE, colorFor, configAt, defaultColumns, firstDirection, flatten, runDuration } from "../../gradexp/server/static/assets/js/lib/runs.js";
 
 describe("runDuration", () => {
   test("a finished run: start to finish", () => {
@@ -77,5 +77,21 @@ describe("defaultColumns", () => {
 
   test("none for a project without summary keys", () => {
     assert.deepEqual(defaultColumns([]), []);
+  });
+});
+
+describe("run colours", () => {
+  test("20 distinct hex colours", () => {
+    assert.equal(PALETTE.length, 20);
+    assert.equal(new Set(PALETTE).size, 20);
+    for (const c of PALETTE) assert.match(c, /^#[0-9a-f]{6}$/);
+  });
+
+  test("the palette repeats, for negative indices too", () => {
+    assert.equal(colorFor(0), PALETTE[0]);
+    assert.equal(colorFor(19), PALETTE[19]);
+    assert.equal(colorFor(20), PALETTE[0]);
+    assert.equal(colorFor(-1), PALETTE[19]);
+    assert.equal(colorFor(-41), PALETTE[19]);
   });
 });
