@@ -1,12 +1,15 @@
-"""Developer sessions: ``nox -s tests lint typecheck bench docs``.
+"""Developer sessions: ``nox -s tests lint typecheck js bench docs``.
 
 Each session installs what it needs into its own virtual environment, so a clean
-checkout needs only ``pip install nox`` (``.ci/run`` does exactly that).
+checkout needs only ``pip install nox`` (``.ci/run`` does exactly that); ``js`` also needs
+Node.js 20 or later and npm, which install the pinned TypeScript into ``node_modules/``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -40,6 +43,25 @@ def typecheck(session: nox.Session) -> None:
     """mypy over the package."""
     session.install("-e", ".[server,dev]", "mypy>=1.10")
     session.run("mypy")
+
+
+@nox.session(python=False)
+def js(session: nox.Session) -> None:
+    """The web UI's JavaScript: type checking (tsc over `// @ts-check` modules) and unit tests.
+
+    The UI ships as plain ES modules with no build step; this only checks them.
+    """
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            session.error(
+                f"{tool} not found: install Node.js 20 or later (with npm) to run this session"
+            )
+    session.run("npm", "ci" if Path("package-lock.json").exists() else "install", external=True)
+    session.run("npx", "--no-install", "tsc", "-p", "tsconfig.json", external=True)
+    # Files by name: `node --test DIR` and glob arguments mean different things across Node
+    # versions, a list of files means the same in all of them.
+    tests = sorted(str(p) for p in Path("tests/js").glob("*.test.mjs"))
+    session.run("node", "--test", *tests, external=True)
 
 
 @nox.session(python=PYTHON)

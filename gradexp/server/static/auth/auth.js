@@ -1,16 +1,17 @@
+// @ts-check
 // gradexp sign-in pages: small progressive enhancements. Everything works without it.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
   // Ask before revoking a key (forms marked data-confirm).
-  for (const form of document.querySelectorAll("form[data-confirm]")) {
+  for (const form of /** @type {NodeListOf<HTMLFormElement>} */ (document.querySelectorAll("form[data-confirm]"))) {
     form.addEventListener("submit", (event) => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
 
   // One submit per form: a double click must not post twice (two keys, two sessions).
-  for (const form of document.querySelectorAll("form[data-once]")) {
+  for (const form of /** @type {NodeListOf<HTMLFormElement>} */ (document.querySelectorAll("form[data-once]"))) {
     form.addEventListener("submit", (event) => {
       if (form.dataset.sent) {
         event.preventDefault();
@@ -25,9 +26,9 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // "Password again" fields: say so before the server does.
-  for (const confirmField of document.querySelectorAll("input[data-match]")) {
+  for (const confirmField of /** @type {NodeListOf<HTMLInputElement>} */ (document.querySelectorAll("input[data-match]"))) {
     const form = confirmField.form;
-    const original = form && form.elements.namedItem(confirmField.dataset.match);
+    const original = /** @type {HTMLInputElement | null} */ (form && form.elements.namedItem(/** @type {string} */ (confirmField.dataset.match)));
     if (!original) continue;
     const check = () => {
       const differs = confirmField.value !== "" && confirmField.value !== original.value;
@@ -39,18 +40,18 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // Copy a new key to the clipboard.
-  for (const button of document.querySelectorAll("button[data-copy]")) {
+  for (const button of /** @type {NodeListOf<HTMLButtonElement>} */ (document.querySelectorAll("button[data-copy]"))) {
     button.addEventListener("click", async () => {
-      const source = document.getElementById(button.dataset.copy);
+      const source = document.getElementById(/** @type {string} */ (button.dataset.copy));
       if (!source) return;
-      const text = source.textContent.trim();
+      const text = (source.textContent || "").trim();
       try {
         await navigator.clipboard.writeText(text);
         button.textContent = "Copied";
       } catch {
         const range = document.createRange();
         range.selectNodeContents(source);
-        const selection = window.getSelection();
+        const selection = /** @type {Selection} */ (window.getSelection());
         selection.removeAllRanges();
         selection.addRange(range);
         button.textContent = "Press Ctrl+C";

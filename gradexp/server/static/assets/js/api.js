@@ -1,3 +1,4 @@
+// @ts-check
 // The read API and the live (SSE) streams, as the pages use them.
 //
 // Requests ride on the browser's session cookie (same origin); the UI only reads, so it
@@ -7,7 +8,13 @@
 export const API = "/api/v1";
 export const SIGN_IN_PATH = "/login";
 
+/** An API request that failed: the HTTP status (0: no answer), the server's code and message. */
 export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   */
   constructor(status, code, message) {
     super(message);
     this.status = status;
@@ -29,7 +36,13 @@ let redirecting = false;
  * because the sign-in page refuses to be framed. */
 export const embedded = new URLSearchParams(location.search).get("embed") === "1" || window.top !== window;
 
-/** GET (by default) a JSON endpoint under /api/v1; throws ApiError with the server's message. */
+/**
+ * GET (by default) a JSON endpoint under /api/v1; throws ApiError with the server's message.
+ * The answer is JSON as the server sends it (docs/protocol.md), so it is typed `any`.
+ * @param {string} path
+ * @param {{signal?: AbortSignal, method?: string}} [options]
+ * @returns {Promise<any>}
+ */
 export async function api(path, { signal, method = "GET" } = {}) {
   let resp;
   try {
@@ -37,7 +50,7 @@ export async function api(path, { signal, method = "GET" } = {}) {
     // crossorigin=use-credentials>, so a preloaded read is reused instead of sent twice.
     resp = await fetch(API + path, { method, signal, credentials: "include" });
   } catch (err) {
-    if (err && err.name === "AbortError") throw err;
+    if (err && /** @type {Error} */ (err).name === "AbortError") throw err;
     throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");
   }
   if (resp.status === 401 && !redirecting && !embedded) {
@@ -57,10 +70,18 @@ export async function api(path, { signal, method = "GET" } = {}) {
   return body;
 }
 
-/** Encode one path segment (run ids and names are safe, but never trust that). */
+/**
+ * Encode one path segment (run ids and names are safe, but never trust that).
+ * @param {string} s
+ */
 export const seg = (s) => encodeURIComponent(String(s));
 
-/** A query string from an object, skipping empty values. */
+/**
+ * A query string from an object ("?a=1&b=x,y", or ""), skipping empty values; arrays are
+ * joined with commas.
+ * @param {Record<string, unknown>} params
+ * @returns {string}
+ */
 export function qs(params) {
   const out = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
@@ -71,26 +92,16 @@ export function qs(params) {
   return s ? "?" + s : "";
 }
 
-const NONFINITE = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
-
-/** A stored value as JS: protocol-encoded non-finite floats become numbers. */
-export function decodeValue(v) {
-  if (v !== null && typeof v === "object" && v._type === "float") return NONFINITE[v.value] ?? NaN;
-  return v;
-}
-
-/** A number for charting, or null (strings, typed values). Booleans chart as 0/1. */
-export function numeric(v) {
-  if (typeof v === "number") return v;
-  if (typeof v === "boolean") return v ? 1 : 0;
-  if (v !== null && typeof v === "object" && v._type === "float") return NONFINITE[v.value] ?? NaN;
-  return null;
-}
-
 /**
  * Follow an SSE stream: `handlers` maps event names (rows, run) to functions of the parsed
  * data. EventSource reconnects by itself and resumes with Last-Event-ID, so no row is lost
  * or repeated across a reconnect. Returns `{close()}`; `onStatus(open|reconnecting)`.
+ */
+/**
+ * @param {string} path
+ * @param {Record<string, (data: any, lastEventId: string) => void>} handlers
+ * @param {(status: "open" | "reconnecting" | "closed") => void} [onStatus]
+ * @returns {{close: () => void}}
  */
 export function follow(path, handlers, onStatus) {
   const source = new EventSource(API + path, { withCredentials: true });

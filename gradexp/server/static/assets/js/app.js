@@ -1,3 +1,4 @@
+// @ts-check
 // The UI's entry point: pick the page from the path, draw it, and keep the top bar.
 //
 // Pages are full page loads (plain links): the shell is tiny and the modules are cached
@@ -11,6 +12,10 @@ import { mountRuns } from "./pages/runs.js";
 import { mountRun, mountCompare } from "./pages/run.js";
 import { mountGradients } from "./pages/gradients.js";
 
+/**
+ * Each page's path pattern, and the page's mount function for a match of it.
+ * @type {[RegExp, (m: RegExpMatchArray) => (el: HTMLElement) => Promise<void>][]}
+ */
 const ROUTES = [
   [/^\/$/, () => mountProjects],
   [/^\/p\/([^/]+)\/([^/]+)\/?$/, (m) => (el) => mountRuns(el, decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
@@ -50,7 +55,7 @@ async function viewer() {
 async function main() {
   const params = new URLSearchParams(location.search);
   if (params.get("embed") === "1") document.body.classList.add("embed");
-  const el = document.getElementById("app");
+  const el = /** @type {HTMLElement} */ (document.getElementById("app"));
   const path = location.pathname;
   for (const [pattern, make] of ROUTES) {
     const m = path.match(pattern);
@@ -58,7 +63,7 @@ async function main() {
     try {
       await make(m)(el);
     } catch (err) {
-      if (err && err.name === "AbortError") return;
+      if (err && /** @type {Error} */ (err).name === "AbortError") return;
       console.error(err);
       showError(el, err);
     }

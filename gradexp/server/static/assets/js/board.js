@@ -1,3 +1,4 @@
+// @ts-check
 // The chart board of a run page (and of the compare view): a chart for every scalar key,
 // grouped by key prefix, for one or several runs.
 //
@@ -9,53 +10,58 @@
 //   pixel column whatever the run's length;
 // - live rows are appended to the loaded series only, and redraws are coalesced per frame.
 
-import { api, qs, seg, numeric } from "./api.js";
-import { Chart, Series } from "./chart.js";
+import { api, qs, seg } from "./api.js";
+import { Chart } from "./chart.js";
 import { debounce, h, icon, prefs, replace } from "./dom.js";
+import { STAT_SEP, groupOf, groupOrder } from "./lib/keys.js";
+import { Series } from "./lib/series.js";
+import { numeric } from "./lib/values.js";
 
-const STAT_SEP = "#";
-const PRIORITY = ["train", "val", "valid", "validation", "eval", "test"];
+/** @typedef {import("./chart.js").ZoomRange} ZoomRange */
+/** @typedef {import("./chart-tooltip.js").XMode} XMode */
+/** @typedef {"live" | "reconnecting" | "silent"} LiveStatus */
+
+/**
+ * A run on the board: its id, name, colour and start time (the relative-time axis).
+ * @typedef {{id: string, name: string, color: string, started_at: number}} BoardRun
+ */
+
 const UNGROUPED = "Other"; // the heading of keys without a prefix, when other groups exist
 const MAX_KEYS_PER_REQUEST = 24;
 const LIVE_COMPACT_FACTOR = 4; // compact a live series once it holds 4x the samples asked for
+/** @type {Record<LiveStatus, string>} */
 const LIVE_TEXT = { live: "Live", reconnecting: "Reconnecting…", silent: "No data lately" };
+/** @type {Record<LiveStatus, string>} */
 const LIVE_HELP = {
   live: "New points appear as the run logs them.",
   reconnecting: "The live connection dropped; the browser is reconnecting.",
   silent: "The run has sent nothing for a while (crashed?). Points appear if it comes back.",
 };
 
-/** The group a key belongs to: its prefix up to the first "/" ("" for none); statistics
- * of histograms (`K#stat`) go to their own group per prefix. */
-export function groupOf(key) {
-  const hash = key.indexOf(STAT_SEP);
-  const base = hash >= 0 ? key.slice(0, hash) : key;
-  const slash = base.indexOf("/");
-  const prefix = slash > 0 ? base.slice(0, slash) : "";
-  return hash >= 0 ? `${prefix || "histograms"} ${STAT_SEP} stats` : prefix;
-}
-
-/** Group display order: train, val, ... first, then other prefixes A→Z, then the keys
- * without a prefix ("Other"), then the collapsed statistics groups. */
-function groupOrder(a, b) {
-  const tier = (g) => (g.includes(STAT_SEP) ? 2 : g === "" ? 1 : 0);
-  if (tier(a) !== tier(b)) return tier(a) - tier(b);
-  const ra = PRIORITY.indexOf(a);
-  const rb = PRIORITY.indexOf(b);
-  if (ra >= 0 || rb >= 0) return (ra < 0 ? 99 : ra) - (rb < 0 ? 99 : rb);
-  return a.localeCompare(b);
-}
+/**
+ * A group of charts on the board (a key prefix), with its heading.
+ * @typedef {{el: HTMLElement, grid: HTMLElement, count: HTMLElement, headBtn: HTMLButtonElement, panels: Panel[]}} Group
+ */
 
 /** One chart: its key, its series per run, its lazy state. */
 class Panel {
+  /**
+   * @param {Board} board
+   * @param {string} key
+   */
   constructor(board, key) {
     this.board = board;
     this.key = key;
     this.loaded = false;
     this.loading = false;
-    this.pending = []; // live rows that arrived while the history request was in flight
-    this.series = new Map(); // run id -> Series (the full range)
-    this.zoomed = null; // run id -> Series of a zoomed range, or null
+    /** @type {[BoardRun, number, number, number][]} live points (run, step, time, value) that arrived while the history request was in flight */
+    this.pending = [];
+    /** @type {Map<string, Series>} run id -> Series (the full range) */
+    this.series = new Map();
+    /** @type {Map<string, Series> | null} run id -> Series of a zoomed range, or null */
+    this.zoomed = null;
+    /** @type {object} the latest zoom request (an older answer is dropped) */
+    this.zoomToken = {};
     this.logY = prefs.get(`log:${key}`, false);
 
     const slash = key.indexOf("/");
@@ -65,7 +71,8 @@ class Panel {
     this.expandBtn = h("button", { type: "button", class: "icon-button", title: "Enlarge" }, icon("expand"));
     this.plotEl = h("div", { class: "panel-plot" });
     this.el = h("div", { class: "panel", dataset: { key }, "aria-busy": "true" }, h("div", { class: "panel-head" }, title, h("div", { class: "panel-tools" }, this.resetBtn, this.logBtn, this.expandBtn)), this.plotEl);
-    this.chart = null; // made when the panel first comes into view (50+ panels stay cheap)
+    /** @type {Chart | null} made when the panel first comes into view (50+ panels stay cheap) */
+    this.chart = null;
     this.logBtn.addEventListener("click", () => {
       this.logY = !this.logY;
       prefs.set(`log:${key}`, this.logY);
@@ -96,6 +103,7 @@ class Panel {
     return this.chart;
   }
 
+  /** @param {BoardRun} run */
   seriesFor(run) {
     let s = this.series.get(run.id);
     if (!s) {
@@ -106,7 +114,11 @@ class Panel {
     return s;
   }
 
-  /** Apply a history response's series for one run. */
+  /**
+   * Apply a history response's series for one run.
+   * @param {BoardRun} run
+   * @param {import("./lib/series.js").ApiSeries} obj
+   */
   setData(run, obj) {
     this.seriesFor(run).setFromApi(obj);
   }
@@ -124,11 +136,17 @@ class Panel {
   show() {
     if (!this.chart) return;
     const source = this.zoomed || this.series;
-    const list = this.board.runs.map((r) => source.get(r.id)).filter((s) => s && s.n);
+    const list = /** @type {Series[]} */ (this.board.runs.map((r) => source.get(r.id)).filter((s) => s && s.n));
     this.chart.setSeries(list);
     this.chart.setStatus(list.length ? null : "No numeric values");
   }
 
+  /**
+   * @param {BoardRun} run
+   * @param {number} step
+   * @param {number} time
+   * @param {number} value
+   */
   appendPoint(run, step, time, value) {
     if (this.loading) {
       this.pending.push([run, step, time, value]);
@@ -144,6 +162,7 @@ class Panel {
     }
   }
 
+  /** @param {ZoomRange | null} range */
   async onZoom(range) {
     this.resetBtn.hidden = !range;
     if (!range) {
@@ -153,6 +172,7 @@ class Panel {
     }
     if (!range.steps) return;
     const [lo, hi] = range.steps;
+    /** @type {Map<string, Series>} */
     const zoomed = new Map();
     const token = (this.zoomToken = {});
     await Promise.all(
@@ -176,19 +196,33 @@ class Panel {
  * `prefsKey` scopes remembered choices (collapsed groups) to a project.
  */
 export class Board {
+  /**
+   * @param {HTMLElement} container
+   * @param {{runs: BoardRun[], keys: string[], prefsKey: string}} options
+   */
   constructor(container, { runs, keys, prefsKey }) {
     this.container = container;
     this.runs = runs;
     this.prefsKey = prefsKey;
+    /** @type {Map<string, Panel>} */
     this.panels = new Map();
-    this.groups = new Map(); // name -> {el, grid, count, panels: []}
-    this.xMode = prefs.get("xMode", "step");
+    /** @type {Map<string, Group>} */
+    this.groups = new Map();
+    this.xMode = /** @type {XMode} */ (prefs.get("xMode", "step"));
     this.smoothing = prefs.get("smoothing", 0);
+    /** @type {RegExp | string} a regex, or else lowercase text */
     this.filter = "";
     this.samples = 600;
+    this.samplesSet = false;
+    /** @type {Set<Panel>} */
     this.queue = new Set();
     this.flushScheduled = false;
-    this.collapsed = new Set(prefs.get(`collapsed:${prefsKey}`, []));
+    /** @type {Set<string>} */
+    this.collapsed = new Set(prefs.get(`collapsed:${prefsKey}`, /** @type {string[]} */ ([])));
+    /** @type {LiveStatus | null} */
+    this.liveStatus = null;
+    this.liveLabel = h("span", { text: "Live" });
+    this.liveEl = h("span", { class: "live-pill", hidden: true, role: "status" }, h("span", { class: "pulse" }), this.liveLabel);
 
     this.observer = new IntersectionObserver((entries) => this._onIntersect(entries), { rootMargin: "300px 0px" });
     this.toolbar = this._toolbar();
@@ -212,6 +246,7 @@ export class Board {
     }
   }
 
+  /** @param {Panel} panel */
   _want(panel) {
     panel.ensureChart().setVisible(true);
     if (panel.loaded || panel.loading || this.queue.has(panel)) return;
@@ -236,7 +271,7 @@ export class Board {
       ].map(([v, t]) => h("option", { value: v, selected: v === this.xMode, text: `x: ${t}` })),
     );
     xSel.addEventListener("change", () => {
-      this.xMode = xSel.value;
+      this.xMode = /** @type {XMode} */ (xSel.value);
       prefs.set("xMode", this.xMode);
       for (const p of this.panels.values()) {
         p.zoomed = null;
@@ -253,8 +288,6 @@ export class Board {
       prefs.set("smoothing", this.smoothing);
       for (const p of this.panels.values()) if (p.chart) p.chart.setOptions({ smoothing: this.smoothing });
     });
-    this.liveLabel = h("span", { text: "Live" });
-    this.liveEl = h("span", { class: "live-pill", hidden: true, role: "status" }, h("span", { class: "pulse" }), this.liveLabel);
     const collapseAll = h("button", { type: "button", class: "button ghost", text: "Collapse all" });
     collapseAll.addEventListener("click", () => {
       const anyOpen = [...this.groups.keys()].some((g) => !this.collapsed.has(g));
@@ -280,6 +313,7 @@ export class Board {
    * (nothing is live: finished runs, or a stream that was closed). `true`/`false` are
    * accepted for "live" and null.
    */
+  /** @param {LiveStatus | boolean | null} status */
   setLive(status) {
     const s = status === true ? "live" : status || null;
     this.liveStatus = s;
@@ -290,9 +324,14 @@ export class Board {
     this.liveEl.title = LIVE_HELP[s];
   }
 
-  /** Add a chart for a key (new keys also arrive live). */
+  /**
+   * Add a chart for a key (new keys also arrive live).
+   * @param {string} key
+   * @returns {Panel}
+   */
   addKey(key) {
-    if (this.panels.has(key)) return this.panels.get(key);
+    const known = this.panels.get(key);
+    if (known) return known;
     const panel = new Panel(this, key);
     this.panels.set(key, panel);
     const name = groupOf(key);
@@ -303,7 +342,7 @@ export class Board {
       const names = [...this.groups.keys(), name].sort(groupOrder);
       this.groups.set(name, group);
       const next = names[names.indexOf(name) + 1];
-      this.groupsEl.insertBefore(group.el, next !== undefined ? this.groups.get(next).el : null); // "" is a group too
+      this.groupsEl.insertBefore(group.el, next !== undefined ? /** @type {Group} */ (this.groups.get(next)).el : null); // "" is a group too
     }
     this._updateUngroupedHead();
     group.panels.push(panel);
@@ -316,6 +355,10 @@ export class Board {
     return panel;
   }
 
+  /**
+   * @param {string} name
+   * @returns {Group}
+   */
   _group(name) {
     const collapsed = this.collapsed.has(name) || (name.includes(STAT_SEP) && !prefs.get(`opened:${this.prefsKey}:${name}`, false));
     if (collapsed) this.collapsed.add(name);
@@ -339,6 +382,10 @@ export class Board {
     if (alone && this.collapsed.has("")) this.setCollapsed("", false);
   }
 
+  /**
+   * @param {string} name
+   * @param {boolean} collapsed
+   */
   setCollapsed(name, collapsed) {
     const group = this.groups.get(name);
     if (!group) return;
@@ -350,6 +397,7 @@ export class Board {
     group.headBtn.setAttribute("aria-expanded", String(!collapsed));
   }
 
+  /** @param {string} text a regex (case-insensitive), or plain text when it is not one */
   setFilter(text) {
     let re = null;
     try {
@@ -364,11 +412,12 @@ export class Board {
       g.el.hidden = shown === 0;
       g.count.textContent = shown === g.panels.length ? String(shown) : `${shown} of ${g.panels.length}`;
       if (text && shown) g.el.classList.remove("collapsed");
-      else g.el.classList.toggle("collapsed", this.collapsed.has(g.el.dataset.group));
+      else g.el.classList.toggle("collapsed", this.collapsed.has(/** @type {string} */ (g.el.dataset.group)));
     }
     this._updateEmpty();
   }
 
+  /** @param {Panel} panel */
   _applyFilter(panel) {
     const f = this.filter;
     panel.el.hidden = f ? (f instanceof RegExp ? !f.test(panel.key) : !panel.key.toLowerCase().includes(f)) : false;
@@ -382,9 +431,10 @@ export class Board {
 
   // --- lazy loading ---
 
+  /** @param {IntersectionObserverEntry[]} entries */
   _onIntersect(entries) {
     for (const entry of entries) {
-      const panel = this.panels.get(entry.target.dataset.key);
+      const panel = this.panels.get(/** @type {string} */ (/** @type {HTMLElement} */ (entry.target).dataset.key));
       if (!panel) continue;
       if (entry.isIntersecting) this._want(panel);
       else if (panel.chart) panel.chart.setVisible(false);
@@ -415,7 +465,7 @@ export class Board {
           this.runs.map((run) =>
             api(`/runs/${seg(run.id)}/history${qs({ keys, samples: this.samples })}`)
               .then((res) => [run, res])
-              .catch((err) => [run, null, err]),
+              .catch((/** @type {Error} */ err) => [run, null, err]),
           ),
         );
         for (const p of chunk) {
@@ -433,7 +483,11 @@ export class Board {
 
   // --- live ---
 
-  /** Rows of one run from its event stream: append numeric values, add new keys' charts. */
+  /**
+   * Rows of one run from its event stream: append numeric values, add new keys' charts.
+   * @param {string} runId
+   * @param {Record<string, any>[]} rows
+   */
   appendRows(runId, rows) {
     const run = this.runs.find((r) => r.id === runId);
     if (!run) return;
@@ -466,6 +520,10 @@ export class Board {
 
   /** Crosshair linking: every other chart shows its crosshair at the hovered chart's x (the
    * step, or time, of the point under it). Charts off screen just remember it. */
+  /**
+   * @param {number | null} x
+   * @param {Chart} source
+   */
   linkHover(x, source) {
     for (const p of this.panels.values()) {
       if (p.chart && p.chart !== source) p.chart.setLinkedX(x);

@@ -1,3 +1,4 @@
+// @ts-check
 // gradexp's canvas line chart: many points, many runs, live appends.
 //
 // Design:
@@ -8,213 +9,52 @@
 // - Every redraw is coalesced into one requestAnimationFrame, and skipped while the chart
 //   is off screen (the page tells it with `setVisible`); it catches up when it comes back.
 // - Canvases are sized in device pixels (devicePixelRatio) and drawn in CSS pixels.
-// - Series come from the server already downsampled: per bucket a value (its last point)
-//   and the bucket's min and max. The band between min and max keeps spikes visible.
+// - Series (`lib/series.js`) come from the server already downsampled: per bucket a value
+//   (its last point) and the bucket's min and max. The band between min and max keeps
+//   spikes visible.
 // - Non-finite values break the line and are marked at the chart's top (NaN, +inf) or
 //   bottom (-inf) edge, so a NaN is never silently invisible.
+//
+// The arithmetic (ticks, spans, series, smoothing) lives in `lib/`, painting in
+// `chart-paint.js`, the tooltip in `chart-tooltip.js`; this module holds the state and
+// the pointer.
 
+import { paintAxes, paintBand, paintCrosshair, paintLine, paintNonFinite, paintSelection } from "./chart-paint.js";
+import { ChartTooltip } from "./chart-tooltip.js";
 import { h } from "./dom.js";
-import { fmtClock, fmtDateTime, fmtDuration, fmtNum, fmtRelTick, fmtTick } from "./format.js";
+import { logTicks, niceTicks, timeTicks, xDomain, yDomain, yExtent } from "./lib/axes.js";
+import { fmtClock, fmtNum, fmtRelTick, fmtTick } from "./lib/format.js";
+import { emaSmooth } from "./lib/series.js";
 
-/** Run colours: distinct, readable on white, colour-blind friendlier first. */
-export const PALETTE = [
-  "#2563eb", "#e8590c", "#0f9d58", "#c2255c", "#7048e8", "#0c8599", "#d6336c", "#5c940d",
-  "#1864ab", "#a61e4d", "#e67700", "#2b8a3e", "#862e9c", "#087f5b", "#364fc7", "#c92a2a",
-  "#74b816", "#495057", "#f08c00", "#1098ad",
-];
+/** @typedef {import("./lib/series.js").Series} Series */
+/** @typedef {import("./chart-paint.js").Plot} Plot */
+/** @typedef {import("./chart-tooltip.js").Hit} Hit */
+/** @typedef {import("./chart-tooltip.js").XMode} XMode */
 
-export const colorFor = (i) => PALETTE[((i % PALETTE.length) + PALETTE.length) % PALETTE.length];
+/**
+ * A zoomed range in x-mode units, with the steps whose points fall in it (null when none
+ * does, outside step mode).
+ * @typedef {{x0: number, x1: number, steps: [number, number] | null}} ZoomRange
+ */
 
-// --- series --------------------------------------------------------------------------------
-
-const NONFINITE = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
-function num(v) {
-  if (typeof v === "number") return v;
-  if (typeof v === "boolean") return v ? 1 : 0;
-  if (v && typeof v === "object" && v._type === "float") return NONFINITE[v.value] ?? NaN;
-  return NaN;
-}
-
-function minIgnoringNaN(a, b) {
-  if (a !== a) return b;
-  if (b !== b) return a;
-  return a < b ? a : b;
-}
-function maxIgnoringNaN(a, b) {
-  if (a !== a) return b;
-  if (b !== b) return a;
-  return a > b ? a : b;
-}
-
-/** One line: parallel typed arrays in step order, growable for live appends. */
-export class Series {
-  constructor(id, label, color, capacity = 64) {
-    this.id = id;
-    this.label = label;
-    this.color = color;
-    this.n = 0;
-    this.t0 = NaN; // the run's start time, for the relative-time axis
-    this.version = 0; // bumped on every change (caches key on it)
-    this._alloc(capacity);
-  }
-
-  _alloc(capacity) {
-    const grow = (old) => {
-      const a = new Float64Array(capacity);
-      if (old) a.set(old.subarray(0, this.n));
-      return a;
-    };
-    this.step = grow(this.step);
-    this.time = grow(this.time);
-    this.value = grow(this.value);
-    this.min = grow(this.min);
-    this.max = grow(this.max);
-  }
-
-  /** Replace the content with a history response's series ({step, value, min, max, time}). */
-  setFromApi(obj) {
-    const n = obj && obj.step ? obj.step.length : 0;
-    this.n = 0;
-    if (n > this.step.length) this._alloc(n);
-    for (let i = 0; i < n; i++) {
-      this.step[i] = obj.step[i];
-      this.time[i] = obj.time[i];
-      this.value[i] = num(obj.value[i]);
-      this.min[i] = num(obj.min[i]);
-      this.max[i] = num(obj.max[i]);
-    }
-    this.n = n;
-    this.version++;
-    return this;
-  }
-
-  get lastStep() {
-    return this.n ? this.step[this.n - 1] : -Infinity;
-  }
-
-  /** Add one raw point (live). Points at or before the last step are ignored (already in). */
-  append(step, time, value) {
-    if (step <= this.lastStep) return false;
-    if (this.n === this.step.length) this._alloc(this.step.length * 2);
-    const i = this.n++;
-    this.step[i] = step;
-    this.time[i] = time;
-    this.value[i] = value;
-    this.min[i] = value;
-    this.max[i] = value;
-    this.version++;
-    return true;
-  }
-
-  /** Halve the point count by merging neighbours (keeps min, max and the later value). */
-  compact() {
-    const n = this.n;
-    let j = 0;
-    for (let i = 0; i < n; i += 2) {
-      const k = i + 1 < n ? i + 1 : i;
-      this.step[j] = this.step[k];
-      this.time[j] = this.time[k];
-      this.value[j] = this.value[k];
-      this.min[j] = minIgnoringNaN(this.min[i], this.min[k]);
-      this.max[j] = maxIgnoringNaN(this.max[i], this.max[k]);
-      j++;
-    }
-    this.n = j;
-    this.version++;
-  }
-
-  /** Index of the point whose x is nearest to `x` (x from `xs`, ascending). */
-  nearest(xs, x) {
-    let lo = 0;
-    let hi = this.n - 1;
-    if (hi < 0) return -1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (xs[mid] < x) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo > 0 && Math.abs(xs[lo - 1] - x) <= Math.abs(xs[lo] - x)) return lo - 1;
-    return lo;
-  }
-}
-
-/** Debiased exponential moving average (as TensorBoard): non-finite values pass through. */
-export function emaSmooth(values, n, beta, out) {
-  const res = out && out.length >= n ? out : new Float64Array(n);
-  let acc = 0;
-  let weight = 0;
-  for (let i = 0; i < n; i++) {
-    const v = values[i];
-    if (v - v !== 0) {
-      res[i] = v;
-      continue;
-    }
-    acc = beta * acc + (1 - beta) * v;
-    weight = beta * weight + (1 - beta);
-    res[i] = acc / weight;
-  }
-  return res;
-}
-
-// --- ticks ---------------------------------------------------------------------------------
-
-/** A "nice" step (1, 2 or 5 times a power of ten) for about `target` ticks over `range`. */
-export function niceStep(range, target) {
-  if (!(range > 0)) return 1;
-  const raw = range / Math.max(1, target);
-  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const r = raw / mag;
-  return (r <= 1 ? 1 : r <= 2 ? 2 : r <= 5 ? 5 : 10) * mag;
-}
-
-/** Ticks covering [lo, hi], `step` apart, on multiples of `step`. */
-export function niceTicks(lo, hi, target, integer = false) {
-  let step = niceStep(hi - lo, target);
-  if (integer) step = Math.max(1, Math.round(step));
-  const ticks = [];
-  const first = Math.ceil(lo / step - 1e-9);
-  for (let k = first; k * step <= hi + step * 1e-9 && ticks.length < 100; k++) ticks.push(k * step);
-  return { ticks, step };
-}
-
-/** Ticks for a log axis over [lo, hi] (lo > 0): decades, or 1-2-5 within a few decades. */
-export function logTicks(lo, hi, target) {
-  const d0 = Math.floor(Math.log10(lo));
-  const d1 = Math.ceil(Math.log10(hi));
-  const decades = d1 - d0;
-  const mults = decades <= 2 ? [1, 2, 5] : [1];
-  const every = Math.max(1, Math.ceil(decades / target));
-  const ticks = [];
-  for (let d = d0; d <= d1; d += mults.length === 1 ? every : 1) {
-    for (const m of mults) {
-      const v = m * Math.pow(10, d);
-      if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) ticks.push(v);
-    }
-  }
-  if (ticks.length < 2) return niceTicks(lo, hi, target).ticks.filter((v) => v > 0);
-  return ticks;
-}
-
-const TIME_STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
-
-/** Ticks for a time axis (seconds): steps from a human list, aligned in local time. */
-export function timeTicks(lo, hi, target, wall) {
-  const raw = (hi - lo) / Math.max(1, target);
-  let step = TIME_STEPS.find((s) => s >= raw);
-  if (step === undefined) step = niceStep(hi - lo, target);
-  const tz = wall ? -new Date(lo * 1000).getTimezoneOffset() * 60 : 0;
-  const ticks = [];
-  for (let t = Math.ceil((lo + tz) / step) * step - tz; t <= hi && ticks.length < 100; t += step) ticks.push(t);
-  return { ticks, step };
-}
-
-// --- the chart -----------------------------------------------------------------------------
+/**
+ * @typedef {object} ChartOptions
+ * @property {XMode} xMode
+ * @property {boolean} logY
+ * @property {number} smoothing EMA weight, 0 (none) to 0.999
+ * @property {(range: ZoomRange | null) => void} [onZoom] the user zoomed, or reset (null)
+ * @property {(x: number | null, chart: Chart) => void} [onHover] the crosshair's x (on the
+ *   point under it), for linked crosshairs; null when it left
+ * @property {number} [plotLeft] a fixed left plot margin, to line up with a neighbour
+ * @property {number} [padRight] a fixed right plot margin
+ */
 
 const PAD = { top: 8, right: 12, bottom: 22, left: 8 };
 const LINKED_SNAP_PX = 4; // a linked chart marks its points this close to the shared crosshair
 let firstChartMarked = false;
 const MAX_BANDS = 6;
 
+/** @type {{grid: string, axis: string} | null} */
 let themeCache = null;
 /** Grid and axis colours from the stylesheet, read once (getComputedStyle can force a
  * style recalculation, too costly to pay on every redraw). */
@@ -231,49 +71,63 @@ function theme() {
 const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 
 /**
- * A line chart in `host` (an element the chart fills).
- * Options: xMode ("step" | "relative" | "wall"), logY, smoothing (0..0.999),
- * onZoom(range|null) when the user zooms or resets (range: {x0, x1, steps: [lo, hi]}),
- * onHover(x|null) with the crosshair's x (on the point under it) for linked crosshairs,
- * plotLeft / padRight (fixed plot margins, to line up with a neighbour).
+ * A 2-D context; a canvas always has one here (it is never given another kind first).
+ * @param {HTMLCanvasElement} canvas
  */
+function context2d(canvas) {
+  return /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+}
+
+/** A line chart in `host` (an element the chart fills); `ChartOptions` above says what it takes. */
 export class Chart {
+  /**
+   * @param {HTMLElement} host
+   * @param {Partial<ChartOptions>} [options]
+   */
   constructor(host, options = {}) {
     this.host = host;
+    /** @type {ChartOptions} */
     this.opts = { xMode: "step", logY: false, smoothing: 0, ...options };
+    /** @type {Series[]} */
     this.series = [];
-    this.zoom = null; // {x0, x1} in the current x mode's units, or null for everything
+    /** @type {{x0: number, x1: number} | null} in the current x mode's units, or null for everything */
+    this.zoom = null;
     this.visible = false;
     this.dirty = true;
-    this.hover = null; // {px, py} in CSS pixels, or null
-    this.linkedX = null; // a crosshair placed by a linked chart
+    /** @type {{px: number, py: number} | null} the pointer, in CSS pixels */
+    this.hover = null;
+    /** @type {number | null} a crosshair placed by a linked chart */
+    this.linkedX = null;
+    /** @type {{px0: number, px1: number} | null} */
     this.drag = null;
+    /** @type {Plot | null} the mapping of the last base drawing (null: nothing drawn) */
+    this.plot = null;
+    /** @type {number | null | undefined} the crosshair last told to onHover */
+    this._sentX = undefined;
     this.frame = 0;
     this.overlayFrame = 0;
     this.width = 0;
     this.height = 0;
+    this.dpr = 0;
+    /** @type {Map<string, {version: number, beta: number, ys: Float64Array}>} */
     this._smoothCache = new Map();
+    /** @type {Map<string, {version: number, mode: XMode, t0: number, xs: Float64Array}>} */
     this._xsCache = new Map();
 
     host.classList.add("chart");
     this.base = h("canvas", { class: "chart-base" });
     this.overlay = h("canvas", { class: "chart-overlay" });
-    this.tooltip = h("div", { class: "chart-tip", hidden: true, role: "tooltip" });
+    this.tip = new ChartTooltip();
     this.status = h("div", { class: "chart-status", hidden: true });
-    host.append(this.base, this.overlay, this.tooltip, this.status);
-    this.ctx = this.base.getContext("2d");
-    this.octx = this.overlay.getContext("2d");
+    host.append(this.base, this.overlay, this.tip.el, this.status);
+    this.ctx = context2d(this.base);
+    this.octx = context2d(this.overlay);
 
-    this._onMove = (e) => this._pointer(e);
-    this._onDown = (e) => this._down(e);
-    this._onUp = (e) => this._up(e);
-    this._onLeave = () => this._leave();
-    this._onDbl = () => this.resetZoom();
-    this.overlay.addEventListener("pointermove", this._onMove);
-    this.overlay.addEventListener("pointerdown", this._onDown);
-    this.overlay.addEventListener("pointerup", this._onUp);
-    this.overlay.addEventListener("pointerleave", this._onLeave);
-    this.overlay.addEventListener("dblclick", this._onDbl);
+    this.overlay.addEventListener("pointermove", (e) => this._pointer(e));
+    this.overlay.addEventListener("pointerdown", (e) => this._down(e));
+    this.overlay.addEventListener("pointerup", (e) => this._up(e));
+    this.overlay.addEventListener("pointerleave", () => this._leave());
+    this.overlay.addEventListener("dblclick", () => this.resetZoom());
 
     this.resizer = new ResizeObserver(() => this._resize());
     this.resizer.observe(host);
@@ -288,12 +142,14 @@ export class Chart {
 
   // --- data and options ---
 
+  /** @param {Series[]} series */
   setSeries(series) {
     this.series = series;
-    this._tipBuild(series.length);
+    this.tip.build(series.length);
     this.invalidate();
   }
 
+  /** @param {Partial<ChartOptions>} changes */
   setOptions(changes) {
     const before = this.opts.xMode;
     Object.assign(this.opts, changes);
@@ -301,12 +157,16 @@ export class Chart {
     this.invalidate();
   }
 
-  /** Show a message over the plot area (loading, errors, "no data"); null hides it. */
+  /**
+   * Show a message over the plot area (loading, errors, "no data"); null hides it.
+   * @param {string | null} text
+   */
   setStatus(text) {
     this.status.hidden = !text;
     this.status.textContent = text || "";
   }
 
+  /** @param {boolean} visible */
   setVisible(visible) {
     this.visible = visible;
     if (visible && this.dirty) this._schedule();
@@ -325,7 +185,11 @@ export class Chart {
     if (this.opts.onZoom) this.opts.onZoom(null);
   }
 
-  /** Zoom to [x0, x1] (x-mode units); tells onZoom with the matching step range. */
+  /**
+   * Zoom to [x0, x1] (x-mode units); tells onZoom with the matching step range.
+   * @param {number} x0
+   * @param {number} x1
+   */
   zoomTo(x0, x1) {
     if (!(x1 > x0)) return;
     this.zoom = { x0, x1 };
@@ -333,7 +197,12 @@ export class Chart {
     if (this.opts.onZoom) this.opts.onZoom({ x0, x1, steps: this.stepRange(x0, x1) });
   }
 
-  /** The step range whose points fall in [x0, x1] across all series. */
+  /**
+   * The step range whose points fall in [x0, x1] across all series.
+   * @param {number} x0
+   * @param {number} x1
+   * @returns {[number, number] | null}
+   */
   stepRange(x0, x1) {
     if (this.opts.xMode === "step") return [Math.max(0, Math.floor(x0)), Math.ceil(x1)];
     let lo = Infinity;
@@ -350,7 +219,11 @@ export class Chart {
     return lo <= hi ? [lo, hi] : null;
   }
 
-  /** The x values of a series in the current mode (cached per series version). */
+  /**
+   * The x values of a series in the current mode (cached per series version).
+   * @param {Series} s
+   * @returns {Float64Array}
+   */
   xs(s) {
     const mode = this.opts.xMode;
     if (mode === "step") return s.step;
@@ -364,7 +237,11 @@ export class Chart {
     return xs;
   }
 
-  /** The values drawn as the line: raw, or EMA-smoothed (cached per series version). */
+  /**
+   * The values drawn as the line: raw, or EMA-smoothed (cached per series version).
+   * @param {Series} s
+   * @returns {Float64Array}
+   */
   ys(s) {
     const beta = this.opts.smoothing;
     if (!(beta > 0)) return s.value;
@@ -395,7 +272,10 @@ export class Chart {
     this.invalidate();
   }
 
-  /** The x and y domains of what is shown. */
+  /**
+   * The x and y domains of what is shown.
+   * @returns {{x0: number, x1: number, y0: number, y1: number}}
+   */
   domains() {
     let x0 = Infinity;
     let x1 = -Infinity;
@@ -409,64 +289,12 @@ export class Chart {
       x0 = this.zoom.x0;
       x1 = this.zoom.x1;
     }
-    if (!(x1 >= x0)) {
-      x0 = 0;
-      x1 = 1;
-    }
-    // Steps read best from 0: downsampled buckets are named by their last step, so a run
-    // logged from step 0 would otherwise start its axis at 4 or 17.
-    if (!this.zoom && this.opts.xMode === "step" && x0 > 0 && x0 <= 0.02 * (x1 - x0)) x0 = 0;
-    if (x1 === x0) {
-      x0 -= 1;
-      x1 += 1;
-    }
+    ({ x0, x1 } = xDomain(x0, x1, !this.zoom && this.opts.xMode === "step"));
     const logY = this.opts.logY;
-    let y0 = Infinity;
-    let y1 = -Infinity;
-    const see = (v) => {
-      if (v - v !== 0 || (logY && v <= 0)) return;
-      if (v < y0) y0 = v;
-      if (v > y1) y1 = v;
-    };
-    const bands = this.series.length <= MAX_BANDS; // the y range covers what is drawn
-    for (const s of this.series) {
-      const xs = this.xs(s);
-      const ys = this.ys(s);
-      for (let i = 0; i < s.n; i++) {
-        const x = xs[i];
-        if (x < x0 || x > x1) continue;
-        if (bands) {
-          see(s.min[i]);
-          see(s.max[i]);
-        }
-        see(ys[i]);
-        if (ys !== s.value) see(s.value[i]); // the faded raw line under a smoothed one
-      }
-    }
-    if (!(y1 >= y0)) {
-      y0 = logY ? 0.1 : 0;
-      y1 = logY ? 10 : 1;
-    }
-    if (logY) {
-      let l0 = Math.log10(y0);
-      let l1 = Math.log10(y1);
-      if (l1 - l0 < 1e-9) {
-        l0 -= 0.5;
-        l1 += 0.5;
-      }
-      const pad = (l1 - l0) * 0.05;
-      return { x0, x1, y0: Math.pow(10, l0 - pad), y1: Math.pow(10, l1 + pad) };
-    }
-    if (y1 - y0 < 1e-12 * Math.max(1, Math.abs(y0))) {
-      const d = Math.abs(y0) * 0.05 || 1;
-      y0 -= d;
-      y1 += d;
-    } else {
-      const pad = (y1 - y0) * 0.05;
-      y0 -= pad;
-      y1 += pad;
-    }
-    return { x0, x1, y0, y1 };
+    const lines = this.series.map((s) => ({ s, xs: this.xs(s), ys: this.ys(s) }));
+    // The y range covers what is drawn: bands too, when there are few enough to draw.
+    const { y0, y1 } = yExtent(lines, x0, x1, this.series.length <= MAX_BANDS, logY);
+    return { x0, x1, ...yDomain(y0, y1, logY) };
   }
 
   // --- drawing ---
@@ -513,58 +341,31 @@ export class Chart {
     // A fixed left edge lines the plot up with something drawn beside it (the gradient
     // explorer's heatmap); by default the y labels decide it.
     const left = this.opts.plotLeft ?? PAD.left + Math.ceil(labelW) + 6;
+    const right = width - (this.opts.padRight ?? PAD.right);
+    const bottom = height - PAD.bottom;
+    const plotW = Math.max(1, right - left);
+    const plotH = Math.max(1, bottom - PAD.top);
+    const ly0 = logY ? Math.log10(d.y0) : d.y0;
+    const ly1 = logY ? Math.log10(d.y1) : d.y1;
+    const sx = plotW / (d.x1 - d.x0);
+    const sy = plotH / (ly1 - ly0);
+    /** @type {Plot} */
     const plot = {
       left,
       top: PAD.top,
-      right: width - (this.opts.padRight ?? PAD.right),
-      bottom: height - PAD.bottom,
+      right,
+      bottom,
       d,
+      w: plotW,
+      h: plotH,
+      px: (x) => left + (x - d.x0) * sx,
+      py: logY ? (y) => bottom - (Math.log10(y) - ly0) * sy : (y) => bottom - (y - ly0) * sy,
+      xAt: (px) => d.x0 + (px - left) / sx,
     };
-    plot.w = Math.max(1, plot.right - plot.left);
-    plot.h = Math.max(1, plot.bottom - plot.top);
-    const ly0 = logY ? Math.log10(d.y0) : d.y0;
-    const ly1 = logY ? Math.log10(d.y1) : d.y1;
-    const sx = plot.w / (d.x1 - d.x0);
-    const sy = plot.h / (ly1 - ly0);
-    plot.px = (x) => plot.left + (x - d.x0) * sx;
-    plot.py = logY ? (y) => plot.bottom - (Math.log10(y) - ly0) * sy : (y) => plot.bottom - (y - ly0) * sy;
-    plot.xAt = (px) => d.x0 + (px - plot.left) / sx;
     this.plot = plot;
 
-    const { grid, axis } = theme();
-
-    // grid and y labels
-    ctx.lineWidth = 1;
-    ctx.strokeStyle = grid;
-    ctx.fillStyle = axis;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    ctx.beginPath();
-    yTicks.forEach((v, i) => {
-      const y = Math.round(plot.py(v)) + 0.5;
-      if (y < plot.top - 1 || y > plot.bottom + 1) return;
-      ctx.moveTo(plot.left, y);
-      ctx.lineTo(plot.right, y);
-      ctx.fillText(yLabels[i], plot.left - 6, y);
-    });
-    // x ticks
     const xt = this._xTicks(d, plot.w);
-    ctx.textAlign = "center";
-    ctx.textBaseline = "top";
-    let lastRight = -Infinity;
-    for (const v of xt.ticks) {
-      const x = Math.round(plot.px(v)) + 0.5;
-      if (x < plot.left - 1 || x > plot.right + 1) continue;
-      ctx.moveTo(x, plot.top);
-      ctx.lineTo(x, plot.bottom);
-      const label = xt.label(v);
-      const w = ctx.measureText(label).width;
-      if (x - w / 2 > lastRight + 6 && x + w / 2 <= width) {
-        ctx.fillText(label, x, plot.bottom + 5);
-        lastRight = x + w / 2;
-      }
-    }
-    ctx.stroke();
+    paintAxes(ctx, plot, width, yTicks, yLabels, xt.ticks, xt.label, theme());
 
     // data, clipped to the plot area
     ctx.save();
@@ -574,19 +375,20 @@ export class Chart {
     const smoothing = this.opts.smoothing > 0;
     // Bands are drawn for a few runs; past that they are noise (and most of the fill
     // cost), while the tooltip still gives every point's min…max.
-    if (this.series.length <= MAX_BANDS) for (const s of this.series) this._drawBand(s, plot);
+    if (this.series.length <= MAX_BANDS) for (const s of this.series) paintBand(ctx, s, this.xs(s), plot, logY);
     for (const s of this.series) {
+      const xs = this.xs(s);
       if (smoothing) {
         ctx.globalAlpha = 0.28;
-        this._drawLine(s, s.value, plot, 1.2);
+        paintLine(ctx, s, xs, s.value, plot, 1.2, logY);
         ctx.globalAlpha = 1;
-        this._drawLine(s, this.ys(s), plot, 1.8);
+        paintLine(ctx, s, xs, this.ys(s), plot, 1.8, logY);
       } else {
-        this._drawLine(s, s.value, plot, 1.6);
+        paintLine(ctx, s, xs, s.value, plot, 1.6, logY);
       }
     }
     ctx.restore();
-    for (const s of this.series) this._drawNonFinite(s, plot);
+    for (const s of this.series) paintNonFinite(ctx, s, this.xs(s), plot);
     if (this.series.length) this._announce();
   }
 
@@ -603,6 +405,12 @@ export class Chart {
     this.host.dispatchEvent(new CustomEvent("gradexp:drawn", { bubbles: true, detail: { lastStep: last } }));
   }
 
+  /**
+   * The x ticks for the current mode, and how to label them.
+   * @param {{x0: number, x1: number}} d
+   * @param {number} plotW
+   * @returns {{ticks: number[], label: (v: number) => string}}
+   */
   _xTicks(d, plotW) {
     const target = Math.max(3, Math.floor(plotW / 70));
     const mode = this.opts.xMode;
@@ -612,116 +420,6 @@ export class Chart {
     }
     const { ticks, step } = timeTicks(d.x0, d.x1, target, mode === "wall");
     return { ticks, label: mode === "wall" ? (v) => fmtClock(v, step) : (v) => fmtRelTick(v, step) };
-  }
-
-  _drawBand(s, plot) {
-    const n = s.n;
-    if (n < 2) return;
-    const { ctx } = this;
-    const xs = this.xs(s);
-    const { x0, x1 } = plot.d;
-    const logY = this.opts.logY;
-    const ok = (i) => {
-      const a = s.min[i];
-      const b = s.max[i];
-      return a - a === 0 && b - b === 0 && (!logY || a > 0);
-    };
-    // Only draw when some bucket holds more than one value.
-    let any = false;
-    for (let i = 0; i < n; i++) {
-      if (s.min[i] !== s.max[i]) {
-        any = true;
-        break;
-      }
-    }
-    if (!any) return;
-    ctx.fillStyle = s.color;
-    ctx.globalAlpha = 0.14;
-    let i = lowerBound(xs, n, x0) - 1;
-    if (i < 0) i = 0;
-    const end = Math.min(n, lowerBound(xs, n, x1) + 1);
-    while (i < end) {
-      while (i < end && !ok(i)) i++;
-      const start = i;
-      while (i < end && ok(i)) i++;
-      if (i - start < 2) continue;
-      ctx.beginPath();
-      ctx.moveTo(plot.px(xs[start]), plot.py(s.max[start]));
-      for (let k = start + 1; k < i; k++) ctx.lineTo(plot.px(xs[k]), plot.py(s.max[k]));
-      for (let k = i - 1; k >= start; k--) ctx.lineTo(plot.px(xs[k]), plot.py(s.min[k]));
-      ctx.closePath();
-      ctx.fill();
-    }
-    ctx.globalAlpha = 1;
-  }
-
-  _drawLine(s, ys, plot, width) {
-    const n = s.n;
-    if (!n) return;
-    const { ctx } = this;
-    const xs = this.xs(s);
-    const logY = this.opts.logY;
-    ctx.strokeStyle = s.color;
-    ctx.lineWidth = width;
-    ctx.lineJoin = "round";
-    ctx.lineCap = "round";
-    let start = lowerBound(xs, n, plot.d.x0) - 1;
-    if (start < 0) start = 0;
-    const end = Math.min(n, lowerBound(xs, n, plot.d.x1) + 1);
-    ctx.beginPath();
-    let pen = false;
-    let lonely = -1; // a finite point with no finite neighbour: drawn as a dot
-    let run = 0;
-    for (let i = start; i < end; i++) {
-      const y = ys[i];
-      if (y - y !== 0 || (logY && y <= 0)) {
-        if (run === 1) this._dot(ctx, plot, xs[lonely], ys[lonely], s.color);
-        pen = false;
-        run = 0;
-        continue;
-      }
-      const px = plot.px(xs[i]);
-      const py = plot.py(y);
-      if (pen) ctx.lineTo(px, py);
-      else ctx.moveTo(px, py);
-      pen = true;
-      run++;
-      lonely = i;
-    }
-    ctx.stroke();
-    if (run === 1) this._dot(ctx, plot, xs[lonely], ys[lonely], s.color);
-  }
-
-  _dot(ctx, plot, x, y, color) {
-    ctx.save();
-    ctx.fillStyle = color;
-    ctx.beginPath();
-    ctx.arc(plot.px(x), plot.py(y), 2.5, 0, Math.PI * 2);
-    ctx.fill();
-    ctx.restore();
-  }
-
-  _drawNonFinite(s, plot) {
-    const { ctx } = this;
-    const xs = this.xs(s);
-    let drawn = 0;
-    ctx.fillStyle = s.color;
-    for (let i = 0; i < s.n && drawn < 2000; i++) {
-      const v = s.value[i];
-      if (v - v === 0) continue;
-      const x = xs[i];
-      if (x < plot.d.x0 || x > plot.d.x1) continue;
-      const px = plot.px(x);
-      const top = v === -Infinity ? plot.bottom : plot.top;
-      const dir = v === -Infinity ? -1 : 1;
-      ctx.beginPath();
-      ctx.moveTo(px - 3.5, top);
-      ctx.lineTo(px + 3.5, top);
-      ctx.lineTo(px, top + 5 * dir);
-      ctx.closePath();
-      ctx.fill();
-      drawn++;
-    }
   }
 
   // --- overlay: crosshair, hover dots, selection ---
@@ -735,17 +433,12 @@ export class Chart {
       this._setCrosshair(null);
       return;
     }
-    if (this.drag && Math.abs(this.drag.px1 - this.drag.px0) > 1) {
-      const a = Math.max(plot.left, Math.min(this.drag.px0, this.drag.px1));
-      const b = Math.min(plot.right, Math.max(this.drag.px0, this.drag.px1));
-      ctx.fillStyle = "rgba(37, 99, 235, 0.10)";
-      ctx.fillRect(a, plot.top, b - a, plot.h);
-      ctx.strokeStyle = "rgba(37, 99, 235, 0.55)";
-      ctx.lineWidth = 1;
-      ctx.strokeRect(Math.round(a) + 0.5, plot.top + 0.5, Math.round(b - a), plot.h - 1);
-    }
+    if (this.drag && Math.abs(this.drag.px1 - this.drag.px0) > 1) paintSelection(ctx, plot, this.drag.px0, this.drag.px1);
+    /** @type {number | null} */
     let x = null;
+    /** @type {Hit[]} */
     let hits = [];
+    /** @type {Hit | null} */
     let head = null;
     if (this.hover) {
       const target = this._hoverTarget();
@@ -760,46 +453,30 @@ export class Chart {
       hits = this.hitsAt(x).filter((hit) => Math.abs(plot.px(hit.x) - at) <= LINKED_SNAP_PX);
     }
     if (x === null || x < plot.d.x0 || x > plot.d.x1) {
-      this.tooltip.hidden = true;
+      this.tip.hide();
       this._setCrosshair(null);
       return;
     }
-    const px = Math.round(plot.px(x)) + 0.5;
-    ctx.strokeStyle = "rgba(55, 65, 81, 0.45)";
-    ctx.lineWidth = 1;
-    ctx.setLineDash([3, 3]);
-    ctx.beginPath();
-    ctx.moveTo(px, plot.top);
-    ctx.lineTo(px, plot.bottom);
-    ctx.stroke();
-    ctx.setLineDash([]);
-    for (const hit of hits) {
-      const y = hit.y;
-      if (y - y !== 0 || (this.opts.logY && y <= 0)) continue;
-      const hx = plot.px(hit.x);
-      if (hx < plot.left - 1 || hx > plot.right + 1) continue;
-      ctx.fillStyle = "#fff";
-      ctx.strokeStyle = hit.series.color;
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.arc(hx, plot.py(y), 3.5, 0, Math.PI * 2);
-      ctx.fill();
-      ctx.stroke();
-    }
+    paintCrosshair(ctx, plot, x, hits, this.opts.logY);
     this._setCrosshair(x);
-    if (this.hover) this._showTooltip(hits, head);
-    else this.tooltip.hidden = true;
+    if (this.hover) {
+      this.tip.show(hits, head, { pointer: this.hover, py: plot.py, width: this.width, height: this.height, xMode: this.opts.xMode, smoothed: this.opts.smoothing > 0 });
+    } else {
+      this.tip.hide();
+    }
   }
 
   /** Where a hovered chart's crosshair goes: on the point nearest the pointer (any
    * series), so the line passes through the point the tooltip names, and every linked
-   * chart draws its crosshair at that same x. Null when no point is on screen. */
+   * chart draws its crosshair at that same x. Null when no point is on screen.
+   * @returns {{x: number, hits: Hit[], head: Hit} | null} */
   _hoverTarget() {
     const plot = this.plot;
     if (!this.hover || !plot) return null;
     // Hovering the margins means the nearest end of the plot (the last point is easy to reach).
     const xData = Math.min(plot.d.x1, Math.max(plot.d.x0, plot.xAt(this.hover.px)));
     const hits = this.hitsAt(xData);
+    /** @type {Hit | null} */
     let head = null;
     for (const hit of hits) {
       if (hit.x < plot.d.x0 || hit.x > plot.d.x1) continue; // zoomed past this series' points
@@ -808,14 +485,20 @@ export class Chart {
     return head ? { x: head.x, hits, head } : null;
   }
 
-  /** Tell the board where this chart's crosshair is (x-mode units), once per change. */
+  /**
+   * Tell the board where this chart's crosshair is (x-mode units), once per change.
+   * @param {number | null} x
+   */
   _broadcast(x) {
     if (x === this._sentX) return;
     this._sentX = x;
     if (this.opts.onHover) this.opts.onHover(x, this);
   }
 
-  /** The crosshair's x as a data attribute (tests and tools read it; no layout cost). */
+  /**
+   * The crosshair's x as a data attribute (tests and tools read it; no layout cost).
+   * @param {number | null} x
+   */
   _setCrosshair(x) {
     if (x === null) {
       if (this.host.dataset.crosshair !== undefined) delete this.host.dataset.crosshair;
@@ -824,8 +507,13 @@ export class Chart {
     }
   }
 
-  /** For each series, its point nearest to x (the values the tooltip lists). */
+  /**
+   * For each series, its point nearest to x (the values the tooltip lists).
+   * @param {number} x
+   * @returns {Hit[]}
+   */
   hitsAt(x) {
+    /** @type {Hit[]} */
     const out = [];
     for (const s of this.series) {
       const xs = this.xs(s);
@@ -837,110 +525,15 @@ export class Chart {
     return out;
   }
 
-  _xLabel(hit) {
-    const mode = this.opts.xMode;
-    if (mode === "wall") return fmtDateTime(hit.time) + ":" + String(new Date(hit.time * 1000).getSeconds()).padStart(2, "0");
-    if (mode === "relative") return fmtDuration(hit.x) + ` · step ${fmtNum(hit.step)}`;
-    return `step ${fmtNum(hit.step)}`;
-  }
-
-  _showTooltip(hits, head) {
-    const tip = this.tooltip;
-    if (!hits.length || !head) {
-      tip.hidden = true;
-      return;
-    }
-    const plot = this.plot;
-    // The series nearest the pointer vertically is emphasised.
-    let best = -1;
-    let bestDist = Infinity;
-    hits.forEach((hit, k) => {
-      if (hit.y - hit.y !== 0) return;
-      const dist = Math.abs(plot.py(hit.y) - this.hover.py);
-      if (dist < bestDist) {
-        bestDist = dist;
-        best = k;
-      }
-    });
-    const smoothing = this.opts.smoothing > 0;
-    this._tipBuild(hits.length);
-    // Many runs read best ranked: highest value first (non-finite last).
-    if (hits.length > 5) {
-      const bestHit = hits[best];
-      const rank = (v) => (v === v ? v : -Infinity);
-      hits = hits.slice().sort((a, b) => (rank(a.y) > rank(b.y) ? -1 : rank(a.y) < rank(b.y) ? 1 : 0));
-      best = hits.indexOf(bestHit);
-    }
-    // The header names the point under the crosshair; a run whose nearest point is
-    // elsewhere (runs may log different steps) says where its value is from.
-    this._tipHead.textContent = this._xLabel(head);
-    hits.forEach((hit, k) => {
-      const row = this._tipRows[k];
-      row.el.classList.toggle("tip-best", k === best && hits.length > 1);
-      row.swatch.style.background = hit.series.color;
-      row.label.textContent = hit.series.label;
-      row.value.textContent = fmtNum(hit.y, 6);
-      const elsewhere = hit.x !== head.x;
-      row.at.hidden = !elsewhere;
-      if (elsewhere) row.at.textContent = "@ " + this._xShort(hit);
-      const showRaw = smoothing && hit.raw === hit.raw;
-      row.raw.hidden = !showRaw;
-      if (showRaw) row.raw.textContent = fmtNum(hit.raw, 6);
-      const showRange = hit.min !== hit.max;
-      row.range.hidden = !showRange;
-      if (showRange) row.range.textContent = `${fmtNum(hit.min, 3)} … ${fmtNum(hit.max, 3)}`;
-    });
-    tip.hidden = false;
-    // Placed by CSS alone (right of the cursor, or left of it past the middle), so moving
-    // the mouse never makes the script wait for a layout to measure the tooltip.
-    // Vertically, the cursor sits as far down the tooltip as it is down the chart, so a
-    // tall tooltip (20 runs) grows away from the nearer edge instead of off the chart.
-    // Horizontally it is clamped inside the chart by CSS too (`100%` in a translate is the
-    // tooltip's own width), so on a narrow screen it never leaves the page.
-    const x = Math.round(this.hover.px);
-    const y = Math.round(Math.max(0, Math.min(this.hover.py, this.height)));
-    const w = this.width;
-    const left = x > w / 2 ? `calc(${x - 14}px - 100%)` : `${x + 14}px`;
-    const down = Math.round((y / Math.max(1, this.height)) * 100);
-    tip.style.transform = `translate(clamp(0px, ${left}, calc(${w}px - 100%)), ${y}px) translateY(-${down}%)`;
-  }
-
-  /** Where a point is, briefly (a tooltip row whose point is not under the crosshair). */
-  _xShort(hit) {
-    const mode = this.opts.xMode;
-    if (mode === "wall") return fmtClock(hit.time, 1);
-    if (mode === "relative") return fmtDuration(hit.x);
-    return `step ${fmtNum(hit.step)}`;
-  }
-
-  /** The tooltip's rows, made once per series count and reused (only their text changes
-   * on a move: with 20 runs, 40 strings instead of 100 new nodes). Built when data
-   * arrives, so the first hover does not pay for it. */
-  _tipBuild(n) {
-    if (this._tipRows && this._tipRows.length === n) return;
-    this._tipHead = h("div", { class: "tip-head" });
-    this._tipRows = Array.from({ length: n }, () => {
-      const row = {
-        swatch: h("span", { class: "swatch" }),
-        label: h("span", { class: "tip-label" }),
-        value: h("span", { class: "tip-value" }),
-        at: h("span", { class: "tip-at", hidden: true }),
-        raw: h("span", { class: "tip-raw", hidden: true }),
-        range: h("span", { class: "tip-range", hidden: true }),
-      };
-      row.el = h("div", { class: "tip-row" }, row.swatch, row.label, row.value, row.at, row.raw, row.range);
-      return row;
-    });
-    this.tooltip.replaceChildren(this._tipHead, ...this._tipRows.map((r) => r.el));
-  }
-
   // --- pointer ---
 
+  /** @param {PointerEvent} e */
   _local(e) {
     const r = this.overlay.getBoundingClientRect();
     return { px: e.clientX - r.left, py: e.clientY - r.top };
   }
 
+  /** @param {PointerEvent} e */
   _pointer(e) {
     const p = this._local(e);
     this.hover = p;
@@ -952,6 +545,7 @@ export class Chart {
     this._broadcast(target ? target.x : null);
   }
 
+  /** @param {PointerEvent} e */
   _down(e) {
     if (e.button !== 0 || !this.plot) return;
     const p = this._local(e);
@@ -960,6 +554,7 @@ export class Chart {
     this.drag = { px0: p.px, px1: p.px };
   }
 
+  /** @param {PointerEvent} e */
   _up(e) {
     const drag = this.drag;
     this.drag = null;
@@ -982,22 +577,14 @@ export class Chart {
     this._broadcast(null);
   }
 
-  /** A linked chart hovers at `x` (or stopped: null): draw a crosshair without a tooltip. */
+  /**
+   * A linked chart hovers at `x` (or stopped: null): draw a crosshair without a tooltip.
+   * @param {number | null} x
+   */
   setLinkedX(x) {
     if (this.hover) return;
     this.linkedX = x;
     if (this.visible) this._scheduleOverlay();
     else this._setCrosshair(null);
   }
-}
-
-function lowerBound(xs, n, x) {
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

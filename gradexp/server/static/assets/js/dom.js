@@ -1,29 +1,61 @@
+// @ts-check
 // Building DOM safely. Every piece of data reaches the page as a text node or an
 // attribute value set through the DOM API: nothing here (or anywhere in the UI) assigns
 // innerHTML, so a run named `<img src=x onerror=alert(1)>` can only ever show as text.
 
 /**
+ * An element's properties for `h`: class (a string, or an array whose empty entries are
+ * skipped), text, dataset, style (set through CSSOM, which the CSP allows; `--x` custom
+ * properties too), on (event listeners), and any other key as an attribute (or as a
+ * property for `value`, `checked`, `disabled`, `hidden`, `selected`, `indeterminate`).
+ * null, undefined and false values are skipped.
+ * @typedef {{
+ *   class?: string | (string | null | undefined | false)[] | null,
+ *   text?: string | number | null,
+ *   dataset?: Record<string, string | number>,
+ *   style?: Record<string, string | number>,
+ *   on?: Record<string, (event: any) => unknown>,
+ *   [attribute: string]: unknown,
+ * }} Props
+ */
+
+/**
+ * What `h` and `append` take as children: nodes, strings (text nodes), numbers, arrays of
+ * children; null, undefined and false are skipped.
+ * @typedef {Node | string | number | boolean | null | undefined | ChildList} Child
+ * @typedef {Child[]} ChildList
+ */
+
+/**
  * Create an element: h("a", {class: "x", href: url, on: {click: fn}}, "text", child...).
- * Props: class (string or array), text, dataset, style (object, set through CSSOM, which
- * the CSP allows), on (event listeners), any other key -> attribute (or property for
- * `value`, `checked`, `disabled`, `hidden`, `selected`). Children: nodes, strings
- * (text nodes), numbers, arrays; null/undefined/false are skipped.
+ * Props: see `Props`. Children: see `Child`. A tag "svg:name" makes an SVG element.
+ * @template {string} K
+ * @param {K} tag
+ * @param {Props | null} [props]
+ * @param {...Child} children
+ * @returns {K extends keyof HTMLElementTagNameMap ? HTMLElementTagNameMap[K] : HTMLElement}
  */
 export function h(tag, props, ...children) {
   const el = tag.includes(":") ? svg(tag.slice(4)) : document.createElement(tag);
   if (props) applyProps(el, props);
   append(el, children);
-  return el;
+  return /** @type {any} */ (el);
 }
 
 const SVG_NS = "http://www.w3.org/2000/svg";
+/** @param {string} tag */
 function svg(tag) {
   return document.createElementNS(SVG_NS, tag);
 }
 
 const PROPERTIES = new Set(["value", "checked", "disabled", "hidden", "selected", "indeterminate"]);
 
+/**
+ * @param {Element} el an HTML element, or an SVG element (which has `dataset` and `style` too)
+ * @param {Props} props
+ */
 function applyProps(el, props) {
+  const html = /** @type {HTMLElement} */ (el);
   for (const [key, value] of Object.entries(props)) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") {
@@ -32,23 +64,29 @@ function applyProps(el, props) {
     } else if (key === "text") {
       el.textContent = String(value);
     } else if (key === "dataset") {
-      for (const [k, v] of Object.entries(value)) el.dataset[k] = String(v);
+      for (const [k, v] of Object.entries(/** @type {Record<string, unknown>} */ (value))) html.dataset[k] = String(v);
     } else if (key === "style") {
-      for (const [k, v] of Object.entries(value)) {
-        if (k.startsWith("--")) el.style.setProperty(k, String(v));
-        else el.style[k] = v;
+      for (const [k, v] of Object.entries(/** @type {Record<string, unknown>} */ (value))) {
+        if (k.startsWith("--")) html.style.setProperty(k, String(v));
+        else /** @type {any} */ (html.style)[k] = v;
       }
     } else if (key === "on") {
-      for (const [event, fn] of Object.entries(value)) el.addEventListener(event, fn);
+      for (const [event, fn] of Object.entries(/** @type {Record<string, EventListener>} */ (value))) el.addEventListener(event, fn);
     } else if (PROPERTIES.has(key)) {
-      el[key] = value;
+      /** @type {any} */ (el)[key] = value;
     } else {
       el.setAttribute(key, value === true ? "" : String(value));
     }
   }
 }
 
-/** Append children (see `h`) to an element. */
+/**
+ * Append children (see `h`) to an element.
+ * @template {Element} E
+ * @param {E} el
+ * @param {Child[]} children
+ * @returns {E}
+ */
 export function append(el, children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
@@ -59,10 +97,15 @@ export function append(el, children) {
   return el;
 }
 
-/** A key as nodes that may wrap after its separators (`optimizer.` `weight_` `decay`),
- * never inside a word: text nodes with <wbr> after each ".", "/" and "_". */
+/**
+ * A key as nodes that may wrap after its separators (`optimizer.` `weight_` `decay`),
+ * never inside a word: text nodes with <wbr> after each ".", "/" and "_".
+ * @param {string} text
+ * @returns {Child[]}
+ */
 export function breakable(text) {
   const parts = String(text).split(/(?<=[./_])/);
+  /** @type {Child[]} */
   const out = [];
   parts.forEach((part, i) => {
     if (i) out.push(h("wbr"));
@@ -71,19 +114,33 @@ export function breakable(text) {
   return out;
 }
 
-/** Remove every child of an element. */
+/**
+ * Remove every child of an element.
+ * @template {Element} E
+ * @param {E} el
+ * @returns {E}
+ */
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
   return el;
 }
 
-/** Replace an element's children. */
+/**
+ * Replace an element's children.
+ * @template {Element} E
+ * @param {E} el
+ * @param {...Child} children
+ * @returns {E}
+ */
 export function replace(el, ...children) {
   clear(el);
   return append(el, children);
 }
 
-/** A small inline SVG icon from a fixed set of paths (no data involved). */
+/**
+ * Paths of the icons, in a 24x24 box.
+ * @type {Record<string, string>}
+ */
 const ICONS = {
   chevron: "M6 9l6 6 6-6",
   search: "M11 19a8 8 0 1 1 0-16 8 8 0 0 1 0 16zm10 2-4.35-4.35",
@@ -98,8 +155,14 @@ const ICONS = {
   expand: "M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5",
 };
 
+/**
+ * A small inline SVG icon from a fixed set of paths (no data involved).
+ * @param {string} name
+ * @param {number} [size] CSS pixels
+ * @returns {SVGElement}
+ */
 export function icon(name, size = 16) {
-  const el = svg("svg");
+  const el = /** @type {SVGElement} */ (svg("svg"));
   el.setAttribute("viewBox", "0 0 24 24");
   el.setAttribute("width", String(size));
   el.setAttribute("height", String(size));
@@ -111,7 +174,13 @@ export function icon(name, size = 16) {
   return el;
 }
 
-/** Debounce a function (trailing edge). */
+/**
+ * Debounce a function (trailing edge).
+ * @template {unknown[]} A
+ * @param {(...args: A) => unknown} fn
+ * @param {number} ms
+ * @returns {(...args: A) => void}
+ */
 export function debounce(fn, ms) {
   let timer = 0;
   return (...args) => {
@@ -122,6 +191,14 @@ export function debounce(fn, ms) {
 
 /** Persisted UI preferences (localStorage, JSON), never trusted beyond their type. */
 export const prefs = {
+  /**
+   * The value stored under `key`, or `fallback` when there is none, it is unreadable, or it
+   * is not of the fallback's type (any value when the fallback is null).
+   * @template T
+   * @param {string} key
+   * @param {T} fallback
+   * @returns {T}
+   */
   get(key, fallback) {
     try {
       const raw = localStorage.getItem("gradexp:" + key);
@@ -132,6 +209,10 @@ export const prefs = {
       return fallback;
     }
   },
+  /**
+   * @param {string} key
+   * @param {unknown} value
+   */
   set(key, value) {
     try {
       localStorage.setItem("gradexp:" + key, JSON.stringify(value));
@@ -141,17 +222,26 @@ export const prefs = {
   },
 };
 
-/** An empty-state block: a title, a line of help and optional extra nodes. */
+/**
+ * An empty-state block: a title, a line of help and optional extra nodes.
+ * @param {string} title
+ * @param {string | null} [help]
+ * @param {...Child} extra
+ */
 export function emptyState(title, help, ...extra) {
   return h("div", { class: "empty" }, h("div", { class: "empty-title", text: title }), help ? h("p", { text: help }) : null, ...extra);
 }
 
-/** A state badge: running (with a live dot), finished, failed, crashed. */
+/**
+ * A state badge: running (with a live dot), finished, failed, crashed.
+ * @param {string | null | undefined} state
+ */
 export function stateBadge(state) {
   const s = String(state || "unknown");
   return h("span", { class: ["badge", "state-" + s.replace(/[^a-z]/g, "")], title: STATE_HELP[s] || s }, s === "running" ? h("span", { class: "pulse" }) : null, s);
 }
 
+/** @type {Record<string, string>} */
 const STATE_HELP = {
   running: "The run is sending data.",
   finished: "The run finished (exit code 0).",

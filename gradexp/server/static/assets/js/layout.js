@@ -1,12 +1,17 @@
+// @ts-check
 // Page furniture shared by every page: the breadcrumb trail and page-level errors.
 
 import { ApiError, embedded, signInUrl } from "./api.js";
 import { h, replace, emptyState } from "./dom.js";
 
-/** Set the breadcrumb trail: [{text, href?}, ...]. */
+/**
+ * Set the breadcrumb trail: [{text, href?}, ...].
+ * @param {{text: string, href?: string}[]} items
+ */
 export function setCrumbs(items) {
   const nav = document.getElementById("crumbs");
   if (!nav) return;
+  /** @type {HTMLElement[]} */
   const parts = [];
   items.forEach((item, i) => {
     if (i) parts.push(h("span", { class: "crumb-sep", text: "/" }));
@@ -16,7 +21,11 @@ export function setCrumbs(items) {
   if (items.length) document.title = `${items[items.length - 1].text} · gradexp`;
 }
 
-/** A page-level error, readable, with what to do next. */
+/**
+ * A page-level error, readable, with what to do next.
+ * @param {HTMLElement} el
+ * @param {unknown} err
+ */
 export function showError(el, err) {
   if (err instanceof ApiError && err.status === 401) {
     if (embedded) {
@@ -29,7 +38,7 @@ export function showError(el, err) {
     return;
   }
   const title = err instanceof ApiError && err.status === 404 ? "Not found" : "Something went wrong";
-  const message = err && err.message ? err.message : String(err);
+  const message = err && /** @type {Error} */ (err).message ? /** @type {Error} */ (err).message : String(err);
   replace(el, emptyState(title, message, h("a", { class: "button", href: "/", text: "All projects" })));
 }
 

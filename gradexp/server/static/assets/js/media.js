@@ -1,17 +1,32 @@
+// @ts-check
 // The Media tab: logged Tensors (facts, statistics, a 2-D slice as a heatmap, download)
 // and Images (the image at a chosen step), each with a step slider.
 //
 // A tensor's slice comes from the server (`/runs/{id}/tensor?path=&index=`), strided down
 // to at most 256 x 256 cells, so a large tensor never travels to the browser whole.
 
-import { API, api, qs, seg, numeric } from "./api.js";
+import { API, api, qs, seg } from "./api.js";
 import { h, icon, replace, emptyState } from "./dom.js";
-import { fmtBytes, fmtCompact, fmtNum, fmtShape } from "./format.js";
-import { colorBar, fitCanvas, lut, paintGrid, valueScale } from "./heatmap.js";
+import { colorBar, fitCanvas, paintGrid } from "./heatmap.js";
+import { lut, valueScale } from "./lib/colormaps.js";
+import { fmtBytes, fmtCompact, fmtNum, fmtShape } from "./lib/format.js";
+import { numeric } from "./lib/values.js";
+
+/** @typedef {import("./lib/values.js").TypedValue} TypedValue */
+
+/**
+ * What a tensor card draws into (made anew by each render).
+ * @typedef {{canvas: HTMLCanvasElement, hoverEl: HTMLElement, scaleEl: HTMLElement, statusEl: HTMLElement}} TensorView
+ */
 
 const MAX_STEPS = 1000;
 
-/** A step slider over a list of steps; calls onChange(index). */
+/**
+ * A step slider over a list of steps; calls onChange(index).
+ * @param {number[]} steps
+ * @param {number} index
+ * @param {(index: number) => void} onChange
+ */
 function stepSlider(steps, index, onChange) {
   const input = h("input", { type: "range", min: "0", max: String(Math.max(0, steps.length - 1)), step: "1", value: String(index), "aria-label": "Step" });
   const label = h("output", { class: "step-label" });
@@ -25,6 +40,10 @@ function stepSlider(steps, index, onChange) {
   return {
     el,
     input,
+    /**
+     * @param {number[]} next
+     * @param {number} i
+     */
     setSteps(next, i) {
       steps = next;
       input.max = String(Math.max(0, steps.length - 1));
@@ -34,9 +53,16 @@ function stepSlider(steps, index, onChange) {
   };
 }
 
+/** The Media tab of a run: a card per tensor or image key. */
 export class MediaView {
+  /**
+   * @param {HTMLElement} container
+   * @param {any} run the run, as the API sends it
+   * @param {{key: string, kind: string}[]} keys its tensor and image keys
+   */
   constructor(container, run, keys) {
     this.run = run;
+    /** @type {Map<string, MediaCard>} */
     this.cards = new Map();
     if (!keys.length) {
       replace(container, emptyState("No media", "Log gradexp.Tensor(...) or gradexp.Image(...) values to see them here."));
@@ -52,7 +78,10 @@ export class MediaView {
     }
   }
 
-  /** Live rows: new tensor/image values extend their card's steps. */
+  /**
+   * Live rows: new tensor/image values extend their card's steps.
+   * @param {Record<string, any>[]} rows
+   */
   onRows(rows) {
     for (const row of rows) {
       for (const [k, v] of Object.entries(row)) {
@@ -63,13 +92,23 @@ export class MediaView {
   }
 }
 
+/** A key's values over steps, with a slider; each kind of card draws its own value. */
 class MediaCard {
+  /**
+   * @param {any} run
+   * @param {string} key
+   * @param {string} kindLabel
+   */
   constructor(run, key, kindLabel) {
     this.run = run;
     this.key = key;
+    /** @type {number[]} */
     this.steps = [];
+    /** @type {TypedValue[]} */
     this.values = [];
     this.index = 0;
+    /** @type {ReturnType<typeof stepSlider> | null} */
+    this.slider = null;
     this.body = h("div", { class: "media-body" }, h("p", { class: "muted", text: "Loading…" }));
     this.sliderSlot = h("div");
     this.el = h("section", { class: "card media-card", dataset: { key } }, h("div", { class: "media-head" }, h("h3", { text: key }), h("span", { class: "kind", text: kindLabel })), this.sliderSlot, this.body);
@@ -81,7 +120,7 @@ class MediaCard {
       this.steps = res.step;
       this.values = res.values || [];
     } catch (err) {
-      replace(this.body, h("p", { class: "error", text: err.message }));
+      replace(this.body, h("p", { class: "error", text: /** @type {Error} */ (err).message }));
       return;
     }
     if (!this.steps.length) {
@@ -97,6 +136,14 @@ class MediaCard {
     this.render();
   }
 
+  /** Draw the value at the current step. */
+  render() {}
+
+  /**
+   * A live value: a new last step (shown at once when the slider was at the end).
+   * @param {number} step
+   * @param {TypedValue} value
+   */
   add(step, value) {
     if (!this.slider) return;
     const atEnd = this.index === this.steps.length - 1;
@@ -109,6 +156,10 @@ class MediaCard {
 }
 
 class ImageCard extends MediaCard {
+  /**
+   * @param {any} run
+   * @param {string} key
+   */
   constructor(run, key) {
     super(run, key, "image");
   }
@@ -127,19 +178,28 @@ class ImageCard extends MediaCard {
 }
 
 class TensorCard extends MediaCard {
+  /**
+   * @param {any} run
+   * @param {string} key
+   */
   constructor(run, key) {
     super(run, key, "tensor");
-    this.axes = null; // [rowAxis, colAxis]
-    this.fixed = []; // per axis index for axes not shown
+    /** @type {(number | null)[] | null} [rowAxis, colAxis]; null: not shown (fewer than 2 dimensions) */
+    this.axes = null;
+    /** @type {number[]} per axis, the index shown along axes that are not rows or columns */
+    this.fixed = [];
     this.requestId = 0;
+    /** @type {TensorView | null} */
+    this.view = null;
   }
 
   render() {
     const v = this.values[this.index];
     if (!v) return;
+    /** @type {number[]} */
     const shape = v.shape || [];
     const nd = shape.length;
-    if (!this.axes || this.axes.some((a) => a >= nd) || this.fixed.length !== nd) {
+    if (!this.axes || this.axes.some((a) => /** @type {number} */ (a) >= nd) || this.fixed.length !== nd) {
       this.axes = nd >= 2 ? [nd - 2, nd - 1] : nd === 1 ? [null, 0] : [null, null];
       this.fixed = shape.map(() => 0);
     }
@@ -147,10 +207,11 @@ class TensorCard extends MediaCard {
     if (v.zeros) stats.push(["zeros", v.zeros]);
     const counts = ["nan", "inf", "ninf"].map((s) => [s, v[s]]).filter(([, c]) => c); // the bad ones
     const download = h("a", { class: "button small", href: `${API}/runs/${seg(this.run.id)}/tensor.npy${qs({ path: v.path, name: `${this.key.replace(/[^A-Za-z0-9_.-]+/g, "_")}-step${this.steps[this.index]}` })}`, download: "" }, icon("download"), ".npy");
-    this.canvas = h("canvas", { class: "tensor-canvas" });
-    this.hoverEl = h("div", { class: "muted tensor-hover", text: " " });
-    this.scaleEl = h("div", { class: "scale" });
-    this.statusEl = h("div", { class: "muted", text: "Loading slice…" });
+    const canvas = h("canvas", { class: "tensor-canvas" });
+    const hoverEl = h("div", { class: "muted tensor-hover", text: " " });
+    const scaleEl = h("div", { class: "scale" });
+    const statusEl = h("div", { class: "muted", text: "Loading slice…" });
+    this.view = { canvas, hoverEl, scaleEl, statusEl };
     replace(
       this.body,
       h(
@@ -168,30 +229,37 @@ class TensorCard extends MediaCard {
         counts.map(([s, c]) => h("div", { class: "stat bad", title: `${s}: ${fmtNum(c)}` }, h("span", { class: "stat-name", text: s }), h("span", { class: "stat-value", text: fmtCompact(c) }))),
       ),
       nd > 2 ? this.sliceControls(shape) : null,
-      this.statusEl,
-      h("div", { class: "tensor-view" }, this.canvas),
-      this.scaleEl,
-      this.hoverEl,
+      statusEl,
+      h("div", { class: "tensor-view" }, canvas),
+      scaleEl,
+      hoverEl,
     );
     this.fetchSlice(v);
   }
 
+  /**
+   * Which axes are rows and columns, and a slider for the index along each other axis
+   * (tensors of 3 dimensions or more).
+   * @param {number[]} shape
+   */
   sliceControls(shape) {
     const nd = shape.length;
+    const axes = /** @type {(number | null)[]} */ (this.axes);
+    /** @param {0 | 1} which rows or columns */
     const axisSel = (which) => {
-      const sel = h("select", { class: "input small", "aria-label": which ? "Columns axis" : "Rows axis" }, shape.map((n, a) => h("option", { value: a, selected: this.axes[which] === a, text: `axis ${a} (${n})` })));
+      const sel = h("select", { class: "input small", "aria-label": which ? "Columns axis" : "Rows axis" }, shape.map((n, a) => h("option", { value: a, selected: axes[which] === a, text: `axis ${a} (${n})` })));
       sel.addEventListener("change", () => {
         const a = Number(sel.value);
-        const other = this.axes[1 - which];
-        if (a === other) this.axes[1 - which] = this.axes[which];
-        this.axes[which] = a;
+        const other = axes[1 - which];
+        if (a === other) axes[1 - which] = axes[which];
+        axes[which] = a;
         this.render();
       });
       return sel;
     };
     const fixedInputs = [];
     for (let a = 0; a < nd; a++) {
-      if (this.axes.includes(a)) continue;
+      if (axes.includes(a)) continue;
       const input = h("input", { type: "range", min: "0", max: String(shape[a] - 1), value: String(this.fixed[a]), "aria-label": `Index along axis ${a}` });
       const out = h("output", { text: `[${a}] = ${this.fixed[a]}` });
       input.addEventListener("input", () => {
@@ -204,12 +272,21 @@ class TensorCard extends MediaCard {
     return h("div", { class: "slice-controls" }, h("span", { class: "muted", text: "rows" }), axisSel(0), h("span", { class: "muted", text: "cols" }), axisSel(1), fixedInputs);
   }
 
+  /**
+   * The slice's `index` parameter: ":" for the rows and columns axes, the index for others.
+   * @param {number} nd
+   */
   indexParam(nd) {
+    const axes = /** @type {(number | null)[]} */ (this.axes);
     const parts = [];
-    for (let a = 0; a < nd; a++) parts.push(this.axes.includes(a) ? ":" : String(this.fixed[a]));
+    for (let a = 0; a < nd; a++) parts.push(axes.includes(a) ? ":" : String(this.fixed[a]));
     return parts.join(",");
   }
 
+  /**
+   * Fetch and draw the slice of a value the controls choose (a newer request wins).
+   * @param {TypedValue} v
+   */
   async fetchSlice(v) {
     const id = ++this.requestId;
     const nd = (v.shape || []).length;
@@ -217,44 +294,58 @@ class TensorCard extends MediaCard {
     try {
       res = await api(`/runs/${seg(this.run.id)}/tensor${qs({ path: v.path, index: nd ? this.indexParam(nd) : "" })}`);
     } catch (err) {
-      if (id === this.requestId) this.statusEl.textContent = err.message;
+      if (id === this.requestId) /** @type {TensorView} */ (this.view).statusEl.textContent = /** @type {Error} */ (err).message;
       return;
     }
     if (id !== this.requestId) return;
+    const view = /** @type {TensorView} */ (this.view);
+    const axes = /** @type {(number | null)[]} */ (this.axes);
     // The server keeps axes in ascending order; transpose when rows axis > cols axis.
     let { rows, cols } = res;
     let values = Float64Array.from(res.values, (x) => numeric(x) ?? NaN);
     let [sr, sc] = res.stride;
-    if (this.axes[0] !== null && this.axes[0] > this.axes[1]) {
+    if (axes[0] !== null && axes[0] > /** @type {number} */ (axes[1])) {
       const t = new Float64Array(values.length);
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = values[r * cols + c];
       values = t;
       [rows, cols] = [cols, rows];
       [sr, sc] = [sc, sr];
     }
-    this.statusEl.textContent = sr > 1 || sc > 1 ? `Large slice: showing every ${sr > 1 ? sr + "th row" : "row"} and ${sc > 1 ? sc + "th column" : "column"}` : "";
-    this.statusEl.hidden = !this.statusEl.textContent;
-    this.draw(rows, cols, values, res.min, res.max, sr, sc);
+    view.statusEl.textContent = sr > 1 || sc > 1 ? `Large slice: showing every ${sr > 1 ? sr + "th row" : "row"} and ${sc > 1 ? sc + "th column" : "column"}` : "";
+    view.statusEl.hidden = !view.statusEl.textContent;
+    this.draw(view, rows, cols, values, res.min, res.max, sr, sc);
   }
 
-  draw(rows, cols, values, lo, hi, sr = 1, sc = 1) {
-    const host = this.canvas.parentElement;
+  /**
+   * Draw a slice (row-major values) as a heatmap with its colour scale; hovering a cell
+   * names its index in the tensor and its value.
+   * @param {TensorView} view
+   * @param {number} rows
+   * @param {number} cols
+   * @param {Float64Array} values
+   * @param {number | null} lo the slice's finite min and max (null when none is finite)
+   * @param {number | null} hi
+   * @param {number} [sr] the strides the server took (1: every row, column)
+   * @param {number} [sc]
+   */
+  draw(view, rows, cols, values, lo, hi, sr = 1, sc = 1) {
+    const host = view.canvas.parentElement;
     const maxW = Math.max(120, (host && host.clientWidth) || 360);
     const cell = Math.max(1, Math.min(40, Math.floor(maxW / cols), Math.floor(360 / rows) || 1));
     const w = cols * cell;
     const hgt = rows * cell;
-    const { ctx } = fitCanvas(this.canvas, w, hgt);
+    const { ctx } = fitCanvas(view.canvas, w, hgt);
     const scale = valueScale(lo ?? 0, hi ?? 1);
     paintGrid(ctx, rows, cols, values, scale.index, lut(scale.name), { x: 0, y: 0, w, h: hgt });
     const bar = h("canvas");
-    replace(this.scaleEl, h("span", { title: fmtNum(scale.lo, 10), text: fmtCompact(scale.lo) }), bar, h("span", { title: fmtNum(scale.hi, 10), text: fmtCompact(scale.hi) }), h("span", { class: "muted special", text: "non-finite" }));
+    replace(view.scaleEl, h("span", { title: fmtNum(scale.lo, 10), text: fmtCompact(scale.lo) }), bar, h("span", { title: fmtNum(scale.hi, 10), text: fmtCompact(scale.hi) }), h("span", { class: "muted special", text: "non-finite" }));
     colorBar(bar, scale.name, 160);
-    this.canvas.onpointermove = (e) => {
-      const r = this.canvas.getBoundingClientRect();
+    view.canvas.onpointermove = (e) => {
+      const r = view.canvas.getBoundingClientRect();
       const c = Math.floor((e.clientX - r.left) / cell);
       const rr = Math.floor((e.clientY - r.top) / cell);
       if (c < 0 || rr < 0 || c >= cols || rr >= rows) return;
-      this.hoverEl.textContent = `[${rr * sr}, ${c * sc}] = ${fmtNum(values[rr * cols + c])}`;
+      view.hoverEl.textContent = `[${rr * sr}, ${c * sc}] = ${fmtNum(values[rr * cols + c])}`;
     };
   }
 }

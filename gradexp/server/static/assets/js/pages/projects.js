@@ -1,10 +1,16 @@
+// @ts-check
 // `/`: the signed-in user's projects, most recently active first.
 
 import { api, seg } from "../api.js";
 import { h, replace, emptyState } from "../dom.js";
-import { fmtAgo, fmtDateTime, fmtNum } from "../format.js";
+import { fmtAgo, fmtDateTime, fmtNum } from "../lib/format.js";
 import { setCrumbs } from "../layout.js";
 
+/**
+ * The projects page.
+ * @param {HTMLElement} el
+ * @returns {Promise<void>}
+ */
 export async function mountProjects(el) {
   setCrumbs([{ text: "Projects" }]);
   const { projects } = await api("/projects");
@@ -24,7 +30,7 @@ export async function mountProjects(el) {
     );
     return;
   }
-  const rows = projects.map((p) => {
+  const rows = projects.map((/** @type {any} */ p) => {
     const href = `/p/${seg(p.owner)}/${seg(p.name)}`;
     // The whole row opens the project (the name stays a real link for keyboards and new tabs).
     return h(

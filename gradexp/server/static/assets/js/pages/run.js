@@ -1,30 +1,29 @@
+// @ts-check
 // `/r/{id}` (one run) and `/compare?runs=a,b` (several runs): charts, overview, media.
 
 import { api, follow, qs, seg } from "../api.js";
 import { Board } from "../board.js";
-import { colorFor } from "../chart.js";
 import { breakable, emptyState, h, replace, stateBadge } from "../dom.js";
-import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../format.js";
 import { setCrumbs } from "../layout.js";
+import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
+import { colorFor, flatten, runDuration } from "../lib/runs.js";
+import { isTyped } from "../lib/values.js";
 import { MediaView } from "../media.js";
-import { runDuration } from "./runs.js";
+import { runHeader } from "../run-header.js";
+
+/** @typedef {{key: string, kind: string}} KeyInfo */
 
 const CHARTABLE = new Set(["number", "bool"]);
 const MEDIA = new Set(["tensor", "image"]);
 const LIVE_STATES = new Set(["running", "crashed"]); // a crashed run may still come back
 const MAX_STREAMS = 3; // live projects followed at once by the compare view
 
-/** `{a: {b: 1}, c: 2}` -> [["a.b", 1], ["c", 2]]. */
-export function flatten(obj, prefix = "", out = []) {
-  if (!obj || typeof obj !== "object") return out;
-  for (const [k, v] of Object.entries(obj)) {
-    const name = prefix + k;
-    if (v && typeof v === "object" && !Array.isArray(v) && !v._type && Object.keys(v).length) flatten(v, name + ".", out);
-    else out.push([name, v]);
-  }
-  return out;
-}
-
+/**
+ * A key/value table (config, summary, facts); typed values (histograms...) are muted,
+ * NaN and ±inf flagged.
+ * @param {[string, any][]} entries
+ * @param {string} emptyText
+ */
 function kvTable(entries, emptyText) {
   if (!entries.length) return h("p", { class: "muted pad", text: emptyText });
   return h(
@@ -42,55 +41,15 @@ function kvTable(entries, emptyText) {
   );
 }
 
-/** The header every run page shares: name, state, facts, and the tab bar. */
-export function runHeader(run, active, { hasMedia, hasGradients }) {
-  const base = `/r/${seg(run.id)}`;
-  const tab = (id, label, href) => h("a", { class: ["tab", active === id ? "active" : null], href, "aria-current": active === id ? "page" : null, text: label });
-  const badge = h("span", { class: "state-slot" }, stateBadge(run.state));
-  const facts = h("div", { class: "facts" });
-  const fillFacts = (r) => {
-    replace(
-      facts,
-      h("span", { title: fmtDateTime(r.started_at) }, "Started ", h("b", { text: fmtAgo(r.started_at) })),
-      h("span", {}, "Duration ", h("b", { text: fmtDuration(runDuration(r)) })),
-      h("span", {}, "Step ", h("b", { text: r.last_step >= 0 ? fmtNum(r.last_step) : "—" })),
-      r.host && r.host.hostname ? h("span", {}, "Host ", h("b", { text: r.host.hostname })) : null,
-      r.exit_code !== null && r.exit_code !== undefined ? h("span", {}, "Exit code ", h("b", { text: String(r.exit_code) })) : null,
-      // Labelled like the other facts, so a tag (say, "live") never reads as a status.
-      (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, title: `Runs tagged ${t}`, text: t }))) : null,
-    );
-  };
-  fillFacts(run);
-  const tabs = h(
-    "nav",
-    { class: "tabs", "aria-label": "Run views" },
-    tab("charts", "Charts", base),
-    tab("overview", "Overview", base + "#overview"),
-    hasMedia ? tab("media", "Media", base + "#media") : null,
-    hasGradients ? tab("gradients", "Gradients", base + "/gradients") : null,
-  );
-  const el = h(
-    "header",
-    { class: "run-head" },
-    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id })),
-    facts,
-    tabs,
-  );
-  return {
-    el,
-    tabs,
-    update(r) {
-      replace(badge, stateBadge(r.state));
-      fillFacts(r);
-    },
-  };
-}
-
+/**
+ * The overview tab: config, summary and the run's facts.
+ * @param {any} run
+ */
 function overview(run) {
   const summary = Object.entries(run.summary || {})
     .filter(([k]) => !k.includes("#"))
     .sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
-  const info = [
+  const info = /** @type {[string, unknown][]} */ ([
     ["id", run.id],
     ["state", run.state],
     ["exit code", run.exit_code],
@@ -102,9 +61,9 @@ function overview(run) {
     ["tags", (run.tags || []).join(", ") || null],
     ["notes", run.notes],
     // Host facts are identifiers (a pid, a version), not quantities: no digit grouping.
-    ...flatten(run.host || {}, "host.").map(([k, v]) => [k, typeof v === "number" ? String(v) : v]),
+    ...flatten(run.host || {}, "host.").map(([k, v]) => /** @type {[string, unknown]} */ ([k, typeof v === "number" ? String(v) : v])),
     ...flatten(run.telemetry || {}, "telemetry."),
-  ].filter(([, v]) => v !== null && v !== undefined && v !== "");
+  ]).filter(([, v]) => v !== null && v !== undefined && v !== "");
   return h(
     "div",
     { class: "overview" },
@@ -114,10 +73,18 @@ function overview(run) {
   );
 }
 
+/**
+ * The run page.
+ * @param {HTMLElement} el
+ * @param {string} runId
+ * @returns {Promise<void>}
+ */
 export async function mountRun(el, runId) {
   const [run, keyList] = await Promise.all([api(`/runs/${seg(runId)}`), api(`/runs/${seg(runId)}/keys`)]);
+  /** @type {KeyInfo[]} */
+  const keyInfo = keyList.keys;
   setCrumbs([{ text: "Projects", href: "/" }, { text: run.project, href: `/p/${seg(run.owner)}/${seg(run.project)}` }, { text: run.name }]);
-  const kinds = new Map(keyList.keys.map((k) => [k.key, k.kind]));
+  const kinds = new Map(keyInfo.map((k) => [k.key, k.kind]));
   const hasMedia = () => [...kinds.values()].some((k) => MEDIA.has(k));
   const hasGradients = () => [...kinds.values()].some((k) => k === "histogram");
 
@@ -132,9 +99,10 @@ export async function mountRun(el, runId) {
   const runs = [{ id: run.id, name: run.name, color: colorFor(0), started_at: run.started_at }];
   const board = new Board(chartsEl, {
     runs,
-    keys: keyList.keys.filter((k) => CHARTABLE.has(k.kind)).map((k) => k.key),
+    keys: keyInfo.filter((k) => CHARTABLE.has(k.kind)).map((k) => k.key),
     prefsKey: `${run.owner}/${run.project}`,
   });
+  /** @type {MediaView | null} */
   let media = null;
   const show = () => {
     const tab = active();
@@ -142,13 +110,14 @@ export async function mountRun(el, runId) {
     overviewEl.hidden = tab !== "overview";
     mediaEl.hidden = tab !== "media";
     for (const a of head.tabs.querySelectorAll(".tab")) {
-      const on = a.getAttribute("href").endsWith("#" + tab) || (tab === "charts" && !a.getAttribute("href").includes("#") && !a.getAttribute("href").endsWith("/gradients"));
+      const href = a.getAttribute("href") || "";
+      const on = href.endsWith("#" + tab) || (tab === "charts" && !href.includes("#") && !href.endsWith("/gradients"));
       a.classList.toggle("active", on);
       if (on) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
     if (tab === "overview") replace(overviewEl, overview(run));
-    if (tab === "media" && !media) media = new MediaView(mediaEl, run, keyList.keys.filter((k) => MEDIA.has(k.kind)));
+    if (tab === "media" && !media) media = new MediaView(mediaEl, run, keyInfo.filter((k) => MEDIA.has(k.kind)));
   };
   window.addEventListener("hashchange", show);
   show();
@@ -174,14 +143,16 @@ export async function mountRun(el, runId) {
     `/runs/${seg(run.id)}/events${qs({ after_seq: run.acked_seq })}`,
     {
       rows: (data) => {
-        board.appendRows(run.id, data.rows);
-        const last = data.rows.length ? data.rows[data.rows.length - 1]._step : -1;
+        /** @type {Record<string, any>[]} */
+        const rows = data.rows;
+        board.appendRows(run.id, rows);
+        const last = rows.length ? rows[rows.length - 1]._step : -1;
         if (last > run.last_step) {
           run.last_step = last;
           refreshFacts();
         }
         let newTab = false;
-        for (const row of data.rows) {
+        for (const row of rows) {
           for (const [k, v] of Object.entries(row)) {
             if (k.startsWith("_") || kinds.has(k)) continue;
             const kind = v && typeof v === "object" && v._type && v._type !== "float" ? v._type : "number";
@@ -189,7 +160,7 @@ export async function mountRun(el, runId) {
             if (kind !== "number") newTab = true;
           }
         }
-        if (media) media.onRows(data.rows);
+        if (media) media.onRows(rows);
         if (newTab) {
           const fresh = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients() });
           head.el.replaceWith(fresh.el);
@@ -213,15 +184,27 @@ export async function mountRun(el, runId) {
 
 // --- compare ---
 
+/**
+ * Keys down, runs across: one value per run, rows that differ marked (and by default the
+ * only ones shown).
+ * @param {any[]} runs
+ * @param {(run: any) => [string, unknown][]} entriesOf
+ * @param {string} emptyText
+ */
 function compareTable(runs, entriesOf, emptyText) {
   const maps = runs.map((r) => new Map(entriesOf(r)));
   const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   if (!keys.length) return h("p", { class: "muted pad", text: emptyText });
+  /** @param {string} k */
   const differs = (k) => new Set(maps.map((m) => JSON.stringify(m.get(k) ?? null))).size > 1;
   // Left-aligned like the other key/value tables, under each run's name; NaN in red.
+  /**
+   * @param {Map<string, unknown>} m
+   * @param {string} k
+   */
   const cell = (m, k) => {
     const v = m.get(k);
-    const broken = v !== null && typeof v === "object" && v._type === "float";
+    const broken = isTyped(v) && v._type === "float";
     return h("td", { class: [m.has(k) ? null : "missing", broken ? "bad" : null], title: typeof v === "number" ? fmtNum(v, 10) : undefined, text: m.has(k) ? fmtValue(v) : "—" });
   };
   const onlyDiff = h("input", { type: "checkbox", checked: runs.length > 1 });
@@ -243,6 +226,11 @@ function compareTable(runs, entriesOf, emptyText) {
   );
 }
 
+/**
+ * The compare view of the runs in `?runs=`.
+ * @param {HTMLElement} el
+ * @returns {Promise<void>}
+ */
 export async function mountCompare(el) {
   const ids = (new URLSearchParams(location.search).get("runs") || "")
     .split(",")
@@ -261,10 +249,15 @@ export async function mountCompare(el) {
   const runs = ok.map(([run], i) => ({ ...run, color: colorFor(i) }));
   const first = runs[0];
   const sameProject = runs.every((r) => r.project === first.project && r.owner === first.owner);
-  setCrumbs([{ text: "Projects", href: "/" }, sameProject ? { text: first.project, href: `/p/${seg(first.owner)}/${seg(first.project)}` } : null, { text: `Compare ${runs.length} runs` }].filter(Boolean));
+  setCrumbs(
+    sameProject
+      ? [{ text: "Projects", href: "/" }, { text: first.project, href: `/p/${seg(first.owner)}/${seg(first.project)}` }, { text: `Compare ${runs.length} runs` }]
+      : [{ text: "Projects", href: "/" }, { text: `Compare ${runs.length} runs` }],
+  );
 
+  /** @type {Set<string>} */
   const keys = new Set();
-  for (const [, keyList] of ok) for (const k of keyList.keys) if (CHARTABLE.has(k.kind)) keys.add(k.key);
+  for (const [, keyList] of ok) for (const k of /** @type {KeyInfo[]} */ (keyList.keys)) if (CHARTABLE.has(k.kind)) keys.add(k.key);
 
   const legend = h(
     "div",
@@ -307,11 +300,12 @@ export async function mountCompare(el) {
   const live = runs.filter((r) => LIVE_STATES.has(r.state));
   const showLive = () => board.setLive(runs.some((x) => x.state === "running") ? "live" : runs.some((x) => LIVE_STATES.has(x.state)) ? "silent" : null);
   showLive();
+  /** @type {Map<string, {owner: string, project: string, ids: Set<string>}>} */
   const byProject = new Map();
   for (const r of live) {
     const key = `${r.owner}/${r.project}`;
     if (!byProject.has(key)) byProject.set(key, { owner: r.owner, project: r.project, ids: new Set() });
-    byProject.get(key).ids.add(r.id);
+    /** @type {{ids: Set<string>}} */ (byProject.get(key)).ids.add(r.id);
   }
   for (const { owner, project, ids } of [...byProject.values()].slice(0, MAX_STREAMS)) {
     const stream = follow(`/projects/${seg(owner)}/${seg(project)}/events`, {

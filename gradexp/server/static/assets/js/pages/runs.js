@@ -1,60 +1,44 @@
+// @ts-check
 // `/p/{owner}/{project}`: the runs table. Filtering, sorting and paging happen on the
 // server (one indexed query per page), so a project with thousands of runs pages as fast
 // as one with ten. Runs update live from the project's event stream.
 
 import { api, follow, qs, seg } from "../api.js";
-import { colorFor } from "../chart.js";
 import { debounce, emptyState, h, icon, prefs, replace, stateBadge } from "../dom.js";
-import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../format.js";
 import { setCrumbs } from "../layout.js";
+import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
+import { colorFor, configAt, defaultColumns, firstDirection, runDuration } from "../lib/runs.js";
 
 const STATES = ["", "running", "finished", "failed", "crashed"];
 const SORTABLE = { name: "Name", state: "State", started_at: "Started", last_step: "Step" };
 const PAGE_SIZES = [25, 50, 100, 200];
 const MAX_COMPARE = 20;
 
-/** The value at a dotted path of a nested config ("model.width"). */
-function configAt(config, path) {
-  if (config && Object.prototype.hasOwnProperty.call(config, path)) return config[path];
-  let cur = config;
-  for (const part of path.split(".")) {
-    if (cur === null || typeof cur !== "object" || !(part in cur)) return undefined;
-    cur = cur[part];
-  }
-  return cur;
-}
+/**
+ * A page of the runs list, as `/projects/{owner}/{project}/runs` sends it.
+ * @typedef {{runs: any[], total: number, next_cursor: string | null}} RunsPage
+ */
 
-export function runDuration(run, now = Date.now() / 1000) {
-  const end = run.finished_at ?? (run.state === "running" ? now : run.heartbeat_at);
-  return end - run.started_at;
-}
-
-/** The direction of a column's first click: names A→Z, losses and errors lowest first,
- * everything else (times, steps, accuracies) highest or newest first. Returns "" or "-". */
-function firstDirection(key) {
-  if (key === "name") return "";
-  if (/^(summary|config):/.test(key) && /loss|err|perplex|ppl|mse|mae|rmse|nll|wer|cer|time|latency/i.test(key)) return "";
-  return "-";
-}
-
-/** Pick a few summary keys to show when the user has not chosen: losses and accuracies first. */
-function defaultColumns(keys) {
-  const score = (k) => (/loss/i.test(k) ? 0 : /acc|f1|auc|score|bleu|map/i.test(k) ? 1 : 2);
-  return keys
-    .filter((k) => !k.startsWith("_"))
-    .slice()
-    .sort((a, b) => score(a) - score(b) || a.localeCompare(b))
-    .slice(0, 4)
-    .map((k) => "summary:" + k);
-}
-
+/**
+ * The runs table of a project.
+ * @param {HTMLElement} el
+ * @param {string} owner
+ * @param {string} project
+ * @returns {Promise<void>}
+ */
 export async function mountRuns(el, owner, project) {
   const base = `/projects/${seg(owner)}/${seg(project)}`;
   setCrumbs([{ text: "Projects", href: "/" }, { text: project }]);
   const url = new URLSearchParams(location.search);
+  const stateParam = url.get("state") || "";
+  /**
+   * What the table shows: filters, order, page size, the cursor of each page visited
+   * (for "previous"), the last response and the last error.
+   * @type {{q: string, state: string, tag: string, order: string, limit: number, cursors: (string | null)[], page: RunsPage | null, error?: any}}
+   */
   const state = {
     q: url.get("q") || "",
-    state: STATES.includes(url.get("state")) ? url.get("state") : "",
+    state: STATES.includes(stateParam) ? stateParam : "",
     tag: url.get("tag") || "",
     order: url.get("order") || "-started_at",
     limit: PAGE_SIZES.includes(Number(url.get("limit"))) ? Number(url.get("limit")) : 50,
@@ -62,10 +46,13 @@ export async function mountRuns(el, owner, project) {
     page: null, // the last response
   };
   const selKey = `selected:${owner}/${project}`;
+  /** @type {Set<string>} */
   const selected = new Set(JSON.parse(sessionStorage.getItem("gradexp:" + selKey) || "[]"));
   const saveSelection = () => sessionStorage.setItem("gradexp:" + selKey, JSON.stringify([...selected]));
   const colKey = `columns:${owner}/${project}`;
-  let columns = prefs.get(colKey, null);
+  /** @type {string[] | null} the chosen columns ("summary:<key>", "config:<key>"), null until chosen */
+  let columns = prefs.get(colKey, /** @type {string[] | null} */ (null));
+  /** @type {{tags: string[], summary_keys: string[], config_keys: string[]}} */
   let available = { tags: [], summary_keys: [], config_keys: [] };
 
   // --- layout ---
@@ -98,6 +85,7 @@ export async function mountRuns(el, owner, project) {
   );
 
   function syncUrl() {
+    /** @type {Record<string, string | number>} */
     const p = {};
     if (state.q) p.q = state.q;
     if (state.state) p.state = state.state;
@@ -133,6 +121,10 @@ export async function mountRuns(el, owner, project) {
     const fill = () => {
       const chosen = new Set(columns || []);
       const f = filter.value.toLowerCase();
+      /**
+       * @param {string} id
+       * @param {string} label
+       */
       const item = (id, label) =>
         h(
           "label",
@@ -141,9 +133,9 @@ export async function mountRuns(el, owner, project) {
             type: "checkbox",
             checked: chosen.has(id),
             on: {
-              change: (e) => {
+              change: (/** @type {Event} */ e) => {
                 const now = (columns || []).filter((c) => c !== id);
-                if (e.target.checked) now.push(id);
+                if (/** @type {HTMLInputElement} */ (e.target).checked) now.push(id);
                 columns = now;
                 prefs.set(colKey, columns);
                 render();
@@ -167,7 +159,7 @@ export async function mountRuns(el, owner, project) {
     colsButton.addEventListener("toggle", () => colsButton.open && fill());
     // A popover closes on a click elsewhere or on Escape, like a menu.
     document.addEventListener("click", (e) => {
-      if (colsButton.open && !colsButton.contains(e.target)) colsButton.open = false;
+      if (colsButton.open && !colsButton.contains(/** @type {Node | null} */ (e.target))) colsButton.open = false;
     });
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && colsButton.open) colsButton.open = false;
@@ -180,12 +172,18 @@ export async function mountRuns(el, owner, project) {
   function header() {
     // Every column but duration and tags sorts on the server (chosen summary and config
     // columns too: numbers in numeric order, runs without a value last either way).
+    /**
+     * @param {string} key
+     * @param {string} label
+     * @param {string | string[]} [cls]
+     * @param {string} [title]
+     */
     const sortTh = (key, label, cls, title) => {
       const active = state.order.replace(/^[-+]/, "") === key;
       const desc = state.order.startsWith("-");
       return h(
         "th",
-        { class: ["sortable", cls, active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none", title },
+        { class: ["sortable", ...(Array.isArray(cls) ? cls : [cls]), active ? "sorted" : null], "aria-sort": active ? (desc ? "descending" : "ascending") : "none", title },
         h(
           "button",
           {
@@ -205,6 +203,7 @@ export async function mountRuns(el, owner, project) {
       );
     };
     const allBox = h("input", { type: "checkbox", "aria-label": "Select all runs on this page" });
+    /** @type {any[]} */
     const runs = state.page ? state.page.runs : [];
     const onPage = runs.filter((r) => selected.has(r.id)).length;
     allBox.checked = runs.length > 0 && onPage === runs.length;
@@ -236,6 +235,10 @@ export async function mountRuns(el, owner, project) {
     );
   }
 
+  /**
+   * @param {any} run
+   * @param {number} index its place on the page (its colour)
+   */
   function row(run, index) {
     const box = h("input", { type: "checkbox", checked: selected.has(run.id), "aria-label": `Select run ${run.name}` });
     box.addEventListener("change", () => {
@@ -260,7 +263,7 @@ export async function mountRuns(el, owner, project) {
       h("td", { title: fmtDateTime(run.started_at), text: fmtAgo(run.started_at) }),
       h("td", { class: "num", text: fmtDuration(runDuration(run)) }),
       h("td", { class: "num", text: run.last_step >= 0 ? fmtNum(run.last_step) : "—" }),
-      h("td", { class: "tags-col" }, (run.tags || []).map((t) => h("button", { type: "button", class: "tag", text: t, title: `Show runs tagged ${t}`, on: { click: () => setTag(t) } }))),
+      h("td", { class: "tags-col" }, (run.tags || []).map((/** @type {string} */ t) => h("button", { type: "button", class: "tag", text: t, title: `Show runs tagged ${t}`, on: { click: () => setTag(t) } }))),
       cells,
     );
   }
@@ -303,7 +306,12 @@ export async function mountRuns(el, owner, project) {
     );
   }
 
+  /** @type {AbortController | null} */
   let inflight = null;
+  /**
+   * Fetch the page the state names (the first one when `fromStart`).
+   * @param {boolean} fromStart
+   */
   async function reload(fromStart) {
     if (fromStart) state.cursors = [null];
     syncUrl();
@@ -321,12 +329,14 @@ export async function mountRuns(el, owner, project) {
       }
       render();
     } catch (err) {
-      if (err.name === "AbortError") return;
-      state.error = err;
-      replace(body, emptyState("Could not load runs", err.message));
+      const e = /** @type {Error} */ (err);
+      if (e.name === "AbortError") return;
+      state.error = e;
+      replace(body, emptyState("Could not load runs", e.message));
     }
   }
 
+  /** @param {string} t */
   function setTag(t) {
     state.tag = t;
     if (![...tagSel.options].some((o) => o.value === t)) tagSel.append(h("option", { value: t, text: t }));
@@ -365,6 +375,7 @@ export async function mountRuns(el, owner, project) {
   // --- live: run events update rows in place; a run we do not show yet reloads the page ---
   // (`rows=0`: the table shows runs, not their history, so the stream sends run events only.)
   const reloadSoon = debounce(() => reload(false), 400);
+  /** @type {Map<string, string>} */
   const known = new Map(); // id -> state, of runs the stream told us about that are not on this page
   follow(
     `${base}/events${qs({ rows: 0 })}`,

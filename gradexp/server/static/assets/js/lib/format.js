@@ -1,5 +1,9 @@
+// @ts-check
 // Readable numbers, times and sizes. Everything returns plain strings.
 
+import { isTyped } from "./values.js";
+
+/** @type {[number, string][]} */
 const SI = [
   [1e15, "P"],
   [1e12, "T"],
@@ -8,13 +12,17 @@ const SI = [
   [1e3, "k"],
 ];
 
-/** A value as a person wants to read it: 0.8312, 1.234e-5, 12.4k, NaN, ∞, "text". */
+/**
+ * A value as a person wants to read it: 0.8312, 1.234e-5, 12.4k, NaN, ∞, "text".
+ * @param {unknown} v
+ * @returns {string}
+ */
 export function fmtValue(v) {
   if (v === null || v === undefined) return "—";
   if (typeof v === "boolean") return v ? "true" : "false";
   if (typeof v === "string") return v;
   if (typeof v === "number") return fmtNum(v);
-  if (typeof v === "object" && v._type) return typedLabel(v);
+  if (isTyped(v)) return typedLabel(v);
   try {
     return JSON.stringify(v);
   } catch {
@@ -22,6 +30,7 @@ export function fmtValue(v) {
   }
 }
 
+/** @param {import("./values.js").TypedValue} v */
 function typedLabel(v) {
   if (v._type === "float") return v.value === "NaN" ? "NaN" : v.value === "Infinity" ? "∞" : "−∞";
   if (v._type === "histogram") return `histogram (${(v.counts || []).length} bins)`;
@@ -30,14 +39,19 @@ function typedLabel(v) {
   return v._type;
 }
 
-/** `[4, 16, 32]` -> `4×16×32`. */
+/**
+ * `[4, 16, 32]` -> `4×16×32`.
+ * @param {unknown} shape
+ */
 export function fmtShape(shape) {
   return Array.isArray(shape) ? (shape.length ? shape.join("×") : "scalar") : "";
 }
 
-/** Non-numbers, NaN, ±∞ and 0, as every number format writes them; null for the rest. */
+/**
+ * NaN, ±∞ and 0, as every number format writes them; null for the rest.
+ * @param {number} x
+ */
 function fmtSpecial(x) {
-  if (typeof x !== "number") return fmtValue(x);
   if (Number.isNaN(x)) return "NaN";
   if (x === Infinity) return "∞";
   if (x === -Infinity) return "−∞";
@@ -45,8 +59,15 @@ function fmtSpecial(x) {
   return null;
 }
 
-/** A number with about 4 significant digits; integers exact up to 1e6; SI above. */
+/**
+ * A number with about 4 significant digits; integers exact up to 1e6; SI above.
+ * Anything else (null, a string, a typed value) is written as `fmtValue` writes it.
+ * @param {unknown} x
+ * @param {number} [digits]
+ * @returns {string}
+ */
 export function fmtNum(x, digits = 4) {
+  if (typeof x !== "number") return fmtValue(x);
   const special = fmtSpecial(x);
   if (special !== null) return special;
   const a = Math.abs(x);
@@ -68,8 +89,11 @@ export function fmtNum(x, digits = 4) {
  * A number in at most about 7 characters, for small tiles and table cells: 3 significant
  * digits, an exponent below 1e-3 (`-1.23e-5`, never `-0.00…`), integers exact below 1e5,
  * SI suffixes for the rest from 1000 up (`1.44k`, `123k`, `4.5M`). Pair it with a `title` holding `fmtNum(x, 8)`.
+ * @param {unknown} x
+ * @returns {string}
  */
 export function fmtCompact(x) {
+  if (typeof x !== "number") return fmtValue(x);
   const special = fmtSpecial(x);
   if (special !== null) return special;
   const a = Math.abs(x);
@@ -83,16 +107,26 @@ export function fmtCompact(x) {
   return trimZeros(x.toPrecision(3));
 }
 
+/**
+ * @param {number} x
+ * @param {number} digits
+ */
 function expo(x, digits) {
   const [mant, exp] = x.toExponential(digits).split("e");
   return trimZeros(mant) + "e" + exp.replace("+", "");
 }
 
+/** @param {string} s */
 function trimZeros(s) {
   return s.includes(".") && !s.includes("e") ? s.replace(/\.?0+$/, "") : s;
 }
 
-/** A compact axis label for value `v` on an axis whose ticks are `step` apart. */
+/**
+ * A compact axis label for value `v` on an axis whose ticks are `step` apart.
+ * @param {number} v
+ * @param {number} step
+ * @returns {string}
+ */
 export function fmtTick(v, step) {
   if (v === 0) return "0";
   const a = Math.abs(v);
@@ -109,9 +143,13 @@ export function fmtTick(v, step) {
   return v.toFixed(decimals);
 }
 
-/** Seconds as a duration: 0.42s, 4.2s, 42s, 3m 05s, 2h 14m, 3d 4h. */
+/**
+ * Seconds as a duration: 0.42s, 4.2s, 42s, 3m 05s, 2h 14m, 3d 4h.
+ * @param {number | null | undefined} seconds
+ * @returns {string}
+ */
 export function fmtDuration(seconds) {
-  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "—";
   if (seconds < 10) return `${Math.max(0, seconds).toFixed(seconds < 1 ? 2 : 1)}s`;
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s}s`;
@@ -122,18 +160,28 @@ export function fmtDuration(seconds) {
   return `${Math.floor(hrs / 24)}d ${hrs % 24}h`;
 }
 
+/** @param {number} n */
 const pad = (n) => String(n).padStart(2, "0");
 
-/** A Unix time as local `2026-11-26 14:03`. */
+/**
+ * A Unix time as local `2026-11-26 14:03`.
+ * @param {number | null | undefined} ts
+ * @returns {string}
+ */
 export function fmtDateTime(ts) {
-  if (!Number.isFinite(ts)) return "—";
+  if (typeof ts !== "number" || !Number.isFinite(ts)) return "—";
   const d = new Date(ts * 1000);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** A Unix time relative to now: `just now`, `5 min ago`, `3 h ago`, else the date. */
+/**
+ * A Unix time relative to now: `just now`, `5 min ago`, `3 h ago`, else the date.
+ * @param {number | null | undefined} ts
+ * @param {number} [now] Unix time
+ * @returns {string}
+ */
 export function fmtAgo(ts, now = Date.now() / 1000) {
-  if (!Number.isFinite(ts)) return "—";
+  if (typeof ts !== "number" || !Number.isFinite(ts)) return "—";
   const d = now - ts;
   if (d < 45) return "just now";
   if (d < 3600) return `${Math.round(d / 60)} min ago`;
@@ -142,9 +190,13 @@ export function fmtAgo(ts, now = Date.now() / 1000) {
   return fmtDateTime(ts).slice(0, 10);
 }
 
-/** Bytes as `812 B`, `1.4 MB`. */
+/**
+ * Bytes as `812 B`, `1.4 MB`.
+ * @param {number | null | undefined} n
+ * @returns {string}
+ */
 export function fmtBytes(n) {
-  if (!Number.isFinite(n)) return "—";
+  if (typeof n !== "number" || !Number.isFinite(n)) return "—";
   const units = ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
   let v = n;
@@ -155,7 +207,12 @@ export function fmtBytes(n) {
   return i === 0 ? `${v} B` : `${v.toPrecision(3)} ${units[i]}`;
 }
 
-/** A clock time for a time axis whose ticks are `step` seconds apart. */
+/**
+ * A clock time for a time axis whose ticks are `step` seconds apart.
+ * @param {number} ts Unix time
+ * @param {number} step
+ * @returns {string}
+ */
 export function fmtClock(ts, step) {
   const d = new Date(ts * 1000);
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
@@ -165,7 +222,12 @@ export function fmtClock(ts, step) {
   return `${hm}:${pad(d.getSeconds())}`;
 }
 
-/** A duration for a relative-time axis: 0, 30s, 2m, 1h30m. */
+/**
+ * A duration for a relative-time axis: 0, 30s, 2m, 1h30m.
+ * @param {number} seconds
+ * @param {number} step
+ * @returns {string}
+ */
 export function fmtRelTick(seconds, step) {
   if (step < 1) return `${seconds.toFixed(Math.min(3, Math.ceil(-Math.log10(step) - 1e-9)))}s`;
   const s = Math.round(seconds);

@@ -1,0 +1,66 @@
+// @ts-check
+// The header every run page shares (the run page and its gradient explorer): name,
+// state, facts, and the tab bar.
+
+import { qs, seg } from "./api.js";
+import { h, replace, stateBadge } from "./dom.js";
+import { fmtAgo, fmtDateTime, fmtDuration, fmtNum } from "./lib/format.js";
+import { runDuration } from "./lib/runs.js";
+
+/**
+ * The header of a run's pages. `active` names the current tab ("charts", "overview",
+ * "media", "gradients"); the media and gradients tabs show only when the run has them.
+ * `update(run)` redraws the state and facts (live runs).
+ * @param {any} run the run, as the API sends it
+ * @param {string} active
+ * @param {{hasMedia: boolean, hasGradients: boolean}} has
+ * @returns {{el: HTMLElement, tabs: HTMLElement, update: (run: any) => void}}
+ */
+export function runHeader(run, active, { hasMedia, hasGradients }) {
+  const base = `/r/${seg(run.id)}`;
+  /**
+   * @param {string} id
+   * @param {string} label
+   * @param {string} href
+   */
+  const tab = (id, label, href) => h("a", { class: ["tab", active === id ? "active" : null], href, "aria-current": active === id ? "page" : null, text: label });
+  const badge = h("span", { class: "state-slot" }, stateBadge(run.state));
+  const facts = h("div", { class: "facts" });
+  /** @param {any} r */
+  const fillFacts = (r) => {
+    replace(
+      facts,
+      h("span", { title: fmtDateTime(r.started_at) }, "Started ", h("b", { text: fmtAgo(r.started_at) })),
+      h("span", {}, "Duration ", h("b", { text: fmtDuration(runDuration(r)) })),
+      h("span", {}, "Step ", h("b", { text: r.last_step >= 0 ? fmtNum(r.last_step) : "—" })),
+      r.host && r.host.hostname ? h("span", {}, "Host ", h("b", { text: r.host.hostname })) : null,
+      r.exit_code !== null && r.exit_code !== undefined ? h("span", {}, "Exit code ", h("b", { text: String(r.exit_code) })) : null,
+      // Labelled like the other facts, so a tag (say, "live") never reads as a status.
+      (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((/** @type {string} */ t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, title: `Runs tagged ${t}`, text: t }))) : null,
+    );
+  };
+  fillFacts(run);
+  const tabs = h(
+    "nav",
+    { class: "tabs", "aria-label": "Run views" },
+    tab("charts", "Charts", base),
+    tab("overview", "Overview", base + "#overview"),
+    hasMedia ? tab("media", "Media", base + "#media") : null,
+    hasGradients ? tab("gradients", "Gradients", base + "/gradients") : null,
+  );
+  const el = h(
+    "header",
+    { class: "run-head" },
+    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id })),
+    facts,
+    tabs,
+  );
+  return {
+    el,
+    tabs,
+    update(r) {
+      replace(badge, stateBadge(r.state));
+      fillFacts(r);
+    },
+  };
+}
