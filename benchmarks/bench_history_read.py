@@ -32,12 +32,12 @@ BATCH = 5000
 
 async def fill(db_url: str) -> None:
     """Write the run ``bench`` of STEPS steps through the ingest path."""
-    from gradexp.server.admin import user_id
-    from gradexp.server.auth import User
-    from gradexp.server.batch import decode_batch
-    from gradexp.server.db import Database
-    from gradexp.server.ingest import apply_batch
-    from gradexp.server.runs import create_or_resume
+    from gradexp.server.domain.accounts.admin import user_id
+    from gradexp.server.domain.batch import decode_batch
+    from gradexp.server.domain.ingest import apply_batch
+    from gradexp.server.domain.runs import create_or_resume
+    from gradexp.server.http.auth import User
+    from gradexp.server.storage.db import Database
 
     db = Database(db_url)
     try:
@@ -68,7 +68,7 @@ async def fill(db_url: str) -> None:
 
 async def bare_scan(db_url: str) -> float:
     """Seconds for the SQL scan of every row's ``loss`` (no HTTP)."""
-    from gradexp.server.db import Database
+    from gradexp.server.storage.db import Database
 
     db = Database(db_url)
     extract = (

@@ -119,8 +119,8 @@ async def http_ingest(
 
 async def bare_insert(db_url: str, batch_steps: int, batches: int) -> float:
     """Same rows, same history table, executemany per batch, no HTTP: the floor."""
-    from gradexp.server.db import Database, placeholders
-    from gradexp.server.migrate import migrate
+    from gradexp.server.storage.db import Database, placeholders
+    from gradexp.server.storage.migrate import migrate
 
     db = Database(db_url)
     await migrate(db)

@@ -15,17 +15,17 @@ from typing import Any
 from aiohttp import web
 
 from gradexp._protocol import MAX_BODY_BYTES, VERSION
-from gradexp.server.auth import make_auth_middleware
-from gradexp.server.config import ServerSettings, mask_url
-from gradexp.server.db import Database
-from gradexp.server.decode_pool import close_shared_pool
-from gradexp.server.errors import error_middleware
-from gradexp.server.export import Exporter
-from gradexp.server.ingest import KeyIdCache, tune_gc
-from gradexp.server.live import Notifier
-from gradexp.server.migrate import migrate
-from gradexp.server.objects import ObjectStore, describe_store
-from gradexp.server.state import AppState
+from gradexp.server.domain.decode_pool import close_shared_pool
+from gradexp.server.domain.export import Exporter
+from gradexp.server.domain.ingest import KeyIdCache, tune_gc
+from gradexp.server.domain.notifier import Notifier
+from gradexp.server.http.auth import make_auth_middleware
+from gradexp.server.http.errors import error_middleware
+from gradexp.server.http.state import AppState
+from gradexp.server.settings import ServerSettings, mask_url
+from gradexp.server.storage.db import Database
+from gradexp.server.storage.migrate import migrate
+from gradexp.server.storage.objects import ObjectStore, describe_store
 
 log = logging.getLogger("gradexp.server")
 
@@ -54,7 +54,11 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
 
 def make_app(state: AppState) -> web.Application:
     """The web application over an opened state."""
-    from gradexp.server import routes_ingest, routes_live, routes_pages, routes_read, routes_ui
+    from gradexp.server.http import health as routes_pages
+    from gradexp.server.http import ingest as routes_ingest
+    from gradexp.server.http import live as routes_live
+    from gradexp.server.http import read as routes_read
+    from gradexp.server.http import ui as routes_ui
 
     app = web.Application(
         middlewares=[error_middleware, make_auth_middleware()],
@@ -66,7 +70,7 @@ def make_app(state: AppState) -> web.Application:
     app.add_routes(routes_ingest.routes)
     app.add_routes(routes_read.routes)
     app.add_routes(routes_live.routes)
-    from gradexp.server import routes_auth
+    from gradexp.server.http import signin as routes_auth
 
     routes_auth.setup(app)  # sign-in, sessions, gradexp login's authorize flow, API keys
     routes_ui.setup(app)  # the web UI: pages, assets, UI read endpoints, security headers
@@ -104,7 +108,7 @@ async def serve(settings: ServerSettings) -> None:
     """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
     state = await open_state(settings)
     app = make_app(state)
-    tune_gc()  # after the startup allocations: see gradexp.server.ingest.tune_gc
+    tune_gc()  # after the startup allocations: see gradexp.server.domain.ingest.tune_gc
     # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
     runner = web.AppRunner(
         app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
@@ -122,7 +126,7 @@ async def serve(settings: ServerSettings) -> None:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     display = "127.0.0.1" if settings.host in ("0.0.0.0", "") else host
     print(banner(settings, f"http://{display}:{settings.port}"), flush=True)
-    from gradexp.server.routes_auth import first_run_banner
+    from gradexp.server.http.signin import first_run_banner
 
     setup_line = await first_run_banner(state.db, f"http://{display}:{settings.port}")
     if setup_line:

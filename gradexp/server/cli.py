@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gradexp.server.config import ServerSettings, resolve_settings
+from gradexp.server.settings import ServerSettings, resolve_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,7 +70,7 @@ T = TypeVar("T")
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     # The CLI owns its thread: no loop is running here, so asyncio.run is right.
-    from gradexp.server.migrate import MigrationError
+    from gradexp.server.storage.migrate import MigrationError
 
     try:
         return asyncio.run(coro)
@@ -81,8 +81,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import migrate
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import migrate
 
     db = Database(settings.db_url)
     try:
@@ -127,7 +127,7 @@ def server(
     if ctx.invoked_subcommand is not None:
         return
     from gradexp.server.app import run
-    from gradexp.server.migrate import MigrationError
+    from gradexp.server.storage.migrate import MigrationError
 
     settings = _settings(ctx, data, db, store, host=host, port=port)
     try:
@@ -145,8 +145,8 @@ def migrate_command(
     ctx: click.Context, data: str | None, db: str | None, store: str | None
 ) -> None:
     """Upgrade the database schema to this version (the server also does it at start)."""
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import migrate
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import migrate
 
     settings = _settings(ctx, data, db, store)
 
@@ -173,7 +173,7 @@ def _read_new_password(password_stdin: bool, what: str) -> str | None:
     """A new password: one line from stdin, or asked twice on a terminal (None: neither)."""
     import sys
 
-    from gradexp.server.accounts import AccountError, check_new_password
+    from gradexp.server.domain.accounts.users import AccountError, check_new_password
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -222,7 +222,7 @@ def user_add(
       gradexp server user add ada
       echo "$ADA_PASSWORD" | gradexp server user add ada --password-stdin
     """
-    from gradexp.server.accounts import AccountError, create_account
+    from gradexp.server.domain.accounts.users import AccountError, create_account
 
     if password_stdin and no_password:
         raise click.UsageError("--password-stdin and --no-password contradict each other")
@@ -264,7 +264,7 @@ def user_passwd(
     store: str | None,
 ) -> None:
     """Set user NAME's password; their browser sessions end (API keys keep working)."""
-    from gradexp.server.accounts import AccountError, set_password
+    from gradexp.server.domain.accounts.users import AccountError, set_password
 
     password = _read_new_password(password_stdin, name)
     if password is None:
@@ -314,7 +314,7 @@ def user_login_link(
 
     For a user without a password, a demo, or someone who forgot theirs.
     """
-    from gradexp.server.accounts import AccountError, create_login_link
+    from gradexp.server.domain.accounts.users import AccountError, create_login_link
 
     settings = _settings(ctx, data, db, store)
 
@@ -336,7 +336,7 @@ def user_login_link(
 @click.pass_context
 def user_list(ctx: click.Context, data: str | None, db: str | None, store: str | None) -> None:
     """List users."""
-    from gradexp.server.admin import list_users
+    from gradexp.server.domain.accounts.admin import list_users
 
     settings = _settings(ctx, data, db, store)
     for row in _run(_with_db(settings, list_users)):
@@ -366,7 +366,7 @@ def key_create(
     store: str | None,
 ) -> None:
     """Create an API key for USER and print it (shown once: store it now)."""
-    from gradexp.server.admin import create_key
+    from gradexp.server.domain.accounts.admin import create_key
 
     settings = _settings(ctx, data, db, store)
     key = _run(_with_db(settings, lambda database: create_key(database, user, key_name)))
@@ -385,7 +385,7 @@ def key_list(
     ctx: click.Context, user: str, data: str | None, db: str | None, store: str | None
 ) -> None:
     """List USER's keys (prefixes only)."""
-    from gradexp.server.admin import list_keys
+    from gradexp.server.domain.accounts.admin import list_keys
 
     settings = _settings(ctx, data, db, store)
     for k in _run(_with_db(settings, lambda database: list_keys(database, user))):
@@ -401,7 +401,7 @@ def key_revoke(
     ctx: click.Context, prefix: str, data: str | None, db: str | None, store: str | None
 ) -> None:
     """Revoke the key starting with PREFIX (or given whole)."""
-    from gradexp.server.admin import revoke_key
+    from gradexp.server.domain.accounts.admin import revoke_key
 
     settings = _settings(ctx, data, db, store)
     n = _run(_with_db(settings, lambda database: revoke_key(database, prefix)))
@@ -431,7 +431,7 @@ def export(
 
     Reads the server's storage directly, with the same --data/--db options as the server.
     """
-    from gradexp.server.admin import export_run
+    from gradexp.server.domain.accounts.admin import export_run
 
     settings = _settings(ctx, data, db, store)
     path = Path(out) if out else Path.cwd() / f"{run_id}-history.parquet"

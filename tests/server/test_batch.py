@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gradexp.server import batch as b
-from gradexp.server.errors import ApiError
+from gradexp.server.domain import batch as b
+from gradexp.server.http.errors import ApiError
 
 from .helpers import history
 

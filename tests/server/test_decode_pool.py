@@ -12,10 +12,10 @@ import time
 import orjson
 import pytest
 
-from gradexp.server import decode_pool
-from gradexp.server.batch import decode_batch
-from gradexp.server.decode_pool import MIN_WORKER_BODY, DecodePool
-from gradexp.server.errors import ApiError
+from gradexp.server.domain import decode_pool
+from gradexp.server.domain.batch import decode_batch
+from gradexp.server.domain.decode_pool import MIN_WORKER_BODY, DecodePool
+from gradexp.server.http.errors import ApiError
 
 from .helpers import batch, get, history, new_id, post, put_run, rows
 from .test_batch import BATCHES, _view

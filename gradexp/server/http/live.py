@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gradexp._protocol import API_PREFIX
-from gradexp.server.errors import ApiError
-from gradexp.server.live import stream_project, stream_run
-from gradexp.server.routes_read import owned_project
-from gradexp.server.runs import find_run
-from gradexp.server.state import AppState
+from gradexp.server.domain.notifier import stream_project, stream_run
+from gradexp.server.domain.runs import find_run
+from gradexp.server.http.errors import ApiError
+from gradexp.server.http.read import owned_project
+from gradexp.server.http.state import AppState
 
 routes = web.RouteTableDef()
 

@@ -1,6 +1,6 @@
 """Alembic environment: migrations always run on a connection the server hands in.
 
-``gradexp.server.migrate`` opens the connection (with the dialect's migration lock held)
+``gradexp.server.storage.migrate`` opens the connection (with the dialect's migration lock held)
 and passes it as ``config.attributes["connection"]``; there is no ``alembic.ini``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from gradexp.server.schema import metadata
+from gradexp.server.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reachable by running alembic by hand

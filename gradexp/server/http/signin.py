@@ -1,7 +1,7 @@
 """Browser sign-in and what hangs off it: sessions, first-run setup, ``gradexp login``'s
 authorize flow and token exchange, and the API-keys page and API.
 
-How a request is recognised (``gradexp.server.auth.authenticate`` calls :func:`session_user`):
+How a request is recognised (``gradexp.server.http.auth.authenticate`` calls :func:`session_user`):
 
 - ``Authorization: Bearer <key>``: scripts and the SDK.
 - The ``gradexp_session`` cookie (HttpOnly, SameSite=Lax, Secure over https): the browser.
@@ -32,12 +32,12 @@ import orjson
 from aiohttp import web
 
 from gradexp._protocol import API_PREFIX, CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, TOKEN_PATH
-from gradexp.server import accounts as acc
-from gradexp.server import auth_pages as pages
-from gradexp.server.auth import User
-from gradexp.server.db import Database
-from gradexp.server.errors import ApiError, json_response
-from gradexp.server.state import base_url
+from gradexp.server.domain.accounts import users as acc
+from gradexp.server.http import auth_pages as pages
+from gradexp.server.http.auth import User
+from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.state import base_url
+from gradexp.server.storage.db import Database
 
 routes = web.RouteTableDef()
 
@@ -45,7 +45,7 @@ POLICY = web.AppKey("gradexp_accounts_policy", acc.Policy)
 LOGIN_COOKIE = "gradexp_login"  # the pre-session CSRF token of sign-in and setup forms
 LOGIN_COOKIE_AGE = 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STATIC_DIR = Path(__file__).resolve().parent / "static" / "auth"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "auth"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
 
@@ -142,7 +142,7 @@ async def page_redirect(request: web.Request) -> web.StreamResponse | None:
     (anything that does not ask for HTML)."""
     if (await current_session(request)) is not None:
         return None
-    from gradexp.server.auth import authenticate
+    from gradexp.server.http.auth import authenticate
 
     if request.headers.get("Authorization") and await authenticate(request) is not None:
         return None

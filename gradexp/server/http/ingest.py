@@ -11,21 +11,21 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
-from gradexp.server import schema as s
-from gradexp.server.batch import body_is_gzip, parse_json, read_body
-from gradexp.server.db import insert_ignore
-from gradexp.server.decode_pool import shared_pool
-from gradexp.server.errors import ApiError, json_response
-from gradexp.server.ingest import ingest_batch
-from gradexp.server.objects import BlobTooLarge, HashMismatch, blob_key
-from gradexp.server.runs import (
+from gradexp.server.domain.batch import body_is_gzip, parse_json, read_body
+from gradexp.server.domain.decode_pool import shared_pool
+from gradexp.server.domain.ingest import ingest_batch
+from gradexp.server.domain.runs import (
     check_run_id,
     create_or_resume,
     find_run,
     run_objects,
     validate_run_body,
 )
-from gradexp.server.state import AppState, base_url
+from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.state import AppState, base_url
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import insert_ignore
+from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
 
 routes = web.RouteTableDef()
 

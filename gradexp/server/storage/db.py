@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ColumnElement
 
-from gradexp.server.config import async_db_url, db_kind, sqlite_path
+from gradexp.server.settings import async_db_url, db_kind, sqlite_path
 
 log = logging.getLogger("gradexp.server")
 

@@ -34,11 +34,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp._protocol import RUN_ID_RE, STAT_SEPARATOR
-from gradexp.server import schema as s
-from gradexp.server.auth import User
-from gradexp.server.batch import check_project_name
-from gradexp.server.db import Database, insert_ignore
-from gradexp.server.errors import ApiError
+from gradexp.server.domain.batch import check_project_name
+from gradexp.server.http.auth import User
+from gradexp.server.http.errors import ApiError
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database, insert_ignore
 
 RUN_COLUMNS = (
     s.runs,

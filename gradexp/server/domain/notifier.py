@@ -20,11 +20,11 @@ import orjson
 from aiohttp import web
 from sqlalchemy import or_
 
-from gradexp.server import schema as s
-from gradexp.server.history import read_rows
-from gradexp.server.runs import effective_state, run_objects, run_query
+from gradexp.server.domain.history import read_rows
+from gradexp.server.domain.runs import effective_state, run_objects, run_query
+from gradexp.server.storage import schema as s
 
-log = logging.getLogger("gradexp.server.live")
+log = logging.getLogger("gradexp.server.domain.notifier")
 
 ROWS_PER_EVENT = 1000
 CLOCK_SLACK = 5.0  # seconds of clock difference tolerated between server processes
@@ -148,7 +148,7 @@ async def _follow(request: web.Request, kind: str, body: Any) -> web.StreamRespo
     stream with nothing to send would poll the database until its next keepalive write
     failed (up to ``keepalive_interval`` later).
     """
-    from gradexp.server.state import AppState
+    from gradexp.server.http.state import AppState
 
     state: AppState = request.app["state"]
     notifier = state.notifier
@@ -173,7 +173,7 @@ async def stream_run(request: web.Request, run: Any, after_seq: int) -> web.Stre
 async def _stream_run(
     request: web.Request, resp: web.StreamResponse, run: Any, after_seq: int
 ) -> None:
-    from gradexp.server.state import AppState, base_url
+    from gradexp.server.http.state import AppState, base_url
 
     state: AppState = request.app["state"]
     settings = state.settings
@@ -253,7 +253,7 @@ async def _stream_project(
     current attempt if that attempt began after the cursor (minus a few seconds of clock
     slack between processes), else from its current end.
     """
-    from gradexp.server.state import AppState, base_url
+    from gradexp.server.http.state import AppState, base_url
 
     state: AppState = request.app["state"]
     settings = state.settings

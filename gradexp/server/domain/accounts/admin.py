@@ -11,9 +11,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from gradexp.server import schema as s
-from gradexp.server.auth import hash_key, key_prefix, new_api_key
-from gradexp.server.db import Database
+from gradexp.server.http.auth import hash_key, key_prefix, new_api_key
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database
 
 USER_NAME_MAX = 128
 
@@ -110,7 +110,7 @@ async def revoke_key(db: Database, prefix_or_key: str) -> int:
 
 async def export_run(db: Database, run_id: str, path: Path) -> int:
     """Write a run's history to ``path`` as Parquet; returns the row count."""
-    from gradexp.server.export import write_export_file
+    from gradexp.server.domain.export import write_export_file
 
     async with db.read() as conn:
         pk = (await conn.execute(select(s.runs.c.pk).where(s.runs.c.id == run_id))).scalar()

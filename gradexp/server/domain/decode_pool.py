@@ -30,8 +30,8 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from gradexp.server.batch import Batch, decode_body
-from gradexp.server.errors import ApiError
+from gradexp.server.domain.batch import Batch, decode_body
+from gradexp.server.http.errors import ApiError
 
 log = logging.getLogger("gradexp.server")
 

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from gradexp.server.db import Database
+from gradexp.server.storage.db import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _LOCK_ID = 0x67726164  # "grad": the PostgreSQL advisory lock key

@@ -7,10 +7,10 @@ from pathlib import Path
 from aiohttp import web
 
 from gradexp._protocol import VERSION
-from gradexp.server.decode_pool import shared_pool
-from gradexp.server.errors import json_response
+from gradexp.server.domain.decode_pool import shared_pool
+from gradexp.server.http.errors import json_response
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 routes = web.RouteTableDef()
 
 

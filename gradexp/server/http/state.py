@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gradexp.server.config import ServerSettings
-from gradexp.server.db import Database
-from gradexp.server.ingest import KeyIdCache
-from gradexp.server.objects import ObjectStore
+from gradexp.server.domain.ingest import KeyIdCache
+from gradexp.server.settings import ServerSettings
+from gradexp.server.storage.db import Database
+from gradexp.server.storage.objects import ObjectStore
 
 if TYPE_CHECKING:
-    from gradexp.server.export import Exporter
-    from gradexp.server.live import Notifier
+    from gradexp.server.domain.export import Exporter
+    from gradexp.server.domain.notifier import Notifier
 
 
 @dataclass

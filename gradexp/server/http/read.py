@@ -10,9 +10,7 @@ from aiohttp import web
 from sqlalchemy import and_, func, or_, select
 
 from gradexp._protocol import API_PREFIX, STAT_SEPARATOR
-from gradexp.server import schema as s
-from gradexp.server.errors import ApiError, json_response
-from gradexp.server.history import (
+from gradexp.server.domain.history import (
     clamp_samples,
     downsample,
     key_index,
@@ -20,16 +18,18 @@ from gradexp.server.history import (
     read_rows,
     typed_series,
 )
-from gradexp.server.objects import export_key
-from gradexp.server.routes_ingest import stream_object
-from gradexp.server.runs import (
+from gradexp.server.domain.runs import (
     VALUE_ORDER_PREFIXES,
     find_run,
     run_objects,
     run_query,
     value_order,
 )
-from gradexp.server.state import AppState, base_url
+from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.ingest import stream_object
+from gradexp.server.http.state import AppState, base_url
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.objects import export_key
 
 routes = web.RouteTableDef()
 
@@ -339,7 +339,7 @@ async def list_files(request: web.Request) -> web.Response:
 @routes.get(API_PREFIX + "/runs/{run_id}/files/{path:.+}")
 async def get_file(request: web.Request) -> web.StreamResponse:
     """A run file's bytes (looked up in the index: the path never touches the filesystem)."""
-    from gradexp.server.objects import blob_key
+    from gradexp.server.storage.objects import blob_key
 
     state: AppState = request.app["state"]
     path = request.match_info["path"]
@@ -361,7 +361,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 @routes.get(API_PREFIX + "/runs/{run_id}/history.parquet")
 async def get_parquet(request: web.Request) -> web.StreamResponse:
     """The run's history as Parquet: the stored export when current, else made now."""
-    from gradexp.server.export import write_export
+    from gradexp.server.domain.export import write_export
 
     state: AppState = request.app["state"]
     async with state.db.read() as conn:

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from gradexp._protocol import HISTOGRAM_STATS, STAT_SEPARATOR, numeric_value
-from gradexp.server import rollup
+from gradexp.server.domain import rollup
 
 _dumps = orjson.dumps
 TYPED_KINDS = ("histogram", "tensor", "image")

@@ -29,12 +29,12 @@ from aiohttp import web
 from sqlalchemy import distinct, select
 
 from gradexp._protocol import API_PREFIX, STAT_SEPARATOR, encode_float
-from gradexp.server import schema as s
-from gradexp.server.errors import ApiError, json_response
-from gradexp.server.objects import blob_key
-from gradexp.server.routes_read import owned_project
-from gradexp.server.runs import find_run
-from gradexp.server.state import AppState
+from gradexp.server.domain.runs import find_run
+from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.read import owned_project
+from gradexp.server.http.state import AppState
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.objects import blob_key
 
 routes = web.RouteTableDef()
 

@@ -22,9 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
-from gradexp.server import schema as s
-from gradexp.server.db import Database
-from gradexp.server.errors import ApiError, Handler
+from gradexp.server.http.errors import ApiError, Handler
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database
 
 KEY_PREFIX = "gx_"
 KEY_RANDOM_CHARS = 40
@@ -114,14 +114,14 @@ async def authenticate(request: web.Request) -> User | None:
     if scheme.lower() == "bearer" and token.strip():
         db: Database = request.app["db"]
         return await user_for_key(db, token.strip())
-    from gradexp.server.routes_auth import session_user
+    from gradexp.server.http.signin import session_user
 
     return await session_user(request)
 
 
 async def page_redirect(request: web.Request) -> web.StreamResponse | None:
     """For a web UI page: None when signed in, else the way to sign in (``/login?next=``)."""
-    from gradexp.server.routes_auth import page_redirect as redirect
+    from gradexp.server.http.signin import page_redirect as redirect
 
     return await redirect(request)
 

@@ -30,10 +30,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gradexp._protocol import API_PREFIX, RUN_ID_RE
-from gradexp.server.errors import ApiError
-from gradexp.server.routes_auth import page_redirect
+from gradexp.server.http.errors import ApiError
+from gradexp.server.http.signin import page_redirect
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 ASSETS_DIR = STATIC_DIR / "assets"
 INDEX_FILE = STATIC_DIR / "index.html"
 
@@ -214,7 +214,7 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
 
 def setup(app: web.Application) -> None:
     """Add the UI's routes and headers to the app."""
-    from gradexp.server import routes_ui_api
+    from gradexp.server.http import ui_api as routes_ui_api
 
     app.add_routes(routes)
     app.add_routes(routes_ui_api.routes)

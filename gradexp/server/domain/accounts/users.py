@@ -33,9 +33,9 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from gradexp.server import schema as s
-from gradexp.server.auth import hash_key, key_prefix, new_api_key
-from gradexp.server.db import Database
+from gradexp.server.http.auth import hash_key, key_prefix, new_api_key
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database
 
 # --- policy ------------------------------------------------------------------------------
 

@@ -28,10 +28,11 @@ import orjson
 from sqlalchemy import bindparam, case, func, insert, select
 from sqlalchemy.engine import Connection, Dialect
 
-from gradexp.server import schema as s
-from gradexp.server.batch import Batch
-from gradexp.server.columns import columnize
-from gradexp.server.db import (
+from gradexp.server.domain.batch import Batch
+from gradexp.server.domain.columns import columnize
+from gradexp.server.http.errors import ApiError
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import (
     driver_execute,
     greatest,
     insert_rows,
@@ -39,7 +40,6 @@ from gradexp.server.db import (
     placeholders,
     upsert_statement,
 )
-from gradexp.server.errors import ApiError
 
 _dumps = orjson.dumps
 

@@ -18,8 +18,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp._protocol import STAT_SEPARATOR, encode_float, numeric_value
-from gradexp.server import rollup
-from gradexp.server import schema as s
+from gradexp.server.domain import rollup
+from gradexp.server.storage import schema as s
 
 _loads = orjson.loads
 MAX_SAMPLES = 100_000

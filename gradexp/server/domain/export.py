@@ -32,12 +32,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 
 from gradexp._protocol import STAT_SEPARATOR, decode_value, numeric_value
-from gradexp.server import schema as s
-from gradexp.server.db import Database
-from gradexp.server.history import key_index
-from gradexp.server.objects import ObjectStore, export_key
+from gradexp.server.domain.history import key_index
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database
+from gradexp.server.storage.objects import ObjectStore, export_key
 
-log = logging.getLogger("gradexp.server.export")
+log = logging.getLogger("gradexp.server.domain.export")
 
 CHUNK_ROWS = 50_000
 CLAIM_TIMEOUT = 600.0  # seconds after which another process may take over a stuck export

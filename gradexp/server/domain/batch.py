@@ -32,8 +32,8 @@ from gradexp._protocol import (
     STAT_SEPARATOR,
     encode_float,
 )
-from gradexp.server.columns import PLAIN_TYPES, HistoryColumns
-from gradexp.server.errors import ApiError
+from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
+from gradexp.server.http.errors import ApiError
 
 MAX_FILE_PATH = 512
 INFLATE_STEP = 1024 * 1024
