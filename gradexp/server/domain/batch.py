@@ -1,6 +1,6 @@
-"""Decoding and validating request bodies, before any transaction is opened.
+"""Decoding and validating ingest batches, before any transaction is opened.
 
-Everything here is pure: bytes in, validated Python out, or a ``ApiError`` that names the
+Everything here is pure: bytes in, validated Python out, or an ``Invalid`` that names the
 first problem. A batch that fails validation never reaches the database, so a rejected
 request writes nothing.
 
@@ -11,8 +11,7 @@ the rare case a value needs normalising (a huge literal that orjson parsed as in
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -23,147 +22,22 @@ import orjson
 
 from gradexp._protocol import (
     HISTOGRAM_STATS,
-    MAX_BODY_BYTES,
-    MAX_DECOMPRESSED_BYTES,
     MAX_HISTOGRAM_BINS,
     MAX_KEY_LENGTH,
-    PROJECT_NAME_RE,
     SHA256_RE,
     STAT_SEPARATOR,
     encode_float,
 )
+from gradexp.server.domain.bodies import gunzip, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
-from gradexp.server.http.errors import ApiError
+from gradexp.server.domain.errors import DomainError, Invalid
 
 MAX_FILE_PATH = 512
-INFLATE_STEP = 1024 * 1024
 
 
-def bad_batch(message: str) -> ApiError:
-    """The 400 for a batch whose shape or types are wrong."""
-    return ApiError(400, "bad_batch", message)
-
-
-# --- bodies ------------------------------------------------------------------------------
-
-
-def body_is_gzip(content_encoding: str) -> bool:
-    """Whether a body with this ``Content-Encoding`` is gzip'ed; a 415 for anything but
-    gzip and no encoding."""
-    encoding = content_encoding.strip().lower()
-    if encoding not in ("", "identity", "gzip", "x-gzip"):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Encoding {content_encoding!r} is not supported: send gzip or no encoding",
-        )
-    return encoding in ("gzip", "x-gzip")
-
-
-class Inflater:
-    """Bounded, incremental gunzip: ``feed`` compressed chunks, then ``finish``.
-
-    Each step may produce at most what is left of ``max_decompressed`` (and at most
-    1 MiB), so a gzip bomb is refused after allocating no more than the limit, never its
-    full size. Errors are the protocol's: 400 ``bad_gzip``, 413 past the limit.
-    """
-
-    def __init__(self, max_decompressed: int = MAX_DECOMPRESSED_BYTES) -> None:
-        self._z = zlib.decompressobj(wbits=31)
-        self._max = max_decompressed
-        self.produced = 0
-
-    def feed(self, chunk: bytes, out: list[bytes]) -> None:
-        """Inflate ``chunk``, appending the pieces to ``out``."""
-        z = self._z
-        data = chunk
-        while data:
-            try:
-                piece = z.decompress(data, min(INFLATE_STEP, self._max - self.produced + 1))
-            except zlib.error as exc:
-                raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {exc}") from None
-            self.produced += len(piece)
-            if self.produced > self._max:
-                raise _bomb(self._max)
-            out.append(piece)
-            data = z.unconsumed_tail
-            if z.eof:
-                if z.unused_data.strip(b"\x00"):
-                    raise ApiError(400, "bad_gzip", "the body holds data after the gzip stream")
-                break
-
-    def finish(self) -> None:
-        """Raise unless the gzip stream was complete."""
-        if not self._z.eof:
-            raise ApiError(400, "bad_gzip", "the gzip stream is truncated")
-
-
-def gunzip(body: bytes, max_decompressed: int = MAX_DECOMPRESSED_BYTES) -> bytes:
-    """A whole gzip'ed body, inflated within ``max_decompressed`` (see :class:`Inflater`)."""
-    inflater = Inflater(max_decompressed)
-    out: list[bytes] = []
-    inflater.feed(body, out)
-    inflater.finish()
-    return b"".join(out)
-
-
-async def read_body(
-    chunks: AsyncIterator[bytes],
-    content_length: int | None,
-    content_encoding: str,
-    *,
-    max_body: int = MAX_BODY_BYTES,
-    max_decompressed: int = MAX_DECOMPRESSED_BYTES,
-    inflate: bool = True,
-) -> bytes:
-    """Read a request body within the size limits, gunzipping it incrementally.
-
-    The compressed size is checked against ``Content-Length`` before reading and again
-    while reading (a chunked body has no length). Decompression is bounded (see
-    :class:`Inflater`). ``inflate=False`` returns a gzip'ed body as it came (checked
-    for size only), for a decode worker to inflate.
-    """
-    gzip = body_is_gzip(content_encoding) and inflate
-    if content_length is not None and content_length > max_body:
-        raise _too_large(max_body)
-    inflater = Inflater(max_decompressed) if gzip else None
-    out: list[bytes] = []
-    received = 0
-    async for chunk in chunks:
-        received += len(chunk)
-        if received > max_body:
-            raise _too_large(max_body)
-        if inflater is None:
-            out.append(chunk)
-        else:
-            inflater.feed(chunk, out)
-    if inflater is not None:
-        inflater.finish()
-    return b"".join(out)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "payload_too_large",
-        f"the request body is over {limit // (1024 * 1024)} MiB: send smaller batches",
-    )
-
-
-def _bomb(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "payload_too_large",
-        f"the body decompresses to more than {limit // (1024 * 1024)} MiB: send smaller batches",
-    )
-
-
-def parse_json(body: bytes) -> Any:
-    """orjson, with a 400 ``bad_json`` that says where it broke."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+def bad_batch(message: str) -> Invalid:
+    """The refusal of a batch whose shape or types are wrong (``bad_batch``)."""
+    return Invalid(message, code="bad_batch")
 
 
 # --- names -------------------------------------------------------------------------------
@@ -187,17 +61,6 @@ def check_key(key: Any, where: str) -> str:
     if len(_good_keys) < _GOOD_KEYS_MAX:
         _good_keys.add(key)
     return key
-
-
-def check_project_name(name: Any) -> str:
-    """A project name per the protocol, or a 400."""
-    if type(name) is not str or not PROJECT_NAME_RE.fullmatch(name):
-        raise ApiError(
-            400,
-            "bad_request",
-            f"invalid project name {name!r}: use letters, digits, '.', '_' or '-' (up to 128)",
-        )
-    return name
 
 
 def check_file_path(path: Any, where: str) -> str:
@@ -567,7 +430,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
         times_np = np.array(times, dtype=np.float64)
         if not np.isfinite(times_np).all():
             return False
-    except (KeyError, TypeError, OverflowError, ValueError, ApiError):
+    except (KeyError, TypeError, OverflowError, ValueError, DomainError):
         return False  # the record-by-record path finds (and names) the first problem
     m = len(hist)
     cols.seqs.extend(hist_seqs)
@@ -590,7 +453,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
             try:
                 for key in keys:
                     check_key(key, "")
-            except ApiError:
+            except DomainError:
                 return False  # the record-by-record path names the record
     groups: dict[tuple[str, ...], Sequence[int]]
     if len(distinct) == 1:
@@ -622,7 +485,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
         # Checked (and non-finite floats encoded) in place, before the rows are dumped.
         try:
             vals = check_values(values[pos], f"records[seq={hist_seqs[pos]}]")
-        except ApiError:
+        except DomainError:
             return False  # let the record-by-record path name the first problem
         if set(map(type, vals.values())) <= PLAIN_TYPES:
             cols.add_plain_at(offset + pos, vals)

@@ -10,7 +10,7 @@ far cheaper to unpickle than the JSON was to parse.
 
 The pool never makes a request fail: until the workers have started, for small bodies,
 and when a worker dies (the pool is then replaced), batches are decoded in the server
-process as before. Refusals (400, 413) cross back as data and are raised here, so a bad
+process as before. Refusals (domain errors) cross back pickled and are raised here, so a bad
 batch gets exactly the error the in-process path gives.
 
 ``GRADEXP_INGEST_WORKERS`` sets the number of workers (default: CPUs - 1, at most 4; 0
@@ -31,7 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from gradexp.server.domain.batch import Batch, decode_body
-from gradexp.server.http.errors import ApiError
+from gradexp.server.domain.errors import DomainError
 
 log = logging.getLogger("gradexp.server")
 
@@ -67,11 +67,11 @@ def _init_worker() -> None:
 
 
 def _decode_in_worker(body: bytes, gzip: bool) -> tuple[Any, ...]:
-    """In a worker: ("ok", batch without its records) or ("refused", status, code, ...)."""
+    """In a worker: ("ok", batch without its records) or ("refused", the DomainError)."""
     try:
         batch = decode_body(body, gzip)
-    except ApiError as exc:  # an exception's own pickling would drop status and code
-        return ("refused", exc.status, exc.code, exc.message, exc.extra)
+    except DomainError as exc:  # pickled whole: the server process raises it unchanged
+        return ("refused", exc)
     batch.records = None  # the columns are what the writer needs; they pickle compactly
     return ("ok", batch)
 
@@ -164,8 +164,7 @@ class DecodePool:
                 log.warning("an ingest decode worker died; starting new ones")
             return await self._decode_here(body, gzip)
         if result[0] == "refused":
-            _, status, code, message, extra = result
-            raise ApiError(status, code, message, **extra)
+            raise result[1]
         batch: Batch = result[1]
         batch.body, batch.gzip = body, gzip  # for Batch.all_records (partial replays)
         self.decoded_in_workers += 1

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
-from gradexp.server.http.errors import ApiError
+from gradexp.server.domain.errors import Conflict, NotFound
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -235,7 +235,7 @@ def ingest_batch(
         if owner != user_id:
             run = None
     if run is None:
-        raise ApiError(404, "run_not_found", f"run {run_id!r} not found")
+        raise NotFound(f"run {run_id!r} not found", code="run_not_found")
     return _apply(conn, kind, run, batch, key_ids)
 
 
@@ -246,7 +246,7 @@ def apply_batch(
     write transaction."""
     run = _select_run(conn, "pk", run_pk)
     if run is None:
-        raise ApiError(404, "run_not_found", f"run {run_pk} not found")
+        raise NotFound(f"run {run_pk} not found", code="run_not_found")
     return _apply(conn, kind, run, batch, key_ids)
 
 
@@ -330,10 +330,9 @@ def _apply(
         }
         missing = sorted(shas - present)
         if missing:
-            raise ApiError(
-                409,
-                "blob_missing",
+            raise Conflict(
                 f"a file record references blob {missing[0]}, which was not uploaded: PUT it first",
+                code="blob_missing",
                 sha256=missing,
             )
 

@@ -2,9 +2,10 @@
 
 Access rule (documented in docs/server.md): a user reaches the projects they own. Reading
 or ingesting into a run of someone else's project answers exactly like a run that does not
-exist (404 ``run_not_found``), so ids cannot be probed. The one exception is the create
-call: a run id taken by another user's project is 403 (the protocol asks the SDK to stop
-rather than retry), which only tells the caller that an id they already hold is in use.
+exist (NotFound ``run_not_found``), so ids cannot be probed. The one exception is the
+create call: a run id taken by another user's project is Forbidden (the protocol asks the
+SDK to stop rather than retry), which only tells the caller that an id they already hold
+is in use.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gradexp._protocol import RUN_ID_RE, STAT_SEPARATOR
-from gradexp.server.domain.batch import check_project_name
+from gradexp._protocol import STAT_SEPARATOR
+from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from gradexp.server.domain.names import project_name_problem, run_id_problem
 from gradexp.server.http.auth import User
-from gradexp.server.http.errors import ApiError
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, insert_ignore
 
@@ -57,24 +58,24 @@ def run_query() -> Any:
     )
 
 
-def not_found(run_id: str) -> ApiError:
+def run_not_found(run_id: str) -> NotFound:
     """The one answer for a run that is missing or not the caller's."""
-    return ApiError(404, "run_not_found", f"run {run_id!r} not found")
+    return NotFound(f"run {run_id!r} not found", code="run_not_found")
 
 
 def check_run_id(run_id: str) -> str:
-    """A run id per the protocol (anything else cannot exist: 404)."""
-    if not RUN_ID_RE.fullmatch(run_id):
-        raise not_found(run_id)
+    """A run id per the protocol (anything else cannot exist: NotFound)."""
+    if run_id_problem(run_id) is not None:
+        raise run_not_found(run_id)
     return run_id
 
 
 async def find_run(conn: AsyncConnection, user: User, run_id: str) -> Row[Any]:
-    """The caller's run, or 404."""
+    """The caller's run, or NotFound (also when it is someone else's)."""
     check_run_id(run_id)
     row = (await conn.execute(run_query().where(s.runs.c.id == run_id))).first()
     if row is None or row.owner_id != user.id:
-        raise not_found(run_id)
+        raise run_not_found(run_id)
     return row
 
 
@@ -143,15 +144,18 @@ async def run_objects(
 # --- create or resume ----------------------------------------------------------------------
 
 
-def _bad(message: str) -> ApiError:
-    return ApiError(400, "bad_request", message)
+def _bad(message: str) -> Invalid:
+    return Invalid(message)
 
 
 def validate_run_body(body: Any) -> dict[str, Any]:
     """The PUT body, checked field by field."""
     if type(body) is not dict:
         raise _bad("the body must be a JSON object describing the run")
-    out: dict[str, Any] = {"project": check_project_name(body.get("project"))}
+    problem = project_name_problem(body.get("project"))
+    if problem is not None:
+        raise _bad(problem)
+    out: dict[str, Any] = {"project": body["project"]}
     name = body.get("name")
     if name is not None and (type(name) is not str or len(name) > 256):
         raise _bad("name must be a string up to 256 characters")
@@ -205,8 +209,8 @@ def _project_id(conn: Connection, kind: str, user: User, name: str) -> int:
 
 async def create_or_resume(
     db: Database, user: User, run_id: str, body: dict[str, Any]
-) -> tuple[int, Any]:
-    """The PUT: returns (HTTP status, run row)."""
+) -> tuple[bool, Any]:
+    """Create the run, or resume it: returns (whether it was created, the run row)."""
     check_run_id(run_id)
     try:
         return await db.write(_create_or_resume, db.kind, user, run_id, body)
@@ -217,7 +221,7 @@ async def create_or_resume(
 
 def _create_or_resume(
     conn: Connection, kind: str, user: User, run_id: str, body: dict[str, Any]
-) -> tuple[int, Any]:
+) -> tuple[bool, Any]:
     now = time.time()
     stmt = run_query().where(s.runs.c.id == run_id)
     if kind != "sqlite":
@@ -250,27 +254,23 @@ def _create_or_resume(
             )
         )
         created = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
-        return 201, created
+        return True, created
     if row.owner_id != user.id:
-        raise ApiError(
-            403,
-            "forbidden",
-            f"run id {run_id!r} is already used by another user's project; start a new run",
+        raise Forbidden(
+            f"run id {run_id!r} is already used by another user's project; start a new run"
         )
     if row.project_name != body["project"]:
-        raise ApiError(
-            409,
-            "run_exists",
+        raise Conflict(
             f"run {run_id!r} belongs to project {row.project_name!r}, not {body['project']!r}",
+            code="run_exists",
         )
     if body["attempt"] is not None and body["attempt"] == row.attempt:
-        return 200, row  # a retried or replayed PUT of the same init(): nothing to do
+        return False, row  # a retried or replayed PUT of the same init(): nothing to do
     if row.acked_seq > 0 and not body["resume"]:
-        raise ApiError(
-            409,
-            "run_exists",
+        raise Conflict(
             f"run {run_id!r} already holds data; pass resume=True to continue it, "
             "or start a new run id",
+            code="run_exists",
         )
     config = {**orjson.loads(row.config), **body["config"]}
     values: dict[str, Any] = {
@@ -298,7 +298,7 @@ def _create_or_resume(
         values["group_name"] = body["group"]
     conn.execute(update(s.runs).where(s.runs.c.pk == row.pk).values(**values))
     updated = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
-    return 200, updated
+    return False, updated
 
 
 # --- ordering by a summary or config value (the runs table's chosen columns) ---------------

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
-from gradexp.server.http.errors import ApiError, Handler
+from gradexp.server.http.errors import Handler, HttpError
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database
 
@@ -143,7 +143,7 @@ def make_auth_middleware() -> web.middleware:  # type: ignore[valid-type]
                 message = (
                     "missing API key: send `Authorization: Bearer <key>` (see `gradexp login`)"
                 )
-            raise ApiError(401, "unauthorized", message)
+            raise HttpError(401, "unauthorized", message)
         request["user"] = user
         return await handler(request)
 

@@ -1,4 +1,15 @@
-"""API errors: one exception type, rendered as the protocol's JSON error body."""
+"""Errors as HTTP replies: the one place where refusals become a status and a JSON body.
+
+Two kinds of refusal reach a reply:
+
+- :class:`~gradexp.server.domain.errors.DomainError` from the domain (a run not found, a
+  bad batch...): :data:`DOMAIN_STATUS` gives the status of each class;
+- :class:`HttpError` from this layer itself, for what only HTTP knows (a missing API key,
+  a bad query parameter, an unsupported ``Content-Encoding``).
+
+:func:`error_middleware` renders both, and every other failure, as the protocol's error
+body ``{"error": {"code", "message", ...}}``, so no client ever parses an HTML page.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +20,35 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gradexp.server.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unprocessable,
+)
+
 log = logging.getLogger("gradexp.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The HTTP status of each kind of domain refusal.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    TooLarge: 413,
+    Unprocessable: 422,
+    RateLimited: 429,
+}
 
 _DEFAULT_CODES = {
     400: "bad_request",
@@ -30,8 +67,8 @@ _DEFAULT_CODES = {
 }
 
 
-class ApiError(Exception):
-    """A request the server refuses: an HTTP status, a machine code and one line for a person."""
+class HttpError(Exception):
+    """A request this layer refuses: an HTTP status, a machine code and one line for a person."""
 
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -39,6 +76,15 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
+
+
+def status_for(exc: DomainError) -> int:
+    """The HTTP status of a domain refusal (by its class, or the nearest base in the table)."""
+    for cls in type(exc).__mro__:
+        status = DOMAIN_STATUS.get(cls)
+        if status is not None:
+            return status
+    return 400
 
 
 def json_response(
@@ -63,7 +109,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Turn every failure into a JSON error, so no client ever parses an HTML page."""
     try:
         return await handler(request)
-    except ApiError as exc:
+    except DomainError as exc:
+        return error_response(status_for(exc), exc.code, exc.message, **exc.extra)
+    except HttpError as exc:
         return error_response(exc.status, exc.code, exc.message, **exc.extra)
     except web.HTTPException as exc:
         if exc.status < 400:

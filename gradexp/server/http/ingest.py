@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
-from gradexp.server.domain.batch import body_is_gzip, parse_json, read_body
+from gradexp.server.domain.bodies import parse_json
 from gradexp.server.domain.decode_pool import shared_pool
 from gradexp.server.domain.ingest import ingest_batch
 from gradexp.server.domain.runs import (
@@ -21,7 +20,8 @@ from gradexp.server.domain.runs import (
     run_objects,
     validate_run_body,
 )
-from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
+from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.state import AppState, base_url
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import insert_ignore
@@ -32,34 +32,20 @@ routes = web.RouteTableDef()
 MAX_RUN_BODY = 1024 * 1024  # a run description (config included)
 
 
-def _content_length(request: web.Request) -> int | None:
-    return request.content_length
-
-
-async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(256 * 1024):
-        yield chunk
-
-
 @routes.put(API_PREFIX + "/runs/{run_id}")
 async def put_run(request: web.Request) -> web.Response:
     """Create or resume a run (idempotent per ``attempt``)."""
     state: AppState = request.app["state"]
     user = request["user"]
-    raw = await read_body(
-        _chunks(request),
-        _content_length(request),
-        request.headers.get("Content-Encoding", ""),
-        max_body=MAX_RUN_BODY,
-        max_decompressed=4 * MAX_RUN_BODY,
-    )
+    raw = await read_body(request, max_body=MAX_RUN_BODY, max_decompressed=4 * MAX_RUN_BODY)
     body = validate_run_body(parse_json(raw))
-    status, row = await create_or_resume(state.db, user, request.match_info["run_id"], body)
+    created, row = await create_or_resume(state.db, user, request.match_info["run_id"], body)
     async with state.db.read() as conn:
         (obj,) = await run_objects(conn, [row], base_url(request), state.settings.crash_after)
     state.notifier.notify(row.project_id, row.pk)
     return json_response(
-        {"run": obj, "acked_seq": row.acked_seq, "last_step": row.last_step}, status=status
+        {"run": obj, "acked_seq": row.acked_seq, "last_step": row.last_step},
+        status=201 if created else 200,
     )
 
 
@@ -72,11 +58,11 @@ async def _owned_run(state: AppState, request: web.Request) -> Any:
 async def post_records(request: web.Request) -> web.Response:
     """Ingest one batch: validate everything first, then one transaction, then the ack."""
     state: AppState = request.app["state"]
-    encoding = request.headers.get("Content-Encoding", "")
     # The body as sent (size-checked, 415 for an unknown encoding); the decode pool
     # inflates and decodes it, in a worker process when it is big enough to pay.
-    body = await read_body(_chunks(request), _content_length(request), encoding, inflate=False)
-    batch = await shared_pool().decode(body, body_is_gzip(encoding))
+    body = await read_body(request, inflate=False)
+    gzip = body_is_gzip(request.headers.get("Content-Encoding", ""))
+    batch = await shared_pool().decode(body, gzip)
     run_id = check_run_id(request.match_info["run_id"])
     known_ids = dict(state.key_cache.get(run_id))  # a private copy for the writer thread
     result = await state.db.write(
@@ -111,7 +97,7 @@ async def post_heartbeat(request: web.Request) -> web.Response:
 def _sha(request: web.Request) -> str:
     sha = request.match_info["sha256"]
     if not SHA256_RE.fullmatch(sha):
-        raise ApiError(
+        raise HttpError(
             400, "bad_request", "the blob name must be its sha256: 64 lowercase hex characters"
         )
     return sha
@@ -137,21 +123,21 @@ async def put_blob(request: web.Request) -> web.Response:
         return json_response({"sha256": sha, "size": existing.size, "created": False})
     length = request.content_length
     if length is not None and length > MAX_BLOB_BYTES:
-        raise ApiError(413, "payload_too_large", "blobs are limited to 4 GiB")
+        raise HttpError(413, "payload_too_large", "blobs are limited to 4 GiB")
     if request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
-        raise ApiError(415, "unsupported_media_type", "send blobs without Content-Encoding")
+        raise HttpError(415, "unsupported_media_type", "send blobs without Content-Encoding")
     content_type = request.content_type or "application/octet-stream"
     key = blob_key(run.project_id, run.id, sha)
     try:
         size = await state.objects.put_verified(
-            key, sha, _chunks(request), max_bytes=MAX_BLOB_BYTES, expected_size=length
+            key, sha, chunks(request), max_bytes=MAX_BLOB_BYTES, expected_size=length
         )
     except HashMismatch:
-        raise ApiError(
+        raise HttpError(
             400, "bad_request", f"the uploaded bytes do not hash to {sha}: upload the file again"
         ) from None
     except BlobTooLarge:
-        raise ApiError(413, "payload_too_large", "blobs are limited to 4 GiB") from None
+        raise HttpError(413, "payload_too_large", "blobs are limited to 4 GiB") from None
     await state.db.write(
         _record_blob,
         state.db.kind,
@@ -174,7 +160,7 @@ async def head_blob(request: web.Request) -> web.Response:
     run = await _owned_run(state, request)
     row = await _blob_row(state, run.pk, sha)
     if row is None:
-        raise ApiError(404, "not_found", "no such blob")
+        raise HttpError(404, "not_found", "no such blob")
     return web.Response(status=200, headers={"Content-Length": str(row.size)})
 
 
@@ -186,7 +172,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     run = await _owned_run(state, request)
     row = await _blob_row(state, run.pk, sha)
     if row is None:
-        raise ApiError(404, "not_found", "no such blob")
+        raise HttpError(404, "not_found", "no such blob")
     return await stream_object(request, blob_key(run.project_id, run.id, sha), row.content_type)
 
 
@@ -197,7 +183,7 @@ async def stream_object(
     state: AppState = request.app["state"]
     found = await state.objects.stream(key)
     if found is None:
-        raise ApiError(404, "not_found", "the object is missing from the object store")
+        raise HttpError(404, "not_found", "the object is missing from the object store")
     size, chunks = found
     resp = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(size)})
     if filename:

@@ -7,7 +7,7 @@ from aiohttp import web
 from gradexp._protocol import API_PREFIX
 from gradexp.server.domain.notifier import stream_project, stream_run
 from gradexp.server.domain.runs import find_run
-from gradexp.server.http.errors import ApiError
+from gradexp.server.http.errors import HttpError
 from gradexp.server.http.read import owned_project
 from gradexp.server.http.state import AppState
 
@@ -22,11 +22,11 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     try:
         after = int(raw)
     except ValueError:
-        raise ApiError(
+        raise HttpError(
             400, "bad_request", "Last-Event-ID / after_seq must be a sequence number"
         ) from None
     if after < 0:
-        raise ApiError(400, "bad_request", "Last-Event-ID / after_seq must be >= 0")
+        raise HttpError(400, "bad_request", "Last-Event-ID / after_seq must be >= 0")
     async with state.db.read() as conn:
         run = await find_run(conn, request["user"], request.match_info["run_id"])
     return await stream_run(request, run, after)
@@ -43,5 +43,5 @@ async def project_events(request: web.Request) -> web.StreamResponse:
     token = request.headers.get("Last-Event-ID") or request.query.get("cursor")
     rows = request.query.get("rows", "1")
     if rows not in ("0", "1"):
-        raise ApiError(400, "bad_request", "rows must be 0 (run events only) or 1 (the default)")
+        raise HttpError(400, "bad_request", "rows must be 0 (run events only) or 1 (the default)")
     return await stream_project(request, project_id, token, with_rows=rows == "1")

@@ -25,7 +25,7 @@ from gradexp.server.domain.runs import (
     run_query,
     value_order,
 )
-from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.ingest import stream_object
 from gradexp.server.http.state import AppState, base_url
 from gradexp.server.storage import schema as s
@@ -43,11 +43,11 @@ def _int_param(
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(
+        raise HttpError(
             400, "bad_request", f"query parameter {name} must be an integer, got {raw!r}"
         ) from None
     if minimum is not None and value < minimum:
-        raise ApiError(400, "bad_request", f"query parameter {name} must be >= {minimum}")
+        raise HttpError(400, "bad_request", f"query parameter {name} must be >= {minimum}")
     return value
 
 
@@ -113,7 +113,7 @@ async def owned_project(request: web.Request, conn: Any) -> int:
             )
         ).scalar()
     if pid is None:
-        raise ApiError(404, "project_not_found", f"project {owner}/{name} not found")
+        raise HttpError(404, "project_not_found", f"project {owner}/{name} not found")
     return int(pid)
 
 
@@ -133,7 +133,7 @@ def _decode_cursor(raw: str | None) -> int:
     try:
         return max(0, int(raw))
     except ValueError:
-        raise ApiError(
+        raise HttpError(
             400, "bad_request", "invalid cursor: pass next_cursor from the previous page"
         ) from None
 
@@ -148,7 +148,7 @@ async def list_runs(request: web.Request) -> web.Response:
     column = _ORDERS.get(field)
     by_value = field.startswith(VALUE_ORDER_PREFIXES) and len(field.partition(":")[2]) > 0
     if column is None and not by_value:
-        raise ApiError(
+        raise HttpError(
             400,
             "bad_request",
             f"cannot order by {order!r}; use one of {', '.join(sorted(_ORDERS))}, "
@@ -283,15 +283,15 @@ async def get_histograms(request: web.Request) -> web.Response:
     state: AppState = request.app["state"]
     key = request.query.get("key")
     if not key:
-        raise ApiError(400, "bad_request", "pass the histogram's key: ?key=NAME")
+        raise HttpError(400, "bad_request", "pass the histogram's key: ?key=NAME")
     samples = clamp_samples(_int_param(request, "samples", None, minimum=1), default=200)
     async with state.db.read() as conn:
         row = await find_run(conn, request["user"], request.match_info["run_id"])
         info = (await keys_named(conn, row.pk, [key])).get(key)
         if info is None or STAT_SEPARATOR in key:
-            raise ApiError(404, "not_found", f"run {row.id!r} has no key {key!r}")
+            raise HttpError(404, "not_found", f"run {row.id!r} has no key {key!r}")
         if info["kind"] not in ("histogram", "tensor", "image"):
-            raise ApiError(
+            raise HttpError(
                 400, "bad_request", f"key {key!r} holds {info['kind']} values, not histograms"
             )
         lo = _int_param(request, "min_step", info["first_step"], minimum=0)
@@ -352,7 +352,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
             )
         ).first()
     if entry is None:
-        raise ApiError(404, "not_found", f"run {row.id!r} has no file {path!r}")
+        raise HttpError(404, "not_found", f"run {row.id!r} has no file {path!r}")
     return await stream_object(
         request, blob_key(row.project_id, row.id, entry.sha256), entry.content_type
     )

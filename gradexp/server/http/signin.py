@@ -35,7 +35,7 @@ from gradexp._protocol import API_PREFIX, CSRF_COOKIE, CSRF_HEADER, SESSION_COOK
 from gradexp.server.domain.accounts import users as acc
 from gradexp.server.http import auth_pages as pages
 from gradexp.server.http.auth import User
-from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.state import base_url
 from gradexp.server.storage.db import Database
 
@@ -104,7 +104,7 @@ async def session_user(request: web.Request) -> User | None:
     if request.method not in SAFE_METHODS and not acc.same_secret(
         request.headers.get(CSRF_HEADER), session.csrf
     ):
-        raise ApiError(
+        raise HttpError(
             403,
             "forbidden",
             f"a request signed in by session cookie must send the {CSRF_HEADER} header "
@@ -148,7 +148,7 @@ async def page_redirect(request: web.Request) -> web.StreamResponse | None:
         return None
     if _wants_html(request):
         return _see_other(sign_in_url(request.path_qs))
-    raise ApiError(401, "unauthorized", "sign in first: open this page in a browser")
+    raise HttpError(401, "unauthorized", "sign in first: open this page in a browser")
 
 
 def _see_other(location: str) -> web.Response:
@@ -209,7 +209,7 @@ async def _form(request: web.Request) -> Any:
     try:
         return await request.post()
     except ValueError:
-        raise ApiError(400, "bad_request", "could not read the form") from None
+        raise HttpError(400, "bad_request", "could not read the form") from None
 
 
 # --- sign in / out -----------------------------------------------------------------------
@@ -565,9 +565,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+        raise HttpError(400, "bad_json", "the request body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "bad_request", "the request body must be a JSON object")
+        raise HttpError(400, "bad_request", "the request body must be a JSON object")
     return body
 
 
@@ -583,7 +583,7 @@ async def token_exchange(request: web.Request) -> web.Response:
             str(body.get("redirect_uri") or ""),
         )
     except acc.AccountError as exc:
-        raise ApiError(400, exc.code, exc.message) from None
+        raise HttpError(400, exc.code, exc.message) from None
     return json_response(
         {
             "api_key": new.api_key,
@@ -705,7 +705,7 @@ async def api_keys_create(request: web.Request) -> web.Response:
     body = await _json_body(request)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ApiError(400, "bad_request", 'give the key a name: {"name": "laptop"}')
+        raise HttpError(400, "bad_request", 'give the key a name: {"name": "laptop"}')
     secret, entry = await acc.create_user_key(_db(request), user.id, name)
     return json_response(
         {"api_key": secret, "key": _key_json(entry)},
@@ -720,7 +720,7 @@ async def api_keys_revoke(request: web.Request) -> web.Response:
     user: User = request["user"]
     row = await acc.revoke_user_key(_db(request), user.id, int(request.match_info["key_id"]))
     if row is None:
-        raise ApiError(404, "not_found", "no such API key among yours")
+        raise HttpError(404, "not_found", "no such API key among yours")
     return json_response({"key": _key_json(row, user.key_id)})
 
 
@@ -732,7 +732,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     """The pages' stylesheet, script and mark (a fixed folder; no path traversal possible)."""
     path = STATIC_DIR / request.match_info["name"]
     if not path.is_file():
-        raise ApiError(404, "not_found", "no such file")
+        raise HttpError(404, "not_found", "no such file")
     resp = web.FileResponse(path)
     resp.content_type = STATIC_TYPES[path.suffix]
     resp.headers["Cache-Control"] = "no-cache"

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gradexp._protocol import API_PREFIX, RUN_ID_RE
-from gradexp.server.http.errors import ApiError
+from gradexp.server.http.errors import HttpError
 from gradexp.server.http.signin import page_redirect
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -152,11 +152,11 @@ for _path in PAGE_PATHS:
 def _asset_file(rel: str) -> Path:
     """The file under ``assets/`` a URL names; 404 for anything outside it."""
     if not rel or "\\" in rel or "\0" in rel:
-        raise ApiError(404, "not_found", "no such asset")
+        raise HttpError(404, "not_found", "no such asset")
     root = ASSETS_DIR.resolve()
     path = (root / rel).resolve()
     if not path.is_relative_to(root) or not path.is_file():
-        raise ApiError(404, "not_found", f"no such asset: {rel}")
+        raise HttpError(404, "not_found", f"no such asset: {rel}")
     return path
 
 

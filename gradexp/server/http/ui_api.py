@@ -16,21 +16,16 @@ being content-addressed, a cached array can never be stale.
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
-import math
-import threading
-from collections import OrderedDict
 from typing import Any
 
-import numpy as np
 import orjson
 from aiohttp import web
 from sqlalchemy import distinct, select
 
-from gradexp._protocol import API_PREFIX, STAT_SEPARATOR, encode_float
+from gradexp._protocol import API_PREFIX, STAT_SEPARATOR
 from gradexp.server.domain.runs import find_run
-from gradexp.server.http.errors import ApiError, json_response
+from gradexp.server.domain.tensors import ArrayCache, npy_bytes, parse_index, parse_npy, take_slice
+from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.read import owned_project
 from gradexp.server.http.state import AppState
 from gradexp.server.storage import schema as s
@@ -38,145 +33,10 @@ from gradexp.server.storage.objects import blob_key
 
 routes = web.RouteTableDef()
 
-MAX_TENSOR_BYTES = 512 * 1024 * 1024  # decompressed; past this, download the .npy instead
-CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_SLICE_SIDE = 256
 MAX_SLICE_SIDE = 1024
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-class ArrayCache:
-    """A byte-bounded LRU of parsed arrays, by sha256.
-
-    Touched from the event loop and from worker threads (``asyncio.to_thread``), hence
-    the lock; it is held only around dict operations, never while parsing.
-    """
-
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, sha: str) -> np.ndarray | None:
-        """The cached array, marked as recently used."""
-        with self._lock:
-            arr = self._items.get(sha)
-            if arr is not None:
-                self._items.move_to_end(sha)
-            return arr
-
-    def put(self, sha: str, arr: np.ndarray) -> None:
-        """Keep an array (unless it alone is larger than the cache)."""
-        if arr.nbytes > self.max_bytes:
-            return
-        with self._lock:
-            if sha in self._items:
-                return
-            self._items[sha] = arr
-            self._bytes += arr.nbytes
-            while self._bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
-
 
 _cache = ArrayCache()
-
-
-def npy_bytes(data: bytes) -> bytes:
-    """The plain ``.npy`` bytes of a stored tensor (gunzipped when compressed), bounded."""
-    if data[:2] != GZIP_MAGIC:
-        return data
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-        while chunk := f.read(1 << 20):
-            out.write(chunk)
-            if out.tell() > MAX_TENSOR_BYTES:
-                raise ApiError(
-                    413,
-                    "payload_too_large",
-                    "this tensor is too large to view in the browser; download its .npy instead",
-                )
-    return out.getvalue()
-
-
-def parse_npy(data: bytes) -> np.ndarray:
-    """An array from stored tensor bytes; 422 when they are not a numeric ``.npy``."""
-    raw = npy_bytes(data)
-    try:
-        arr = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ApiError(422, "unprocessable", f"this file is not a readable .npy: {exc}") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise ApiError(422, "unprocessable", "only numeric and boolean tensors can be viewed")
-    return arr
-
-
-def parse_index(raw: str | None, ndim: int) -> list[int | None]:
-    """``"0,:,:"`` -> ``[0, None, None]`` (``None`` keeps an axis). Default: the last two
-    axes kept, every other axis at 0."""
-    if raw is None or raw == "":
-        return [0] * max(0, ndim - 2) + [None] * min(ndim, 2)
-    parts = [p.strip() for p in raw.split(",")]
-    if len(parts) != ndim:
-        raise ApiError(
-            400, "bad_request", f"index must name {ndim} axes (integers or ':'), got {raw!r}"
-        )
-    out: list[int | None] = []
-    for part in parts:
-        if part == ":":
-            out.append(None)
-            continue
-        try:
-            out.append(int(part))
-        except ValueError:
-            raise ApiError(
-                400, "bad_request", f"index entries are integers or ':', got {part!r}"
-            ) from None
-    if sum(p is None for p in out) > 2:
-        raise ApiError(400, "bad_request", "index keeps at most two axes (two ':')")
-    return out
-
-
-def take_slice(arr: np.ndarray, index: list[int | None], max_side: int) -> dict[str, Any]:
-    """The 2-D slice of ``arr`` that ``index`` names, strided down to ``max_side`` per axis."""
-    selector: list[Any] = []
-    for axis, (pos, size) in enumerate(zip(index, arr.shape, strict=True)):
-        if pos is None:
-            selector.append(slice(None))
-        elif -size <= pos < size:
-            selector.append(pos)
-        else:
-            raise ApiError(
-                400, "bad_request", f"index {pos} is out of range for axis {axis} (size {size})"
-            )
-    kept = [axis for axis, pos in enumerate(index) if pos is None]
-    plane = arr[tuple(selector)]
-    if plane.ndim == 0:
-        plane = plane.reshape(1, 1)
-    elif plane.ndim == 1:
-        plane = plane.reshape(1, -1)
-    rows, cols = plane.shape
-    sr, sc = max(1, math.ceil(rows / max_side)), max(1, math.ceil(cols / max_side))
-    plane = plane[::sr, ::sc]
-    values = plane.astype(np.float64, copy=False).ravel()
-    finite = values[np.isfinite(values)]
-    encoded: list[Any] = values.tolist()
-    if finite.size != values.size:
-        encoded = [encode_float(v) for v in encoded]
-    return {
-        "shape": list(arr.shape),
-        "dtype": str(arr.dtype),
-        "index": [":" if p is None else p for p in index],
-        "row_axis": kept[0] if len(kept) == 2 else None,
-        "col_axis": kept[-1] if kept else None,
-        "rows": int(plane.shape[0]),
-        "cols": int(plane.shape[1]),
-        "stride": [sr, sc],
-        "values": encoded,
-        "min": float(finite.min()) if finite.size else None,
-        "max": float(finite.max()) if finite.size else None,
-    }
 
 
 async def _tensor_file(request: web.Request) -> tuple[Any, Any]:
@@ -184,7 +44,7 @@ async def _tensor_file(request: web.Request) -> tuple[Any, Any]:
     state: AppState = request.app["state"]
     path = request.query.get("path")
     if not path:
-        raise ApiError(400, "bad_request", "pass the tensor's file path: ?path=FILE")
+        raise HttpError(400, "bad_request", "pass the tensor's file path: ?path=FILE")
     f = s.files
     async with state.db.read() as conn:
         run = await find_run(conn, request["user"], request.match_info["run_id"])
@@ -196,14 +56,14 @@ async def _tensor_file(request: web.Request) -> tuple[Any, Any]:
             )
         ).first()
     if entry is None:
-        raise ApiError(404, "not_found", f"run {run.id!r} has no file {path!r}")
+        raise HttpError(404, "not_found", f"run {run.id!r} has no file {path!r}")
     return run, entry
 
 
 async def _load(state: AppState, run: Any, entry: Any) -> bytes:
     data = await state.objects.get(blob_key(run.project_id, run.id, entry.sha256))
     if data is None:
-        raise ApiError(404, "not_found", "the tensor's object is missing from the object store")
+        raise HttpError(404, "not_found", "the tensor's object is missing from the object store")
     return data
 
 
@@ -215,7 +75,7 @@ async def tensor_slice(request: web.Request) -> web.Response:
     try:
         max_side = int(request.query.get("max", DEFAULT_SLICE_SIDE))
     except ValueError:
-        raise ApiError(400, "bad_request", "max must be an integer") from None
+        raise HttpError(400, "bad_request", "max must be an integer") from None
     max_side = max(1, min(max_side, MAX_SLICE_SIDE))
     arr = _cache.get(entry.sha256)
     if arr is None:
@@ -303,4 +163,4 @@ def _flat_keys(config: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
-__all__ = ["ArrayCache", "parse_index", "parse_npy", "routes", "take_slice"]
+__all__ = ["routes"]
