@@ -32,16 +32,15 @@ BATCH = 5000
 
 async def fill(db_url: str) -> None:
     """Write the run ``bench`` of STEPS steps through the ingest path."""
-    from gradexp.server.domain.accounts.admin import user_id
+    from gradexp.server.domain.accounts.users import User, get_account
     from gradexp.server.domain.batch import decode_batch
     from gradexp.server.domain.ingest import apply_batch
     from gradexp.server.domain.runs import create_or_resume
-    from gradexp.server.http.auth import User
     from gradexp.server.storage.db import Database
 
     db = Database(db_url)
     try:
-        user = User(id=await user_id(db, "bench"), name="bench")
+        user = User(id=(await get_account(db, "bench")).id, name="bench")
         _, row = await create_or_resume(
             db,
             user,

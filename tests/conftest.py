@@ -92,7 +92,8 @@ def wait_for_health(
 
 async def _bootstrap_user(db_url: str, name: str) -> str:
     """Migrate the database, create user ``name`` (no password) and return a new API key."""
-    from gradexp.server.domain.accounts.admin import create_key, create_user
+    from gradexp.server.domain.accounts.keys import create_key
+    from gradexp.server.domain.accounts.users import create_user
     from gradexp.server.storage.db import Database
     from gradexp.server.storage.migrate import migrate
 

@@ -1,20 +1,34 @@
-"""Server settings: where the database and the objects live, and how to describe them.
+"""Server settings: where the database and the objects live, and every knob, read once.
 
 The same options serve ``gradexp server``, its admin subcommands and ``gradexp export``, so
 they are resolved here once: ``--data`` names a folder that holds the default SQLite
 database (``gradexp.db``) and the default local object store (``objects/``); ``--db`` and
 ``--store`` override either one.
+
+Every environment variable the server reads is read here, once, by
+:func:`resolve_settings` (the command-line options' own variables, such as
+``GRADEXP_SERVER_DB``, are read by click): nothing reads the environment while serving.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from gradexp.server.domain.accounts.policy import Policy
+from gradexp.server.storage.urls import db_kind
+
+log = logging.getLogger("gradexp.server")
 
 DB_FILENAME = "gradexp.db"
 OBJECTS_DIRNAME = "objects"
+
+# Where a notebook may embed the pages (``run.display()``): this origin and any local
+# Jupyter. Operators widen or narrow it with GRADEXP_SERVER_FRAME_ANCESTORS.
+DEFAULT_FRAME_ANCESTORS = "'self' http://localhost:* http://127.0.0.1:* https://localhost:*"
 
 
 def default_data_dir() -> Path:
@@ -22,6 +36,11 @@ def default_data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("gradexp", appauthor=False)) / "server"
+
+
+def default_ingest_workers() -> int:
+    """Decode workers when ``GRADEXP_INGEST_WORKERS`` is not set: CPUs - 1, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,13 @@ class ServerSettings:
     poll_interval: float = 0.2  # SSE: seconds between database polls for new rows
     keepalive_interval: float = 15.0  # SSE: seconds between ": keepalive" comments
     crash_after: float = 300.0  # a running run silent this long reads as "crashed"
-    extra: dict[str, str] = field(default_factory=dict)
+    # The address people open, behind a proxy (GRADEXP_PUBLIC_URL); None: the request's.
+    public_url: str | None = None
+    frame_ancestors: str = DEFAULT_FRAME_ANCESTORS  # the pages' CSP frame-ancestors
+    ingest_workers: int = field(default_factory=default_ingest_workers)  # 0: none
+    policy: Policy = field(default_factory=Policy)  # sessions, codes, lockouts
+    s3_endpoint: str | None = None  # AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+    s3_region: str | None = None  # AWS_REGION / AWS_DEFAULT_REGION
 
     @property
     def db_kind(self) -> str:
@@ -51,74 +76,48 @@ def resolve_settings(
     store: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8080,
+    environ: Mapping[str, str] | None = None,
 ) -> ServerSettings:
-    """Fill in the defaults: SQLite and a local object folder under the data folder."""
+    """Fill in the defaults (SQLite and a local object folder under the data folder) and
+    read the environment's knobs (``environ``, default ``os.environ``)."""
+    env = os.environ if environ is None else environ
     data_dir = Path(data).expanduser().resolve() if data else default_data_dir()
-    db_url = db or f"sqlite:///{data_dir / DB_FILENAME}"
-    store_url = store or str(data_dir / OBJECTS_DIRNAME)
-    poll = float(os.environ.get("GRADEXP_SERVER_POLL_INTERVAL", "0.2"))
-    keepalive = float(os.environ.get("GRADEXP_SERVER_KEEPALIVE", "15"))
-    crash_after = float(os.environ.get("GRADEXP_SERVER_CRASH_AFTER", "300"))
+    d = Policy()
     return ServerSettings(
         data_dir=data_dir,
-        db_url=db_url,
-        store_url=store_url,
+        db_url=db or f"sqlite:///{data_dir / DB_FILENAME}",
+        store_url=store or str(data_dir / OBJECTS_DIRNAME),
         host=host,
         port=port,
-        poll_interval=poll,
-        keepalive_interval=keepalive,
-        crash_after=crash_after,
+        poll_interval=float(env.get("GRADEXP_SERVER_POLL_INTERVAL", "0.2")),
+        keepalive_interval=float(env.get("GRADEXP_SERVER_KEEPALIVE", "15")),
+        crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
+        public_url=(env.get("GRADEXP_PUBLIC_URL") or "").rstrip("/") or None,
+        frame_ancestors=env.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip(),
+        ingest_workers=_ingest_workers(env.get("GRADEXP_INGEST_WORKERS", "")),
+        policy=Policy(
+            session_idle=_seconds(env, "GRADEXP_SERVER_SESSION_IDLE", d.session_idle),
+            session_max=_seconds(env, "GRADEXP_SERVER_SESSION_MAX", d.session_max),
+            code_ttl=_seconds(env, "GRADEXP_SERVER_LOGIN_CODE_TTL", d.code_ttl),
+            lockout_base=_seconds(env, "GRADEXP_SERVER_LOCKOUT_BASE", d.lockout_base),
+        ),
+        s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+        s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
     )
 
 
-def db_kind(url: str) -> str:
-    """Which database a URL names; raises ValueError for anything else."""
-    scheme = url.split(":", 1)[0].lower()
-    base = scheme.split("+", 1)[0]
-    if base in ("sqlite",):
-        return "sqlite"
-    if base in ("postgresql", "postgres"):
-        return "postgresql"
-    if base in ("mysql", "mariadb"):
-        return "mysql"
-    raise ValueError(
-        f"unsupported database URL {mask_url(url)!r}: use sqlite:///PATH, "
-        "postgresql://USER@HOST/DB or mysql://USER@HOST/DB"
-    )
-
-
-def async_db_url(url: str) -> str:
-    """Map a user's database URL onto the asyncio driver SQLAlchemy should use."""
-    kind = db_kind(url)
-    rest = url.split(":", 1)[1]
-    driver = {
-        "sqlite": "sqlite+aiosqlite",
-        "postgresql": "postgresql+asyncpg",
-        "mysql": "mysql+aiomysql",
-    }
-    return f"{driver[kind]}:{rest}"
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and the start banner)."""
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     try:
-        parts = urlsplit(url)
+        return float(env.get(name, "") or default)
     except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+        return default
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file a ``sqlite:///`` URL points at (None for an in-memory database)."""
-    rest = url.split(":", 1)[1]
-    path = rest[3:] if rest.startswith("///") else rest.lstrip("/")
-    path = path.split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
+def _ingest_workers(value: str) -> int:
+    value = value.strip()
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            log.warning("GRADEXP_INGEST_WORKERS=%r is not a number: using the default", value)
+    return default_ingest_workers()

@@ -207,7 +207,3 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
-
-
-def test_shared_pool_is_one_per_process():
-    assert decode_pool.shared_pool() is decode_pool.shared_pool()

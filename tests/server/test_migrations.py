@@ -29,7 +29,7 @@ HIST = {
 
 async def _make_revision_1_database(db_url: str) -> str:
     """A database at revision 0001 holding a user, a key, a run with history: returns the key."""
-    from gradexp.server.http.auth import hash_key, key_prefix, new_api_key
+    from gradexp.server.domain.accounts.keys import hash_key, key_prefix, new_api_key
     from gradexp.server.storage.db import Database
     from gradexp.server.storage.migrate import migrate
 

@@ -42,13 +42,31 @@ def bad_batch(message: str) -> Invalid:
 
 # --- names -------------------------------------------------------------------------------
 
-_good_keys: set[str] = set()
-_GOOD_KEYS_MAX = 100_000
+
+class ValidKeys:
+    """Metric key names already seen to be valid, so a name is checked once per process
+    rather than once per record.
+
+    Bounded: past ``max_names`` names, new ones are checked every time instead of
+    remembered. The server holds one (``AppState.valid_keys``), each decode worker process
+    its own. ``names`` is a plain set, read directly by the hot loops; adding to it from
+    two threads at once (the event loop and a thread decoding a big batch) is safe under
+    the GIL, and at worst lets the set pass its bound by a few names.
+    """
+
+    def __init__(self, max_names: int = 100_000) -> None:
+        self.names: set[str] = set()
+        self.max_names = max_names
+
+    def add(self, key: str) -> None:
+        """Remember a valid name (unless the set is full)."""
+        if len(self.names) < self.max_names:
+            self.names.add(key)
 
 
-def check_key(key: Any, where: str) -> str:
+def check_key(key: Any, where: str, valid: ValidKeys) -> str:
     """A metric key: a non-empty string up to 256 characters, no control characters, no '#'."""
-    if key in _good_keys:
+    if key in valid.names:
         return str(key)
     if type(key) is not str or not key:
         raise bad_batch(f"{where}: keys must be non-empty strings")
@@ -58,8 +76,7 @@ def check_key(key: Any, where: str) -> str:
         raise bad_batch(f"{where}: key {key!r} contains a control character")
     if STAT_SEPARATOR in key:
         raise bad_batch(f"{where}: key {key!r} contains {STAT_SEPARATOR!r}, which is reserved")
-    if len(_good_keys) < _GOOD_KEYS_MAX:
-        _good_keys.add(key)
+    valid.add(key)
     return key
 
 
@@ -171,13 +188,13 @@ def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
     )
 
 
-def check_values(values: Any, where: str) -> dict[str, Any]:
+def check_values(values: Any, where: str, valid: ValidKeys) -> dict[str, Any]:
     """A row's ``values``: key -> scalar or typed value. Returns it (normalised in place)."""
     if type(values) is not dict:
         raise bad_batch(f"{where}.values must be an object")
     for key, value in values.items():
-        if key not in _good_keys:
-            check_key(key, where)
+        if key not in valid.names:
+            check_key(key, where, valid)
         t = type(value)
         if t is float:
             if value - value != 0.0:
@@ -232,7 +249,7 @@ class Batch:
 _RECORD_KINDS = frozenset(("history", "config", "summary", "file", "telemetry", "finish"))
 
 
-def _check_record(rec: Any, expected_seq: int) -> None:
+def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
     where = f"records[seq={expected_seq}]"
     if type(rec) is not dict:
         raise bad_batch(f"{where} must be an object")
@@ -247,7 +264,7 @@ def _check_record(rec: Any, expected_seq: int) -> None:
         if type(step) is not int or step < 0 or step >= 2**62:
             raise bad_batch(f"{where}.step must be an integer >= 0")
         rec["time"] = _check_time(rec.get("time"), f"{where}.time")
-        check_values(rec.get("values"), where)
+        check_values(rec.get("values"), where, valid)
     elif kind == "config":
         update = rec.get("update")
         if type(update) is not dict:
@@ -259,7 +276,7 @@ def _check_record(rec: Any, expected_seq: int) -> None:
         update = rec.get("update")
         if type(update) is not dict:
             raise bad_batch(f"{where}.update must be an object")
-        check_values(update, f"{where}.update")
+        check_values(update, f"{where}.update", valid)
     elif kind == "file":
         check_file_path(rec.get("path"), f"{where}.path")
         check_sha256(rec.get("sha256"), f"{where}.sha256")
@@ -288,12 +305,15 @@ def _check_record(rec: Any, expected_seq: int) -> None:
         )
 
 
-def _columns_record_by_record(records: list[Any], first: int) -> HistoryColumns:
+def _columns_record_by_record(
+    records: list[Any], first: int, valid: ValidKeys | None = None
+) -> HistoryColumns:
     """Validate and columnise one record at a time (mixed or unusual batches, and the
     source of the precise error message when the columnar path declines a batch)."""
     cols = HistoryColumns()
+    valid = valid or ValidKeys()
     good_keys, plain_types, dumps, int_, float_, dict_ = (
-        _good_keys,
+        valid.names,
         PLAIN_TYPES,
         orjson.dumps,
         int,
@@ -341,9 +361,9 @@ def _columns_record_by_record(records: list[Any], first: int) -> HistoryColumns:
                     cols.max_step = step
                 seq += 1
                 continue
-            check_values(values, f"records[seq={seq}]")
+            check_values(values, f"records[seq={seq}]", valid)
         else:
-            _check_record(rec, seq)
+            _check_record(rec, seq, valid)
             if rec["type"] != "history":
                 cols.others.append(rec)
                 seq += 1
@@ -363,7 +383,9 @@ _MAX_STEP = 2**62
 MAX_SEQ = 2**62
 
 
-def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
+def _columnar(
+    records: list[Any], first: int, valid: ValidKeys | None = None
+) -> HistoryColumns | None:
     """Validate and columnise a batch a column at a time, or None to decline it.
 
     Takes batches whose records are objects numbered ``first, first+1, ...``, with
@@ -378,8 +400,9 @@ def _columnar(records: list[Any], first: int) -> HistoryColumns | None:
     pass after pass over all of them measured ~1.5x slower per record).
     """
     cols = HistoryColumns()
+    valid = valid or ValidKeys()
     for start in range(0, len(records), _CHUNK):
-        if not _columnar_chunk(records[start : start + _CHUNK], first + start, cols):
+        if not _columnar_chunk(records[start : start + _CHUNK], first + start, cols, valid):
             return None
     return cols
 
@@ -388,7 +411,7 @@ _CHUNK = 1024
 _ENVELOPE = itemgetter("seq", "type", "step", "time", "values")
 
 
-def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> bool:
+def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid: ValidKeys) -> bool:
     """Add one chunk of records (numbered from ``first``) to ``cols``; False to decline."""
     n = len(records)
     offset = len(cols.seqs)  # this chunk's first history row in cols
@@ -410,7 +433,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
                 return False
             for rec, kind in zip(records, types, strict=True):
                 if kind != "history":
-                    _check_record(rec, rec["seq"])
+                    _check_record(rec, rec["seq"], valid)
                     cols.others.append(rec)
             hist = [r for r, k in zip(records, types, strict=True) if k == "history"]
             if not hist:
@@ -449,10 +472,10 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
     key_tuples = list(map(tuple, values))
     distinct = dict.fromkeys(key_tuples)  # in order of first appearance
     for keys in distinct:
-        if not _good_keys.issuperset(keys):
+        if not valid.names.issuperset(keys):
             try:
                 for key in keys:
-                    check_key(key, "")
+                    check_key(key, "", valid)
             except DomainError:
                 return False  # the record-by-record path names the record
     groups: dict[tuple[str, ...], Sequence[int]]
@@ -484,7 +507,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
     for pos in sorted(special):
         # Checked (and non-finite floats encoded) in place, before the rows are dumped.
         try:
-            vals = check_values(values[pos], f"records[seq={hist_seqs[pos]}]")
+            vals = check_values(values[pos], f"records[seq={hist_seqs[pos]}]", valid)
         except DomainError:
             return False  # let the record-by-record path name the first problem
         if set(map(type, vals.values())) <= PLAIN_TYPES:
@@ -495,13 +518,15 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns) -> boo
     return True
 
 
-def decode_body(body: bytes, gzip: bool) -> Batch:
-    """Inflate (bounded, see :class:`Inflater`) and decode a request body as received."""
-    return decode_batch(gunzip(body) if gzip else body)
+def decode_body(body: bytes, gzip: bool, valid: ValidKeys | None = None) -> Batch:
+    """Inflate (bounded, see :class:`~gradexp.server.domain.bodies.Inflater`) and decode a
+    request body as received."""
+    return decode_batch(gunzip(body) if gzip else body, valid)
 
 
-def decode_batch(body: bytes) -> Batch:
-    """Parse and validate an ingest body (already decompressed)."""
+def decode_batch(body: bytes, valid: ValidKeys | None = None) -> Batch:
+    """Parse and validate an ingest body (already decompressed); ``valid``: the process's
+    cache of valid key names (none: a fresh one for this batch)."""
     doc = parse_json(body)
     if type(doc) is not dict:
         raise bad_batch('the body must be an object {"first_seq", "last_seq", "records"}')
@@ -518,9 +543,10 @@ def decode_batch(body: bytes) -> Batch:
     # columnised a column at a time by C-level map/zip/set/numpy calls (no Python code
     # per record). Anything unusual takes the record-by-record path, which also names
     # the first problem precisely.
-    cols = _columnar(records, first)
+    valid = valid or ValidKeys()
+    cols = _columnar(records, first, valid)
     if cols is None:
-        cols = _columns_record_by_record(records, first)
+        cols = _columns_record_by_record(records, first, valid)
     return Batch(
         first_seq=first, last_seq=last, records=records, columns=cols.finish(), others=cols.others
     )

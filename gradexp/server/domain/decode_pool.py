@@ -13,8 +13,9 @@ and when a worker dies (the pool is then replaced), batches are decoded in the s
 process as before. Refusals (domain errors) cross back pickled and are raised here, so a bad
 batch gets exactly the error the in-process path gives.
 
-``GRADEXP_INGEST_WORKERS`` sets the number of workers (default: CPUs - 1, at most 4; 0
-decodes everything in the server process).
+The server's settings give the number of workers (``GRADEXP_INGEST_WORKERS``; default:
+CPUs - 1, at most 4; 0 decodes everything in the server process). The server holds its
+pool in its state and closes it at cleanup.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ import concurrent.futures
 import gc
 import logging
 import multiprocessing
-import os
 import signal
 import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from gradexp.server.domain.batch import Batch, decode_body
+from gradexp.server.domain.batch import Batch, ValidKeys, decode_body
 from gradexp.server.domain.errors import DomainError
 
 log = logging.getLogger("gradexp.server")
@@ -44,17 +44,6 @@ MAX_DEATHS = 3
 DEATH_WINDOW_S = 60.0
 
 
-def default_workers() -> int:
-    """Workers to start: ``GRADEXP_INGEST_WORKERS``, else CPUs - 1 (1 to 4)."""
-    value = os.environ.get("GRADEXP_INGEST_WORKERS", "").strip()
-    if value:
-        try:
-            return max(0, int(value))
-        except ValueError:
-            log.warning("GRADEXP_INGEST_WORKERS=%r is not a number: using the default", value)
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
 def _init_worker() -> None:
     # Ctrl+C in the server's terminal reaches the whole process group: the server shuts
     # down its pool itself, so a worker must not die printing a KeyboardInterrupt.
@@ -64,12 +53,19 @@ def _init_worker() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 50)
+    global _worker_keys
+    _worker_keys = ValidKeys()
+
+
+# A worker process's own cache of valid key names (made by _init_worker): a worker is a
+# process of its own, with no AppState, and lives only to decode batches.
+_worker_keys: ValidKeys | None = None
 
 
 def _decode_in_worker(body: bytes, gzip: bool) -> tuple[Any, ...]:
     """In a worker: ("ok", batch without its records) or ("refused", the DomainError)."""
     try:
-        batch = decode_body(body, gzip)
+        batch = decode_body(body, gzip, _worker_keys)
     except DomainError as exc:  # pickled whole: the server process raises it unchanged
         return ("refused", exc)
     batch.records = None  # the columns are what the writer needs; they pickle compactly
@@ -80,30 +76,13 @@ def _ready() -> bool:
     return True
 
 
-_shared: DecodePool | None = None
-
-
-def shared_pool() -> DecodePool:
-    """This process's pool (its workers start with the first big batch)."""
-    global _shared
-    if _shared is None:
-        _shared = DecodePool()
-    return _shared
-
-
-def close_shared_pool() -> None:
-    """Stop this process's workers, if any started (the server's cleanup)."""
-    global _shared
-    if _shared is not None:
-        _shared.close()
-        _shared = None
-
-
 class DecodePool:
     """Worker processes decoding big ingest bodies; used from the event loop only."""
 
-    def __init__(self, workers: int | None = None) -> None:
-        self.workers = default_workers() if workers is None else workers
+    def __init__(self, workers: int, valid_keys: ValidKeys | None = None) -> None:
+        self.workers = workers
+        # The server process's cache of valid key names, for the batches decoded here.
+        self.valid_keys = valid_keys or ValidKeys()
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._warm: concurrent.futures.Future[bool] | None = None
         self._deaths: list[float] = []  # when workers died (monotonic), within the window
@@ -170,12 +149,11 @@ class DecodePool:
         self.decoded_in_workers += 1
         return batch
 
-    @staticmethod
-    async def _decode_here(body: bytes, gzip: bool) -> Batch:
+    async def _decode_here(self, body: bytes, gzip: bool) -> Batch:
         if len(body) < MIN_WORKER_BODY:
-            return decode_body(body, gzip)
+            return decode_body(body, gzip, self.valid_keys)
         # Off the event loop (so it keeps serving), though the GIL still serialises it.
-        return await asyncio.to_thread(decode_body, body, gzip)
+        return await asyncio.to_thread(decode_body, body, gzip, self.valid_keys)
 
     def _replace(self, broken: concurrent.futures.ProcessPoolExecutor | None) -> None:
         if broken is not None and self._executor is broken:

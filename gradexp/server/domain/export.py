@@ -28,16 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gradexp._protocol import STAT_SEPARATOR, decode_value, numeric_value
+from gradexp.server.domain.errors import NotFound
 from gradexp.server.domain.history import key_index
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database
 from gradexp.server.storage.objects import ObjectStore, export_key
 
-log = logging.getLogger("gradexp.server.domain.export")
+log = logging.getLogger("gradexp.server.export")
 
 CHUNK_ROWS = 50_000
 CLAIM_TIMEOUT = 600.0  # seconds after which another process may take over a stuck export
@@ -148,6 +149,23 @@ async def write_export_file(db: Database, run_pk: int, path: Path) -> int:
     finally:
         writer.close()
     return acked
+
+
+async def export_run(db: Database, run_id: str, path: Path) -> int:
+    """Write run ``run_id``'s history to ``path`` as Parquet (``gradexp export``); returns
+    the row count. NotFound if there is no such run."""
+    async with db.read() as conn:
+        pk = (await conn.execute(select(s.runs.c.pk).where(s.runs.c.id == run_id))).scalar()
+        if pk is None:
+            raise NotFound(f"no run {run_id!r} in this database", code="run_not_found")
+        count = (
+            await conn.execute(
+                select(func.count()).select_from(s.history).where(s.history.c.run_pk == pk)
+            )
+        ).scalar_one()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    await write_export_file(db, int(pk), path)
+    return int(count)
 
 
 async def write_export(db: Database, run_pk: int) -> bytes:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp._protocol import STAT_SEPARATOR, encode_float, numeric_value
 from gradexp.server.domain import rollup
+from gradexp.server.domain.errors import Invalid, NotFound
 from gradexp.server.storage import schema as s
 
 _loads = orjson.loads
@@ -298,6 +299,76 @@ async def _raw_pieces(
                     else (rollup.NINF_FLAG, 3)
                 )
                 flat.extend((kid, 0.0, 0.0, 0, flag, 0.0, code, seq, step, t))
+
+
+NUMERIC_KINDS = ("number", "bool")
+TYPED_KINDS = ("histogram", "tensor", "image")
+
+
+async def series(
+    conn: AsyncConnection,
+    run_pk: int,
+    wanted: list[str] | None,
+    min_step: int | None,
+    max_step: int | None,
+    samples: int,
+) -> dict[str, dict[str, list[Any]]]:
+    """Downsampled series of the ``wanted`` keys (every numeric key when None), over steps
+    [``min_step``, ``max_step``] (default: the keys' whole range); a key the run does not
+    have, or that is not numeric, gets empty lists."""
+    if wanted is None:
+        index = {k["key"]: k for k in await key_index(conn, run_pk)}
+        wanted = [k for k, v in index.items() if v["kind"] in NUMERIC_KINDS]
+    else:
+        index = await keys_named(conn, run_pk, wanted)
+    present = [
+        (k, index[k]["_id"]) for k in wanted if k in index and index[k]["kind"] in NUMERIC_KINDS
+    ]
+    out: dict[str, dict[str, list[Any]]] = {
+        k: {"step": [], "value": [], "min": [], "max": [], "time": []} for k in wanted
+    }
+    if present:
+        lo = min_step if min_step is not None else min(index[k]["first_step"] for k, _ in present)
+        hi = max_step if max_step is not None else max(index[k]["last_step"] for k, _ in present)
+        if lo <= hi:
+            out.update(await downsample(conn, run_pk, present, lo, hi, samples))
+    return out
+
+
+async def typed_key(conn: AsyncConnection, run: Any, key: str) -> dict[str, Any]:
+    """The key-index entry of a histogram, tensor or image key of the run: NotFound when the
+    run has no such key, Invalid when its values are of another kind."""
+    info = (await keys_named(conn, run.pk, [key])).get(key)
+    if info is None or STAT_SEPARATOR in key:
+        raise NotFound(f"run {run.id!r} has no key {key!r}")
+    if info["kind"] not in TYPED_KINDS:
+        raise Invalid(f"key {key!r} holds {info['kind']} values, not histograms")
+    return info
+
+
+async def histogram_series(
+    conn: AsyncConnection, run_pk: int, info: dict[str, Any], lo: int, hi: int, samples: int
+) -> dict[str, Any]:
+    """A typed key's values over steps [lo, hi], at most ``samples`` of them (a heatmap's):
+    ``bins`` and ``counts`` for a histogram, else the values themselves."""
+    points = await typed_series(conn, run_pk, info["_id"], lo, hi, samples)
+    histogram = info["kind"] == "histogram"
+    out: dict[str, Any] = {"key": info["key"], "kind": info["kind"], "step": [], "time": []}
+    if histogram:
+        out["bins"], out["counts"] = [], []
+    else:
+        out["values"] = []
+    for step, t, value in points:
+        if histogram:
+            if type(value) is not dict or value.get("_type") != "histogram":
+                continue
+            out["bins"].append(value["bins"])
+            out["counts"].append(value["counts"])
+        else:
+            out["values"].append(value)
+        out["step"].append(step)
+        out["time"].append(t)
+    return out
 
 
 def clamp_samples(samples: int | None, default: int = 1000) -> int:

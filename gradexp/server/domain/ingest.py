@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import threading
 import time
 from collections import OrderedDict, namedtuple
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from sqlalchemy.engine import Connection, Dialect
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound
+from gradexp.server.domain.runs import run_not_found
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -212,30 +214,61 @@ def _select_run(conn: Connection, by: str, value: Any) -> Any:
     return None if row is None else _RunRow(*row)
 
 
-# project id -> owner id. A project never changes owner, so this never goes stale; reads and
-# writes of a dict entry are atomic under the GIL (the writer thread and readers share it).
-_project_owners: dict[int, int] = {}
+class ProjectOwners:
+    """Per-process map ``project id -> owner id``, for the access check of every batch.
+
+    A project never changes owner, so an entry never goes stale. Bounded LRU over projects.
+    Used inside write transactions, which run on the SQLite writer thread or on the event
+    loop (PostgreSQL, MySQL), hence the lock (uncontended: one lookup per batch).
+    """
+
+    def __init__(self, max_projects: int = 10_000) -> None:
+        self._owners: OrderedDict[int, int] = OrderedDict()
+        self._max = max_projects
+        self._lock = threading.Lock()
+
+    def get(self, project_id: int) -> int | None:
+        """The owner of a project, if known."""
+        with self._lock:
+            owner = self._owners.get(project_id)
+            if owner is not None:
+                self._owners.move_to_end(project_id)
+            return owner
+
+    def add(self, project_id: int, owner_id: int) -> None:
+        """Remember a project's owner."""
+        with self._lock:
+            self._owners[project_id] = owner_id
+            if len(self._owners) > self._max:
+                self._owners.popitem(last=False)
 
 
 def ingest_batch(
-    conn: Connection, kind: str, user_id: int, run_id: str, batch: Batch, key_ids: dict[str, int]
+    conn: Connection,
+    kind: str,
+    user_id: int,
+    run_id: str,
+    batch: Batch,
+    key_ids: dict[str, int],
+    owners: ProjectOwners,
 ) -> IngestResult:
-    """Lock the caller's run ``run_id`` (404 if it is missing or not theirs) and apply ``batch``.
+    """Lock the caller's run ``run_id`` (NotFound if it is missing or not theirs) and apply
+    ``batch``; ``owners``: the process's cache of project owners.
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
     run = _select_run(conn, "id", run_id)
     if run is not None:
-        owner = _project_owners.get(run.project_id)
+        owner = owners.get(run.project_id)
         if owner is None:
             owner = conn.execute(
                 select(s.projects.c.owner_id).where(s.projects.c.id == run.project_id)
             ).scalar_one()
-            _project_owners[run.project_id] = owner
+            owners.add(run.project_id, owner)
         if owner != user_id:
             run = None
     if run is None:
-        raise NotFound(f"run {run_id!r} not found", code="run_not_found")
+        raise run_not_found(run_id)
     return _apply(conn, kind, run, batch, key_ids)
 
 
@@ -459,6 +492,7 @@ def _files_upsert(kind: str) -> Any:
 
 # Upserts for the hot path, compiled once per dialect to driver SQL with positional
 # parameters: executemany with tuples skips SQLAlchemy's per-row parameter processing.
+# Memos of code, not data: keyed by (table, database kind), so six entries at most.
 _UPSERT_SQL: dict[tuple[str, str], str] = {}
 _UPSERT_STMT: dict[tuple[str, str], Any] = {}
 ROLLUP_COLUMNS = (

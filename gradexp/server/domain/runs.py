@@ -14,30 +14,15 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Double,
-    Row,
-    String,
-    Text,
-    case,
-    cast,
-    func,
-    insert,
-    literal,
-    literal_column,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Row, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp._protocol import STAT_SEPARATOR
+from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from gradexp.server.domain.names import project_name_problem, run_id_problem
-from gradexp.server.http.auth import User
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, insert_ignore
 
@@ -77,6 +62,33 @@ async def find_run(conn: AsyncConnection, user: User, run_id: str) -> Row[Any]:
     if row is None or row.owner_id != user.id:
         raise run_not_found(run_id)
     return row
+
+
+async def run_by_pk(conn: AsyncConnection, run_pk: int) -> Row[Any]:
+    """A run's row (with its project and owner names) by primary key (no access check)."""
+    return (await conn.execute(run_query().where(s.runs.c.pk == run_pk))).one()
+
+
+async def project_runs(
+    conn: AsyncConnection, project_id: int, *, touched_since: float | None = None
+) -> list[Row[Any]]:
+    """A project's run rows; with ``touched_since``, only the runs that can have news since
+    then: running ones (they may progress, or go quiet and read as crashed) and any
+    updated since."""
+    query = run_query().where(s.runs.c.project_id == project_id)
+    if touched_since is not None:
+        query = query.where(or_(s.runs.c.state == "running", s.runs.c.updated_at >= touched_since))
+    return list((await conn.execute(query)).all())
+
+
+async def heartbeat(db: Database, run_pk: int) -> None:
+    """Mark the run alive now."""
+    now = time.time()
+
+    def write(conn: Connection) -> None:
+        conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
+
+    await db.write(write)
 
 
 def effective_state(row: Any, crash_after: float, now: float | None = None) -> str:
@@ -299,120 +311,3 @@ def _create_or_resume(
     conn.execute(update(s.runs).where(s.runs.c.pk == row.pk).values(**values))
     updated = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
     return False, updated
-
-
-# --- ordering by a summary or config value (the runs table's chosen columns) ---------------
-
-VALUE_ORDER_PREFIXES = ("summary:", "config:")
-
-# JSON type names per dialect (as ``_json_typed`` reports them): numbers, booleans, the
-# name of true, JSON null.
-_TYPE_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str, str]] = {
-    "sqlite": (("integer", "real"), ("true", "false"), "true", "null"),
-    "postgresql": (("number",), ("true", "false"), "true", "null"),
-    "mysql": (
-        ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL"),
-        ("TRUE", "FALSE"),
-        "TRUE",
-        "NULL",
-    ),
-}
-
-
-def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
-    """ORDER BY terms for ``summary:KEY`` or ``config:a.b`` (a dotted path into the config).
-
-    Values are JSON inside text columns, so each dialect extracts them its own way (SQLite
-    ``json_extract``, PostgreSQL ``jsonb``, MySQL/MariaDB ``JSON_EXTRACT``). The order is
-    the one a person expects from a column of numbers, in either direction: numbers (and
-    booleans, as 0/1) by value, then anything else (strings, non-finite floats) by text,
-    then runs without the value, last both ways.
-
-    A summary value is the run's explicit ``summary`` entry if it has one, else the last
-    logged value of that key (``run_keys.last_value``, found through its unique index). A
-    config column is the top-level key if one has that exact (dotted) name, else the
-    nested path.
-    """
-    source, _, name = spec.partition(":")
-    candidates: list[tuple[Any, list[str]]] = []  # (JSON text, path): the first present wins
-    if source == "summary":
-        candidates.append((s.runs.c.summary, [name]))
-        last_value = (
-            select(s.run_keys.c.last_value)
-            .where(s.run_keys.c.run_pk == s.runs.c.pk, s.run_keys.c.key_name == name)
-            .scalar_subquery()
-        )
-        candidates.append((last_value, []))
-    else:
-        candidates.append((s.runs.c.config, [name]))
-        if "." in name:
-            candidates.append((s.runs.c.config, name.split(".")))
-    typed = [_json_typed(kind, doc, path) for doc, path in candidates]
-    type_, value, text = typed[-1]
-    for t, v, x in reversed(typed[:-1]):
-        found = t.is_not(None)  # JSON null counts as present: it was set explicitly
-        type_ = case((found, t), else_=type_)
-        value = case((found, v), else_=value)
-        text = case((found, x), else_=text)
-    numeric, boolean, true_name, null_name = _TYPE_NAMES[kind]
-    rank = case(
-        (type_.in_(numeric + boolean), literal(0)),
-        (or_(type_.is_(None), type_ == null_name), literal(2)),
-        else_=literal(1),
-    )
-    number = case(
-        (type_.in_(numeric), _as_double(kind, value)),
-        (type_ == true_name, literal(1.0, Double)),
-        (type_.in_(boolean), literal(0.0, Double)),
-        else_=literal(None, Double),
-    )
-    label = case((type_.in_(numeric + boolean), literal(None, String)), else_=text)
-    if descending:
-        return [rank.asc(), number.desc(), label.desc()]
-    return [rank.asc(), number.asc(), label.asc()]
-
-
-def _json_typed(kind: str, doc: Any, path: list[str]) -> tuple[Any, Any, Any]:
-    """(type name, value, text) of the JSON value at ``path`` in the JSON text ``doc``;
-    the type is SQL NULL where there is no value. Booleans are typed by their value
-    ("true"/"false") in every dialect, so they can sort as 1/0."""
-    if kind == "sqlite":
-        if any('"' in part for part in path):
-            # SQLite's JSON paths cannot escape a double quote in a member name: such a
-            # key sorts as missing rather than matching the wrong value.
-            none = literal(None, String)
-            return none, none, none
-        jpath = "$" + "".join(f'."{part}"' for part in path)
-        value = func.json_extract(doc, jpath)
-        return func.json_type(doc, jpath), value, cast(value, String)
-    if kind == "postgresql":
-        jdoc = cast(doc, JSONB)
-        parts = [literal(p, Text) for p in path]
-        node = func.jsonb_extract_path(jdoc, *parts) if parts else jdoc
-        as_text = (
-            func.jsonb_extract_path_text(jdoc, *parts)
-            if parts
-            else jdoc.op("#>>")(literal_column("'{}'::text[]"))
-        )
-        base = func.jsonb_typeof(node)
-        is_true = node == cast(literal("true"), JSONB)
-        type_ = case((base == "boolean", case((is_true, "true"), else_="false")), else_=base)
-        return type_, as_text, as_text
-    # MySQL / MariaDB: member names quoted in the path, quotes and backslashes escaped.
-    jpath = "$" + "".join(
-        '."' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in path
-    )
-    node = func.json_extract(doc, jpath)
-    as_text = func.json_unquote(node)
-    base = func.json_type(node)
-    type_ = case((base == "BOOLEAN", case((as_text == "true", "TRUE"), else_="FALSE")), else_=base)
-    return type_, as_text, as_text
-
-
-def _as_double(kind: str, value: Any) -> Any:
-    """A JSON number, as the dialect extracted it, as a double (numeric, not text, order)."""
-    if kind == "mysql":
-        # SQLAlchemy skips CAST(... AS DOUBLE) on MySQL (old servers lack it); adding a
-        # float zero converts the number's text to a double on every MySQL and MariaDB.
-        return value.op("+")(literal_column("0e0"))
-    return cast(value, Double)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gradexp._protocol import MAX_BODY_BYTES, MAX_DECOMPRESSED_BYTES
@@ -71,3 +73,14 @@ def _too_large(limit: int) -> HttpError:
         "payload_too_large",
         f"the request body is over {limit // (1024 * 1024)} MiB: send smaller batches",
     )
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """A small JSON object body (the keys and token APIs); 400 for anything else."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise HttpError(400, "bad_json", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, "bad_request", "the request body must be a JSON object")
+    return body

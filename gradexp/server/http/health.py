@@ -1,30 +1,26 @@
-"""Non-API paths: the health check. (The web UI's pages are in ``routes_ui.py``.)"""
+"""The health check: ``GET /healthz`` (no auth, no database)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from aiohttp import web
 
 from gradexp._protocol import VERSION
-from gradexp.server.domain.decode_pool import shared_pool
 from gradexp.server.http.errors import json_response
+from gradexp.server.http.state import app_state
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: no auth, no database. ``streams``: live (SSE) streams open in this process;
-    ``worker_batches``: ingest batches its decode workers have decoded (decode_pool.py)."""
-    state = request.app.get("state")
-    streams = state.notifier.open_streams if state is not None else 0
+    """Liveness. ``streams``: live (SSE) streams open in this process; ``worker_batches``:
+    ingest batches its decode workers have decoded (domain/decode_pool.py)."""
+    state = app_state(request)
     return json_response(
         {
             "ok": True,
             "version": VERSION,
-            "streams": streams,
-            "worker_batches": shared_pool().decoded_in_workers,
+            "streams": state.notifier.open_streams,
+            "worker_batches": state.decode_pool.decoded_in_workers,
         }
     )

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
 
 from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
+from gradexp.server.domain import files
 from gradexp.server.domain.bodies import parse_json
-from gradexp.server.domain.decode_pool import shared_pool
 from gradexp.server.domain.ingest import ingest_batch
 from gradexp.server.domain.runs import (
     check_run_id,
     create_or_resume,
     find_run,
+    heartbeat,
     run_objects,
     validate_run_body,
 )
 from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
+from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, json_response
-from gradexp.server.http.state import AppState, base_url
-from gradexp.server.storage import schema as s
-from gradexp.server.storage.db import insert_ignore
+from gradexp.server.http.state import app_state, public_url
 from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
 
 routes = web.RouteTableDef()
@@ -35,13 +32,14 @@ MAX_RUN_BODY = 1024 * 1024  # a run description (config included)
 @routes.put(API_PREFIX + "/runs/{run_id}")
 async def put_run(request: web.Request) -> web.Response:
     """Create or resume a run (idempotent per ``attempt``)."""
-    state: AppState = request.app["state"]
-    user = request["user"]
+    state = app_state(request)
     raw = await read_body(request, max_body=MAX_RUN_BODY, max_decompressed=4 * MAX_RUN_BODY)
     body = validate_run_body(parse_json(raw))
-    created, row = await create_or_resume(state.db, user, request.match_info["run_id"], body)
+    created, row = await create_or_resume(
+        state.db, request["user"], request.match_info["run_id"], body
+    )
     async with state.db.read() as conn:
-        (obj,) = await run_objects(conn, [row], base_url(request), state.settings.crash_after)
+        (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
     state.notifier.notify(row.project_id, row.pk)
     return json_response(
         {"run": obj, "acked_seq": row.acked_seq, "last_step": row.last_step},
@@ -49,27 +47,33 @@ async def put_run(request: web.Request) -> web.Response:
     )
 
 
-async def _owned_run(state: AppState, request: web.Request) -> Any:
-    async with state.db.read() as conn:
+async def _owned_run(request: web.Request) -> Any:
+    async with app_state(request).db.read() as conn:
         return await find_run(conn, request["user"], request.match_info["run_id"])
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/records")
 async def post_records(request: web.Request) -> web.Response:
     """Ingest one batch: validate everything first, then one transaction, then the ack."""
-    state: AppState = request.app["state"]
+    state = app_state(request)
     # The body as sent (size-checked, 415 for an unknown encoding); the decode pool
     # inflates and decodes it, in a worker process when it is big enough to pay.
     body = await read_body(request, inflate=False)
     gzip = body_is_gzip(request.headers.get("Content-Encoding", ""))
-    batch = await shared_pool().decode(body, gzip)
+    batch = await state.decode_pool.decode(body, gzip)
     run_id = check_run_id(request.match_info["run_id"])
-    known_ids = dict(state.key_cache.get(run_id))  # a private copy for the writer thread
+    known_ids = dict(state.key_ids.get(run_id))  # a private copy for the writer thread
     result = await state.db.write(
-        ingest_batch, state.db.kind, request["user"].id, run_id, batch, known_ids
+        ingest_batch,
+        state.db.kind,
+        request["user"].id,
+        run_id,
+        batch,
+        known_ids,
+        state.project_owners,
     )
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
-    state.key_cache.add(run_id, result.key_ids)
+    state.key_ids.add(run_id, result.key_ids)
     if result.applied:
         state.notifier.notify(result.project_id, result.run_pk)
     if result.finished:
@@ -77,20 +81,11 @@ async def post_records(request: web.Request) -> web.Response:
     return json_response({"acked_seq": result.acked_seq})
 
 
-def _heartbeat(conn: Connection, run_pk: int, now: float) -> None:
-    conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
-
-
-def _record_blob(conn: Connection, kind: str, values: dict[str, Any]) -> None:
-    conn.execute(insert_ignore(kind, s.blobs).values(**values))
-
-
 @routes.post(API_PREFIX + "/runs/{run_id}/heartbeat")
 async def post_heartbeat(request: web.Request) -> web.Response:
     """Mark the run alive."""
-    state: AppState = request.app["state"]
-    run = await _owned_run(state, request)
-    await state.db.write(_heartbeat, run.pk, time.time())
+    run = await _owned_run(request)
+    await heartbeat(app_state(request).db, run.pk)
     return json_response({"acked_seq": run.acked_seq})
 
 
@@ -103,22 +98,18 @@ def _sha(request: web.Request) -> str:
     return sha
 
 
-async def _blob_row(state: AppState, run_pk: int, sha: str) -> Any:
-    async with state.db.read() as conn:
-        return (
-            await conn.execute(
-                select(s.blobs).where(s.blobs.c.run_pk == run_pk, s.blobs.c.sha256 == sha)
-            )
-        ).first()
+async def _blob_row(request: web.Request, run_pk: int, sha: str) -> Any:
+    async with app_state(request).db.read() as conn:
+        return await files.find_blob(conn, run_pk, sha)
 
 
 @routes.put(API_PREFIX + "/runs/{run_id}/blobs/{sha256}")
 async def put_blob(request: web.Request) -> web.Response:
     """Store a blob by content hash; a second PUT of the same hash stores nothing."""
-    state: AppState = request.app["state"]
+    state = app_state(request)
     sha = _sha(request)
-    run = await _owned_run(state, request)
-    existing = await _blob_row(state, run.pk, sha)
+    run = await _owned_run(request)
+    existing = await _blob_row(request, run.pk, sha)
     if existing is not None:
         return json_response({"sha256": sha, "size": existing.size, "created": False})
     length = request.content_length
@@ -138,27 +129,16 @@ async def put_blob(request: web.Request) -> web.Response:
         ) from None
     except BlobTooLarge:
         raise HttpError(413, "payload_too_large", "blobs are limited to 4 GiB") from None
-    await state.db.write(
-        _record_blob,
-        state.db.kind,
-        {
-            "run_pk": run.pk,
-            "sha256": sha,
-            "size": size,
-            "content_type": content_type[:255],
-            "created_at": time.time(),
-        },
-    )
+    await files.record_blob(state.db, run.pk, sha, size, content_type)
     return json_response({"sha256": sha, "size": size, "created": True}, status=201)
 
 
 @routes.route("HEAD", API_PREFIX + "/runs/{run_id}/blobs/{sha256}")
 async def head_blob(request: web.Request) -> web.Response:
     """200 when the blob is stored, else 404 (so a client can skip an upload)."""
-    state: AppState = request.app["state"]
     sha = _sha(request)
-    run = await _owned_run(state, request)
-    row = await _blob_row(state, run.pk, sha)
+    run = await _owned_run(request)
+    row = await _blob_row(request, run.pk, sha)
     if row is None:
         raise HttpError(404, "not_found", "no such blob")
     return web.Response(status=200, headers={"Content-Length": str(row.size)})
@@ -167,29 +147,9 @@ async def head_blob(request: web.Request) -> web.Response:
 @routes.get(API_PREFIX + "/runs/{run_id}/blobs/{sha256}", allow_head=False)
 async def get_blob(request: web.Request) -> web.StreamResponse:
     """The blob's bytes."""
-    state: AppState = request.app["state"]
     sha = _sha(request)
-    run = await _owned_run(state, request)
-    row = await _blob_row(state, run.pk, sha)
+    run = await _owned_run(request)
+    row = await _blob_row(request, run.pk, sha)
     if row is None:
         raise HttpError(404, "not_found", "no such blob")
     return await stream_object(request, blob_key(run.project_id, run.id, sha), row.content_type)
-
-
-async def stream_object(
-    request: web.Request, key: str, content_type: str, filename: str | None = None
-) -> web.StreamResponse:
-    """Send an object from the store without holding it in memory."""
-    state: AppState = request.app["state"]
-    found = await state.objects.stream(key)
-    if found is None:
-        raise HttpError(404, "not_found", "the object is missing from the object store")
-    size, chunks = found
-    resp = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(size)})
-    if filename:
-        resp.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    await resp.prepare(request)
-    async for chunk in chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
-    return resp

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ColumnElement
 
-from gradexp.server.settings import async_db_url, db_kind, sqlite_path
+from gradexp.server.storage.urls import async_db_url, db_kind, sqlite_path
 
 log = logging.getLogger("gradexp.server")
 
@@ -412,3 +412,8 @@ def _multi_row_sql(kind: str, sql: str, nrows: int) -> str:
     else:
         groups = ["(" + ", ".join(items) + ")"] * nrows
     return f"{head} VALUES {', '.join(groups)}{tail}"
+
+
+def inserted_id(result: Any) -> int:
+    """The primary key an ``INSERT`` of one row assigned."""
+    return int(result.inserted_primary_key[0])

@@ -7,15 +7,16 @@ client-supplied name ever becomes a file path:
     projects/<project_id>/runs/<run_id>/blobs/<sha256>
     projects/<project_id>/runs/<run_id>/history.parquet
 
-S3 settings come from the standard AWS environment variables (``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``
-for any S3-compatible store). Plain http is allowed only for a loopback endpoint.
+S3 settings come from the standard AWS environment variables: the server's settings read
+the endpoint (``AWS_ENDPOINT_URL``, for any S3-compatible store) and the region
+(``AWS_REGION`` / ``AWS_DEFAULT_REGION``) and pass them in; obstore reads the credentials
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``). Plain http is allowed only for a
+loopback endpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,21 +46,20 @@ def _is_loopback(host: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or (host or "").startswith("127.")
 
 
-def describe_store(url: str) -> str:
+def describe_store(url: str, endpoint: str | None = None) -> str:
     """The store, as the start banner prints it."""
     if url.startswith("s3://"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         return f"{url} (endpoint {endpoint})" if endpoint else f"{url} (AWS)"
     return f"local folder {url}"
 
 
-def open_store(url: str) -> Any:
-    """An obstore store for ``s3://bucket/prefix``, ``file:///path`` or a plain folder path."""
+def open_store(url: str, endpoint: str | None = None, region: str | None = None) -> Any:
+    """An obstore store for ``s3://bucket/prefix``, ``file:///path`` or a plain folder path
+    (``endpoint`` and ``region``: an S3 store's, when not AWS's defaults)."""
     if url.startswith("s3://"):
         parts = urlsplit(url)
         if not parts.netloc:
             raise ValueError(f"the store URL {url!r} names no bucket: use s3://BUCKET/PREFIX")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         config: dict[str, Any] = {}
         client_options: dict[str, Any] = {}
         if endpoint:
@@ -70,7 +70,6 @@ def open_store(url: str) -> Any:
                         f"refusing plain http to a non-loopback S3 endpoint ({endpoint}): use https"
                     )
                 client_options["allow_http"] = True
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if region:
             config["region"] = region
         prefix = parts.path.strip("/") or None
@@ -107,9 +106,9 @@ def export_key(project_id: int, run_id: str) -> str:
 class ObjectStore:
     """Async access to the configured store."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, endpoint: str | None = None, region: str | None = None) -> None:
         self.url = url
-        self.store = open_store(url)
+        self.store = open_store(url, endpoint, region)
 
     async def put(self, key: str, data: bytes) -> None:
         """Write a whole object."""
