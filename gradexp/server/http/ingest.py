@@ -21,6 +21,7 @@ from gradexp.server.domain.runs import (
 from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
 from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, json_response
+from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
 from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
 
@@ -36,7 +37,7 @@ async def put_run(request: web.Request) -> web.Response:
     raw = await read_body(request, max_body=MAX_RUN_BODY, max_decompressed=4 * MAX_RUN_BODY)
     body = validate_run_body(parse_json(raw))
     created, row = await create_or_resume(
-        state.db, request["user"], request.match_info["run_id"], body
+        state.db, request[USER], request.match_info["run_id"], body
     )
     async with state.db.read() as conn:
         (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
@@ -49,7 +50,7 @@ async def put_run(request: web.Request) -> web.Response:
 
 async def _owned_run(request: web.Request) -> Any:
     async with app_state(request).db.read() as conn:
-        return await find_run(conn, request["user"], request.match_info["run_id"])
+        return await find_run(conn, request[USER], request.match_info["run_id"])
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/records")
@@ -66,7 +67,7 @@ async def post_records(request: web.Request) -> web.Response:
     result = await state.db.write(
         ingest_batch,
         state.db.kind,
-        request["user"].id,
+        request[USER].id,
         run_id,
         batch,
         known_ids,

@@ -11,11 +11,11 @@ from gradexp._protocol import API_PREFIX
 from gradexp.server.domain.accounts.keys import create_user_key, list_user_keys, revoke_user_key
 from gradexp.server.domain.accounts.sessions import Session
 from gradexp.server.domain.accounts.tokens import same_secret
-from gradexp.server.domain.accounts.users import User
 from gradexp.server.http import auth_pages as pages
 from gradexp.server.http.bodies import read_json_object
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.sessions import (
+    USER,
     current_session,
     read_form,
     same_origin,
@@ -123,7 +123,7 @@ def _key_json(row: dict[str, Any], current: int | None = None) -> dict[str, Any]
 @routes.get(API_PREFIX + "/api-keys")
 async def api_keys_list(request: web.Request) -> web.Response:
     """The caller's API keys, newest first (no secrets)."""
-    user: User = request["user"]
+    user = request[USER]
     rows = await list_user_keys(app_state(request).db, user.id)
     return json_response({"keys": [_key_json(r, user.key_id) for r in rows]})
 
@@ -131,7 +131,7 @@ async def api_keys_list(request: web.Request) -> web.Response:
 @routes.post(API_PREFIX + "/api-keys")
 async def api_keys_create(request: web.Request) -> web.Response:
     """``{"name": "laptop"}`` -> ``201 {"api_key": "gx_...", "key": {...}}`` (shown once)."""
-    user: User = request["user"]
+    user = request[USER]
     body = await read_json_object(request)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -147,7 +147,7 @@ async def api_keys_create(request: web.Request) -> web.Response:
 @routes.delete(API_PREFIX + r"/api-keys/{key_id:\d{1,18}}")
 async def api_keys_revoke(request: web.Request) -> web.Response:
     """Revoke one of the caller's keys (it may be the key making this request)."""
-    user: User = request["user"]
+    user = request[USER]
     row = await revoke_user_key(app_state(request).db, user.id, int(request.match_info["key_id"]))
     if row is None:
         raise HttpError(404, "not_found", "no such API key among yours")

@@ -29,6 +29,7 @@ from gradexp.server.domain.runs import (
 )
 from gradexp.server.http.errors import HttpError
 from gradexp.server.http.params import owned_project_id
+from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
 
 log = logging.getLogger("gradexp.server.live")
@@ -53,7 +54,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     if after < 0:
         raise HttpError(400, "bad_request", "Last-Event-ID / after_seq must be >= 0")
     async with state.db.read() as conn:
-        run = await find_run(conn, request["user"], request.match_info["run_id"])
+        run = await find_run(conn, request[USER], request.match_info["run_id"])
     return await stream_run(request, run, after)
 
 

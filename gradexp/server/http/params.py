@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gradexp.server.domain.projects import owned_project
 from gradexp.server.http.errors import HttpError
+from gradexp.server.http.sessions import USER
 
 
 def int_param(
@@ -51,5 +52,5 @@ def page_offset(raw: str | None) -> int:
 async def owned_project_id(request: web.Request, conn: Any) -> int:
     """The id of the path's ``{owner}/{project}`` if the caller may see it, else 404."""
     return await owned_project(
-        conn, request["user"], request.match_info["owner"], request.match_info["project"]
+        conn, request[USER], request.match_info["owner"], request.match_info["project"]
     )

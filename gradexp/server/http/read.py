@@ -13,6 +13,7 @@ from gradexp.server.domain.runs import find_run, run_objects
 from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.params import int_param, keys_param, owned_project_id, page_offset
+from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
 from gradexp.server.storage.objects import blob_key, export_key
 
@@ -22,7 +23,7 @@ routes = web.RouteTableDef()
 @routes.get(API_PREFIX + "/viewer")
 async def viewer(request: web.Request) -> web.Response:
     """The caller and the key they used."""
-    user = request["user"]
+    user = request[USER]
     key = {"name": user.key_name, "prefix": user.key_prefix} if user.key_id is not None else None
     return json_response({"user": {"id": user.id, "name": user.name}, "key": key})
 
@@ -31,7 +32,7 @@ async def viewer(request: web.Request) -> web.Response:
 async def get_projects(request: web.Request) -> web.Response:
     """The caller's projects, most recently active first."""
     async with app_state(request).db.read() as conn:
-        projects = await list_projects(conn, request["user"])
+        projects = await list_projects(conn, request[USER])
     return json_response({"projects": projects})
 
 
@@ -71,7 +72,7 @@ async def get_run(request: web.Request) -> web.Response:
     """One run object."""
     state = app_state(request)
     async with state.db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
     return json_response(obj)
 
@@ -80,7 +81,7 @@ async def get_run(request: web.Request) -> web.Response:
 async def get_keys(request: web.Request) -> web.Response:
     """The run's key index."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         keys = await history.key_index(conn, row.pk)
     for k in keys:
         del k["_id"]
@@ -95,7 +96,7 @@ async def get_history(request: web.Request) -> web.Response:
     min_step = int_param(request, "min_step", None, minimum=0)
     max_step = int_param(request, "max_step", None, minimum=0)
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         series = await history.series(conn, row.pk, wanted, min_step, max_step, samples)
     return json_response({"series": series})
 
@@ -106,7 +107,7 @@ async def get_history_rows(request: web.Request) -> web.Response:
     wanted = keys_param(request)
     limit = min(int_param(request, "limit", 10_000, minimum=1) or 10_000, 100_000)
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         rows, next_after = await history.read_rows(
             conn,
             row.pk,
@@ -128,7 +129,7 @@ async def get_histograms(request: web.Request) -> web.Response:
         raise HttpError(400, "bad_request", "pass the histogram's key: ?key=NAME")
     samples = history.clamp_samples(int_param(request, "samples", None, minimum=1), default=200)
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         info = await history.typed_key(conn, row, key)
         lo = int_param(request, "min_step", info["first_step"], minimum=0)
         hi = int_param(request, "max_step", info["last_step"], minimum=0)
@@ -142,7 +143,7 @@ async def get_histograms(request: web.Request) -> web.Response:
 async def get_files(request: web.Request) -> web.Response:
     """The run's file index."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         listing = await files.list_files(conn, row.pk)
     return json_response({"files": listing})
 
@@ -151,7 +152,7 @@ async def get_files(request: web.Request) -> web.Response:
 async def get_file(request: web.Request) -> web.StreamResponse:
     """A run file's bytes (looked up in the index: the path never touches the filesystem)."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
         entry = await files.find_file(conn, row, request.match_info["path"])
     return await stream_object(
         request, blob_key(row.project_id, row.id, entry.sha256), entry.content_type
@@ -163,7 +164,7 @@ async def get_parquet(request: web.Request) -> web.StreamResponse:
     """The run's history as Parquet: the stored export when current, else made now."""
     state = app_state(request)
     async with state.db.read() as conn:
-        row = await find_run(conn, request["user"], request.match_info["run_id"])
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
     key = export_key(row.project_id, row.id)
     filename = f"{row.id}-history.parquet"
     if (

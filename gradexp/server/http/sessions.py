@@ -29,6 +29,11 @@ from gradexp.server.domain.accounts.users import User
 from gradexp.server.http.errors import HttpError
 from gradexp.server.http.state import app_state, public_url
 
+#: The caller of an API request (set by the auth middleware: ``http/auth.py``).
+USER = web.RequestKey("user", User)
+#: The request's signed-in session, looked up once per request.
+_SESSION = web.RequestKey[sessions.Session | None]("session")
+
 LOGIN_COOKIE = "gradexp_login"  # the pre-session CSRF token of sign-in and setup forms
 LOGIN_COOKIE_AGE = 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,14 +51,13 @@ def secure(request: web.Request) -> bool:
 
 async def current_session(request: web.Request) -> sessions.Session | None:
     """The signed-in session of this request (looked up once per request)."""
-    if "gx_session" not in request:
+    if _SESSION not in request:
         token = request.cookies.get(SESSION_COOKIE)
         state = app_state(request)
-        request["gx_session"] = (
+        request[_SESSION] = (
             await sessions.find_session(state.db, token, state.settings.policy) if token else None
         )
-    session: sessions.Session | None = request["gx_session"]
-    return session
+    return request[_SESSION]
 
 
 async def session_user(request: web.Request) -> User | None:

@@ -26,6 +26,7 @@ from gradexp.server.domain.runs import find_run
 from gradexp.server.domain.tensors import npy_bytes, parse_index, parse_npy, take_slice
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.params import owned_project_id
+from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state
 from gradexp.server.storage.objects import blob_key
 
@@ -41,7 +42,7 @@ async def _tensor_file(request: web.Request) -> tuple[Any, Any]:
     if not path:
         raise HttpError(400, "bad_request", "pass the tensor's file path: ?path=FILE")
     async with app_state(request).db.read() as conn:
-        run = await find_run(conn, request["user"], request.match_info["run_id"])
+        run = await find_run(conn, request[USER], request.match_info["run_id"])
         entry = await find_file(conn, run, path)
     return run, entry
 
