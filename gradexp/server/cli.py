@@ -295,10 +295,9 @@ def user_passwd(
 @click.argument("name")
 @click.option(
     "--url",
-    envvar="GRADEXP_PUBLIC_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The server's address as a browser reaches it (also GRADEXP_PUBLIC_URL).",
+    default=None,
+    help="The server's address as a browser reaches it. Default: GRADEXP_PUBLIC_URL, "
+    "else http://127.0.0.1:8080.",
 )
 @click.option(
     "--next",
@@ -312,7 +311,7 @@ def user_passwd(
 def user_login_link(
     ctx: click.Context,
     name: str,
-    url: str,
+    url: str | None,
     next_path: str | None,
     data: str | None,
     db: str | None,
@@ -330,8 +329,9 @@ def user_login_link(
     )
     from urllib.parse import urlencode
 
+    base = url or settings.public_url or "http://127.0.0.1:8080"
     query = {"token": token, **({"next": next_path} if next_path else {})}
-    click.echo(f"{url.rstrip('/')}/login/link?{urlencode(query)}")
+    click.echo(f"{base.rstrip('/')}/login/link?{urlencode(query)}")
 
 
 @user_group.command("list")

@@ -203,9 +203,9 @@ async def check_password(
 ) -> Account:
     """The account whose name and password these are, or Unauthorized ``wrong_password``.
 
-    Refuses (RateLimited ``locked``) without checking the password while this name is locked for this
-    address after repeated wrong passwords; a wrong name and a wrong password read the same
-    and cost the same time.
+    Refuses (RateLimited ``locked``) without checking the password while this name is
+    locked for this address after repeated wrong passwords; a wrong name and a wrong
+    password read the same and cost the same time.
     """
     wait = await locked_for(db, name, ip)
     if wait > 0:
