@@ -7,7 +7,7 @@ a same-run baseline: the bare SQL scan a server without rollups would need (ever
 the run, the key pulled out of the JSON by the database: ``json_extract`` on SQLite,
 ``->>`` on PostgreSQL), with no HTTP.
 
-Target (issue 3): <= 200 ms for 1M steps downsampled to 1,000 points.
+Target: <= 200 ms for 1M steps downsampled to 1,000 points.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ busy shared machine distorts least), and how it splits between its event-loop th
 (HTTP, small batches' decoding) and the rest: the SQLite writer thread and the worker
 processes that decode big batches (``GRADEXP_INGEST_WORKERS``; set it to 0 to compare).
 
-Target (issue 3): >= 100k steps/s into SQLite, p99 batch latency <= 250 ms.
+Target: >= 100k steps/s into SQLite, p99 batch latency <= 250 ms.
 """
 
 from __future__ import annotations
