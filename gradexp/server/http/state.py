@@ -38,7 +38,7 @@ class AppState:
     project_owners: ProjectOwners = field(default_factory=ProjectOwners)  # LRU, 10,000
     valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names
     arrays: ArrayCache = field(default_factory=ArrayCache)  # parsed tensors, 256 MiB
-    _shell: Shell | None = None  # the UI's page shell: one, read on first use
+    _shell: Shell | None = field(default=None, init=False, repr=False)  # see shell
 
     @property
     def shell(self) -> Shell:
