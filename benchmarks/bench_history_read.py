@@ -7,7 +7,7 @@ a same-run baseline: the bare SQL scan a server without rollups would need (ever
 the run, the key pulled out of the JSON by the database: ``json_extract`` on SQLite,
 ``->>`` on PostgreSQL), with no HTTP.
 
-Target (issue 3): <= 200 ms for 1M steps downsampled to 1,000 points.
+Target: <= 200 ms for 1M steps downsampled to 1,000 points.
 """
 
 from __future__ import annotations
@@ -32,16 +32,15 @@ BATCH = 5000
 
 async def fill(db_url: str) -> None:
     """Write the run ``bench`` of STEPS steps through the ingest path."""
-    from gradexp.server.admin import user_id
-    from gradexp.server.auth import User
-    from gradexp.server.batch import decode_batch
-    from gradexp.server.db import Database
-    from gradexp.server.ingest import apply_batch
-    from gradexp.server.runs import create_or_resume
+    from gradexp.server.domain.accounts.users import User, get_account
+    from gradexp.server.domain.batch import decode_batch
+    from gradexp.server.domain.ingest import apply_batch
+    from gradexp.server.domain.runs import create_or_resume
+    from gradexp.server.storage.db import Database
 
     db = Database(db_url)
     try:
-        user = User(id=await user_id(db, "bench"), name="bench")
+        user = User(id=(await get_account(db, "bench")).id, name="bench")
         _, row = await create_or_resume(
             db,
             user,
@@ -68,7 +67,7 @@ async def fill(db_url: str) -> None:
 
 async def bare_scan(db_url: str) -> float:
     """Seconds for the SQL scan of every row's ``loss`` (no HTTP)."""
-    from gradexp.server.db import Database
+    from gradexp.server.storage.db import Database
 
     db = Database(db_url)
     extract = (

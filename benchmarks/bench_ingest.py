@@ -24,7 +24,7 @@ busy shared machine distorts least), and how it splits between its event-loop th
 (HTTP, small batches' decoding) and the rest: the SQLite writer thread and the worker
 processes that decode big batches (``GRADEXP_INGEST_WORKERS``; set it to 0 to compare).
 
-Target (issue 3): >= 100k steps/s into SQLite, p99 batch latency <= 250 ms.
+Target: >= 100k steps/s into SQLite, p99 batch latency <= 250 ms.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ async def http_ingest(
 
 async def bare_insert(db_url: str, batch_steps: int, batches: int) -> float:
     """Same rows, same history table, executemany per batch, no HTTP: the floor."""
-    from gradexp.server.db import Database, placeholders
-    from gradexp.server.migrate import migrate
+    from gradexp.server.storage.db import Database, placeholders
+    from gradexp.server.storage.migrate import migrate
 
     db = Database(db_url)
     await migrate(db)

@@ -312,7 +312,7 @@ def demo(data: Path | None, port: int | None, steps: int) -> None:
       gradexp demo --data ./gx-demo --port 8080
     """
     try:
-        from gradexp.server.config import default_data_dir
+        from gradexp.server.settings import default_data_dir
     except ImportError as exc:
         raise click.ClickException(
             f'the demo needs the server extra ({exc.name} is missing): pip install "gradexp[server]"'

@@ -84,9 +84,10 @@ def wait_for_health(
 
 async def _bootstrap_user(db_url: str, name: str) -> str:
     """Migrate the database, create user ``name`` (no password) and return a new API key."""
-    from gradexp.server.admin import create_key, create_user
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import migrate
+    from gradexp.server.domain.accounts.keys import create_key
+    from gradexp.server.domain.accounts.users import create_user
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import migrate
 
     db = Database(db_url)
     try:

@@ -11,21 +11,39 @@ import logging
 import signal
 import sys
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from gradexp._protocol import MAX_BODY_BYTES, VERSION
-from gradexp.server.auth import make_auth_middleware
-from gradexp.server.config import ServerSettings, mask_url
-from gradexp.server.db import Database
-from gradexp.server.decode_pool import close_shared_pool
-from gradexp.server.errors import error_middleware
-from gradexp.server.export import Exporter
-from gradexp.server.ingest import KeyIdCache, tune_gc
-from gradexp.server.live import Notifier
-from gradexp.server.migrate import migrate
-from gradexp.server.objects import ObjectStore, describe_store
-from gradexp.server.state import AppState
+from gradexp.server.domain.accounts.codes import setup_token_if_needed
+from gradexp.server.domain.accounts.passwords import PasswordHasher
+from gradexp.server.domain.batch import ValidKeys
+from gradexp.server.domain.decode_pool import DecodePool
+from gradexp.server.domain.export import Exporter
+from gradexp.server.domain.ingest import tune_gc
+from gradexp.server.domain.notifier import Notifier
+from gradexp.server.http import (
+    authorize,
+    health,
+    ingest,
+    keys,
+    live,
+    read,
+    signin,
+    static,
+    ui,
+    ui_api,
+)
+from gradexp.server.http.auth import auth_middleware
+from gradexp.server.http.errors import error_middleware
+from gradexp.server.http.headers import add_security_headers
+from gradexp.server.http.state import STATE, AppState
+from gradexp.server.settings import ServerSettings
+from gradexp.server.storage.db import Database
+from gradexp.server.storage.migrate import migrate
+from gradexp.server.storage.objects import ObjectStore, describe_store
+from gradexp.server.storage.urls import mask_url
 
 log = logging.getLogger("gradexp.server")
 
@@ -38,38 +56,34 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
             before, after = await migrate(db)
             if before != after:
                 log.info("database schema upgraded from %s to %s", before or "empty", after)
-        objects = ObjectStore(settings.store_url)
+        objects = ObjectStore(settings.store_url, settings.s3_endpoint, settings.s3_region)
     except BaseException:
         await db.dispose()
         raise
+    valid_keys = ValidKeys()
     return AppState(
         settings=settings,
         db=db,
         objects=objects,
         notifier=Notifier(),
         exporter=Exporter(db, objects),
-        key_cache=KeyIdCache(),
+        decode_pool=DecodePool(settings.ingest_workers, valid_keys),
+        passwords=PasswordHasher(),
+        valid_keys=valid_keys,
     )
 
 
 def make_app(state: AppState) -> web.Application:
     """The web application over an opened state."""
-    from gradexp.server import routes_ingest, routes_live, routes_pages, routes_read, routes_ui
-
     app = web.Application(
-        middlewares=[error_middleware, make_auth_middleware()],
+        middlewares=[error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
-    app["state"] = state
-    app["db"] = state.db
-    app.add_routes(routes_pages.routes)
-    app.add_routes(routes_ingest.routes)
-    app.add_routes(routes_read.routes)
-    app.add_routes(routes_live.routes)
-    from gradexp.server import routes_auth
-
-    routes_auth.setup(app)  # sign-in, sessions, gradexp login's authorize flow, API keys
-    routes_ui.setup(app)  # the web UI: pages, assets, UI read endpoints, security headers
+    app[STATE] = state
+    for module in (health, ingest, read, live, signin, authorize, keys, static, ui, ui_api):
+        app.add_routes(module.routes)
+    # Every response, pages and API alike: the CSP and friends (http/headers.py).
+    app.on_response_prepare.append(add_security_headers)
 
     async def on_startup(_app: web.Application) -> None:
         state.exporter.start()
@@ -80,7 +94,8 @@ def make_app(state: AppState) -> web.Application:
     async def on_cleanup(_app: web.Application) -> None:
         await state.exporter.close()
         await state.db.dispose()
-        close_shared_pool()  # the ingest decode workers, if any started
+        state.decode_pool.close()  # the ingest decode workers, if any started
+        state.passwords.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
@@ -94,17 +109,30 @@ def banner(settings: ServerSettings, url: str) -> str:
         f"gradexp server {VERSION} is running: open {url}",
         f"  data dir      {settings.data_dir}",
         f"  database      {mask_url(settings.db_url)}",
-        f"  object store  {describe_store(settings.store_url)}",
+        f"  object store  {describe_store(settings.store_url, settings.s3_endpoint)}",
         "  stop with Ctrl+C",
     ]
     return "\n".join(lines)
+
+
+async def first_run_banner(state: AppState, url: str) -> str | None:
+    """What ``gradexp server`` prints on a database without users: a one-time setup link
+    (like Jupyter's token link) that lets the first visitor create the first account."""
+    token = await setup_token_if_needed(state.db, state.settings.policy)
+    if token is None:
+        return None
+    url = state.settings.public_url or url  # behind a proxy: the address people use
+    return (
+        "  no account yet: create the first one here (the link works once):\n"
+        f"    {url.rstrip('/')}/setup?{urlencode({'token': token})}"
+    )
 
 
 async def serve(settings: ServerSettings) -> None:
     """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
     state = await open_state(settings)
     app = make_app(state)
-    tune_gc()  # after the startup allocations: see gradexp.server.ingest.tune_gc
+    tune_gc()  # after the startup allocations: see domain/ingest.py
     # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
     runner = web.AppRunner(
         app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
@@ -122,9 +150,7 @@ async def serve(settings: ServerSettings) -> None:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     display = "127.0.0.1" if settings.host in ("0.0.0.0", "") else host
     print(banner(settings, f"http://{display}:{settings.port}"), flush=True)
-    from gradexp.server.routes_auth import first_run_banner
-
-    setup_line = await first_run_banner(state.db, f"http://{display}:{settings.port}")
+    setup_line = await first_run_banner(state, f"http://{display}:{settings.port}")
     if setup_line:
         print(setup_line, flush=True)
 

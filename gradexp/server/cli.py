@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gradexp.server.config import ServerSettings, resolve_settings
+from gradexp.server.settings import ServerSettings, resolve_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,10 +70,13 @@ T = TypeVar("T")
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     # The CLI owns its thread: no loop is running here, so asyncio.run is right.
-    from gradexp.server.migrate import MigrationError
+    from gradexp.server.domain.errors import DomainError
+    from gradexp.server.storage.migrate import MigrationError
 
     try:
         return asyncio.run(coro)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
     except (ValueError, MigrationError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -81,8 +84,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import migrate
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import migrate
 
     db = Database(settings.db_url)
     try:
@@ -127,7 +130,7 @@ def server(
     if ctx.invoked_subcommand is not None:
         return
     from gradexp.server.app import run
-    from gradexp.server.migrate import MigrationError
+    from gradexp.server.storage.migrate import MigrationError
 
     settings = _settings(ctx, data, db, store, host=host, port=port)
     try:
@@ -145,8 +148,8 @@ def migrate_command(
     ctx: click.Context, data: str | None, db: str | None, store: str | None
 ) -> None:
     """Upgrade the database schema to this version (the server also does it at start)."""
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import migrate
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import migrate
 
     settings = _settings(ctx, data, db, store)
 
@@ -173,7 +176,8 @@ def _read_new_password(password_stdin: bool, what: str) -> str | None:
     """A new password: one line from stdin, or asked twice on a terminal (None: neither)."""
     import sys
 
-    from gradexp.server.accounts import AccountError, check_new_password
+    from gradexp.server.domain.accounts.passwords import check_new_password
+    from gradexp.server.domain.errors import DomainError
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -187,7 +191,7 @@ def _read_new_password(password_stdin: bool, what: str) -> str | None:
         return None
     try:
         check_new_password(password)
-    except AccountError as exc:
+    except DomainError as exc:
         raise click.ClickException(exc.message) from None
     return password
 
@@ -222,7 +226,8 @@ def user_add(
       gradexp server user add ada
       echo "$ADA_PASSWORD" | gradexp server user add ada --password-stdin
     """
-    from gradexp.server.accounts import AccountError, create_account
+    from gradexp.server.domain.accounts.passwords import PasswordHasher
+    from gradexp.server.domain.accounts.users import create_user
 
     if password_stdin and no_password:
         raise click.UsageError("--password-stdin and --no-password contradict each other")
@@ -230,10 +235,11 @@ def user_add(
     settings = _settings(ctx, data, db, store)
 
     async def add(database: Any) -> None:
+        passwords = PasswordHasher()
         try:
-            await create_account(database, name, password)
-        except AccountError as exc:
-            raise ValueError(exc.message) from None
+            await create_user(database, name, password, passwords=passwords)
+        finally:
+            passwords.close()
 
     _run(_with_db(settings, add))
     if password is None:
@@ -264,7 +270,8 @@ def user_passwd(
     store: str | None,
 ) -> None:
     """Set user NAME's password; their browser sessions end (API keys keep working)."""
-    from gradexp.server.accounts import AccountError, set_password
+    from gradexp.server.domain.accounts.passwords import PasswordHasher
+    from gradexp.server.domain.accounts.users import set_password
 
     password = _read_new_password(password_stdin, name)
     if password is None:
@@ -274,10 +281,11 @@ def user_passwd(
     settings = _settings(ctx, data, db, store)
 
     async def change(database: Any) -> None:
+        passwords = PasswordHasher()
         try:
-            await set_password(database, name, password)
-        except AccountError as exc:
-            raise ValueError(exc.message) from None
+            await set_password(database, name, password, passwords=passwords)
+        finally:
+            passwords.close()
 
     _run(_with_db(settings, change))
     click.echo(f"password of {name} changed; their browser sessions were signed out")
@@ -287,10 +295,9 @@ def user_passwd(
 @click.argument("name")
 @click.option(
     "--url",
-    envvar="GRADEXP_PUBLIC_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The server's address as a browser reaches it (also GRADEXP_PUBLIC_URL).",
+    default=None,
+    help="The server's address as a browser reaches it. Default: GRADEXP_PUBLIC_URL, "
+    "else http://127.0.0.1:8080.",
 )
 @click.option(
     "--next",
@@ -304,7 +311,7 @@ def user_passwd(
 def user_login_link(
     ctx: click.Context,
     name: str,
-    url: str,
+    url: str | None,
     next_path: str | None,
     data: str | None,
     db: str | None,
@@ -314,21 +321,17 @@ def user_login_link(
 
     For a user without a password, a demo, or someone who forgot theirs.
     """
-    from gradexp.server.accounts import AccountError, create_login_link
+    from gradexp.server.domain.accounts.codes import create_login_link
 
     settings = _settings(ctx, data, db, store)
-
-    async def make(database: Any) -> str:
-        try:
-            return await create_login_link(database, name)
-        except AccountError as exc:
-            raise ValueError(exc.message) from None
-
-    token = _run(_with_db(settings, make))
+    token = _run(
+        _with_db(settings, lambda database: create_login_link(database, name, settings.policy))
+    )
     from urllib.parse import urlencode
 
+    base = url or settings.public_url or "http://127.0.0.1:8080"
     query = {"token": token, **({"next": next_path} if next_path else {})}
-    click.echo(f"{url.rstrip('/')}/login/link?{urlencode(query)}")
+    click.echo(f"{base.rstrip('/')}/login/link?{urlencode(query)}")
 
 
 @user_group.command("list")
@@ -336,7 +339,7 @@ def user_login_link(
 @click.pass_context
 def user_list(ctx: click.Context, data: str | None, db: str | None, store: str | None) -> None:
     """List users."""
-    from gradexp.server.admin import list_users
+    from gradexp.server.domain.accounts.users import list_users
 
     settings = _settings(ctx, data, db, store)
     for row in _run(_with_db(settings, list_users)):
@@ -366,7 +369,7 @@ def key_create(
     store: str | None,
 ) -> None:
     """Create an API key for USER and print it (shown once: store it now)."""
-    from gradexp.server.admin import create_key
+    from gradexp.server.domain.accounts.keys import create_key
 
     settings = _settings(ctx, data, db, store)
     key = _run(_with_db(settings, lambda database: create_key(database, user, key_name)))
@@ -385,10 +388,15 @@ def key_list(
     ctx: click.Context, user: str, data: str | None, db: str | None, store: str | None
 ) -> None:
     """List USER's keys (prefixes only)."""
-    from gradexp.server.admin import list_keys
+    from gradexp.server.domain.accounts.keys import list_user_keys
+    from gradexp.server.domain.accounts.users import get_account
+
+    async def listing(database: Any) -> list[dict[str, Any]]:
+        account = await get_account(database, user)
+        return await list_user_keys(database, account.id)
 
     settings = _settings(ctx, data, db, store)
-    for k in _run(_with_db(settings, lambda database: list_keys(database, user))):
+    for k in reversed(_run(_with_db(settings, listing))):  # oldest first
         status = "revoked" if k["revoked_at"] else "active"
         click.echo(f"{k['prefix']}…\t{k['name']}\t{status}")
 
@@ -401,10 +409,10 @@ def key_revoke(
     ctx: click.Context, prefix: str, data: str | None, db: str | None, store: str | None
 ) -> None:
     """Revoke the key starting with PREFIX (or given whole)."""
-    from gradexp.server.admin import revoke_key
+    from gradexp.server.domain.accounts.keys import revoke_keys
 
     settings = _settings(ctx, data, db, store)
-    n = _run(_with_db(settings, lambda database: revoke_key(database, prefix)))
+    n = _run(_with_db(settings, lambda database: revoke_keys(database, prefix)))
     click.echo(f"revoked {n} key{'s' if n != 1 else ''}")
 
 
@@ -431,7 +439,7 @@ def export(
 
     Reads the server's storage directly, with the same --data/--db options as the server.
     """
-    from gradexp.server.admin import export_run
+    from gradexp.server.domain.export import export_run
 
     settings = _settings(ctx, data, db, store)
     path = Path(out) if out else Path.cwd() / f"{run_id}-history.parquet"

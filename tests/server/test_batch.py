@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from gradexp.server import batch as b
-from gradexp.server.errors import ApiError
+from gradexp.server.domain import batch as b
+from gradexp.server.domain.errors import DomainError
+from gradexp.server.http.errors import status_for
 
 from .helpers import history
 
@@ -131,7 +132,7 @@ def test_columnar_declines_bad_batches_and_the_error_names_the_record(name):
     records = BAD[name]
     raw = orjson.dumps({"first_seq": 1, "last_seq": len(records), "records": records})
     assert b._columnar(orjson.loads(raw)["records"], 1) is None
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         b.decode_batch(raw)
-    assert err.value.status == 400
+    assert status_for(err.value) == 400
     assert "seq" in str(err.value)

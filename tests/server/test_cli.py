@@ -30,7 +30,7 @@ def test_banner_lists_every_setting_and_masks_passwords(start_server, db_url):
 
 def test_password_in_the_database_url_is_masked(tmp_path):
     from gradexp.server.app import banner
-    from gradexp.server.config import resolve_settings
+    from gradexp.server.settings import resolve_settings
 
     settings = resolve_settings(data=tmp_path, db="postgresql://gx:s3cret@db.example:5432/gradexp")
     text = banner(settings, "http://127.0.0.1:8080")

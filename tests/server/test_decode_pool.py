@@ -12,10 +12,11 @@ import time
 import orjson
 import pytest
 
-from gradexp.server import decode_pool
-from gradexp.server.batch import decode_batch
-from gradexp.server.decode_pool import MIN_WORKER_BODY, DecodePool
-from gradexp.server.errors import ApiError
+from gradexp.server.domain import decode_pool
+from gradexp.server.domain.batch import decode_batch
+from gradexp.server.domain.decode_pool import MIN_WORKER_BODY, DecodePool
+from gradexp.server.domain.errors import DomainError
+from gradexp.server.http.errors import status_for
 
 from .helpers import batch, get, history, new_id, post, put_run, rows
 from .test_batch import BATCHES, _view
@@ -74,14 +75,14 @@ def test_refusals_cross_over_intact():
             await _warm(pool, gzip.compress(orjson.dumps(_big(1, 3000))))
             bad = _big(1, 3000)
             bad["records"][1500]["values"]["bad#key"] = 1.0
-            with pytest.raises(ApiError) as err:
+            with pytest.raises(DomainError) as err:
                 await pool.decode(gzip.compress(orjson.dumps(bad)), True)
-            assert err.value.status == 400 and err.value.code == "bad_batch"
+            assert status_for(err.value) == 400 and err.value.code == "bad_batch"
             assert "records[seq=1501]" in err.value.message and "'#'" in err.value.message
             bomb = gzip.compress(b" " * (300 * 1024 * 1024))  # 300 MiB of spaces
-            with pytest.raises(ApiError) as err:
+            with pytest.raises(DomainError) as err:
                 await pool.decode(bomb, True)
-            assert err.value.status == 413
+            assert status_for(err.value) == 413
         finally:
             pool.close()
 
@@ -209,7 +210,3 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
-
-
-def test_shared_pool_is_one_per_process():
-    assert decode_pool.shared_pool() is decode_pool.shared_pool()

@@ -30,9 +30,9 @@ HIST = {
 
 async def _make_revision_1_database(db_url: str) -> str:
     """A database at revision 0001 holding a user, a key, a run with history: returns the key."""
-    from gradexp.server.auth import hash_key, key_prefix, new_api_key
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import migrate
+    from gradexp.server.domain.accounts.keys import hash_key, key_prefix, new_api_key
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import migrate
 
     db = Database(db_url)
     key = new_api_key()
@@ -144,9 +144,9 @@ def test_schema_matches_the_models(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from gradexp.server.db import Database
-    from gradexp.server.migrate import head_revision, migrate
-    from gradexp.server.schema import metadata
+    from gradexp.server.storage.db import Database
+    from gradexp.server.storage.migrate import head_revision, migrate
+    from gradexp.server.storage.schema import metadata
 
     async def check() -> list:
         db = Database(db_url)

@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradexp.server import rollup
-from gradexp.server.history import _plan
+from gradexp.server.domain import rollup
+from gradexp.server.domain.history import _plan
 
 values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=64),

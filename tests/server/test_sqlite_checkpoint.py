@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from gradexp.server.db import Database
+from gradexp.server.storage.db import Database
 
 
 def _create(conn: Connection) -> None:

@@ -1,0 +1,1 @@
+"""What the server does, without HTTP: runs, ingest, accounts, history, export, live fan-out."""

@@ -1,0 +1,190 @@
+"""API keys: their form, who a key belongs to, and making, listing and revoking them.
+
+Keys are ``gx_`` + 40 URL-safe characters (240 bits of randomness). Because they are high
+entropy, a plain SHA-256 is the right hash: nothing to brute-force, and a lookup by hash is
+one indexed query. The key's first characters (``prefix``) are kept in clear to tell keys
+apart in listings. A revoked key is refused at once by every server process: revocation is
+in the database.
+
+The web pages, the keys API and the ``gradexp server key`` commands all use these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from gradexp.server.domain.accounts.users import User, get_account
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database, inserted_id
+
+KEY_PREFIX = "gx_"
+KEY_RANDOM_CHARS = 40
+LAST_USED_RESOLUTION = 60.0  # seconds: update api_keys.last_used_at at most this often
+CLIENT_NAME_MAX = 64
+
+
+def new_api_key() -> str:
+    """A fresh key: ``gx_`` + 40 URL-safe random characters."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return KEY_PREFIX + "".join(secrets.choice(alphabet) for _ in range(KEY_RANDOM_CHARS))
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_prefix(key: str) -> str:
+    """The part of a key kept in clear: ``gx_`` and four characters."""
+    return key[: len(KEY_PREFIX) + 4]
+
+
+def looks_like_key(key: str) -> bool:
+    """A cheap shape check, so garbage never reaches the database."""
+    return (
+        key.startswith(KEY_PREFIX)
+        and len(key) == len(KEY_PREFIX) + KEY_RANDOM_CHARS
+        and all(c.isalnum() or c in "-_" for c in key[len(KEY_PREFIX) :])
+        and key.isascii()
+    )
+
+
+def clean_client_name(name: str | None, default: str = "gradexp login") -> str:
+    """A machine or key name as given, made safe to store and show (printable, bounded)."""
+    text = "".join(ch for ch in (name or "") if ch.isprintable()).strip()
+    return text[:CLIENT_NAME_MAX] or default
+
+
+async def user_for_key(db: Database, key: str) -> User | None:
+    """The user owning a valid, unrevoked key (and note that the key was used)."""
+    if not looks_like_key(key):
+        return None
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    s.api_keys.c.id,
+                    s.api_keys.c.name,
+                    s.api_keys.c.prefix,
+                    s.api_keys.c.last_used_at,
+                    s.users.c.id.label("user_id"),
+                    s.users.c.name.label("user_name"),
+                )
+                .join(s.users, s.users.c.id == s.api_keys.c.user_id)
+                .where(s.api_keys.c.key_hash == hash_key(key), s.api_keys.c.revoked_at.is_(None))
+            )
+        ).first()
+    if row is None:
+        return None
+    now = time.time()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        await db.write(_touch_key, row.id, now)
+    return User(
+        id=row.user_id, name=row.user_name, key_id=row.id, key_name=row.name, key_prefix=row.prefix
+    )
+
+
+def _touch_key(conn: Connection, key_id: int, now: float) -> None:
+    conn.execute(update(s.api_keys).where(s.api_keys.c.id == key_id).values(last_used_at=now))
+
+
+def insert_key(conn: Connection, user_id: int, name: str, now: float) -> tuple[str, int]:
+    """Store a new key for the user inside the caller's transaction: (the key, its id)."""
+    key = new_api_key()
+    kid = inserted_id(
+        conn.execute(
+            insert(s.api_keys).values(
+                user_id=user_id,
+                name=name,
+                prefix=key_prefix(key),
+                key_hash=hash_key(key),
+                created_at=now,
+            )
+        )
+    )
+    return key, kid
+
+
+_KEY_COLUMNS = (
+    s.api_keys.c.id,
+    s.api_keys.c.name,
+    s.api_keys.c.prefix,
+    s.api_keys.c.created_at,
+    s.api_keys.c.last_used_at,
+    s.api_keys.c.revoked_at,
+)
+
+
+async def list_user_keys(db: Database, user_id: int) -> list[dict[str, Any]]:
+    """A user's keys, newest first, without secrets."""
+    k = s.api_keys
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(*_KEY_COLUMNS).where(k.c.user_id == user_id).order_by(k.c.id.desc())
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def create_user_key(db: Database, user_id: int, name: str) -> tuple[str, dict[str, Any]]:
+    """A new key for the user: the secret (shown once) and its listing entry."""
+    now = time.time()
+    name = clean_client_name(name, default="default")
+    key, kid = await db.write(insert_key, user_id, name, now)
+    entry = {
+        "id": kid,
+        "name": name,
+        "prefix": key_prefix(key),
+        "created_at": now,
+        "last_used_at": None,
+        "revoked_at": None,
+    }
+    return key, entry
+
+
+async def create_key(db: Database, user: str, name: str = "default") -> str:
+    """A new key for the user named ``user`` (NotFound ``no_user`` if there is none)."""
+    account = await get_account(db, user)
+    key, _ = await create_user_key(db, account.id, name)
+    return key
+
+
+async def revoke_user_key(db: Database, user_id: int, key_id: int) -> dict[str, Any] | None:
+    """Revoke one of the user's keys (refused at once by every process); None if not theirs."""
+    k = s.api_keys
+
+    def write(conn: Connection) -> dict[str, Any] | None:
+        conn.execute(
+            update(k)
+            .where(k.c.id == key_id, k.c.user_id == user_id, k.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
+        row = conn.execute(
+            select(*_KEY_COLUMNS).where(k.c.id == key_id, k.c.user_id == user_id)
+        ).first()
+        return dict(row._mapping) if row is not None else None
+
+    return await db.write(write)
+
+
+async def revoke_keys(db: Database, prefix_or_key: str) -> int:
+    """Revoke keys by whole key or by prefix (an admin's command); returns how many."""
+    k = s.api_keys
+    cond = (
+        k.c.key_hash == hash_key(prefix_or_key)
+        if len(prefix_or_key) > 20
+        else k.c.prefix == prefix_or_key
+    )
+
+    def revoke(conn: Connection) -> int:
+        result = conn.execute(
+            update(k).where(cond, k.c.revoked_at.is_(None)).values(revoked_at=time.time())
+        )
+        return int(result.rowcount)
+
+    return await db.write(revoke)

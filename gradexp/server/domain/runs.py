@@ -1,0 +1,313 @@
+"""Runs: create or resume (the PUT), access checks, and the run object the API returns.
+
+Access rule (documented in docs/server.md): a user reaches the projects they own. Reading
+or ingesting into a run of someone else's project answers exactly like a run that does not
+exist (NotFound ``run_not_found``), so ids cannot be probed. The one exception is the
+create call: a run id taken by another user's project is Forbidden (the protocol asks the
+SDK to stop rather than retry), which only tells the caller that an id they already hold
+is in use.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gradexp._protocol import STAT_SEPARATOR
+from gradexp.server.domain.accounts.users import User
+from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from gradexp.server.domain.names import project_name_problem, run_id_problem
+from gradexp.server.storage import schema as s
+from gradexp.server.storage.db import Database, insert_ignore
+
+RUN_COLUMNS = (
+    s.runs,
+    s.projects.c.name.label("project_name"),
+    s.projects.c.owner_id,
+    s.users.c.name.label("owner_name"),
+)
+
+
+def run_query() -> Any:
+    """SELECT of a run row with its project and owner names."""
+    return (
+        select(*RUN_COLUMNS)
+        .join(s.projects, s.projects.c.id == s.runs.c.project_id)
+        .join(s.users, s.users.c.id == s.projects.c.owner_id)
+    )
+
+
+def run_not_found(run_id: str) -> NotFound:
+    """The one answer for a run that is missing or not the caller's."""
+    return NotFound(f"run {run_id!r} not found", code="run_not_found")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id per the protocol (anything else cannot exist: NotFound)."""
+    if run_id_problem(run_id) is not None:
+        raise run_not_found(run_id)
+    return run_id
+
+
+async def find_run(conn: AsyncConnection, user: User, run_id: str) -> Row[Any]:
+    """The caller's run, or NotFound (also when it is someone else's)."""
+    check_run_id(run_id)
+    row = (await conn.execute(run_query().where(s.runs.c.id == run_id))).first()
+    if row is None or row.owner_id != user.id:
+        raise run_not_found(run_id)
+    return row
+
+
+async def run_by_pk(conn: AsyncConnection, run_pk: int) -> Row[Any]:
+    """A run's row (with its project and owner names) by primary key (no access check)."""
+    return (await conn.execute(run_query().where(s.runs.c.pk == run_pk))).one()
+
+
+async def project_runs(
+    conn: AsyncConnection, project_id: int, *, touched_since: float | None = None
+) -> list[Row[Any]]:
+    """A project's run rows; with ``touched_since``, only the runs that can have news since
+    then: running ones (they may progress, or go quiet and read as crashed) and any
+    updated since."""
+    query = run_query().where(s.runs.c.project_id == project_id)
+    if touched_since is not None:
+        query = query.where(or_(s.runs.c.state == "running", s.runs.c.updated_at >= touched_since))
+    return list((await conn.execute(query)).all())
+
+
+async def heartbeat(db: Database, run_pk: int) -> None:
+    """Mark the run alive now."""
+    now = time.time()
+
+    def write(conn: Connection) -> None:
+        conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
+
+    await db.write(write)
+
+
+def effective_state(row: Any, crash_after: float, now: float | None = None) -> str:
+    """``crashed`` for a running run that has been silent too long, else the stored state."""
+    if row.state == "running" and (now or time.time()) - row.heartbeat_at > crash_after:
+        return "crashed"
+    return str(row.state)
+
+
+async def summaries(conn: AsyncConnection, rows: list[Any]) -> dict[int, dict[str, Any]]:
+    """Each run's summary: the last value of every key, overridden by explicit updates."""
+    out: dict[int, dict[str, Any]] = {r.pk: {} for r in rows}
+    if not rows:
+        return out
+    result = await conn.execute(
+        select(s.run_keys.c.run_pk, s.run_keys.c.key_name, s.run_keys.c.last_value)
+        .where(s.run_keys.c.run_pk.in_([r.pk for r in rows]))
+        .order_by(s.run_keys.c.run_pk, s.run_keys.c.key_id)
+    )
+    for run_pk, key, value in result:
+        if STAT_SEPARATOR not in key and value is not None:
+            out[run_pk][key] = orjson.loads(value)
+    for r in rows:
+        explicit = orjson.loads(r.summary)
+        if explicit:
+            out[r.pk].update(explicit)
+    return out
+
+
+def run_object(
+    row: Any, summary: dict[str, Any], base_url: str, crash_after: float
+) -> dict[str, Any]:
+    """The protocol's run object."""
+    return {
+        "id": row.id,
+        "project": row.project_name,
+        "owner": row.owner_name,
+        "name": row.name,
+        "state": effective_state(row, crash_after),
+        "exit_code": row.exit_code,
+        "config": orjson.loads(row.config),
+        "summary": summary,
+        "tags": orjson.loads(row.tags),
+        "notes": orjson.loads(row.notes) if row.notes is not None else None,
+        "group": row.group_name,
+        "host": orjson.loads(row.host),
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "heartbeat_at": row.heartbeat_at,
+        "last_step": row.last_step,
+        "acked_seq": row.acked_seq,
+        "telemetry": orjson.loads(row.telemetry),
+        "url": f"{base_url}/r/{row.id}",
+    }
+
+
+async def run_objects(
+    conn: AsyncConnection, rows: list[Any], base_url: str, crash_after: float
+) -> list[dict[str, Any]]:
+    """Run objects for several rows, with their summaries in one query."""
+    sums = await summaries(conn, rows)
+    return [run_object(r, sums[r.pk], base_url, crash_after) for r in rows]
+
+
+# --- create or resume ----------------------------------------------------------------------
+
+
+def _bad(message: str) -> Invalid:
+    return Invalid(message)
+
+
+def validate_run_body(body: Any) -> dict[str, Any]:
+    """The PUT body, checked field by field."""
+    if type(body) is not dict:
+        raise _bad("the body must be a JSON object describing the run")
+    problem = project_name_problem(body.get("project"))
+    if problem is not None:
+        raise _bad(problem)
+    out: dict[str, Any] = {"project": body["project"]}
+    name = body.get("name")
+    if name is not None and (type(name) is not str or len(name) > 256):
+        raise _bad("name must be a string up to 256 characters")
+    out["name"] = name
+    config = body.get("config") or {}
+    if type(config) is not dict:
+        raise _bad("config must be an object")
+    out["config"] = config
+    tags = body.get("tags") or []
+    if type(tags) is not list or not all(type(t) is str and 0 < len(t) <= 128 for t in tags):
+        raise _bad("tags must be a list of non-empty strings up to 128 characters")
+    out["tags"] = list(dict.fromkeys(tags))
+    notes = body.get("notes")
+    if notes is not None and type(notes) is not str:
+        raise _bad("notes must be a string or null")
+    out["notes"] = notes
+    group = body.get("group")
+    if group is not None and (type(group) is not str or len(group) > 256):
+        raise _bad("group must be a string up to 256 characters or null")
+    out["group"] = group
+    attempt = body.get("attempt")
+    if attempt is not None and (type(attempt) is not str or not 0 < len(attempt) <= 64):
+        raise _bad("attempt must be a string up to 64 characters")
+    out["attempt"] = attempt
+    host = body.get("host") or {}
+    if type(host) is not dict:
+        raise _bad("host must be an object")
+    out["host"] = host
+    started = body.get("started_at")
+    if started is not None and (type(started) not in (int, float) or started - started != 0):
+        raise _bad("started_at must be a number (Unix seconds)")
+    out["started_at"] = float(started) if started is not None else None
+    resume = body.get("resume", False)
+    if type(resume) is not bool:
+        raise _bad("resume must be true or false")
+    out["resume"] = resume
+    return out
+
+
+def _project_id(conn: Connection, kind: str, user: User, name: str) -> int:
+    where = (s.projects.c.owner_id == user.id, s.projects.c.name == name)
+    found = conn.execute(select(s.projects.c.id).where(*where)).scalar()
+    if found is not None:
+        return int(found)
+    # Two processes may create the same project at once: insert-or-ignore, then read.
+    conn.execute(
+        insert_ignore(kind, s.projects).values(owner_id=user.id, name=name, created_at=time.time())
+    )
+    return int(conn.execute(select(s.projects.c.id).where(*where)).scalar_one())
+
+
+async def create_or_resume(
+    db: Database, user: User, run_id: str, body: dict[str, Any]
+) -> tuple[bool, Any]:
+    """Create the run, or resume it: returns (whether it was created, the run row)."""
+    check_run_id(run_id)
+    try:
+        return await db.write(_create_or_resume, db.kind, user, run_id, body)
+    except IntegrityError:
+        # Another process created the run (or its project) first; now we will find it.
+        return await db.write(_create_or_resume, db.kind, user, run_id, body)
+
+
+def _create_or_resume(
+    conn: Connection, kind: str, user: User, run_id: str, body: dict[str, Any]
+) -> tuple[bool, Any]:
+    now = time.time()
+    stmt = run_query().where(s.runs.c.id == run_id)
+    if kind != "sqlite":
+        stmt = stmt.with_for_update(of=s.runs)
+    row = conn.execute(stmt).first()
+    if row is None:
+        project_id = _project_id(conn, kind, user, body["project"])
+        conn.execute(
+            insert(s.runs).values(
+                id=run_id,
+                project_id=project_id,
+                name=body["name"] or run_id,
+                state="running",
+                config=orjson.dumps(body["config"]).decode(),
+                summary="{}",
+                telemetry="{}",
+                tags=orjson.dumps(body["tags"]).decode(),
+                notes=orjson.dumps(body["notes"]).decode() if body["notes"] is not None else None,
+                group_name=body["group"],
+                host=orjson.dumps(body["host"]).decode(),
+                attempt=body["attempt"],
+                started_at=body["started_at"] or now,
+                attempt_started_at=now,
+                attempt_seq=0,
+                heartbeat_at=now,
+                updated_at=now,
+                last_step=-1,
+                acked_seq=0,
+                pending_ranges="[]",
+            )
+        )
+        created = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
+        return True, created
+    if row.owner_id != user.id:
+        raise Forbidden(
+            f"run id {run_id!r} is already used by another user's project; start a new run"
+        )
+    if row.project_name != body["project"]:
+        raise Conflict(
+            f"run {run_id!r} belongs to project {row.project_name!r}, not {body['project']!r}",
+            code="run_exists",
+        )
+    if body["attempt"] is not None and body["attempt"] == row.attempt:
+        return False, row  # a retried or replayed PUT of the same init(): nothing to do
+    if row.acked_seq > 0 and not body["resume"]:
+        raise Conflict(
+            f"run {run_id!r} already holds data; pass resume=True to continue it, "
+            "or start a new run id",
+            code="run_exists",
+        )
+    config = {**orjson.loads(row.config), **body["config"]}
+    values: dict[str, Any] = {
+        "attempt": body["attempt"],
+        "attempt_started_at": now,
+        "attempt_seq": row.acked_seq,
+        "state": "running",
+        "exit_code": None,
+        "finished_at": None,
+        "finish_seq": None,
+        "finish_exit_code": None,
+        "finish_time": None,
+        "heartbeat_at": now,
+        "updated_at": now,
+        "config": orjson.dumps(config).decode(),
+        "host": orjson.dumps(body["host"]).decode(),
+    }
+    if body["name"]:
+        values["name"] = body["name"]
+    if body["tags"]:
+        values["tags"] = orjson.dumps(body["tags"]).decode()
+    if body["notes"] is not None:
+        values["notes"] = orjson.dumps(body["notes"]).decode()
+    if body["group"] is not None:
+        values["group_name"] = body["group"]
+    conn.execute(update(s.runs).where(s.runs.c.pk == row.pk).values(**values))
+    updated = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
+    return False, updated

@@ -1,0 +1,36 @@
+"""The middleware that puts the caller on every API request, or refuses the request.
+
+Every route under ``/api/`` reads ``request[USER]`` (a
+:class:`~gradexp.server.domain.accounts.users.User`), set here from
+:func:`~gradexp.server.http.sessions.authenticate`. UI pages ask
+:func:`~gradexp.server.http.sessions.page_redirect` instead.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
+from gradexp.server.http.errors import Handler, HttpError
+from gradexp.server.http.sessions import USER, authenticate
+
+# API paths that authenticate themselves: trading a one-time login code for a key.
+PUBLIC_API_PATHS = frozenset({TOKEN_PATH})
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``request[USER]`` for every API request, or a 401 that says what to do."""
+    if not request.path.startswith("/api/") or request.path in PUBLIC_API_PATHS:
+        return await handler(request)
+    user = await authenticate(request)
+    if user is None:
+        if "Authorization" in request.headers:
+            message = "this API key is not valid (revoked or mistyped); create one with `gradexp server key create NAME`"
+        elif SESSION_COOKIE in request.cookies:
+            message = "your sign-in session has ended: sign in again at /login"
+        else:
+            message = "missing API key: send `Authorization: Bearer <key>` (see `gradexp login`)"
+        raise HttpError(401, "unauthorized", message)
+    request[USER] = user
+    return await handler(request)

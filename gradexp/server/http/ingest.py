@@ -1,0 +1,156 @@
+"""Write endpoints: create or resume a run, ingest records, heartbeats, blobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
+from gradexp.server.domain import files
+from gradexp.server.domain.bodies import parse_json
+from gradexp.server.domain.ingest import ingest_batch
+from gradexp.server.domain.runs import (
+    check_run_id,
+    create_or_resume,
+    find_run,
+    heartbeat,
+    run_objects,
+    validate_run_body,
+)
+from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
+from gradexp.server.http.downloads import stream_object
+from gradexp.server.http.errors import HttpError, json_response
+from gradexp.server.http.sessions import USER
+from gradexp.server.http.state import app_state, public_url
+from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
+
+routes = web.RouteTableDef()
+
+MAX_RUN_BODY = 1024 * 1024  # a run description (config included)
+
+
+@routes.put(API_PREFIX + "/runs/{run_id}")
+async def put_run(request: web.Request) -> web.Response:
+    """Create or resume a run (idempotent per ``attempt``)."""
+    state = app_state(request)
+    raw = await read_body(request, max_body=MAX_RUN_BODY, max_decompressed=4 * MAX_RUN_BODY)
+    body = validate_run_body(parse_json(raw))
+    created, row = await create_or_resume(
+        state.db, request[USER], request.match_info["run_id"], body
+    )
+    async with state.db.read() as conn:
+        (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
+    state.notifier.notify(row.project_id, row.pk)
+    return json_response(
+        {"run": obj, "acked_seq": row.acked_seq, "last_step": row.last_step},
+        status=201 if created else 200,
+    )
+
+
+async def _owned_run(request: web.Request) -> Any:
+    async with app_state(request).db.read() as conn:
+        return await find_run(conn, request[USER], request.match_info["run_id"])
+
+
+@routes.post(API_PREFIX + "/runs/{run_id}/records")
+async def post_records(request: web.Request) -> web.Response:
+    """Ingest one batch: validate everything first, then one transaction, then the ack."""
+    state = app_state(request)
+    # The body as sent (size-checked, 415 for an unknown encoding); the decode pool
+    # inflates and decodes it, in a worker process when it is big enough to pay.
+    body = await read_body(request, inflate=False)
+    gzip = body_is_gzip(request.headers.get("Content-Encoding", ""))
+    batch = await state.decode_pool.decode(body, gzip)
+    run_id = check_run_id(request.match_info["run_id"])
+    known_ids = dict(state.key_ids.get(run_id))  # a private copy for the writer thread
+    result = await state.db.write(
+        ingest_batch,
+        state.db.kind,
+        request[USER].id,
+        run_id,
+        batch,
+        known_ids,
+        state.project_owners,
+    )
+    # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
+    state.key_ids.add(run_id, result.key_ids)
+    if result.applied:
+        state.notifier.notify(result.project_id, result.run_pk)
+    if result.finished:
+        state.exporter.schedule(result.run_pk)
+    return json_response({"acked_seq": result.acked_seq})
+
+
+@routes.post(API_PREFIX + "/runs/{run_id}/heartbeat")
+async def post_heartbeat(request: web.Request) -> web.Response:
+    """Mark the run alive."""
+    run = await _owned_run(request)
+    await heartbeat(app_state(request).db, run.pk)
+    return json_response({"acked_seq": run.acked_seq})
+
+
+def _sha(request: web.Request) -> str:
+    sha = request.match_info["sha256"]
+    if not SHA256_RE.fullmatch(sha):
+        raise HttpError(
+            400, "bad_request", "the blob name must be its sha256: 64 lowercase hex characters"
+        )
+    return sha
+
+
+async def _blob_row(request: web.Request, run_pk: int, sha: str) -> Any:
+    async with app_state(request).db.read() as conn:
+        return await files.find_blob(conn, run_pk, sha)
+
+
+@routes.put(API_PREFIX + "/runs/{run_id}/blobs/{sha256}")
+async def put_blob(request: web.Request) -> web.Response:
+    """Store a blob by content hash; a second PUT of the same hash stores nothing."""
+    state = app_state(request)
+    sha = _sha(request)
+    run = await _owned_run(request)
+    existing = await _blob_row(request, run.pk, sha)
+    if existing is not None:
+        return json_response({"sha256": sha, "size": existing.size, "created": False})
+    length = request.content_length
+    if length is not None and length > MAX_BLOB_BYTES:
+        raise HttpError(413, "payload_too_large", "blobs are limited to 4 GiB")
+    if request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+        raise HttpError(415, "unsupported_media_type", "send blobs without Content-Encoding")
+    content_type = request.content_type or "application/octet-stream"
+    key = blob_key(run.project_id, run.id, sha)
+    try:
+        size = await state.objects.put_verified(
+            key, sha, chunks(request), max_bytes=MAX_BLOB_BYTES, expected_size=length
+        )
+    except HashMismatch:
+        raise HttpError(
+            400, "bad_request", f"the uploaded bytes do not hash to {sha}: upload the file again"
+        ) from None
+    except BlobTooLarge:
+        raise HttpError(413, "payload_too_large", "blobs are limited to 4 GiB") from None
+    await files.record_blob(state.db, run.pk, sha, size, content_type)
+    return json_response({"sha256": sha, "size": size, "created": True}, status=201)
+
+
+@routes.route("HEAD", API_PREFIX + "/runs/{run_id}/blobs/{sha256}")
+async def head_blob(request: web.Request) -> web.Response:
+    """200 when the blob is stored, else 404 (so a client can skip an upload)."""
+    sha = _sha(request)
+    run = await _owned_run(request)
+    row = await _blob_row(request, run.pk, sha)
+    if row is None:
+        raise HttpError(404, "not_found", "no such blob")
+    return web.Response(status=200, headers={"Content-Length": str(row.size)})
+
+
+@routes.get(API_PREFIX + "/runs/{run_id}/blobs/{sha256}", allow_head=False)
+async def get_blob(request: web.Request) -> web.StreamResponse:
+    """The blob's bytes."""
+    sha = _sha(request)
+    run = await _owned_run(request)
+    row = await _blob_row(request, run.pk, sha)
+    if row is None:
+        raise HttpError(404, "not_found", "no such blob")
+    return await stream_object(request, blob_key(run.project_id, run.id, sha), row.content_type)

@@ -1,0 +1,202 @@
+"""Who a request is from, and the browser session's cookies and forms.
+
+How a request is recognised (:func:`authenticate`, the one place that decides):
+
+- ``Authorization: Bearer <key>``: scripts and the SDK.
+- The ``gradexp_session`` cookie (HttpOnly, SameSite=Lax, Secure over https): the browser.
+  It is accepted for GET/HEAD; any other method must also carry the session's CSRF token in
+  the ``X-CSRF-Token`` header (the web UI reads it from the ``gradexp_csrf`` cookie), so a
+  form on another site can never write with a visitor's session.
+
+The HTML forms carry the CSRF token as a hidden field instead, checked by their routes.
+Sign-in, setup and sign-in-link forms, which come before any session exists, use a
+pre-session token kept in the ``gradexp_login`` cookie (so nobody can sign a visitor in to
+the attacker's account either).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import web
+
+from gradexp._protocol import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from gradexp.server.domain.accounts import sessions
+from gradexp.server.domain.accounts.keys import user_for_key
+from gradexp.server.domain.accounts.tokens import new_token, same_secret
+from gradexp.server.domain.accounts.users import User
+from gradexp.server.http.errors import HttpError
+from gradexp.server.http.state import app_state, public_url
+
+#: The caller of an API request (set by the auth middleware: ``http/auth.py``).
+USER = web.RequestKey("user", User)
+#: The request's signed-in session, looked up once per request.
+_SESSION = web.RequestKey[sessions.Session | None]("session")
+
+LOGIN_COOKIE = "gradexp_login"  # the pre-session CSRF token of sign-in and setup forms
+LOGIN_COOKIE_AGE = 3600
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address, as sign-in limits count it."""
+    return request.remote or ""
+
+
+def secure(request: web.Request) -> bool:
+    """Whether cookies must be Secure: served over https here or behind an https proxy."""
+    return request.secure or public_url(request).startswith("https://")
+
+
+async def current_session(request: web.Request) -> sessions.Session | None:
+    """The signed-in session of this request (looked up once per request)."""
+    if _SESSION not in request:
+        token = request.cookies.get(SESSION_COOKIE)
+        state = app_state(request)
+        request[_SESSION] = (
+            await sessions.find_session(state.db, token, state.settings.policy) if token else None
+        )
+    return request[_SESSION]
+
+
+async def session_user(request: web.Request) -> User | None:
+    """The user of a session cookie, for the API.
+
+    Writes must carry the session's CSRF token in ``X-CSRF-Token``: a cookie alone is
+    what a cross-site form would send.
+    """
+    session = await current_session(request)
+    if session is None:
+        return None
+    if request.method not in SAFE_METHODS and not same_secret(
+        request.headers.get(CSRF_HEADER), session.csrf
+    ):
+        raise HttpError(
+            403,
+            "forbidden",
+            f"a request signed in by session cookie must send the {CSRF_HEADER} header "
+            f"(its value is in the {CSRF_COOKIE} cookie); reload the page and try again",
+        )
+    return User(id=session.user.id, name=session.user.name)
+
+
+async def authenticate(request: web.Request) -> User | None:
+    """Who sent this request, or None: a bearer API key, else a browser's session cookie
+    (which needs the CSRF header on writes: :func:`session_user`)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return await user_for_key(app_state(request).db, token.strip())
+    return await session_user(request)
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to return to after sign-in; anything else (other sites, schemes,
+    protocol-relative ``//host`` or ``/\\host``) becomes ``/``."""
+    if not value or len(value) > 2048 or not value.startswith("/"):
+        return "/"
+    if value.startswith(("//", "/\\")) or any(c < " " or c in "\\\x7f" for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    if parts.path in ("/login", "/logout", "/setup", "/login/link"):
+        return "/"
+    return value
+
+
+def sign_in_url(next_path: str) -> str:
+    """``/login?next=...`` for a local path."""
+    return "/login?" + urlencode({"next": safe_next(next_path)})
+
+
+def _wants_html(request: web.Request) -> bool:
+    return request.method in ("GET", "HEAD") and "text/html" in request.headers.get("Accept", "")
+
+
+async def page_redirect(request: web.Request) -> web.StreamResponse | None:
+    """For a UI page: None when signed in, else a redirect to sign-in (a browser) or a 401
+    (anything that does not ask for HTML)."""
+    if (await current_session(request)) is not None:
+        return None
+    if request.headers.get("Authorization") and await authenticate(request) is not None:
+        return None
+    if _wants_html(request):
+        return see_other(sign_in_url(request.path_qs))
+    raise HttpError(401, "unauthorized", "sign in first: open this page in a browser")
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 to ``location`` (after a form post, the browser follows with a GET)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def set_session_cookies(
+    resp: web.StreamResponse, request: web.Request, s: sessions.Session
+) -> None:
+    """Sign the browser in: the session cookie, its CSRF cookie, and no more login cookie."""
+    age = int(app_state(request).settings.policy.session_max)
+    is_secure = secure(request)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        s.token,
+        max_age=age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=is_secure,
+    )
+    # Readable by the page's script (not HttpOnly): it is only the CSRF token, which is
+    # useless without the HttpOnly session cookie beside it.
+    resp.set_cookie(CSRF_COOKIE, s.csrf, max_age=age, path="/", samesite="Lax", secure=is_secure)
+    resp.del_cookie(LOGIN_COOKIE, path="/")
+
+
+def clear_session_cookies(resp: web.StreamResponse) -> None:
+    """Forget the session's cookies in the browser."""
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    resp.del_cookie(CSRF_COOKIE, path="/")
+
+
+def login_token(request: web.Request) -> str:
+    """The pre-session CSRF token for sign-in and setup forms (reused while the cookie lives)."""
+    token = request.cookies.get(LOGIN_COOKIE)
+    if token and 20 <= len(token) <= 64:
+        return token
+    return new_token()
+
+
+def with_login_cookie(resp: web.Response, request: web.Request, token: str) -> web.Response:
+    """``resp`` with the pre-session token's cookie set."""
+    resp.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=LOGIN_COOKIE_AGE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=secure(request),
+    )
+    return resp
+
+
+def login_form_ok(request: web.Request, form: Any) -> bool:
+    """Whether a pre-session form carries the token of this browser's login cookie."""
+    return same_secret(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE))
+
+
+def same_origin(request: web.Request) -> bool:
+    """A browser's Origin header, when sent, must be this server (a second CSRF fence)."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return origin in (str(request.url.origin()), public_url(request))
+
+
+async def read_form(request: web.Request) -> Any:
+    """The posted form (400 when it cannot be read)."""
+    try:
+        return await request.post()
+    except ValueError:
+        raise HttpError(400, "bad_request", "could not read the form") from None

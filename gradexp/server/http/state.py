@@ -1,0 +1,63 @@
+"""What one server process holds (:class:`AppState`), and how a request reaches it.
+
+Every per-process object lives here, made once by ``app.open_state`` and each bounded:
+no module of the server keeps state of its own in globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gradexp.server.domain.accounts.passwords import PasswordHasher
+from gradexp.server.domain.batch import ValidKeys
+from gradexp.server.domain.decode_pool import DecodePool
+from gradexp.server.domain.export import Exporter
+from gradexp.server.domain.ingest import KeyIdCache, ProjectOwners
+from gradexp.server.domain.notifier import Notifier
+from gradexp.server.domain.tensors import ArrayCache
+from gradexp.server.http.shell import Shell
+from gradexp.server.settings import ServerSettings
+from gradexp.server.storage.db import Database
+from gradexp.server.storage.objects import ObjectStore
+
+
+@dataclass
+class AppState:
+    """The process's shared objects (``request.app[STATE]``), with the bound of each cache."""
+
+    settings: ServerSettings
+    db: Database
+    objects: ObjectStore
+    notifier: Notifier  # the live streams' wake-ups: one future per open stream
+    exporter: Exporter  # Parquet exports of finished runs, one task per run at most
+    decode_pool: DecodePool  # ingest decode workers: settings.ingest_workers processes
+    passwords: PasswordHasher  # scrypt, at most SCRYPT_CONCURRENCY (2) threads
+    key_ids: KeyIdCache = field(default_factory=KeyIdCache)  # LRU of 256 runs' key ids
+    project_owners: ProjectOwners = field(default_factory=ProjectOwners)  # LRU, 10,000
+    valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names
+    arrays: ArrayCache = field(default_factory=ArrayCache)  # parsed tensors, 256 MiB
+    _shell: Shell | None = field(default=None, init=False, repr=False)  # see shell
+
+    @property
+    def shell(self) -> Shell:
+        """The web UI's page shell, read from ``static/`` the first time a page needs it
+        (so making the app touches no files)."""
+        if self._shell is None:
+            self._shell = Shell()
+        return self._shell
+
+
+STATE = web.AppKey("gradexp_state", AppState)
+
+
+def app_state(request: web.Request) -> AppState:
+    """The state of the app serving ``request``."""
+    return request.app[STATE]
+
+
+def public_url(request: web.Request) -> str:
+    """The URL users open: ``GRADEXP_PUBLIC_URL`` if set (behind a proxy), else this
+    request's origin."""
+    return app_state(request).settings.public_url or str(request.url.origin())

@@ -1,0 +1,1 @@
+"""Where the data lives: the database (engines, schema, migrations) and the object store."""
