@@ -33,7 +33,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def main() -> int:
-    from gradexp._histogram import histogram_value
+    from gradexp.sdk.values.binning import histogram_value
 
     rng = np.random.default_rng(0)
     cases = {

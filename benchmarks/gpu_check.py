@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from gradexp import _tensors as T
-from gradexp._protocol import decode_value
+from gradexp.protocol.wire import decode_value
+from gradexp.sdk.values import base as T
 
 RESULTS: list[tuple[str, bool, str]] = []
 
@@ -283,13 +283,13 @@ def main() -> int:
             pending.update(values)  # the step is committed (below, once per step)
 
     try:
-        import gradexp._run as sdk_run
+        import gradexp.sdk.run as sdk_run
     except ImportError:  # the SDK's own dependencies (orjson, platformdirs) are not here
         import types
 
-        sdk_run = types.ModuleType("gradexp._run")
+        sdk_run = types.ModuleType("gradexp.sdk.run")
         sdk_run.current_run = lambda: None  # type: ignore[attr-defined]
-        sys.modules["gradexp._run"] = sdk_run
+        sys.modules["gradexp.sdk.run"] = sdk_run
     real_current = sdk_run.current_run
     sdk_run.current_run = lambda: CollectingRun()  # type: ignore[assignment]
     try:

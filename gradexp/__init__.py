@@ -18,49 +18,49 @@ from __future__ import annotations
 
 import importlib
 
-from gradexp._protocol import VERSION as __version__
+from gradexp.protocol.wire import VERSION as __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from typing import Any
 
-    from gradexp._images import Image as Image
-    from gradexp._login import login as login
-    from gradexp._run import Run as Run
-    from gradexp._run import aflush as aflush
-    from gradexp._run import alog as alog
-    from gradexp._run import finish as finish
-    from gradexp._run import flush as flush
-    from gradexp._run import init as init
-    from gradexp._run import log as log
-    from gradexp._settings import Settings as Settings
-    from gradexp._tensors import Histogram as Histogram
-    from gradexp._tensors import Tensor as Tensor
+    from gradexp.core.settings import Settings as Settings
     from gradexp.integrations.torch import unwatch as unwatch
     from gradexp.integrations.torch import watch as watch
+    from gradexp.sdk.login import login as login
+    from gradexp.sdk.run import Run as Run
+    from gradexp.sdk.run import aflush as aflush
+    from gradexp.sdk.run import alog as alog
+    from gradexp.sdk.run import finish as finish
+    from gradexp.sdk.run import flush as flush
+    from gradexp.sdk.run import init as init
+    from gradexp.sdk.run import log as log
+    from gradexp.sdk.values.base import Histogram as Histogram
+    from gradexp.sdk.values.base import Tensor as Tensor
+    from gradexp.sdk.values.image import Image as Image
 
 # public name -> "module:attribute" (or "module" for a submodule)
 _LAZY: dict[str, str] = {
     # the SDK core
-    "init": "gradexp._run:init",
-    "log": "gradexp._run:log",
-    "alog": "gradexp._run:alog",
-    "flush": "gradexp._run:flush",
-    "aflush": "gradexp._run:aflush",
-    "finish": "gradexp._run:finish",
-    "Run": "gradexp._run:Run",
-    "Settings": "gradexp._settings:Settings",
+    "init": "gradexp.sdk.run:init",
+    "log": "gradexp.sdk.run:log",
+    "alog": "gradexp.sdk.run:alog",
+    "flush": "gradexp.sdk.run:flush",
+    "aflush": "gradexp.sdk.run:aflush",
+    "finish": "gradexp.sdk.run:finish",
+    "Run": "gradexp.sdk.run:Run",
+    "Settings": "gradexp.core.settings:Settings",
     "runfile": "gradexp.runfile",
-    # tensors (gradexp._tensors imports numpy; integrations.torch imports torch only when called)
-    "Histogram": "gradexp._tensors:Histogram",
-    "Tensor": "gradexp._tensors:Tensor",
-    "Image": "gradexp._images:Image",
+    # tensors (gradexp.sdk.values.base imports numpy; integrations.torch imports torch only when called)
+    "Histogram": "gradexp.sdk.values.base:Histogram",
+    "Tensor": "gradexp.sdk.values.base:Tensor",
+    "Image": "gradexp.sdk.values.image:Image",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",
     # login (loaded on first use; it imports click and urllib)
-    "login": "gradexp._login:login",
+    "login": "gradexp.sdk.login:login",
     # reading runs back (issue 3)
-    "Api": "gradexp._api:Api",
+    "Api": "gradexp.sdk.api:Api",
 }
 
 __all__ = ["__version__", "run", *_LAZY]
@@ -69,7 +69,7 @@ __all__ = ["__version__", "run", *_LAZY]
 def __getattr__(name: str) -> Any:
     # ``gradexp.run`` is the current run (or None): looked up on every access, never cached.
     if name == "run":
-        from gradexp._run import current_run
+        from gradexp.sdk.run import current_run
 
         return current_run()
     target = _LAZY.get(name)

@@ -12,20 +12,20 @@ from typing import Any
 
 import click
 
-from gradexp._protocol import VERSION
+from gradexp.protocol.wire import VERSION
 
 # command name -> "module:attribute". Commands are loaded when invoked (or listed by --help).
 _COMMANDS: dict[str, str] = {
     # SDK side (issue: SDK core)
-    "sync": "gradexp._cli_client:sync",
-    "status": "gradexp._cli_client:status",
-    "demo": "gradexp._demo:demo",
+    "sync": "gradexp.cli.client:sync",
+    "status": "gradexp.cli.client:status",
+    "demo": "gradexp.cli.demo:demo",
     # server side (issue: gradexp server); needs the `server` extra
     "server": "gradexp.server.cli:server",
     "export": "gradexp.server.cli:export",
     # login (issue: gradexp login)
-    "login": "gradexp._login:login_command",
-    "logout": "gradexp._login:logout_command",
+    "login": "gradexp.sdk.login:login_command",
+    "logout": "gradexp.sdk.login:logout_command",
 }
 
 
@@ -74,7 +74,3 @@ def _unavailable(name: str, why: str) -> click.Command:
 @click.version_option(VERSION, prog_name="gradexp")
 def main() -> None:
     """gradexp: experiment tracking for metrics, histograms and tensors."""
-
-
-if __name__ == "__main__":
-    main()

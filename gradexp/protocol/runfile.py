@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from gradexp._protocol import (
+from gradexp.protocol.wire import (
     ACK_NAME,
     FILES_DIR,
     LATEST_RUN_LINK,

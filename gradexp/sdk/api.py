@@ -29,8 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradexp._protocol import API_PREFIX, decode_value, decode_values
-from gradexp._settings import GradexpError, resolve_settings
+from gradexp.core.settings import GradexpError, resolve_settings
+from gradexp.protocol.wire import API_PREFIX, decode_value, decode_values
 
 DEFAULT_TIMEOUT = 60.0
 ROWS_PAGE = 10_000

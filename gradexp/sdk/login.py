@@ -45,8 +45,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import click
 
-from gradexp._protocol import API_PREFIX, AUTHORIZE_PATH, KEYS_PAGE_PATH, TOKEN_PATH, VERSION
-from gradexp._settings import (
+from gradexp.core.settings import (
     ENV_API_KEY,
     ENV_BASE_URL,
     GradexpError,
@@ -57,6 +56,7 @@ from gradexp._settings import (
     normalize_url,
     save_credentials,
 )
+from gradexp.protocol.wire import API_PREFIX, AUTHORIZE_PATH, KEYS_PAGE_PATH, TOKEN_PATH, VERSION
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # where a plain `gradexp server` listens
 BROWSER_TIMEOUT = 300.0  # seconds to wait for the browser before asking for a key
@@ -468,7 +468,7 @@ def login(key: str | None = None, host: str | None = None, relogin: bool = False
         gradexp.login(key="gx_...", host="http://gpu-box:8080")
     """
     identity, _key = _login(key=key, host=host, relogin=relogin, timeout=BROWSER_TIMEOUT)
-    from gradexp._settings import say
+    from gradexp.core.settings import say
 
     say(f"Logged in to {identity.host} as {identity.user}")
     return True

@@ -43,10 +43,10 @@ import time
 from collections import deque
 from collections.abc import Mapping, MutableMapping
 
-from gradexp._protocol import RUN_ID_RE, decode_value
-from gradexp._settings import GradexpError, Settings, resolve_settings, say, set_quiet, warn
+from gradexp.core.settings import GradexpError, Settings, resolve_settings, say, set_quiet, warn
+from gradexp.protocol.wire import RUN_ID_RE, decode_value
 
-# gradexp._values (the slow path) is imported where it is used: it imports typing, which
+# gradexp.sdk.values.normalize (the slow path) is imported where it is used: it imports typing, which
 # init() should not pay for. Annotations here are strings (PEP 563), so typing is only
 # needed by the type checker.
 TYPE_CHECKING = False
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 #: The types log()'s fast path takes as they are: the same set as
-#: ``gradexp._values.PLAIN_TYPES`` (a test checks that they agree).
+#: ``gradexp.sdk.values.normalize.PLAIN_TYPES`` (a test checks that they agree).
 PLAIN_TYPES: frozenset[type] = frozenset({int, float, bool, str, type(None)})
 
 __all__ = [
@@ -312,7 +312,7 @@ class StreamHandle:
 
     def _main(self) -> None:
         try:
-            from gradexp import _stream  # imported here, on the stream thread
+            from gradexp.stream import runstream as _stream  # imported here, on the stream thread
 
             _stream.serve(self)
         except BaseException as exc:
@@ -340,7 +340,7 @@ class StreamHandle:
             if loop is None:
                 self._pending.append(channel)
                 return
-        from gradexp._stream import start_run  # the loop is running: the module is loaded
+        from gradexp.stream.runstream import start_run  # the loop is running: the module is loaded
 
         loop.call_soon_threadsafe(start_run, channel)
 
@@ -371,7 +371,7 @@ def _jsonable(value: Any, where: str) -> Any:
         return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v, where) for v in value]
-    from gradexp._values import BadValue, _convert
+    from gradexp.sdk.values.normalize import BadValue, _convert
 
     try:
         converted = _convert(value)
@@ -488,7 +488,7 @@ class Summary(MutableMapping["str", "Any"]):
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Set explicit summary values (one ``summary`` record)."""
         bad: list[tuple[str, str]] = []
-        from gradexp._values import normalize
+        from gradexp.sdk.values.normalize import normalize
 
         values = normalize(dict(other, **kwargs), set(), bad)
         for key, reason in bad:
@@ -602,7 +602,7 @@ class Run:
 
     def _repr_html_(self) -> str:
         """Jupyter shows a run as a link to its page."""
-        from gradexp._jupyter import run_html
+        from gradexp.sdk.jupyter import run_html
 
         return run_html(self)
 
@@ -612,7 +612,7 @@ class Run:
         The frame uses this browser's session on the server: sign in there once (the frame
         offers a link that opens a new tab). See docs/ui.md.
         """
-        from gradexp._jupyter import display_embedded
+        from gradexp.sdk.jupyter import display_embedded
 
         display_embedded(self, height)
 
@@ -703,7 +703,7 @@ class Run:
         Returns the values and the bytes of the captured arrays among them.
         """
         bad: list[tuple[str, str]] = []
-        from gradexp._values import normalize
+        from gradexp.sdk.values.normalize import normalize
 
         out = normalize(values, self._known_keys, bad)
         if bad:
@@ -1088,7 +1088,7 @@ def init(
     run_id = resolved.run_id or _random_id()
     if not RUN_ID_RE.fullmatch(run_id):
         raise GradexpError(f"run id {run_id!r} is not valid: use 1-64 of A-Z a-z 0-9 _ -")
-    from gradexp._protocol import PROJECT_NAME_RE
+    from gradexp.protocol.wire import PROJECT_NAME_RE
 
     if not PROJECT_NAME_RE.fullmatch(resolved.project):
         raise GradexpError(
@@ -1167,7 +1167,7 @@ def init(
     elif resolved.mode == "online":
         say(f"run {run_name} ({run_id}): {run.url}")
     if "IPython" in sys.modules:  # only then can this be a notebook; never import IPython
-        from gradexp._jupyter import display_run
+        from gradexp.sdk.jupyter import display_run
 
         display_run(run)
     return run

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gradexp._protocol import MAX_BODY_BYTES, VERSION
+from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.auth import make_auth_middleware
 from gradexp.server.config import ServerSettings, mask_url
 from gradexp.server.db import Database

@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
+from gradexp.protocol.wire import SESSION_COOKIE, TOKEN_PATH
 from gradexp.server import schema as s
 from gradexp.server.db import Database
 from gradexp.server.errors import ApiError, Handler

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gradexp._protocol import (
+from gradexp.protocol.wire import (
     HISTOGRAM_STATS,
     MAX_BODY_BYTES,
     MAX_DECOMPRESSED_BYTES,

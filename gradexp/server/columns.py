@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gradexp._protocol import HISTOGRAM_STATS, STAT_SEPARATOR, numeric_value
+from gradexp.protocol.wire import HISTOGRAM_STATS, STAT_SEPARATOR, numeric_value
 from gradexp.server import rollup
 
 _dumps = orjson.dumps

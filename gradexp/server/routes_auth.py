@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX, CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, TOKEN_PATH
+from gradexp.protocol.wire import API_PREFIX, CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, TOKEN_PATH
 from gradexp.server import accounts as acc
 from gradexp.server import auth_pages as pages
 from gradexp.server.auth import User

@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
+from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
 from gradexp.server import schema as s
 from gradexp.server.batch import body_is_gzip, parse_json, read_body
 from gradexp.server.db import insert_ignore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.errors import ApiError
 from gradexp.server.live import stream_project, stream_run
 from gradexp.server.routes_read import owned_project

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gradexp._protocol import VERSION
+from gradexp.protocol.wire import VERSION
 from gradexp.server.decode_pool import shared_pool
 from gradexp.server.errors import json_response
 

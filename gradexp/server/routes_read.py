@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from sqlalchemy import and_, func, or_, select
 
-from gradexp._protocol import API_PREFIX, STAT_SEPARATOR
+from gradexp.protocol.wire import API_PREFIX, STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.errors import ApiError, json_response
 from gradexp.server.history import (

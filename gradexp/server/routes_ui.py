@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX, RUN_ID_RE
+from gradexp.protocol.wire import API_PREFIX, RUN_ID_RE
 from gradexp.server.errors import ApiError
 from gradexp.server.routes_auth import page_redirect
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gradexp._protocol import RUN_ID_RE, STAT_SEPARATOR
+from gradexp.protocol.wire import RUN_ID_RE, STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.auth import User
 from gradexp.server.batch import check_project_name

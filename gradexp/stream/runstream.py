@@ -38,8 +38,17 @@ from typing import Any
 
 import orjson
 
-from gradexp._protocol import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES, encode_float
-from gradexp._run import (
+from gradexp.core.settings import say, warn
+from gradexp.protocol.runfile import (
+    FRAME,
+    HEADER_SIZE,
+    RunDir,
+    RunFile,
+    RunFileWriter,
+    update_latest_link,
+)
+from gradexp.protocol.wire import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES, encode_float
+from gradexp.sdk.run import (
     ATTACH,
     CONFIG,
     CTRL_CLOSE,
@@ -54,16 +63,7 @@ from gradexp._run import (
     StreamHandle,
     Waiter,
 )
-from gradexp._settings import say, warn
-from gradexp._values import encode_values, key_problem, needs_encoding
-from gradexp.runfile import (
-    FRAME,
-    HEADER_SIZE,
-    RunDir,
-    RunFile,
-    RunFileWriter,
-    update_latest_link,
-)
+from gradexp.sdk.values.normalize import encode_values, key_problem, needs_encoding
 
 _FILE = RECORD_TYPES["file"]
 _CRC_HISTORY = zlib.crc32(bytes([HISTORY]))  # CRC32 of the type byte, continued over the payload
@@ -166,7 +166,7 @@ class RunStream:
         self.wake_event = asyncio.Event()
         self.writer: RunFileWriter | None = None
         self.seq = 0  # the last sequence number assigned
-        self.uploader: Any = None  # gradexp._transport.Uploader when online
+        self.uploader: Any = None  # gradexp.transport.uploader.Uploader when online
         self.upload_task: asyncio.Task[None] | None = None
         self.flushes: list[tuple[Waiter, int, bool]] = []  # (waiter, target seq, want ack)
         self.finish_waiter: Waiter | None = None
@@ -240,7 +240,7 @@ class RunStream:
         start_seq = 1
         resume_mode = channel.resume_mode
         if self.settings.mode == "online":
-            from gradexp._transport import LiveSource, ServerClient, Uploader
+            from gradexp.transport.uploader import LiveSource, ServerClient, Uploader
 
             client = ServerClient(self.settings, run_dir=self.run.dir)
             self.uploader = Uploader(
@@ -285,7 +285,7 @@ class RunStream:
 
     def _local_resume_point(self) -> tuple[int, int]:
         """Offline resume (executor thread): last seq and step of this id's latest run dir."""
-        from gradexp.runfile import find_run_dirs
+        from gradexp.protocol.runfile import find_run_dirs
 
         last_seq = last_step = -1
         for rd in reversed(find_run_dirs(os.path.dirname(self.run_dir.path))):

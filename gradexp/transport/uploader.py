@@ -33,9 +33,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gradexp._protocol import API_PREFIX, FILES_DIR, RECORD_TYPES, VERSION
-from gradexp._settings import Settings, mask_key, say
-from gradexp.runfile import (
+from gradexp.core.settings import Settings, mask_key, say
+from gradexp.protocol.runfile import (
     FRAME,
     FRAME_SIZE,
     HEADER_SIZE,
@@ -43,6 +42,7 @@ from gradexp.runfile import (
     RunFile,
     payload_seq,
 )
+from gradexp.protocol.wire import API_PREFIX, FILES_DIR, RECORD_TYPES, VERSION
 
 _FILE = RECORD_TYPES["file"]
 #: The most sequence numbers a damaged file's gap is filled with (see ``_filler``).

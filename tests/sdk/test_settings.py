@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gradexp._settings import (
+from gradexp.core.settings import (
     GradexpError,
     config_dir,
     delete_credentials,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import gradexp
-import gradexp._stream as stream
+import gradexp.stream.runstream as stream
 
 from .conftest import file_records
 

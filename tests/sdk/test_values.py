@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradexp._values import Captured, encode_values, key_problem, normalize
+from gradexp.sdk.values.normalize import Captured, encode_values, key_problem, normalize
 
 
 def _norm(data: dict[Any, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -68,7 +68,7 @@ def test_key_problem() -> None:
 
 
 class _Doubled:
-    """A minimal rich value in the Captured protocol (what gradexp._tensors provides)."""
+    """A minimal rich value in the Captured protocol (what gradexp.sdk.values.base provides)."""
 
     nbytes = 8
 
@@ -99,7 +99,7 @@ def test_gradexp_capture_hook_and_stream_side_encoding() -> None:
 
 def test_arrays_go_to_the_tensors_module_or_get_a_clear_message() -> None:
     out, bad = _norm({"arr": np.arange(10, dtype=np.float32)})
-    from gradexp import _values
+    from gradexp.sdk.values import normalize as _values
 
     if _values._tensors() is None:
         assert out == {}
@@ -122,7 +122,7 @@ def test_capture_failures_are_bad_values() -> None:
 def test_device_scalars_are_read_on_the_stream_side() -> None:
     """The path a 0-d CUDA tensor takes (exercised here with a CPU tensor)."""
     torch = pytest.importorskip("torch")
-    from gradexp._values import _DeviceScalar
+    from gradexp.sdk.values.normalize import _DeviceScalar
 
     t = torch.tensor(1.5)
     captured = _DeviceScalar(t)
@@ -135,6 +135,7 @@ def test_device_scalars_are_read_on_the_stream_side() -> None:
 
 
 def test_fast_path_and_slow_path_agree_on_plain_types() -> None:
-    from gradexp import _run, _values
+    from gradexp.sdk import run as _run
+    from gradexp.sdk.values import normalize as _values
 
     assert _run.PLAIN_TYPES == _values.PLAIN_TYPES

@@ -9,8 +9,8 @@ import math
 import pytest
 
 import gradexp
-from gradexp._api import ApiError
-from gradexp._settings import GradexpError
+from gradexp.core.settings import GradexpError
+from gradexp.sdk.api import ApiError
 
 from .helpers import batch, history, new_id, post, put_run
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradexp import _tensors as T
-from gradexp._images import Image, ImageValue
-from gradexp._protocol import HISTOGRAM_STATS, decode_value
+from gradexp.protocol.wire import HISTOGRAM_STATS, decode_value
+from gradexp.sdk.values import base as T
+from gradexp.sdk.values.image import Image, ImageValue
 
 pytestmark = pytest.mark.torch  # these tests drive torch tensors or models
 

@@ -1,6 +1,6 @@
 """Arrays and tensors as values: ``Histogram``, ``Tensor``, and bare numpy/torch values.
 
-The SDK (``gradexp._values``) hands every non-scalar value it does not know to
+The SDK (``gradexp.sdk.values.normalize``) hands every non-scalar value it does not know to
 :func:`capture`, and turns objects with a ``_gradexp_capture()`` method (``Histogram``,
 ``Tensor``, ``Image``) into what that returns. Both yield a ``Captured``: taken on the
 caller's thread, finished by ``encode(sink)`` on the stream thread.
@@ -9,7 +9,7 @@ Who pays what (the point of this module):
 
 - **numpy arrays and CPU tensors**: the caller pays one copy (the caller may mutate the
   array as soon as ``log()`` returns); the histogram and statistics are computed from that
-  copy on the stream thread (``gradexp._histogram``).
+  copy on the stream thread (``gradexp.sdk.values.binning``).
 - **CUDA tensors**: reduced where they live. The caller's thread queues a handful of
   kernels (min/max, sums, ``bucketize`` + ``histc``), never waits for them, and queues a
   non-blocking copy of the small result (a few hundred numbers) into pinned host memory;
@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from gradexp._histogram import (
+from gradexp.protocol.wire import HISTOGRAM_STATS, decode_value, encode_float
+from gradexp.sdk.values.binning import (
     DEFAULT_BINS,
     EMPTY_EDGES,
     check_bins,
@@ -45,10 +46,9 @@ from gradexp._histogram import (
     statistics,
     unsupported_dtype_message,
 )
-from gradexp._protocol import HISTOGRAM_STATS, decode_value, encode_float
 
 if TYPE_CHECKING:
-    from gradexp._values import BlobSink
+    from gradexp.sdk.values.normalize import BlobSink
 
 __all__ = ["Histogram", "Tensor", "capture", "capture_histogram"]
 
@@ -672,7 +672,7 @@ def capture(value: Any) -> Any:
             return Scalar(array.reshape(-1)[0].item())
         return HostHistogram(HostArray.of_numpy(array), DEFAULT_BINS, None)
     if _is_pil_image(value):
-        from gradexp._images import Image
+        from gradexp.sdk.values.image import Image
 
         return Image(value)._gradexp_capture()
     return None

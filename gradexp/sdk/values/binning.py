@@ -1,7 +1,7 @@
 """The stream-side histogram and statistics of a numpy array (the ``histogram`` value).
 
 This runs on the stream thread, never on the caller's: ``log()`` only copies the array
-(see ``gradexp._tensors``). It is written to beat ``np.histogram(bins=64)`` by a wide margin
+(see ``gradexp.sdk.values.base``). It is written to beat ``np.histogram(bins=64)`` by a wide margin
 while giving *exactly* the counts ``np.histogram(values, bins=edges)`` gives for the edges
 it reports:
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gradexp._protocol import MAX_HISTOGRAM_BINS, encode_float
+from gradexp.protocol.wire import MAX_HISTOGRAM_BINS, encode_float
 
 __all__ = [
     "DEFAULT_BINS",

@@ -10,10 +10,10 @@ Two halves, on two threads:
   values instead of raising.
 - :func:`encode_values` runs on the stream thread: it finishes captured values (histograms
   are computed there, blobs written there) and encodes non-finite floats, which JSON cannot
-  hold, as ``{"_type": "float", "value": "NaN"}`` (see ``gradexp._protocol``).
+  hold, as ``{"_type": "float", "value": "NaN"}`` (see ``gradexp.protocol.wire``).
 
 The rich values themselves (``Histogram``, ``Tensor``, ``Image``, bare arrays) live in
-``gradexp._tensors``, imported lazily because it imports numpy.
+``gradexp.sdk.values.base``, imported lazily because it imports numpy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from gradexp._protocol import MAX_KEY_LENGTH, STAT_SEPARATOR, encode_float
+from gradexp.protocol.wire import MAX_KEY_LENGTH, STAT_SEPARATOR, encode_float
 
 #: The types that pass through ``log()`` untouched (exact types: a subclass such as
 #: ``numpy.float64`` or ``IntEnum`` takes the slow path and is converted).
@@ -86,14 +86,14 @@ _tensors_checked = False
 
 
 def _tensors() -> Any:
-    """``gradexp._tensors`` once it exists (the tensors issue), else None. Imported lazily."""
+    """``gradexp.sdk.values.base`` once it exists (the tensors issue), else None. Imported lazily."""
     global _tensors_module, _tensors_checked
     if not _tensors_checked:
         _tensors_checked = True
         import importlib.util
 
-        if importlib.util.find_spec("gradexp._tensors") is not None:
-            _tensors_module = importlib.import_module("gradexp._tensors")
+        if importlib.util.find_spec("gradexp.sdk.values.base") is not None:
+            _tensors_module = importlib.import_module("gradexp.sdk.values.base")
     return _tensors_module
 
 
