@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import importlib
 
-from gradexp.protocol.wire import VERSION as __version__
+from gradexp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from typing import Any
 
     from gradexp.core.settings import Settings as Settings
+    from gradexp.errors import ApiError as ApiError
+    from gradexp.errors import GradexpError as GradexpError
+    from gradexp.errors import GradexpWarning as GradexpWarning
+    from gradexp.errors import LoginError as LoginError
     from gradexp.integrations.torch import unwatch as unwatch
     from gradexp.integrations.torch import watch as watch
     from gradexp.sdk.login import login as login
@@ -59,8 +63,13 @@ _LAZY: dict[str, str] = {
     "unwatch": "gradexp.integrations.torch:unwatch",
     # login (loaded on first use; it imports click and urllib)
     "login": "gradexp.sdk.login:login",
-    # reading runs back (issue 3)
+    # reading runs back
     "Api": "gradexp.sdk.api:Api",
+    # errors (gradexp.errors imports nothing)
+    "GradexpError": "gradexp.errors:GradexpError",
+    "GradexpWarning": "gradexp.errors:GradexpWarning",
+    "LoginError": "gradexp.errors:LoginError",
+    "ApiError": "gradexp.errors:ApiError",
 }
 
 __all__ = ["__version__", "run", *_LAZY]

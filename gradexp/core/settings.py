@@ -25,6 +25,8 @@ import os
 import sys
 import threading
 
+from gradexp.errors import GradexpError, GradexpWarning
+
 TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,10 +49,6 @@ ENV_QUIET = "GRADEXP_QUIET"
 SETTINGS_FILE = "settings.json"
 CREDENTIALS_FILE = "credentials.json"
 DEFAULT_PROJECT = "default"
-
-
-class GradexpError(Exception):
-    """A problem the user must fix before gradexp can go on; the message says how."""
 
 
 # name -> default, in order. Settings is a plain class (not a dataclass) so that init()
@@ -393,10 +391,6 @@ def say(message: str) -> None:
             print(f"gradexp: {message}", file=sys.stderr, flush=True)
         except (OSError, ValueError):  # a closed stderr must never break training
             pass
-
-
-class GradexpWarning(UserWarning):
-    """A value, key or step gradexp had to drop or adjust; the message says which."""
 
 
 def warn(message: str, stacklevel: int = 2) -> None:

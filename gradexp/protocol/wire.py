@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import re
 
+from gradexp._version import __version__
+
 TYPE_CHECKING = False  # not typing's: `import gradexp` stays free of the typing import
 if TYPE_CHECKING:
     from typing import Any, Final
 
 API_PREFIX: Final = "/api/v1"
-VERSION: Final = "0.1.0"
+VERSION: Final = __version__  # the one place it is written: gradexp/_version.py
 
 # --- browser sign-in and `gradexp login` (docs/protocol.md, "Auth" and "Login") -----------
 SESSION_COOKIE: Final = "gradexp_session"  # HttpOnly: the browser's session

@@ -48,7 +48,6 @@ import click
 from gradexp.core.settings import (
     ENV_API_KEY,
     ENV_BASE_URL,
-    GradexpError,
     delete_credentials,
     load_credentials,
     load_user_settings,
@@ -56,15 +55,12 @@ from gradexp.core.settings import (
     normalize_url,
     save_credentials,
 )
+from gradexp.errors import GradexpError, LoginError
 from gradexp.protocol.wire import API_PREFIX, AUTHORIZE_PATH, KEYS_PAGE_PATH, TOKEN_PATH, VERSION
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # where a plain `gradexp server` listens
 BROWSER_TIMEOUT = 300.0  # seconds to wait for the browser before asking for a key
 HTTP_TIMEOUT = 15.0
-
-
-class LoginError(GradexpError):
-    """Login failed; the message says why and what to do. Nothing was stored."""
 
 
 @dataclass(frozen=True)

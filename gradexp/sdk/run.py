@@ -43,7 +43,8 @@ import time
 from collections import deque
 from collections.abc import Mapping, MutableMapping
 
-from gradexp.core.settings import GradexpError, Settings, resolve_settings, say, set_quiet, warn
+from gradexp.core.settings import Settings, resolve_settings, say, set_quiet, warn
+from gradexp.errors import GradexpError
 from gradexp.protocol.wire import RUN_ID_RE, decode_value
 
 # gradexp.sdk.values.normalize (the slow path) is imported where it is used: it imports typing, which

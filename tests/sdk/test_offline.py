@@ -14,7 +14,7 @@ import pytest
 
 import gradexp
 import gradexp.sdk.run
-from gradexp.core.settings import GradexpError, GradexpWarning
+from gradexp.errors import GradexpError, GradexpWarning
 from gradexp.runfile import RunDir
 
 from .conftest import file_records

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import gradexp
-from gradexp.core.settings import GradexpError
+from gradexp.errors import GradexpError
 from gradexp.protocol.wire import decode_value
 from gradexp.runfile import RunDir
 

@@ -9,8 +9,7 @@ import math
 import pytest
 
 import gradexp
-from gradexp.core.settings import GradexpError
-from gradexp.sdk.api import ApiError
+from gradexp.errors import ApiError, GradexpError
 
 from .helpers import batch, history, new_id, post, put_run
 
