@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from gradexp.protocol.wire import decode_value
+from gradexp.protocol.values import decode_value
 from gradexp.sdk.values import base as T
 
 RESULTS: list[tuple[str, bool, str]] = []

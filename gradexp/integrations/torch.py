@@ -32,7 +32,7 @@ import threading
 import weakref
 from typing import Any
 
-from gradexp.protocol.wire import decode_value
+from gradexp.protocol.values import decode_value
 from gradexp.sdk.values.base import HostArray, capture_histogram
 
 __all__ = ["unwatch", "watch"]

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from gradexp.protocol.values import decode_values
 from gradexp.protocol.wire import (
     ACK_NAME,
     FILES_DIR,
@@ -44,7 +45,6 @@ from gradexp.protocol.wire import (
     RUNFILE_MAGIC,
     RUNFILE_NAME,
     RUNFILE_VERSION,
-    decode_values,
 )
 
 __all__ = [

@@ -31,7 +31,8 @@ from typing import Any
 
 from gradexp.core.settings import resolve_settings
 from gradexp.errors import ApiError, GradexpError
-from gradexp.protocol.wire import API_PREFIX, decode_value, decode_values
+from gradexp.protocol.values import decode_value, decode_values
+from gradexp.protocol.wire import API_PREFIX
 
 DEFAULT_TIMEOUT = 60.0
 ROWS_PAGE = 10_000

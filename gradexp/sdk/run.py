@@ -45,7 +45,8 @@ from collections.abc import Mapping, MutableMapping
 
 from gradexp.core.settings import Settings, resolve_settings, say, set_quiet, warn
 from gradexp.errors import GradexpError
-from gradexp.protocol.wire import RUN_ID_RE, decode_value
+from gradexp.protocol.names import project_name_problem, run_id_problem
+from gradexp.protocol.values import PLAIN_TYPES, decode_value
 
 # gradexp.sdk.values.normalize (the slow path) is imported where it is used: it imports typing, which
 # init() should not pay for. Annotations here are strings (PEP 563), so typing is only
@@ -55,9 +56,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-#: The types log()'s fast path takes as they are: the same set as
-#: ``gradexp.sdk.values.normalize.PLAIN_TYPES`` (a test checks that they agree).
-PLAIN_TYPES: frozenset[type] = frozenset({int, float, bool, str, type(None)})
 
 __all__ = [
     "GradexpError",
@@ -372,10 +370,10 @@ def _jsonable(value: Any, where: str) -> Any:
         return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v, where) for v in value]
-    from gradexp.sdk.values.normalize import BadValue, _convert
+    from gradexp.sdk.values.normalize import BadValue, convert
 
     try:
-        converted = _convert(value)
+        converted = convert(value)
     except BadValue:
         converted = None
     if type(converted) in PLAIN_TYPES and converted is not None:
@@ -1087,15 +1085,9 @@ def init(
     if resolved.quiet:
         set_quiet(True)
     run_id = resolved.run_id or _random_id()
-    if not RUN_ID_RE.fullmatch(run_id):
-        raise GradexpError(f"run id {run_id!r} is not valid: use 1-64 of A-Z a-z 0-9 _ -")
-    from gradexp.protocol.wire import PROJECT_NAME_RE
-
-    if not PROJECT_NAME_RE.fullmatch(resolved.project):
-        raise GradexpError(
-            f"project name {resolved.project!r} is not valid: start with a letter or digit, "
-            "then up to 127 of A-Z a-z 0-9 . _ -"
-        )
+    problem = run_id_problem(run_id) or project_name_problem(resolved.project)
+    if problem is not None:
+        raise GradexpError(f"{problem}.")
     resume_mode: str | None = {True: "must", False: None, None: None}.get(resume, resume)  # type: ignore[arg-type]
     if resume_mode not in (None, "must", "allow"):
         raise GradexpError(f"resume={resume!r}: use True, 'must' or 'allow'.")

@@ -241,7 +241,7 @@ class Account:
 
 def check_user_name(name: str) -> None:
     """User names follow the project-name rule (they appear in URLs: ``/p/{owner}/...``)."""
-    from gradexp.protocol.wire import PROJECT_NAME_RE
+    from gradexp.protocol.names import PROJECT_NAME_RE
 
     if not PROJECT_NAME_RE.fullmatch(name):
         raise AccountError(

@@ -19,7 +19,7 @@ USER_NAME_MAX = 128
 
 
 def _check_user_name(name: str) -> None:
-    from gradexp.protocol.wire import PROJECT_NAME_RE
+    from gradexp.protocol.names import PROJECT_NAME_RE
 
     if not PROJECT_NAME_RE.fullmatch(name):
         raise ValueError(f"invalid user name {name!r}: use letters, digits, '.', '_' or '-'")

@@ -21,16 +21,15 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gradexp.protocol.names import PROJECT_NAME_RE, SHA256_RE
+from gradexp.protocol.values import encode_float
 from gradexp.protocol.wire import (
     HISTOGRAM_STATS,
     MAX_BODY_BYTES,
     MAX_DECOMPRESSED_BYTES,
     MAX_HISTOGRAM_BINS,
     MAX_KEY_LENGTH,
-    PROJECT_NAME_RE,
-    SHA256_RE,
     STAT_SEPARATOR,
-    encode_float,
 )
 from gradexp.server.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.errors import ApiError

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gradexp.protocol.wire import HISTOGRAM_STATS, STAT_SEPARATOR, numeric_value
+from gradexp.protocol.values import numeric_value
+from gradexp.protocol.wire import HISTOGRAM_STATS, STAT_SEPARATOR
 from gradexp.server import rollup
 
 _dumps = orjson.dumps

@@ -31,7 +31,8 @@ import orjson
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 
-from gradexp.protocol.wire import STAT_SEPARATOR, decode_value, numeric_value
+from gradexp.protocol.values import decode_value, numeric_value
+from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.db import Database
 from gradexp.server.history import key_index

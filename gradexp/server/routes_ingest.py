@@ -10,7 +10,8 @@ from aiohttp import web
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
+from gradexp.protocol.names import SHA256_RE
+from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
 from gradexp.server import schema as s
 from gradexp.server.batch import body_is_gzip, parse_json, read_body
 from gradexp.server.db import insert_ignore

@@ -29,7 +29,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gradexp.protocol.wire import API_PREFIX, RUN_ID_RE
+from gradexp.protocol.names import RUN_ID_RE
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.errors import ApiError
 from gradexp.server.routes_auth import page_redirect
 

@@ -28,7 +28,8 @@ import orjson
 from aiohttp import web
 from sqlalchemy import distinct, select
 
-from gradexp.protocol.wire import API_PREFIX, STAT_SEPARATOR, encode_float
+from gradexp.protocol.values import encode_float
+from gradexp.protocol.wire import API_PREFIX, STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.errors import ApiError, json_response
 from gradexp.server.objects import blob_key

@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gradexp.protocol.wire import RUN_ID_RE, STAT_SEPARATOR
+from gradexp.protocol.names import RUN_ID_RE
+from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server import schema as s
 from gradexp.server.auth import User
 from gradexp.server.batch import check_project_name

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from gradexp.core.settings import say, warn
+from gradexp.protocol.names import key_problem
 from gradexp.protocol.runfile import (
     FRAME,
     HEADER_SIZE,
@@ -47,7 +48,8 @@ from gradexp.protocol.runfile import (
     RunFileWriter,
     update_latest_link,
 )
-from gradexp.protocol.wire import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES, encode_float
+from gradexp.protocol.values import encode_float, encode_values, needs_encoding
+from gradexp.protocol.wire import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES
 from gradexp.sdk.run import (
     ATTACH,
     CONFIG,
@@ -63,7 +65,6 @@ from gradexp.sdk.run import (
     StreamHandle,
     Waiter,
 )
-from gradexp.sdk.values.normalize import encode_values, key_problem, needs_encoding
 
 _FILE = RECORD_TYPES["file"]
 _CRC_HISTORY = zlib.crc32(bytes([HISTORY]))  # CRC32 of the type byte, continued over the payload

@@ -17,7 +17,7 @@ import pytest
 
 import gradexp
 from gradexp.errors import GradexpError
-from gradexp.protocol.wire import decode_value
+from gradexp.protocol.values import decode_value
 from gradexp.runfile import RunDir
 
 from .conftest import file_records, gradexp_cli, server_rows, server_run

@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradexp.sdk.values.normalize import Captured, encode_values, key_problem, normalize
+from gradexp.protocol.captured import Captured
+from gradexp.protocol.names import key_problem
+from gradexp.protocol.values import encode_values
+from gradexp.sdk.values.normalize import normalize
 
 
 def _norm(data: dict[Any, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -97,16 +100,10 @@ def test_gradexp_capture_hook_and_stream_side_encoding() -> None:
     }
 
 
-def test_arrays_go_to_the_tensors_module_or_get_a_clear_message() -> None:
+def test_arrays_become_captured_values() -> None:
     out, bad = _norm({"arr": np.arange(10, dtype=np.float32)})
-    from gradexp.sdk.values import normalize as _values
-
-    if _values._tensors() is None:
-        assert out == {}
-        assert "not supported yet" in dict(bad)["arr"]
-    else:  # the tensors issue has landed: arrays become histograms
-        assert bad == []
-        assert isinstance(out["arr"], Captured)
+    assert bad == []
+    assert isinstance(out["arr"], Captured)
 
 
 def test_capture_failures_are_bad_values() -> None:

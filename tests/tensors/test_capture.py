@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradexp.protocol.wire import HISTOGRAM_STATS, decode_value
+from gradexp.protocol.values import decode_value
+from gradexp.protocol.wire import HISTOGRAM_STATS
 from gradexp.sdk.values import base as T
 from gradexp.sdk.values.image import Image, ImageValue
 

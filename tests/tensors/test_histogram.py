@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradexp.protocol.wire import decode_value
+from gradexp.protocol.values import decode_value
 from gradexp.sdk.values import binning as H
 
 

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from gradexp.protocol.wire import HISTOGRAM_STATS, decode_value, encode_float
+from gradexp.protocol.values import decode_value, encode_float
+from gradexp.protocol.wire import HISTOGRAM_STATS
 from gradexp.sdk.values.binning import (
     DEFAULT_BINS,
     EMPTY_EDGES,

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from gradexp.protocol.wire import MAX_HISTOGRAM_BINS, encode_float
+from gradexp.protocol.values import encode_float
+from gradexp.protocol.wire import MAX_HISTOGRAM_BINS
 
 __all__ = [
     "DEFAULT_BINS",
