@@ -15,14 +15,9 @@ from typing import Any
 
 import click
 
-from gradexp.core.settings import (
-    GradexpError,
-    Settings,
-    config_dir,
-    load_credentials,
-    mask_key,
-    resolve_settings,
-)
+from gradexp.core.credentials import config_dir, load_credentials, mask_key
+from gradexp.core.settings import Settings, resolve_settings
+from gradexp.errors import GradexpError
 from gradexp.protocol.runfile import RunDir, RunFileError, find_run_dirs
 
 

@@ -229,7 +229,7 @@ class _Watcher:
         except Exception as exc:
             if not self.failed:
                 self.failed = True
-                from gradexp.core.settings import warn
+                from gradexp.core.output import warn
 
                 warn(
                     f"watch() could not record this step ({type(exc).__name__}: {exc}); "

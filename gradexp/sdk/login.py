@@ -45,16 +45,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import click
 
-from gradexp.core.settings import (
-    ENV_API_KEY,
-    ENV_BASE_URL,
+from gradexp.core.credentials import (
     delete_credentials,
     load_credentials,
-    load_user_settings,
     mask_key,
     normalize_url,
     save_credentials,
 )
+from gradexp.core.settings import ENV_API_KEY, ENV_BASE_URL, load_user_settings
 from gradexp.errors import GradexpError, LoginError
 from gradexp.protocol.wire import API_PREFIX, AUTHORIZE_PATH, KEYS_PAGE_PATH, TOKEN_PATH, VERSION
 
@@ -464,7 +462,7 @@ def login(key: str | None = None, host: str | None = None, relogin: bool = False
         gradexp.login(key="gx_...", host="http://gpu-box:8080")
     """
     identity, _key = _login(key=key, host=host, relogin=relogin, timeout=BROWSER_TIMEOUT)
-    from gradexp.core.settings import say
+    from gradexp.core.output import say
 
     say(f"Logged in to {identity.host} as {identity.user}")
     return True

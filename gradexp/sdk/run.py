@@ -43,7 +43,8 @@ import time
 from collections import deque
 from collections.abc import Mapping, MutableMapping
 
-from gradexp.core.settings import Settings, resolve_settings, say, set_quiet, warn
+from gradexp.core.output import say, set_quiet, warn
+from gradexp.core.settings import Settings, resolve_settings
 from gradexp.errors import GradexpError
 from gradexp.protocol.names import project_name_problem, run_id_problem
 from gradexp.protocol.values import PLAIN_TYPES, decode_value

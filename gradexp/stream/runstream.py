@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from gradexp.core.settings import say, warn
+from gradexp.core.output import say, warn
 from gradexp.protocol.names import key_problem
 from gradexp.protocol.runfile import (
     FRAME,

@@ -33,7 +33,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gradexp.core.settings import Settings, mask_key, say
+from gradexp.core.credentials import mask_key
+from gradexp.core.output import say
+from gradexp.core.settings import Settings
 from gradexp.protocol.runfile import (
     FRAME,
     FRAME_SIZE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradexp
-from gradexp.core.settings import save_credentials
+from gradexp.core.credentials import save_credentials
 
 from .conftest import gradexp_cli
 

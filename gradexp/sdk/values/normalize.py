@@ -53,10 +53,10 @@ def convert(value: Any) -> Any:
 
     Raises :class:`BadValue` with the reason when it cannot be logged.
     """
-    capture: Callable[[], Any] | None = getattr(value, "_gradexp_capture", None)
-    if capture is not None and not isinstance(value, type):
+    capture_self: Callable[[], Any] | None = getattr(value, "_gradexp_capture", None)
+    if capture_self is not None and not isinstance(value, type):
         try:
-            return capture()
+            return capture_self()
         except (TypeError, ValueError) as exc:
             raise BadValue(str(exc)) from None
     t = type(value)
