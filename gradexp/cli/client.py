@@ -101,7 +101,9 @@ async def _sync_one(
     run: RunDir, settings: Settings, pending: int, label: str, retry_for: float
 ) -> int:
     """Upload one run dir; returns how many records were sent."""
-    from gradexp.transport.uploader import FileSource, ServerClient, Uploader, UploadStopped
+    from gradexp.transport.client import ServerClient
+    from gradexp.transport.sources import FileSource
+    from gradexp.transport.uploader import Uploader, UploadStopped
 
     meta = run.meta
     if not meta.get("id"):

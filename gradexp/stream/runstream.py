@@ -241,11 +241,13 @@ class RunStream:
         start_seq = 1
         resume_mode = channel.resume_mode
         if self.settings.mode == "online":
-            from gradexp.transport.uploader import LiveSource, ServerClient, Uploader
+            from gradexp.transport.client import ServerClient
+            from gradexp.transport.sources import LiveSource
+            from gradexp.transport.uploader import Uploader
 
             client = ServerClient(self.settings, run_dir=self.run.dir)
             self.uploader = Uploader(
-                client, self.run_dir, self.meta, self.settings, channel=channel
+                client, self.run_dir, self.meta, self.settings, listener=channel
             )
             if resume_mode:
                 reply = await self.uploader.create_run(give_up_after=25.0)
