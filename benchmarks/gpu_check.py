@@ -283,13 +283,13 @@ def main() -> int:
             pending.update(values)  # the step is committed (below, once per step)
 
     try:
-        import gradexp.sdk.run as sdk_run
+        import gradexp.sdk.facade as sdk_run
     except ImportError:  # the SDK's own dependencies (orjson, platformdirs) are not here
         import types
 
-        sdk_run = types.ModuleType("gradexp.sdk.run")
+        sdk_run = types.ModuleType("gradexp.sdk.facade")
         sdk_run.current_run = lambda: None  # type: ignore[attr-defined]
-        sys.modules["gradexp.sdk.run"] = sdk_run
+        sys.modules["gradexp.sdk.facade"] = sdk_run
     real_current = sdk_run.current_run
     sdk_run.current_run = lambda: CollectingRun()  # type: ignore[assignment]
     try:

@@ -31,14 +31,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.errors import LoginError as LoginError
     from gradexp.integrations.torch import unwatch as unwatch
     from gradexp.integrations.torch import watch as watch
+    from gradexp.sdk.facade import aflush as aflush
+    from gradexp.sdk.facade import alog as alog
+    from gradexp.sdk.facade import finish as finish
+    from gradexp.sdk.facade import flush as flush
+    from gradexp.sdk.facade import init as init
+    from gradexp.sdk.facade import log as log
     from gradexp.sdk.login import login as login
     from gradexp.sdk.run import Run as Run
-    from gradexp.sdk.run import aflush as aflush
-    from gradexp.sdk.run import alog as alog
-    from gradexp.sdk.run import finish as finish
-    from gradexp.sdk.run import flush as flush
-    from gradexp.sdk.run import init as init
-    from gradexp.sdk.run import log as log
     from gradexp.sdk.values.base import Histogram as Histogram
     from gradexp.sdk.values.base import Tensor as Tensor
     from gradexp.sdk.values.image import Image as Image
@@ -46,12 +46,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
 # public name -> "module:attribute" (or "module" for a submodule)
 _LAZY: dict[str, str] = {
     # the SDK core
-    "init": "gradexp.sdk.run:init",
-    "log": "gradexp.sdk.run:log",
-    "alog": "gradexp.sdk.run:alog",
-    "flush": "gradexp.sdk.run:flush",
-    "aflush": "gradexp.sdk.run:aflush",
-    "finish": "gradexp.sdk.run:finish",
+    "init": "gradexp.sdk.facade:init",
+    "log": "gradexp.sdk.facade:log",
+    "alog": "gradexp.sdk.facade:alog",
+    "flush": "gradexp.sdk.facade:flush",
+    "aflush": "gradexp.sdk.facade:aflush",
+    "finish": "gradexp.sdk.facade:finish",
     "Run": "gradexp.sdk.run:Run",
     "Settings": "gradexp.core.settings:Settings",
     "runfile": "gradexp.runfile",
@@ -78,7 +78,7 @@ __all__ = ["__version__", "run", *_LAZY]
 def __getattr__(name: str) -> Any:
     # ``gradexp.run`` is the current run (or None): looked up on every access, never cached.
     if name == "run":
-        from gradexp.sdk.run import current_run
+        from gradexp.sdk.facade import current_run
 
         return current_run()
     target = _LAZY.get(name)

@@ -238,7 +238,7 @@ class _Watcher:
                 )
 
     def _capture(self) -> None:
-        from gradexp.sdk.run import current_run
+        from gradexp.sdk.facade import current_run
 
         run = current_run()
         model = self.model()

@@ -1,37 +1,28 @@
-"""The ``gradexp-stream`` thread: queue -> run file -> uploader.
+"""One run's life on the stream thread: open, drain, write through, flush, fsync, release.
 
 Threading invariants (the reader should never have to guess which thread runs a line):
 
-- Everything in this module runs on the stream thread, inside its asyncio loop, except
-  :func:`serve`'s first lines (the thread's entry point) and what the loop's executor
-  runs (``fsync`` and gzip, both marked where they are submitted).
-- One thread per process, started by the first ``init()`` (``_run.StreamHandle``). It is
-  a daemon so it never keeps a finished program alive; the exit hook in ``_run`` finishes
-  the current run (bounded) while the thread still runs.
+- Everything in this module runs on the stream thread, inside its asyncio loop (see
+  ``gradexp.stream.thread``), except what the loop's executor runs (``fsync`` and gzip,
+  both marked where they are submitted).
 - The caller's side only appends to ``Channel.queue`` and reads counters; this side only
   pops. Records get their sequence numbers here, in queue order, so the file order is
   the log() order.
-- The loop's default executor is :class:`_DaemonExecutor`, not a ``ThreadPoolExecutor``:
-  at interpreter exit (when ``finish()`` runs from the exit hook) the standard pool
-  refuses new work, and the upload would fail exactly when it is needed.
-- Fork: a child process has no stream thread. ``_run._after_fork_in_child`` drops the
-  handle; nothing here runs in the child.
+- The stream sees the run only through its :class:`~gradexp.stream.channel.Channel`, and
+  the server only through the transport (``gradexp.transport``).
+- Fork: a child process has no stream thread; nothing here runs in the child.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import os
-import queue as queue_mod
-import threading
 import time
 import traceback
 import zlib
 from collections import deque
-from collections.abc import Callable
 from itertools import chain, repeat
 from operator import itemgetter, methodcaller
 from typing import Any
@@ -50,7 +41,7 @@ from gradexp.protocol.runfile import (
 )
 from gradexp.protocol.values import encode_float, encode_values, needs_encoding
 from gradexp.protocol.wire import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES
-from gradexp.sdk.run import (
+from gradexp.stream.channel import (
     ATTACH,
     CONFIG,
     CTRL_CLOSE,
@@ -62,7 +53,6 @@ from gradexp.sdk.run import (
     SUMMARY,
     TELEMETRY,
     Channel,
-    StreamHandle,
     Waiter,
 )
 
@@ -84,68 +74,11 @@ _first = itemgetter(0)
 _second = itemgetter(1)
 
 
-class _DaemonExecutor(concurrent.futures.Executor):
-    """The stream loop's executor: daemon worker threads that keep working at exit.
-
-    Not a ``ThreadPoolExecutor``, for two reasons that both bite at interpreter exit
-    (when the exit hook's ``finish()`` needs fsync, gzip and DNS lookups): its ``submit``
-    raises once shutdown has begun, and merely importing it registers a shutdown hook,
-    which raises if a short script is already exiting when this thread starts.
-    """
-
-    def __init__(self, workers: int = 2) -> None:
-        self._jobs: queue_mod.SimpleQueue[Any] = queue_mod.SimpleQueue()
-        self._workers = [
-            threading.Thread(target=self._work, name=f"gradexp-io-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for w in self._workers:
-            w.start()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._jobs.put((future, fn, args, kwargs))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            future, fn, args, kwargs = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        for _ in self._workers:
-            self._jobs.put(None)
-
-
-def serve(handle: StreamHandle) -> None:
-    """The stream thread's body: make the loop, take the runs waiting to start, run forever."""
-    loop = asyncio.new_event_loop()
-    # set_default_executor() insists on a ThreadPoolExecutor (see _DaemonExecutor for why
-    # not), so the attribute it would set is set directly. Every run_in_executor(None, ...)
-    # on this loop, aiohttp's DNS lookups included, then runs on daemon threads.
-    loop._default_executor = _DaemonExecutor()  # type: ignore[attr-defined]
-    asyncio.set_event_loop(loop)
-    for channel in handle.loop_ready(loop):
-        loop.call_soon(start_run, channel)
-    try:
-        loop.run_forever()
-    finally:  # only reached if something stops the loop; the thread normally dies with the process
-        loop.close()
-
-
 def start_run(channel: Channel) -> None:
     """Start streaming one run (runs on the stream loop, via call_soon[_threadsafe])."""
     stream = RunStream(channel)
     task = asyncio.get_running_loop().create_task(
-        stream.main(), name=f"gradexp-run-{channel.run.id}"
+        stream.main(), name=f"gradexp-run-{channel.run_id}"
     )
     _tasks.add(task)  # keep a reference: the loop only holds weak ones
     task.add_done_callback(_tasks.discard)
@@ -159,10 +92,10 @@ class RunStream:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.run = channel.run
+        self.run_id = channel.run_id
         self.settings = channel.settings
-        self.run_dir = RunDir(self.run.dir or ".")
-        self.meta = dict(self.run._meta)
+        self.run_dir = RunDir(channel.run_dir or ".")
+        self.meta = dict(channel.meta)
         self.loop = asyncio.get_running_loop()
         self.wake_event = asyncio.Event()
         self.writer: RunFileWriter | None = None
@@ -202,7 +135,7 @@ class RunStream:
         try:
             await self._open()
         except Exception as exc:
-            say(f"could not start run {self.run.id}: {_one_line(exc)}")
+            say(f"could not start run {self.run_id}: {_one_line(exc)}")
             channel.fail(_one_line(exc))
             return
         channel.started.resolve(True)
@@ -229,7 +162,7 @@ class RunStream:
                 elif more:
                     await asyncio.sleep(0)  # let the uploader and timers run between slices
         except Exception as exc:  # a bug here must not leave the caller blocked forever
-            say(f"internal error in the stream of run {self.run.id}: {_one_line(exc)}")
+            say(f"internal error in the stream of run {self.run_id}: {_one_line(exc)}")
             traceback.print_exc()
             channel.fail(f"internal error: {_one_line(exc)}")
         finally:
@@ -245,7 +178,7 @@ class RunStream:
             from gradexp.transport.sources import LiveSource
             from gradexp.transport.uploader import Uploader
 
-            client = ServerClient(self.settings, run_dir=self.run.dir)
+            client = ServerClient(self.settings, run_dir=channel.run_dir)
             self.uploader = Uploader(
                 client, self.run_dir, self.meta, self.settings, listener=channel
             )
@@ -256,14 +189,14 @@ class RunStream:
                 if resume_mode == "must" and start_seq == 1 and channel.resume_step < 0:
                     await client.close()
                     raise RuntimeError(
-                        f"run {self.run.id} has nothing on {self.settings.base_url} to resume; "
+                        f"run {self.run_id} has nothing on {self.settings.base_url} to resume; "
                         "use resume='allow' to start it if it does not exist"
                     )
         elif resume_mode:
             last_seq, last_step = await self.loop.run_in_executor(None, self._local_resume_point)
             if last_seq == 0 and resume_mode == "must":
                 raise RuntimeError(
-                    f"no earlier run {self.run.id} under {os.path.dirname(self.run_dir.path)} "
+                    f"no earlier run {self.run_id} under {os.path.dirname(self.run_dir.path)} "
                     "to resume offline; use resume='allow' to start it"
                 )
             start_seq, channel.resume_step = last_seq + 1, last_step
@@ -292,7 +225,7 @@ class RunStream:
 
         last_seq = last_step = -1
         for rd in reversed(find_run_dirs(os.path.dirname(self.run_dir.path))):
-            if rd.path == self.run_dir.path or rd.run_id != self.run.id:
+            if rd.path == self.run_dir.path or rd.run_id != self.run_id:
                 continue
             for record in RunFile(rd.path):
                 last_seq = max(last_seq, record.seq)
@@ -316,7 +249,7 @@ class RunStream:
                     self.writer.close()  # write through and fsync
                     channel.written_seq = self.seq
                 except OSError as exc:
-                    say(f"could not close the run file of {self.run.id}: {exc.strerror}")
+                    say(f"could not close the run file of {self.run_id}: {exc.strerror}")
         finally:
             for waiter, _, _ in self.flushes:
                 waiter.resolve(False)
@@ -660,7 +593,7 @@ class RunStream:
         dropped = self.dropped
         shed = 0
         if channel.dropped or channel.shed:
-            with self.run._lock:  # the caller updates these under this lock
+            with channel.lock:  # the caller updates these under this lock
                 theirs, channel.dropped = channel.dropped, {}
                 shed, channel.shed = channel.shed, 0
             for key, n in theirs.items():
@@ -708,7 +641,7 @@ class RunStream:
             if channel.disk_error is None:
                 channel.disk_error = exc.strerror or str(exc)
                 say(
-                    f"cannot write the run file of {self.run.id} ({channel.disk_error}); "
+                    f"cannot write the run file of {self.run_id} ({channel.disk_error}); "
                     "retrying every 0.5 s. Records wait in memory up to memory_limit; past "
                     "it, log() drops new ones rather than stall training."
                 )
@@ -718,7 +651,7 @@ class RunStream:
             return
         if self.channel.disk_error is not None:
             self.channel.disk_error = None
-            say(f"the run file of {self.run.id} is being written again.")
+            say(f"the run file of {self.run_id} is being written again.")
         if not writer.buffered:
             self.channel.written_seq = self.seq
             if self.uploader is not None:
@@ -767,7 +700,7 @@ class RunStream:
         try:
             await self.loop.run_in_executor(None, writer.sync)  # executor thread
         except OSError as exc:
-            say(f"fsync of the run file of {self.run.id} failed: {exc.strerror}")
+            say(f"fsync of the run file of {self.run_id} failed: {exc.strerror}")
         finally:
             self.fsync_task = None
 
