@@ -21,57 +21,23 @@ import hashlib
 import os
 import time
 import traceback
-import zlib
-from collections import deque
-from itertools import chain, repeat
-from operator import itemgetter, methodcaller
 from typing import Any
 
-import orjson
-
 from gradexp.core.output import say, warn
-from gradexp.protocol.names import key_problem
 from gradexp.protocol.runfile import (
-    FRAME,
     HEADER_SIZE,
     RunDir,
     RunFile,
     RunFileWriter,
     update_latest_link,
 )
-from gradexp.protocol.values import encode_float, encode_values, needs_encoding
-from gradexp.protocol.wire import FILES_DIR, MAX_KEY_LENGTH, RECORD_TYPES
-from gradexp.stream.channel import (
-    ATTACH,
-    CONFIG,
-    CTRL_CLOSE,
-    CTRL_FLUSH,
-    CTRL_SKIP,
-    FINISH,
-    HISTORY,
-    PARTIAL,
-    SUMMARY,
-    TELEMETRY,
-    Channel,
-    Waiter,
-)
+from gradexp.protocol.wire import FILES_DIR, RECORD_TYPES
+from gradexp.stream.channel import CTRL_CLOSE, CTRL_FLUSH, TELEMETRY, Channel, Waiter
+from gradexp.stream.steps import Framer
 
 _FILE = RECORD_TYPES["file"]
-_CRC_HISTORY = zlib.crc32(bytes([HISTORY]))  # CRC32 of the type byte, continued over the payload
-_NAMES = {CONFIG: "config", SUMMARY: "summary", FINISH: "finish", TELEMETRY: "telemetry"}
-#: Stop taking records from the queue while this much is written-but-not-accepted by the
-#: OS (a failing disk): the queue then fills and log() blocks, instead of memory growing.
-_MAX_UNWRITTEN = 8 * 1024 * 1024
 #: One drain step runs at most this long before yielding to the loop (uploads, timers).
 _DRAIN_SLICE_S = 0.02
-#: Fast-path records are framed in chunks of up to _BULK_MAX (see RunStream._drain_bulk)
-#: when at least _BULK_MIN are queued; fewer go one by one.
-_BULK_MIN = 32
-_BULK_MAX = 1024
-_BULK_PAUSE = 8  # records taken one by one when the head of the queue declines a chunk
-_call = methodcaller("__call__")  # operator.call, which Python 3.10 lacks
-_first = itemgetter(0)
-_second = itemgetter(1)
 
 
 def start_run(channel: Channel) -> None:
@@ -99,7 +65,7 @@ class RunStream:
         self.loop = asyncio.get_running_loop()
         self.wake_event = asyncio.Event()
         self.writer: RunFileWriter | None = None
-        self.seq = 0  # the last sequence number assigned
+        self.framer: Framer | None = None  # numbers and frames the records (made by _open)
         self.uploader: Any = None  # gradexp.transport.uploader.Uploader when online
         self.upload_task: asyncio.Task[None] | None = None
         self.flushes: list[tuple[Waiter, int, bool]] = []  # (waiter, target seq, want ack)
@@ -109,18 +75,12 @@ class RunStream:
         self.fsync_task: asyncio.Future[None] | None = None
         self.dropped: dict[str, int] = {}  # values dropped on this side (keys, encoding)
         self.warned: set[str] = set()
-        self.bad: list[tuple[str, str]] = []  # (key, reason) dropped in this drain
-        self.known_keys: set[str] = set()  # keys already validated
-        self.last: dict[str, Any] = {}  # last values seen in this drain (for the summary)
-        # The step rules (see _history/_hold/_emit); all of it is this thread's alone.
-        self.next_step = 0
-        self.max_step = -1
-        self.partial: dict[str, Any] | None = None  # log(commit=False) values held
-        self.partial_step = 0
-        self.partial_time = 0.0
-        self.attached: dict[str, Any] | None = None  # _attach_to_next_step values held
-        self.warned_lower = False
         self.files_dir_made = False
+
+    @property
+    def seq(self) -> int:
+        """The last sequence number assigned (0 before the run file exists)."""
+        return 0 if self.framer is None else self.framer.seq
 
     # --- lifecycle ---
 
@@ -200,13 +160,10 @@ class RunStream:
                     "to resume offline; use resume='allow' to start it"
                 )
             start_seq, channel.resume_step = last_seq + 1, last_step
-        self.seq = start_seq - 1
-        if channel.resume_step >= 0:
-            self.next_step = channel.resume_step + 1
-            self.max_step = channel.resume_step
+        next_step = channel.resume_step + 1  # 0 unless resuming
         channel.start_seq = start_seq
-        channel.next_step = self.next_step
-        channel.last_seq = channel.written_seq = channel.acked_seq = self.seq
+        channel.next_step = next_step
+        channel.last_seq = channel.written_seq = channel.acked_seq = start_seq - 1
         self.meta["first_seq"] = start_seq
         self.run_dir.write_meta(self.meta)
         if start_seq > 1:
@@ -214,6 +171,9 @@ class RunStream:
             self.run_dir.write_ack(start_seq - 1, HEADER_SIZE)
         self.writer = RunFileWriter(self.run_dir.log_path)
         self.writer.write_through()
+        self.framer = Framer(
+            self.writer, self, channel, self._control, seq=start_seq - 1, next_step=next_step
+        )
         update_latest_link(os.path.dirname(self.run_dir.path), os.path.basename(self.run_dir.path))
         if self.uploader is not None:
             self.uploader.source = LiveSource(self.run_dir.log_path, HEADER_SIZE, start_seq)
@@ -263,121 +223,26 @@ class RunStream:
     # --- draining the queue ---
 
     def _drain(self) -> bool:
-        """Take records from the queue, number and frame them; True if more is left.
+        """Frame what is queued, for at most one slice; True if more is left.
 
-        Runs for at most one slice so the loop stays responsive; stops early while the
-        file is not accepting writes (the queue then fills up: backpressure). The fast
-        path's ``(time, values)`` items are handled inline, with the writer's framing
-        inlined too: this loop is the stream's hot path. Everything else goes through
-        :meth:`_take`, with the counters kept in ``self`` around the call.
+        The framing is :meth:`Framer.drain` (the hot path); then what the caller's side
+        reads is published on the channel: the summary's last values, the counters, the
+        drops (warned about once per key, counted in a telemetry record).
         """
+        framer = self.framer
+        assert framer is not None
+        more = framer.drain(time.perf_counter() + _DRAIN_SLICE_S)
         channel = self.channel
-        writer = self.writer
-        assert writer is not None
-        q = channel.queue
-        popleft = q.popleft
-        buf = writer.buffer
-        pack = FRAME.pack
-        crc32 = zlib.crc32
-        crc_history = _CRC_HISTORY
-        dumps = orjson.dumps
-        known = self.known_keys.issuperset
-        update_last = self.last.update
-        perf = time.perf_counter
-        deadline = perf() + _DRAIN_SLICE_S
-        seq = self.seq
-        next_step = self.next_step
-        count = 0
-        more = False
-        bulk_from = 0  # the count from which chunks are tried again (see below)
-        while q:
-            if len(buf) > _MAX_UNWRITTEN:
-                more = True  # write this through first (or wait: see disk_error)
-                break
-            if (
-                count >= bulk_from
-                and len(q) >= _BULK_MIN
-                and self.partial is None
-                and self.attached is None
-            ):
-                taken = self._drain_bulk(q, buf, seq, next_step)
-                if taken:
-                    seq += taken
-                    next_step += taken
-                    count += taken
-                    if perf() > deadline:
-                        more = bool(q)
-                        break
-                    continue
-                # The head of the queue needs the per-item path: a few records that way
-                # (they teach known_keys their keys), then chunks again.
-                bulk_from = count + _BULK_PAUSE
-            item = popleft()
-            if len(item) == 2 and self.partial is None and self.attached is None:
-                # log()'s fast path: plain values at the next auto step.
-                t, values = item
-                if not known(values):
-                    values = self._check_keys(values)
-                    if not values:
-                        continue
-                seq += 1
-                try:
-                    payload = dumps(
-                        {
-                            "seq": seq,
-                            "type": "history",
-                            "step": next_step,
-                            "time": t,
-                            "values": values,
-                        }
-                    )
-                except TypeError:  # not plain after all: the general path drops what it must
-                    seq -= 1
-                    self.seq, self.next_step = seq, next_step
-                    self._emit(next_step, t, values)
-                    seq, next_step = self.seq, self.next_step
-                    continue
-                # orjson writes NaN and ±Inf as null; only then look at the values again.
-                if b"null" in payload and needs_encoding(values):
-                    values = encode_values(values, self, self.bad)
-                    payload = dumps(
-                        {
-                            "seq": seq,
-                            "type": "history",
-                            "step": next_step,
-                            "time": t,
-                            "values": values,
-                        }
-                    )
-                next_step += 1
-                buf += pack(len(payload), crc32(payload, crc_history), HISTORY)
-                buf += payload
-                update_last(values)
-            else:
-                self.seq, self.next_step, self.max_step = (
-                    seq,
-                    next_step,
-                    max(self.max_step, next_step - 1),
-                )
-                self._take(item)
-                seq, next_step = self.seq, self.next_step
-            count += 1
-            if count & 255 == 0 and perf() > deadline:
-                more = bool(q)
-                break
-        self.seq = seq
-        if next_step - 1 > self.max_step:
-            self.max_step = next_step - 1
-        self.next_step = next_step
-        if self.last:
+        if framer.last:
             with channel.summary_lock:
-                channel.last_values.update(self.last)
-            self.last.clear()
-        if self.bad:
-            self._report_bad(self.bad)
-        self._telemetry()
-        channel.last_seq = self.seq
-        channel.next_step = self.next_step
+                channel.last_values.update(framer.last)
+            framer.last.clear()
+        if framer.bad:
+            self._report_bad(framer.bad)
+            framer.bad = []
+        self._telemetry(framer)
+        channel.last_seq = framer.seq
+        channel.next_step = framer.next_step
         channel.check_at = channel.base_check  # the queue is short again: check early
         if channel.waiters:
             # Someone is blocked in log() on the memory bound: tell them records went out.
@@ -385,209 +250,21 @@ class RunStream:
                 channel.room.notify_all()
         return more
 
-    def _drain_bulk(self, q: Any, buf: bytearray, seq: int, next_step: int) -> int:
-        """Frame the queue's leading run of plain fast-path records as one chunk; return
-        how many were taken (0: the head of the queue needs the per-item path).
-
-        Writes the same frames as the per-item loop of :meth:`_drain`, with a few C-level
-        calls per chunk instead of Python code per record: one ``orjson.dumps`` of the
-        chunk's record dicts, split into the records' payloads at their boundaries, then
-        every frame header built and joined by ``map``. The chunk ends before the first
-        item that needs more: another kind of item, a key not validated yet, a value
-        orjson cannot encode (an int beyond 64 bits), a non-finite float. What is not
-        taken goes back to the head of the queue, in order.
-        """
-        k = min(len(q), _BULK_MAX)
-        chunk = list(map(_call, repeat(q.popleft, k)))  # the caller only appends: k are there
-        lens = list(map(len, chunk))
-        if lens.count(2) != k:  # fast items are (time, values): stop at the first other
-            k = lens.index(next(n for n in lens if n != 2))
-        values = list(map(_second, chunk[:k]))
-        known = self.known_keys.issuperset
-        if k and not known(chain.from_iterable(values)):
-            k = next(i for i, v in enumerate(values) if not known(v))
-        payloads: list[bytes] = []
-        while k:
-            records = [
-                {"seq": q_, "type": "history", "step": s_, "time": t, "values": v}
-                for q_, s_, t, v in zip(
-                    range(seq + 1, seq + k + 1),
-                    range(next_step, next_step + k),
-                    map(_first, chunk),
-                    values,
-                    strict=False,  # the times of chunk[:k]
-                )
-            ]
-            try:
-                blob = orjson.dumps(records)
-            except TypeError:  # an int beyond 64 bits: stop before it (the per-item path drops it)
-                k = next(i for i, v in enumerate(values) if not _encodable(v))
-                continue
-            # orjson writes NaN and ±Inf as null: stop before the first record holding one.
-            if b"null" in blob and any(map(needs_encoding, values[:k])):
-                k = next(i for i, v in enumerate(values) if needs_encoding(v))
-                continue
-            # Values are flat (plain scalars), so an object that starts right after "},"
-            # with "seq" is a record of this array: split there. orjson never writes a
-            # newline, so it marks the cuts.
-            payloads = blob[1:-1].replace(b'},{"seq":', b'}\n{"seq":').split(b"\n")
-            break
-        if len(payloads) != k:  # cannot happen (see above); never write a bad frame
-            k = 0
-        q.extendleft(reversed(chunk[k:]))  # one C call: atomic for the caller's appends
-        if not k:
-            return 0
-        headers = map(
-            FRAME.pack,
-            map(len, payloads),
-            map(zlib.crc32, payloads, repeat(_CRC_HISTORY)),
-            repeat(HISTORY),
-        )
-        buf += b"".join(chain.from_iterable(zip(headers, payloads, strict=True)))
-        deque(map(self.last.update, values[:k]), maxlen=0)  # the summary's last values
-        return k
-
-    # --- steps: every rule of log()'s step semantics, applied in queue order ---
-
-    def _take(self, item: tuple[Any, ...]) -> None:
-        """One queue item other than a fast-path record (or one while values are held)."""
-        if len(item) == 2:
-            self._history(None, item[0], item[1])
-            return
-        kind = item[0]
-        if kind == HISTORY:
-            self._history(item[1], item[2], item[3])
-            self.channel.captured_out += item[4]
-        elif kind == PARTIAL:
-            self._hold(item[1], item[2], item[3])
-            self.channel.captured_out += item[4]
-        elif kind == ATTACH:
-            self.attached = {**(self.attached or {}), **item[1]}
-            self.channel.captured_out += item[2]
-        elif kind == FINISH:
-            # Values still held (commit=False, or attached with no step after) are kept.
-            if self.partial is not None:
-                self._commit_held()
-            if self.attached is not None:
-                self._emit(self.next_step, item[1]["time"], {})
-            self._append(FINISH, item[1])
-        elif kind == CONFIG:
-            self._append(CONFIG, {"update": _encode_nested(item[1])})
-        elif kind == SUMMARY:
-            self._append(SUMMARY, {"update": encode_values(item[1], self, self.bad)})
-        elif kind == CTRL_FLUSH:
-            self.flushes.append((item[1], self.seq, item[2]))
-        elif kind == CTRL_CLOSE:
+    def _control(self, item: tuple[Any, ...], seq: int) -> None:
+        """A flush or close item, framed after record ``seq`` (from :meth:`Framer.take`)."""
+        if item[0] == CTRL_FLUSH:
+            self.flushes.append((item[1], seq, item[2]))
+        elif item[0] == CTRL_CLOSE:
             self.finish_waiter = item[1]
-        elif kind == CTRL_SKIP:  # records were shed: their auto steps stay empty
-            if self.partial is not None:
-                self._commit_held()
-            self.next_step += item[1]
-
-    def _history(self, step: int | None, t: float, values: dict[str, Any]) -> None:
-        """log(values, step=step) with commit=True."""
-        if self.partial is not None and step is not None and step != self.partial_step:
-            self._commit_held()  # values held for another step are committed first
-        if self.partial is not None:
-            values = {**self.partial, **values}
-            step = self.partial_step
-            self.partial = None
-        self._emit(self.next_step if step is None else step, t, values)
-
-    def _hold(self, step: int | None, t: float, values: dict[str, Any]) -> None:
-        """log(values, step=step, commit=False): merge into the current step, do not advance."""
-        if self.partial is not None and step is not None and step != self.partial_step:
-            self._commit_held()
-        if self.partial is None:
-            self.partial = {}
-            self.partial_step = self.next_step if step is None else step
-            self.partial_time = t
-        self.partial.update(values)
-
-    def _commit_held(self) -> None:
-        assert self.partial is not None
-        values, self.partial = self.partial, None
-        self._emit(self.partial_step, self.partial_time, values)
-
-    def _emit(self, step: int, t: float, values: dict[str, Any]) -> None:
-        """Write one history record at ``step`` (attached values merged in)."""
-        if self.attached is not None:
-            values = {**self.attached, **values}  # the user's own keys win
-            self.attached = None
-        if not self.known_keys.issuperset(values):
-            values = self._check_keys(values)
-        if not values:
-            return
-        if step < self.max_step and not self.warned_lower:
-            self.warned_lower = True
-            warn(
-                f"step {step} is lower than the last step {self.max_step}; the values are "
-                "kept with the step given. Steps should increase (said once per run)."
-            )
-        if step >= self.next_step:
-            self.next_step = step + 1
-        if step > self.max_step:
-            self.max_step = step
-        if needs_encoding(values):
-            values = encode_values(values, self, self.bad)
-        self.seq += 1
-        try:
-            payload = orjson.dumps(
-                {"seq": self.seq, "type": "history", "step": step, "time": t, "values": values}
-            )
-        except TypeError:  # cannot happen for normalized values; never lose the rest
-            values = self._drop_unencodable(values, self.bad)
-            payload = orjson.dumps(
-                {"seq": self.seq, "type": "history", "step": step, "time": t, "values": values}
-            )
-        assert self.writer is not None
-        self.writer.append(HISTORY, payload)
-        self.last.update(values)
-
-    def _check_keys(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Drop (and report) keys that are not valid metric keys; remember the good ones."""
-        kept = {}
-        for key, value in values.items():
-            if key in self.known_keys:
-                kept[key] = value
-                continue
-            problem = key_problem(key)
-            if problem is None:
-                if len(self.known_keys) < 100_000:  # a cache, not a registry: bounded
-                    self.known_keys.add(key)
-                kept[key] = value
-            else:
-                self.bad.append((str(key)[:MAX_KEY_LENGTH], problem))
-        return kept
-
-    def _append(self, kind: int, body: dict[str, Any]) -> None:
-        assert self.writer is not None
-        self.seq += 1
-        record = {"seq": self.seq, "type": _NAMES.get(kind, "file"), **body}
-        self.writer.append(kind, orjson.dumps(record))
-
-    def _drop_unencodable(
-        self, values: dict[str, Any], bad: list[tuple[str, str]]
-    ) -> dict[str, Any]:
-        kept = {}
-        for key, value in values.items():
-            try:
-                orjson.dumps(value)
-            except TypeError:
-                bad.append((key, f"{type(value).__name__} cannot be encoded"))
-                continue
-            kept[key] = value
-        return kept
 
     def _report_bad(self, bad: list[tuple[str, str]]) -> None:
-        self.bad = []
         for key, reason in bad:
             self.dropped[key] = self.dropped.get(key, 0) + 1
             if key not in self.warned:
                 self.warned.add(key)
                 warn(f"dropped the value of {key!r}: {reason} (said once per key).")
 
-    def _telemetry(self) -> None:
+    def _telemetry(self, framer: Framer) -> None:
         """Turn the drop counters (both threads') into one telemetry record (counts add up)."""
         channel = self.channel
         dropped = self.dropped
@@ -603,9 +280,9 @@ class RunStream:
             body: dict[str, Any] = {"dropped_values": dropped} if dropped else {}
             if shed:
                 body["dropped_records"] = shed  # log() calls refused while the disk was full
-            self._append(TELEMETRY, body)
+            framer.append(TELEMETRY, body)
 
-    # --- BlobSink, for Captured.encode (called from _drain, on this thread) ---
+    # --- BlobSink, for Captured.encode (called from Framer.drain, on this thread) ---
 
     def add_file(self, data: bytes, *, suffix: str, content_type: str) -> dict[str, Any]:
         """Store a blob in ``files/`` (named by its sha256) and record a ``file`` record."""
@@ -624,7 +301,8 @@ class RunStream:
                 f.write(data)
             os.replace(tmp, path)
         info = {"path": name, "sha256": sha, "size": len(data)}
-        self._append(_FILE, {**info, "content_type": content_type})
+        assert self.framer is not None  # blobs come from values being framed
+        self.framer.append(_FILE, {**info, "content_type": content_type})
         return info
 
     # --- writing through, flushes, fsync ---
@@ -703,26 +381,6 @@ class RunStream:
             say(f"fsync of the run file of {self.run_id} failed: {exc.strerror}")
         finally:
             self.fsync_task = None
-
-
-def _encodable(values: dict[str, Any]) -> bool:
-    """Whether orjson can encode these values (not an int beyond 64 bits, say)."""
-    try:
-        orjson.dumps(values)
-    except TypeError:
-        return False
-    return True
-
-
-def _encode_nested(value: Any) -> Any:
-    """Config values: non-finite floats encoded at any depth (orjson would write null)."""
-    if type(value) is float:
-        return encode_float(value)
-    if type(value) is dict:
-        return {k: _encode_nested(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_encode_nested(v) for v in value]
-    return value
 
 
 def _one_line(exc: BaseException) -> str:
