@@ -39,9 +39,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.sdk.facade import log as log
     from gradexp.sdk.login import login as login
     from gradexp.sdk.run import Run as Run
-    from gradexp.sdk.values.base import Histogram as Histogram
-    from gradexp.sdk.values.base import Tensor as Tensor
+    from gradexp.sdk.values.histogram import Histogram as Histogram
     from gradexp.sdk.values.image import Image as Image
+    from gradexp.sdk.values.tensor import Tensor as Tensor
 
 # public name -> "module:attribute" (or "module" for a submodule)
 _LAZY: dict[str, str] = {
@@ -55,9 +55,9 @@ _LAZY: dict[str, str] = {
     "Run": "gradexp.sdk.run:Run",
     "Settings": "gradexp.core.settings:Settings",
     "runfile": "gradexp.runfile",
-    # tensors (gradexp.sdk.values.base imports numpy; integrations.torch imports torch only when called)
-    "Histogram": "gradexp.sdk.values.base:Histogram",
-    "Tensor": "gradexp.sdk.values.base:Tensor",
+    # rich values (they import numpy; integrations.torch imports torch only when called)
+    "Histogram": "gradexp.sdk.values.histogram:Histogram",
+    "Tensor": "gradexp.sdk.values.tensor:Tensor",
     "Image": "gradexp.sdk.values.image:Image",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",

@@ -19,7 +19,7 @@ update parameters by hand), taken at the end of the backward pass. Evaluation lo
 ``torch.no_grad`` step nothing, so they record nothing.
 
 Cost: on steps that are not sampled, one hook call that increments a counter. On a sampled
-step, CUDA tensors are reduced on the device without waiting (``gradexp.sdk.values.base``), CPU
+step, CUDA tensors are reduced on the device without waiting (``gradexp.sdk.values.device``), CPU
 tensors are copied and reduced on the stream thread.
 
 torch is only imported inside these functions: a model exists, so torch is loaded.
@@ -33,7 +33,8 @@ import weakref
 from typing import Any
 
 from gradexp.protocol.values import decode_value
-from gradexp.sdk.values.base import HostArray, capture_histogram
+from gradexp.sdk.values.base import HostArray
+from gradexp.sdk.values.histogram import capture_histogram
 
 __all__ = ["unwatch", "watch"]
 

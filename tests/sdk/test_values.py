@@ -71,7 +71,7 @@ def test_key_problem() -> None:
 
 
 class _Doubled:
-    """A minimal rich value in the Captured protocol (what gradexp.sdk.values.base provides)."""
+    """A minimal rich value in the Captured protocol (what gradexp.sdk.values provides)."""
 
     nbytes = 8
 

@@ -19,7 +19,7 @@ from gradexp.sdk.values.base import CapturingValue, HostArray, torch_of
 from gradexp.sdk.values.png import encode_png, image_info
 
 if TYPE_CHECKING:
-    from gradexp.sdk.values.normalize import BlobSink
+    from gradexp.protocol.captured import BlobSink
 
 __all__ = ["Image", "ImageValue"]
 

@@ -85,7 +85,7 @@ def convert(value: Any) -> Any:
         if type(item) in PLAIN_TYPES:
             return item
         raise BadValue(f"torch values of dtype {value.dtype} are not supported")
-    from gradexp.sdk.values.base import capture  # numpy: only once an array is logged
+    from gradexp.sdk.values.capture import capture  # numpy: only once an array is logged
 
     try:
         captured = capture(value)
