@@ -169,7 +169,7 @@ def status(directory: str | None) -> None:
         source = _key_source(settings, creds)
         click.echo(f"API key:     {mask_key(settings.api_key)}{source}")
         if settings.mode != "disabled":
-            from gradexp.sdk.login import describe_login  # asks the server (GET /api/v1/viewer)
+            from gradexp.cli.login import describe_login  # asks the server (GET /api/v1/viewer)
 
             click.echo(f"logged in:   {describe_login(settings.base_url, settings.api_key)}")
     click.echo(f"config dir:  {config_dir()}")
