@@ -8,7 +8,7 @@
   process: creating a directory and writing a small JSON file (the least any run-creating
   init must do).
 
-Targets (issue 2): import <= 50 ms; init() offline and online <= 30 ms.
+Targets: import <= 50 ms; init() offline and online <= 30 ms.
 """
 
 from __future__ import annotations
