@@ -14,7 +14,6 @@ dir is not given, ``json`` only when a file exists.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 
@@ -81,8 +80,10 @@ def write_private_json(path: str, value: Mapping[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # not contextlib.suppress: init() imports this module, and contextlib costs ms
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 

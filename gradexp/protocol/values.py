@@ -11,8 +11,6 @@ Standard library only, and no ``typing`` at run time: ``log()``'s fast path impo
 
 from __future__ import annotations
 
-import math
-
 TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
 if TYPE_CHECKING:
     from typing import Any, Final
@@ -27,7 +25,8 @@ PLAIN_TYPES: Final[frozenset[type]] = frozenset({int, float, bool, str, type(Non
 # JSON has no NaN or Infinity (orjson writes null for them), so a non-finite float travels
 # as a typed object. It is the only encoding, everywhere: run file, wire, SQL, read API.
 _NONFINITE_TEXT: Final = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-_TEXT_FLOAT: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# float("nan"), not math.nan: init() imports this module, and need not import math.
+_TEXT_FLOAT: Final = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
 def encode_float(x: float) -> float | dict[str, str]:
