@@ -25,12 +25,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff: style and common bugs."""
-    session.install("ruff>=0.6")
+    """ruff (style and common bugs) and import-linter (the layers of gradexp/)."""
+    session.install("ruff>=0.6", "import-linter>=2.0")
     session.run("ruff", "check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py")
     session.run(
         "ruff", "format", "--check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py"
     )
+    # pyproject's [tool.importlinter]: imports point down the layers, function-level ones too.
+    session.run("lint-imports", env={"PYTHONPATH": os.getcwd()})
 
 
 @nox.session(python=PYTHON)

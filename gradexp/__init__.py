@@ -9,9 +9,11 @@ The public surface, and nothing else::
         gradexp.log({"loss": loss, "acc": acc})
     gradexp.finish()
 
-Everything is loaded lazily (PEP 562): ``import gradexp`` reads this file and the shared
-protocol constants, and nothing heavy (no numpy, no aiohttp, no torch) until a name is
-first used. To export a new name, add one line to ``_LAZY`` below.
+Everything is loaded lazily (PEP 562): ``import gradexp`` reads this file and
+``gradexp/_version.py``, and nothing else (no numpy, no aiohttp, no torch, not even
+``typing``) until a name is first used. The names come from the layers below: ``sdk``
+(runs, values, login, the read client), ``core`` (settings) and ``errors``. To export a
+new name, add one line to ``_LAZY`` below.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ _LAZY: dict[str, str] = {
     "Image": "gradexp.sdk.values.image:Image",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",
-    # login (loaded on first use; it imports click and urllib)
+    # login (loaded on first use; it imports urllib and http.server)
     "login": "gradexp.sdk.login:login",
     # reading runs back
     "Api": "gradexp.sdk.api:Api",

@@ -446,7 +446,7 @@ class Run:
                     left = max(0, channel.last_seq - channel.acked_seq)
                     what = f"uploading {left} records" if self.mode == "online" else "writing"
                     say(f"finishing run {self._id}: {what} (waiting up to {timeout:.0f} s)…")
-        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (_on_sigterm)
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (gradexp.sdk.hooks)
             what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "exiting"
             say(f"{what}: not waiting for the upload any more; the run file is being closed.")
             self._close_stream(abandoned=True)

@@ -91,10 +91,12 @@ class Channel:
     """Everything the caller's thread and the stream thread share for one run.
 
     Set once by ``init()`` (any thread reads them): ``run_id``, ``run_dir``, ``meta``,
-    ``settings``, ``resume_mode``. Written by callers: ``state`` (under ``lock``, except
-    where noted), ``queue`` (append only: atomic), ``captured_in``, ``dropped`` and the
-    shedding counters (under ``lock``, on the slow path only), ``release`` and
-    ``abandoned`` (at finish). Written by the stream thread: ``queue`` (popleft only),
+    ``settings``, ``resume_mode``. ``state`` is changed by callers under ``lock``
+    (finishing, shedding), and by the stream thread only to mark the run broken
+    (:meth:`fail`); the fast path reads it without the lock. Written by callers:
+    ``queue`` (append only: atomic), ``captured_in``, ``dropped`` and the shedding
+    counters (under ``lock``, on the slow path only), ``release`` and ``abandoned`` (at
+    finish). Written by the stream thread: ``queue`` (popleft only),
     ``captured_out``, ``written_seq``, ``last_seq``, ``acked_seq``, ``start_seq``,
     ``next_step``, ``resume_step``, ``upload_error``, ``disk_error``, ``last_values``
     (under ``summary_lock``), ``start_error``, ``stream_dead``, ``wake`` and the waiters.

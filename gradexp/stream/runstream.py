@@ -21,7 +21,7 @@ import hashlib
 import os
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradexp.core.output import say, warn
 from gradexp.protocol.runfile import (
@@ -34,6 +34,9 @@ from gradexp.protocol.runfile import (
 from gradexp.protocol.wire import FILES_DIR, RECORD_TYPES
 from gradexp.stream.channel import CTRL_CLOSE, CTRL_FLUSH, TELEMETRY, Channel, Waiter
 from gradexp.stream.steps import Framer
+
+if TYPE_CHECKING:
+    from gradexp.transport.uploader import Uploader
 
 _FILE = RECORD_TYPES["file"]
 #: One drain step runs at most this long before yielding to the loop (uploads, timers).
@@ -66,7 +69,7 @@ class RunStream:
         self.wake_event = asyncio.Event()
         self.writer: RunFileWriter | None = None
         self.framer: Framer | None = None  # numbers and frames the records (made by _open)
-        self.uploader: Any = None  # gradexp.transport.uploader.Uploader when online
+        self.uploader: Uploader | None = None  # online only
         self.upload_task: asyncio.Task[None] | None = None
         self.flushes: list[tuple[Waiter, int, bool]] = []  # (waiter, target seq, want ack)
         self.finish_waiter: Waiter | None = None
@@ -117,7 +120,7 @@ class RunStream:
                 self._maybe_fsync()
                 if more and channel.disk_error is not None:
                     # The disk refuses writes (full?): retry calmly; meanwhile the queue
-                    # fills up to the memory bound, then the run sheds (Run._start_shedding).
+                    # fills up to the memory bound, then the run sheds (Channel.start_shedding).
                     await asyncio.sleep(0.5)
                 elif more:
                     await asyncio.sleep(0)  # let the uploader and timers run between slices
