@@ -109,6 +109,49 @@ class Channel:
     I/O or a wait. ``room`` is where callers wait for the queue to shrink.
     """
 
+    # Slots: the fast path of log() reads three of these per call.
+    __slots__ = (
+        "abandoned",
+        "acked_seq",
+        "base_check",
+        "captured_in",
+        "captured_out",
+        "check_at",
+        "closed",
+        "disk_error",
+        "dropped",
+        "last_seq",
+        "last_values",
+        "limit",
+        "lock",
+        "max_pending",
+        "meta",
+        "next_step",
+        "queue",
+        "release",
+        "resume_mode",
+        "resume_step",
+        "room",
+        "run_dir",
+        "run_id",
+        "settings",
+        "shed",
+        "shed_episode",
+        "shed_steps",
+        "start_error",
+        "start_seq",
+        "started",
+        "state",
+        "stream_dead",
+        "summary_lock",
+        "upload_error",
+        "waiters",
+        "wake",
+        "wake_at",
+        "wake_pending",
+        "written_seq",
+    )
+
     def __init__(
         self, settings: Settings, *, run_id: str, run_dir: str | None, meta: dict[str, Any]
     ) -> None:

@@ -82,7 +82,7 @@ class RunStream:
 
     @property
     def seq(self) -> int:
-        """The last sequence number assigned (0 before the run file exists)."""
+        """The last sequence number assigned (0 before the run file exists, and once released)."""
         return 0 if self.framer is None else self.framer.seq
 
     # --- lifecycle ---
@@ -222,6 +222,9 @@ class RunStream:
             with channel.room:
                 channel.room.notify_all()
             channel.closed.resolve(True)
+            # The framer points back at this stream (its sink and control): let go of it
+            # now rather than at the next garbage collection.
+            self.framer = None
 
     # --- draining the queue ---
 
