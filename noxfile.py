@@ -35,7 +35,7 @@ def lint(session: nox.Session) -> None:
         "ruff", "format", "--check", "gradexp", "tests", "benchmarks", "examples", "noxfile.py"
     )
     # Reads gradexp/ from the working directory; nothing needs installing.
-    session.run("lint-imports", "--no-cache")
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": os.getcwd()})
 
 
 @nox.session(python=PYTHON)

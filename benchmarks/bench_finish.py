@@ -7,7 +7,7 @@ Baseline, same run: a bare client POSTing the same records straight to the same 
 (gzip'ed batches of the SDK's size, one after the other, no run file, no second thread),
 which is what the server itself needs to take them in.
 
-Target (issue 2): finish() after 100k steps <= 2 s.
+Target: finish() after 100k steps <= 2 s.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Baseline, same run: the least a single-threaded logger can do for the same recor
 pure Python: build the record dict, orjson it, frame it (length + CRC32 + type), append
 to a buffer and write it to a file; no queue, no second thread, no NaN handling.
 
-Target (issue 2): >= 200k steps/s sustained.
+Target: >= 200k steps/s sustained.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ back to the OS each time (heap trimming), so every step pays page faults for it,
 some long-lived buffer happens to stop the trimming. So trimming is off (``mallopt``, glibc
 only) for the whole process.
 
-Target (issue 5): watched <= 3% slower at ``log_freq=100``. ``BENCH_WATCH_PAIRS`` (default
+Target: watched <= 3% slower at ``log_freq=100``. ``BENCH_WATCH_PAIRS`` (default
 6), ``BENCH_WATCH_ROUNDS`` (rounds of ``PERIODS`` watched + ``PERIODS`` unwatched periods,
 default 6) and ``BENCH_WATCH_THREADS`` (default: torch's own choice) tune it.
 """

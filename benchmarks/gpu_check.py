@@ -39,8 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from gradexp import _tensors as T
-from gradexp._protocol import decode_value
+from gradexp.protocol.values import decode_value
+from gradexp.sdk.values.capture import capture
+from gradexp.sdk.values.histogram import capture_histogram
+from gradexp.sdk.values.tensor import Tensor
 
 RESULTS: list[tuple[str, bool, str]] = []
 
@@ -151,14 +153,14 @@ def main() -> int:
     x[::17] = 0.0
     if cuda:
         torch.cuda.synchronize()
-    h = encode_on_thread(T.capture_histogram(x, on_device=on_device))
+    h = encode_on_thread(capture_histogram(x, on_device=on_device))
     compare(f"float32 {size:,}", x, h)
 
     # 2. the caller does not wait: queue ~300 ms of GPU work first
     if cuda:
         torch.cuda.synchronize()
         busy(device, 300)
-        captured, caller_ms = timed(lambda: T.capture_histogram(x))
+        captured, caller_ms = timed(lambda: capture_histogram(x))
         _, wait_ms = timed(lambda: encode_on_thread(captured))
         check(
             "capture returns while the GPU is busy",
@@ -172,7 +174,7 @@ def main() -> int:
 
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            encode_on_thread(T.capture_histogram(x))
+            encode_on_thread(capture_histogram(x))
             torch.cuda.synchronize()
         copies = [
             e
@@ -193,12 +195,12 @@ def main() -> int:
         runs = []
         for _ in range(5):
             t0 = time.perf_counter()
-            encode_on_thread(T.capture_histogram(x))
+            encode_on_thread(capture_histogram(x))
             runs.append((time.perf_counter() - t0) * 1e3)
         host_runs = []
         for _ in range(2):
             t0 = time.perf_counter()
-            encode_on_thread(T.capture_histogram(x, on_device=False))
+            encode_on_thread(capture_histogram(x, on_device=False))
             host_runs.append((time.perf_counter() - t0) * 1e3)
         print(
             f"      timing, {size:,} float32: device path {sorted(runs)[2]:.1f} ms (capture to "
@@ -220,17 +222,17 @@ def main() -> int:
         compare(
             f"{str(dtype).removeprefix('torch.')} {small:,}",
             t,
-            encode_on_thread(T.capture_histogram(t, on_device=on_device)),
+            encode_on_thread(capture_histogram(t, on_device=on_device)),
         )
     view = base.reshape(-1, 10)[::3, 2:7]
-    compare("strided view", view, encode_on_thread(T.capture_histogram(view, on_device=on_device)))
+    compare("strided view", view, encode_on_thread(capture_histogram(view, on_device=on_device)))
     leaf = base[:1000].clone().requires_grad_(True)
     compare(
         "requires_grad",
         leaf * 2,
-        encode_on_thread(T.capture_histogram(leaf * 2, on_device=on_device)),
+        encode_on_thread(capture_histogram(leaf * 2, on_device=on_device)),
     )
-    h = encode_on_thread(T.capture_histogram(base, bins=10, range=(-10, 10), on_device=on_device))
+    h = encode_on_thread(capture_histogram(base, bins=10, range=(-10, 10), on_device=on_device))
     ref = base.double().cpu().numpy()
     counts, _ = np.histogram(ref, bins=np.array(h["bins"]))
     check(
@@ -243,19 +245,19 @@ def main() -> int:
     compare(
         "sparse COO (implicit zeros)",
         sparse,
-        encode_on_thread(T.capture_histogram(sparse, on_device=on_device)),
+        encode_on_thread(capture_histogram(sparse, on_device=on_device)),
     )
     torch.use_deterministic_algorithms(True)
     try:
         compare(
             "deterministic mode",
             base,
-            encode_on_thread(T.capture_histogram(base, on_device=on_device)),
+            encode_on_thread(capture_histogram(base, on_device=on_device)),
         )
     finally:
         torch.use_deterministic_algorithms(False)
     one = torch.tensor([2.5], device=device)
-    check("one element is a number", encode_on_thread(T.capture(one)) == 2.5)
+    check("one element is a number", encode_on_thread(capture(one)) == 2.5)
 
     # 4. Tensor: non-blocking host copy, same bytes
     sink = MemorySink()
@@ -263,7 +265,7 @@ def main() -> int:
     if cuda:
         torch.cuda.synchronize()
         busy(device, 200)
-    value, caller_ms = timed(lambda: T.Tensor(t)._gradexp_capture())
+    value, caller_ms = timed(lambda: Tensor(t)._gradexp_capture())
     ref = encode_on_thread(value, sink)
     loaded = np.load(io.BytesIO(gzip.decompress(sink.blobs[ref["path"]])))
     check(
@@ -283,13 +285,13 @@ def main() -> int:
             pending.update(values)  # the step is committed (below, once per step)
 
     try:
-        import gradexp._run as sdk_run
+        import gradexp.sdk.facade as sdk_run
     except ImportError:  # the SDK's own dependencies (orjson, platformdirs) are not here
         import types
 
-        sdk_run = types.ModuleType("gradexp._run")
+        sdk_run = types.ModuleType("gradexp.sdk.facade")
         sdk_run.current_run = lambda: None  # type: ignore[attr-defined]
-        sys.modules["gradexp._run"] = sdk_run
+        sys.modules["gradexp.sdk.facade"] = sdk_run
     real_current = sdk_run.current_run
     sdk_run.current_run = lambda: CollectingRun()  # type: ignore[assignment]
     try:

@@ -3,7 +3,7 @@
 Usage: ``python benchmarks/run_all.py [NAME_SUBSTRING ...]`` (``nox -s bench`` calls this).
 
 Each benchmark prints its own table: the figure, a baseline measured in the same run and
-their ratio, and the issue's target beside it. Machines here are shared and noisy, so every
+their ratio, and the target beside it. Machines here are shared and noisy, so every
 benchmark reports medians and ratios, never a lone absolute time, and none of them fails
 on a number: they inform, tests assert.
 """

@@ -9,58 +9,69 @@ The public surface, and nothing else::
         gradexp.log({"loss": loss, "acc": acc})
     gradexp.finish()
 
-Everything is loaded lazily (PEP 562): ``import gradexp`` reads this file and the shared
-protocol constants, and nothing heavy (no numpy, no aiohttp, no torch) until a name is
-first used. To export a new name, add one line to ``_LAZY`` below.
+Everything is loaded lazily (PEP 562): ``import gradexp`` reads this file and
+``gradexp/_version.py``, and nothing else (no numpy, no aiohttp, no torch, not even
+``typing``) until a name is first used. The names come from the layers below: ``sdk``
+(runs, values, login, the read client), ``core`` (settings) and ``errors``. To export a
+new name, add one line to ``_LAZY`` below.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from gradexp._protocol import VERSION as __version__
+from gradexp._version import __version__
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
 if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from typing import Any
 
-    from gradexp._images import Image as Image
-    from gradexp._login import login as login
-    from gradexp._run import Run as Run
-    from gradexp._run import aflush as aflush
-    from gradexp._run import alog as alog
-    from gradexp._run import finish as finish
-    from gradexp._run import flush as flush
-    from gradexp._run import init as init
-    from gradexp._run import log as log
-    from gradexp._settings import Settings as Settings
-    from gradexp._tensors import Histogram as Histogram
-    from gradexp._tensors import Tensor as Tensor
+    from gradexp.core.settings import Settings as Settings
+    from gradexp.errors import ApiError as ApiError
+    from gradexp.errors import GradexpError as GradexpError
+    from gradexp.errors import GradexpWarning as GradexpWarning
+    from gradexp.errors import LoginError as LoginError
     from gradexp.integrations.torch import unwatch as unwatch
     from gradexp.integrations.torch import watch as watch
+    from gradexp.sdk.facade import aflush as aflush
+    from gradexp.sdk.facade import alog as alog
+    from gradexp.sdk.facade import finish as finish
+    from gradexp.sdk.facade import flush as flush
+    from gradexp.sdk.facade import init as init
+    from gradexp.sdk.facade import log as log
+    from gradexp.sdk.login import login as login
+    from gradexp.sdk.run import Run as Run
+    from gradexp.sdk.values.histogram import Histogram as Histogram
+    from gradexp.sdk.values.image import Image as Image
+    from gradexp.sdk.values.tensor import Tensor as Tensor
 
 # public name -> "module:attribute" (or "module" for a submodule)
 _LAZY: dict[str, str] = {
     # the SDK core
-    "init": "gradexp._run:init",
-    "log": "gradexp._run:log",
-    "alog": "gradexp._run:alog",
-    "flush": "gradexp._run:flush",
-    "aflush": "gradexp._run:aflush",
-    "finish": "gradexp._run:finish",
-    "Run": "gradexp._run:Run",
-    "Settings": "gradexp._settings:Settings",
+    "init": "gradexp.sdk.facade:init",
+    "log": "gradexp.sdk.facade:log",
+    "alog": "gradexp.sdk.facade:alog",
+    "flush": "gradexp.sdk.facade:flush",
+    "aflush": "gradexp.sdk.facade:aflush",
+    "finish": "gradexp.sdk.facade:finish",
+    "Run": "gradexp.sdk.run:Run",
+    "Settings": "gradexp.core.settings:Settings",
     "runfile": "gradexp.runfile",
-    # tensors (gradexp._tensors imports numpy; integrations.torch imports torch only when called)
-    "Histogram": "gradexp._tensors:Histogram",
-    "Tensor": "gradexp._tensors:Tensor",
-    "Image": "gradexp._images:Image",
+    # rich values (they import numpy; integrations.torch imports torch only when called)
+    "Histogram": "gradexp.sdk.values.histogram:Histogram",
+    "Tensor": "gradexp.sdk.values.tensor:Tensor",
+    "Image": "gradexp.sdk.values.image:Image",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",
-    # login (loaded on first use; it imports click and urllib)
-    "login": "gradexp._login:login",
-    # reading runs back (issue 3)
-    "Api": "gradexp._api:Api",
+    # login (loaded on first use; it imports urllib and http.server)
+    "login": "gradexp.sdk.login:login",
+    # reading runs back
+    "Api": "gradexp.sdk.api:Api",
+    # errors (gradexp.errors imports nothing)
+    "GradexpError": "gradexp.errors:GradexpError",
+    "GradexpWarning": "gradexp.errors:GradexpWarning",
+    "LoginError": "gradexp.errors:LoginError",
+    "ApiError": "gradexp.errors:ApiError",
 }
 
 __all__ = ["__version__", "run", *_LAZY]
@@ -69,7 +80,7 @@ __all__ = ["__version__", "run", *_LAZY]
 def __getattr__(name: str) -> Any:
     # ``gradexp.run`` is the current run (or None): looked up on every access, never cached.
     if name == "run":
-        from gradexp._run import current_run
+        from gradexp.sdk.facade import current_run
 
         return current_run()
     target = _LAZY.get(name)

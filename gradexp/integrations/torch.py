@@ -19,7 +19,7 @@ update parameters by hand), taken at the end of the backward pass. Evaluation lo
 ``torch.no_grad`` step nothing, so they record nothing.
 
 Cost: on steps that are not sampled, one hook call that increments a counter. On a sampled
-step, CUDA tensors are reduced on the device without waiting (``gradexp._tensors``), CPU
+step, CUDA tensors are reduced on the device without waiting (``gradexp.sdk.values.device``), CPU
 tensors are copied and reduced on the stream thread.
 
 torch is only imported inside these functions: a model exists, so torch is loaded.
@@ -32,8 +32,9 @@ import threading
 import weakref
 from typing import Any
 
-from gradexp._protocol import decode_value
-from gradexp._tensors import HostArray, capture_histogram
+from gradexp.protocol.values import decode_value
+from gradexp.sdk.values.base import HostArray
+from gradexp.sdk.values.histogram import capture_histogram
 
 __all__ = ["unwatch", "watch"]
 
@@ -229,7 +230,7 @@ class _Watcher:
         except Exception as exc:
             if not self.failed:
                 self.failed = True
-                from gradexp._settings import warn
+                from gradexp.core.output import warn
 
                 warn(
                     f"watch() could not record this step ({type(exc).__name__}: {exc}); "
@@ -238,7 +239,7 @@ class _Watcher:
                 )
 
     def _capture(self) -> None:
-        from gradexp._run import current_run
+        from gradexp.sdk.facade import current_run
 
         run = current_run()
         model = self.model()

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gradexp._protocol import MAX_BODY_BYTES, VERSION
+from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.batch import ValidKeys

@@ -390,7 +390,7 @@ def test_authorize_refuses_bad_parameters(
 
 @pytest.mark.slow
 def test_the_demo_sign_in_link_opens_the_run(start_server: Any) -> None:
-    from gradexp._demo import DEMO_USER, sign_in_link
+    from gradexp.cli.demo import DEMO_USER, sign_in_link
 
     srv = start_server()
     add_user(srv, DEMO_USER, password=None)  # as `gradexp demo` makes it: no password

@@ -157,7 +157,7 @@ def test_python_api(server: Any, cli: Cli) -> None:
     assert cli.stored_key(server.url) == key
     refused = cli.python(
         "import gradexp\n"
-        "from gradexp._settings import GradexpError\n"
+        "from gradexp.errors import GradexpError\n"
         "try:\n"
         f"    gradexp.login(key='gx_' + 'C' * 40, host={server.url!r})\n"
         "except GradexpError as exc:\n"

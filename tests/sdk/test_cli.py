@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import gradexp
-from gradexp._settings import save_credentials
+from gradexp.core.credentials import save_credentials
 
 from .conftest import gradexp_cli
 

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 import gradexp
-from gradexp._settings import GradexpWarning
+from gradexp.errors import GradexpWarning
 
 from .conftest import file_records
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import gradexp
-import gradexp._run
-from gradexp._settings import GradexpError, GradexpWarning
+import gradexp.sdk.facade
+from gradexp.errors import GradexpError, GradexpWarning
 from gradexp.runfile import RunDir
 
 from .conftest import file_records
@@ -142,7 +142,7 @@ def test_summary_and_config() -> None:
 def test_reinit_finishes_the_previous_run_and_says_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gradexp._run, "_said_reinit", False)  # said once per process
+    monkeypatch.setattr(gradexp.sdk.facade._current, "said_reinit", False)  # said once per process
     first = gradexp.init()
     gradexp.log({"x": 1})
     second = gradexp.init()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import gradexp
-from gradexp._protocol import decode_value
-from gradexp._settings import GradexpError
+from gradexp.errors import GradexpError
+from gradexp.protocol.values import decode_value
 from gradexp.runfile import RunDir
 
 from .conftest import file_records, gradexp_cli, server_rows, server_run

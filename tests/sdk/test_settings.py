@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gradexp._settings import (
-    GradexpError,
+from gradexp.core.credentials import (
     config_dir,
     delete_credentials,
     load_credentials,
     mask_key,
-    resolve_settings,
     save_credentials,
 )
+from gradexp.core.settings import resolve_settings
+from gradexp.errors import GradexpError
 
 KEY = "gx_" + "A" * 40
 

@@ -1,4 +1,4 @@
-"""The stream frames long runs of plain log() calls in chunks (``RunStream._drain_bulk``):
+"""The stream frames long runs of plain log() calls in chunks (``Framer._drain_bulk``):
 the run file must hold exactly what the record-at-a-time path writes, whatever is mixed in.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import gradexp
-import gradexp._stream as stream
+import gradexp.stream.steps as steps
 
 from .conftest import file_records
 
@@ -59,18 +59,18 @@ def _run_file(n: int) -> tuple[list[Any], dict[str, int], dict[str, Any]]:
 def test_chunked_framing_writes_what_record_at_a_time_writes(monkeypatch: pytest.MonkeyPatch):
     n = 6000
     chunks: list[int] = []
-    real = stream.RunStream._drain_bulk
+    real = steps.Framer._drain_bulk
 
     def counting(self: Any, *args: Any) -> int:
         taken = real(self, *args)
         chunks.append(taken)
         return taken
 
-    monkeypatch.setattr(stream.RunStream, "_drain_bulk", counting)
+    monkeypatch.setattr(steps.Framer, "_drain_bulk", counting)
     chunked = _run_file(n)
     assert sum(chunks) > n // 2, "the chunked path was hardly used: the test proves nothing"
 
-    monkeypatch.setattr(stream, "_BULK_MIN", 10**9)  # record at a time only
+    monkeypatch.setattr(steps, "_BULK_MIN", 10**9)  # record at a time only
     before = len(chunks)
     one_by_one = _run_file(n)
     assert sum(chunks[before:]) == 0, "the record-at-a-time run still framed in chunks"

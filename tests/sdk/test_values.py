@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradexp._values import Captured, encode_values, key_problem, normalize
+from gradexp.protocol.captured import Captured
+from gradexp.protocol.names import key_problem
+from gradexp.protocol.values import encode_values
+from gradexp.sdk.values.normalize import normalize
 
 
 def _norm(data: dict[Any, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -71,7 +74,7 @@ def test_key_problem() -> None:
 
 
 class _Doubled:
-    """A minimal rich value in the Captured protocol (what gradexp._tensors provides)."""
+    """A minimal rich value in the Captured protocol (what gradexp.sdk.values provides)."""
 
     nbytes = 8
 
@@ -125,7 +128,7 @@ def test_device_scalars_are_read_on_the_stream_side() -> None:
     from tests.services import require_torch
 
     torch = require_torch()
-    from gradexp._values import _DeviceScalar
+    from gradexp.sdk.values.normalize import _DeviceScalar
 
     t = torch.tensor(1.5)
     captured = _DeviceScalar(t)
@@ -138,6 +141,7 @@ def test_device_scalars_are_read_on_the_stream_side() -> None:
 
 
 def test_fast_path_and_slow_path_agree_on_plain_types() -> None:
-    from gradexp import _run, _values
+    from gradexp.sdk import run as _run
+    from gradexp.sdk.values import normalize as _values
 
     assert _run.PLAIN_TYPES == _values.PLAIN_TYPES

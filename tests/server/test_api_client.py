@@ -9,8 +9,7 @@ import math
 import pytest
 
 import gradexp
-from gradexp._api import ApiError
-from gradexp._settings import GradexpError
+from gradexp.errors import ApiError, GradexpError
 
 from .helpers import batch, history, new_id, post, put_run
 

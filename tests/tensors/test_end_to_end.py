@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import gradexp
-from gradexp._protocol import decode_value
+from gradexp.protocol.values import decode_value
 
 from .conftest import server_rows
 from .pngread import read_png

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gradexp import _histogram as H
-from gradexp._protocol import decode_value
+from gradexp.protocol.values import decode_value
+from gradexp.sdk.values import binning as H
 
 
 def _check_against_numpy(values: np.ndarray, bins: int, **kwargs: object) -> dict:

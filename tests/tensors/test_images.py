@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradexp._images import Image
-from gradexp._png import encode_png, image_info
+from gradexp.sdk.values.image import Image
+from gradexp.sdk.values.png import encode_png, image_info
 
 from .pngread import read_png
 
@@ -74,7 +74,7 @@ def _filter_types(data: bytes, height: int, stride: int) -> list[int]:
 
 @pytest.mark.parametrize("block_bytes", [1 << 21, 64])
 def test_every_png_filter_is_chosen_and_decodes(monkeypatch, block_bytes):
-    import gradexp._png as png
+    import gradexp.sdk.values.png as png
 
     monkeypatch.setattr(png, "_BLOCK_BYTES", block_bytes)  # 64: one row per block
     pixels = _rows_made_for_each_filter()

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gradexp._protocol import (
+from gradexp.protocol.names import SHA256_RE
+from gradexp.protocol.values import encode_float
+from gradexp.protocol.wire import (
     HISTOGRAM_STATS,
     MAX_HISTOGRAM_BINS,
     MAX_KEY_LENGTH,
-    SHA256_RE,
     STAT_SEPARATOR,
-    encode_float,
 )
 from gradexp.server.domain.bodies import gunzip, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gradexp._protocol import MAX_DECOMPRESSED_BYTES
+from gradexp.protocol.wire import MAX_DECOMPRESSED_BYTES
 from gradexp.server.domain.errors import Invalid, TooLarge
 
 INFLATE_STEP = 1024 * 1024

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gradexp._protocol import HISTOGRAM_STATS, STAT_SEPARATOR, numeric_value
+from gradexp.protocol.values import numeric_value
+from gradexp.protocol.wire import HISTOGRAM_STATS, STAT_SEPARATOR
 from gradexp.server.domain import rollup
 
 _dumps = orjson.dumps

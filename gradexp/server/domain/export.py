@@ -31,7 +31,8 @@ import orjson
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from gradexp._protocol import STAT_SEPARATOR, decode_value, numeric_value
+from gradexp.protocol.values import decode_value, numeric_value
+from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain.errors import NotFound
 from gradexp.server.domain.history import key_index
 from gradexp.server.storage import schema as s

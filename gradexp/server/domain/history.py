@@ -17,7 +17,8 @@ import orjson
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gradexp._protocol import STAT_SEPARATOR, encode_float, numeric_value
+from gradexp.protocol.values import encode_float, numeric_value
+from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain import rollup
 from gradexp.server.domain.errors import Invalid, NotFound
 from gradexp.server.storage import schema as s

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gradexp._protocol import STAT_SEPARATOR
+from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.errors import NotFound
 from gradexp.server.storage import schema as s

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gradexp._protocol import STAT_SEPARATOR
+from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from gradexp.server.domain.names import project_name_problem, run_id_problem

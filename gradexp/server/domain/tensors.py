@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gradexp._protocol import encode_float
+from gradexp.protocol.values import encode_float
 from gradexp.server.domain.errors import Invalid, TooLarge, Unprocessable
 
 MAX_TENSOR_BYTES = 512 * 1024 * 1024  # decompressed; past this, download the .npy instead

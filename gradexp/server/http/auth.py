@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gradexp._protocol import SESSION_COOKIE, TOKEN_PATH
+from gradexp.protocol.wire import SESSION_COOKIE, TOKEN_PATH
 from gradexp.server.http.errors import Handler, HttpError
 from gradexp.server.http.sessions import USER, authenticate
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gradexp._protocol import VERSION
+from gradexp.protocol.wire import VERSION
 
 ASSET_PREFIX = "/static/auth"
 

@@ -1,6 +1,6 @@
 """``gradexp login``'s side of the server: the Authorize page and the token exchange.
 
-``gradexp login`` (see ``gradexp/_login.py``) opens ``/authorize`` with the port of its
+``gradexp login`` (see ``gradexp/sdk/login.py``) opens ``/authorize`` with the port of its
 loopback listener, a random ``state`` and a PKCE S256 challenge. Authorize redirects to
 ``http://127.0.0.1:PORT/callback`` (never anywhere else) with a one-time code, which the CLI
 trades once, with its PKCE verifier, for a new API key at ``POST /api/v1/auth/token``.
@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gradexp._protocol import TOKEN_PATH
+from gradexp.protocol.wire import TOKEN_PATH
 from gradexp.server.domain.accounts import codes
 from gradexp.server.domain.accounts.keys import clean_client_name
 from gradexp.server.domain.accounts.tokens import same_secret

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gradexp._protocol import MAX_BODY_BYTES, MAX_DECOMPRESSED_BYTES
+from gradexp.protocol.wire import MAX_BODY_BYTES, MAX_DECOMPRESSED_BYTES
 from gradexp.server.domain.bodies import Inflater
 from gradexp.server.http.errors import HttpError
 

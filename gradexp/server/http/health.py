@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gradexp._protocol import VERSION
+from gradexp.protocol.wire import VERSION
 from gradexp.server.http.errors import json_response
 from gradexp.server.http.state import app_state
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX, MAX_BLOB_BYTES, SHA256_RE
+from gradexp.protocol.names import SHA256_RE
+from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
 from gradexp.server.domain import files
 from gradexp.server.domain.bodies import parse_json
 from gradexp.server.domain.ingest import ingest_batch

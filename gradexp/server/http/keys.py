@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain.accounts.keys import create_user_key, list_user_keys, revoke_user_key
 from gradexp.server.domain.accounts.sessions import Session
 from gradexp.server.domain.accounts.tokens import same_secret

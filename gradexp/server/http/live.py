@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain.history import read_rows
 from gradexp.server.domain.runs import (
     effective_state,

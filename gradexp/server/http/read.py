@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain import files, history
 from gradexp.server.domain.export import write_export
 from gradexp.server.domain.projects import list_projects

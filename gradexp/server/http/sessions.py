@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from gradexp._protocol import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from gradexp.protocol.wire import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from gradexp.server.domain.accounts import sessions
 from gradexp.server.domain.accounts.keys import user_for_key
 from gradexp.server.domain.accounts.tokens import new_token, same_secret

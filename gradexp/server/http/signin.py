@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from aiohttp import web
 
-from gradexp._protocol import SESSION_COOKIE
+from gradexp.protocol.wire import SESSION_COOKIE
 from gradexp.server.domain.accounts import codes, sessions
 from gradexp.server.domain.accounts.keys import clean_client_name
 from gradexp.server.domain.accounts.passwords import check_new_password

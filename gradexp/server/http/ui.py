@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain.names import run_id_problem
 from gradexp.server.http.sessions import page_redirect
 from gradexp.server.http.state import app_state

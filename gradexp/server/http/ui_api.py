@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gradexp._protocol import API_PREFIX
+from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain.files import find_file
 from gradexp.server.domain.projects import project_columns
 from gradexp.server.domain.runs import find_run

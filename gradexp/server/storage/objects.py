@@ -27,7 +27,7 @@ import obstore
 from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
-from gradexp._protocol import RUN_ID_RE, SHA256_RE
+from gradexp.protocol.names import RUN_ID_RE, SHA256_RE
 
 # Blobs up to this size are hashed in memory and written once; larger ones stream to a
 # temporary object that is renamed into place once its hash checks out.

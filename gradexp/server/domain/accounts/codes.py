@@ -6,7 +6,7 @@ was used. Spending one is a conditional UPDATE, so of two racing redemptions (in
 processes) exactly one wins; a used or expired code is kept a day, so that a replay reads
 "already used".
 
-``gradexp login`` (see ``gradexp/_login.py``) opens ``/authorize`` with the port of its
+``gradexp login`` (see ``gradexp/sdk/login.py``) opens ``/authorize`` with the port of its
 loopback listener, a random ``state`` and a PKCE S256 challenge. Authorize redirects to
 ``http://127.0.0.1:PORT/callback`` (never anywhere else) with a one-time code, which the CLI
 trades once, with its PKCE verifier, for a new API key (:func:`exchange_code`).

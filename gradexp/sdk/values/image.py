@@ -3,7 +3,7 @@
 The caller's thread only copies: the pixels (an array, a tensor, a PIL image's bytes) or
 the file's bytes (read when the Image is made, so a file rewritten next epoch cannot
 change what this step recorded). The stream thread converts pixels to 8-bit (or keeps
-16-bit) samples and encodes the PNG (``gradexp._png``, no Pillow needed), then stores it
+16-bit) samples and encodes the PNG (``gradexp.sdk.values.png``, no Pillow needed), then stores it
 in the run's files. PNG, JPEG and GIF files are kept as they are.
 """
 
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradexp._png import encode_png, image_info
-from gradexp._tensors import CapturingValue, HostArray, torch_of
+from gradexp.sdk.values.base import CapturingValue, HostArray, torch_of
+from gradexp.sdk.values.png import encode_png, image_info
 
 if TYPE_CHECKING:
-    from gradexp._values import BlobSink
+    from gradexp.protocol.captured import BlobSink
 
 __all__ = ["Image", "ImageValue"]
 

@@ -1,9 +1,9 @@
 """The stream-side histogram and statistics of a numpy array (the ``histogram`` value).
 
 This runs on the stream thread, never on the caller's: ``log()`` only copies the array
-(see ``gradexp._tensors``). It is written to beat ``np.histogram(bins=64)`` by a wide margin
-while giving *exactly* the counts ``np.histogram(values, bins=edges)`` gives for the edges
-it reports:
+(see ``gradexp.sdk.values.histogram``). It is written to beat ``np.histogram(bins=64)`` by
+a wide margin while giving *exactly* the counts ``np.histogram(values, bins=edges)`` gives
+for the edges it reports:
 
 - one pass for the statistics, chunk by chunk while each chunk is in cache: min and max
   (which also reveal NaN and +-inf: only chunks that hold some pay for finding them), the
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from gradexp._protocol import MAX_HISTOGRAM_BINS, encode_float
+from gradexp.protocol.values import encode_float
+from gradexp.protocol.wire import MAX_HISTOGRAM_BINS
 
 __all__ = [
     "DEFAULT_BINS",

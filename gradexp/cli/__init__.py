@@ -1,31 +1,30 @@
-"""The ``gradexp`` command line.
+"""The ``gradexp`` command line: the top layer of the client.
 
-Each command lives beside the code it drives; this module only assembles them, and it
-imports them lazily so that ``gradexp --help`` stays fast and a missing server extra only
-affects the server commands.
+The client's commands live in this package (``client``: sync and status; ``login``:
+login and logout; ``demo``), the server's in ``gradexp.server.cli``. This module only
+assembles them, and it imports them lazily so that ``gradexp --help`` stays fast and a
+missing server extra only affects the server commands.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 import click
 
-from gradexp._protocol import VERSION
+from gradexp.protocol.wire import VERSION
 
 # command name -> "module:attribute". Commands are loaded when invoked (or listed by --help).
 _COMMANDS: dict[str, str] = {
-    # SDK side (issue: SDK core)
-    "sync": "gradexp._cli_client:sync",
-    "status": "gradexp._cli_client:status",
-    "demo": "gradexp._demo:demo",
-    # server side (issue: gradexp server); needs the `server` extra
+    # the client's
+    "sync": "gradexp.cli.client:sync",
+    "status": "gradexp.cli.client:status",
+    "demo": "gradexp.cli.demo:demo",
+    "login": "gradexp.cli.login:login_command",
+    "logout": "gradexp.cli.login:logout_command",
+    # the server's; they need the `server` extra
     "server": "gradexp.server.cli:server",
     "export": "gradexp.server.cli:export",
-    # login (issue: gradexp login)
-    "login": "gradexp._login:login_command",
-    "logout": "gradexp._login:logout_command",
 }
 
 
@@ -43,9 +42,7 @@ class _LazyGroup(click.Group):
         except ImportError as exc:
             missing = getattr(exc, "name", None) or str(exc)
             return _unavailable(cmd_name, f"it needs a package that is not installed ({missing})")
-        command: Any = getattr(module, attr, None)
-        if command is None:
-            return _unavailable(cmd_name, "it is not built yet")
+        command: click.Command = getattr(module, attr)
         return command
 
 
@@ -74,7 +71,3 @@ def _unavailable(name: str, why: str) -> click.Command:
 @click.version_option(VERSION, prog_name="gradexp")
 def main() -> None:
     """gradexp: experiment tracking for metrics, histograms and tensors."""
-
-
-if __name__ == "__main__":
-    main()

@@ -15,15 +15,10 @@ from typing import Any
 
 import click
 
-from gradexp._settings import (
-    GradexpError,
-    Settings,
-    config_dir,
-    load_credentials,
-    mask_key,
-    resolve_settings,
-)
-from gradexp.runfile import RunDir, RunFileError, find_run_dirs
+from gradexp.core.credentials import config_dir, load_credentials, mask_key
+from gradexp.core.settings import Settings, resolve_settings
+from gradexp.errors import GradexpError
+from gradexp.protocol.runfile import RunDir, RunFileError, find_run_dirs
 
 
 def _runs_root(settings: Settings) -> str:
@@ -106,7 +101,9 @@ async def _sync_one(
     run: RunDir, settings: Settings, pending: int, label: str, retry_for: float
 ) -> int:
     """Upload one run dir; returns how many records were sent."""
-    from gradexp._transport import FileSource, ServerClient, Uploader, UploadStopped
+    from gradexp.transport.client import ServerClient
+    from gradexp.transport.sources import FileSource
+    from gradexp.transport.uploader import Uploader, UploadStopped
 
     meta = run.meta
     if not meta.get("id"):
@@ -172,7 +169,7 @@ def status(directory: str | None) -> None:
         source = _key_source(settings, creds)
         click.echo(f"API key:     {mask_key(settings.api_key)}{source}")
         if settings.mode != "disabled":
-            from gradexp._login import describe_login  # asks the server (GET /api/v1/viewer)
+            from gradexp.cli.login import describe_login  # asks the server (GET /api/v1/viewer)
 
             click.echo(f"logged in:   {describe_login(settings.base_url, settings.api_key)}")
     click.echo(f"config dir:  {config_dir()}")

@@ -193,7 +193,10 @@ def log_sample_run(
     """Log one simulated training run of ``steps`` steps through the SDK; returns the Run."""
     import numpy as np
 
-    import gradexp
+    from gradexp.sdk import facade
+    from gradexp.sdk.values.histogram import Histogram
+    from gradexp.sdk.values.image import Image
+    from gradexp.sdk.values.tensor import Tensor
 
     rng = np.random.default_rng(abs(hash(spec.name)) % 2**32)
     noise = random.Random(spec.name)
@@ -202,7 +205,7 @@ def log_sample_run(
     hist_every = max(5, steps // 40)
     media_every = max(10, steps // 4)
     diverge_at = int(steps * 0.78) if spec.diverges else steps + 1
-    run = gradexp.init(
+    run = facade.init(
         project="demo",
         name=spec.name,
         config=_config(spec, steps, warmup),
@@ -264,20 +267,20 @@ def log_sample_run(
             for i, (name, w) in enumerate(weights.items()):
                 g = rng.normal(0.002 * (i - 1), grad_scale / (1 + i), size=w.shape)
                 w -= lr_sum * g * 3
-                values[f"gradients/{name}"] = gradexp.Histogram(g)
-                values[f"parameters/{name}"] = gradexp.Histogram(w)
+                values[f"gradients/{name}"] = Histogram(g)
+                values[f"parameters/{name}"] = Histogram(w)
             lr_sum = 0.0
         if step % media_every == 0 or step == steps - 1:
-            values["samples"] = gradexp.Image(
+            values["samples"] = Image(
                 _sample_grid(rng, min(1.0, progress * 1.1)), caption=f"samples at step {step}"
             )
-            values["attention/layer2"] = gradexp.Tensor(_attention(rng, progress))
-        gradexp.log(values, step=step)
+            values["attention/layer2"] = Tensor(_attention(rng, progress))
+        facade.log(values, step=step)
         if not math.isfinite(values["train/loss"]):
             exit_code = 1  # a real script would stop here: the loss is NaN
             break
     run.summary["best_val_acc"] = best_val
-    gradexp.finish(exit_code=exit_code)
+    facade.finish(exit_code=exit_code)
     return run
 
 

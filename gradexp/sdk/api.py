@@ -29,21 +29,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gradexp._protocol import API_PREFIX, decode_value, decode_values
-from gradexp._settings import GradexpError, resolve_settings
+from gradexp.core.settings import resolve_settings
+from gradexp.errors import ApiError, GradexpError
+from gradexp.protocol.values import decode_value, decode_values
+from gradexp.protocol.wire import API_PREFIX
 
 DEFAULT_TIMEOUT = 60.0
 ROWS_PAGE = 10_000
 RUNS_PAGE = 200
-
-
-class ApiError(GradexpError):
-    """The server refused a request; ``status`` and ``code`` say how."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 class Api:

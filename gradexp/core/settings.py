@@ -1,4 +1,4 @@
-"""Settings, credentials and the one-line messages gradexp prints.
+"""Settings: where and how a run logs, resolved once at ``init()``.
 
 Resolution order, for every setting: arguments > environment > the user's config dir.
 
@@ -6,28 +6,30 @@ Resolution order, for every setting: arguments > environment > the user's config
   ``GRADEXP_PROJECT``, ``GRADEXP_DIR``, ``GRADEXP_RUN_ID``, and for tuning
   ``GRADEXP_MEMORY_LIMIT`` (bytes, or with a suffix: ``64MiB``), ``GRADEXP_FINISH_TIMEOUT``
   (seconds), ``GRADEXP_QUIET`` (``1``: no informational lines, warnings still shown).
-- Config dir: ``GRADEXP_CONFIG_DIR`` if set (tests use it so they never touch the real
-  home), else platformdirs' ``user_config_dir("gradexp")``. It holds ``settings.json``
-  (any :class:`Settings` field, e.g. ``{"base_url": "http://gpu-box:8080"}``) and
-  ``credentials.json`` (mode 0600)::
+- Config dir (``gradexp.core.credentials``): ``settings.json`` holds any
+  :class:`Settings` field, e.g. ``{"base_url": "http://gpu-box:8080"}``; the API key for
+  the resolved base URL comes from ``credentials.json``.
 
-      {"default_host": "http://gpu-box:8080",
-       "hosts": {"http://gpu-box:8080": {"api_key": "gx_...", "user": "ada"}}}
-
-This module is imported by ``init()``, so it stays light: no pathlib, no platformdirs
-unless the config dir is not given, ``json`` only when a file exists.
+This module is imported by ``init()``, so it stays light (no ``typing`` at run time).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import threading
+
+from gradexp.core.credentials import (
+    SETTINGS_FILE,
+    config_dir,
+    load_credentials,
+    mask_key,
+    normalize_url,
+    read_json,
+)
+from gradexp.core.output import ENV_QUIET
+from gradexp.errors import GradexpError
 
 TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import Any, Literal
 
     Mode = Literal["online", "offline", "disabled"]
@@ -39,18 +41,10 @@ ENV_API_KEY = "GRADEXP_API_KEY"
 ENV_PROJECT = "GRADEXP_PROJECT"
 ENV_DIR = "GRADEXP_DIR"
 ENV_RUN_ID = "GRADEXP_RUN_ID"
-ENV_CONFIG_DIR = "GRADEXP_CONFIG_DIR"
 ENV_MEMORY_LIMIT = "GRADEXP_MEMORY_LIMIT"
 ENV_FINISH_TIMEOUT = "GRADEXP_FINISH_TIMEOUT"
-ENV_QUIET = "GRADEXP_QUIET"
 
-SETTINGS_FILE = "settings.json"
-CREDENTIALS_FILE = "credentials.json"
 DEFAULT_PROJECT = "default"
-
-
-class GradexpError(Exception):
-    """A problem the user must fix before gradexp can go on; the message says how."""
 
 
 # name -> default, in order. Settings is a plain class (not a dataclass) so that init()
@@ -160,122 +154,9 @@ class Settings:
         return Settings(**{**self.as_dict(), **changes})
 
 
-# --- the user's config dir ------------------------------------------------------------
-
-
-def config_dir() -> str:
-    """The directory holding settings.json and credentials.json (not created here)."""
-    override = os.environ.get(ENV_CONFIG_DIR)
-    if override:
-        return os.path.abspath(os.path.expanduser(override))
-    import platformdirs  # only when needed: it costs milliseconds at import
-
-    return platformdirs.user_config_dir("gradexp", appauthor=False)
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        warn(f"could not read {path} ({exc.strerror}); ignoring it.")
-        return {}
-    import json
-
-    try:
-        value = json.loads(data)
-    except ValueError:
-        warn(f"{path} is not valid JSON; ignoring it. Fix or delete the file.")
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _write_private_json(path: str, value: Mapping[str, Any]) -> None:
-    """Atomically replace ``path`` with ``value``, readable by its owner only.
-
-    The temporary file is created with mode 0600 (``O_EXCL``), so the secret is never
-    world-readable, not even for an instant; ``os.replace`` makes the switch atomic.
-    """
-    import json
-
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def load_user_settings() -> dict[str, Any]:
     """The contents of ``settings.json`` in the config dir ({} if there is none)."""
-    return _read_json(os.path.join(config_dir(), SETTINGS_FILE))
-
-
-# --- credentials ------------------------------------------------------------------------
-
-
-def normalize_url(url: str) -> str:
-    """``HTTP://Host:8080/`` -> ``http://host:8080``: the form hosts are stored under."""
-    url = url.strip()
-    if "://" not in url:
-        raise GradexpError(
-            f"{url!r} is not a server URL; give it with its scheme, e.g. http://localhost:8080"
-        )
-    scheme, _, rest = url.partition("://")
-    host, sep, path = rest.partition("/")
-    if scheme.lower() not in ("http", "https") or not host:
-        raise GradexpError(f"{url!r} is not an http(s) server URL, e.g. http://localhost:8080")
-    path = path.rstrip("/")
-    return f"{scheme.lower()}://{host.lower()}" + (f"/{path}" if sep and path else "")
-
-
-def load_credentials() -> dict[str, Any]:
-    """The credentials file: ``{"default_host": URL | None, "hosts": {URL: {...}}}``."""
-    data = _read_json(os.path.join(config_dir(), CREDENTIALS_FILE))
-    hosts = data.get("hosts")
-    return {
-        "default_host": data.get("default_host"),
-        "hosts": dict(hosts) if isinstance(hosts, dict) else {},
-    }
-
-
-def save_credentials(host: str, api_key: str, user: str | None = None) -> None:
-    """Store ``api_key`` for ``host`` and make ``host`` the default (file mode 0600)."""
-    host = normalize_url(host)
-    creds = load_credentials()
-    creds["hosts"][host] = {"api_key": api_key, "user": user}
-    creds["default_host"] = host
-    _write_private_json(os.path.join(config_dir(), CREDENTIALS_FILE), creds)
-
-
-def delete_credentials(host: str) -> bool:
-    """Forget the key stored for ``host``; True if there was one."""
-    host = normalize_url(host)
-    creds = load_credentials()
-    if creds["hosts"].pop(host, None) is None:
-        return False
-    if creds["default_host"] == host:
-        creds["default_host"] = next(iter(creds["hosts"]), None)
-    _write_private_json(os.path.join(config_dir(), CREDENTIALS_FILE), creds)
-    return True
-
-
-def mask_key(key: str | None) -> str:
-    """A key as it may be shown: ``gx_AbCd…``. Never print a key in full."""
-    if not key:
-        return "(none)"
-    return key[:7] + "…"
+    return read_json(os.path.join(config_dir(), SETTINGS_FILE))
 
 
 # --- resolution ---------------------------------------------------------------------------
@@ -373,34 +254,3 @@ def resolve_settings(**overrides: Any) -> Settings:
         raise GradexpError("memory_limit must be a positive number of bytes.")
     values["dir"] = os.path.abspath(os.path.expanduser(values.get("dir") or "."))
     return Settings(**values)
-
-
-# --- what gradexp prints ----------------------------------------------------------------
-
-_quiet = bool(os.environ.get(ENV_QUIET, "").strip() not in ("", "0", "false"))
-
-
-def set_quiet(quiet: bool) -> None:
-    """Silence (or restore) informational lines; warnings are always shown."""
-    global _quiet
-    _quiet = quiet
-
-
-def say(message: str) -> None:
-    """One informational line on stderr, prefixed ``gradexp:``."""
-    if not _quiet:
-        try:
-            print(f"gradexp: {message}", file=sys.stderr, flush=True)
-        except (OSError, ValueError):  # a closed stderr must never break training
-            pass
-
-
-class GradexpWarning(UserWarning):
-    """A value, key or step gradexp had to drop or adjust; the message says which."""
-
-
-def warn(message: str, stacklevel: int = 2) -> None:
-    """A warning the user should see once (the caller decides what "once" means)."""
-    import warnings
-
-    warnings.warn(f"gradexp: {message}", GradexpWarning, stacklevel=stacklevel + 1)

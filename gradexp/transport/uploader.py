@@ -22,31 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import orjson
 
-from gradexp._protocol import API_PREFIX, FILES_DIR, RECORD_TYPES, VERSION
-from gradexp._settings import Settings, mask_key, say
-from gradexp.runfile import (
-    FRAME,
-    FRAME_SIZE,
-    HEADER_SIZE,
-    RunDir,
-    RunFile,
-    payload_seq,
-)
+from gradexp.core.credentials import mask_key
+from gradexp.core.output import say
+from gradexp.core.settings import Settings
+from gradexp.protocol.runfile import RunDir
+from gradexp.protocol.wire import API_PREFIX, FILES_DIR
+from gradexp.transport.base import Batch, BatchSource, UploadListener
+from gradexp.transport.client import Reply, ServerClient
+from gradexp.transport.sources import FileSource, LiveSource
 
-_FILE = RECORD_TYPES["file"]
-#: The most sequence numbers a damaged file's gap is filled with (see ``_filler``).
-_MAX_GAP = 1_000_000
+__all__ = ["MAX_IN_FLIGHT", "UploadStopped", "Uploader"]
+
 #: Batches in flight at once: one being committed while the next is compressed and sent.
 MAX_IN_FLIGHT = 2
 
@@ -55,404 +48,14 @@ class UploadStopped(Exception):
     """The server refused the run for good (a 4xx other than 408/429): upload stopped."""
 
 
-# --- HTTP ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """A server reply: status, JSON body (or {}), and the Retry-After delay if any."""
-
-    status: int
-    body: dict[str, Any]
-    retry_after: float | None = None
-
-    @property
-    def code(self) -> str:
-        """The protocol's machine error code (``run_not_found`` ...), or ''."""
-        err = self.body.get("error")
-        return str(err.get("code", "")) if isinstance(err, dict) else ""
-
-    @property
-    def message(self) -> str:
-        """The server's one-line error message, or ''."""
-        err = self.body.get("error")
-        return str(err.get("message", "")) if isinstance(err, dict) else ""
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
-class ServerClient:
-    """The aiohttp session to one server, with the protocol's retry policy.
-
-    Lives on one event loop (the stream thread's, or ``gradexp sync``'s); not thread-safe.
-    ``on_trouble``/``on_recovered`` print one line when the server becomes unreachable and
-    one when it answers again, not one per retry.
-    """
-
-    def __init__(self, settings: Settings, *, run_dir: str | None = None) -> None:
-        assert settings.base_url is not None
-        self.base_url = settings.base_url.rstrip("/")
-        self.api_key = settings.api_key or ""
-        self.retry_cap = settings.retry_cap
-        self.run_dir = run_dir
-        self._session: aiohttp.ClientSession | None = None
-        self._in_trouble = False
-        self.quiet_trouble = False
-        #: Bound on retrying one request (None: retry for as long as the run lives).
-        self.give_up_after: float | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={
-                    "Authorization": f"Bearer {self.api_key}",
-                    "User-Agent": f"gradexp/{VERSION}",
-                },
-                timeout=aiohttp.ClientTimeout(total=300, connect=10, sock_read=120),
-                connector=aiohttp.TCPConnector(limit=8, ttl_dns_cache=300),
-            )
-        return self._session
-
-    async def close(self) -> None:
-        """Close the session (idempotent)."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-
-    async def request_once(
-        self,
-        method: str,
-        path: str,
-        *,
-        data: bytes | None = None,
-        json: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        """One HTTP request; raises aiohttp/OS/timeout errors as they come."""
-        body = orjson.dumps(json) if json is not None else data
-        hdrs = dict(headers or {})
-        if json is not None:
-            hdrs["Content-Type"] = "application/json"
-        async with self._get_session().request(
-            method, self.base_url + path, data=body, headers=hdrs
-        ) as resp:
-            raw = await resp.read()
-            try:
-                parsed = orjson.loads(raw) if raw else {}
-            except orjson.JSONDecodeError:
-                parsed = {}
-            retry_after = None
-            header = resp.headers.get("Retry-After")
-            if header:
-                with contextlib.suppress(ValueError):
-                    retry_after = max(0.0, float(header))
-            return Reply(resp.status, parsed if isinstance(parsed, dict) else {}, retry_after)
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        data: bytes | None = None,
-        json: Any = None,
-        headers: dict[str, str] | None = None,
-        give_up_after: float | None = None,
-    ) -> Reply:
-        """A request retried per the protocol until it gets a final answer.
-
-        Returns any 2xx/3xx/4xx reply that is not retryable (the caller decides what a
-        404 or 409 means). ``give_up_after`` (seconds) bounds the retrying: after it, the
-        last error is raised as ``TimeoutError``.
-        """
-        attempt = 0
-        started = time.monotonic()
-        if give_up_after is None:
-            give_up_after = self.give_up_after
-        while True:
-            problem: str
-            delay: float | None = None
-            try:
-                reply = await self.request_once(method, path, data=data, json=json, headers=headers)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                problem = _describe(exc)
-            else:
-                if not _retryable(reply.status):
-                    if self._in_trouble:
-                        self._in_trouble = False
-                        if not self.quiet_trouble:
-                            say(f"{self.base_url} answers again; uploading.")
-                    return reply
-                problem = f"HTTP {reply.status} {reply.code or ''}".strip()
-                delay = reply.retry_after
-            if not self._in_trouble:
-                self._in_trouble = True
-                if not self.quiet_trouble:
-                    where = f" are kept in {self.run_dir}" if self.run_dir else " are kept on disk"
-                    say(f"cannot {what} ({problem}); retrying until it works. Records{where}.")
-            if give_up_after is not None and time.monotonic() - started >= give_up_after:
-                raise TimeoutError(f"cannot {what}: {problem}")
-            if delay is None:
-                # Exponential backoff with "equal jitter": half fixed, half random.
-                ceiling = min(self.retry_cap, 0.25 * 2**attempt)
-                delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-            else:
-                delay = min(delay, self.retry_cap)
-            if give_up_after is not None:
-                delay = min(delay, max(0.0, started + give_up_after - time.monotonic()))
-            attempt += 1
-            await asyncio.sleep(delay)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connection failed: {exc.os_error.strerror or exc.os_error}"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-# --- batches ----------------------------------------------------------------------------
-
-
-@dataclass
-class Frame:
-    """One record as read back from the run file."""
-
-    seq: int
-    rtype: int
-    payload: bytes
-    offset: int  # where the frame starts
-    end: int  # where the next frame starts
-
-
-@dataclass
-class Batch:
-    """A contiguous run of records ``first_seq..last_seq`` to POST together."""
-
-    first_seq: int
-    last_seq: int
-    payloads: list[Any]  # bytes-like: bytes, or memoryviews into a read of the run file
-    files: list[dict[str, Any]] = field(default_factory=list)
-    end_offset: int | None = None  # where the frame after last_seq starts (ack hint)
-    raw_bytes: int = 0
-
-    def body(self) -> bytes:
-        """The JSON body, built by joining the stored payloads (no re-encoding)."""
-        return b"".join(
-            (
-                b'{"first_seq":%d,"last_seq":%d,"records":[' % (self.first_seq, self.last_seq),
-                b",".join(self.payloads),
-                b"]}",
-            )
-        )
-
-
-def _filler(seq: int) -> bytes:
-    """A stand-in for a record lost to a damaged run file.
-
-    The server acknowledges only contiguous sequences, so a hole would stall the run for
-    ever. The stand-in is a telemetry record counting the loss (counts add up).
-    """
-    return b'{"seq":%d,"type":"telemetry","lost_records":1}' % seq
-
-
-class _Source:
-    """Where batches come from: frames in sequence order, with one frame of lookahead."""
-
-    def peek(self) -> Frame | None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def pop(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def rewind(self) -> None:  # pragma: no cover - interface
-        """Start again from the first frame (the server knows less than we thought)."""
-        raise NotImplementedError
-
-
-def build_batch(source: _Source, expected: int, max_bytes: int, max_records: int) -> Batch | None:
-    """Cut the next batch from ``source``, starting at sequence ``expected``.
-
-    Frames below ``expected`` are skipped (already acknowledged, or duplicates); a hole
-    in the sequence (a frame lost to damage) is filled with :func:`_filler` records.
-    """
-    payloads: list[bytes] = []
-    files: list[dict[str, Any]] = []
-    size = 0
-    first = expected
-    end_offset: int | None = None
-    while len(payloads) < max_records and size < max_bytes:
-        frame = source.peek()
-        if frame is None:
-            break
-        if frame.seq < expected:
-            source.pop()
-            continue
-        if frame.seq > expected:
-            if frame.seq - expected > _MAX_GAP:  # not a plausible hole: a bogus frame
-                source.pop()
-                continue
-            payloads.append(_filler(expected))
-            expected += 1
-            end_offset = frame.offset
-            continue
-        payloads.append(frame.payload)
-        size += len(frame.payload) + 1
-        if frame.rtype == _FILE:
-            with contextlib.suppress(orjson.JSONDecodeError):
-                files.append(orjson.loads(frame.payload))
-        expected += 1
-        end_offset = frame.end
-        source.pop()
-    if not payloads:
-        return None
-    return Batch(first, expected - 1, payloads, files, end_offset, size)
-
-
-class LiveSource:
-    """Frames of the run file that this process's stream is writing.
-
-    The stream calls :meth:`on_written` after each write-through; batches are read back
-    with ``os.pread`` (normally from the page cache) up to that offset, never beyond, so
-    a half-written frame is never read. The file was written by this process moments ago
-    and its frames are contiguous, so a batch is cut by reading frame headers only: the
-    sequence numbers are counted, not parsed, and the payloads are sliced, not copied.
-    """
-
-    def __init__(self, path: str, start_offset: int, first_seq: int) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
-        self._start = (start_offset, first_seq)
-        self.offset = start_offset  # where the next unbatched frame starts
-        self.next_seq = first_seq  # ... and its sequence number
-        self.written = start_offset  # bytes the writer has handed to the OS
-        self.last_seq = first_seq - 1  # the last sequence written
-        self._times: deque[tuple[int, float]] = deque()  # (last seq of a write, when)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-
-    def on_written(self, written: int, last_seq: int) -> None:
-        if last_seq > self.last_seq:
-            self._times.append((last_seq, time.monotonic()))
-        self.written = written
-        self.last_seq = last_seq
-
-    def unsent_records(self) -> int:
-        return self.last_seq - self.next_seq + 1
-
-    def unsent_bytes(self) -> int:
-        return self.written - self.offset
-
-    def oldest_unsent_at(self) -> float | None:
-        """When the oldest record not yet batched was written."""
-        times = self._times
-        while times and times[0][0] < self.next_seq:
-            times.popleft()
-        return times[0][1] if times else None
-
-    def rewind(self) -> None:
-        """Start again from the first frame of this attempt."""
-        self.offset, self.next_seq = self._start
-
-    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
-        """The next batch, from sequence ``expected`` on (earlier frames are skipped)."""
-        unpack = FRAME.unpack_from
-        while self.next_seq < expected and self.offset < self.written:  # after a rewind
-            head = os.pread(self._fd, FRAME_SIZE, self.offset)
-            self.offset += FRAME_SIZE + unpack(head, 0)[0]
-            self.next_seq += 1
-        available = self.written - self.offset
-        if available <= 0:
-            return None
-        data = os.pread(
-            self._fd, min(available, max(max_bytes, 64 * 1024) + 64 * 1024), self.offset
-        )
-        if len(data) < FRAME_SIZE:
-            return None
-        if FRAME_SIZE + unpack(data, 0)[0] > len(data):  # one frame larger than the read
-            data = os.pread(self._fd, FRAME_SIZE + unpack(data, 0)[0], self.offset)
-        view = memoryview(data)
-        payloads: list[Any] = []
-        files: list[dict[str, Any]] = []
-        pos = size = 0
-        end = len(data)
-        while pos + FRAME_SIZE <= end and len(payloads) < max_records and size < max_bytes:
-            length, _crc, rtype = unpack(data, pos)
-            stop = pos + FRAME_SIZE + length
-            if stop > end:
-                break
-            payload = view[pos + FRAME_SIZE : stop]
-            payloads.append(payload)
-            if rtype == _FILE:
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    files.append(orjson.loads(payload))
-            size += length + 1
-            pos = stop
-        if not payloads:
-            return None
-        first = self.next_seq
-        self.next_seq += len(payloads)
-        self.offset += pos
-        return Batch(first, self.next_seq - 1, payloads, files, self.offset, size)
-
-
-class FileSource(_Source):
-    """Frames of a complete run file (``gradexp sync``), from the ack hint onwards."""
-
-    def __init__(self, run_dir: RunDir, start_offset: int | None = None) -> None:
-        self._run_dir = run_dir
-        start_offset = HEADER_SIZE if start_offset is None else start_offset
-        self._reader = RunFile(run_dir.path)
-        self._frames = self._iterate(start_offset)
-        self._next: Frame | None = None
-        self._done = False
-
-    @property
-    def corrupt_frames(self) -> int:
-        return self._reader.corrupt_frames
-
-    @property
-    def torn_tail_bytes(self) -> int:
-        return self._reader.torn_tail_bytes
-
-    def _iterate(self, start: int) -> Iterator[Frame]:
-        for offset, rtype, payload, nxt in self._reader.frames(start):
-            seq = payload_seq(payload)
-            if seq is not None:
-                yield Frame(seq, rtype, payload, offset, nxt)
-
-    def peek(self) -> Frame | None:
-        if self._next is None and not self._done:
-            self._next = next(self._frames, None)
-            self._done = self._next is None
-        return self._next
-
-    def pop(self) -> None:
-        self._next = None
-
-    def rewind(self) -> None:
-        self._frames = self._iterate(HEADER_SIZE)
-        self._next = None
-        self._done = False
-
-    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
-        """The next batch from sequence ``expected`` (see :func:`build_batch`)."""
-        return build_batch(self, expected, max_bytes, max_records)
-
-
-# --- the uploader -----------------------------------------------------------------------
-
-
 class Uploader:
     """Creates the run on the server and sends its records, in order, until told to stop.
 
-    Runs on one event loop. ``channel`` (live runs only) is where the acknowledged
-    sequence is published for the caller's thread; ``progress`` (sync only) is called
-    with the acknowledged sequence after each batch.
+    Runs on one event loop. ``listener`` (live runs only: the stream's channel) is where
+    the acknowledged sequence is published for the caller's thread; ``progress`` (sync
+    only) is called with the acknowledged sequence after each batch. ``source`` is the
+    :class:`BatchSource` batches are cut from: a :class:`LiveSource` set by the stream
+    once the run file exists, or the :class:`FileSource` given to :meth:`upload_file`.
     """
 
     def __init__(
@@ -462,17 +65,17 @@ class Uploader:
         meta: dict[str, Any],
         settings: Settings,
         *,
-        channel: Any = None,
+        listener: UploadListener | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
         self.run_dir = run_dir
         self.meta = meta
         self.settings = settings
-        self.channel = channel
+        self.listener = listener
         self.progress = progress
         self.run_id = str(meta["id"])
-        self.source: Any = None
+        self.source: BatchSource | None = None
         self.acked_seq = int(meta.get("first_seq", 1)) - 1
         self.ack_offset: int | None = None
         self.stopped: str | None = None  # why the upload stopped for good
@@ -536,7 +139,9 @@ class Uploader:
 
     def on_written(self, written: int, last_seq: int) -> None:
         """The stream wrote more (stream thread, same loop): maybe a batch is due."""
-        self.source.on_written(written, last_seq)
+        source = self.source
+        assert isinstance(source, LiveSource)  # a live upload reads a live source
+        source.on_written(written, last_seq)
         self._data.set()
 
     def add_flush(self, target: int, waiter: Any) -> None:
@@ -552,7 +157,8 @@ class Uploader:
     async def run(self) -> None:
         """The live upload: create the run, then send batches as they become due."""
         self._task = asyncio.current_task()
-        source: LiveSource = self.source
+        source = self.source
+        assert isinstance(source, LiveSource)  # set by the stream before run() starts
         try:
             if not self._created:
                 await self.create_run()
@@ -584,7 +190,7 @@ class Uploader:
         """Is a batch due now? If not, how long until one is (None: until more is written)."""
         if source.unsent_records() <= 0:
             return False, None
-        if self._flushes or (self.channel is not None and self.channel.release):
+        if self._flushes or (self.listener is not None and self.listener.release):
             return True, 0.0
         if source.unsent_bytes() >= self.settings.batch_bytes:
             return True, 0.0
@@ -701,8 +307,8 @@ class Uploader:
             self.ack_offset = offset
         elif acked == self.acked_seq and offset is not None:
             self.ack_offset = offset
-        if self.channel is not None:
-            self.channel.acked_seq = max(self.channel.acked_seq, acked)
+        if self.listener is not None:
+            self.listener.acked_seq = max(self.listener.acked_seq, acked)
         try:
             self.run_dir.write_ack(self.acked_seq, self.ack_offset)
         except OSError as exc:  # the ack is an optimisation for sync; never fatal
@@ -721,8 +327,8 @@ class Uploader:
     def _stop(self, reason: str) -> None:
         if self.stopped is None:
             self.stopped = reason
-            if self.channel is not None:
-                self.channel.upload_error = reason
+            if self.listener is not None:
+                self.listener.upload_error = reason
                 say(
                     f"upload stopped: {reason}. The run file stays in {self.run_dir.path}; "
                     f"fix this, then run: gradexp sync {self.run_dir.path}"
@@ -756,7 +362,7 @@ class Uploader:
         for _, waiter in self._flushes:
             waiter.resolve(False)
         self._flushes.clear()
-        if isinstance(self.source, LiveSource):
+        if self.source is not None:
             self.source.close()
         await self.client.close()
 

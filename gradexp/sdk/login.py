@@ -1,5 +1,6 @@
-"""``gradexp login`` / ``gradexp logout`` and ``gradexp.login()``: get an API key for a server
-and keep it in the credentials file, so that every later script finds it.
+"""The login flow behind ``gradexp.login()`` and ``gradexp login`` (``gradexp.cli.login``):
+get an API key for a server and keep it in the credentials file, so that every later
+script finds it.
 
 The browser flow (RFC 8252, "OAuth for native apps", in miniature):
 
@@ -43,28 +44,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import click
-
-from gradexp._protocol import API_PREFIX, AUTHORIZE_PATH, KEYS_PAGE_PATH, TOKEN_PATH, VERSION
-from gradexp._settings import (
-    ENV_API_KEY,
-    ENV_BASE_URL,
-    GradexpError,
-    delete_credentials,
+from gradexp.core.credentials import (
     load_credentials,
-    load_user_settings,
     mask_key,
     normalize_url,
     save_credentials,
 )
+from gradexp.core.output import say
+from gradexp.core.settings import ENV_API_KEY, ENV_BASE_URL, load_user_settings
+from gradexp.errors import LoginError
+from gradexp.protocol.wire import API_PREFIX, AUTHORIZE_PATH, KEYS_PAGE_PATH, TOKEN_PATH, VERSION
 
 DEFAULT_HOST = "http://127.0.0.1:8080"  # where a plain `gradexp server` listens
 BROWSER_TIMEOUT = 300.0  # seconds to wait for the browser before asking for a key
 HTTP_TIMEOUT = 15.0
-
-
-class LoginError(GradexpError):
-    """Login failed; the message says why and what to do. Nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -321,7 +314,11 @@ class _Listener:
 
 
 def _tell(message: str) -> None:
-    click.echo(message, err=True)
+    """A line for the person logging in (stderr: stdout may be piped)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a closed stderr must not break the login
+        pass
 
 
 def can_open_browser() -> bool:
@@ -467,14 +464,12 @@ def login(key: str | None = None, host: str | None = None, relogin: bool = False
         gradexp.login(host="http://gpu-box:8080")          # browser sign-in
         gradexp.login(key="gx_...", host="http://gpu-box:8080")
     """
-    identity, _key = _login(key=key, host=host, relogin=relogin, timeout=BROWSER_TIMEOUT)
-    from gradexp._settings import say
-
+    identity, _stored = login_flow(key=key, host=host, relogin=relogin, timeout=BROWSER_TIMEOUT)
     say(f"Logged in to {identity.host} as {identity.user}")
     return True
 
 
-def _login(
+def login_flow(
     *,
     key: str | None,
     host: str | None,
@@ -482,7 +477,9 @@ def _login(
     timeout: float,
     no_browser: bool = False,
 ) -> tuple[Identity, bool]:
-    """The whole decision; returns the identity and whether a new key was stored."""
+    """The whole login, for ``gradexp.login()`` and ``gradexp login``: returns the identity
+    and whether a new key was stored (False: a stored key still works). LoginError (or
+    another GradexpError) when it fails, with nothing stored."""
     server = resolve_host(host)
     check_server(server)
     if key is not None:
@@ -506,118 +503,3 @@ def _login(
     identity, new_key = result
     _store(identity, new_key)
     return identity, True
-
-
-# --- the commands --------------------------------------------------------------------------
-
-
-@click.command("login")
-@click.argument("url", required=False, metavar="[URL]")
-@click.option("--host", "host_option", metavar="URL", help="The server (same as URL).")
-@click.option("--relogin", is_flag=True, help="Log in again even if a stored key still works.")
-@click.option(
-    "--key",
-    metavar="KEY",
-    help="Store this API key (checked with the server first) instead of using the browser; "
-    "'-' reads it from standard input.",
-)
-@click.option(
-    "--no-browser",
-    is_flag=True,
-    help="Do not open a browser: paste a key made on the server's keys page.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=BROWSER_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for the browser before asking for a key instead.",
-)
-def login_command(
-    url: str | None,
-    host_option: str | None,
-    relogin: bool,
-    key: str | None,
-    no_browser: bool,
-    timeout: float,
-) -> None:
-    """Log in to a gradexp server: sign in in the browser, and store a new API key.
-
-    The server defaults to GRADEXP_BASE_URL, else the last server you logged in to, else
-    http://127.0.0.1:8080. The key is stored (mode 0600) in the credentials file under
-    your config dir, one per server; GRADEXP_API_KEY wins over it.
-
-    \b
-    Examples:
-      gradexp login                                 # the default server
-      gradexp login --host http://gpu-box:8080      # sign in in the browser that opens
-      gradexp login --host http://gpu-box:8080 --no-browser   # over SSH: paste a key
-      echo "$KEY" | gradexp login --host http://gpu-box:8080 --key -
-    """
-    if url and host_option and normalize_url(url) != normalize_url(host_option):
-        raise click.UsageError("give the server once: as URL or as --host, not both")
-    if key == "-":
-        key = sys.stdin.readline().strip()
-        if not key:
-            raise click.ClickException("--key -: no key on standard input; nothing was stored.")
-    try:
-        identity, stored = _login(
-            key=key,
-            host=url or host_option,
-            relogin=relogin,
-            timeout=timeout,
-            no_browser=no_browser,
-        )
-    except GradexpError as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        raise click.ClickException("login cancelled; nothing was stored.") from None
-    if stored:
-        click.echo(f"Logged in to {identity.host} as {identity.user}")
-    else:
-        click.echo(
-            f"Already logged in to {identity.host} as {identity.user} "
-            "(use --relogin to log in again)"
-        )
-
-
-@click.command("logout")
-@click.argument("url", required=False, metavar="[URL]")
-@click.option("--host", "host_option", metavar="URL", help="The server (same as URL).")
-def logout_command(url: str | None, host_option: str | None) -> None:
-    """Forget the API key stored for a server (default: the one you logged in to last).
-
-    The key stays valid on the server until you revoke it on the server's keys page.
-
-    \b
-    Example:
-      gradexp logout --host http://gpu-box:8080
-    """
-    try:
-        given = url or host_option
-        server = normalize_url(given) if given else load_credentials()["default_host"]
-    except GradexpError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not server:
-        click.echo("Not logged in to any server; nothing to forget.")
-        return
-    if delete_credentials(server):
-        click.echo(f"Logged out of {server}: its key is no longer stored here.")
-        click.echo(f"(The key still works until revoked at {server}{KEYS_PAGE_PATH}.)", err=True)
-    else:
-        click.echo(f"No key stored for {server}; nothing to forget.")
-    if os.environ.get(ENV_API_KEY):
-        click.echo(f"Note: {ENV_API_KEY} is still set in this environment.", err=True)
-
-
-def describe_login(host: str | None, key: str | None) -> str:
-    """One line for ``gradexp status``: who the server says we are (it is asked)."""
-    if not host:
-        return "not logged in (run `gradexp login`)"
-    if not key:
-        return f"not logged in to {host} (run `gradexp login --host {host}`)"
-    try:
-        identity = whoami(host, key, timeout=5.0)
-    except LoginError as exc:
-        return str(exc)
-    return f"{identity.user} at {host} (key {identity.key_name or '?'}, {mask_key(key)})"

@@ -1,0 +1,5 @@
+"""``python -m gradexp.cli``: the ``gradexp`` command."""
+
+from gradexp.cli import main
+
+main()

@@ -1,0 +1,69 @@
+"""Wire constants shared by the SDK and the server: paths, cookies, the run file's names and
+record types, limits, and the version.
+
+``docs/protocol.md`` is the prose version of this module (with ``names`` and ``values``
+beside it); change them together. It imports nothing beyond the standard library, and
+no ``typing`` at run time, so that both sides (and ``init()``) load it for free.
+"""
+
+from __future__ import annotations
+
+from gradexp._version import __version__
+
+TYPE_CHECKING = False  # not typing's: init() stays free of the typing import
+if TYPE_CHECKING:
+    from typing import Final
+
+API_PREFIX: Final = "/api/v1"
+VERSION: Final = __version__  # the one place it is written: gradexp/_version.py
+
+# --- browser sign-in and `gradexp login` (docs/protocol.md, "Auth" and "Login") -----------
+SESSION_COOKIE: Final = "gradexp_session"  # HttpOnly: the browser's session
+CSRF_COOKIE: Final = "gradexp_csrf"  # readable by the page: the value to send as CSRF_HEADER
+CSRF_HEADER: Final = "X-CSRF-Token"  # required with a session cookie on any non-GET/HEAD
+AUTHORIZE_PATH: Final = "/authorize"  # the consent page `gradexp login` opens
+TOKEN_PATH: Final = API_PREFIX + "/auth/token"  # code + PKCE verifier -> a new API key
+KEYS_PAGE_PATH: Final = "/keys"  # where a person creates and revokes keys
+
+# --- run file --------------------------------------------------------------------------
+RUNFILE_NAME: Final = "run.gxr"
+RUNFILE_MAGIC: Final = b"GRADEXP\x00RUN\x00"  # 12 bytes, then a u32 format version
+RUNFILE_VERSION: Final = 1
+RUN_META_NAME: Final = "run.json"
+ACK_NAME: Final = "ack.json"
+FILES_DIR: Final = "files"
+LATEST_RUN_LINK: Final = "latest-run"
+
+# Record types: the JSON ``type`` field and the frame's type byte.
+RECORD_TYPES: Final[dict[str, int]] = {
+    "history": 1,
+    "config": 2,
+    "summary": 3,
+    "file": 4,
+    "finish": 5,
+    "telemetry": 6,
+}
+RECORD_TYPE_NAMES: Final[dict[int, str]] = {v: k for k, v in RECORD_TYPES.items()}
+
+# --- limits (the server enforces them; the SDK stays well inside) ---------------------
+MAX_BODY_BYTES: Final = 32 * 1024 * 1024  # a request body as sent
+MAX_DECOMPRESSED_BYTES: Final = 256 * 1024 * 1024  # after gunzip: past this it is a bomb
+MAX_BLOB_BYTES: Final = 4 * 1024 * 1024 * 1024
+MAX_KEY_LENGTH: Final = 256
+MAX_HISTOGRAM_BINS: Final = 512
+
+STAT_SEPARATOR: Final = "#"  # histogram statistic series: "<key>#<stat>"
+
+# Statistics carried by histogram and tensor values, in a stable order.
+HISTOGRAM_STATS: Final = (
+    "min",
+    "max",
+    "mean",
+    "std",
+    "norm",
+    "count",
+    "nan",
+    "inf",
+    "ninf",
+    "zeros",
+)

@@ -1,0 +1,313 @@
+"""The module-level API: ``gradexp.init()``, ``log()``, ``alog()``, ``flush()``,
+``aflush()``, ``finish()``, and the current run they act on.
+
+``init()`` runs on the caller's thread and never waits on the network: it resolves the
+settings, makes the run id, creates the run directory (the one piece of file I/O here,
+so a bad directory fails at once), and hands the run to the stream thread. Only
+``resume=`` waits (bounded) for the server's last step.
+
+The current run is process-wide state: see :class:`CurrentRun` (and its fork behaviour).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from gradexp.core.output import say, set_quiet
+from gradexp.core.settings import Settings, resolve_settings
+from gradexp.errors import GradexpError
+from gradexp.protocol.names import project_name_problem, run_id_problem
+from gradexp.protocol.values import PLAIN_TYPES
+from gradexp.sdk import hooks
+from gradexp.sdk.config import as_config_dict
+from gradexp.sdk.ids import random_id, random_name
+from gradexp.sdk.run import Run
+from gradexp.stream.channel import ACTIVE, FINISHED
+from gradexp.stream.thread import stream_handle
+
+TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from gradexp.stream.channel import Channel
+
+__all__ = ["aflush", "alog", "current_run", "finish", "flush", "init", "log"]
+
+_time = time.time
+_PLAIN_SUPERSET = PLAIN_TYPES.issuperset  # see Run.log
+
+
+class CurrentRun:
+    """The run the module-level functions act on (one per process).
+
+    ``run`` is read without a lock (a plain attribute read is atomic); ``init()`` and
+    ``finish()``, on any threads, replace it under ``lock`` so they agree. ``channel`` is
+    the current run's channel, kept beside it for ``log()``'s fast path, which then looks
+    up no more attributes than ``Run.log`` does. ``said_reinit``: the note that ``init()``
+    finishes the previous run is printed once per process.
+
+    Fork: in a forked child (a DataLoader worker, multiprocessing with fork ...) the
+    parent's lock may have been held by a thread that does not exist there, so
+    :meth:`after_fork_in_child` (registered with ``os.register_at_fork`` when this module
+    is imported) gives it a new one. The inherited run stays current but is marked
+    forked (``Channel.after_fork_in_child``): its ``log()`` warns once and does nothing,
+    instead of raising "call gradexp.init() first" inside a DataLoader worker, and
+    ``gradexp.init()`` in the child starts a run of its own.
+    """
+
+    __slots__ = ("channel", "lock", "run", "said_reinit")
+
+    def __init__(self) -> None:
+        self.run: Run | None = None
+        self.channel: Channel | None = None
+        self.lock = threading.Lock()
+        self.said_reinit = False
+
+    def set(self, run: Run) -> None:
+        """Make ``run`` the current run."""
+        with self.lock:
+            self.channel = run._channel
+            self.run = run
+
+    def forget(self, run: Run) -> None:
+        """``run`` finished: no current run any more (unless another one is current)."""
+        with self.lock:
+            if self.run is run:
+                self.run = None
+                self.channel = None
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new lock, and the inherited run marked forked."""
+        self.lock = threading.Lock()
+        run = self.run
+        if run is not None:
+            run._channel.after_fork_in_child()
+
+
+_current = CurrentRun()
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_current.after_fork_in_child)
+
+
+def current_run() -> Run | None:
+    """The run module-level functions act on (None before init() or after finish())."""
+    return _current.run
+
+
+def _require_run(what: str) -> Run:
+    run = _current.run
+    if run is None:
+        raise GradexpError(
+            f"gradexp.{what}() was called before gradexp.init(): call gradexp.init() "
+            "first to start a run."
+        )
+    return run
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
+    """Log a mapping of values to the current run (see :meth:`Run.log`)."""
+    channel = _current.channel
+    if channel is None:
+        _require_run("log")
+        return
+    # The fast path of Run.log(), inlined: one Python call less for the common case.
+    if (
+        type(data) is dict
+        and step is None
+        and commit
+        and channel.state is ACTIVE
+        and _PLAIN_SUPERSET(map(type, data.values()))
+    ):
+        queue = channel.queue
+        queue.append((_time(), data.copy()))
+        if len(queue) > channel.check_at and channel.over(len(data)):
+            channel.wait_for_room(len(data))
+        return
+    run = _current.run
+    # None: another thread finished the run just now; this call is dropped with it.
+    if run is not None and run._enqueue(data, step, commit):
+        run._channel.wait_for_room()
+
+
+async def alog(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
+    """``await gradexp.alog({...})``: log() for async code (see :meth:`Run.alog`)."""
+    await _require_run("alog").alog(data, step=step, commit=commit)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Flush the current run (see :meth:`Run.flush`)."""
+    return _require_run("flush").flush(timeout)
+
+
+async def aflush(timeout: float | None = None) -> bool:
+    """Flush the current run from async code (see :meth:`Run.aflush`)."""
+    return await _require_run("aflush").aflush(timeout)
+
+
+def finish(exit_code: int = 0, timeout: float | None = None) -> None:
+    """Finish the current run (see :meth:`Run.finish`); a no-op without one."""
+    run = _current.run
+    if run is not None:
+        run.finish(exit_code=exit_code, timeout=timeout)
+
+
+def init(
+    project: str | None = None,
+    *,
+    name: str | None = None,
+    id: str | None = None,
+    config: Any = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+    notes: str | None = None,
+    group: str | None = None,
+    mode: str | None = None,
+    dir: str | os.PathLike[str] | None = None,
+    resume: bool | str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    settings: Settings | Mapping[str, Any] | None = None,
+) -> Run:
+    """Start a run and make it the current one.
+
+    Never waits on the network: the run id is made here and the stream thread creates
+    the run on the server. Only ``resume=`` waits (bounded) for the server's last step.
+    ``resume``: ``True``/``"must"`` continues run ``id`` (an error if it does not exist),
+    ``"allow"`` continues it if it exists. Calling ``init()`` while a run is active
+    finishes that run first. Use as a context manager to finish on exit.
+    """
+    previous = _current.run
+    if previous is not None:
+        if not _current.said_reinit:
+            _current.said_reinit = True
+            say(f"init() was called again: finishing run {previous.id} first.")
+        previous.finish()
+
+    overrides: dict[str, Any] = {}
+    if isinstance(settings, Settings):
+        overrides.update(settings.as_dict())
+    elif settings is not None:
+        overrides.update(settings)
+    explicit = {
+        "project": project,
+        "mode": mode,
+        "dir": os.fspath(dir) if dir is not None else None,
+        "run_id": id,
+        "base_url": base_url,
+        "api_key": api_key,
+    }
+    overrides.update({k: v for k, v in explicit.items() if v is not None})
+    resolved = resolve_settings(**overrides)
+    if resolved.quiet:
+        set_quiet(True)
+    run_id = resolved.run_id or random_id()
+    problem = run_id_problem(run_id) or project_name_problem(resolved.project)
+    if problem is not None:
+        raise GradexpError(f"{problem}.")
+    resume_mode: str | None = {True: "must", False: None, None: None}.get(resume, resume)  # type: ignore[arg-type]
+    if resume_mode not in (None, "must", "allow"):
+        raise GradexpError(f"resume={resume!r}: use True, 'must' or 'allow'.")
+    if resume_mode and resolved.run_id is None:
+        raise GradexpError("resume= needs the id of the run to continue: init(id=..., resume=True)")
+    run_name = name or random_name()
+    config_dict = as_config_dict(config)
+
+    run_dir: str | None = None
+    started_at = time.time()
+    if resolved.mode != "disabled":
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(started_at))
+        root = os.path.join(resolved.dir, "gradexp")
+        run_dir = os.path.join(root, f"run-{stamp}-{run_id}")
+        suffix = 1
+        while os.path.exists(run_dir):  # the same id twice in one second (resume, tests)
+            suffix += 1
+            run_dir = os.path.join(root, f"run-{stamp}-{run_id}.{suffix}")
+        # The one piece of file I/O on the caller's thread: a bad dir fails here, at once,
+        # with a clear message, instead of later on the stream thread.
+        try:
+            os.makedirs(run_dir)
+        except OSError as exc:
+            raise GradexpError(
+                f"cannot create the run directory {run_dir} ({exc.strerror}); pass "
+                "dir= or set GRADEXP_DIR to a writable directory."
+            ) from None
+    hostname, system, machine = _host()
+    meta: dict[str, Any] = {
+        "id": run_id,
+        "project": resolved.project,
+        "name": run_name,
+        "config": config_dict,
+        "tags": [str(t) for t in (tags or ())],
+        "notes": notes,
+        "group": group,
+        "attempt": random_id(),
+        "host": {
+            "hostname": hostname,
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "platform": f"{system}-{machine}",
+        },
+        "started_at": started_at,
+        "resume": bool(resume_mode),
+        "dir": run_dir,
+        "mode": resolved.mode,
+        "base_url": resolved.base_url,
+    }
+    run = Run(
+        resolved,
+        run_id=run_id,
+        name=run_name,
+        run_dir=run_dir,
+        meta=meta,
+        config=config_dict,
+        resume=bool(resume_mode),
+        on_finish=_current.forget,
+    )
+    if resolved.mode != "disabled":
+        run._channel.resume_mode = resume_mode
+        hooks.install(current_run)
+        hooks.install_sigterm_handler()
+        stream_handle().start_run(run._channel)
+        if resume_mode:
+            _wait_resumed(run, resume_mode)
+    _current.set(run)
+    if resolved.mode == "offline" and not resolved.quiet:
+        say(f"logging offline to {run_dir} (upload later with `gradexp sync`)")
+    elif resolved.mode == "online":
+        say(f"run {run_name} ({run_id}): {run.url}")
+    if "IPython" in sys.modules:  # only then can this be a notebook; never import IPython
+        from gradexp.sdk.jupyter import display_run
+
+        display_run(run)
+    return run
+
+
+def _host() -> tuple[str, str, str]:
+    """(hostname, system, machine), cheaply: os.uname where it exists (not on Windows)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        u = uname()
+        return u.nodename, u.sysname, u.machine
+    import platform
+
+    return platform.node(), platform.system(), platform.machine()
+
+
+def _wait_resumed(run: Run, resume_mode: str) -> None:
+    """Resuming needs the last step and sequence: wait (bounded) for the stream to learn them."""
+    channel = run._channel
+    limit = 30.0
+    if not channel.started.wait(limit):
+        channel.state = FINISHED
+        raise GradexpError(
+            f"could not resume run {run.id}: no answer from {run.settings.base_url} within "
+            f"{limit:.0f} s. Check the server (gradexp status), or start a new run."
+        )
+    if channel.start_error is not None:
+        channel.state = FINISHED
+        raise GradexpError(channel.start_error)
+    if channel.resume_step >= 0:
+        say(f"resuming run {run.id} at step {channel.resume_step + 1}")

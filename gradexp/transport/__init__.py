@@ -1,0 +1,6 @@
+"""HTTP to the server: the batch-source interface (``base``), the aiohttp client with the
+protocol's retry policy (``client``), where batches come from (``sources``) and the
+uploader that sends them (``uploader``).
+
+Runs on an asyncio loop that owns it: the stream thread's, or ``gradexp sync``'s.
+"""
