@@ -56,6 +56,11 @@ describe("configAt", () => {
     assert.equal(configAt(config, "model.width.x"), undefined);
     assert.equal(configAt(null, "x"), undefined);
   });
+
+  test("inherited properties are not config values", () => {
+    assert.equal(configAt(config, "constructor"), undefined);
+    assert.equal(configAt(config, "model.toString"), undefined);
+  });
 });
 
 describe("firstDirection", () => {

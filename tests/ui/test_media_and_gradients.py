@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -137,26 +138,28 @@ def test_tensor_slice_and_image_render(ui: Any, server: Any, project: str, log_r
         "() => document.querySelector('.media-card[data-key=\"attn\"] .tensor-canvas').width > 10"
     )
 
-    def value_at(row: int, col: int) -> str:
+    def expect_value_at(row: int, col: int, text: str) -> None:
+        # Hovering the cell draws its value; wait for it (the page repaints on its own frame).
         canvas = tensor.locator(".tensor-canvas")
         box = canvas.bounding_box()
+        assert box is not None
         page.mouse.move(
             box["x"] + box["width"] * (col + 0.5) / 4, box["y"] + box["height"] * (row + 0.5) / 3
         )
-        return tensor.locator(".tensor-hover").inner_text()
+        expect(tensor.locator(".tensor-hover")).to_have_text(text)
 
     # The latest step (arr * 2), slice [0, :, :]: cell [1, 2] is 2 * 6.
-    assert value_at(1, 2) == "[1, 2] = 12"
+    expect_value_at(1, 2, "[1, 2] = 12")
     # Slice [1, :, :]: 2 * 18.
     tensor.locator(".slice-index input[type=range]").fill("1")
     tensor.locator(".slice-index output", has_text="[0] = 1").wait_for()
     page.wait_for_timeout(300)
-    assert value_at(1, 2) == "[1, 2] = 36"
+    expect_value_at(1, 2, "[1, 2] = 36")
     # The first step (arr itself) keeps the chosen slice [1, :, :].
     tensor.locator(".slider input[type=range]").fill("0")
     tensor.locator(".step-label", has_text="step 0").wait_for()
     page.wait_for_timeout(300)
-    assert value_at(2, 3) == "[2, 3] = 23"
+    expect_value_at(2, 3, "[2, 3] = 23")
     assert canvas_painted(page, '.media-card[data-key="attn"] .tensor-canvas') > 5
     # The download is the tensor as a plain .npy.
     href = tensor.locator("a", has_text=".npy").get_attribute("href")

@@ -57,7 +57,7 @@ export function configAt(config, path) {
   if (config && Object.prototype.hasOwnProperty.call(config, path)) return config[path];
   let cur = config;
   for (const part of path.split(".")) {
-    if (cur === null || typeof cur !== "object" || !(part in cur)) return undefined;
+    if (cur === null || typeof cur !== "object" || !Object.prototype.hasOwnProperty.call(cur, part)) return undefined;
     cur = cur[part];
   }
   return cur;
