@@ -138,10 +138,3 @@ def test_device_scalars_are_read_on_the_stream_side() -> None:
         "_type": "float",
         "value": "NaN",
     }
-
-
-def test_fast_path_and_slow_path_agree_on_plain_types() -> None:
-    from gradexp.sdk import run as _run
-    from gradexp.sdk.values import normalize as _values
-
-    assert _run.PLAIN_TYPES == _values.PLAIN_TYPES
