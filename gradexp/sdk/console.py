@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 import threading
 import time
@@ -110,8 +111,6 @@ class _FdCapture(Capture):
 
     def _read(self) -> None:
         """The reader thread: copy to the saved descriptors, queue for the run, until EOF."""
-        import select
-
         readers = dict(self.readers)
         stream = {1: STDOUT, 2: STDERR}
         while readers:

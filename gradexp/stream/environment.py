@@ -51,7 +51,7 @@ _TOKEN = re.compile(
 # name = value / name: value / NAME=value, where the name looks like a secret (diffs, args).
 _ASSIGNMENT = re.compile(
     r"""(?P<name>[A-Za-z0-9_.-]*(?:pass(?:word|wd)?|secret|token|api[-_]?key|access[-_]?key|"""
-    r"""private[-_]?key|credential)[A-Za-z0-9_.-]*)(?P<sep>["']?\s*[:=]\s*)(?P<value>["']?[^\s"',;]+)""",
+    r"""private[-_]?key|credential)[A-Za-z0-9_.-]*)(?P<sep>["']?\s*[:=]\s*)(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s"',;]+)""",
     re.IGNORECASE,
 )
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<cred>[^/@\s]+)@")
@@ -73,7 +73,8 @@ def redact_text(text: str) -> str:
 
 
 def _quoted(value: str) -> str:
-    return value[0] + REDACTED if value[:1] in ("'", '"') else REDACTED
+    quote = value[:1]
+    return quote + REDACTED + quote if quote in ("'", '"') else REDACTED
 
 
 def redact_args(args: list[str]) -> list[str]:

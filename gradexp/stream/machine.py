@@ -33,6 +33,7 @@ from gradexp.core.output import say
 from gradexp.protocol.wire import FILES_DIR, MAX_CONSOLE_LINES, RECORD_TYPES
 from gradexp.stream.channel import FINISHING, OPEN, TELEMETRY
 from gradexp.stream.console import LineAssembler
+from gradexp.stream.preload import preload
 
 if TYPE_CHECKING:
     from gradexp.stream.runstream import RunStream
@@ -47,6 +48,19 @@ FILE = RECORD_TYPES["file"]
 #: How long a finishing run waits for its environment to be collected.
 ENVIRONMENT_WAIT_S = 10.0
 FIRST_SAMPLE_S = 1.0
+#: What the sampler and the environment import (see gradexp.stream.preload).
+BACKGROUND_MODULES = (
+    "gradexp.stream.system",
+    "gradexp.stream.environment",
+    "psutil",
+    "pynvml",
+    "platform",
+    "socket",
+    "subprocess",
+    "importlib.metadata",
+    "email.parser",
+    "email.feedparser",
+)
 
 
 class MachineRecorder:
@@ -63,11 +77,16 @@ class MachineRecorder:
         self.finish_wait_until = 0.0
         self.finish_released = False  # the finish record may be framed: nothing after it
         self.console_done = False  # the capture stopped and its last output is framed
+        self.preloaded: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         """Begin sampling and collecting (the run file exists)."""
         loop = self.stream.loop
         s = self.settings
+        if s.system_metrics_interval > 0 or s.environment or s.git or s.requirements:
+            # Everything the background work imports, first, with forks held off (see
+            # gradexp.stream.preload); the tasks below wait for it in the executor's queue.
+            self.preloaded = loop.run_in_executor(None, preload, *BACKGROUND_MODULES)
         if s.system_metrics_interval > 0:
             self.tasks.append(loop.create_task(self._sample_forever(), name="gradexp-system"))
         if s.environment or s.git or s.requirements:
@@ -106,6 +125,8 @@ class MachineRecorder:
         loop = self.stream.loop
         interval = self.settings.system_metrics_interval
         try:
+            if self.preloaded is not None:
+                await self.preloaded
             # Executor: importing psutil and reading /proc, kept off the loop.
             self.sampler = await loop.run_in_executor(None, SystemSampler, self.channel.run_dir)
         except Exception as exc:  # no psutil for this platform: no system metrics
@@ -166,6 +187,8 @@ class MachineRecorder:
 
         s = self.settings
         try:
+            if self.preloaded is not None:
+                await self.preloaded
             body, files = await self.stream.loop.run_in_executor(
                 None,
                 lambda: collect_environment(

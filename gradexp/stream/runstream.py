@@ -34,6 +34,7 @@ from gradexp.protocol.runfile import (
 from gradexp.protocol.wire import FILES_DIR, RECORD_TYPES
 from gradexp.stream.channel import CTRL_CLOSE, CTRL_FLUSH, TELEMETRY, Channel, Waiter
 from gradexp.stream.machine import MachineRecorder
+from gradexp.stream.preload import preload
 from gradexp.stream.steps import Framer
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class RunStream:
         start_seq = 1
         resume_mode = channel.resume_mode
         if self.settings.mode == "online":
+            preload("gradexp.transport.client", "gradexp.transport.uploader")  # fork-safe
             from gradexp.transport.client import ServerClient
             from gradexp.transport.sources import LiveSource
             from gradexp.transport.uploader import Uploader
