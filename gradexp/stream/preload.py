@@ -58,5 +58,5 @@ def preload(*names: str) -> None:
         for name in names:
             try:
                 importlib.import_module(name)
-            except Exception:  # ImportError, or a broken optional package
+            except Exception:  # noqa: PERF203 - ImportError, or a broken optional package
                 continue
