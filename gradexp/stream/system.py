@@ -45,6 +45,7 @@ class SystemSampler:
         self.process = psutil.Process(pid or os.getpid())
         # pid -> (create_time, cpu seconds): to turn CPU times into a percentage.
         self._cpu: dict[int, tuple[float, float]] = {}
+        self._procs: dict[int, Any] = {}  # child pid -> psutil.Process (kept: cheaper)
         self._cpu_at = 0.0
         self._io_base: tuple[float, float] | None = None
         self._disk_base: tuple[float, float] | None = None
@@ -91,10 +92,24 @@ class SystemSampler:
 
     def _tree(self) -> list[Any]:
         """This process and its children (DataLoader workers, subprocesses), alive now."""
-        try:
-            return [self.process, *self.process.children(recursive=True)]
-        except (self._psutil.Error, OSError):
-            return [self.process]
+        psutil = self._psutil
+        pids = _linux_descendants(self.process.pid)
+        if pids is None:
+            try:
+                return [self.process, *self.process.children(recursive=True)]
+            except (psutil.Error, OSError):
+                return [self.process]
+        tree = [self.process]
+        for pid in pids:
+            proc = self._procs.get(pid)
+            if proc is None:
+                try:
+                    proc = psutil.Process(pid)
+                except (psutil.Error, OSError):
+                    continue
+            tree.append(proc)
+        self._procs = {p.pid: p for p in tree[1:]}
+        return tree
 
     def _tree_cpu(self, tree: list[Any] | None = None) -> float | None:
         """The tree's CPU use since the last sample, in percent of one core."""
@@ -333,6 +348,41 @@ def _memory_and_threads(psutil: Any, tree: list[Any]) -> tuple[int, int]:
         except (psutil.Error, OSError):  # noqa: PERF203 - a process may end at any time
             continue
     return rss, threads
+
+
+def _linux_descendants(pid: int) -> list[int] | None:
+    """The pids below ``pid``, from ``/proc/PID/task/TID/children`` (Linux); None where
+    that file does not exist. psutil finds children by reading every process's
+    ``/proc/PID/stat``: hundreds of reads, each waiting for the GIL when the training
+    loop keeps it busy; this reads one file per thread of each process in the tree."""
+    if not sys.platform.startswith("linux"):
+        return None
+    out: list[int] = []
+    todo = [pid]
+    first = True
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            if first:
+                return None
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                if first:
+                    return None  # a kernel without CONFIG_PROC_CHILDREN
+                continue
+            except (OSError, ValueError):
+                continue
+            first = False
+            out.extend(kids)
+            todo.extend(kids)
+        first = False
+    return out
 
 
 def _busy_total(times: Any) -> tuple[float, float]:

@@ -469,3 +469,68 @@ def test_bad_console_mode_is_refused() -> None:
 
     with pytest.raises(gradexp.GradexpError, match="console="):
         gradexp.init(project="bad", console="loud")
+
+
+ONLINE_PROGRAM = """
+    import subprocess, sys, time
+    import gradexp
+    gradexp.init(project="machine", settings={"system_metrics_interval": 0.3})
+    print("hello from the program")
+    sys.stderr.write("a warning\\n")
+    subprocess.run([sys.executable, "-c", "print('child says hi')"], check=True)
+    time.sleep(2.5)  # (a busy loop here would slow the stream thread's start: the GIL)
+    gradexp.log({"loss": 0.1})
+    gradexp.finish()
+"""
+
+
+def check_server_side(api: Any, run_id: str, repo: Path) -> None:
+    """What the server holds for ONLINE_PROGRAM run in ``repo`` (Api reads)."""
+    run = api.run(run_id)
+    assert run.state == "finished"
+    metrics = run.system_metrics()
+    assert set(metrics["cpu.percent"]) >= {"time", "value"}
+    assert len(metrics["cpu.percent"]["value"]) >= 2
+    assert metrics["cpu.percent"]["time"] == sorted(metrics["cpu.percent"]["time"])
+    assert max(metrics["memory.rss_mb"]["value"]) > 10
+    logs = run.logs()
+    assert {(x["stream"], x["text"]) for x in logs} >= {
+        ("stdout", "hello from the program"),
+        ("stderr", "a warning"),
+        ("stdout", "child says hi"),
+    }
+    assert all(set(x) >= {"time", "stream", "text", "id"} for x in logs)
+    assert [x["text"] for x in run.logs(stream="stderr", q="WARN")] == ["a warning"]
+    env = run.environment
+    assert env is not None
+    check_environment(env, repo)
+    paths = {f["path"] for f in run.files()}
+    assert {"requirements.txt", "diff.patch"} <= paths
+    diff = api._get_bytes(f"/runs/{run_id}/files/diff.patch")
+    assert b"+lr = 0.2" in diff and not any(secret in diff for secret in SECRETS)
+
+
+def test_online_run_records_the_machine(tmp_path: Path, online: Any) -> None:
+    import gradexp
+
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    done = run_script(repo, ONLINE_PROGRAM, args=SECRET_ARGS)
+    assert done.returncode == 0, done.stderr.decode()
+    run_id = latest(tmp_path).name.rsplit("-", 1)[1]
+    check_server_side(gradexp.Api(), run_id, repo)
+
+
+def test_offline_run_then_sync(tmp_path: Path, online: Any) -> None:
+    import gradexp
+
+    from .conftest import gradexp_cli
+
+    repo = tmp_path / "repo"
+    make_repo(repo)
+    done = run_script(repo, ONLINE_PROGRAM, args=SECRET_ARGS, env={"GRADEXP_MODE": "offline"})
+    assert done.returncode == 0, done.stderr.decode()
+    result = gradexp_cli("sync", str(latest(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    run_id = latest(tmp_path).name.rsplit("-", 1)[1]
+    check_server_side(gradexp.Api(), run_id, repo)
