@@ -30,15 +30,17 @@ nothing (its ``stop()`` is a no-op in another process), and its buffer is closed
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import sys
 import threading
 import time
-from typing import Any
 
 from gradexp.stream.console import STDERR, STDOUT, ConsoleBuffer
+
+TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Capture", "start_capture"]
 
@@ -126,10 +128,8 @@ class _FdCapture(Capture):
                 fd = readers[r]
                 if not data:
                     del readers[r]
-                    with contextlib.suppress(OSError):
-                        os.close(r)
-                    with contextlib.suppress(OSError):
-                        os.close(self.saved[fd])
+                    _close(r)
+                    _close(self.saved[fd])
                     continue
                 _write_all(self.saved[fd], data)
                 if self.capturing:
@@ -156,8 +156,10 @@ class _FdCapture(Capture):
 
     def _restore(self) -> None:
         for fd, saved in self.saved.items():
-            with contextlib.suppress(OSError):
+            try:
                 os.dup2(saved, fd)
+            except OSError:  # noqa: PERF203 - each descriptor on its own
+                pass
 
 
 class _PythonCapture(Capture):
@@ -202,8 +204,10 @@ class _PythonCapture(Capture):
         self.stopped = True
         for name, obj, how in self.patched:
             if how == "attribute":
-                with contextlib.suppress(AttributeError, TypeError):
+                try:
                     del obj.write
+                except (AttributeError, TypeError):
+                    pass
             elif getattr(sys, name, None) is obj:  # unless someone replaced it since
                 setattr(sys, name, obj.__dict__["_stream"])
         self.buffer.closed = True
@@ -260,9 +264,18 @@ def _descriptors_usable() -> bool:
 
 def _flush_python_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             if stream is not None:
                 stream.flush()
+        except Exception:  # noqa: PERF203 - a closed or broken stream: nothing to flush
+            pass
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:

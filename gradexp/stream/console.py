@@ -26,9 +26,12 @@ import codecs
 import threading
 import time
 from collections import deque
-from typing import Any
 
 from gradexp.protocol.wire import CONSOLE_ID_SHIFT, MAX_CONSOLE_LINE, MAX_CONSOLE_LINES
+
+TYPE_CHECKING = False  # not typing's: init() imports this module, and typing costs ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["STDERR", "STDOUT", "ConsoleBuffer", "LineAssembler"]
 
