@@ -77,7 +77,9 @@ def test_system_logs_and_environment_views(
         page = ui.page()
         ui.goto(page, f"/r/{run_id}#logs")
         log = page.locator(".log")
-        expect(log.locator(".log-line", has_text="epoch 1: loading data")).to_be_visible(timeout=30_000)
+        expect(log.locator(".log-line", has_text="epoch 1: loading data")).to_be_visible(
+            timeout=30_000
+        )
         warning = log.locator(".log-line.stderr", has_text="Warning: the learning rate is high")
         expect(warning).to_be_visible()
         expect(log.locator(".log-line", has_text="training 100%")).to_have_count(1)
