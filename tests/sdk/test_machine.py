@@ -314,9 +314,11 @@ def test_system_metrics_are_plausible(tmp_path: Path) -> None:
         import time
         import gradexp
         gradexp.init(project="sys", settings={"system_metrics_interval": 0.5, "console": "off"})
+        t0, c0 = time.time(), time.process_time()
         end = time.time() + 2.5
         while time.time() < end:
             pass
+        print((time.process_time() - c0) / (time.time() - t0) * 100)  # the share it got
         gradexp.log({"phase": 1})
         block = bytearray(200 * 1024 * 1024)
         for i in range(0, len(block), 4096):
@@ -334,8 +336,10 @@ def test_system_metrics_are_plausible(tmp_path: Path) -> None:
     after = [v["memory.rss_mb"] for seq, v in samples if seq > phase2]
     before = [v["memory.rss_mb"] for seq, v in samples if seq < phase2]
     assert busy and after and before, samples
-    # One busy thread: near 100% of a core (the machine may be shared: generous bounds).
-    assert 50 <= max(busy) <= 150, busy
+    # One busy thread: near 100% of a core on an idle machine; on a shared one, near the
+    # share of a core the loop actually got (the program measured it with process_time).
+    got = float(done.stdout.decode().split()[-1])
+    assert 0.6 * got <= max(busy) <= 150, (got, busy)
     assert max(after) - min(before) >= 180, (before, after)
     keys = set(samples[-1][1])
     for key in ("cpu.machine_percent", "memory.machine_available_mb", "proc.open_fds",
