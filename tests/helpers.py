@@ -59,3 +59,14 @@ def open_streams(server: Any) -> int:
     """How many live event streams the server has open (``GET /healthz``)."""
     with urllib.request.urlopen(server.url + "/healthz", timeout=5) as resp:
         return int(json.loads(resp.read())["streams"])
+
+
+#: init(settings=ONLY_LOGGED): a run that records only what the program logs (no system
+#: samples, console lines or environment), for tests that count a run's records exactly.
+ONLY_LOGGED = {
+    "system_metrics_interval": 0,
+    "console": "off",
+    "environment": False,
+    "git": False,
+    "requirements": False,
+}

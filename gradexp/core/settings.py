@@ -5,7 +5,10 @@ Resolution order, for every setting: arguments > environment > the user's config
 - Environment: ``GRADEXP_MODE``, ``GRADEXP_BASE_URL``, ``GRADEXP_API_KEY``,
   ``GRADEXP_PROJECT``, ``GRADEXP_DIR``, ``GRADEXP_RUN_ID``, and for tuning
   ``GRADEXP_MEMORY_LIMIT`` (bytes, or with a suffix: ``64MiB``), ``GRADEXP_FINISH_TIMEOUT``
-  (seconds), ``GRADEXP_QUIET`` (``1``: no informational lines, warnings still shown).
+  (seconds), ``GRADEXP_QUIET`` (``1``: no informational lines, warnings still shown);
+  what the run records about its machine: ``GRADEXP_SYSTEM_METRICS_INTERVAL`` (seconds,
+  ``0``: off), ``GRADEXP_CONSOLE`` (``auto`` or ``off``), ``GRADEXP_ENVIRONMENT``,
+  ``GRADEXP_GIT``, ``GRADEXP_REQUIREMENTS`` (``0``: off).
 - Config dir (``gradexp.core.credentials``): ``settings.json`` holds any
   :class:`Settings` field, e.g. ``{"base_url": "http://gpu-box:8080"}``; the API key for
   the resolved base URL comes from ``credentials.json``.
@@ -43,6 +46,12 @@ ENV_DIR = "GRADEXP_DIR"
 ENV_RUN_ID = "GRADEXP_RUN_ID"
 ENV_MEMORY_LIMIT = "GRADEXP_MEMORY_LIMIT"
 ENV_FINISH_TIMEOUT = "GRADEXP_FINISH_TIMEOUT"
+ENV_SYSTEM_METRICS_INTERVAL = "GRADEXP_SYSTEM_METRICS_INTERVAL"
+ENV_CONSOLE = "GRADEXP_CONSOLE"
+ENV_ENVIRONMENT = "GRADEXP_ENVIRONMENT"
+ENV_GIT = "GRADEXP_GIT"
+ENV_REQUIREMENTS = "GRADEXP_REQUIREMENTS"
+CONSOLE_MODES: tuple[str, ...] = ("auto", "off")
 
 DEFAULT_PROJECT = "default"
 
@@ -66,6 +75,12 @@ _DEFAULTS: dict[str, Any] = {
     "finish_timeout": 60.0,
     "retry_cap": 60.0,
     "quiet": False,
+    # What the run records about its machine (docs/sdk.md, "What a run records").
+    "system_metrics_interval": 10.0,
+    "console": "auto",
+    "environment": True,
+    "git": True,
+    "requirements": True,
 }
 _TYPES: dict[str, type] = {
     "memory_limit": int,
@@ -78,6 +93,10 @@ _TYPES: dict[str, type] = {
     "finish_timeout": float,
     "retry_cap": float,
     "quiet": bool,
+    "system_metrics_interval": float,
+    "environment": bool,
+    "git": bool,
+    "requirements": bool,
 }
 
 
@@ -101,6 +120,12 @@ class Settings:
     - ``finish_timeout`` (60 s): how long ``finish()`` (and the exit hook) waits for the
       upload by default. ``retry_cap`` (60 s): the cap of the retry backoff.
     - ``quiet``: no informational lines (warnings are still shown).
+    - ``system_metrics_interval`` (10 s; 0: off): how often CPU, memory, disk, network and
+      GPU figures are sampled (on the stream thread) into the run's system series.
+    - ``console`` (``"auto"``; ``"off"``): whether stdout and stderr are teed into the run.
+    - ``environment``, ``git``, ``requirements`` (all True): record the program, Python,
+      OS and hardware; the git state and a ``diff.patch``; the installed packages as
+      ``requirements.txt``.
     """
 
     __slots__ = tuple(_DEFAULTS)
@@ -121,6 +146,11 @@ class Settings:
     finish_timeout: float
     retry_cap: float
     quiet: bool
+    system_metrics_interval: float
+    console: str
+    environment: bool
+    git: bool
+    requirements: bool
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(_DEFAULTS)
@@ -208,6 +238,11 @@ def resolve_settings(**overrides: Any) -> Settings:
         "memory_limit": env.get(ENV_MEMORY_LIMIT),
         "finish_timeout": env.get(ENV_FINISH_TIMEOUT),
         "quiet": env.get(ENV_QUIET),
+        "system_metrics_interval": env.get(ENV_SYSTEM_METRICS_INTERVAL),
+        "console": env.get(ENV_CONSOLE),
+        "environment": env.get(ENV_ENVIRONMENT),
+        "git": env.get(ENV_GIT),
+        "requirements": env.get(ENV_REQUIREMENTS),
     }
     file_settings = load_user_settings()
     values: dict[str, Any] = {}
@@ -250,6 +285,17 @@ def resolve_settings(**overrides: Any) -> Settings:
             f"mode is online but no API key is known for {values['base_url']}: run "
             "`gradexp login` or set GRADEXP_API_KEY (or use mode='offline')."
         )
+    interval = values.get("system_metrics_interval", 10.0)
+    if not interval >= 0 or interval == float("inf"):
+        raise GradexpError(
+            "system_metrics_interval must be a number of seconds >= 0 (0 turns it off)."
+        )
+    console = str(values.get("console", "auto")).lower()
+    if console in ("0", "false", "no", "none"):
+        console = "off"
+    if console not in CONSOLE_MODES:
+        raise GradexpError(f"console={console!r}: use 'auto' or 'off'.")
+    values["console"] = console
     if values.get("memory_limit", 1) <= 0:
         raise GradexpError("memory_limit must be a positive number of bytes.")
     values["dir"] = os.path.abspath(os.path.expanduser(values.get("dir") or "."))

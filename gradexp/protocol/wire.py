@@ -42,6 +42,11 @@ RECORD_TYPES: Final[dict[str, int]] = {
     "file": 4,
     "finish": 5,
     "telemetry": 6,
+    # What the machine did (docs/protocol.md): time-based series, console lines, and the
+    # run's environment. Each may carry the writer's ``rank`` (default 0).
+    "system": 9,
+    "console": 10,
+    "environment": 11,
 }
 RECORD_TYPE_NAMES: Final[dict[int, str]] = {v: k for k, v in RECORD_TYPES.items()}
 
@@ -51,6 +56,14 @@ MAX_DECOMPRESSED_BYTES: Final = 256 * 1024 * 1024  # after gunzip: past this it 
 MAX_BLOB_BYTES: Final = 4 * 1024 * 1024 * 1024
 MAX_KEY_LENGTH: Final = 256
 MAX_HISTOGRAM_BINS: Final = 512
+
+# --- what the machine did (docs/protocol.md, records "system", "console", "environment") --
+MAX_CONSOLE_LINE: Final = 16 * 1024  # characters of one console line; the SDK cuts longer ones
+MAX_CONSOLE_LINES: Final = 1000  # lines in one console record
+MAX_SYSTEM_KEYS: Final = 256  # values in one system record
+MAX_ENVIRONMENT_BYTES: Final = 256 * 1024  # one environment record, as JSON
+#: A console line's id: ``seq << CONSOLE_ID_SHIFT | index`` of the record that first held it.
+CONSOLE_ID_SHIFT: Final = 16
 
 STAT_SEPARATOR: Final = "#"  # histogram statistic series: "<key>#<stat>"
 

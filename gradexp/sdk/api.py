@@ -35,6 +35,7 @@ from gradexp.protocol.values import decode_value, decode_values
 from gradexp.protocol.wire import API_PREFIX
 
 DEFAULT_TIMEOUT = 60.0
+_UNSET = object()
 ROWS_PAGE = 10_000
 RUNS_PAGE = 200
 
@@ -162,6 +163,7 @@ class ApiRun:
         self.last_step: int = doc.get("last_step", -1)
         self.telemetry: dict[str, Any] = doc.get("telemetry") or {}
         self.url: str = doc.get("url", "")
+        self._environment: object = _UNSET  # fetched on first use
 
     def __repr__(self) -> str:
         return f"<ApiRun {self.owner}/{self.project}/{self.id} {self.name!r} ({self.state})>"
@@ -286,6 +288,50 @@ class ApiRun:
                 shutil.copyfileobj(resp, out, 1024 * 1024)
             os.replace(tmp, target)
         return target
+
+    # --- what the machine did --------------------------------------------------------------
+
+    def system_metrics(
+        self, samples: int | None = None, rank: int = 0
+    ) -> dict[str, dict[str, list[float]]]:
+        """System series: ``{"cpu.percent": {"time": [...], "value": [...]}, ...}``.
+
+        Times are Unix seconds. With ``samples``, at most that many points per key (each
+        the mean of its bucket; ``"min"`` and ``"max"`` beside it keep the extremes);
+        without it, up to 10,000. The keys are listed in docs/sdk.md ("System metrics").
+        """
+        doc = self._api._get(
+            f"/runs/{_quote(self.id)}/system",
+            {"samples": samples if samples is not None else 10_000, "rank": rank or None},
+        )
+        return dict(doc["series"])
+
+    def logs(
+        self, stream: str | None = None, q: str | None = None, rank: int = 0
+    ) -> list[dict[str, Any]]:
+        """The console output, line by line: ``[{"time", "stream", "text", "id"}, ...]``.
+
+        ``stream``: ``"stdout"`` or ``"stderr"`` only; ``q``: lines holding this text
+        (case-insensitive). Reads page by page, so a long log costs a few requests.
+        """
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"stream": stream, "q": q, "rank": rank or None, "limit": 10_000}
+        while True:
+            page = self._api._get(f"/runs/{_quote(self.id)}/logs", params)
+            out.extend(page["lines"])
+            if page.get("next_after_id") is None:
+                return out
+            params["after_id"] = page["next_after_id"]
+
+    @property
+    def environment(self) -> dict[str, Any] | None:
+        """Where and how the run ran (program, Python, OS, hardware, git), as recorded at
+        ``init()``; None if it recorded nothing (see docs/sdk.md, "The run's environment").
+        ``requirements.txt`` and ``diff.patch`` are run files: :meth:`download` them."""
+        if self._environment is _UNSET:
+            doc = self._api._get(f"/runs/{_quote(self.id)}/environment")
+            self._environment = doc.get("environment")
+        return self._environment  # type: ignore[return-value]
 
     def to_arrow(self) -> Any:
         """The whole history as a ``pyarrow.Table`` (``step``, ``timestamp``, one column per key)."""

@@ -170,6 +170,7 @@ def init(
     base_url: str | None = None,
     api_key: str | None = None,
     settings: Settings | Mapping[str, Any] | None = None,
+    console: str | None = None,
 ) -> Run:
     """Start a run and make it the current one.
 
@@ -178,6 +179,8 @@ def init(
     ``resume``: ``True``/``"must"`` continues run ``id`` (an error if it does not exist),
     ``"allow"`` continues it if it exists. Calling ``init()`` while a run is active
     finishes that run first. Use as a context manager to finish on exit.
+    ``console``: ``"auto"`` (the default) tees stdout and stderr into the run, ``"off"``
+    does not (docs/sdk.md, "Console output").
     """
     previous = _current.run
     if previous is not None:
@@ -198,6 +201,7 @@ def init(
         "run_id": id,
         "base_url": base_url,
         "api_key": api_key,
+        "console": console,
     }
     overrides.update({k: v for k, v in explicit.items() if v is not None})
     resolved = resolve_settings(**overrides)
@@ -282,6 +286,8 @@ def init(
         from gradexp.sdk.jupyter import display_run
 
         display_run(run)
+    if resolved.mode != "disabled" and resolved.console == "auto":
+        run._start_console()  # last: the run's log begins with the program's own output
     return run
 
 

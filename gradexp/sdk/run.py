@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from gradexp.core.settings import Settings
+    from gradexp.sdk.console import Capture
 
 __all__ = ["Run", "captured_bytes"]
 
@@ -115,6 +116,7 @@ class Run:
         self._summary = Summary(self._channel, self._barrier, self._control)
         self._pid = os.getpid()
         self._exit_code: int | None = None
+        self._capture: Capture | None = None  # the console capture, while it runs
 
     # --- identity ---
 
@@ -358,6 +360,23 @@ class Run:
         self._channel.queue.append((kind, body, 0))
         self._channel.wake_stream()
 
+    # --- console output ---
+
+    def _start_console(self) -> None:
+        """Tee stdout and stderr into the run (init(); see gradexp.sdk.console)."""
+        from gradexp.sdk.console import start_capture
+        from gradexp.stream.console import ConsoleBuffer
+
+        buffer = ConsoleBuffer()
+        self._channel.console = buffer
+        self._capture = start_capture(buffer)
+
+    def _stop_console(self) -> None:
+        """Give stdout and stderr back; what was printed so far is in the buffer."""
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.stop()
+
     # --- flushing and finishing ---
 
     def _barrier(self, timeout: float = 5.0) -> None:
@@ -401,6 +420,9 @@ class Run:
         the wait, never the run file.
         """
         channel = self._channel
+        # First, so the run's log holds everything printed before finish() and the
+        # streams are the program's own again whatever happens next.
+        self._stop_console()
         with channel.lock:  # two threads finishing at once: one finishes, one returns
             state = channel.state
             if state in OPEN:

@@ -29,6 +29,7 @@ from gradexp.server.http import (
     ingest,
     keys,
     live,
+    machine,
     read,
     signin,
     static,
@@ -80,7 +81,8 @@ def make_app(state: AppState) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
-    for module in (health, ingest, read, live, signin, authorize, keys, static, ui, ui_api):
+    modules = (health, ingest, read, live, machine, signin, authorize, keys, static, ui, ui_api)
+    for module in modules:
         app.add_routes(module.routes)
     # Every response, pages and API alike: the CSP and friends (http/headers.py).
     app.on_response_prepare.append(add_security_headers)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from gradexp.core.settings import Settings
+    from gradexp.stream.console import ConsoleBuffer
 
 # Queue items. The fast path appends ``(time, values)``: a history record at the next
 # auto step (a 2-tuple, told apart by its length). Everything else is a tuple whose first
@@ -118,6 +119,7 @@ class Channel:
         "captured_out",
         "check_at",
         "closed",
+        "console",
         "disk_error",
         "dropped",
         "last_seq",
@@ -203,6 +205,9 @@ class Channel:
         self.resume_mode: str | None = None  # None, "must" or "allow" (set by init)
         self.release = False  # the caller is done waiting: let go of the run now
         self.abandoned = False  # ... and whatever is not uploaded stays for `gradexp sync`
+        # The console capture's buffer (gradexp.stream.console), when output is captured:
+        # the capture appends, the stream thread takes.
+        self.console: ConsoleBuffer | None = None
 
     def fail(self, reason: str) -> None:
         """The stream cannot serve this run: release everything that waits on it.

@@ -33,6 +33,8 @@ from gradexp.protocol.runfile import (
 )
 from gradexp.protocol.wire import FILES_DIR, RECORD_TYPES
 from gradexp.stream.channel import CTRL_CLOSE, CTRL_FLUSH, TELEMETRY, Channel, Waiter
+from gradexp.stream.machine import MachineRecorder
+from gradexp.stream.preload import preload
 from gradexp.stream.steps import Framer
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ class RunStream:
         self.dropped: dict[str, int] = {}  # values dropped on this side (keys, encoding)
         self.warned: set[str] = set()
         self.files_dir_made = False
+        self.machine = MachineRecorder(self)  # system samples, console lines, environment
 
     @property
     def seq(self) -> int:
@@ -102,6 +105,7 @@ class RunStream:
             channel.fail(_one_line(exc))
             return
         channel.started.resolve(True)
+        self.machine.start()
         # From here on the caller may wake us; a wake just sets the event (loop thread).
         channel.wake = lambda: self.loop.call_soon_threadsafe(self.wake_event.set)
         more = True  # drain at once: records may have been queued before we started
@@ -137,6 +141,7 @@ class RunStream:
         start_seq = 1
         resume_mode = channel.resume_mode
         if self.settings.mode == "online":
+            preload("gradexp.transport.client", "gradexp.transport.uploader")  # fork-safe
             from gradexp.transport.client import ServerClient
             from gradexp.transport.sources import LiveSource
             from gradexp.transport.uploader import Uploader
@@ -202,6 +207,7 @@ class RunStream:
         channel = self.channel
         channel.wake = None
         try:
+            await self.machine.stop()
             if self.uploader is not None:
                 await self.uploader.stop()
             if self.fsync_task is not None:
@@ -237,6 +243,9 @@ class RunStream:
         """
         framer = self.framer
         assert framer is not None
+        self.machine.drain_console()  # before the caller's records: never after a finish
+        if self.machine.hold_finish():
+            return False  # the run finishes: its environment comes first (bounded wait)
         more = framer.drain(time.perf_counter() + _DRAIN_SLICE_S)
         channel = self.channel
         if framer.last:

@@ -28,7 +28,7 @@ from gradexp.protocol.captured import BlobSink
 from gradexp.protocol.names import key_problem
 from gradexp.protocol.runfile import FRAME, RunFileWriter
 from gradexp.protocol.values import encode_float, encode_values, needs_encoding
-from gradexp.protocol.wire import MAX_KEY_LENGTH
+from gradexp.protocol.wire import MAX_KEY_LENGTH, RECORD_TYPE_NAMES
 from gradexp.stream.channel import (
     ATTACH,
     CONFIG,
@@ -39,14 +39,13 @@ from gradexp.stream.channel import (
     HISTORY,
     PARTIAL,
     SUMMARY,
-    TELEMETRY,
     Channel,
 )
 
 __all__ = ["Framer"]
 
 _CRC_HISTORY = zlib.crc32(bytes([HISTORY]))  # CRC32 of the type byte, continued over the payload
-_NAMES = {CONFIG: "config", SUMMARY: "summary", FINISH: "finish", TELEMETRY: "telemetry"}
+_NAMES = RECORD_TYPE_NAMES  # a record's type byte -> its JSON "type"
 #: Stop taking records from the queue while this much is written-but-not-accepted by the
 #: OS (a failing disk): the queue then fills and log() blocks, instead of memory growing.
 MAX_UNWRITTEN = 8 * 1024 * 1024

@@ -90,7 +90,12 @@ class StreamHandle:
 
 def serve(handle: StreamHandle) -> None:
     """The stream thread's body: make the loop, take the runs waiting to start, run forever."""
-    import asyncio  # here, on the stream thread: init() does not pay for it
+    from gradexp.stream.preload import preload
+
+    # Here, on the stream thread: init() does not pay for it. Through preload, so that a
+    # fork right after init() (a DataLoader's workers) never lands in the middle of it.
+    preload("asyncio", "gradexp.stream.executor", "gradexp.stream.runstream")
+    import asyncio
 
     from gradexp.stream.executor import DaemonExecutor
     from gradexp.stream.runstream import start_run

@@ -8,6 +8,7 @@ import pytest
 
 import gradexp
 from gradexp.core.credentials import save_credentials
+from tests.helpers import ONLY_LOGGED
 
 from .conftest import gradexp_cli
 
@@ -24,7 +25,7 @@ def test_status_without_anything_configured(gx_env: Path) -> None:
 def test_status_lists_unsynced_runs_and_masks_the_key(gx_env: Path) -> None:
     key = "gx_" + "S" * 40
     save_credentials("http://127.0.0.1:9", key, "ada")
-    run = gradexp.init(mode="offline")
+    run = gradexp.init(mode="offline", settings=ONLY_LOGGED)
     for i in range(7):
         gradexp.log({"i": i})
     gradexp.finish()

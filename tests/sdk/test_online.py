@@ -19,6 +19,7 @@ import gradexp
 from gradexp.errors import GradexpError
 from gradexp.protocol.values import decode_value
 from gradexp.runfile import RunDir
+from tests.helpers import ONLY_LOGGED
 
 from .conftest import file_records, gradexp_cli, server_rows, server_run
 
@@ -206,7 +207,7 @@ class _BlobValue:
 
 def test_blobs_are_uploaded_before_the_records_that_reference_them(online: Any) -> None:
     payload = os.urandom(50_000)
-    run = gradexp.init(project="sdk-blobs")
+    run = gradexp.init(project="sdk-blobs", settings=ONLY_LOGGED)
     gradexp.log({"weights": _BlobValue(payload), "loss": 1.0})
     gradexp.log({"weights": _BlobValue(payload), "loss": 0.5})  # same bytes: one blob
     gradexp.finish()
@@ -295,7 +296,7 @@ def test_ctrl_c_during_the_exit_wait_abandons_the_wait_not_the_file(gx_env: Path
 
 def test_sync_of_a_damaged_run_file(online: Any) -> None:
     """A flipped byte and a torn tail: sync uploads the rest and the run still finishes."""
-    run = gradexp.init(project="sdk-damaged", mode="offline")
+    run = gradexp.init(project="sdk-damaged", mode="offline", settings=ONLY_LOGGED)
     for i in range(300):
         gradexp.log({"i": i})
     gradexp.finish()

@@ -31,6 +31,7 @@ from gradexp.protocol.wire import (
 from gradexp.server.domain.bodies import gunzip, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.domain.errors import DomainError, Invalid
+from gradexp.server.domain.machine import MACHINE_KINDS, check_machine_record
 
 MAX_FILE_PATH = 512
 
@@ -246,7 +247,9 @@ class Batch:
         return self.records
 
 
-_RECORD_KINDS = frozenset(("history", "config", "summary", "file", "telemetry", "finish"))
+_RECORD_KINDS = frozenset(
+    ("history", "config", "summary", "file", "telemetry", "finish", *MACHINE_KINDS)
+)
 
 
 def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
@@ -299,9 +302,12 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
         if not _is_int(rec.get("exit_code")):
             raise bad_batch(f"{where}.exit_code must be an integer")
         rec["time"] = _check_time(rec.get("time"), f"{where}.time")
+    elif kind in MACHINE_KINDS:
+        check_machine_record(rec, where)
     else:
         raise bad_batch(
-            f"{where}.type {kind!r} is not one of history, config, summary, file, telemetry, finish"
+            f"{where}.type {kind!r} is not one of history, config, summary, file, telemetry, "
+            "finish, system, console, environment"
         )
 
 

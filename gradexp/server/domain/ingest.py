@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Dialect
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound
+from gradexp.server.domain.machine import MACHINE_KINDS, apply_machine_records
 from gradexp.server.domain.runs import run_not_found
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
@@ -336,6 +337,7 @@ def _apply(
     telemetry: list[dict[str, Any]] = []
     file_recs: list[dict[str, Any]] = []
     finish: dict[str, Any] | None = None
+    machine_recs: list[dict[str, Any]] = []  # system samples, console lines, environments
     for rec in others:
         rtype = rec["type"]
         if rtype == "config":
@@ -348,6 +350,8 @@ def _apply(
             file_recs.append(rec)
         elif rtype == "finish":
             finish = rec
+        elif rtype in MACHINE_KINDS:
+            machine_recs.append(rec)
 
     # Files must reference blobs already stored (the SDK PUTs them first). Checked before
     # writing anything, so a refused batch leaves no trace.
@@ -415,6 +419,9 @@ def _apply(
                 for f in by_path.values()
             ],
         )
+
+    if machine_recs:
+        apply_machine_records(conn, kind, run_pk, machine_recs)
 
     # Sequence bookkeeping: the committed ranges above the ack, then the new ack.
     merged = _merge_ranges(new_ranges)

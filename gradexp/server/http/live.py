@@ -122,7 +122,7 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _follow(request: web.Request, kind: str, body: Any) -> web.StreamResponse:
+async def follow(request: web.Request, kind: str, body: Any) -> web.StreamResponse:
     """Run a stream's loop, counting it as open, and end it quietly when the client leaves.
 
     A client going away is the normal end of every stream (a tab closed, a page left), so
@@ -147,7 +147,7 @@ async def _follow(request: web.Request, kind: str, body: Any) -> web.StreamRespo
 
 async def stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
     """Follow one run: ``rows`` events by cursor, ``run`` events when it changes."""
-    return await _follow(request, "run", lambda resp: _stream_run(request, resp, run, after_seq))
+    return await follow(request, "run", lambda resp: _stream_run(request, resp, run, after_seq))
 
 
 async def _stream_run(
@@ -206,7 +206,7 @@ async def stream_project(
     request: web.Request, project_id: int, token: str | None, *, with_rows: bool = True
 ) -> web.StreamResponse:
     """Follow every run of a project (see ``_stream_project``)."""
-    return await _follow(
+    return await follow(
         request,
         "project",
         lambda resp: _stream_project(request, resp, project_id, token, with_rows),

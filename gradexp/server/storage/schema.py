@@ -255,19 +255,79 @@ files = Table(
     **MYSQL_TABLE,
 )
 
+# --- what the machine did (migration 0008): records "system", "console", "environment".
+# Every table has the writer's ``rank`` (0 for a run with one process).
+
+# One row per system sample (record "system"): its time and {key: number} as JSON.
+system_samples = Table(
+    "system_samples",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("rank", SmallInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", Double, nullable=False),
+    Column("sample_values", JsonText, nullable=False),
+    **MYSQL_TABLE,
+)
+
+# Console lines by id (record "console"): a later record with the same id replaces the
+# line (a progress bar's newer state); ``seq`` is the record that wrote it last, the
+# cursor of the live log. ``stream``: 0 stdout, 1 stderr.
+console_lines = Table(
+    "console_lines",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("rank", SmallInteger, primary_key=True, autoincrement=False),
+    Column("line_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("time", Double, nullable=False),
+    Column("stream", SmallInteger, nullable=False),
+    Column("text", JsonText, nullable=False),
+    Index("ix_console_lines_seq", "run_pk", "seq"),
+    **MYSQL_TABLE,
+)
+
+# Per run and rank: the console bytes stored (the cap) and the lines refused past it.
+console_totals = Table(
+    "console_totals",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("rank", SmallInteger, primary_key=True, autoincrement=False),
+    Column("lines", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("dropped_lines", BigInteger, nullable=False),
+    Column("dropped_bytes", BigInteger, nullable=False),
+    **MYSQL_TABLE,
+)
+
+# The run's environment (record "environment"), per rank.
+run_environments = Table(
+    "run_environments",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("rank", SmallInteger, primary_key=True, autoincrement=False),
+    Column("environment", JsonText, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
 __all__ = [
     "api_keys",
     "auth_codes",
     "blobs",
+    "console_lines",
+    "console_totals",
     "files",
     "history",
     "login_failures",
     "metadata",
     "projects",
     "rollups",
+    "run_environments",
     "run_keys",
     "runs",
     "sessions",
+    "system_samples",
     "typed_values",
     "users",
 ]

@@ -9,7 +9,7 @@ import { runDuration } from "./lib/runs.js";
 
 /**
  * The header of a run's pages. `active` names the current tab ("charts", "overview",
- * "media", "gradients"); the media and gradients tabs show only when the run has them.
+ * "system", "logs", "media", "gradients"); the media and gradients tabs show only when the run has them.
  * `update(run)` redraws the state and facts (live runs).
  * @param {any} run the run, as the API sends it
  * @param {string} active
@@ -45,6 +45,8 @@ export function runHeader(run, active, { hasMedia, hasGradients }) {
     { class: "tabs", "aria-label": "Run views" },
     tab("charts", "Charts", base),
     tab("overview", "Overview", base + "#overview"),
+    tab("system", "System", base + "#system"),
+    tab("logs", "Logs", base + "#logs"),
     hasMedia ? tab("media", "Media", base + "#media") : null,
     hasGradients ? tab("gradients", "Gradients", base + "/gradients") : null,
   );

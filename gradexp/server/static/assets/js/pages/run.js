@@ -8,6 +8,7 @@ import { setCrumbs } from "../layout.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
 import { colorFor, flatten, runDuration } from "../lib/runs.js";
 import { isTyped } from "../lib/values.js";
+import { LogsView, SystemView, environmentCard } from "../machine.js";
 import { MediaView } from "../media.js";
 import { runHeader } from "../run-header.js";
 
@@ -64,12 +65,15 @@ function overview(run) {
     ...flatten(run.host || {}, "host.").map(([k, v]) => /** @type {[string, unknown]} */ ([k, typeof v === "number" ? String(v) : v])),
     ...flatten(run.telemetry || {}, "telemetry."),
   ]).filter(([, v]) => v !== null && v !== undefined && v !== "");
+  const env = h("div", { class: "env-slot" });
+  environmentCard(run, kvTable, flatten).then((card) => replace(env, card));
   return h(
     "div",
     { class: "overview" },
     h("section", { class: "card" }, h("h2", { text: "Config" }), kvTable(flatten(run.config || {}), "No config. Pass config={...} to gradexp.init().")),
     h("section", { class: "card" }, h("h2", { text: "Summary" }), kvTable(summary, "No summary values yet.")),
     h("section", { class: "card" }, h("h2", { text: "Run" }), kvTable(info, "")),
+    env,
   );
 }
 
@@ -88,12 +92,15 @@ export async function mountRun(el, runId) {
   const hasMedia = () => [...kinds.values()].some((k) => MEDIA.has(k));
   const hasGradients = () => [...kinds.values()].some((k) => k === "histogram");
 
-  const active = () => (location.hash === "#overview" ? "overview" : location.hash === "#media" && hasMedia() ? "media" : "charts");
+  const VIEWS = ["overview", "system", "logs"];
+  const active = () => (VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : location.hash === "#media" && hasMedia() ? "media" : "charts");
   let head = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients() });
   const chartsEl = h("div", { class: "view" });
   const overviewEl = h("div", { class: "view" });
   const mediaEl = h("div", { class: "view" });
-  const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl);
+  const systemEl = h("div", { class: "view" });
+  const logsEl = h("div", { class: "view" });
+  const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl, systemEl, logsEl);
   replace(el, page);
 
   const runs = [{ id: run.id, name: run.name, color: colorFor(0), started_at: run.started_at }];
@@ -104,11 +111,20 @@ export async function mountRun(el, runId) {
   });
   /** @type {MediaView | null} */
   let media = null;
+  /** @type {SystemView | null} */
+  let system = null;
+  /** @type {LogsView | null} */
+  let logs = null;
+  const isLive = () => LIVE_STATES.has(run.state);
   const show = () => {
     const tab = active();
     chartsEl.hidden = tab !== "charts";
     overviewEl.hidden = tab !== "overview";
     mediaEl.hidden = tab !== "media";
+    systemEl.hidden = tab !== "system";
+    logsEl.hidden = tab !== "logs";
+    if (tab === "system" && !system) system = new SystemView(systemEl, runs, { live: isLive });
+    if (tab === "logs" && !logs) logs = new LogsView(logsEl, run, { live: isLive });
     for (const a of head.tabs.querySelectorAll(".tab")) {
       const href = a.getAttribute("href") || "";
       const on = href.endsWith("#" + tab) || (tab === "charts" && !href.includes("#") && !href.endsWith("/gradients"));
@@ -264,10 +280,13 @@ export async function mountCompare(el) {
     { class: "legend" },
     runs.map((r) => h("a", { class: "legend-item", href: `/r/${seg(r.id)}`, dataset: { run: r.id } }, h("span", { class: "run-dot", style: { background: r.color } }), h("span", { class: "legend-name", text: r.name }), h("span", { class: "state-slot" }, stateBadge(r.state)))),
   );
-  const active = () => (location.hash === "#config" ? "config" : "charts");
-  const tabs = h("nav", { class: "tabs" }, h("a", { class: "tab", href: "#charts", text: "Charts" }), h("a", { class: "tab", href: "#config", text: "Config & summary" }));
+  const active = () => (location.hash === "#config" ? "config" : location.hash === "#system" ? "system" : "charts");
+  const tabs = h("nav", { class: "tabs" }, h("a", { class: "tab", href: "#charts", text: "Charts" }), h("a", { class: "tab", href: "#system", text: "System" }), h("a", { class: "tab", href: "#config", text: "Config & summary" }));
   const chartsEl = h("div", { class: "view" });
   const configEl = h("div", { class: "view" });
+  const systemEl = h("div", { class: "view" });
+  /** @type {SystemView | null} */
+  let system = null;
   replace(
     el,
     h(
@@ -276,6 +295,7 @@ export async function mountCompare(el) {
       h("header", { class: "run-head" }, h("div", { class: "run-title" }, h("h1", { text: `Comparing ${runs.length} run${runs.length === 1 ? "" : "s"}` })), legend, missing.length ? h("p", { class: "warn", text: `Not found or not yours: ${missing.join(", ")}` }) : null, tabs),
       chartsEl,
       configEl,
+      systemEl,
     ),
   );
   const board = new Board(chartsEl, { runs, keys: [...keys], prefsKey: sameProject ? `${first.owner}/${first.project}` : "compare" });
@@ -283,6 +303,8 @@ export async function mountCompare(el) {
     const tab = active();
     chartsEl.hidden = tab !== "charts";
     configEl.hidden = tab !== "config";
+    systemEl.hidden = tab !== "system";
+    if (tab === "system" && !system) system = new SystemView(systemEl, runs, { live: () => runs.some((r) => LIVE_STATES.has(r.state)) });
     for (const a of tabs.children) a.classList.toggle("active", a.getAttribute("href") === "#" + tab);
     if (tab === "config") {
       replace(
