@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,8 +43,9 @@ from gradexp.server.http.state import STATE, AppState
 from gradexp.server.settings import ServerSettings
 from gradexp.server.storage.db import Database
 from gradexp.server.storage.migrate import migrate
-from gradexp.server.storage.objects import ObjectStore, describe_store
-from gradexp.server.storage.urls import mask_url
+from gradexp.server.storage.objects import ObjectStore, describe_store, local_store_path
+from gradexp.server.storage.private import exposure_warning, private_umask
+from gradexp.server.storage.urls import mask_url, sqlite_path
 
 log = logging.getLogger("gradexp.server")
 
@@ -128,9 +130,24 @@ async def first_run_banner(state: AppState, url: str) -> str | None:
     )
 
 
+def storage_paths(settings: ServerSettings) -> list[Path]:
+    """The folders and files of this server's data on this machine (those that exist)."""
+    paths = [settings.data_dir]
+    db_file = sqlite_path(settings.db_url) if settings.db_kind == "sqlite" else None
+    if db_file is not None:
+        paths += [db_file.parent, db_file]
+    store = local_store_path(settings.store_url)
+    if store is not None:
+        paths.append(store)
+    return [p for p in paths if p.exists()]
+
+
 async def serve(settings: ServerSettings) -> None:
     """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
     state = await open_state(settings)
+    warning = exposure_warning(storage_paths(settings))
+    if warning:
+        log.warning(warning)
     app = make_app(state)
     tune_gc()  # after the startup allocations: see domain/ingest.py
     # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
@@ -174,7 +191,8 @@ def run(settings: ServerSettings) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we log upgrades ourselves
     try:
-        asyncio.run(serve(settings))
+        with private_umask():  # everything the server creates is 0600/0700 (private.py)
+            asyncio.run(serve(settings))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl+C
         pass
 

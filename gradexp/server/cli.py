@@ -73,8 +73,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     from gradexp.server.domain.errors import DomainError
     from gradexp.server.storage.migrate import MigrationError
 
+    from gradexp.server.storage.private import private_umask
+
     try:
-        return asyncio.run(coro)
+        with private_umask():  # a database or export this makes is private (storage/private.py)
+            return asyncio.run(coro)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     except (ValueError, MigrationError) as exc:

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ColumnElement
 
+from gradexp.server.storage.private import private_file
 from gradexp.server.storage.urls import async_db_url, db_kind, sqlite_path
 
 log = logging.getLogger("gradexp.server")
@@ -201,7 +202,7 @@ class Database:
         if self.kind == "sqlite":
             path = sqlite_path(url)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_file(path)  # 0600 before SQLite opens it: the -wal/-shm inherit it
                 self.checkpointer = Checkpointer(str(path))
             self._sqlite_writer = _sqlite_writer("sqlite:" + url.split(":", 1)[1])
             self._writer_thread = concurrent.futures.ThreadPoolExecutor(
