@@ -72,7 +72,6 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     # The CLI owns its thread: no loop is running here, so asyncio.run is right.
     from gradexp.server.domain.errors import DomainError
     from gradexp.server.storage.migrate import MigrationError
-
     from gradexp.server.storage.private import private_umask
 
     try:
@@ -390,7 +389,7 @@ def key_create(
 def key_list(
     ctx: click.Context, user: str, data: str | None, db: str | None, store: str | None
 ) -> None:
-    """List USER's keys (prefixes only)."""
+    """List USER's keys: prefix, name, state and id (keys themselves are stored hashed)."""
     from gradexp.server.domain.accounts.keys import list_user_keys
     from gradexp.server.domain.accounts.users import get_account
 
@@ -401,22 +400,38 @@ def key_list(
     settings = _settings(ctx, data, db, store)
     for k in reversed(_run(_with_db(settings, listing))):  # oldest first
         status = "revoked" if k["revoked_at"] else "active"
-        click.echo(f"{k['prefix']}…\t{k['name']}\t{status}")
+        click.echo(f"{k['prefix']}…\t{k['name']}\t{status}\tid {k['id']}")
 
 
 @key_group.command("revoke")
-@click.argument("prefix")
+@click.argument("key")
+@click.option("--user", default=None, metavar="NAME", help="Only look among NAME's keys.")
 @storage_options
 @click.pass_context
 def key_revoke(
-    ctx: click.Context, prefix: str, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    key: str,
+    user: str | None,
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
-    """Revoke the key starting with PREFIX (or given whole)."""
-    from gradexp.server.domain.accounts.keys import revoke_keys
+    """Revoke one API key, named by its id (from `key list`), its prefix or the whole key.
+
+    A prefix that matches several keys revokes nothing: the error lists them by id.
+
+    \b
+    Examples:
+      gradexp server key revoke 7
+      gradexp server key revoke gx_AbCd --user ada
+    """
+    from gradexp.server.domain.accounts.keys import revoke_key
 
     settings = _settings(ctx, data, db, store)
-    n = _run(_with_db(settings, lambda database: revoke_keys(database, prefix)))
-    click.echo(f"revoked {n} key{'s' if n != 1 else ''}")
+    revoked = _run(_with_db(settings, lambda database: revoke_key(database, key, user=user)))
+    click.echo(
+        f"revoked 1 key: {revoked.prefix}… {revoked.name!r} of {revoked.user} (id {revoked.id})"
+    )
 
 
 @click.command("export")
