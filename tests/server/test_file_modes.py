@@ -70,7 +70,16 @@ def test_data_folder_and_every_file_are_private_under_umask_022(
         time.sleep(0.2)
     exported = data / "exports" / "run.parquet"
     out = subprocess.run(
-        [sys.executable, "-m", "gradexp.cli", "export", run, "--out", str(exported), *srv.storage_args],
+        [
+            sys.executable,
+            "-m",
+            "gradexp.cli",
+            "export",
+            run,
+            "--out",
+            str(exported),
+            *srv.storage_args,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
