@@ -39,6 +39,7 @@ from gradexp.server.http import (
 from gradexp.server.http.auth import auth_middleware
 from gradexp.server.http.errors import error_middleware
 from gradexp.server.http.headers import add_security_headers
+from gradexp.server.http.slow_clients import body_deadline_middleware
 from gradexp.server.http.state import STATE, AppState
 from gradexp.server.settings import ServerSettings
 from gradexp.server.storage.db import Database
@@ -78,7 +79,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
 def make_app(state: AppState) -> web.Application:
     """The web application over an opened state."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[body_deadline_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
@@ -152,7 +153,12 @@ async def serve(settings: ServerSettings) -> None:
     tune_gc()  # after the startup allocations: see domain/ingest.py
     # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
     runner = web.AppRunner(
-        app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
+        app,
+        auto_decompress=False,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=10.0,
+        keepalive_timeout=settings.read_timeout,  # a request head's deadline: slow_clients.py
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)

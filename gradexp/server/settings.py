@@ -55,6 +55,7 @@ class ServerSettings:
     # Extra knobs, mostly for tests and operators; see docs/server.md.
     poll_interval: float = 0.2  # SSE: seconds between database polls for new rows
     keepalive_interval: float = 15.0  # SSE: seconds between ": keepalive" comments
+    read_timeout: float = 30.0  # seconds to send a request's head; a body's grace period
     crash_after: float = 300.0  # a running run silent this long reads as "crashed"
     # The address people open, behind a proxy (GRADEXP_PUBLIC_URL); None: the request's.
     public_url: str | None = None
@@ -91,6 +92,7 @@ def resolve_settings(
         port=port,
         poll_interval=float(env.get("GRADEXP_SERVER_POLL_INTERVAL", "0.2")),
         keepalive_interval=float(env.get("GRADEXP_SERVER_KEEPALIVE", "15")),
+        read_timeout=_seconds(env, "GRADEXP_SERVER_READ_TIMEOUT", 30.0),
         crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
         public_url=(env.get("GRADEXP_PUBLIC_URL") or "").rstrip("/") or None,
         frame_ancestors=env.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip(),
