@@ -339,6 +339,18 @@ def insert_ignore(kind: str, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether a failed write was chosen as a deadlock's victim (or timed out on a lock),
+    so that running its transaction again can succeed (PostgreSQL, MySQL)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in (1213, 1205)
+
+
 def placeholders(kind: str, n: int) -> str:
     """``n`` driver placeholders for ``exec_driver_sql`` in this dialect's paramstyle."""
     if kind == "sqlite":
