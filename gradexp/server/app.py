@@ -19,6 +19,7 @@ from aiohttp import web
 from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
 from gradexp.server.domain.accounts.passwords import PasswordHasher
+from gradexp.server.domain.accounts.signin import PasswordSignIn
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
@@ -64,6 +65,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         await db.dispose()
         raise
     valid_keys = ValidKeys()
+    passwords = PasswordHasher()
     return AppState(
         settings=settings,
         db=db,
@@ -71,7 +73,8 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         notifier=Notifier(),
         exporter=Exporter(db, objects),
         decode_pool=DecodePool(settings.ingest_workers, valid_keys),
-        passwords=PasswordHasher(),
+        passwords=passwords,
+        sign_ins=PasswordSignIn(db, settings.policy, passwords),
         valid_keys=valid_keys,
     )
 

@@ -113,10 +113,26 @@ async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[A
     envvar="GRADEXP_SERVER_PORT",
     help="TCP port.",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDRESS",
+    envvar="GRADEXP_SERVER_TRUSTED_PROXIES",
+    help="A reverse proxy (address or network, repeatable) whose X-Forwarded-For header "
+    "names the client; sign-in limits count that address. Default: none, the header is "
+    "ignored.",
+)
 @storage_options
 @click.pass_context
 def server(
-    ctx: click.Context, host: str, port: int, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    trusted_proxies: tuple[str, ...],
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
     """Run the gradexp server (or manage it: see the commands below).
 
@@ -134,7 +150,9 @@ def server(
     from gradexp.server.app import run
     from gradexp.server.storage.migrate import MigrationError
 
-    settings = _settings(ctx, data, db, store, host=host, port=port)
+    settings = _settings(
+        ctx, data, db, store, host=host, port=port, trusted_proxies=trusted_proxies
+    )
     try:
         run(settings)
     except (MigrationError, ValueError) as exc:

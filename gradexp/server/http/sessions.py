@@ -16,6 +16,7 @@ the attacker's account either).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -30,6 +31,7 @@ from gradexp.server.domain.accounts.users import User
 from gradexp.server.http.bodies import read_small_body
 from gradexp.server.http.errors import HttpError
 from gradexp.server.http.state import app_state, public_url
+from gradexp.server.settings import IPNetwork
 
 #: The caller of an API request (set by the auth middleware: ``http/auth.py``).
 USER = web.RequestKey("user", User)
@@ -37,13 +39,45 @@ USER = web.RequestKey("user", User)
 _SESSION = web.RequestKey[sessions.Session | None]("session")
 
 LOGIN_COOKIE = "gradexp_login"  # the pre-session CSRF token of sign-in and setup forms
+DEVICE_COOKIE = "gradexp_device"  # "this browser has signed in as this user before"
 LOGIN_COOKIE_AGE = 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def client_ip(request: web.Request) -> str:
-    """The client's address, as sign-in limits count it."""
-    return request.remote or ""
+    """The client's address, as sign-in limits count it and sessions record it.
+
+    The connection's address, unless it is a trusted proxy (``--trusted-proxy``): then the
+    ``X-Forwarded-For`` header is read from the right, past every trusted proxy, and the
+    first address that is not one is the client. Without a trusted proxy the header is
+    ignored: anyone can write it.
+    """
+    remote = request.remote or ""
+    proxies = app_state(request).settings.trusted_proxies
+    if not proxies or not _among(remote, proxies):
+        return remote
+    hops = [
+        hop.strip()
+        for header in request.headers.getall("X-Forwarded-For", [])
+        for hop in header.split(",")
+    ]
+    client = remote
+    for hop in reversed(hops):
+        try:
+            client = str(ipaddress.ip_address(hop))
+        except ValueError:  # not written by a proxy of ours: stop at the last one that was
+            break
+        if not _among(client, proxies):
+            break
+    return client
+
+
+def _among(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def secure(request: web.Request) -> bool:
@@ -153,6 +187,20 @@ def set_session_cookies(
     # useless without the HttpOnly session cookie beside it.
     resp.set_cookie(CSRF_COOKIE, s.csrf, max_age=age, path="/", samesite="Lax", secure=is_secure)
     resp.del_cookie(LOGIN_COOKIE, path="/")
+
+
+def set_device_cookie(resp: web.StreamResponse, request: web.Request, value: str) -> None:
+    """Remember this browser as one its user signs in from (``domain/accounts/devices.py``):
+    only sign-in reads it, so it is sent to ``/login`` only, and never to scripts."""
+    resp.set_cookie(
+        DEVICE_COOKIE,
+        value,
+        max_age=int(app_state(request).settings.policy.known_device_ttl),
+        path="/login",
+        httponly=True,
+        samesite="Strict",
+        secure=secure(request),
+    )
 
 
 def clear_session_cookies(resp: web.StreamResponse) -> None:

@@ -92,6 +92,11 @@ class PasswordHasher:
         # user name costs the same time as a wrong password (no user enumeration by timing).
         self._dummy_hash: str | None = None
 
+    @property
+    def concurrency(self) -> int:
+        """How many hashes run at once."""
+        return self._concurrency
+
     async def _run(self, func: Callable[..., T], *args: str) -> T:
         with self._lock:
             if self._pool is None:
