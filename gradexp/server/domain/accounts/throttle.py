@@ -11,7 +11,8 @@ decide how long everyone else waits. Two fences, both before any hashing:
 - :class:`FairQueue`: the attempts that may hash wait here, not in the hasher's FIFO. Known
   browsers are served first; the others by address in turn (round robin), so one address
   with many attempts waits behind each of the others' next one, not the reverse. The queue
-  is bounded (:data:`MAX_WAITING` in all, :data:`MAX_PER_ADDRESS` per address): past that
+  is bounded (:data:`MAX_WAITING` in all, fewer when the hasher is slow so that none waits
+  much past :data:`MAX_WAIT_SECONDS`, and :data:`MAX_PER_ADDRESS` per address): past that
   an attempt is answered 429 with ``Retry-After`` instead of waiting.
 
 So a flood from one address spends its burst and is refused; a flood from many addresses
@@ -34,14 +35,15 @@ from gradexp.server.domain.errors import RateLimited
 BURST = 20  # sign-in attempts an address may make at once...
 REFILL_SECONDS = 1.0  # ...and then one more every this many seconds
 BUCKETS_MAX = 10_000  # addresses remembered (the least recently seen forgotten first)
-MAX_WAITING = 16  # attempts waiting for the hasher, of all addresses together
+MAX_WAITING = 16  # attempts waiting for the hasher, of all addresses together...
+MAX_WAIT_SECONDS = 1.0  # ...and fewer when the hasher is slow: at most about this long
 MAX_PER_ADDRESS = 4  # attempts of one address waiting for the hasher
 MAX_KNOWN_WAITING = 16  # attempts of known browsers waiting for the hasher
 
 
 def busy_error(wait: float) -> RateLimited:
     """The refusal of an attempt that may not wait for the hasher."""
-    seconds = max(1, math.ceil(wait))
+    seconds = max(1, round(wait))  # whole seconds (HTTP's); rounded: the queue moves fast
     return RateLimited(
         f"The server is busy with sign-ins. Try again in {seconds} second"
         f"{'s' if seconds != 1 else ''}.",
@@ -95,16 +97,18 @@ class FairQueue:
         max_waiting: int = MAX_WAITING,
         max_per_address: int = MAX_PER_ADDRESS,
         max_known_waiting: int = MAX_KNOWN_WAITING,
+        max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self.concurrency = concurrency
         self.max_waiting = max_waiting
+        self.max_wait = max_wait
         self.max_per_address = max_per_address
         self.max_known_waiting = max_known_waiting
         self._running = 0
         self._known: deque[asyncio.Future[None]] = deque()
         self._lanes: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting = 0  # futures in _lanes
-        self._seconds = 0.1  # a moving average of one turn, for Retry-After
+        self._seconds = 0.25  # a moving average of one turn (a cautious start), to bound waits
 
     @property
     def waiting(self) -> int:
@@ -112,7 +116,8 @@ class FairQueue:
         return self._waiting + len(self._known)
 
     def _estimate(self) -> float:
-        return (self.waiting + self._running) / self.concurrency * self._seconds + self._seconds
+        """Seconds until those waiting now have had their turn (when a retry finds room)."""
+        return self.waiting / self.concurrency * self._seconds
 
     @contextlib.asynccontextmanager
     async def turn(self, address: str, known: bool) -> AsyncIterator[None]:
@@ -138,8 +143,11 @@ class FairQueue:
             self._known.append(future)
         else:
             lane = self._lanes.get(address)
-            if self._waiting >= self.max_waiting or (
-                lane is not None and len(lane) >= self.max_per_address
+            wait = (self._waiting + 1) / self.concurrency * self._seconds
+            if (
+                self._waiting >= self.max_waiting
+                or (self._waiting and wait > self.max_wait)
+                or (lane is not None and len(lane) >= self.max_per_address)
             ):
                 raise busy_error(self._estimate())
             if lane is None:
