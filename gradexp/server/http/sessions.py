@@ -63,13 +63,31 @@ def client_ip(request: web.Request) -> str:
     ]
     client = remote
     for hop in reversed(hops):
-        try:
-            client = str(ipaddress.ip_address(hop))
-        except ValueError:  # not written by a proxy of ours: stop at the last one that was
+        address = _hop_address(hop)
+        if address is None:  # not written by a proxy of ours: stop at the last one that was
             break
+        client = address
         if not _among(client, proxies):
             break
     return client
+
+
+def _hop_address(hop: str) -> str | None:
+    """The address in one ``X-Forwarded-For`` entry (some proxies add a port:
+    ``1.2.3.4:5678``, ``[2001:db8::1]:5678``); None if there is none."""
+    candidates = [hop]
+    if hop.startswith("[") and "]" in hop:
+        candidates = [hop[1 : hop.index("]")]]
+    elif hop.count(":") == 1:
+        candidates.append(hop.partition(":")[0])
+    return next((ip for ip in map(_ip, candidates) if ip is not None), None)
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def _among(address: str, networks: tuple[IPNetwork, ...]) -> bool:
