@@ -5,7 +5,6 @@ and the wrong-password table read straight from the server's database."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -137,11 +136,3 @@ def failure_rows(srv: Any) -> int:
             await db.dispose()
 
     return int(run_async(count()))
-
-
-def wait_for(condition: Any, timeout: float = 60.0) -> None:
-    """Poll ``condition()`` until it is true (a generous deadline, never a timing claim)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never came true"
-        time.sleep(0.05)
