@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
 from gradexp.server.domain.accounts.passwords import PasswordHasher
+from gradexp.server.domain.accounts.signin import PasswordSignIn
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
@@ -39,12 +41,14 @@ from gradexp.server.http import (
 from gradexp.server.http.auth import auth_middleware
 from gradexp.server.http.errors import error_middleware
 from gradexp.server.http.headers import add_security_headers
+from gradexp.server.http.slow_clients import body_deadline_middleware
 from gradexp.server.http.state import STATE, AppState
 from gradexp.server.settings import ServerSettings
 from gradexp.server.storage.db import Database
 from gradexp.server.storage.migrate import migrate
-from gradexp.server.storage.objects import ObjectStore, describe_store
-from gradexp.server.storage.urls import mask_url
+from gradexp.server.storage.objects import ObjectStore, describe_store, local_store_path
+from gradexp.server.storage.private import exposure_warning, private_umask
+from gradexp.server.storage.urls import mask_url, sqlite_path
 
 log = logging.getLogger("gradexp.server")
 
@@ -62,6 +66,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         await db.dispose()
         raise
     valid_keys = ValidKeys()
+    passwords = PasswordHasher()
     return AppState(
         settings=settings,
         db=db,
@@ -69,7 +74,8 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         notifier=Notifier(),
         exporter=Exporter(db, objects),
         decode_pool=DecodePool(settings.ingest_workers, valid_keys),
-        passwords=PasswordHasher(),
+        passwords=passwords,
+        sign_ins=PasswordSignIn(db, settings.policy, passwords),
         valid_keys=valid_keys,
     )
 
@@ -77,7 +83,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
 def make_app(state: AppState) -> web.Application:
     """The web application over an opened state."""
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[body_deadline_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
@@ -130,14 +136,34 @@ async def first_run_banner(state: AppState, url: str) -> str | None:
     )
 
 
+def storage_paths(settings: ServerSettings) -> list[Path]:
+    """The folders and files of this server's data on this machine (those that exist)."""
+    paths = [settings.data_dir]
+    db_file = sqlite_path(settings.db_url) if settings.db_kind == "sqlite" else None
+    if db_file is not None:
+        paths += [db_file.parent, db_file]
+    store = local_store_path(settings.store_url)
+    if store is not None:
+        paths.append(store)
+    return [p for p in paths if p.exists()]
+
+
 async def serve(settings: ServerSettings) -> None:
     """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
     state = await open_state(settings)
+    warning = exposure_warning(storage_paths(settings))
+    if warning:
+        log.warning(warning)
     app = make_app(state)
     tune_gc()  # after the startup allocations: see domain/ingest.py
     # auto_decompress=False: the ingest route gunzips itself, with limits (gzip bombs).
     runner = web.AppRunner(
-        app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
+        app,
+        auto_decompress=False,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=10.0,
+        keepalive_timeout=settings.read_timeout,  # a request head's deadline: slow_clients.py
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
@@ -176,7 +202,8 @@ def run(settings: ServerSettings) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we log upgrades ourselves
     try:
-        asyncio.run(serve(settings))
+        with private_umask():  # everything the server creates is 0600/0700 (private.py)
+            asyncio.run(serve(settings))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl+C
         pass
 

@@ -72,9 +72,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     # The CLI owns its thread: no loop is running here, so asyncio.run is right.
     from gradexp.server.domain.errors import DomainError
     from gradexp.server.storage.migrate import MigrationError
+    from gradexp.server.storage.private import private_umask
 
     try:
-        return asyncio.run(coro)
+        with private_umask():  # a database or export this makes is private (storage/private.py)
+            return asyncio.run(coro)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     except (ValueError, MigrationError) as exc:
@@ -111,10 +113,26 @@ async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[A
     envvar="GRADEXP_SERVER_PORT",
     help="TCP port.",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDRESS",
+    envvar="GRADEXP_SERVER_TRUSTED_PROXIES",
+    help="A reverse proxy (address or network, repeatable) whose X-Forwarded-For header "
+    "names the client; sign-in limits count that address. Default: none, the header is "
+    "ignored.",
+)
 @storage_options
 @click.pass_context
 def server(
-    ctx: click.Context, host: str, port: int, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    trusted_proxies: tuple[str, ...],
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
     """Run the gradexp server (or manage it: see the commands below).
 
@@ -132,7 +150,9 @@ def server(
     from gradexp.server.app import run
     from gradexp.server.storage.migrate import MigrationError
 
-    settings = _settings(ctx, data, db, store, host=host, port=port)
+    settings = _settings(
+        ctx, data, db, store, host=host, port=port, trusted_proxies=trusted_proxies
+    )
     try:
         run(settings)
     except (MigrationError, ValueError) as exc:
@@ -387,7 +407,7 @@ def key_create(
 def key_list(
     ctx: click.Context, user: str, data: str | None, db: str | None, store: str | None
 ) -> None:
-    """List USER's keys (prefixes only)."""
+    """List USER's keys: prefix, name, state and id (keys themselves are stored hashed)."""
     from gradexp.server.domain.accounts.keys import list_user_keys
     from gradexp.server.domain.accounts.users import get_account
 
@@ -398,22 +418,38 @@ def key_list(
     settings = _settings(ctx, data, db, store)
     for k in reversed(_run(_with_db(settings, listing))):  # oldest first
         status = "revoked" if k["revoked_at"] else "active"
-        click.echo(f"{k['prefix']}…\t{k['name']}\t{status}")
+        click.echo(f"{k['prefix']}…\t{k['name']}\t{status}\tid {k['id']}")
 
 
 @key_group.command("revoke")
-@click.argument("prefix")
+@click.argument("key")
+@click.option("--user", default=None, metavar="NAME", help="Only look among NAME's keys.")
 @storage_options
 @click.pass_context
 def key_revoke(
-    ctx: click.Context, prefix: str, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    key: str,
+    user: str | None,
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
-    """Revoke the key starting with PREFIX (or given whole)."""
-    from gradexp.server.domain.accounts.keys import revoke_keys
+    """Revoke one API key, named by its id (from `key list`), its prefix or the whole key.
+
+    A prefix that matches several keys revokes nothing: the error lists them by id.
+
+    \b
+    Examples:
+      gradexp server key revoke 7
+      gradexp server key revoke gx_AbCd --user ada
+    """
+    from gradexp.server.domain.accounts.keys import revoke_key
 
     settings = _settings(ctx, data, db, store)
-    n = _run(_with_db(settings, lambda database: revoke_keys(database, prefix)))
-    click.echo(f"revoked {n} key{'s' if n != 1 else ''}")
+    revoked = _run(_with_db(settings, lambda database: revoke_key(database, key, user=user)))
+    click.echo(
+        f"revoked 1 key: {revoked.prefix}… {revoked.name!r} of {revoked.user} (id {revoked.id})"
+    )
 
 
 @click.command("export")

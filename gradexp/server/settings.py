@@ -12,9 +12,10 @@ Every environment variable the server reads is read here, once, by
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from gradexp.server.domain.accounts.policy import Policy
 from gradexp.server.storage.urls import db_kind
 
 log = logging.getLogger("gradexp.server")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DB_FILENAME = "gradexp.db"
 OBJECTS_DIRNAME = "objects"
@@ -55,12 +58,16 @@ class ServerSettings:
     # Extra knobs, mostly for tests and operators; see docs/server.md.
     poll_interval: float = 0.2  # SSE: seconds between database polls for new rows
     keepalive_interval: float = 15.0  # SSE: seconds between ": keepalive" comments
+    read_timeout: float = 30.0  # seconds to send a request's head; a body's grace period
     crash_after: float = 300.0  # a running run silent this long reads as "crashed"
     # The address people open, behind a proxy (GRADEXP_PUBLIC_URL); None: the request's.
     public_url: str | None = None
     frame_ancestors: str = DEFAULT_FRAME_ANCESTORS  # the pages' CSP frame-ancestors
     ingest_workers: int = field(default_factory=default_ingest_workers)  # 0: none
     policy: Policy = field(default_factory=Policy)  # sessions, codes, lockouts
+    # Reverse proxies whose X-Forwarded-For names the client (--trusted-proxy); none: the
+    # header is ignored and the connection's address is the client's.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     s3_endpoint: str | None = None  # AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
     s3_region: str | None = None  # AWS_REGION / AWS_DEFAULT_REGION
 
@@ -77,9 +84,11 @@ def resolve_settings(
     host: str = "127.0.0.1",
     port: int = 8080,
     environ: Mapping[str, str] | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> ServerSettings:
     """Fill in the defaults (SQLite and a local object folder under the data folder) and
-    read the environment's knobs (``environ``, default ``os.environ``)."""
+    read the environment's knobs (``environ``, default ``os.environ``). ValueError for a
+    trusted proxy that is not an address or network."""
     env = os.environ if environ is None else environ
     data_dir = Path(data).expanduser().resolve() if data else default_data_dir()
     d = Policy()
@@ -91,6 +100,7 @@ def resolve_settings(
         port=port,
         poll_interval=float(env.get("GRADEXP_SERVER_POLL_INTERVAL", "0.2")),
         keepalive_interval=float(env.get("GRADEXP_SERVER_KEEPALIVE", "15")),
+        read_timeout=_seconds(env, "GRADEXP_SERVER_READ_TIMEOUT", 30.0),
         crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
         public_url=(env.get("GRADEXP_PUBLIC_URL") or "").rstrip("/") or None,
         frame_ancestors=env.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip(),
@@ -101,9 +111,26 @@ def resolve_settings(
             code_ttl=_seconds(env, "GRADEXP_SERVER_LOGIN_CODE_TTL", d.code_ttl),
             lockout_base=_seconds(env, "GRADEXP_SERVER_LOCKOUT_BASE", d.lockout_base),
         ),
+        trusted_proxies=parse_trusted_proxies(trusted_proxies),
         s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
         s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
     )
+
+
+def parse_trusted_proxies(values: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """Addresses and networks (``127.0.0.1``, ``10.0.0.0/8``, ``::1``), each value one or
+    several separated by commas or spaces."""
+    return tuple(_network(item) for value in values for item in value.replace(",", " ").split())
+
+
+def _network(item: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"trusted proxy {item!r} is not an IP address or network "
+            "(for example 127.0.0.1, 10.0.0.0/8 or ::1)"
+        ) from None
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from .helpers import GZIP, batch, get, gz, history, new_id, post, put_run, rows
+from .helpers import GZIP, batch, get, gz, history, new_id, post, put_run, rows, run_async
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,67 @@ def test_revoked_key(db_server):
     assert "revoked 1 key" in out
     status, body = db_server.request("GET", "/api/v1/viewer", key=key)
     assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+async def _add_key_with_prefix(db_url: str, user: str, prefix: str) -> str:
+    """Give ``user`` a key that starts like another one (prefixes are 7 characters, so
+    keys of different users collide by chance): stored as the server stores keys."""
+    import secrets
+    import time
+
+    from sqlalchemy import insert
+
+    from gradexp.server.domain.accounts.keys import hash_key, key_prefix
+    from gradexp.server.domain.accounts.users import get_account
+    from gradexp.server.storage import schema as s
+    from gradexp.server.storage.db import Database
+
+    key = prefix + secrets.token_urlsafe(40)[: 43 - len(prefix)].replace("-", "a")
+    db = Database(db_url)
+    try:
+        account = await get_account(db, user)
+
+        def write(conn):
+            conn.execute(
+                insert(s.api_keys).values(
+                    user_id=account.id,
+                    name="twin",
+                    prefix=key_prefix(key),
+                    key_hash=hash_key(key),
+                    created_at=time.time(),
+                )
+            )
+
+        await db.write(write)
+    finally:
+        await db.dispose()
+    return key
+
+
+def test_a_prefix_shared_by_two_users_keys_revokes_nothing(db_server):
+    ada, ada_key = db_server.new_user(f"ada-{new_id('')[:6]}")
+    bob, _ = db_server.new_user(f"bob-{new_id('')[:6]}")
+    bob_key = run_async(_add_key_with_prefix(db_server.db_url, bob, ada_key[:7]))
+    assert bob_key[:7] == ada_key[:7] and bob_key != ada_key
+    for key in (ada_key, bob_key):
+        assert db_server.request("GET", "/api/v1/viewer", key=key)[0] == 200
+    with pytest.raises(RuntimeError) as refused:
+        db_server.admin("key", "revoke", ada_key[:7])
+    message = str(refused.value)
+    assert "matches 2 active keys" in message and "by its id" in message
+    assert ada in message and bob in message and "Traceback" not in message
+    for key in (ada_key, bob_key):  # nothing was revoked
+        assert db_server.request("GET", "/api/v1/viewer", key=key)[0] == 200
+    # Precise: the owner narrows the prefix to one key; an id names one key.
+    out = db_server.admin("key", "revoke", ada_key[:7], "--user", bob)
+    assert "revoked 1 key" in out and bob in out and bob_key not in out
+    assert db_server.request("GET", "/api/v1/viewer", key=bob_key)[0] == 401
+    assert db_server.request("GET", "/api/v1/viewer", key=ada_key)[0] == 200
+    listed = db_server.admin("key", "list", ada)
+    key_id = listed.split("\tid ")[-1].strip()
+    assert key_id.isdigit(), listed
+    assert "revoked 1 key" in db_server.admin("key", "revoke", key_id)
+    assert db_server.request("GET", "/api/v1/viewer", key=ada_key)[0] == 401
 
 
 def test_another_users_run_looks_missing(db_server, ada_run, bob):

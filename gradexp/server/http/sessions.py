@@ -16,18 +16,22 @@ the attacker's account either).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from gradexp.protocol.wire import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from gradexp.server.domain.accounts import sessions
 from gradexp.server.domain.accounts.keys import user_for_key
 from gradexp.server.domain.accounts.tokens import new_token, same_secret
 from gradexp.server.domain.accounts.users import User
+from gradexp.server.http.bodies import read_small_body
 from gradexp.server.http.errors import HttpError
 from gradexp.server.http.state import app_state, public_url
+from gradexp.server.settings import IPNetwork
 
 #: The caller of an API request (set by the auth middleware: ``http/auth.py``).
 USER = web.RequestKey("user", User)
@@ -35,13 +39,63 @@ USER = web.RequestKey("user", User)
 _SESSION = web.RequestKey[sessions.Session | None]("session")
 
 LOGIN_COOKIE = "gradexp_login"  # the pre-session CSRF token of sign-in and setup forms
+DEVICE_COOKIE = "gradexp_device"  # "this browser has signed in as this user before"
 LOGIN_COOKIE_AGE = 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def client_ip(request: web.Request) -> str:
-    """The client's address, as sign-in limits count it."""
-    return request.remote or ""
+    """The client's address, as sign-in limits count it and sessions record it.
+
+    The connection's address, unless it is a trusted proxy (``--trusted-proxy``): then the
+    ``X-Forwarded-For`` header is read from the right, past every trusted proxy, and the
+    first address that is not one is the client. Without a trusted proxy the header is
+    ignored: anyone can write it.
+    """
+    remote = request.remote or ""
+    proxies = app_state(request).settings.trusted_proxies
+    if not proxies or not _among(remote, proxies):
+        return remote
+    hops = [
+        hop.strip()
+        for header in request.headers.getall("X-Forwarded-For", [])
+        for hop in header.split(",")
+    ]
+    client = remote
+    for hop in reversed(hops):
+        address = _hop_address(hop)
+        if address is None:  # not written by a proxy of ours: stop at the last one that was
+            break
+        client = address
+        if not _among(client, proxies):
+            break
+    return client
+
+
+def _hop_address(hop: str) -> str | None:
+    """The address in one ``X-Forwarded-For`` entry (some proxies add a port:
+    ``1.2.3.4:5678``, ``[2001:db8::1]:5678``); None if there is none."""
+    candidates = [hop]
+    if hop.startswith("[") and "]" in hop:
+        candidates = [hop[1 : hop.index("]")]]
+    elif hop.count(":") == 1:
+        candidates.append(hop.partition(":")[0])
+    return next((ip for ip in map(_ip, candidates) if ip is not None), None)
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _among(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def secure(request: web.Request) -> bool:
@@ -153,6 +207,20 @@ def set_session_cookies(
     resp.del_cookie(LOGIN_COOKIE, path="/")
 
 
+def set_device_cookie(resp: web.StreamResponse, request: web.Request, value: str) -> None:
+    """Remember this browser as one its user signs in from (``domain/accounts/devices.py``):
+    only sign-in reads it, so it is sent to ``/login`` only, and never to scripts."""
+    resp.set_cookie(
+        DEVICE_COOKIE,
+        value,
+        max_age=int(app_state(request).settings.policy.known_device_ttl),
+        path="/login",
+        httponly=True,
+        samesite="Strict",
+        secure=secure(request),
+    )
+
+
 def clear_session_cookies(resp: web.StreamResponse) -> None:
     """Forget the session's cookies in the browser."""
     resp.del_cookie(SESSION_COOKIE, path="/")
@@ -194,9 +262,23 @@ def same_origin(request: web.Request) -> bool:
     return origin in (str(request.url.origin()), public_url(request))
 
 
-async def read_form(request: web.Request) -> Any:
-    """The posted form (400 when it cannot be read)."""
+FORM_TYPE = "application/x-www-form-urlencoded"
+FORM_MAX_FIELDS = 64
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str]:
+    """The posted form: URL-encoded, at most 64 KiB (``bodies.SMALL_BODY_BYTES``; 413 past
+    it, before reading the body) and 64 fields; 400 when it cannot be read. A body of
+    another type reads as an empty form, as aiohttp's own ``post()`` does."""
+    if request.content_type == "multipart/form-data":
+        raise HttpError(415, "unsupported_media_type", f"send the form as {FORM_TYPE}")
+    if request.content_type != FORM_TYPE:
+        return MultiDictProxy(MultiDict())
+    body = await read_small_body(request, "form")
     try:
-        return await request.post()
-    except ValueError:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=FORM_MAX_FIELDS
+        )
+    except ValueError:  # not UTF-8, or too many fields
         raise HttpError(400, "bad_request", "could not read the form") from None
+    return MultiDictProxy(MultiDict(pairs))

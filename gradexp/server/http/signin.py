@@ -22,6 +22,7 @@ from gradexp.server.domain.errors import DomainError, Gone
 from gradexp.server.http import auth_pages as pages
 from gradexp.server.http.errors import status_for
 from gradexp.server.http.sessions import (
+    DEVICE_COOKIE,
     clear_session_cookies,
     client_ip,
     current_session,
@@ -31,6 +32,7 @@ from gradexp.server.http.sessions import (
     safe_next,
     same_origin,
     see_other,
+    set_device_cookie,
     set_session_cookies,
     with_login_cookie,
 )
@@ -109,19 +111,26 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     state = app_state(request)
     db, policy = state.db, state.settings.policy
     try:
-        account = await sessions.check_password(
-            db, username, password, client_ip(request), policy, passwords=state.passwords
+        signed_in = await state.sign_ins.check(
+            username,
+            password,
+            ip=client_ip(request),
+            device_cookie=request.cookies.get(DEVICE_COOKIE),
         )
-    except DomainError as exc:  # wrong password (401) or locked out (429)
-        return _sign_in_page(
+    except DomainError as exc:  # wrong password (401); locked out, too many or busy (429)
+        resp = _sign_in_page(
             request, next_path, username=username, error=exc.message, status=status_for(exc)
         )
+        if "retry_after" in exc.extra:
+            resp.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return resp
     await sessions.prune_expired(db, policy)
     session = await sessions.create_session(
-        db, account, user_agent=request.headers.get("User-Agent"), ip=client_ip(request)
+        db, signed_in.account, user_agent=request.headers.get("User-Agent"), ip=client_ip(request)
     )
     resp = see_other(next_path)
     set_session_cookies(resp, request, session)
+    set_device_cookie(resp, request, signed_in.device_cookie)
     return resp
 
 

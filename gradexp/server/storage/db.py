@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ColumnElement
 
+from gradexp.server.storage.private import private_file
 from gradexp.server.storage.urls import async_db_url, db_kind, sqlite_path
 
 log = logging.getLogger("gradexp.server")
@@ -201,7 +202,7 @@ class Database:
         if self.kind == "sqlite":
             path = sqlite_path(url)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_file(path)  # 0600 before SQLite opens it: the -wal/-shm inherit it
                 self.checkpointer = Checkpointer(str(path))
             self._sqlite_writer = _sqlite_writer("sqlite:" + url.split(":", 1)[1])
             self._writer_thread = concurrent.futures.ThreadPoolExecutor(
@@ -336,6 +337,18 @@ def insert_ignore(kind: str, table: Any) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether a failed write was chosen as a deadlock's victim (or timed out on a lock),
+    so that running its transaction again can succeed (PostgreSQL, MySQL)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in (1213, 1205)
 
 
 def placeholders(kind: str, n: int) -> str:

@@ -28,6 +28,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from gradexp.protocol.names import RUN_ID_RE, SHA256_RE
+from gradexp.server.storage.private import private_dir
 
 # Blobs up to this size are hashed in memory and written once; larger ones stream to a
 # temporary object that is renamed into place once its hash checks out.
@@ -51,6 +52,13 @@ def describe_store(url: str, endpoint: str | None = None) -> str:
     if url.startswith("s3://"):
         return f"{url} (endpoint {endpoint})" if endpoint else f"{url} (AWS)"
     return f"local folder {url}"
+
+
+def local_store_path(url: str) -> Path | None:
+    """The folder of a local store URL (a path or ``file:///path``); None for S3."""
+    if url.startswith("s3://"):
+        return None
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
 
 
 def open_store(url: str, endpoint: str | None = None, region: str | None = None) -> Any:
@@ -79,8 +87,9 @@ def open_store(url: str, endpoint: str | None = None, region: str | None = None)
             config=config,  # type: ignore[arg-type]
             client_options=client_options or None,  # type: ignore[arg-type]
         )
-    path = Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    path = local_store_path(url)
+    assert path is not None
+    private_dir(path)  # 0700; what goes in it is private by the server's umask (private.py)
     return LocalStore(prefix=path.resolve())
 
 

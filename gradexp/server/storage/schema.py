@@ -99,7 +99,8 @@ auth_codes = Table(
     **MYSQL_TABLE,
 )
 
-# Wrong passwords per (user name, client address), shared by every server process.
+# Wrong-password counters, shared by every server process: one row per (user, address),
+# per user, and per (user, known browser), keyed by a hash (domain/accounts/lockout.py).
 login_failures = Table(
     "login_failures",
     metadata,
@@ -107,6 +108,17 @@ login_failures = Table(
     Column("failures", Integer, nullable=False),
     Column("first_failed_at", Double, nullable=False),
     Column("locked_until", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
+# Secrets every server process shares (migration 0004), made once by whichever process
+# needs one first: the key that signs the "known browser" cookie of sign-in.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
     **MYSQL_TABLE,
 )
 
@@ -326,6 +338,7 @@ __all__ = [
     "run_environments",
     "run_keys",
     "runs",
+    "server_secrets",
     "sessions",
     "system_samples",
     "typed_values",

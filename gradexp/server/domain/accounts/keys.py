@@ -14,12 +14,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement
 
 from gradexp.server.domain.accounts.users import User, get_account
+from gradexp.server.domain.errors import Conflict, Invalid, NotFound
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, inserted_id
 
@@ -27,6 +30,7 @@ KEY_PREFIX = "gx_"
 KEY_RANDOM_CHARS = 40
 LAST_USED_RESOLUTION = 60.0  # seconds: update api_keys.last_used_at at most this often
 CLIENT_NAME_MAX = 64
+MAX_LISTED = 10  # keys named in the refusal of an ambiguous prefix
 
 
 def new_api_key() -> str:
@@ -172,19 +176,79 @@ async def revoke_user_key(db: Database, user_id: int, key_id: int) -> dict[str, 
     return await db.write(write)
 
 
-async def revoke_keys(db: Database, prefix_or_key: str) -> int:
-    """Revoke keys by whole key or by prefix (an admin's command); returns how many."""
-    k = s.api_keys
-    cond = (
-        k.c.key_hash == hash_key(prefix_or_key)
-        if len(prefix_or_key) > 20
-        else k.c.prefix == prefix_or_key
-    )
+@dataclass(frozen=True)
+class RevokedKey:
+    """A key an admin revoked: which one, and whose."""
 
-    def revoke(conn: Connection) -> int:
-        result = conn.execute(
-            update(k).where(cond, k.c.revoked_at.is_(None)).values(revoked_at=time.time())
+    id: int
+    name: str
+    prefix: str
+    user: str
+
+
+def _key_match(given: str) -> tuple[str, ColumnElement[bool]]:
+    """How an admin names a key: its id (digits), the whole key, or its prefix (as
+    ``key list`` prints it, with or without the trailing ``…``)."""
+    k = s.api_keys
+    text = given.strip().rstrip("…").rstrip(".")
+    if text.isdigit() and len(text) <= 18:
+        return f"id {text}", k.c.id == int(text)
+    if looks_like_key(text):
+        return "that key", k.c.key_hash == hash_key(text)
+    if len(text) > len(KEY_PREFIX) + 4:  # only the first characters are kept in clear
+        raise Invalid(
+            f"{text[:12]!r}... is neither a whole key nor a key's prefix (its first "
+            f"{len(KEY_PREFIX) + 4} characters): give the key's id from "
+            "`gradexp server key list USER`",
+            code="bad_key",
         )
-        return int(result.rowcount)
+    return repr(text), k.c.prefix == text
+
+
+async def revoke_key(db: Database, given: str, *, user: str | None = None) -> RevokedKey:
+    """Revoke exactly one active key, named by its id, its prefix or the whole key (an
+    admin's command); ``user`` keeps the search to that user's keys.
+
+    NotFound ``no_key`` when nothing matches; Conflict ``ambiguous_key`` when a prefix
+    matches several keys (prefixes are short, so they collide across users): the message
+    lists them by id, so the admin can name the one they mean.
+    """
+    what, cond = _key_match(given)
+    owner = None if user is None else await get_account(db, user)
+    k, u = s.api_keys, s.users
+
+    def revoke(conn: Connection) -> RevokedKey:
+        query = (
+            select(k.c.id, k.c.name, k.c.prefix, u.c.name.label("user"))
+            .join(u, u.c.id == k.c.user_id)
+            .where(cond, k.c.revoked_at.is_(None))
+            .order_by(k.c.id)
+        )
+        if owner is not None:
+            query = query.where(k.c.user_id == owner.id)
+        found = conn.execute(query.limit(MAX_LISTED + 1)).all()
+        if not found:
+            whose = f" of {owner.name}" if owner is not None else ""
+            raise NotFound(
+                f"no active key{whose} matches {what}: see `gradexp server key list USER`",
+                code="no_key",
+            )
+        if len(found) > 1:
+            listed = "; ".join(f"id {r.id}: {r.name!r} of {r.user}" for r in found[:MAX_LISTED]) + (
+                "; ..." if len(found) > MAX_LISTED else ""
+            )
+            raise Conflict(
+                f"{what} matches {len(found)} active keys ({listed}): revoke one by its id "
+                f"(`gradexp server key revoke {found[0].id}`), by the whole key, "
+                "or add --user NAME",
+                code="ambiguous_key",
+            )
+        row = found[0]
+        conn.execute(
+            update(k)
+            .where(k.c.id == row.id, k.c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
+        return RevokedKey(int(row.id), row.name, row.prefix, row.user)
 
     return await db.write(revoke)

@@ -90,7 +90,13 @@ class PasswordHasher:
         self._lock = threading.Lock()
         # Checked against when the user does not exist or has no password, so that a wrong
         # user name costs the same time as a wrong password (no user enumeration by timing).
-        self._dummy_hash: str | None = None
+        # Made once, by the first such check (the others await the same task).
+        self._dummy_hash: asyncio.Future[str] | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """How many hashes run at once."""
+        return self._concurrency
 
     async def _run(self, func: Callable[..., T], *args: str) -> T:
         with self._lock:
@@ -111,8 +117,8 @@ class PasswordHasher:
         if stored is not None:
             return await self._run(verify_password, password, stored)
         if self._dummy_hash is None:
-            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
-        await self._run(verify_password, password, self._dummy_hash)
+            self._dummy_hash = asyncio.ensure_future(self.hash(secrets.token_urlsafe(16)))
+        await self._run(verify_password, password, await asyncio.shield(self._dummy_hash))
         return False
 
     def close(self) -> None:

@@ -1,26 +1,21 @@
-"""Browser sessions, and signing in with a password (with limits on wrong passwords).
+"""Browser sessions.
 
 A session is a row keyed by the hash of its cookie's token; ending it (sign out, a password
-change, expiry) is a delete, so the cookie is dead in every server process at once. Wrong
-passwords are counted per (user name, client address) in the database too, so every
-process enforces the same lockout.
+change, expiry) is a delete, so the cookie is dead in every server process at once. Signing
+in with a password, and its limits, are in ``signin.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from gradexp.server.domain.accounts.passwords import PASSWORD_MAX_LENGTH, PasswordHasher
 from gradexp.server.domain.accounts.policy import Policy
 from gradexp.server.domain.accounts.tokens import csrf_token, new_token, token_hash
-from gradexp.server.domain.accounts.users import Account, find_account
-from gradexp.server.domain.errors import RateLimited, Unauthorized
+from gradexp.server.domain.accounts.users import Account
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, inserted_id
 
@@ -117,7 +112,7 @@ async def end_session(db: Database, token: str | None) -> None:
 
 
 async def prune_expired(db: Database, policy: Policy) -> None:
-    """Delete dead sessions, codes and failure counts (cheap; done now and then, on sign-in)."""
+    """Delete dead sessions and codes (cheap; done now and then, on sign-in)."""
     now = time.time()
 
     def write(conn: Connection) -> None:
@@ -129,113 +124,5 @@ async def prune_expired(db: Database, policy: Policy) -> None:
         )
         # Used or expired codes are kept a day, so that a replay reads "already used".
         conn.execute(delete(s.auth_codes).where(s.auth_codes.c.expires_at < now - 86400))
-        conn.execute(
-            delete(s.login_failures).where(
-                s.login_failures.c.first_failed_at < now - policy.failure_window,
-                s.login_failures.c.locked_until < now,
-            )
-        )
 
     await db.write(write)
-
-
-# --- signing in with a password ----------------------------------------------------------
-
-
-def _failure_key(name: str, ip: str) -> str:
-    return hashlib.sha256(f"{name.lower()}\x00{ip}".encode()).hexdigest()
-
-
-async def locked_for(db: Database, name: str, ip: str) -> float:
-    """Seconds until this user name may try a password again from this address (0: now)."""
-    async with db.read() as conn:
-        until = (
-            await conn.execute(
-                select(s.login_failures.c.locked_until).where(
-                    s.login_failures.c.key_hash == _failure_key(name, ip)
-                )
-            )
-        ).scalar()
-    return max(0.0, float(until or 0) - time.time())
-
-
-async def _record_failure(db: Database, name: str, ip: str, policy: Policy) -> float:
-    """Count a wrong password; returns the seconds this name is now locked for (0: none)."""
-    key = _failure_key(name, ip)
-    t = s.login_failures
-
-    def write(conn: Connection) -> float:
-        now = time.time()
-        stmt = select(t.c.failures, t.c.first_failed_at).where(t.c.key_hash == key)
-        if db.lock_rows:
-            stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
-        if row is None or now - row.first_failed_at > policy.failure_window:
-            failures, first = 1, now
-        else:
-            failures, first = int(row.failures) + 1, float(row.first_failed_at)
-        lock = 0.0
-        if failures >= policy.max_failures:
-            lock = min(
-                policy.lockout_base * 2 ** (failures - policy.max_failures), policy.lockout_max
-            )
-        values = {"failures": failures, "first_failed_at": first, "locked_until": now + lock}
-        if row is None:
-            conn.execute(insert(t).values(key_hash=key, **values))
-        else:
-            conn.execute(update(t).where(t.c.key_hash == key).values(**values))
-        return lock
-
-    try:
-        return await db.write(write)
-    except IntegrityError:  # another process inserted the row first: count on top of it
-        return await db.write(write)
-
-
-async def check_password(
-    db: Database,
-    name: str,
-    password: str,
-    ip: str,
-    policy: Policy,
-    *,
-    passwords: PasswordHasher,
-) -> Account:
-    """The account whose name and password these are, or Unauthorized ``wrong_password``.
-
-    Refuses (RateLimited ``locked``) without checking the password while this name is
-    locked for this address after repeated wrong passwords; a wrong name and a wrong
-    password read the same and cost the same time.
-    """
-    wait = await locked_for(db, name, ip)
-    if wait > 0:
-        raise RateLimited(
-            f"Too many wrong passwords. Try again in {_duration(wait)}.", code="locked"
-        )
-    found = await find_account(db, name)
-    stored = found[1] if found is not None else None
-    if found is None or not await passwords.verify(password[:PASSWORD_MAX_LENGTH], stored):
-        if found is None:  # same cost as a real check: no user enumeration by timing
-            await passwords.verify(password[:PASSWORD_MAX_LENGTH], None)
-        wait = await _record_failure(db, name, ip, policy)
-        if wait > 0:
-            raise RateLimited(
-                f"Wrong user name or password. Too many tries: wait {_duration(wait)}.",
-                code="locked",
-            )
-        raise Unauthorized("Wrong user name or password.", code="wrong_password")
-
-    def forget_failures(conn: Connection) -> None:
-        conn.execute(
-            delete(s.login_failures).where(s.login_failures.c.key_hash == _failure_key(name, ip))
-        )
-
-    await db.write(forget_failures)
-    return found[0]
-
-
-def _duration(seconds: float) -> str:
-    whole = max(1, round(seconds))
-    if whole < 90:
-        return f"{whole} second{'s' if whole != 1 else ''}"
-    return f"{round(whole / 60)} minutes"

@@ -138,8 +138,8 @@ async def set_password(
             .values(password_hash=pw_hash, password_changed_at=time.time())
         )
         conn.execute(delete(s.sessions).where(s.sessions.c.user_id == account.id))
-        # Failures are keyed by a hash of (name, address), so this user's rows cannot be
-        # picked out: a password change lifts every lockout, which is harmless.
+        # Wrong-password counters are keyed by hashes (lockout.py), so this user's rows
+        # cannot be picked out: a password change lifts every lockout, which is harmless.
         conn.execute(delete(s.login_failures))
 
     await db.write(write)
