@@ -111,10 +111,23 @@ async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[A
     envvar="GRADEXP_SERVER_PORT",
     help="TCP port.",
 )
+@click.option(
+    "--alert-webhook-url",
+    default=None,
+    metavar="URL",
+    help="POST every alert runs send (gradexp.alert) to this URL as JSON; also "
+    "GRADEXP_ALERT_WEBHOOK_URL. Default: alerts are only shown on the run page.",
+)
 @storage_options
 @click.pass_context
 def server(
-    ctx: click.Context, host: str, port: int, data: str | None, db: str | None, store: str | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    alert_webhook_url: str | None,
+    data: str | None,
+    db: str | None,
+    store: str | None,
 ) -> None:
     """Run the gradexp server (or manage it: see the commands below).
 
@@ -132,7 +145,9 @@ def server(
     from gradexp.server.app import run
     from gradexp.server.storage.migrate import MigrationError
 
-    settings = _settings(ctx, data, db, store, host=host, port=port)
+    settings = _settings(
+        ctx, data, db, store, host=host, port=port, alert_webhook_url=alert_webhook_url
+    )
     try:
         run(settings)
     except (MigrationError, ValueError) as exc:

@@ -63,6 +63,8 @@ class ServerSettings:
     policy: Policy = field(default_factory=Policy)  # sessions, codes, lockouts
     s3_endpoint: str | None = None  # AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
     s3_region: str | None = None  # AWS_REGION / AWS_DEFAULT_REGION
+    # Where alerts are POSTed (--alert-webhook-url / GRADEXP_ALERT_WEBHOOK_URL); None: nowhere.
+    alert_webhook_url: str | None = None
 
     @property
     def db_kind(self) -> str:
@@ -77,9 +79,11 @@ def resolve_settings(
     host: str = "127.0.0.1",
     port: int = 8080,
     environ: Mapping[str, str] | None = None,
+    alert_webhook_url: str | None = None,
 ) -> ServerSettings:
     """Fill in the defaults (SQLite and a local object folder under the data folder) and
-    read the environment's knobs (``environ``, default ``os.environ``)."""
+    read the environment's knobs (``environ``, default ``os.environ``). ``alert_webhook_url``
+    (the command line's) wins over ``GRADEXP_ALERT_WEBHOOK_URL``."""
     env = os.environ if environ is None else environ
     data_dir = Path(data).expanduser().resolve() if data else default_data_dir()
     d = Policy()
@@ -103,7 +107,22 @@ def resolve_settings(
         ),
         s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
         s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        alert_webhook_url=_webhook_url(
+            alert_webhook_url or env.get("GRADEXP_ALERT_WEBHOOK_URL", "").strip() or None
+        ),
     )
+
+
+def _webhook_url(url: str | None) -> str | None:
+    """An http(s) URL, or ValueError naming the setting."""
+    if url is None:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(
+            f"the alert webhook URL {url!r} must start with http:// or https:// "
+            "(--alert-webhook-url, GRADEXP_ALERT_WEBHOOK_URL)"
+        )
+    return url
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

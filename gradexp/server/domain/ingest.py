@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import bindparam, case, func, insert, or_, select
 from sqlalchemy.engine import Connection, Dialect
 
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound
+from gradexp.server.domain.run_records import metric_entry, run_field_columns
 from gradexp.server.domain.runs import run_not_found
+from gradexp.server.domain.summaries import MetricDefs, aggregates, refresh_summary_values
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -77,6 +79,7 @@ class IngestResult:
     project_id: int
     finished: bool = False
     key_ids: dict[str, int] = field(default_factory=dict)  # to cache once committed
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # to deliver once committed
 
 
 class KeyIdCache:
@@ -177,6 +180,7 @@ _RUN_COLUMNS = (
     "config",
     "summary",
     "telemetry",
+    "metrics",
 )
 
 
@@ -336,10 +340,20 @@ def _apply(
     telemetry: list[dict[str, Any]] = []
     file_recs: list[dict[str, Any]] = []
     finish: dict[str, Any] | None = None
+    run_fields: dict[str, Any] = {}
+    metric_recs: list[dict[str, Any]] = []
+    alert_recs: list[dict[str, Any]] = []
     for rec in others:
         rtype = rec["type"]
         if rtype == "config":
-            config_update = {**(config_update or {}), **rec["update"]}
+            if rec["update"]:
+                config_update = {**(config_update or {}), **rec["update"]}
+            if rec.get("run"):
+                run_fields.update(rec["run"])
+        elif rtype == "metric":
+            metric_recs.append(rec)
+        elif rtype == "alert":
+            alert_recs.append(rec)
         elif rtype == "summary":
             summary_update = {**(summary_update or {}), **rec["update"]}
         elif rtype == "telemetry":
@@ -399,6 +413,38 @@ def _apply(
         insert_rows(
             conn, kind, _upsert_sql(conn, kind, "run_keys"), [(run_pk, *row) for row in key_rows]
         )
+    # define_metric: the definitions, and the summaries they choose (the sort key of the
+    # runs table). Runs without definitions skip all of it.
+    metrics_text = run.metrics
+    if metric_recs:
+        defs_dict = orjson.loads(metrics_text) if metrics_text else {}
+        for rec in metric_recs:
+            defs_dict.pop(rec["name"], None)  # a redefinition moves to the end (globs: last wins)
+            defs_dict[rec["name"]] = metric_entry(rec)
+        metrics_text = _dumps(defs_dict).decode()
+    if metrics_text is not None and (metric_recs or key_rows):
+        defs = MetricDefs.parse(metrics_text)
+        if metric_recs:
+            refresh_summary_values(conn, run_pk, defs, None)
+        elif defs is not None and defs.chooses_aggregates:
+            names = [row[1] for row in key_rows if aggregates(defs.for_key(row[1])) != ["last"]]
+            if names:
+                refresh_summary_values(conn, run_pk, defs, names)
+    if alert_recs:
+        conn.execute(
+            insert(s.alerts),
+            [
+                {
+                    "run_pk": run_pk,
+                    "seq": a["seq"],
+                    "time": a["time"],
+                    "level": a["level"],
+                    "title": a["title"],
+                    "text": a["text"],
+                }
+                for a in alert_recs
+            ],
+        )
     if file_recs:
         by_path = {f["path"]: f for f in file_recs}  # the last record for a path wins
         conn.execute(
@@ -434,6 +480,10 @@ def _apply(
         run_update["config"] = _dumps({**orjson.loads(run.config), **config_update}).decode()
     if summary_update is not None:
         run_update["summary"] = _dumps({**orjson.loads(run.summary), **summary_update}).decode()
+    if run_fields:
+        run_update.update(run_field_columns(run_fields))
+    if metric_recs:
+        run_update["metrics"] = metrics_text
     if telemetry:
         merged_tel = orjson.loads(run.telemetry)
         for rec in telemetry:
@@ -462,6 +512,7 @@ def _apply(
         project_id=run.project_id,
         finished=finished,
         key_ids=key_ids,
+        alerts=alert_recs,
     )
 
 
@@ -501,7 +552,7 @@ ROLLUP_COLUMNS = (
 )  # fmt: skip
 KEY_COLUMNS = (
     "run_pk", "key_id", "key_name", "kind", "count", "first_step", "last_step", "last_seq",
-    "last_value",
+    "last_value", "vmin", "vmax", "vsum", "vcount", "first_value", "first_seq",
 )  # fmt: skip
 
 
@@ -527,12 +578,22 @@ def _rollup_updates(kind: str) -> Any:
 def _key_updates(kind: str) -> Any:
     def updates(new: Any, old: Any) -> list[tuple[str, Any]]:
         newer = new.last_seq > old.last_seq
+        # rows stored before the first values were kept have none: any first is older
+        older = or_(old.first_seq.is_(None), new.first_seq < old.first_seq)
         return [
             ("count", old["count"] + new["count"]),
             ("first_step", least(kind, old.first_step, new.first_step)),
             ("last_step", greatest(kind, old.last_step, new.last_step)),
             ("kind", case((newer, new.kind), else_=old.kind)),
             ("last_value", case((newer, new.last_value), else_=old.last_value)),
+            ("vmin", least(kind, old.vmin, new.vmin)),
+            ("vmax", greatest(kind, old.vmax, new.vmax)),
+            # (rows stored before these were kept may hold NULL: no literal, so the
+            # compiled statement keeps exactly one parameter per column)
+            ("vsum", case((old.vsum.is_(None), new.vsum), else_=old.vsum + new.vsum)),
+            ("vcount", case((old.vcount.is_(None), new.vcount), else_=old.vcount + new.vcount)),
+            ("first_value", case((older, new.first_value), else_=old.first_value)),
+            ("first_seq", least(kind, old.first_seq, new.first_seq)),  # after first_value
             ("last_seq", greatest(kind, old.last_seq, new.last_seq)),  # last: MySQL order
         ]
 
