@@ -419,8 +419,9 @@ def _apply(
     if metric_recs:
         defs_dict = orjson.loads(metrics_text) if metrics_text else {}
         for rec in metric_recs:
-            defs_dict.pop(rec["name"], None)  # a redefinition moves to the end (globs: last wins)
-            defs_dict[rec["name"]] = metric_entry(rec)
+            known = defs_dict.get(rec["name"])
+            if known is None or known["seq"] < rec["seq"]:  # batches may come out of order
+                defs_dict[rec["name"]] = metric_entry(rec)
         metrics_text = _dumps(defs_dict).decode()
     if metrics_text is not None and (metric_recs or key_rows):
         defs = MetricDefs.parse(metrics_text)

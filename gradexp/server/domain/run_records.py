@@ -120,8 +120,10 @@ def check_metric(rec: dict[str, Any], where: str) -> None:
 
 
 def metric_entry(rec: dict[str, Any]) -> dict[str, Any]:
-    """What ``runs.metrics`` keeps of a (checked) ``metric`` record, under its name."""
+    """What ``runs.metrics`` keeps of a (checked) ``metric`` record, under its name (its
+    ``seq`` orders the definitions: of two globs that match a key, the later one wins)."""
     return {
+        "seq": rec["seq"],
         "step_metric": rec.get("step_metric"),
         "summary": list(rec.get("summary", [])),
         "goal": rec.get("goal"),

@@ -168,10 +168,15 @@ def run_object(
 
 
 def _metric_list(text: str | None) -> list[dict[str, Any]]:
-    """``runs.metrics`` as the run object lists it: one definition per name, in order."""
-    if not text:
+    """``runs.metrics`` as the run object lists it: one definition per name, in the order
+    they were defined."""
+    defs = MetricDefs.parse(text)
+    if defs is None:
         return []
-    return [{"name": name, **d} for name, d in orjson.loads(text).items()]
+    return [
+        {"name": name, **{k: v for k, v in d.items() if k != "seq"}}
+        for name, d in defs.defs.items()
+    ]
 
 
 async def run_objects(

@@ -49,6 +49,8 @@ class MetricDefs:
     """A run's definitions, ready to be matched against keys."""
 
     def __init__(self, defs: dict[str, dict[str, Any]]) -> None:
+        # in the order they were defined (by sequence: batches may arrive out of order)
+        defs = dict(sorted(defs.items(), key=lambda item: item[1].get("seq", 0)))
         self.defs = defs
         self._exact = {name: d for name, d in defs.items() if "*" not in name}
         self._globs = [(_glob(name), d) for name, d in reversed(defs.items()) if "*" in name]
