@@ -31,9 +31,9 @@ def test_module_config_and_summary_need_a_run_and_say_so() -> None:
     assert gradexp.run is None
     with pytest.raises(GradexpError, match=r"gradexp.config was used before gradexp.init\(\)"):
         gradexp.config.update({"lr": 1})
-    with pytest.raises(GradexpError, match="gradexp.config was used before"):
+    with pytest.raises(GradexpError, match=r"gradexp\.config was used before"):
         gradexp.config.lr = 3
-    with pytest.raises(GradexpError, match="gradexp.summary was used before"):
+    with pytest.raises(GradexpError, match=r"gradexp\.summary was used before"):
         gradexp.summary["best"] = 1
     # Looking at them is not an error.
     assert "call gradexp.init() first" in repr(gradexp.config)
@@ -178,7 +178,7 @@ def test_offline_then_sync_carries_fields_config_metrics_alerts_and_galleries(
 
 def test_resume_modes_online(online: Any) -> None:
     run_id = "resume.modes-1"
-    with pytest.raises(GradexpError, match="has nothing .* to resume"):
+    with pytest.raises(GradexpError, match=r"has nothing .* to resume"):
         gradexp.init(id=run_id, resume="must")
     first = gradexp.init(id=run_id, resume="allow")
     assert first.resumed is False
@@ -198,13 +198,13 @@ def test_resume_modes_online(online: Any) -> None:
 
 
 def test_resume_modes_offline(gx_env: Path) -> None:
-    with pytest.raises(GradexpError, match="no earlier run r.1 .* to resume offline"):
+    with pytest.raises(GradexpError, match=r"no earlier run r\.1 .* to resume offline"):
         gradexp.init(id="r.1", mode="offline", resume="must")
     first = gradexp.init(id="r.1", mode="offline", resume="never")
     gradexp.log({"x": 1})
     gradexp.finish()
     assert first.resumed is False
-    with pytest.raises(GradexpError, match="already exists .* resume='never'"):
+    with pytest.raises(GradexpError, match=r"already exists .* resume='never'"):
         gradexp.init(id="r.1", mode="offline", resume="never")
     second = gradexp.init(id="r.1", mode="offline", resume="allow")
     assert second.resumed is True and second.step == 1
