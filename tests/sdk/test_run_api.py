@@ -213,7 +213,12 @@ def test_resume_modes_offline(gx_env: Path) -> None:
         gradexp.init(resume="sometimes")
 
 
-def test_reinit_finishes_or_returns_the_active_run(gx_env: Path, capfd: Any) -> None:
+def test_reinit_finishes_or_returns_the_active_run(
+    gx_env: Path, capfd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradexp.sdk.facade
+
+    monkeypatch.setattr(gradexp.sdk.facade._current, "said_reinit", False)  # once per process
     first = gradexp.init(mode="offline")
     assert gradexp.init(mode="offline", reinit="return_previous") is first
     assert gradexp.init(reinit=False) is first

@@ -81,7 +81,7 @@ def test_what_cannot_be_done_raises() -> None:
         wandb.sweep({"method": "grid"}, project="p")
     with pytest.raises(GradexpError, match="sweeps are not supported yet"):
         wandb.agent("abc", function=print, count=1)
-    with pytest.raises(GradexpError, match="fork_from= .* not supported"):
+    with pytest.raises(GradexpError, match=r"fork_from= .* not supported"):
         wandb.init(mode="offline", fork_from="abc?_step=10")
     assert wandb.Error is GradexpError
 

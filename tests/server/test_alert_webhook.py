@@ -130,3 +130,16 @@ def test_the_webhook_url_is_checked() -> None:
     settings = resolve_settings(environ={}, alert_webhook_url="https://hooks.example/abc")
     assert settings.alert_webhook_url == "https://hooks.example/abc"
     assert resolve_settings(environ={}).alert_webhook_url is None
+
+
+def test_the_command_line_option_is_checked(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "gradexp.server", "--alert-webhook-url", "hooks.example/x",
+         "--data", str(tmp_path), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "must start with http:// or https://" in out.stderr

@@ -29,7 +29,8 @@ def test_gallery_at_each_step_with_the_slider(ui: Any, project: str, log_run: An
             images = [gradexp.Image(_digit((step + k) % 6), caption=f"pred {k}") for k in range(6)]
             run.log({"predictions": images, "loss": 1.0 / (step + 1)})
 
-    run = log_run(project, train, name="gallery-run")
+    # an id with dots: the page, the API and the files all take it
+    run = log_run(project, train, name="gallery-run", id=f"{project}.gallery.v1")
     page = ui.page()
     ui.goto(page, f"/r/{run.id}#media")
     card = page.locator(".media-card[data-key='predictions']")
@@ -59,7 +60,6 @@ def test_gallery_at_each_step_with_the_slider(ui: Any, project: str, log_run: An
 def test_define_metric_axes_hidden_keys_and_summaries(
     ui: Any, server: Any, project: str, log_run: Any
 ) -> None:
-    import gradexp
 
     def train(run: Any) -> None:
         run.define_metric("epoch", hidden=True)
