@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { MetricDefs, axisValues, globRegExp } from "../../gradexp/server/static/assets/js/lib/metrics.js";
+import { BoardMetrics, MetricDefs, axisValues, globRegExp } from "../../gradexp/server/static/assets/js/lib/metrics.js";
 
 /** @param {string} name @param {object} [fields] */
 const def = (name, fields = {}) => ({ name, step_metric: null, summary: [], goal: null, hidden: false, ...fields });
@@ -48,5 +48,25 @@ describe("axisValues", () => {
   test("its first value before it, none without points", () => {
     assert.deepEqual([...axisValues([1, 2], 2, [5], [7], 1)], [7, 7]);
     assert.ok(Number.isNaN(axisValues([1], 1, [], [], 0)[0]));
+  });
+});
+
+describe("BoardMetrics", () => {
+  const board = new BoardMetrics([[def("val/*", { step_metric: "epoch" })], [def("val/loss", { step_metric: "step2", hidden: true })]]);
+
+  test("the first run that defines an axis for a key gives it", () => {
+    assert.equal(board.stepMetric("val/loss"), "epoch");
+    assert.equal(board.stepMetric("train/loss"), null);
+  });
+
+  test("a key hidden by any run is hidden", () => {
+    assert.equal(board.hidden("val/loss"), true);
+    assert.equal(board.hidden("val/acc"), false);
+  });
+
+  test("one axis series per step_metric and run, shared", () => {
+    const run = { id: "r1", name: "one", color: "#000" };
+    assert.equal(board.axis("epoch", run), board.axis("epoch", run));
+    assert.notEqual(board.axis("epoch", run), board.axis("epoch", { ...run, id: "r2" }));
   });
 });

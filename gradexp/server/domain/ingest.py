@@ -32,9 +32,9 @@ from sqlalchemy.engine import Connection, Dialect
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound
-from gradexp.server.domain.run_records import metric_entry, run_field_columns
+from gradexp.server.domain.run_records import merge_metrics, run_field_columns, store_alerts
 from gradexp.server.domain.runs import run_not_found
-from gradexp.server.domain.summaries import MetricDefs, aggregates, refresh_summary_values
+from gradexp.server.domain.summaries import update_summaries
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -414,38 +414,12 @@ def _apply(
             conn, kind, _upsert_sql(conn, kind, "run_keys"), [(run_pk, *row) for row in key_rows]
         )
     # define_metric: the definitions, and the summaries they choose (the sort key of the
-    # runs table). Runs without definitions skip all of it.
-    metrics_text = run.metrics
-    if metric_recs:
-        defs_dict = orjson.loads(metrics_text) if metrics_text else {}
-        for rec in metric_recs:
-            known = defs_dict.get(rec["name"])
-            if known is None or known["seq"] < rec["seq"]:  # batches may come out of order
-                defs_dict[rec["name"]] = metric_entry(rec)
-        metrics_text = _dumps(defs_dict).decode()
+    # runs table); runs without definitions skip it. Then the alerts.
+    metrics_text = merge_metrics(run.metrics, metric_recs) if metric_recs else run.metrics
     if metrics_text is not None and (metric_recs or key_rows):
-        defs = MetricDefs.parse(metrics_text)
-        if metric_recs:
-            refresh_summary_values(conn, run_pk, defs, None)
-        elif defs is not None and defs.chooses_aggregates:
-            names = [row[1] for row in key_rows if aggregates(defs.for_key(row[1])) != ["last"]]
-            if names:
-                refresh_summary_values(conn, run_pk, defs, names)
+        update_summaries(conn, run_pk, metrics_text, bool(metric_recs), [r[1] for r in key_rows])
     if alert_recs:
-        conn.execute(
-            insert(s.alerts),
-            [
-                {
-                    "run_pk": run_pk,
-                    "seq": a["seq"],
-                    "time": a["time"],
-                    "level": a["level"],
-                    "title": a["title"],
-                    "text": a["text"],
-                }
-                for a in alert_recs
-            ],
-        )
+        store_alerts(conn, run_pk, alert_recs)
     if file_recs:
         by_path = {f["path"]: f for f in file_recs}  # the last record for a path wins
         conn.execute(

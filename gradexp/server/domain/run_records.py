@@ -7,7 +7,8 @@
   server's webhook.
 
 The checks are pure (no database) and raise ``Invalid(code="bad_batch")`` like the
-batch's other checks; the limits are the SDK's (``gradexp.sdk.run_fields``,
+batch's other checks; ``merge_metrics`` and ``store_alerts`` run inside the ingest
+transaction; the limits are the SDK's (``gradexp.sdk.run_fields``,
 ``gradexp.sdk.metrics``, ``gradexp.sdk.alerts``).
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 
 from gradexp.protocol.wire import (
     ALERT_LEVELS,
@@ -25,6 +28,7 @@ from gradexp.protocol.wire import (
     STAT_SEPARATOR,
 )
 from gradexp.server.domain.errors import Invalid
+from gradexp.server.storage import schema as s
 
 __all__ = [
     "GOALS",
@@ -32,7 +36,9 @@ __all__ = [
     "check_alert",
     "check_metric",
     "check_run_fields",
+    "merge_metrics",
     "run_field_columns",
+    "store_alerts",
 ]
 
 SUMMARIES = frozenset(("min", "max", "mean", "first", "last", "best", "none"))
@@ -129,6 +135,26 @@ def metric_entry(rec: dict[str, Any]) -> dict[str, Any]:
         "goal": rec.get("goal"),
         "hidden": bool(rec.get("hidden", False)),
     }
+
+
+def merge_metrics(metrics_text: str | None, recs: list[dict[str, Any]]) -> str:
+    """``runs.metrics`` with the batch's ``metric`` records in: one definition per name,
+    the one of the highest sequence (batches may arrive out of order)."""
+    defs = orjson.loads(metrics_text) if metrics_text else {}
+    for rec in recs:
+        known = defs.get(rec["name"])
+        if known is None or known["seq"] < rec["seq"]:
+            defs[rec["name"]] = metric_entry(rec)
+    return orjson.dumps(defs).decode()
+
+
+def store_alerts(conn: Connection, run_pk: int, recs: list[dict[str, Any]]) -> None:
+    """Insert the batch's (new, checked) ``alert`` records."""
+    rows = [
+        {k: a[k] for k in ("seq", "time", "level", "title", "text")} | {"run_pk": run_pk}
+        for a in recs
+    ]
+    conn.execute(insert(s.alerts), rows)
 
 
 def check_alert(rec: dict[str, Any], where: str) -> None:

@@ -142,6 +142,21 @@ SUMMARY_COLUMNS = (
 )
 
 
+def update_summaries(
+    conn: Connection, run_pk: int, metrics_text: str, redefined: bool, touched: list[str]
+) -> None:
+    """After a batch of a run with definitions: every key's summary value when the
+    definitions changed (``redefined``), else those of the ``touched`` keys whose
+    definition chooses an aggregate."""
+    defs = MetricDefs.parse(metrics_text)
+    if redefined:
+        refresh_summary_values(conn, run_pk, defs, None)
+    elif defs is not None and defs.chooses_aggregates:
+        names = [k for k in touched if aggregates(defs.for_key(k)) != ["last"]]
+        if names:
+            refresh_summary_values(conn, run_pk, defs, names)
+
+
 def refresh_summary_values(
     conn: Connection, run_pk: int, defs: MetricDefs | None, key_names: list[str] | None
 ) -> None:

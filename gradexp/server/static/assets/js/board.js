@@ -14,7 +14,7 @@ import { api, qs, seg } from "./api.js";
 import { Chart } from "./chart.js";
 import { debounce, h, icon, prefs, replace } from "./dom.js";
 import { STAT_SEP, groupOf, groupOrder } from "./lib/keys.js";
-import { MetricDefs } from "./lib/metrics.js";
+import { BoardMetrics } from "./lib/metrics.js";
 import { Series } from "./lib/series.js";
 import { numeric } from "./lib/values.js";
 
@@ -65,7 +65,7 @@ class Panel {
     this.zoomToken = {};
     this.logY = prefs.get(`log:${key}`, false);
     /** @type {string | null} the key this one is charted against by default (define_metric's step_metric) */
-    this.stepMetric = board.stepMetricOf(key);
+    this.stepMetric = board.metrics.stepMetric(key);
 
     const slash = key.indexOf("/");
     const title = h(
@@ -124,7 +124,7 @@ class Panel {
     if (!s) {
       s = new Series(run.id, run.name, run.color);
       s.t0 = run.started_at;
-      if (this.stepMetric) s.axis = this.board.axisFor(this.stepMetric, run);
+      if (this.stepMetric) s.axis = this.board.metrics.axis(this.stepMetric, run);
       this.series.set(run.id, s);
     }
     return s;
@@ -198,7 +198,7 @@ class Panel {
         if (!res || !res.series[this.key]) return;
         const s = new Series(run.id, run.name, run.color);
         s.t0 = run.started_at;
-        if (this.stepMetric) s.axis = this.board.axisFor(this.stepMetric, run);
+        if (this.stepMetric) s.axis = this.board.metrics.axis(this.stepMetric, run);
         zoomed.set(run.id, s.setFromApi(res.series[this.key]));
       }),
     );
@@ -223,10 +223,8 @@ export class Board {
     this.container = container;
     this.runs = runs;
     this.prefsKey = prefsKey;
-    /** @type {MetricDefs[]} the runs' definitions, in the runs' order */
-    this.defs = runs.map((r) => new MetricDefs(metrics[r.id] || []));
-    /** @type {Map<string, Map<string, Series>>} step_metric key -> run id -> its series (the x of the keys charted against it) */
-    this.axes = new Map();
+    /** the runs' definitions, and the step_metrics' series (the x of the keys charted against them) */
+    this.metrics = new BoardMetrics(runs.map((r) => metrics[r.id] || []));
     this.showHidden = false;
     this.hiddenCount = h("span", { class: "hidden-count" });
     // the toolbar's "Hidden (n)" toggle, shown when definitions hide some keys
@@ -260,42 +258,6 @@ export class Board {
     for (const key of keys) this.addKey(key);
     this._updateEmpty();
     this._primeFirstScreen();
-  }
-
-  /**
-   * The step_metric a key is charted against (the first run that defines one), or null.
-   * @param {string} key
-   */
-  stepMetricOf(key) {
-    for (const d of this.defs) {
-      const m = d.stepMetric(key);
-      if (m) return m;
-    }
-    return null;
-  }
-
-  /**
-   * Whether a key is hidden by a definition (of any run).
-   * @param {string} key
-   */
-  hiddenKey(key) {
-    return this.defs.some((d) => d.hidden(key));
-  }
-
-  /**
-   * A run's series of step_metric `key` (shared by the panels charted against it).
-   * @param {string} key
-   * @param {BoardRun} run
-   */
-  axisFor(key, run) {
-    let byRun = this.axes.get(key);
-    if (!byRun) this.axes.set(key, (byRun = new Map()));
-    let s = byRun.get(run.id);
-    if (!s) {
-      s = new Series(run.id, run.name, run.color);
-      byRun.set(run.id, s);
-    }
-    return s;
   }
 
   /** Start fetching the charts already on screen now, instead of a frame later when the
@@ -502,13 +464,13 @@ export class Board {
   /** @param {Panel} panel */
   _applyFilter(panel) {
     const f = this.filter;
-    const hidden = !this.showHidden && this.hiddenKey(panel.key);
+    const hidden = !this.showHidden && this.metrics.hidden(panel.key);
     panel.el.hidden = hidden || (f ? (f instanceof RegExp ? !f.test(panel.key) : !panel.key.toLowerCase().includes(f)) : false);
   }
 
   /** The toolbar's "Hidden (n)" toggle: shown when definitions hide some keys. */
   _updateHiddenToggle() {
-    const n = [...this.panels.keys()].filter((k) => this.hiddenKey(k)).length;
+    const n = [...this.panels.keys()].filter((k) => this.metrics.hidden(k)).length;
     this.hiddenToggle.hidden = n === 0;
     this.hiddenCount.textContent = `(${n})`;
   }
@@ -554,8 +516,8 @@ export class Board {
         // The step_metrics these keys are charted against, fetched with them once.
         /** @type {string[]} */
         const axes = [];
-        for (const p of chunk) if (p.stepMetric && !this.axes.has(p.stepMetric) && !axes.includes(p.stepMetric)) axes.push(p.stepMetric);
-        for (const m of axes) this.axes.set(m, new Map());
+        for (const p of chunk) if (p.stepMetric && !this.metrics.axes.has(p.stepMetric) && !axes.includes(p.stepMetric)) axes.push(p.stepMetric);
+        for (const m of axes) this.metrics.axes.set(m, new Map());
         const results = await Promise.all(
           this.runs.map((run) =>
             api(`/runs/${seg(run.id)}/history${qs({ keys: [...keys, ...axes], samples: this.samples })}`)
@@ -564,7 +526,7 @@ export class Board {
           ),
         );
         for (const [run, res] of results) {
-          for (const m of axes) if (res && res.series[m]) this.axisFor(m, run).setFromApi(res.series[m]);
+          for (const m of axes) if (res && res.series[m]) this.metrics.axis(m, run).setFromApi(res.series[m]);
         }
         for (const p of chunk) {
           let failed = null;
@@ -597,7 +559,7 @@ export class Board {
         const value = row[key];
         const v = numeric(value);
         if (v !== null) {
-          const axis = this.axes.get(key);
+          const axis = this.metrics.axes.get(key);
           if (axis) {
             const s = axis.get(run.id);
             if (s) s.append(step, time, v); // before the points charted against it

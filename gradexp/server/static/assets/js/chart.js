@@ -232,17 +232,13 @@ export class Chart {
     if (mode === "step") return s.step;
     const key = s.id;
     const hit = this._xsCache.get(key);
-    const axisVersion = s.axis ? s.axis.version : -1;
+    const a = s.axis; // "metric": the step_metric's series (define_metric)
+    const axisVersion = a ? a.version : -1;
     if (hit && hit.version === s.version && hit.mode === mode && hit.t0 === s.t0 && hit.axis === axisVersion) return hit.xs;
-    if (mode === "metric") {
-      const a = s.axis;
-      const xs = a ? axisValues(s.step, s.n, a.step, a.value, a.n) : new Float64Array(s.n).fill(NaN);
-      this._xsCache.set(key, { version: s.version, mode, t0: s.t0, axis: axisVersion, xs });
-      return xs;
-    }
-    const xs = new Float64Array(s.n);
+    const xs = mode === "metric" && a ? axisValues(s.step, s.n, a.step, a.value, a.n) : new Float64Array(s.n);
     const t0 = mode === "relative" ? (Number.isFinite(s.t0) ? s.t0 : s.n ? s.time[0] : 0) : 0;
-    for (let i = 0; i < s.n; i++) xs[i] = s.time[i] - t0;
+    if (mode !== "metric") for (let i = 0; i < s.n; i++) xs[i] = s.time[i] - t0;
+    else if (!a) xs.fill(NaN);
     this._xsCache.set(key, { version: s.version, mode, t0: s.t0, axis: axisVersion, xs });
     return xs;
   }

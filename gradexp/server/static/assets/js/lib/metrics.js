@@ -4,6 +4,7 @@
 // `*` matches any characters, "/" included; statistics series `K#stat` never match).
 
 import { STAT_SEP } from "./keys.js";
+import { Series } from "./series.js";
 
 /**
  * One definition, as the API sends it.
@@ -63,6 +64,49 @@ export class MetricDefs {
   hidden(key) {
     const d = this.for(key);
     return Boolean(d && d.hidden);
+  }
+}
+
+/** The definitions of the runs a chart board shows, and the series of their step_metrics. */
+export class BoardMetrics {
+  /** @param {MetricDef[][]} defsByRun each run's definitions, in the runs' order */
+  constructor(defsByRun) {
+    this.defs = defsByRun.map((d) => new MetricDefs(d));
+    /** @type {Map<string, Map<string, Series>>} step_metric key -> run id -> its series */
+    this.axes = new Map();
+  }
+
+  /**
+   * The step_metric a key is charted against (the first run that defines one), or null.
+   * @param {string} key
+   */
+  stepMetric(key) {
+    for (const d of this.defs) {
+      const m = d.stepMetric(key);
+      if (m) return m;
+    }
+    return null;
+  }
+
+  /**
+   * Whether a key is hidden by a definition (of any run).
+   * @param {string} key
+   */
+  hidden(key) {
+    return this.defs.some((d) => d.hidden(key));
+  }
+
+  /**
+   * A run's series of step_metric `key` (shared by the charts drawn against it).
+   * @param {string} key
+   * @param {{id: string, name: string, color: string}} run
+   */
+  axis(key, run) {
+    let byRun = this.axes.get(key);
+    if (!byRun) this.axes.set(key, (byRun = new Map()));
+    let s = byRun.get(run.id);
+    if (!s) byRun.set(run.id, (s = new Series(run.id, run.name, run.color)));
+    return s;
   }
 }
 
