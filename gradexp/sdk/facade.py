@@ -262,7 +262,7 @@ def init(
         raise GradexpError("resume= needs the id of the run to continue: init(id=..., resume=True)")
     if resume_mode is not None and resolved.run_id is None:
         resume_mode = None  # 'allow' or 'never' a new id: nothing to continue, nothing to refuse
-    run_name = check_field("name", name) if name is not None else random_name()
+    run_name = check_field("name", name) if name else random_name()  # "" too: scripts pass it
     fields = {
         "notes": check_field("notes", notes),
         "group": check_field("group", group),

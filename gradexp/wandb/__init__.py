@@ -168,7 +168,7 @@ _SETTINGS = {
     "reinit": "reinit",
 }
 # wandb.Settings fields about wandb's own process and service: nothing to say about them.
-_PLUMBING = ("start_method", "console", "init_timeout", "silent", "quiet", "show_info")
+_PLUMBING = ("start_method", "console", "init_timeout", "show_info")
 
 
 def init(
