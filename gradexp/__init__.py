@@ -33,8 +33,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.errors import LoginError as LoginError
     from gradexp.integrations.torch import unwatch as unwatch
     from gradexp.integrations.torch import watch as watch
+    from gradexp.sdk.current import config as config
+    from gradexp.sdk.current import summary as summary
     from gradexp.sdk.facade import aflush as aflush
+    from gradexp.sdk.facade import alert as alert
     from gradexp.sdk.facade import alog as alog
+    from gradexp.sdk.facade import define_metric as define_metric
     from gradexp.sdk.facade import finish as finish
     from gradexp.sdk.facade import flush as flush
     from gradexp.sdk.facade import init as init
@@ -54,7 +58,12 @@ _LAZY: dict[str, str] = {
     "flush": "gradexp.sdk.facade:flush",
     "aflush": "gradexp.sdk.facade:aflush",
     "finish": "gradexp.sdk.facade:finish",
+    "define_metric": "gradexp.sdk.facade:define_metric",
+    "alert": "gradexp.sdk.facade:alert",
     "Run": "gradexp.sdk.run:Run",
+    # the current run's config and summary (one object each, looked up on every use)
+    "config": "gradexp.sdk.current:config",
+    "summary": "gradexp.sdk.current:summary",
     "Settings": "gradexp.core.settings:Settings",
     "runfile": "gradexp.runfile",
     # rich values (they import numpy; integrations.torch imports torch only when called)

@@ -42,6 +42,8 @@ RECORD_TYPES: Final[dict[str, int]] = {
     "file": 4,
     "finish": 5,
     "telemetry": 6,
+    "metric": 7,
+    "alert": 8,
     # What the machine did (docs/protocol.md): time-based series, console lines, and the
     # run's environment. Each may carry the writer's ``rank`` (default 0).
     "system": 9,
@@ -56,6 +58,10 @@ MAX_DECOMPRESSED_BYTES: Final = 256 * 1024 * 1024  # after gunzip: past this it 
 MAX_BLOB_BYTES: Final = 4 * 1024 * 1024 * 1024
 MAX_KEY_LENGTH: Final = 256
 MAX_HISTOGRAM_BINS: Final = 512
+MAX_GALLERY_IMAGES: Final = 512  # images in one "gallery" value (a list logged under a key)
+MAX_ALERT_TITLE: Final = 256  # characters of an alert's title
+MAX_ALERT_TEXT: Final = 8192  # ... and of its text
+ALERT_LEVELS: Final = ("INFO", "WARN", "ERROR")
 
 # --- what the machine did (docs/protocol.md, records "system", "console", "environment") --
 MAX_CONSOLE_LINE: Final = 16 * 1024  # characters of one console line; the SDK cuts longer ones

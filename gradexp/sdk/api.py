@@ -157,6 +157,9 @@ class ApiRun:
         self.tags: list[str] = doc.get("tags") or []
         self.notes: str | None = doc.get("notes")
         self.group: str | None = doc.get("group")
+        self.job_type: str | None = doc.get("job_type")
+        #: define_metric's definitions: ``[{"name", "step_metric", "summary", "goal", "hidden"}]``
+        self.metrics: list[dict[str, Any]] = doc.get("metrics") or []
         self.host: dict[str, Any] = doc.get("host") or {}
         self.started_at: float | None = doc.get("started_at")
         self.finished_at: float | None = doc.get("finished_at")
@@ -270,6 +273,10 @@ class ApiRun:
             if name in doc:
                 doc[name] = [[decode_value(x) for x in row] for row in doc[name]]
         return dict(doc)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The run's alerts, oldest first: ``[{"seq", "time", "level", "title", "text"}]``."""
+        return list(self._api._get(f"/runs/{_quote(self.id)}/alerts")["alerts"])
 
     def files(self) -> list[dict[str, Any]]:
         """The run's files: ``[{"path", "sha256", "size", "content_type", "created_at"}]``."""

@@ -70,12 +70,17 @@ def as_config_dict(config: Any) -> dict[str, Any]:
 class Config(MutableMapping["str", "Any"]):
     """``run.config``: a dict whose updates are recorded (as ``config`` records).
 
+    Every way of setting a value records it: ``config["lr"] = v``, ``config.lr = v`` and
+    ``config.update(...)`` (a mapping, an ``argparse.Namespace``, a dataclass, or any
+    object with a ``__dict__``). Changing a value that is already there is allowed and
+    recorded like any other: the server keeps the latest value of each top-level key.
     ``record(kind, body)`` queues a record on the run (``Run._control``).
     """
 
     def __init__(self, record: Callable[[int, Any], None], initial: dict[str, Any]) -> None:
-        self._record = record
-        self._data = dict(initial)
+        # object.__setattr__: __setattr__ below records attribute assignments as config.
+        object.__setattr__(self, "_record", record)
+        object.__setattr__(self, "_data", dict(initial))
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -100,9 +105,30 @@ class Config(MutableMapping["str", "Any"]):
         except KeyError:
             raise AttributeError(f"config has no key {name!r}") from None
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        """Merge and record in one ``config`` record."""
-        changes = as_config_dict(dict(other, **kwargs))
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``run.config.lr = 0.1`` records ``lr`` like ``run.config["lr"] = 0.1``."""
+        if name.startswith("_"):
+            raise AttributeError(f"config keys cannot start with '_' ({name!r})")
+        self.update({name: value})
+
+    def __delattr__(self, name: str) -> None:
+        raise TypeError("config keys cannot be deleted once recorded; set a new value instead")
+
+    def update(
+        self, other: Any = (), /, *, allow_val_change: bool | None = None, **kwargs: Any
+    ) -> None:
+        """Merge and record in one ``config`` record.
+
+        ``other``: a mapping, an ``argparse.Namespace``, a dataclass instance or any object
+        with a ``__dict__`` (its public attributes), or key/value pairs. Values already
+        there may change: every change is recorded. ``allow_val_change`` is accepted and
+        ignored, since changes are always allowed (scripts written for wandb pass it).
+        """
+        if isinstance(other, Mapping) or not hasattr(other, "__dict__"):
+            items = dict(other, **kwargs)
+        else:
+            items = {**as_config_dict(other), **kwargs}
+        changes = as_config_dict(items)
         if changes:
             self._data.update(changes)
             self._record(CONFIG, changes)

@@ -25,6 +25,7 @@ from gradexp.sdk import hooks
 from gradexp.sdk.config import as_config_dict
 from gradexp.sdk.ids import random_id, random_name
 from gradexp.sdk.run import Run
+from gradexp.sdk.run_fields import check_field
 from gradexp.stream.channel import ACTIVE, FINISHED
 from gradexp.stream.thread import stream_handle
 
@@ -33,9 +34,20 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from gradexp.sdk.metrics import Metric
     from gradexp.stream.channel import Channel
 
-__all__ = ["aflush", "alog", "current_run", "finish", "flush", "init", "log"]
+__all__ = [
+    "aflush",
+    "alert",
+    "alog",
+    "current_run",
+    "define_metric",
+    "finish",
+    "flush",
+    "init",
+    "log",
+]
 
 _time = time.time
 _PLAIN_SUPERSET = PLAIN_TYPES.issuperset  # see Run.log
@@ -48,7 +60,8 @@ class CurrentRun:
     ``finish()``, on any threads, replace it under ``lock`` so they agree. ``channel`` is
     the current run's channel, kept beside it for ``log()``'s fast path, which then looks
     up no more attributes than ``Run.log`` does. ``said_reinit``: the note that ``init()``
-    finishes the previous run is printed once per process.
+    finishes the previous run is printed once per process; ``said_entity``: the entities
+    already said not to be the key's user.
 
     Fork: in a forked child (a DataLoader worker, multiprocessing with fork ...) the
     parent's lock may have been held by a thread that does not exist there, so
@@ -59,13 +72,14 @@ class CurrentRun:
     ``gradexp.init()`` in the child starts a run of its own.
     """
 
-    __slots__ = ("channel", "lock", "run", "said_reinit")
+    __slots__ = ("channel", "lock", "run", "said_entity", "said_reinit")
 
     def __init__(self) -> None:
         self.run: Run | None = None
         self.channel: Channel | None = None
         self.lock = threading.Lock()
         self.said_reinit = False
+        self.said_entity: set[str] = set()
 
     def set(self, run: Run) -> None:
         """Make ``run`` the current run."""
@@ -155,6 +169,23 @@ def finish(exit_code: int = 0, timeout: float | None = None) -> None:
         run.finish(exit_code=exit_code, timeout=timeout)
 
 
+def define_metric(
+    name: str,
+    step_metric: str | None = None,
+    summary: str | list[str] | tuple[str, ...] | None = None,
+    goal: str | None = None,
+    hidden: bool = False,
+) -> Metric:
+    """Define how a key is charted and summarised in the current run (see
+    :meth:`Run.define_metric`)."""
+    return _require_run("define_metric").define_metric(name, step_metric, summary, goal, hidden)
+
+
+def alert(title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+    """Send an alert about the current run (see :meth:`Run.alert`)."""
+    _require_run("alert").alert(title, text, level=level, wait_duration=wait_duration)
+
+
 def init(
     project: str | None = None,
     *,
@@ -164,9 +195,13 @@ def init(
     tags: list[str] | tuple[str, ...] | None = None,
     notes: str | None = None,
     group: str | None = None,
+    job_type: str | None = None,
     mode: str | None = None,
     dir: str | os.PathLike[str] | None = None,
     resume: bool | str | None = None,
+    reinit: bool | str | None = None,
+    save_code: bool = False,
+    entity: str | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     settings: Settings | Mapping[str, Any] | None = None,
@@ -175,16 +210,28 @@ def init(
     """Start a run and make it the current one.
 
     Never waits on the network: the run id is made here and the stream thread creates
-    the run on the server. Only ``resume=`` waits (bounded) for the server's last step.
+    the run on the server. Only ``resume=`` waits (bounded) for the server's answer.
     ``resume``: ``True``/``"must"`` continues run ``id`` (an error if it does not exist),
-    ``"allow"`` continues it if it exists. Calling ``init()`` while a run is active
-    finishes that run first. Use as a context manager to finish on exit.
-    ``console``: ``"auto"`` (the default) tees stdout and stderr into the run, ``"off"``
-    does not (docs/sdk.md, "Console output").
+    ``"allow"`` continues it if it exists and starts it otherwise, ``"never"`` refuses an
+    id that already exists. ``reinit`` says what happens to a run that is still active:
+    finished first (the default, said once; ``True`` or ``"finish_previous"``: silently),
+    or returned as it is (``False`` or ``"return_previous"``). ``save_code=True`` saves
+    the main script as the run file ``code/<name>``. ``entity`` is checked against the
+    API key's user: runs always belong to that user. ``console``: ``"auto"`` (the default)
+    tees stdout and stderr into the run, ``"off"`` does not (docs/sdk.md, "Console
+    output"). Use as a context manager to finish on exit.
     """
+    reinit_mode = _REINIT.get(reinit) if isinstance(reinit, (bool, str, type(None))) else None
+    if reinit_mode is None:
+        raise GradexpError(
+            f"reinit={reinit!r}: use True or 'finish_previous' (finish the active run "
+            "first), or False or 'return_previous' (keep it and return it)."
+        )
     previous = _current.run
     if previous is not None:
-        if not _current.said_reinit:
+        if reinit_mode == "return_previous":
+            return previous
+        if reinit_mode == "default" and not _current.said_reinit:
             _current.said_reinit = True
             say(f"init() was called again: finishing run {previous.id} first.")
         previous.finish()
@@ -212,12 +259,22 @@ def init(
     if problem is not None:
         raise GradexpError(f"{problem}.")
     resume_mode: str | None = {True: "must", False: None, None: None}.get(resume, resume)  # type: ignore[arg-type]
-    if resume_mode not in (None, "must", "allow"):
-        raise GradexpError(f"resume={resume!r}: use True, 'must' or 'allow'.")
-    if resume_mode and resolved.run_id is None:
+    if resume_mode not in (None, "must", "allow", "never"):
+        raise GradexpError(f"resume={resume!r}: use True, 'must', 'allow' or 'never'.")
+    if resume_mode == "must" and resolved.run_id is None:
         raise GradexpError("resume= needs the id of the run to continue: init(id=..., resume=True)")
-    run_name = name or random_name()
+    if resume_mode is not None and resolved.run_id is None:
+        resume_mode = None  # 'allow' or 'never' a new id: nothing to continue, nothing to refuse
+    run_name = check_field("name", name) if name else random_name()  # "" too: scripts pass it
+    fields = {
+        "notes": check_field("notes", notes),
+        "group": check_field("group", group),
+        "job_type": check_field("job_type", job_type),
+        "tags": check_field("tags", tags),
+    }
     config_dict = as_config_dict(config)
+    if entity is not None and resolved.mode == "online":
+        _check_entity(entity, resolved.base_url)
 
     run_dir: str | None = None
     started_at = time.time()
@@ -239,27 +296,31 @@ def init(
                 "dir= or set GRADEXP_DIR to a writable directory."
             ) from None
     hostname, system, machine = _host()
+    host: dict[str, Any] = {
+        "hostname": hostname,
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "platform": f"{system}-{machine}",
+    }
+    program = _program()
+    if program is not None:
+        host["program"] = program[0]
     meta: dict[str, Any] = {
         "id": run_id,
         "project": resolved.project,
         "name": run_name,
         "config": config_dict,
-        "tags": [str(t) for t in (tags or ())],
-        "notes": notes,
-        "group": group,
+        **fields,
         "attempt": random_id(),
-        "host": {
-            "hostname": hostname,
-            "pid": os.getpid(),
-            "python": sys.version.split()[0],
-            "platform": f"{system}-{machine}",
-        },
+        "host": host,
         "started_at": started_at,
-        "resume": bool(resume_mode),
+        "resume": resume_mode in ("must", "allow"),
         "dir": run_dir,
         "mode": resolved.mode,
         "base_url": resolved.base_url,
     }
+    if save_code and program is not None:
+        meta["code"] = program[1]  # the stream saves it as the run file code/<name>
     run = Run(
         resolved,
         run_id=run_id,
@@ -291,6 +352,45 @@ def init(
     return run
 
 
+# reinit= -> what init() does with a run that is still active
+_REINIT: dict[Any, str] = {
+    None: "default",
+    "default": "default",
+    True: "finish_previous",
+    "finish_previous": "finish_previous",
+    False: "return_previous",
+    "return_previous": "return_previous",
+}
+
+
+def _program() -> tuple[str, str] | None:
+    """The main script: (its path relative to the working directory when inside it, its
+    absolute path); None in a notebook, a REPL or ``python -c``."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or not os.path.isfile(path):
+        return None
+    full = os.path.abspath(path)
+    try:
+        shown = os.path.relpath(full)
+    except ValueError:  # another drive (Windows)
+        shown = full
+    return (full if shown.startswith("..") else shown), full
+
+
+def _check_entity(entity: str, base_url: str | None) -> None:
+    """Say (once) when ``entity`` is not the user the API key belongs to."""
+    from gradexp.core.credentials import load_credentials
+
+    user = (load_credentials()["hosts"].get(base_url or "") or {}).get("user")
+    if user and user != entity and entity not in _current.said_entity:
+        _current.said_entity.add(entity)
+        say(
+            f"entity {entity!r} is not used: runs belong to the API key's user ({user}), "
+            "so this run goes to that user's project."
+        )
+
+
 def _host() -> tuple[str, str, str]:
     """(hostname, system, machine), cheaply: os.uname where it exists (not on Windows)."""
     uname = getattr(os, "uname", None)
@@ -308,8 +408,9 @@ def _wait_resumed(run: Run, resume_mode: str) -> None:
     limit = 30.0
     if not channel.started.wait(limit):
         channel.state = FINISHED
+        what = "check" if resume_mode == "never" else "resume"
         raise GradexpError(
-            f"could not resume run {run.id}: no answer from {run.settings.base_url} within "
+            f"could not {what} run {run.id}: no answer from {run.settings.base_url} within "
             f"{limit:.0f} s. Check the server (gradexp status), or start a new run."
         )
     if channel.start_error is not None:

@@ -29,6 +29,10 @@ def run_html(run: Any) -> str:
         url = html.escape(run.url, quote=True)
         target = f'<a href="{url}" target="_blank" rel="noopener">{url}</a>'
         return f"<div>gradexp run <b>{name}</b> (<code>{rid}</code>): {target}</div>"
+    if run.mode == "disabled":
+        return (
+            f"<div>gradexp run <b>{name}</b> (<code>{rid}</code>): disabled, nothing is saved</div>"
+        )
     where = html.escape(str(run.dir))
     return (
         f"<div>gradexp run <b>{name}</b> (<code>{rid}</code>), {html.escape(run.mode)}: "

@@ -32,8 +32,10 @@ from collections.abc import Mapping
 from gradexp.core.output import say, warn
 from gradexp.protocol.values import PLAIN_TYPES
 from gradexp.sdk.config import Config, Summary
+from gradexp.sdk.run_fields import RunFields
 from gradexp.stream.channel import (
     ACTIVE,
+    ALERT,
     ATTACH,
     BROKEN,
     CONFIG,
@@ -45,6 +47,7 @@ from gradexp.stream.channel import (
     FINISHING,
     FORKED,
     HISTORY,
+    METRIC,
     OPEN,
     PARTIAL,
     SHEDDING,
@@ -62,7 +65,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from gradexp.core.settings import Settings
+    from gradexp.sdk.alerts import AlertGate
     from gradexp.sdk.console import Capture
+    from gradexp.sdk.metrics import Metric
 
 __all__ = ["Run", "captured_bytes"]
 
@@ -82,7 +87,7 @@ def captured_bytes(values: dict[str, Any]) -> int:
     return total
 
 
-class Run:
+class Run(RunFields):
     """One training run: its identity, step counter, config and summary, and ``log()``.
 
     Made by :func:`gradexp.init`; the module-level functions act on the current one. A
@@ -104,7 +109,9 @@ class Run:
     ) -> None:
         self._settings = settings
         self._id = run_id
-        self._name = name
+        # name, notes, tags, group, job_type: settable, see RunFields
+        self._fields = {k: meta.get(k) for k in ("notes", "tags", "group", "job_type")}
+        self._fields["name"] = name
         self._dir = run_dir
         self._resume = resume
         self._on_finish = on_finish  # the facade lets go of its current run
@@ -117,6 +124,7 @@ class Run:
         self._pid = os.getpid()
         self._exit_code: int | None = None
         self._capture: Capture | None = None  # the console capture, while it runs
+        self._alerts: AlertGate | None = None  # wait_duration's memory, made by alert()
 
     # --- identity ---
 
@@ -126,19 +134,29 @@ class Run:
         return self._id
 
     @property
-    def name(self) -> str:
-        """The display name (``bright-fox-12`` unless given)."""
-        return self._name
-
-    @property
     def project(self) -> str:
         """The project the run belongs to."""
         return str(self._channel.meta.get("project", ""))
 
     @property
-    def dir(self) -> str | None:
-        """The run directory (``<dir>/gradexp/run-<time>-<id>``); None when disabled."""
+    def dir(self) -> str:
+        """The run directory (``<dir>/gradexp/run-<time>-<id>``).
+
+        With ``mode="disabled"`` nothing is written there by gradexp: it is a temporary
+        folder, made on first use and removed when the process exits, so code that saves
+        files into ``run.dir`` still works.
+        """
+        if self._dir is None:
+            from gradexp.sdk.scratch import scratch_dir
+
+            self._dir = scratch_dir(self._id)
         return self._dir
+
+    @property
+    def resumed(self) -> bool:
+        """True when this run continues one that already held records (``resume=``)."""
+        channel = self._channel
+        return channel.start_seq > 1 or channel.resume_step >= 0
 
     @property
     def url(self) -> str | None:
@@ -177,7 +195,7 @@ class Run:
         return self._channel.next_step
 
     def __repr__(self) -> str:
-        return f"<gradexp.Run {self._id} {self._name!r} {self._channel.state} dir={self._dir!r}>"
+        return f"<gradexp.Run {self._id} {self.name!r} {self._channel.state} dir={self._dir!r}>"
 
     def _repr_html_(self) -> str:
         """Jupyter shows a run as a link to its page."""
@@ -376,6 +394,45 @@ class Run:
         capture, self._capture = self._capture, None
         if capture is not None:
             capture.stop()
+
+    # --- define_metric and alert ---
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        summary: str | list[str] | tuple[str, ...] | None = None,
+        goal: str | None = None,
+        hidden: bool = False,
+    ) -> Metric:
+        """Say how key ``name`` (or a glob such as ``"val/*"``) is charted and summarised.
+
+        ``step_metric``: chart it against that key (``"epoch"``) by default; ``summary``:
+        ``min``, ``max``, ``mean``, ``first``, ``last``, ``best`` or ``none`` (or several,
+        comma-separated) for the run's summary; ``goal``: ``minimize`` or ``maximize``
+        (what ``best`` means); ``hidden``: not charted by default. Recorded in the run; a
+        later definition of the same name replaces it. See ``gradexp.sdk.metrics``.
+        """
+        from gradexp.sdk.metrics import metric_definition, metric_record
+
+        metric = metric_definition(name, step_metric, summary, goal, hidden)
+        self._control(METRIC, metric_record(metric))
+        return metric
+
+    def alert(self, title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+        """Record an alert: shown on the run's page and sent to the server's webhook.
+
+        ``level``: ``"INFO"``, ``"WARN"`` or ``"ERROR"``. ``wait_duration`` (seconds or a
+        ``timedelta``): skip this alert if one with the same title was sent less than
+        that long ago. See ``gradexp.sdk.alerts``.
+        """
+        from gradexp.sdk.alerts import AlertGate, alert_record
+
+        record = alert_record(title, text, level)
+        if self._alerts is None:
+            self._alerts = AlertGate()
+        if self._alerts.allow(record["title"], wait_duration):
+            self._control(ALERT, record)
 
     # --- flushing and finishing ---
 

@@ -20,6 +20,7 @@ from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.signin import PasswordSignIn
+from gradexp.server.domain.alerts import AlertSender
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
@@ -76,6 +77,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         decode_pool=DecodePool(settings.ingest_workers, valid_keys),
         passwords=passwords,
         sign_ins=PasswordSignIn(db, settings.policy, passwords),
+        alerts=AlertSender(settings.alert_webhook_url),
         valid_keys=valid_keys,
     )
 
@@ -100,6 +102,7 @@ def make_app(state: AppState) -> web.Application:
         state.notifier.close()  # end live streams so shutdown need not wait for them
 
     async def on_cleanup(_app: web.Application) -> None:
+        await state.alerts.close()
         await state.exporter.close()
         await state.db.dispose()
         state.decode_pool.close()  # the ingest decode workers, if any started
@@ -118,6 +121,11 @@ def banner(settings: ServerSettings, url: str) -> str:
         f"  data dir      {settings.data_dir}",
         f"  database      {mask_url(settings.db_url)}",
         f"  object store  {describe_store(settings.store_url, settings.s3_endpoint)}",
+        *(
+            [f"  alert webhook {mask_url(settings.alert_webhook_url)}"]
+            if settings.alert_webhook_url
+            else []
+        ),
         "  stop with Ctrl+C",
     ]
     return "\n".join(lines)

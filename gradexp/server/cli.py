@@ -123,6 +123,13 @@ async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[A
     "names the client; sign-in limits count that address. Default: none, the header is "
     "ignored.",
 )
+@click.option(
+    "--alert-webhook-url",
+    default=None,
+    metavar="URL",
+    help="POST every alert runs send (gradexp.alert) to this URL as JSON; also "
+    "GRADEXP_ALERT_WEBHOOK_URL. Default: alerts are only shown on the run page.",
+)
 @storage_options
 @click.pass_context
 def server(
@@ -130,6 +137,7 @@ def server(
     host: str,
     port: int,
     trusted_proxies: tuple[str, ...],
+    alert_webhook_url: str | None,
     data: str | None,
     db: str | None,
     store: str | None,
@@ -151,7 +159,14 @@ def server(
     from gradexp.server.storage.migrate import MigrationError
 
     settings = _settings(
-        ctx, data, db, store, host=host, port=port, trusted_proxies=trusted_proxies
+        ctx,
+        data,
+        db,
+        store,
+        host=host,
+        port=port,
+        trusted_proxies=trusted_proxies,
+        alert_webhook_url=alert_webhook_url,
     )
     try:
         run(settings)

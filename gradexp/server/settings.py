@@ -70,6 +70,8 @@ class ServerSettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     s3_endpoint: str | None = None  # AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
     s3_region: str | None = None  # AWS_REGION / AWS_DEFAULT_REGION
+    # Where alerts are POSTed (--alert-webhook-url / GRADEXP_ALERT_WEBHOOK_URL); None: nowhere.
+    alert_webhook_url: str | None = None
 
     @property
     def db_kind(self) -> str:
@@ -85,10 +87,12 @@ def resolve_settings(
     port: int = 8080,
     environ: Mapping[str, str] | None = None,
     trusted_proxies: Sequence[str] = (),
+    alert_webhook_url: str | None = None,
 ) -> ServerSettings:
     """Fill in the defaults (SQLite and a local object folder under the data folder) and
     read the environment's knobs (``environ``, default ``os.environ``). ValueError for a
-    trusted proxy that is not an address or network."""
+    trusted proxy that is not an address or network. ``alert_webhook_url`` (the command
+    line's) wins over ``GRADEXP_ALERT_WEBHOOK_URL``."""
     env = os.environ if environ is None else environ
     data_dir = Path(data).expanduser().resolve() if data else default_data_dir()
     d = Policy()
@@ -114,6 +118,9 @@ def resolve_settings(
         trusted_proxies=parse_trusted_proxies(trusted_proxies),
         s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
         s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        alert_webhook_url=_webhook_url(
+            alert_webhook_url or env.get("GRADEXP_ALERT_WEBHOOK_URL", "").strip() or None
+        ),
     )
 
 
@@ -131,6 +138,18 @@ def _network(item: str) -> IPNetwork:
             f"trusted proxy {item!r} is not an IP address or network "
             "(for example 127.0.0.1, 10.0.0.0/8 or ::1)"
         ) from None
+
+
+def _webhook_url(url: str | None) -> str | None:
+    """An http(s) URL, or ValueError naming the setting."""
+    if url is None:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(
+            f"the alert webhook URL {url!r} must start with http:// or https:// "
+            "(--alert-webhook-url, GRADEXP_ALERT_WEBHOOK_URL)"
+        )
+    return url
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

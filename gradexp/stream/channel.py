@@ -44,8 +44,11 @@ CONFIG = 2  # (CONFIG, update, 0)
 SUMMARY = 3  # (SUMMARY, update, 0)
 FINISH = 5  # (FINISH, {"exit_code", "time"}, 0)
 TELEMETRY = 6
+METRIC = 7  # (METRIC, definition, 0): define_metric()
+ALERT = 8  # (ALERT, {"title", "text", "level", "time"}, 0): alert()
 PARTIAL = 101  # (PARTIAL, step | None, time, values, captured_bytes): log(commit=False)
 ATTACH = 102  # (ATTACH, values, captured_bytes): Run._attach_to_next_step
+RUN_FIELDS = 103  # (RUN_FIELDS, {"name": ...}, 0): run.name = ... (a config record's "run")
 CTRL_FLUSH = -1  # (CTRL_FLUSH, Waiter, want_ack): resolve once written (and acknowledged)
 CTRL_CLOSE = -2  # (CTRL_CLOSE, Waiter, 0): after the finish record; resolve once it is uploaded
 CTRL_SKIP = -3  # (CTRL_SKIP, n, 0): n auto steps were dropped (shed): skip their step numbers
@@ -202,7 +205,7 @@ class Channel:
         self.start_error: str | None = None
         self.closed = Waiter()  # the stream let go of the run (file closed)
         self.stream_dead: str | None = None  # the stream thread failed: stop waiting on it
-        self.resume_mode: str | None = None  # None, "must" or "allow" (set by init)
+        self.resume_mode: str | None = None  # None, "must", "allow" or "never" (set by init)
         self.release = False  # the caller is done waiting: let go of the run now
         self.abandoned = False  # ... and whatever is not uploaded stays for `gradexp sync`
         # The console capture's buffer (gradexp.stream.console), when output is captured:

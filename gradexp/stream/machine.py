@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gradexp.core.output import say
 from gradexp.protocol.wire import FILES_DIR, MAX_CONSOLE_LINES, RECORD_TYPES
@@ -36,7 +36,9 @@ from gradexp.stream.console import LineAssembler
 from gradexp.stream.preload import preload
 
 if TYPE_CHECKING:
-    from gradexp.stream.runstream import RunStream
+    from gradexp.core.settings import Settings
+    from gradexp.stream.channel import Channel
+    from gradexp.stream.steps import Framer
     from gradexp.stream.system import SystemSampler
 
 __all__ = ["MachineRecorder"]
@@ -63,10 +65,22 @@ BACKGROUND_MODULES = (
 )
 
 
+class RecordingStream(Protocol):
+    """What the recorder needs of its run's stream (a RunStream, on the stream thread)."""
+
+    channel: Channel
+    settings: Settings
+    loop: asyncio.AbstractEventLoop
+    framer: Framer | None
+    run_id: str
+    run_dir: Any
+    wake_event: asyncio.Event
+
+
 class MachineRecorder:
     """System samples, console lines and the environment of one run (stream thread)."""
 
-    def __init__(self, stream: RunStream) -> None:
+    def __init__(self, stream: RecordingStream) -> None:
         self.stream = stream
         self.channel = stream.channel
         self.settings = stream.settings

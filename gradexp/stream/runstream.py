@@ -151,6 +151,8 @@ class RunStream:
                 client, self.run_dir, self.meta, self.settings, listener=channel
             )
             if resume_mode:
+                # resume="never" PUTs without resume: a run that holds records is refused
+                # (409 run_exists), and the uploader's message says what to do.
                 reply = await self.uploader.create_run(give_up_after=25.0)
                 start_seq = int(reply.get("acked_seq", 0)) + 1
                 channel.resume_step = int(reply.get("last_step", -1))
@@ -162,12 +164,19 @@ class RunStream:
                     )
         elif resume_mode:
             last_seq, last_step = await self.loop.run_in_executor(None, self._local_resume_point)
+            where = os.path.dirname(self.run_dir.path)
             if last_seq == 0 and resume_mode == "must":
                 raise RuntimeError(
-                    f"no earlier run {self.run_id} under {os.path.dirname(self.run_dir.path)} "
-                    "to resume offline; use resume='allow' to start it"
+                    f"no earlier run {self.run_id} under {where} to resume offline; use "
+                    "resume='allow' to start it"
                 )
-            start_seq, channel.resume_step = last_seq + 1, last_step
+            if last_seq > 0 and resume_mode == "never":
+                raise RuntimeError(
+                    f"run {self.run_id} already exists under {where} and resume='never' "
+                    "refuses to continue it; use a new id, or resume='allow'"
+                )
+            if resume_mode != "never":
+                start_seq, channel.resume_step = last_seq + 1, last_step
         next_step = channel.resume_step + 1  # 0 unless resuming
         channel.start_seq = start_seq
         channel.next_step = next_step
@@ -182,6 +191,9 @@ class RunStream:
         self.framer = Framer(
             self.writer, self, channel, self._control, seq=start_seq - 1, next_step=next_step
         )
+        code = self.meta.get("code")
+        if code:
+            await self._save_code(str(code))
         update_latest_link(os.path.dirname(self.run_dir.path), os.path.basename(self.run_dir.path))
         if self.uploader is not None:
             self.uploader.source = LiveSource(self.run_dir.log_path, HEADER_SIZE, start_seq)
@@ -320,6 +332,30 @@ class RunStream:
         self.framer.append(_FILE, {**info, "content_type": content_type})
         return info
 
+    async def _save_code(self, path: str) -> None:
+        """``init(save_code=True)``: the main script becomes the run file ``code/<name>``."""
+        name = os.path.basename(path)
+        try:
+            data = await self.loop.run_in_executor(None, _read_small, path, _MAX_CODE_BYTES)
+        except OSError as exc:
+            say(f"save_code: cannot read {path} ({exc.strerror or exc}); the code is not saved.")
+            return
+        if data is None:
+            say(f"save_code: {path} is over {_MAX_CODE_BYTES >> 20} MiB; the code is not saved.")
+            return
+        files_dir = os.path.join(self.run_dir.path, FILES_DIR, "code")
+        local = os.path.join(files_dir, name)
+
+        def write() -> None:  # executor thread
+            os.makedirs(files_dir, exist_ok=True)
+            with open(local, "wb") as f:
+                f.write(data)
+
+        await self.loop.run_in_executor(None, write)
+        assert self.framer is not None
+        info = {"path": f"code/{name}", "sha256": hashlib.sha256(data).hexdigest()}
+        self.framer.append(_FILE, {**info, "size": len(data), "content_type": "text/x-python"})
+
     # --- writing through, flushes, fsync ---
 
     def _write_through(self) -> None:
@@ -396,6 +432,16 @@ class RunStream:
             say(f"fsync of the run file of {self.run_id} failed: {exc.strerror}")
         finally:
             self.fsync_task = None
+
+
+_MAX_CODE_BYTES = 16 << 20  # a main script larger than this is not saved
+
+
+def _read_small(path: str, limit: int) -> bytes | None:
+    """The bytes of ``path``, or None if it holds more than ``limit``."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    return None if len(data) > limit else data
 
 
 def _one_line(exc: BaseException) -> str:

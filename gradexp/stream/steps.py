@@ -30,6 +30,7 @@ from gradexp.protocol.runfile import FRAME, RunFileWriter
 from gradexp.protocol.values import encode_float, encode_values, needs_encoding
 from gradexp.protocol.wire import MAX_KEY_LENGTH, RECORD_TYPE_NAMES
 from gradexp.stream.channel import (
+    ALERT,
     ATTACH,
     CONFIG,
     CTRL_CLOSE,
@@ -37,7 +38,9 @@ from gradexp.stream.channel import (
     CTRL_SKIP,
     FINISH,
     HISTORY,
+    METRIC,
     PARTIAL,
+    RUN_FIELDS,
     SUMMARY,
     Channel,
 )
@@ -298,6 +301,10 @@ class Framer:
             self.append(CONFIG, {"update": _encode_nested(item[1])})
         elif kind == SUMMARY:
             self.append(SUMMARY, {"update": encode_values(item[1], self.sink, self.bad)})
+        elif kind == RUN_FIELDS:  # the run's own fields travel in a config record
+            self.append(CONFIG, {"update": {}, "run": item[1]})
+        elif kind in (METRIC, ALERT):
+            self.append(kind, item[1])
         elif kind in (CTRL_FLUSH, CTRL_CLOSE):
             self.control(item, self.seq)  # the stream resolves them once this seq is out
         elif kind == CTRL_SKIP:  # records were shed: their auto steps stay empty

@@ -97,7 +97,17 @@ class Uploader:
     # --- run creation ---
 
     def _run_body(self) -> dict[str, Any]:
-        keys = ("project", "name", "config", "tags", "notes", "group", "attempt", "host")
+        keys = (
+            "project",
+            "name",
+            "config",
+            "tags",
+            "notes",
+            "group",
+            "job_type",
+            "attempt",
+            "host",
+        )
         body = {k: self.meta.get(k) for k in keys}
         body["started_at"] = self.meta.get("started_at")
         body["resume"] = bool(self.meta.get("resume"))
@@ -281,7 +291,11 @@ class Uploader:
             await self.create_run()
         elif head.status not in (404, 405):
             raise UploadStopped(self._refusal(head))
-        local = os.path.join(self.run_dir.path, FILES_DIR, os.path.basename(str(info["path"])))
+        local = _local_path(self.run_dir.path, str(info["path"]))
+        if local is None:
+            raise UploadStopped(
+                f"run {self.run_id} names a file outside its files/: {info['path']!r}"
+            )
         loop = asyncio.get_running_loop()
         try:
             data = await loop.run_in_executor(None, _read_file, local)  # executor thread
@@ -415,6 +429,15 @@ def _gzip(data: bytes) -> bytes:
     """gzip at level 1: JSON shrinks ~5-10x even so, and it is several times faster than 6."""
     comp = zlib.compressobj(1, zlib.DEFLATED, 31)
     return comp.compress(data) + comp.flush()
+
+
+def _local_path(run_dir: str, path: str) -> str | None:
+    """Where the run file ``path`` (relative, '/'-separated) lies under ``files/``; None
+    for a path that would leave it (an absolute one, or one with '..')."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+        return None
+    return os.path.join(run_dir, FILES_DIR, *parts)
 
 
 def _read_file(path: str) -> bytes:

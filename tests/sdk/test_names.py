@@ -43,3 +43,17 @@ def test_init_refuses_a_bad_id_or_project_with_the_rules_message(tmp_path: objec
         gradexp.init(id="a b", mode="offline", dir=str(tmp_path))
     with pytest.raises(GradexpError, match="project name '-x' is not valid"):
         gradexp.init(project="-x", mode="offline", dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("run_id", ["abc.def", "v1.2-seed_3", "-x", "_", "a.b.c", "9"])
+def test_run_ids_may_hold_dots(run_id: str) -> None:
+    assert run_id_problem(run_id) is None
+    assert RUN_ID_RE.fullmatch(run_id)
+
+
+@pytest.mark.parametrize(
+    "run_id", [".", "..", ".abc", "abc.", "a..b", "a/b", "a\\b", "a%2F", "a b"]
+)
+def test_run_ids_that_would_be_unsafe_in_a_path_or_url(run_id: str) -> None:
+    assert run_id_problem(run_id) is not None
+    assert not RUN_ID_RE.fullmatch(run_id)

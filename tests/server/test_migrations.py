@@ -66,6 +66,10 @@ async def _make_revision_1_database(db_url: str) -> str:
                         "run_pk", "key_id", "key_name", "kind", "count", "first_step", "last_step",
                         "last_seq", "last_value",
                     ),
+                    "rollups": (
+                        "run_pk", "key_id", "level", "bucket", "vmin", "vmax", "vsum", "vcount",
+                        "flags", "last", "last_code", "last_seq", "last_step", "last_time",
+                    ),
                 }.items()
             }  # fmt: skip
             # No explicit ids: PostgreSQL's sequences must stay in step for later inserts.
@@ -114,6 +118,14 @@ async def _make_revision_1_database(db_url: str) -> str:
                      "last_value": orjson.dumps({**HIST, "mean": 2}).decode()},
                 ],
             )  # fmt: skip
+            # the coarsest rollup of "loss" (every point is in it)
+            conn.execute(
+                t["rollups"].insert().values(
+                    run_pk=run_pk, key_id=1, level=7, bucket=0, vmin=0.8, vmax=1.0, vsum=2.7,
+                    vcount=3, flags=0, last=0.8, last_code=0, last_seq=3, last_step=2,
+                    last_time=12.0,
+                )
+            )  # fmt: skip
 
         await db.write(fill)
     finally:
@@ -138,6 +150,24 @@ def test_old_database_is_upgraded_in_place(start_server, db_url):
     hist = get(srv, "/api/v1/runs/oldrun/histograms?key=w", key=key)
     assert hist["step"] == [0, 1, 2] and hist["counts"] == [[4, 6]] * 3
     assert get(srv, "/api/v1/viewer", key=key)["user"]["name"] == "grace"
+    # Revision 7 backfilled each key's min, max, sum and count from the rollups: a
+    # define_metric summary of an old run is right at once.
+    assert run_async(_loss_aggregates(db_url)) == (0.8, 1.0, 2.7, 3)
+
+
+async def _loss_aggregates(db_url: str) -> tuple:
+    from gradexp.server.storage.db import Database
+
+    db = Database(db_url)
+    try:
+
+        def read(conn: sa.Connection) -> tuple:
+            query = "SELECT vmin, vmax, vsum, vcount FROM run_keys WHERE key_name = 'loss'"
+            return tuple(conn.execute(sa.text(query)).one())
+
+        return await db.run_with_connection(read)
+    finally:
+        await db.dispose()
 
 
 def test_schema_matches_the_models(db_url):

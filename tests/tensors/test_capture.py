@@ -160,7 +160,7 @@ def test_bare_values_dispatch():
     assert capture(torch.ones(2, 2, dtype=torch.bfloat16)).encode(None)["mean"] == 1.0
     masked = np.ma.masked_array([1.0, 100.0, 3.0], mask=[False, True, False])
     assert capture(masked).encode(None)["max"] == 3.0  # masked entries are not values
-    assert capture([1, 2, 3]) is None  # lists are not arrays: the SDK reports them
+    assert capture([1, 2, 3]).encode(None)["count"] == 3  # a list of numbers: its histogram
     assert capture("text") is None
 
 

@@ -128,7 +128,7 @@ def project() -> str:
 def log_run(server: Any, tmp_path: Path) -> Callable[..., Any]:
     """Log a whole run with the real SDK in this process; returns the finished Run.
 
-    ``log_run(project, rows, name=None, config=None, tags=None)``: ``rows`` is a list of
+    ``log_run(project, rows, name=None, config=None, tags=None, id=None)``: ``rows`` is a list of
     ``(step, values)`` pairs or a callable ``rows(run)`` that logs by itself.
     """
     import gradexp
@@ -140,9 +140,11 @@ def log_run(server: Any, tmp_path: Path) -> Callable[..., Any]:
         name: str | None = None,
         config: dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        id: str | None = None,
     ) -> Any:
         run = gradexp.init(
             project=project,
+            id=id,
             name=name,
             config=config,
             tags=tags,

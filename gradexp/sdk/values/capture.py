@@ -37,8 +37,14 @@ def capture(value: Any) -> Any:
     numpy arrays, torch tensors and other array-likes (anything with ``__array__`` and a
     ``shape``) with more than one element become histograms with statistics; one element
     becomes its number; an empty one an empty histogram. A PIL image becomes an ``Image``.
-    Raises TypeError for arrays of unsupported dtypes (complex, object, strings, ...).
+    A list or tuple of images becomes a gallery, of numbers a histogram
+    (``gradexp.sdk.values.sequences``). Raises TypeError for arrays of unsupported dtypes
+    (complex, object, strings, ...).
     """
+    if isinstance(value, (list, tuple)):
+        from gradexp.sdk.values.sequences import capture_sequence
+
+        return capture_sequence(value)
     torch = torch_of(value)
     if torch is not None:
         if value.layout == torch.strided and value.numel() == 1:

@@ -24,6 +24,7 @@ from gradexp.protocol.names import SHA256_RE
 from gradexp.protocol.values import encode_float
 from gradexp.protocol.wire import (
     HISTOGRAM_STATS,
+    MAX_GALLERY_IMAGES,
     MAX_HISTOGRAM_BINS,
     MAX_KEY_LENGTH,
     STAT_SEPARATOR,
@@ -32,6 +33,7 @@ from gradexp.server.domain.bodies import gunzip, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.domain.errors import DomainError, Invalid
 from gradexp.server.domain.machine import MACHINE_KINDS, check_machine_record
+from gradexp.server.domain.run_records import check_alert, check_metric, check_run_fields
 
 MAX_FILE_PATH = 512
 
@@ -148,8 +150,19 @@ def _check_number_list(xs: Any, where: str) -> None:
 
 
 def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
-    """A value with a ``_type``: float, histogram, tensor or image."""
+    """A value with a ``_type``: float, histogram, tensor, image or gallery."""
     kind = value.get("_type")
+    if kind == "gallery":
+        images = value.get("images")
+        if type(images) is not list or not 0 < len(images) <= MAX_GALLERY_IMAGES:
+            raise bad_batch(
+                f"{where}.images must be a list of 1 to {MAX_GALLERY_IMAGES} image values"
+            )
+        for i, image in enumerate(images):
+            if type(image) is not dict or image.get("_type") != "image":
+                raise bad_batch(f"{where}.images[{i}] must be an image value")
+            check_typed(image, f"{where}.images[{i}]")
+        return value
     if kind == "float":
         return _check_encoded_float(value, where)
     if kind == "histogram":
@@ -184,7 +197,7 @@ def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
                 raise bad_batch(f"{where}.caption must be a string or null")
         return value
     raise bad_batch(
-        f'{where}: objects must be typed values with "_type" float, histogram, tensor or image '
+        f'{where}: objects must be typed values with "_type" float, histogram, tensor, image or gallery '
         "(nested mappings are flattened to 'a/b' keys by the SDK)"
     )
 
@@ -248,7 +261,17 @@ class Batch:
 
 
 _RECORD_KINDS = frozenset(
-    ("history", "config", "summary", "file", "telemetry", "finish", *MACHINE_KINDS)
+    (
+        "history",
+        "config",
+        "summary",
+        "file",
+        "telemetry",
+        "finish",
+        "metric",
+        "alert",
+        *MACHINE_KINDS,
+    )
 )
 
 
@@ -275,6 +298,12 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
         for key in update:
             if type(key) is not str or not key:
                 raise bad_batch(f"{where}.update: keys must be non-empty strings")
+        if rec.get("run") is not None:
+            check_run_fields(rec["run"], f"{where}.run")
+    elif kind == "metric":
+        check_metric(rec, where)
+    elif kind == "alert":
+        check_alert(rec, where)
     elif kind == "summary":
         update = rec.get("update")
         if type(update) is not dict:
@@ -307,7 +336,7 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
     else:
         raise bad_batch(
             f"{where}.type {kind!r} is not one of history, config, summary, file, telemetry, "
-            "finish, system, console, environment"
+            "finish, metric, alert, system, console, environment"
         )
 
 

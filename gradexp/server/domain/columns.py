@@ -22,7 +22,8 @@ from gradexp.protocol.wire import HISTOGRAM_STATS, STAT_SEPARATOR
 from gradexp.server.domain import rollup
 
 _dumps = orjson.dumps
-TYPED_KINDS = ("histogram", "tensor", "image")
+TYPED_KINDS = ("histogram", "tensor", "image", "gallery")
+MEDIA_KINDS = ("image", "gallery")  # typed values without statistics
 _EMPTY_I = np.empty(0, dtype=np.intp)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
@@ -60,7 +61,8 @@ class HistoryColumns:
         self._matrices: dict[tuple[str, ...], Any] = {}  # ready float64 matrices (add_group)
         # per-value path: key -> ([positions], [floats]) of numeric points
         self._extra: dict[str, tuple[list[int], list[float]]] = {}
-        # per-value path: key -> [count, min_step, max_step, last_pos, kind, last_value]
+        # per-value path: key -> [count, min_step, max_step, last_pos, kind, last_value,
+        # first_pos, first_value]
         self._meta: dict[str, list[Any]] = {}
         self.typed: list[tuple[str, int, int, float, str]] = []  # (key, seq, step, time, json)
         self._special_first: dict[str, int] = {}  # key -> first position (per-value path)
@@ -71,6 +73,7 @@ class HistoryColumns:
         self._steps_np: Any = None
         self._plain: dict[str, list[tuple[Any, Any]]] = {}  # set by finish()
         self._plain_last: dict[str, Any] = {}  # set by finish()
+        self._plain_first: dict[str, tuple[int, Any]] = {}  # set by finish(): (pos, value)
         # The batch's other records (config, summary, ...), gathered while validating.
         self.others: list[dict[str, Any]] = []
 
@@ -142,7 +145,7 @@ class HistoryColumns:
                 self._add_extra(key, pos, num)
             elif kind in TYPED_KINDS:
                 self.typed.append((key, seq, step, t, _dumps(value).decode()))
-                if kind == "image":
+                if kind in MEDIA_KINDS:
                     continue
                 for stat in HISTOGRAM_STATS:
                     if stat in value:
@@ -164,7 +167,7 @@ class HistoryColumns:
     def _note(self, key: str, pos: int, step: int, kind: str, value: Any) -> None:
         meta = self._meta.get(key)
         if meta is None:
-            self._meta[key] = [1, step, step, pos, kind, value]
+            self._meta[key] = [1, step, step, pos, kind, value, pos, value]
             return
         meta[0] += 1
         if step < meta[1]:
@@ -203,6 +206,9 @@ class HistoryColumns:
         self._plain_last = {
             key: values[max(int(pos[-1]) for pos, _ in parts)][key] for key, parts in plain.items()
         }
+        # ... and its first row, as logged (the "first" summary of define_metric)
+        firsts_pos = {key: min(int(pos[0]) for pos, _ in parts) for key, parts in plain.items()}
+        self._plain_first = {key: (p, values[p][key]) for key, p in firsts_pos.items()}
         numeric: dict[str, tuple[Any, Any]] = {}
         for key in self.key_order:
             parts = plain.get(key, [])
@@ -224,7 +230,16 @@ class HistoryColumns:
     # pickle (decode_pool.py). What crosses is what the writer uses, in compact form:
     # int/float columns as arrays, the rows' JSON texts as one string, no per-record
     # dicts (key_rows needs each key's last value only: _plain_last).
-    _STATE = ("_plain", "_plain_last", "_meta", "typed", "key_order", "max_step", "numeric")
+    _STATE = (
+        "_plain",
+        "_plain_last",
+        "_plain_first",
+        "_meta",
+        "typed",
+        "key_order",
+        "max_step",
+        "numeric",
+    )
 
     def __getstate__(self) -> dict[str, Any]:
         state = {name: getattr(self, name) for name in self._STATE}
@@ -289,14 +304,55 @@ class HistoryColumns:
             )
         return rollup.build_columns(keys, steps[pos], seqs[pos], times[pos], vals)
 
+    def aggregates(self) -> dict[str, tuple[float | None, float | None, float, int]]:
+        """Per numeric key: the finite values' (min, max, sum, count) in this batch.
+
+        A few numpy calls for the whole batch, whatever the number of keys: every key's
+        points are concatenated and reduced segment by segment (``reduceat``). Non-finite
+        values are left out (min and max are None when a key has no finite value); each
+        point adds at most ``SUM_CLAMP`` to the sum, as in the rollups.
+        """
+        if not self.numeric:
+            return {}
+        keys = list(self.numeric)
+        arrays = [self.numeric[k][1] for k in keys]
+        lens = np.fromiter(map(len, arrays), dtype=np.intp, count=len(arrays))
+        vals = np.concatenate(arrays)
+        starts = np.zeros(len(arrays), dtype=np.intp)
+        np.cumsum(lens[:-1], out=starts[1:])
+        finite = np.isfinite(vals)
+        clamp = rollup.SUM_CLAMP
+        with np.errstate(over="ignore", invalid="ignore"):
+            if finite.all():
+                counts = lens
+                mins = np.minimum.reduceat(vals, starts)
+                maxs = np.maximum.reduceat(vals, starts)
+                sums = np.add.reduceat(np.clip(vals, -clamp, clamp), starts)
+            else:
+                counts = np.add.reduceat(finite.astype(np.intp), starts)
+                mins = np.minimum.reduceat(np.where(finite, vals, np.inf), starts)
+                maxs = np.maximum.reduceat(np.where(finite, vals, -np.inf), starts)
+                sums = np.add.reduceat(np.where(finite, np.clip(vals, -clamp, clamp), 0.0), starts)
+            np.clip(sums, -clamp, clamp, out=sums)
+        return {
+            key: (mn if n else None, mx if n else None, s, n)
+            for key, mn, mx, s, n in zip(
+                keys, mins.tolist(), maxs.tolist(), sums.tolist(), counts.tolist(), strict=True
+            )
+        }
+
     def key_rows(self, key_ids: dict[str, int]) -> list[tuple[Any, ...]]:
-        """Key-index rows: (key_id, key, kind, count, first_step, last_step, last_seq, last_value)."""
+        """Key-index rows: (key_id, key, kind, count, first_step, last_step, last_seq,
+        last_value, vmin, vmax, vsum, vcount, first_value, first_seq)."""
         out = []
         steps = self._steps_array()
+        aggregates = self.aggregates()
+        no_numbers = (None, None, 0.0, 0)
         for key in self.key_order:
             count, first_step, last_step, last_pos = 0, 2**63, -1, -1
             kind: str = "number"
             last_value: Any = None
+            first_pos, first_value = 2**63, None
             for pos, _vals in self._plain.get(key, ()):
                 chosen = steps[pos]
                 count += len(pos)
@@ -305,12 +361,15 @@ class HistoryColumns:
                 last_pos = max(last_pos, int(pos[-1]))  # positions in a group only grow
             if last_pos >= 0:
                 last_value = self._plain_last[key]
+                first_pos, first_value = self._plain_first[key]
             meta = self._meta.get(key)
             if meta is not None:
                 count += meta[0]
                 first_step, last_step = min(first_step, meta[1]), max(last_step, meta[2])
                 if meta[3] > last_pos:
                     last_pos, kind, last_value = meta[3], meta[4], meta[5]
+                if meta[6] < first_pos:
+                    first_pos, first_value = meta[6], meta[7]
             if last_pos < 0:
                 continue  # only nulls: not in the key index
             out.append(
@@ -323,6 +382,9 @@ class HistoryColumns:
                     last_step,
                     self.seqs[last_pos],
                     _dumps(last_value).decode(),
+                    *aggregates.get(key, no_numbers),
+                    _dumps(first_value).decode(),
+                    self.seqs[first_pos],
                 )
             )
         return out

@@ -6,7 +6,8 @@ and one column per key, in the order keys first appeared:
 - numbers: float64 (NaN and infinities restored); booleans: bool; strings: string;
 - histograms ``K``: ``K.bins`` and ``K.counts`` (list<float64>), plus the ``K#stat``
   statistics as float64 columns; tensors: ``K.path``, ``K.sha256`` and the statistics;
-  images: ``K.path`` and ``K.sha256``.
+  images: ``K.path`` and ``K.sha256``; galleries: ``K.paths`` (list<string>, the
+  images' files in order).
 
 A value that does not fit its key's column (a string logged under a numeric key) is written
 as null there. Building reads the rows in chunks and converts them on a worker thread, so
@@ -69,6 +70,8 @@ def _columns(keys: list[dict[str, Any]]) -> list[tuple[str, str, str, str | None
         elif kind in ("tensor", "image"):
             cols.append((f"{key}.path", "string", key, "path"))
             cols.append((f"{key}.sha256", "string", key, "sha256"))
+        elif kind == "gallery":
+            cols.append((f"{key}.paths", "paths", key, "images"))
     return cols
 
 
@@ -96,6 +99,8 @@ def _convert(
                 data[i].append(v if type(v) is bool else None)
             elif kind == "string":
                 data[i].append(v if type(v) is str else None)
+            elif kind == "paths":  # a gallery's images
+                data[i].append([x.get("path") for x in v] if type(v) is list else None)
             else:  # list of numbers (histogram bins/counts)
                 data[i].append([decode_value(x) for x in v] if type(v) is list else None)
     arrow_types = {
@@ -103,6 +108,7 @@ def _convert(
         "bool": pa.bool_(),
         "string": pa.string(),
         "list": pa.list_(pa.float64()),
+        "paths": pa.list_(pa.string()),
     }
     arrays = [pa.array(steps, pa.int64()), pa.array(times, pa.float64())]
     arrays += [

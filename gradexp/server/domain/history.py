@@ -303,7 +303,7 @@ async def _raw_pieces(
 
 
 NUMERIC_KINDS = ("number", "bool")
-TYPED_KINDS = ("histogram", "tensor", "image")
+TYPED_KINDS = ("histogram", "tensor", "image", "gallery")
 
 
 async def series(
@@ -337,7 +337,7 @@ async def series(
 
 
 async def typed_key(conn: AsyncConnection, run: Any, key: str) -> dict[str, Any]:
-    """The key-index entry of a histogram, tensor or image key of the run: NotFound when the
+    """The key-index entry of a histogram, tensor, image or gallery key of the run: NotFound when the
     run has no such key, Invalid when its values are of another kind."""
     info = (await keys_named(conn, run.pk, [key])).get(key)
     if info is None or STAT_SEPARATOR in key:

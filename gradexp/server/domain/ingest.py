@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import bindparam, case, func, insert, or_, select
 from sqlalchemy.engine import Connection, Dialect
 
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound
 from gradexp.server.domain.machine import MACHINE_KINDS, apply_machine_records
+from gradexp.server.domain.run_records import merge_metrics, run_field_columns, store_alerts
 from gradexp.server.domain.runs import run_not_found
+from gradexp.server.domain.summaries import update_summaries
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -78,6 +80,7 @@ class IngestResult:
     project_id: int
     finished: bool = False
     key_ids: dict[str, int] = field(default_factory=dict)  # to cache once committed
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # to deliver once committed
 
 
 class KeyIdCache:
@@ -178,6 +181,7 @@ _RUN_COLUMNS = (
     "config",
     "summary",
     "telemetry",
+    "metrics",
 )
 
 
@@ -338,10 +342,20 @@ def _apply(
     file_recs: list[dict[str, Any]] = []
     finish: dict[str, Any] | None = None
     machine_recs: list[dict[str, Any]] = []  # system samples, console lines, environments
+    run_fields: dict[str, Any] = {}
+    metric_recs: list[dict[str, Any]] = []
+    alert_recs: list[dict[str, Any]] = []
     for rec in others:
         rtype = rec["type"]
         if rtype == "config":
-            config_update = {**(config_update or {}), **rec["update"]}
+            if rec["update"]:
+                config_update = {**(config_update or {}), **rec["update"]}
+            if rec.get("run"):
+                run_fields.update(rec["run"])
+        elif rtype == "metric":
+            metric_recs.append(rec)
+        elif rtype == "alert":
+            alert_recs.append(rec)
         elif rtype == "summary":
             summary_update = {**(summary_update or {}), **rec["update"]}
         elif rtype == "telemetry":
@@ -403,6 +417,13 @@ def _apply(
         insert_rows(
             conn, kind, _upsert_sql(conn, kind, "run_keys"), [(run_pk, *row) for row in key_rows]
         )
+    # define_metric: the definitions, and the summaries they choose (the sort key of the
+    # runs table); runs without definitions skip it. Then the alerts.
+    metrics_text = merge_metrics(run.metrics, metric_recs) if metric_recs else run.metrics
+    if metrics_text is not None and (metric_recs or key_rows):
+        update_summaries(conn, run_pk, metrics_text, bool(metric_recs), [r[1] for r in key_rows])
+    if alert_recs:
+        store_alerts(conn, run_pk, alert_recs)
     if file_recs:
         by_path = {f["path"]: f for f in file_recs}  # the last record for a path wins
         conn.execute(
@@ -441,6 +462,10 @@ def _apply(
         run_update["config"] = _dumps({**orjson.loads(run.config), **config_update}).decode()
     if summary_update is not None:
         run_update["summary"] = _dumps({**orjson.loads(run.summary), **summary_update}).decode()
+    if run_fields:
+        run_update.update(run_field_columns(run_fields))
+    if metric_recs:
+        run_update["metrics"] = metrics_text
     if telemetry:
         merged_tel = orjson.loads(run.telemetry)
         for rec in telemetry:
@@ -469,6 +494,7 @@ def _apply(
         project_id=run.project_id,
         finished=finished,
         key_ids=key_ids,
+        alerts=alert_recs,
     )
 
 
@@ -508,7 +534,7 @@ ROLLUP_COLUMNS = (
 )  # fmt: skip
 KEY_COLUMNS = (
     "run_pk", "key_id", "key_name", "kind", "count", "first_step", "last_step", "last_seq",
-    "last_value",
+    "last_value", "vmin", "vmax", "vsum", "vcount", "first_value", "first_seq",
 )  # fmt: skip
 
 
@@ -534,12 +560,22 @@ def _rollup_updates(kind: str) -> Any:
 def _key_updates(kind: str) -> Any:
     def updates(new: Any, old: Any) -> list[tuple[str, Any]]:
         newer = new.last_seq > old.last_seq
+        # rows stored before the first values were kept have none: any first is older
+        older = or_(old.first_seq.is_(None), new.first_seq < old.first_seq)
         return [
             ("count", old["count"] + new["count"]),
             ("first_step", least(kind, old.first_step, new.first_step)),
             ("last_step", greatest(kind, old.last_step, new.last_step)),
             ("kind", case((newer, new.kind), else_=old.kind)),
             ("last_value", case((newer, new.last_value), else_=old.last_value)),
+            ("vmin", least(kind, old.vmin, new.vmin)),
+            ("vmax", greatest(kind, old.vmax, new.vmax)),
+            # (rows stored before these were kept may hold NULL: no literal, so the
+            # compiled statement keeps exactly one parameter per column)
+            ("vsum", case((old.vsum.is_(None), new.vsum), else_=old.vsum + new.vsum)),
+            ("vcount", case((old.vcount.is_(None), new.vcount), else_=old.vcount + new.vcount)),
+            ("first_value", case((older, new.first_value), else_=old.first_value)),
+            ("first_seq", least(kind, old.first_seq, new.first_seq)),  # after first_value
             ("last_seq", greatest(kind, old.last_seq, new.last_seq)),  # last: MySQL order
         ]
 

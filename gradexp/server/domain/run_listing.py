@@ -143,7 +143,8 @@ def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
     booleans, as 0/1) by value, then anything else (strings, non-finite floats) by text,
     then runs without the value, last both ways.
 
-    A summary value is the run's explicit ``summary`` entry if it has one, else the last
+    A summary value is the run's explicit ``summary`` entry if it has one, else the value
+    a ``define_metric`` definition chose (``run_keys.summary_value``), else the last
     logged value of that key (``run_keys.last_value``, found through its unique index). A
     config column is the top-level key if one has that exact (dotted) name, else the
     nested path.
@@ -152,12 +153,14 @@ def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
     candidates: list[tuple[Any, list[str]]] = []  # (JSON text, path): the first present wins
     if source == "summary":
         candidates.append((s.runs.c.summary, [name]))
-        last_value = (
-            select(s.run_keys.c.last_value)
-            .where(s.run_keys.c.run_pk == s.runs.c.pk, s.run_keys.c.key_name == name)
-            .scalar_subquery()
-        )
-        candidates.append((last_value, []))
+        for column in (s.run_keys.c.summary_value, s.run_keys.c.last_value):
+            # summary_value: what a define_metric definition chose (min, max...), if any
+            logged = (
+                select(column)
+                .where(s.run_keys.c.run_pk == s.runs.c.pk, s.run_keys.c.key_name == name)
+                .scalar_subquery()
+            )
+            candidates.append((logged, []))
     else:
         candidates.append((s.runs.c.config, [name]))
         if "." in name:

@@ -23,6 +23,7 @@ from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from gradexp.server.domain.names import project_name_problem, run_id_problem
+from gradexp.server.domain.summaries import SUMMARY_COLUMNS, MetricDefs, summary_entries
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, insert_ignore
 
@@ -99,18 +100,37 @@ def effective_state(row: Any, crash_after: float, now: float | None = None) -> s
 
 
 async def summaries(conn: AsyncConnection, rows: list[Any]) -> dict[int, dict[str, Any]]:
-    """Each run's summary: the last value of every key, overridden by explicit updates."""
+    """Each run's summary: the last value of every key (or what its ``define_metric``
+    definition chose, see ``summaries.py``), overridden by explicit updates."""
     out: dict[int, dict[str, Any]] = {r.pk: {} for r in rows}
     if not rows:
         return out
-    result = await conn.execute(
-        select(s.run_keys.c.run_pk, s.run_keys.c.key_name, s.run_keys.c.last_value)
-        .where(s.run_keys.c.run_pk.in_([r.pk for r in rows]))
-        .order_by(s.run_keys.c.run_pk, s.run_keys.c.key_id)
-    )
-    for run_pk, key, value in result:
-        if STAT_SEPARATOR not in key and value is not None:
-            out[run_pk][key] = orjson.loads(value)
+    k = s.run_keys
+    defs = {r.pk: MetricDefs.parse(r.metrics) for r in rows}
+    plain = [r.pk for r in rows if defs[r.pk] is None]
+    defined = [r.pk for r in rows if defs[r.pk] is not None]
+    if plain:
+        result = await conn.execute(
+            select(k.c.run_pk, k.c.key_name, k.c.last_value)
+            .where(k.c.run_pk.in_(plain))
+            .order_by(k.c.run_pk, k.c.key_id)
+        )
+        for run_pk, key, value in result:
+            if STAT_SEPARATOR not in key and value is not None:
+                out[run_pk][key] = orjson.loads(value)
+    if defined:
+        result = await conn.execute(
+            select(k.c.run_pk, *SUMMARY_COLUMNS)
+            .where(k.c.run_pk.in_(defined))
+            .order_by(k.c.run_pk, k.c.key_id)
+        )
+        for row in result:
+            key = row.key_name
+            if STAT_SEPARATOR in key or row.last_value is None:
+                continue
+            run_defs = defs[row.run_pk]
+            assert run_defs is not None
+            out[row.run_pk].update(summary_entries(key, run_defs.for_key(key), row))
     for r in rows:
         explicit = orjson.loads(r.summary)
         if explicit:
@@ -134,6 +154,8 @@ def run_object(
         "tags": orjson.loads(row.tags),
         "notes": orjson.loads(row.notes) if row.notes is not None else None,
         "group": row.group_name,
+        "job_type": row.job_type,
+        "metrics": _metric_list(row.metrics),
         "host": orjson.loads(row.host),
         "started_at": row.started_at,
         "finished_at": row.finished_at,
@@ -143,6 +165,18 @@ def run_object(
         "telemetry": orjson.loads(row.telemetry),
         "url": f"{base_url}/r/{row.id}",
     }
+
+
+def _metric_list(text: str | None) -> list[dict[str, Any]]:
+    """``runs.metrics`` as the run object lists it: one definition per name, in the order
+    they were defined."""
+    defs = MetricDefs.parse(text)
+    if defs is None:
+        return []
+    return [
+        {"name": name, **{k: v for k, v in d.items() if k != "seq"}}
+        for name, d in defs.defs.items()
+    ]
 
 
 async def run_objects(
@@ -188,6 +222,10 @@ def validate_run_body(body: Any) -> dict[str, Any]:
     if group is not None and (type(group) is not str or len(group) > 256):
         raise _bad("group must be a string up to 256 characters or null")
     out["group"] = group
+    job_type = body.get("job_type")
+    if job_type is not None and (type(job_type) is not str or len(job_type) > 64):
+        raise _bad("job_type must be a string up to 64 characters or null")
+    out["job_type"] = job_type
     attempt = body.get("attempt")
     if attempt is not None and (type(attempt) is not str or not 0 < len(attempt) <= 64):
         raise _bad("attempt must be a string up to 64 characters")
@@ -253,6 +291,7 @@ def _create_or_resume(
                 tags=orjson.dumps(body["tags"]).decode(),
                 notes=orjson.dumps(body["notes"]).decode() if body["notes"] is not None else None,
                 group_name=body["group"],
+                job_type=body["job_type"],
                 host=orjson.dumps(body["host"]).decode(),
                 attempt=body["attempt"],
                 started_at=body["started_at"] or now,
@@ -308,6 +347,8 @@ def _create_or_resume(
         values["notes"] = orjson.dumps(body["notes"]).decode()
     if body["group"] is not None:
         values["group_name"] = body["group"]
+    if body["job_type"] is not None:
+        values["job_type"] = body["job_type"]
     conn.execute(update(s.runs).where(s.runs.c.pk == row.pk).values(**values))
     updated = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
     return False, updated

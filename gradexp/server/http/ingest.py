@@ -9,6 +9,7 @@ from aiohttp import web
 from gradexp.protocol.names import SHA256_RE
 from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
 from gradexp.server.domain import files
+from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
 from gradexp.server.domain.ingest import ingest_batch
 from gradexp.server.domain.runs import (
@@ -16,6 +17,7 @@ from gradexp.server.domain.runs import (
     create_or_resume,
     find_run,
     heartbeat,
+    run_by_pk,
     run_objects,
     validate_run_body,
 )
@@ -80,7 +82,25 @@ async def post_records(request: web.Request) -> web.Response:
         state.notifier.notify(result.project_id, result.run_pk)
     if result.finished:
         state.exporter.schedule(result.run_pk)
+    if result.alerts and state.alerts.url:
+        await _send_alerts(request, result.run_pk, result.alerts)
     return json_response({"acked_seq": result.acked_seq})
+
+
+async def _send_alerts(request: web.Request, run_pk: int, alerts: list[dict[str, Any]]) -> None:
+    """Hand committed alerts to the webhook sender (it queues them; nothing waits here)."""
+    state = app_state(request)
+    async with state.db.read() as conn:
+        row = await run_by_pk(conn, run_pk)
+    run = {
+        "id": row.id,
+        "name": row.name,
+        "project": row.project_name,
+        "owner": row.owner_name,
+        "url": f"{public_url(request)}/r/{row.id}",
+    }
+    for alert in alerts:
+        state.alerts.send(webhook_body(alert, run))
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/heartbeat")

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain import files, history
+from gradexp.server.domain.alerts import list_alerts
 from gradexp.server.domain.export import write_export
 from gradexp.server.domain.projects import list_projects
 from gradexp.server.domain.run_listing import RunFilter, list_runs, parse_order
@@ -137,6 +138,15 @@ async def get_histograms(request: web.Request) -> web.Response:
             conn, row.pk, info, lo or 0, hi if hi is not None else 0, samples
         )
     return json_response(out)
+
+
+@routes.get(API_PREFIX + "/runs/{run_id}/alerts")
+async def get_alerts(request: web.Request) -> web.Response:
+    """The run's alerts (the latest 1,000), oldest first."""
+    async with app_state(request).db.read() as conn:
+        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        listing = await list_alerts(conn, row.pk)
+    return json_response({"alerts": listing})
 
 
 @routes.get(API_PREFIX + "/runs/{run_id}/files")

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.signin import PasswordSignIn
+from gradexp.server.domain.alerts import AlertSender
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
@@ -36,6 +37,7 @@ class AppState:
     decode_pool: DecodePool  # ingest decode workers: settings.ingest_workers processes
     passwords: PasswordHasher  # scrypt, at most SCRYPT_CONCURRENCY (2) threads
     sign_ins: PasswordSignIn  # its buckets (10,000 addresses), queue (16), unknown names
+    alerts: AlertSender  # the alert webhook: a queue of 1,000, one delivery task
     key_ids: KeyIdCache = field(default_factory=KeyIdCache)  # LRU of 256 runs' key ids
     project_owners: ProjectOwners = field(default_factory=ProjectOwners)  # LRU, 10,000
     valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names

@@ -41,9 +41,9 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 def preloads(request: web.Request) -> list[str]:
     """API reads the page will make first, so the browser starts them while it is still
-    fetching the modules: the viewer (top bar); the projects; a run page's run and keys; a
-    runs table's column list and (with no filters in the URL) its first page, exactly as
-    ``pages/runs.js`` asks for it."""
+    fetching the modules: the viewer (top bar); the projects; a run page's run, keys and
+    alerts; a runs table's column list and (with no filters in the URL) its first page,
+    exactly as ``pages/runs.js`` asks for it."""
     urls = [f"{API_PREFIX}/viewer"]  # the top bar's "signed in as"
     if request.path == "/":
         return [f"{API_PREFIX}/projects", *urls]
@@ -51,7 +51,10 @@ def preloads(request: web.Request) -> list[str]:
     if run_id is not None:
         if run_id_problem(run_id) is not None:
             return urls
-        return [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys", *urls]
+        run_urls = [f"{API_PREFIX}/runs/{run_id}", f"{API_PREFIX}/runs/{run_id}/keys"]
+        if not request.path.endswith("/gradients"):
+            run_urls.append(f"{API_PREFIX}/runs/{run_id}/alerts")  # the run page's alerts
+        return [*run_urls, *urls]
     owner, project = request.match_info.get("owner"), request.match_info.get("project")
     if owner is None or project is None:
         return urls

@@ -148,6 +148,9 @@ runs = Table(
     Column("tags", JsonText, nullable=False),
     Column("notes", JsonText, nullable=True),
     Column("group_name", String(256), nullable=True),
+    Column("job_type", String(64), nullable=True),  # migration 0007
+    # define_metric's definitions: {name: {"step_metric", "summary", "goal", "hidden"}}
+    Column("metrics", JsonText, nullable=True),  # migration 0007
     Column("host", JsonText, nullable=False),
     Column("attempt", String(64), nullable=True),
     Column("started_at", Double, nullable=False),
@@ -188,7 +191,9 @@ history = Table(
 )
 
 # The per-run key index: one row per key (derived "K#stat" series included). The last value
-# by sequence is the summary's default for that key.
+# by sequence is the summary's default for that key; the finite values' min, max, sum and
+# count and the first value are what define_metric's other summaries need, and
+# ``summary_value`` is the summary a definition chose (NULL: the last value) (0007).
 run_keys = Table(
     "run_keys",
     metadata,
@@ -201,6 +206,13 @@ run_keys = Table(
     Column("last_step", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Column("last_value", JsonText, nullable=True),
+    Column("vmin", Double, nullable=True),
+    Column("vmax", Double, nullable=True),
+    Column("vsum", Double, nullable=True),
+    Column("vcount", BigInteger, nullable=True),
+    Column("first_value", JsonText, nullable=True),
+    Column("first_seq", BigInteger, nullable=True),
+    Column("summary_value", JsonText, nullable=True),
     UniqueConstraint("run_pk", "key_name", name="uq_run_keys_key"),
     **MYSQL_TABLE,
 )
@@ -241,6 +253,19 @@ typed_values = Table(
     Column("time", Double, nullable=False),
     Column("value", JsonText, nullable=False),
     Index("ix_typed_values_step", "run_pk", "key_id", "step"),
+    **MYSQL_TABLE,
+)
+
+# Alerts a run sent (gradexp.alert), by sequence (migration 0007).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", Double, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("title", String(256), nullable=False),
+    Column("text", Text, nullable=False),
     **MYSQL_TABLE,
 )
 
@@ -324,6 +349,7 @@ run_environments = Table(
 )
 
 __all__ = [
+    "alerts",
     "api_keys",
     "auth_codes",
     "blobs",

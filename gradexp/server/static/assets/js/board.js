@@ -14,6 +14,7 @@ import { api, qs, seg } from "./api.js";
 import { Chart } from "./chart.js";
 import { debounce, h, icon, prefs, replace } from "./dom.js";
 import { STAT_SEP, groupOf, groupOrder } from "./lib/keys.js";
+import { BoardMetrics } from "./lib/metrics.js";
 import { Series } from "./lib/series.js";
 import { numeric } from "./lib/values.js";
 
@@ -63,9 +64,16 @@ class Panel {
     /** @type {object} the latest zoom request (an older answer is dropped) */
     this.zoomToken = {};
     this.logY = prefs.get(`log:${key}`, false);
+    /** @type {string | null} the key this one is charted against by default (define_metric's step_metric) */
+    this.stepMetric = board.metrics.stepMetric(key);
 
     const slash = key.indexOf("/");
-    const title = h("div", { class: "panel-title", title: key }, slash > 0 ? [h("span", { class: "prefix", text: key.slice(0, slash + 1) }), key.slice(slash + 1)] : key);
+    const title = h(
+      "div",
+      { class: "panel-title", title: key },
+      slash > 0 ? [h("span", { class: "prefix", text: key.slice(0, slash + 1) }), key.slice(slash + 1)] : key,
+      this.stepMetric ? h("span", { class: "panel-axis", title: `Charted against ${this.stepMetric} (define_metric)`, text: ` vs ${this.stepMetric}` }) : null,
+    );
     this.logBtn = h("button", { type: "button", class: ["icon-button", this.logY ? "on" : null], title: "Log scale", "aria-pressed": String(this.logY) }, icon("log"), "log");
     this.resetBtn = h("button", { type: "button", class: "icon-button", title: "Reset zoom (or double-click the chart)", hidden: true }, icon("reset"), "reset");
     this.expandBtn = h("button", { type: "button", class: "icon-button", title: "Enlarge" }, icon("expand"));
@@ -91,7 +99,7 @@ class Panel {
   ensureChart() {
     if (!this.chart) {
       this.chart = new Chart(this.plotEl, {
-        xMode: this.board.xMode,
+        ...this.xOptions(),
         smoothing: this.board.smoothing,
         logY: this.logY,
         onZoom: (range) => this.onZoom(range),
@@ -103,12 +111,20 @@ class Panel {
     return this.chart;
   }
 
+  /** The chart's x axis: the board's choice, except that "step" means this key's
+   * step_metric when it has one. */
+  xOptions() {
+    const metric = this.board.xMode === "step" && this.stepMetric;
+    return metric ? { xMode: /** @type {XMode} */ ("metric"), xName: metric } : { xMode: this.board.xMode, xName: "" };
+  }
+
   /** @param {BoardRun} run */
   seriesFor(run) {
     let s = this.series.get(run.id);
     if (!s) {
       s = new Series(run.id, run.name, run.color);
       s.t0 = run.started_at;
+      if (this.stepMetric) s.axis = this.board.metrics.axis(this.stepMetric, run);
       this.series.set(run.id, s);
     }
     return s;
@@ -182,6 +198,7 @@ class Panel {
         if (!res || !res.series[this.key]) return;
         const s = new Series(run.id, run.name, run.color);
         s.t0 = run.started_at;
+        if (this.stepMetric) s.axis = this.board.metrics.axis(this.stepMetric, run);
         zoomed.set(run.id, s.setFromApi(res.series[this.key]));
       }),
     );
@@ -193,17 +210,25 @@ class Panel {
 
 /**
  * The board. `runs`: [{id, name, color, started_at}]. `keys`: numeric keys to chart.
- * `prefsKey` scopes remembered choices (collapsed groups) to a project.
+ * `prefsKey` scopes remembered choices (collapsed groups) to a project. `metrics`: each
+ * run's define_metric definitions (run id -> definitions): a key with a step_metric is
+ * charted against it by default, and hidden keys are left out unless asked for.
  */
 export class Board {
   /**
    * @param {HTMLElement} container
-   * @param {{runs: BoardRun[], keys: string[], prefsKey: string}} options
+   * @param {{runs: BoardRun[], keys: string[], prefsKey: string, metrics?: Record<string, import("./lib/metrics.js").MetricDef[]>}} options
    */
-  constructor(container, { runs, keys, prefsKey }) {
+  constructor(container, { runs, keys, prefsKey, metrics = {} }) {
     this.container = container;
     this.runs = runs;
     this.prefsKey = prefsKey;
+    /** the runs' definitions, and the step_metrics' series (the x of the keys charted against them) */
+    this.metrics = new BoardMetrics(runs.map((r) => metrics[r.id] || []));
+    this.showHidden = false;
+    this.hiddenCount = h("span", { class: "hidden-count" });
+    // the toolbar's "Hidden (n)" toggle, shown when definitions hide some keys
+    this.hiddenToggle = h("label", { class: "check hidden-toggle", title: "Keys that define_metric(..., hidden=True) leaves out of the charts", hidden: true }, h("input", { type: "checkbox" }), h("span", {}, "Hidden ", this.hiddenCount));
     /** @type {Map<string, Panel>} */
     this.panels = new Map();
     /** @type {Map<string, Group>} */
@@ -212,6 +237,7 @@ export class Board {
     this.smoothing = prefs.get("smoothing", 0);
     /** @type {RegExp | string} a regex, or else lowercase text */
     this.filter = "";
+    this.filterText = "";
     this.samples = 600;
     this.samplesSet = false;
     /** @type {Set<Panel>} */
@@ -276,7 +302,7 @@ export class Board {
       for (const p of this.panels.values()) {
         p.zoomed = null;
         p.resetBtn.hidden = true;
-        if (p.chart) p.chart.setOptions({ xMode: this.xMode });
+        if (p.chart) p.chart.setOptions(p.xOptions());
         p.show();
       }
     });
@@ -287,6 +313,11 @@ export class Board {
       smoothOut.textContent = this.smoothing.toFixed(2);
       prefs.set("smoothing", this.smoothing);
       for (const p of this.panels.values()) if (p.chart) p.chart.setOptions({ smoothing: this.smoothing });
+    });
+    const showHidden = /** @type {HTMLInputElement} */ (this.hiddenToggle.querySelector("input"));
+    showHidden.addEventListener("change", () => {
+      this.showHidden = showHidden.checked;
+      this.setFilter(this.filterText || "");
     });
     const collapseAll = h("button", { type: "button", class: "button ghost", text: "Collapse all" });
     collapseAll.addEventListener("click", () => {
@@ -302,6 +333,7 @@ export class Board {
       h("label", { class: "smooth", title: "Exponential moving average (debiased)" }, h("span", { text: "Smoothing" }), smooth, smoothOut),
       h("div", { class: "spacer" }),
       this.liveEl,
+      this.hiddenToggle,
       collapseAll,
     );
   }
@@ -349,8 +381,9 @@ export class Board {
     group.panels.sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }));
     const i = group.panels.indexOf(panel);
     group.grid.insertBefore(panel.el, group.panels[i + 1] ? group.panels[i + 1].el : null);
-    group.count.textContent = String(group.panels.length);
     this._applyFilter(panel);
+    this._countGroup(group);
+    this._updateHiddenToggle();
     this.observer.observe(panel.el);
     return panel;
   }
@@ -399,6 +432,7 @@ export class Board {
 
   /** @param {string} text a regex (case-insensitive), or plain text when it is not one */
   setFilter(text) {
+    this.filterText = text;
     let re = null;
     try {
       re = text ? new RegExp(text, "i") : null;
@@ -408,19 +442,37 @@ export class Board {
     this.filter = re || text.toLowerCase();
     for (const p of this.panels.values()) this._applyFilter(p);
     for (const g of this.groups.values()) {
-      const shown = g.panels.filter((p) => !p.el.hidden).length;
-      g.el.hidden = shown === 0;
-      g.count.textContent = shown === g.panels.length ? String(shown) : `${shown} of ${g.panels.length}`;
+      const shown = this._countGroup(g);
       if (text && shown) g.el.classList.remove("collapsed");
       else g.el.classList.toggle("collapsed", this.collapsed.has(/** @type {string} */ (g.el.dataset.group)));
     }
     this._updateEmpty();
   }
 
+  /**
+   * A group's count ("3", or "2 of 3" when some are filtered or hidden); a group with
+   * nothing shown is hidden. Returns how many are shown.
+   * @param {Group} g
+   */
+  _countGroup(g) {
+    const shown = g.panels.filter((p) => !p.el.hidden).length;
+    g.el.hidden = shown === 0;
+    g.count.textContent = shown === g.panels.length ? String(shown) : `${shown} of ${g.panels.length}`;
+    return shown;
+  }
+
   /** @param {Panel} panel */
   _applyFilter(panel) {
     const f = this.filter;
-    panel.el.hidden = f ? (f instanceof RegExp ? !f.test(panel.key) : !panel.key.toLowerCase().includes(f)) : false;
+    const hidden = !this.showHidden && this.metrics.hidden(panel.key);
+    panel.el.hidden = hidden || (f ? (f instanceof RegExp ? !f.test(panel.key) : !panel.key.toLowerCase().includes(f)) : false);
+  }
+
+  /** The toolbar's "Hidden (n)" toggle: shown when definitions hide some keys. */
+  _updateHiddenToggle() {
+    const n = [...this.panels.keys()].filter((k) => this.metrics.hidden(k)).length;
+    this.hiddenToggle.hidden = n === 0;
+    this.hiddenCount.textContent = `(${n})`;
   }
 
   _updateEmpty() {
@@ -461,13 +513,21 @@ export class Board {
     await Promise.all(
       chunks.map(async (chunk) => {
         const keys = chunk.map((p) => p.key);
+        // The step_metrics these keys are charted against, fetched with them once.
+        /** @type {string[]} */
+        const axes = [];
+        for (const p of chunk) if (p.stepMetric && !this.metrics.axes.has(p.stepMetric) && !axes.includes(p.stepMetric)) axes.push(p.stepMetric);
+        for (const m of axes) this.metrics.axes.set(m, new Map());
         const results = await Promise.all(
           this.runs.map((run) =>
-            api(`/runs/${seg(run.id)}/history${qs({ keys, samples: this.samples })}`)
+            api(`/runs/${seg(run.id)}/history${qs({ keys: [...keys, ...axes], samples: this.samples })}`)
               .then((res) => [run, res])
               .catch((/** @type {Error} */ err) => [run, null, err]),
           ),
         );
+        for (const [run, res] of results) {
+          for (const m of axes) if (res && res.series[m]) this.metrics.axis(m, run).setFromApi(res.series[m]);
+        }
         for (const p of chunk) {
           let failed = null;
           for (const [run, res, err] of results) {
@@ -499,6 +559,11 @@ export class Board {
         const value = row[key];
         const v = numeric(value);
         if (v !== null) {
+          const axis = this.metrics.axes.get(key);
+          if (axis) {
+            const s = axis.get(run.id);
+            if (s) s.append(step, time, v); // before the points charted against it
+          }
           const panel = this.panels.get(key) || this.addKey(key);
           panel.appendPoint(run, step, time, v);
           continue;
@@ -525,8 +590,10 @@ export class Board {
    * @param {Chart} source
    */
   linkHover(x, source) {
+    const { xMode, xName } = source.opts;
     for (const p of this.panels.values()) {
-      if (p.chart && p.chart !== source) p.chart.setLinkedX(x);
+      // only charts on the same x axis: an epoch is not a step
+      if (p.chart && p.chart !== source && p.chart.opts.xMode === xMode && (p.chart.opts.xName || "") === (xName || "")) p.chart.setLinkedX(x);
     }
   }
 }

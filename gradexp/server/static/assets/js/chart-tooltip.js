@@ -9,7 +9,7 @@ import { h } from "./dom.js";
 import { fmtClock, fmtDateTime, fmtDuration, fmtNum } from "./lib/format.js";
 
 /** @typedef {import("./lib/series.js").Series} Series */
-/** @typedef {"step" | "relative" | "wall"} XMode */
+/** @typedef {"step" | "relative" | "wall" | "metric"} XMode "metric": a define_metric step_metric's values */
 
 /**
  * A series' point nearest the crosshair: its x in the chart's mode, its step and time,
@@ -23,10 +23,12 @@ import { fmtClock, fmtDateTime, fmtDuration, fmtNum } from "./lib/format.js";
  * Where a point is, in full: the tooltip's header.
  * @param {Hit} hit
  * @param {XMode} mode
+ * @param {string} xName the step_metric's name (the "metric" mode)
  */
-function xLabel(hit, mode) {
+function xLabel(hit, mode, xName) {
   if (mode === "wall") return fmtDateTime(hit.time) + ":" + String(new Date(hit.time * 1000).getSeconds()).padStart(2, "0");
   if (mode === "relative") return fmtDuration(hit.x) + ` · step ${fmtNum(hit.step)}`;
+  if (mode === "metric") return `${xName} ${fmtNum(hit.x, 6)} · step ${fmtNum(hit.step)}`;
   return `step ${fmtNum(hit.step)}`;
 }
 
@@ -34,10 +36,12 @@ function xLabel(hit, mode) {
  * Where a point is, briefly (a row whose point is not under the crosshair).
  * @param {Hit} hit
  * @param {XMode} mode
+ * @param {string} xName
  */
-function xShort(hit, mode) {
+function xShort(hit, mode, xName) {
   if (mode === "wall") return fmtClock(hit.time, 1);
   if (mode === "relative") return fmtDuration(hit.x);
+  if (mode === "metric") return `${xName} ${fmtNum(hit.x, 6)}`;
   return `step ${fmtNum(hit.step)}`;
 }
 
@@ -85,9 +89,10 @@ export class ChartTooltip {
    * @param {number} at.width the chart's CSS size
    * @param {number} at.height
    * @param {XMode} at.xMode
+   * @param {string} [at.xName] the step_metric's name, in the "metric" mode
    * @param {boolean} at.smoothed whether the lines are smoothed (the raw value is shown too)
    */
-  show(hits, head, { pointer, py, width, height, xMode, smoothed }) {
+  show(hits, head, { pointer, py, width, height, xMode, xName = "", smoothed }) {
     const tip = this.el;
     if (!hits.length || !head) {
       tip.hidden = true;
@@ -115,7 +120,7 @@ export class ChartTooltip {
     }
     // The header names the point under the crosshair; a run whose nearest point is
     // elsewhere (runs may log different steps) says where its value is from.
-    this.head.textContent = xLabel(head, xMode);
+    this.head.textContent = xLabel(head, xMode, xName);
     hits.forEach((hit, k) => {
       const row = rows[k];
       row.el.classList.toggle("tip-best", k === best && hits.length > 1);
@@ -124,7 +129,7 @@ export class ChartTooltip {
       row.value.textContent = fmtNum(hit.y, 6);
       const elsewhere = hit.x !== head.x;
       row.at.hidden = !elsewhere;
-      if (elsewhere) row.at.textContent = "@ " + xShort(hit, xMode);
+      if (elsewhere) row.at.textContent = "@ " + xShort(hit, xMode, xName);
       const showRaw = smoothed && hit.raw === hit.raw;
       row.raw.hidden = !showRaw;
       if (showRaw) row.raw.textContent = fmtNum(hit.raw, 6);

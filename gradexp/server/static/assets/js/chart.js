@@ -24,6 +24,7 @@ import { ChartTooltip } from "./chart-tooltip.js";
 import { h } from "./dom.js";
 import { logTicks, niceTicks, timeTicks, xDomain, yDomain, yExtent } from "./lib/axes.js";
 import { fmtClock, fmtNum, fmtRelTick, fmtTick } from "./lib/format.js";
+import { axisValues } from "./lib/metrics.js";
 import { emaSmooth } from "./lib/series.js";
 
 /** @typedef {import("./lib/series.js").Series} Series */
@@ -40,6 +41,8 @@ import { emaSmooth } from "./lib/series.js";
 /**
  * @typedef {object} ChartOptions
  * @property {XMode} xMode
+ * @property {string} [xName] the step_metric the x axis shows, in the "metric" mode (each
+ *   series' `axis` holds its values)
  * @property {boolean} logY
  * @property {number} smoothing EMA weight, 0 (none) to 0.999
  * @property {(range: ZoomRange | null) => void} [onZoom] the user zoomed, or reset (null)
@@ -111,7 +114,7 @@ export class Chart {
     this.dpr = 0;
     /** @type {Map<string, {version: number, beta: number, ys: Float64Array}>} */
     this._smoothCache = new Map();
-    /** @type {Map<string, {version: number, mode: XMode, t0: number, xs: Float64Array}>} */
+    /** @type {Map<string, {version: number, mode: XMode, t0: number, axis: number, xs: Float64Array}>} */
     this._xsCache = new Map();
 
     host.classList.add("chart");
@@ -229,11 +232,14 @@ export class Chart {
     if (mode === "step") return s.step;
     const key = s.id;
     const hit = this._xsCache.get(key);
-    if (hit && hit.version === s.version && hit.mode === mode && hit.t0 === s.t0) return hit.xs;
-    const xs = new Float64Array(s.n);
+    const a = s.axis; // "metric": the step_metric's series (define_metric)
+    const axisVersion = a ? a.version : -1;
+    if (hit && hit.version === s.version && hit.mode === mode && hit.t0 === s.t0 && hit.axis === axisVersion) return hit.xs;
+    const xs = mode === "metric" && a ? axisValues(s.step, s.n, a.step, a.value, a.n) : new Float64Array(s.n);
     const t0 = mode === "relative" ? (Number.isFinite(s.t0) ? s.t0 : s.n ? s.time[0] : 0) : 0;
-    for (let i = 0; i < s.n; i++) xs[i] = s.time[i] - t0;
-    this._xsCache.set(key, { version: s.version, mode, t0: s.t0, xs });
+    if (mode !== "metric") for (let i = 0; i < s.n; i++) xs[i] = s.time[i] - t0;
+    else if (!a) xs.fill(NaN);
+    this._xsCache.set(key, { version: s.version, mode, t0: s.t0, axis: axisVersion, xs });
     return xs;
   }
 
@@ -279,11 +285,19 @@ export class Chart {
   domains() {
     let x0 = Infinity;
     let x1 = -Infinity;
+    const ordered = this.opts.xMode !== "metric"; // a step_metric need not increase
     for (const s of this.series) {
       if (!s.n) continue;
       const xs = this.xs(s);
-      if (xs[0] < x0) x0 = xs[0];
-      if (xs[s.n - 1] > x1) x1 = xs[s.n - 1];
+      if (ordered) {
+        if (xs[0] < x0) x0 = xs[0];
+        if (xs[s.n - 1] > x1) x1 = xs[s.n - 1];
+        continue;
+      }
+      for (let i = 0; i < s.n; i++) {
+        if (xs[i] < x0) x0 = xs[i];
+        if (xs[i] > x1) x1 = xs[i];
+      }
     }
     if (this.zoom) {
       x0 = this.zoom.x0;
@@ -414,8 +428,8 @@ export class Chart {
   _xTicks(d, plotW) {
     const target = Math.max(3, Math.floor(plotW / 70));
     const mode = this.opts.xMode;
-    if (mode === "step") {
-      const { ticks, step } = niceTicks(d.x0, d.x1, target, true);
+    if (mode === "step" || mode === "metric") {
+      const { ticks, step } = niceTicks(d.x0, d.x1, target, mode === "step");
       return { ticks, label: (v) => fmtTick(v, step) };
     }
     const { ticks, step } = timeTicks(d.x0, d.x1, target, mode === "wall");
@@ -460,7 +474,7 @@ export class Chart {
     paintCrosshair(ctx, plot, x, hits, this.opts.logY);
     this._setCrosshair(x);
     if (this.hover) {
-      this.tip.show(hits, head, { pointer: this.hover, py: plot.py, width: this.width, height: this.height, xMode: this.opts.xMode, smoothed: this.opts.smoothing > 0 });
+      this.tip.show(hits, head, { pointer: this.hover, py: plot.py, width: this.width, height: this.height, xMode: this.opts.xMode, xName: this.opts.xName, smoothed: this.opts.smoothing > 0 });
     } else {
       this.tip.hide();
     }

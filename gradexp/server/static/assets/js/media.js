@@ -1,6 +1,7 @@
 // @ts-check
-// The Media tab: logged Tensors (facts, statistics, a 2-D slice as a heatmap, download)
-// and Images (the image at a chosen step), each with a step slider.
+// The Media tab: logged Tensors (facts, statistics, a 2-D slice as a heatmap, download),
+// Images (the image at a chosen step) and galleries (a list of images logged under one
+// key: all of them at a chosen step), each with a step slider.
 //
 // A tensor's slice comes from the server (`/runs/{id}/tensor?path=&index=`), strided down
 // to at most 256 x 256 cells, so a large tensor never travels to the browser whole.
@@ -65,13 +66,13 @@ export class MediaView {
     /** @type {Map<string, MediaCard>} */
     this.cards = new Map();
     if (!keys.length) {
-      replace(container, emptyState("No media", "Log gradexp.Tensor(...) or gradexp.Image(...) values to see them here."));
+      replace(container, emptyState("No media", "Log gradexp.Tensor(...) or gradexp.Image(...) values (or a list of images) to see them here."));
       return;
     }
     const grid = h("div", { class: "media-grid" });
     replace(container, grid);
     for (const k of keys) {
-      const card = k.kind === "image" ? new ImageCard(run, k.key) : new TensorCard(run, k.key);
+      const card = k.kind === "image" ? new ImageCard(run, k.key) : k.kind === "gallery" ? new GalleryCard(run, k.key) : new TensorCard(run, k.key);
       this.cards.set(k.key, card);
       grid.append(card.el);
       card.load();
@@ -86,7 +87,7 @@ export class MediaView {
     for (const row of rows) {
       for (const [k, v] of Object.entries(row)) {
         const card = this.cards.get(k);
-        if (card && v && typeof v === "object" && (v._type === "tensor" || v._type === "image")) card.add(row._step, v);
+        if (card && v && typeof v === "object" && (v._type === "tensor" || v._type === "image" || v._type === "gallery")) card.add(row._step, v);
       }
     }
   }
@@ -167,13 +168,53 @@ class ImageCard extends MediaCard {
   render() {
     const v = this.values[this.index];
     if (!v) return;
-    const src = `${API}/runs/${seg(this.run.id)}/files/${v.path.split("/").map(encodeURIComponent).join("/")}`;
+    const src = fileUrl(this.run, v.path);
     const img = h("img", { class: "media-image", src, alt: v.caption || `${this.key} at step ${this.steps[this.index]}`, width: v.width, height: v.height, loading: "lazy" });
     if (v.width < 160 && v.height < 160) img.classList.add("pixelated");
     replace(
       this.body,
       h("figure", { class: "media-figure" }, img, h("figcaption", {}, v.caption ? h("span", { text: v.caption }) : null, h("span", { class: "muted", text: `${v.width}×${v.height} · ${v.channels} ch · ${fmtBytes(v.size)}` }))),
     );
+  }
+}
+
+/**
+ * The URL of a run file (an image's `path`).
+ * @param {any} run
+ * @param {string} path
+ */
+function fileUrl(run, path) {
+  return `${API}/runs/${seg(run.id)}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/** A gallery: every image of one step side by side, each with its caption; a click
+ * opens an image at full size. */
+class GalleryCard extends MediaCard {
+  /**
+   * @param {any} run
+   * @param {string} key
+   */
+  constructor(run, key) {
+    super(run, key, "gallery");
+  }
+
+  render() {
+    const v = this.values[this.index];
+    if (!v) return;
+    /** @type {any[]} */
+    const images = v.images || [];
+    const step = this.steps[this.index];
+    const figures = images.map((im, i) => {
+      const img = h("img", { class: "gallery-image", src: fileUrl(this.run, im.path), alt: im.caption || `${this.key} ${i + 1} at step ${step}`, width: im.width, height: im.height, loading: "lazy" });
+      if (im.width < 160 && im.height < 160) img.classList.add("pixelated");
+      return h(
+        "figure",
+        { class: "gallery-item", title: `${im.width}×${im.height} · ${im.channels} ch · ${fmtBytes(im.size)}` },
+        h("a", { href: fileUrl(this.run, im.path), target: "_blank", rel: "noopener" }, img),
+        h("figcaption", { text: im.caption || `#${i + 1}` }),
+      );
+    });
+    replace(this.body, h("div", { class: "gallery", dataset: { count: String(images.length) } }, figures), h("p", { class: "muted gallery-count", text: `${images.length} image${images.length === 1 ? "" : "s"} at step ${fmtNum(step)}` }));
   }
 }
 

@@ -11,12 +11,13 @@ import { runDuration } from "./lib/runs.js";
  * The header of a run's pages. `active` names the current tab ("charts", "overview",
  * "system", "logs", "media", "gradients"); the media and gradients tabs show only when the run has them.
  * `update(run)` redraws the state and facts (live runs).
+ * `alerts` (optional): how many alerts the run sent; a count links to the overview.
  * @param {any} run the run, as the API sends it
  * @param {string} active
- * @param {{hasMedia: boolean, hasGradients: boolean}} has
- * @returns {{el: HTMLElement, tabs: HTMLElement, update: (run: any) => void}}
+ * @param {{hasMedia: boolean, hasGradients: boolean, alerts?: number}} has
+ * @returns {{el: HTMLElement, tabs: HTMLElement, update: (run: any) => void, setAlerts: (n: number) => void}}
  */
-export function runHeader(run, active, { hasMedia, hasGradients }) {
+export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
   const base = `/r/${seg(run.id)}`;
   /**
    * @param {string} id
@@ -25,6 +26,10 @@ export function runHeader(run, active, { hasMedia, hasGradients }) {
    */
   const tab = (id, label, href) => h("a", { class: ["tab", active === id ? "active" : null], href, "aria-current": active === id ? "page" : null, text: label });
   const badge = h("span", { class: "state-slot" }, stateBadge(run.state));
+  const alertSlot = h("span", { class: "alert-slot" });
+  /** @param {number} n */
+  const setAlerts = (n) => replace(alertSlot, n > 0 ? h("a", { class: "alert-pill", href: base + "#overview", title: "Alerts this run sent (gradexp.alert)", text: `${n} alert${n === 1 ? "" : "s"}` }) : null);
+  setAlerts(alerts);
   const facts = h("div", { class: "facts" });
   /** @param {any} r */
   const fillFacts = (r) => {
@@ -34,6 +39,8 @@ export function runHeader(run, active, { hasMedia, hasGradients }) {
       h("span", {}, "Duration ", h("b", { text: fmtDuration(runDuration(r)) })),
       h("span", {}, "Step ", h("b", { text: r.last_step >= 0 ? fmtNum(r.last_step) : "—" })),
       r.host && r.host.hostname ? h("span", {}, "Host ", h("b", { text: r.host.hostname })) : null,
+      r.job_type ? h("span", {}, "Job ", h("b", { text: r.job_type })) : null,
+      r.group ? h("span", {}, "Group ", h("a", { href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ group: r.group })}`, title: `Runs of group ${r.group}`, text: r.group })) : null,
       r.exit_code !== null && r.exit_code !== undefined ? h("span", {}, "Exit code ", h("b", { text: String(r.exit_code) })) : null,
       // Labelled like the other facts, so a tag (say, "live") never reads as a status.
       (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((/** @type {string} */ t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, title: `Runs tagged ${t}`, text: t }))) : null,
@@ -53,7 +60,7 @@ export function runHeader(run, active, { hasMedia, hasGradients }) {
   const el = h(
     "header",
     { class: "run-head" },
-    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id })),
+    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id }), alertSlot),
     facts,
     tabs,
   );
@@ -62,7 +69,10 @@ export function runHeader(run, active, { hasMedia, hasGradients }) {
     tabs,
     update(r) {
       replace(badge, stateBadge(r.state));
+      const title = el.querySelector("h1");
+      if (title && title.textContent !== r.name) title.textContent = r.name; // renamed by the run
       fillFacts(r);
     },
+    setAlerts,
   };
 }

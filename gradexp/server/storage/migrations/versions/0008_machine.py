@@ -4,7 +4,7 @@ Tables for the records ``system``, ``console`` and ``environment`` (docs/protoco
 Every table carries the writer's ``rank`` (0 for a run with one process).
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2025-12-01
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

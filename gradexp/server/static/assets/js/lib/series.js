@@ -66,6 +66,8 @@ export class Series {
     this.color = color;
     this.n = 0;
     this.t0 = NaN; // the run's start time, for the relative-time axis
+    /** @type {Series | null} the step_metric's series of the same run (define_metric), for the "metric" x axis */
+    this.axis = null;
     this.version = 0; // bumped on every change (caches key on it)
     this.step = new Float64Array(0);
     this.time = new Float64Array(0);

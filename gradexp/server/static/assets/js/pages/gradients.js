@@ -62,7 +62,7 @@ export async function mountGradients(el, runId) {
   /** @type {{key: string, kind: string}[]} */
   const keyInfo = keyList.keys;
   const kinds = keyInfo.map((k) => k.kind);
-  const head = runHeader(run, "gradients", { hasMedia: kinds.includes("tensor") || kinds.includes("image"), hasGradients: true });
+  const head = runHeader(run, "gradients", { hasMedia: kinds.includes("tensor") || kinds.includes("image") || kinds.includes("gallery"), hasGradients: true });
   const histKeys = keyInfo.filter((k) => k.kind === "histogram").map((k) => k.key);
   const content = h("div", { class: "view" });
   replace(el, h("section", { class: "page" }, head.el, content));

@@ -15,7 +15,7 @@ import { runHeader } from "../run-header.js";
 /** @typedef {{key: string, kind: string}} KeyInfo */
 
 const CHARTABLE = new Set(["number", "bool"]);
-const MEDIA = new Set(["tensor", "image"]);
+const MEDIA = new Set(["tensor", "image", "gallery"]);
 const LIVE_STATES = new Set(["running", "crashed"]); // a crashed run may still come back
 const MAX_STREAMS = 3; // live projects followed at once by the compare view
 
@@ -43,10 +43,33 @@ function kvTable(entries, emptyText) {
 }
 
 /**
- * The overview tab: config, summary and the run's facts.
- * @param {any} run
+ * The run's alerts (gradexp.alert), newest first.
+ * @param {{seq: number, time: number, level: string, title: string, text: string}[]} alerts
  */
-function overview(run) {
+function alertList(alerts) {
+  return h(
+    "ul",
+    { class: "alerts" },
+    alerts
+      .slice()
+      .reverse()
+      .map((a) =>
+        h(
+          "li",
+          { class: ["alert", `level-${a.level}`], dataset: { seq: String(a.seq) } },
+          h("div", { class: "alert-head" }, h("span", { class: "alert-level", text: a.level }), h("b", { text: a.title }), h("span", { class: "alert-time", title: fmtDateTime(a.time), text: fmtAgo(a.time) })),
+          a.text ? h("div", { class: "alert-text", text: a.text }) : null,
+        ),
+      ),
+  );
+}
+
+/**
+ * The overview tab: alerts, config, summary and the run's facts.
+ * @param {any} run
+ * @param {any[]} [alerts]
+ */
+function overview(run, alerts = []) {
   const summary = Object.entries(run.summary || {})
     .filter(([k]) => !k.includes("#"))
     .sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
@@ -59,6 +82,7 @@ function overview(run) {
     ["duration", fmtDuration(runDuration(run))],
     ["last heartbeat", fmtAgo(run.heartbeat_at)],
     ["group", run.group],
+    ["job type", run.job_type],
     ["tags", (run.tags || []).join(", ") || null],
     ["notes", run.notes],
     // Host facts are identifiers (a pid, a version), not quantities: no digit grouping.
@@ -70,6 +94,7 @@ function overview(run) {
   return h(
     "div",
     { class: "overview" },
+    alerts.length ? h("section", { class: "card alerts-card" }, h("h2", { text: `Alerts (${alerts.length})` }), alertList(alerts)) : null,
     h("section", { class: "card" }, h("h2", { text: "Config" }), kvTable(flatten(run.config || {}), "No config. Pass config={...} to gradexp.init().")),
     h("section", { class: "card" }, h("h2", { text: "Summary" }), kvTable(summary, "No summary values yet.")),
     h("section", { class: "card" }, h("h2", { text: "Run" }), kvTable(info, "")),
@@ -84,7 +109,9 @@ function overview(run) {
  * @returns {Promise<void>}
  */
 export async function mountRun(el, runId) {
-  const [run, keyList] = await Promise.all([api(`/runs/${seg(runId)}`), api(`/runs/${seg(runId)}/keys`)]);
+  const [run, keyList, alertDoc] = await Promise.all([api(`/runs/${seg(runId)}`), api(`/runs/${seg(runId)}/keys`), api(`/runs/${seg(runId)}/alerts`)]);
+  /** @type {any[]} */
+  let alerts = alertDoc.alerts;
   /** @type {KeyInfo[]} */
   const keyInfo = keyList.keys;
   setCrumbs([{ text: "Projects", href: "/" }, { text: run.project, href: `/p/${seg(run.owner)}/${seg(run.project)}` }, { text: run.name }]);
@@ -94,7 +121,7 @@ export async function mountRun(el, runId) {
 
   const VIEWS = ["overview", "system", "logs"];
   const active = () => (VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : location.hash === "#media" && hasMedia() ? "media" : "charts");
-  let head = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients() });
+  let head = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients(), alerts: alerts.length });
   const chartsEl = h("div", { class: "view" });
   const overviewEl = h("div", { class: "view" });
   const mediaEl = h("div", { class: "view" });
@@ -108,6 +135,7 @@ export async function mountRun(el, runId) {
     runs,
     keys: keyInfo.filter((k) => CHARTABLE.has(k.kind)).map((k) => k.key),
     prefsKey: `${run.owner}/${run.project}`,
+    metrics: { [run.id]: run.metrics || [] },
   });
   /** @type {MediaView | null} */
   let media = null;
@@ -132,7 +160,7 @@ export async function mountRun(el, runId) {
       if (on) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
-    if (tab === "overview") replace(overviewEl, overview(run));
+    if (tab === "overview") replace(overviewEl, overview(run, alerts));
     if (tab === "media" && !media) media = new MediaView(mediaEl, run, keyInfo.filter((k) => MEDIA.has(k.kind)));
   };
   window.addEventListener("hashchange", show);
@@ -178,7 +206,7 @@ export async function mountRun(el, runId) {
         }
         if (media) media.onRows(rows);
         if (newTab) {
-          const fresh = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients() });
+          const fresh = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients(), alerts: alerts.length });
           head.el.replaceWith(fresh.el);
           head = fresh;
         }
@@ -186,7 +214,15 @@ export async function mountRun(el, runId) {
       run: (r) => {
         Object.assign(run, r);
         head.update(r);
-        if (active() === "overview") replace(overviewEl, overview(run));
+        // Alerts are not rows: look again whenever the run changes (cheap, and rare).
+        api(`/runs/${seg(run.id)}/alerts`)
+          .then((doc) => {
+            alerts = doc.alerts;
+            head.setAlerts(alerts.length);
+            if (active() === "overview") replace(overviewEl, overview(run, alerts));
+          })
+          .catch(() => {});
+        if (active() === "overview") replace(overviewEl, overview(run, alerts));
         if (!LIVE_STATES.has(r.state)) stream.close(); // finished: nothing more will come
         showLive();
       },
@@ -298,7 +334,8 @@ export async function mountCompare(el) {
       systemEl,
     ),
   );
-  const board = new Board(chartsEl, { runs, keys: [...keys], prefsKey: sameProject ? `${first.owner}/${first.project}` : "compare" });
+  const metrics = Object.fromEntries(runs.map((r) => [r.id, r.metrics || []]));
+  const board = new Board(chartsEl, { runs, keys: [...keys], prefsKey: sameProject ? `${first.owner}/${first.project}` : "compare", metrics });
   const show = () => {
     const tab = active();
     chartsEl.hidden = tab !== "charts";
