@@ -34,7 +34,6 @@ import os
 import select
 import sys
 import threading
-import time
 
 from gradexp.stream.console import STDERR, STDOUT, ConsoleBuffer
 
@@ -79,6 +78,12 @@ class _FdCapture(Capture):
         self.capturing = True
         self.thread: threading.Thread | None = None
         self.stop_lock = threading.Lock()
+        # stop() -> reader: "the descriptors are restored; say when the pipes are empty".
+        # The reader itself ends the capture, so no chunk it has read but not yet queued
+        # can be lost between the two threads. The wake pipe cuts its select short.
+        self.stopping = False
+        self.drained = threading.Event()
+        self.wake_r, self.wake_w = -1, -1
 
     def start(self) -> None:
         _flush_python_streams()  # what Python buffered so far goes where it was going
@@ -92,6 +97,7 @@ class _FdCapture(Capture):
             for saved in self.saved.values():
                 os.close(saved)
             raise
+        self.wake_r, self.wake_w = os.pipe()
         self.thread = threading.Thread(target=self._read, name="gradexp-console", daemon=True)
         self.thread.start()
 
@@ -115,11 +121,25 @@ class _FdCapture(Capture):
         """The reader thread: copy to the saved descriptors, queue for the run, until EOF."""
         readers = dict(self.readers)
         stream = {1: STDOUT, 2: STDERR}
+        wake = self.wake_r
         while readers:
             try:
-                ready, _, _ = select.select(list(readers), [], [], 1.0)
+                ready, _, _ = select.select([*readers, wake], [], [], 1.0)
             except (OSError, ValueError):
                 break
+            if wake in ready:
+                ready.remove(wake)
+                _close(wake)
+                wake = -1  # no more wakes: select on the readers only from here on
+            if self.stopping and self.capturing:
+                # Everything written before the restore is in the pipes already: once a
+                # poll finds them empty, it has all been read and queued.
+                if not ready:
+                    ready = select.select(list(readers), [], [], 0)[0]
+                if not ready:
+                    self.capturing = False
+                    self.drained.set()
+                    continue
             for r in ready:
                 try:
                     data = os.read(r, _READ_SIZE)
@@ -145,13 +165,14 @@ class _FdCapture(Capture):
             # Output written before the restore may still be in the pipes: wait (bounded)
             # until the reader has taken it, then stop queueing (children that still hold
             # the pipes keep reaching the terminal through the reader).
-            deadline = time.monotonic() + _DRAIN_TIMEOUT
-            while time.monotonic() < deadline and any(
-                _pending(r) for r in self.readers if self.thread and self.thread.is_alive()
-            ):
-                time.sleep(0.005)
-            time.sleep(0.01)  # the reader's last chunk, read but not yet queued
-            self.capturing = False
+            self.stopping = True
+            if self.thread is not None and self.thread.is_alive():
+                _write_all(self.wake_w, b"x")
+                self.drained.wait(_DRAIN_TIMEOUT)
+            else:
+                _close(self.wake_r)
+            _close(self.wake_w)
+            self.capturing = False  # (already, unless the reader is gone or too slow)
             self.buffer.closed = True  # the stream frames what is queued, then no more
 
     def _restore(self) -> None:
@@ -290,19 +311,6 @@ def _write_all(fd: int, data: bytes) -> None:
         except OSError:
             return
         view = view[n:]
-
-
-def _pending(fd: int) -> bool:
-    """Whether bytes wait to be read from ``fd`` (FIONREAD)."""
-    try:
-        import fcntl
-        import struct
-        import termios
-
-        raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
-        return bool(struct.unpack("i", raw)[0])
-    except (ImportError, OSError):
-        return False
 
 
 def _raw_output(fd: int) -> None:
