@@ -68,15 +68,12 @@ async def dead_credentials(
             dead.append((sub, SESSION_EXPIRED))
     if missing:
         u = s.users
-        changed_at = dict(
-            (
-                await conn.execute(
-                    select(u.c.id, u.c.password_changed_at).where(
-                        u.c.id.in_({sub.user_id for sub in missing})
-                    )
-                )
-            ).tuples()
+        result = await conn.execute(
+            select(u.c.id, u.c.password_changed_at).where(
+                u.c.id.in_({sub.user_id for sub in missing})
+            )
         )
+        changed_at = {int(row.id): row.password_changed_at for row in result}
         for sub in missing:
             when = changed_at.get(sub.user_id)
             if when is not None and when >= sub.opened_at:
