@@ -323,7 +323,7 @@ async def _stream_project(
         for event in events:
             if sub.ended is not None:
                 break
-            made_at = event.poll_time
+            made_at = max(made_at, event.poll_time)  # cursors never move back in time
             if isinstance(event, RowsEvent):
                 pos = positions.setdefault(event.run_id, event.attempt_seq)  # absent: new
                 if event.upto <= pos:
