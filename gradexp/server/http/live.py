@@ -231,6 +231,8 @@ async def _stream_run(request: web.Request, out: _Out, run: Any, after_seq: int)
                     continue
                 if cursor < event.after:  # rows the hub had before this stream followed it
                     cursor = await _catch_up(request, out, run, cursor, event.after)
+                    if cursor < event.after:
+                        break  # ended while catching up: the end event says where
                 data = event.data_after(cursor)
                 cursor = event.upto
                 if data is not None:
@@ -316,7 +318,7 @@ async def _stream_project(
         # sending rows belongs in the cursors written for any of them.
         for event in events:
             if isinstance(event, RowsEvent):
-                if event.rows:
+                if event.seqs:
                     in_cursor.add(event.run_id)
             elif event.state == "running":
                 in_cursor.add(event.run_id)
@@ -338,6 +340,8 @@ async def _stream_project(
                         in_cursor,
                         cursor,
                     )
+                    if pos < event.after:
+                        break  # ended while catching up: the end event says where
                 data = event.data_after(pos)
                 positions[event.run_id] = event.upto
                 if data is not None:

@@ -11,7 +11,8 @@ waits on its mailbox (``mailbox.py``). One task per process, the hub, does the r
   one ``run`` event for its run streams and its project's streams. The database stays the
   source of truth, read by cursor, so a process sees what any other process committed.
 - A stream that is behind the head (it just opened, resumes, or the hub skipped a burst of
-  more than :data:`FEED_SPAN` sequences rather than hold it in memory) reads the rows in
+  more than :data:`FEED_SPAN` sequences or :data:`FANOUT_BYTES` rather than hold it in
+  memory for every stream) reads the rows in
   between from the database itself, at the pace its client reads, then follows the hub's
   events again (see ``RowsEvent``). So an idle stream costs nothing but its mailbox: no
   timer, no query.
@@ -44,7 +45,14 @@ from gradexp.server.domain.accounts.revocations import CredentialsEnded, Revocat
 from gradexp.server.domain.errors import RateLimited
 from gradexp.server.domain.history import read_row_ranges
 from gradexp.server.domain.live.credentials import dead_credentials
-from gradexp.server.domain.live.mailbox import QUIETLY, RowsEvent, RunEvent, Subscriber
+from gradexp.server.domain.live.mailbox import (
+    MAX_QUEUED_BYTES,
+    QUIETLY,
+    RowsEvent,
+    RunEvent,
+    Subscriber,
+    rows_events,
+)
 from gradexp.server.domain.live.reads import ROWS_PER_EVENT, full_runs, poll_runs, signature
 from gradexp.server.domain.live.watchers import WATCH_RENEW, mark_watched
 from gradexp.server.domain.runs import run_objects
@@ -54,8 +62,9 @@ log = logging.getLogger("gradexp.server.live")
 
 CLOCK_SLACK = 5.0  # seconds of clock difference tolerated between server processes
 PROGRESS_EVENT_INTERVAL = 2.0  # seconds between "run" events for a run that only progressed
-FEED_SPAN = 5000  # most sequences of one run fanned out per interval; more: streams read
-TICK_SPAN = 50_000  # most sequences fanned out per interval, all runs together
+FEED_SPAN = 2000  # most sequences of one run read per interval; more: streams read them
+TICK_SPAN = 20_000  # most sequences read per interval, all runs together
+FANOUT_BYTES = MAX_QUEUED_BYTES // 4  # most encoded rows of one run fanned out per interval
 CREDENTIAL_CHECK_INTERVAL = 2.0  # seconds between re-checks of every stream's credential
 WRITE_STALL = 60.0  # a client that takes no byte of a write for this long is dropped
 MIN_POLL_GAP = 0.02  # seconds between two polls, however often ingest wakes the hub
@@ -310,7 +319,7 @@ class LiveHub:
             if pk in spans:
                 self._fan_out_rows(row, *spans[pk], rows.get(pk, []), poll_time)
             elif pk in marks:
-                self._deliver_rows(RowsEvent(*_ids(row), marks[pk], marks[pk], [], poll_time))
+                self._deliver_rows(RowsEvent(_ids(row), marks[pk], marks[pk], poll_time))
             event = events.get(pk)
             if event is not None:
                 self._deliver_run(event)
@@ -330,17 +339,16 @@ class LiveHub:
     def _fan_out_rows(
         self, row: Any, after: int, upto: int, rows: list[dict[str, Any]], poll_time: float
     ) -> None:
-        """The rows of one run in ``(after, upto]`` as events of at most ROWS_PER_EVENT rows
-        (an empty range too: streams then move their position to ``upto``)."""
-        if not rows:
-            self._deliver_rows(RowsEvent(*_ids(row), after, upto, [], poll_time))
-            return
-        for i in range(0, len(rows), ROWS_PER_EVENT):
-            chunk = rows[i : i + ROWS_PER_EVENT]
-            last = i + ROWS_PER_EVENT >= len(rows)
-            end = upto if last else int(chunk[-1]["_seq"])
-            self._deliver_rows(RowsEvent(*_ids(row), after, end, chunk, poll_time))
-            after = end
+        """A run's rows in ``(after, upto]`` as events (an empty range too: streams then move
+        their position to ``upto``). Past FANOUT_BYTES the rest becomes a mark: a burst is
+        not held in memory for every stream, each reads it from the database instead."""
+        budget = FANOUT_BYTES
+        for event in rows_events(_ids(row), after, upto, rows, poll_time, ROWS_PER_EVENT):
+            budget -= event.size
+            if budget < 0:
+                self._deliver_rows(RowsEvent(_ids(row), upto, upto, poll_time))
+                return
+            self._deliver_rows(event)
 
     def _deliver_rows(self, event: RowsEvent) -> None:
         for sub in self._runs.get(event.run_pk, ()):

@@ -13,6 +13,7 @@ Everything here runs on the server's event loop; nothing needs a lock.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,8 @@ import orjson
 #: The most a stream's mailbox holds (the encoded size of its waiting events).
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
 MAX_QUEUED_EVENTS = 2000
+#: About the most one ``rows`` event of the hub holds (one row may be bigger).
+EVENT_BYTES = 256 * 1024
 
 #: A stream whose client read too slowly: it ends, and the client resumes from its id.
 TOO_SLOW = "too_slow"
@@ -32,58 +35,98 @@ QUIETLY = ""
 
 class RowsEvent:
     """Rows of one run with ``after < _seq <= upto``, in sequence order, for every stream
-    that follows the run.
+    that follows the run: the ``rows`` event's data, encoded once (``payload``), and the
+    rows' sequence numbers.
 
-    ``rows`` holds every history row in that range, except when ``after == upto`` (a
-    *mark*): then it is empty and says only that the run's rows up to ``upto`` are
-    committed. A stream whose position is below ``after`` reads the rows in between from
-    the database itself (it joined late, or the hub skipped a burst too big to fan out).
+    It holds every history row in that range, except when ``after == upto`` (a *mark*):
+    then it holds none and says only that the run's rows up to ``upto`` are committed. A
+    stream whose position is below ``after`` reads the rows in between from the database
+    itself (it joined late, or the hub did not hold a burst in memory).
     """
 
     __slots__ = (
         "after",
         "attempt_seq",
+        "offsets",
         "payload",
         "poll_time",
         "project_id",
-        "rows",
         "run_id",
         "run_pk",
+        "seqs",
         "size",
         "upto",
     )
 
     def __init__(
         self,
-        run_id: str,
-        run_pk: int,
-        project_id: int,
-        attempt_seq: int,
+        ids: tuple[str, int, int, int],
         after: int,
         upto: int,
-        rows: list[dict[str, Any]],
         poll_time: float,
+        payload: bytes = b"",
+        seqs: list[int] | None = None,
+        offsets: list[int] | None = None,
     ) -> None:
-        self.run_id = run_id
-        self.run_pk = run_pk
-        self.project_id = project_id
-        self.attempt_seq = attempt_seq
+        self.run_id, self.run_pk, self.project_id, self.attempt_seq = ids
         self.after = after
         self.upto = upto
-        self.rows = rows
         self.poll_time = poll_time
-        # Encoded once for every stream that gets it whole (the usual case).
-        self.payload = rows_payload(run_id, rows) if rows else b""
-        self.size = len(self.payload) + 64
+        self.payload = payload
+        self.seqs = seqs or []
+        self.offsets = offsets or []  # where each row starts in the payload
+        self.size = len(payload) + 64
 
     def data_after(self, position: int) -> bytes | None:
         """The ``rows`` event's data for a stream that already has every row up to
         ``position`` (None: nothing new for it)."""
-        if not self.rows or self.rows[-1]["_seq"] <= position:
+        if not self.seqs or self.seqs[-1] <= position:
             return None
-        if self.rows[0]["_seq"] > position:
+        if self.seqs[0] > position:
             return self.payload
-        return rows_payload(self.run_id, [r for r in self.rows if r["_seq"] > position])
+        first = bisect.bisect_right(self.seqs, position)
+        return self.payload[: self.offsets[0]] + self.payload[self.offsets[first] :]
+
+
+def rows_events(
+    ids: tuple[str, int, int, int],
+    after: int,
+    upto: int,
+    rows: list[dict[str, Any]],
+    poll_time: float,
+    max_rows: int,
+) -> list[RowsEvent]:
+    """A run's rows in ``(after, upto]`` as consecutive events of at most ``max_rows`` rows
+    and about :data:`EVENT_BYTES` each (one event, with no rows, when there are none)."""
+    if not rows:
+        return [RowsEvent(ids, after, upto, poll_time)]
+    head = orjson.dumps({"run_id": ids[0], "rows": []})[:-2]  # '{"run_id":..,"rows":['
+    events: list[RowsEvent] = []
+    pieces: list[bytes] = []
+    seqs: list[int] = []
+    size = 0
+
+    def flush(end: int) -> None:
+        nonlocal after, size
+        offsets, at = [], len(head)
+        for piece in pieces:
+            offsets.append(at)
+            at += len(piece) + 1
+        payload = head + b",".join(pieces) + b"]}"
+        events.append(RowsEvent(ids, after, end, poll_time, payload, seqs.copy(), offsets))
+        after, size = end, 0
+        pieces.clear()
+        seqs.clear()
+
+    for row in rows:
+        piece = orjson.dumps(row)
+        if pieces and (len(pieces) >= max_rows or size + len(piece) > EVENT_BYTES):
+            flush(seqs[-1])
+        pieces.append(piece)
+        seqs.append(int(row["_seq"]))
+        size += len(piece) + 1
+    flush(upto)
+    return events
 
 
 def rows_payload(run_id: str, rows: list[dict[str, Any]]) -> bytes:
