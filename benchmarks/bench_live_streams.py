@@ -4,7 +4,7 @@ Against a real server (SQLite), each phase beside the same run's baseline of no 
 
 - **idle**: 200 run streams of one running run that logs nothing (browsers left open on a
   run page), and 200 streams spread over 50 runs and 5 projects (150 run streams, 50 project
-  streams with rows), nothing logged;
+  streams with rows), nothing logged; the baseline is measured before and after them;
 - **active**: the same run logs a batch of 10 rows a second, with 0 and with 200 streams
   on it (every stream must receive every row).
 
@@ -225,6 +225,9 @@ async def measure(url: str, key: str, other_key: str, pid: int, seconds: float) 
             )
         )
         await spread_streams.close()
+        results.append(
+            await phase("idle, no streams again (baseline)", pid, seconds, session, url, other_key)
+        )
 
         writer = Writer(session, url, key, hot)
         await post_rows(session, url, key, hot, 101, writer.seq - 101)  # fill the gap once
@@ -250,12 +253,14 @@ async def measure(url: str, key: str, other_key: str, pid: int, seconds: float) 
             f"(at least {expected} were logged while they were open)"
         )
 
-    base, idle = results[0], results[1]
-    act0, act = results[3], results[4]
+    idle, act0, act = results[1], results[4], results[5]
+    # The baseline before and after the idle phases: the machine's drift shows between them.
+    base_cpu = (float(results[0]["cpu"]) + float(results[3]["cpu"])) / 2
+    base_p50 = (float(results[0]["p50"]) + float(results[3]["p50"])) / 2
     print(
-        f"idle: {STREAMS} streams of one run cost {float(idle['cpu']) - float(base['cpu']):.1f}% "
+        f"idle: {STREAMS} streams of one run cost {float(idle['cpu']) - base_cpu:.1f}% "
         f"of a core over the baseline; another user's p50 {float(idle['p50']):.2f} ms vs "
-        f"{float(base['p50']):.2f} ms ({float(idle['p50']) / float(base['p50']):.2f}x)"
+        f"{base_p50:.2f} ms ({float(idle['p50']) / base_p50:.2f}x)"
     )
     print(
         f"active: {STREAMS} streams cost {float(act['cpu']) - float(act0['cpu']):.1f}% of a core "
