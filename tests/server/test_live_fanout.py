@@ -29,6 +29,7 @@ def _wait_streams(srv: Any, n: int, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_streams_past_the_per_user_cap_are_refused(start_server: Any) -> None:
     srv = start_server(env={"GRADEXP_SERVER_MAX_STREAMS_PER_USER": "3"})
     run = new_id()
@@ -208,14 +209,15 @@ def test_a_client_that_stops_reading_is_ended_and_resumes(start_server: Any, db_
         again.close()
 
 
-def test_any_process_can_tell_which_runs_are_watched(start_server: Any) -> None:
+@pytest.mark.slow
+def test_any_process_can_tell_which_runs_are_watched(start_server: Any, db_url: str) -> None:
     from sqlalchemy import select
 
     from gradexp.server.domain.live.watchers import is_watched, watched_runs
     from gradexp.server.storage import schema as s
     from gradexp.server.storage.db import Database
 
-    srv = start_server()
+    srv = start_server(db_url=db_url)  # every database: the watch rows are an upsert
     watched, other = new_id(), new_id()
     put_run(srv, watched, project="watch")
     put_run(srv, other, project="watch")
