@@ -19,13 +19,14 @@ from aiohttp import web
 from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
 from gradexp.server.domain.accounts.passwords import PasswordHasher
+from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
 from gradexp.server.domain.alerts import AlertSender
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
-from gradexp.server.domain.notifier import Notifier
+from gradexp.server.domain.live.hub import LiveHub
 from gradexp.server.http import (
     authorize,
     health,
@@ -68,11 +69,22 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         raise
     valid_keys = ValidKeys()
     passwords = PasswordHasher()
+    revocations = Revocations()
+    live = LiveHub(
+        db,
+        poll_interval=settings.poll_interval,
+        keepalive_interval=settings.keepalive_interval,
+        crash_after=settings.crash_after,
+        max_streams_per_user=settings.max_streams_per_user,
+        policy=settings.policy,
+        revocations=revocations,
+    )
     return AppState(
         settings=settings,
         db=db,
         objects=objects,
-        notifier=Notifier(),
+        live=live,
+        revocations=revocations,
         exporter=Exporter(db, objects),
         decode_pool=DecodePool(settings.ingest_workers, valid_keys),
         passwords=passwords,
@@ -99,7 +111,7 @@ def make_app(state: AppState) -> web.Application:
         state.exporter.start()
 
     async def on_shutdown(_app: web.Application) -> None:
-        state.notifier.close()  # end live streams so shutdown need not wait for them
+        await state.live.close()  # end live streams so shutdown need not wait for them
 
     async def on_cleanup(_app: web.Application) -> None:
         await state.alerts.close()

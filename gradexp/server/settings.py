@@ -59,6 +59,7 @@ class ServerSettings:
     poll_interval: float = 0.2  # SSE: seconds between database polls for new rows
     keepalive_interval: float = 15.0  # SSE: seconds between ": keepalive" comments
     read_timeout: float = 30.0  # seconds to send a request's head; a body's grace period
+    max_streams_per_user: int = 32  # SSE: open live streams per user and process; then 429
     crash_after: float = 300.0  # a running run silent this long reads as "crashed"
     # The address people open, behind a proxy (GRADEXP_PUBLIC_URL); None: the request's.
     public_url: str | None = None
@@ -105,6 +106,7 @@ def resolve_settings(
         poll_interval=float(env.get("GRADEXP_SERVER_POLL_INTERVAL", "0.2")),
         keepalive_interval=float(env.get("GRADEXP_SERVER_KEEPALIVE", "15")),
         read_timeout=_seconds(env, "GRADEXP_SERVER_READ_TIMEOUT", 30.0),
+        max_streams_per_user=_count(env, "GRADEXP_SERVER_MAX_STREAMS_PER_USER", 32),
         crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
         public_url=(env.get("GRADEXP_PUBLIC_URL") or "").rstrip("/") or None,
         frame_ancestors=env.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip(),
@@ -157,6 +159,16 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         return float(env.get(name, "") or default)
     except ValueError:
         return default
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            log.warning("%s=%r is not a number: using the default (%d)", name, value, default)
+    return default
 
 
 def _ingest_workers(value: str) -> int:

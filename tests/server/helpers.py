@@ -79,7 +79,12 @@ class SSE:
     """A blocking Server-Sent Events reader on a background thread (for tests)."""
 
     def __init__(
-        self, srv: Any, path: str, headers: dict[str, str] | None = None, key: str | None = None
+        self,
+        srv: Any,
+        path: str,
+        headers: dict[str, str] | None = None,
+        key: str | None = None,
+        cookie: str | None = None,
     ) -> None:
         import http.client
         import queue
@@ -87,13 +92,12 @@ class SSE:
 
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.comments: list[str] = []
+        self.closed = threading.Event()  # set when the server ends the stream
         self._pending: list[dict[str, Any]] = []
         self._conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
-        hdrs = {
-            "Authorization": f"Bearer {key or srv.api_key}",
-            "Accept": "text/event-stream",
-            **(headers or {}),
-        }
+        # A browser's stream carries its session cookie (``cookie``) instead of a key.
+        auth = {"Cookie": cookie} if cookie else {"Authorization": f"Bearer {key or srv.api_key}"}
+        hdrs = {**auth, "Accept": "text/event-stream", **(headers or {})}
         self._conn.request("GET", path, headers=hdrs)
         self.response = self._conn.getresponse()
         self.status = self.response.status
@@ -121,6 +125,8 @@ class SSE:
                     event[field] = value
         except Exception:  # the connection was closed under us: the reader just stops
             return
+        finally:
+            self.closed.set()
 
     def next(self, timeout: float = 30.0, event: str | None = None) -> dict[str, Any]:
         """The next event of type ``event`` (others stay queued for later calls)."""

@@ -125,3 +125,25 @@ def test_sign_out_from_the_top_bar(browser: Any, server: Any) -> None:
         page.wait_for_url(re.compile(r"/login\?next="))
     finally:
         context.close()
+
+
+def test_an_open_page_goes_to_sign_in_when_its_session_ends(browser: Any, server: Any) -> None:
+    from tests.server.helpers import new_id, put_run
+
+    run = new_id()
+    put_run(server, run, project="signout-live")  # running: its page follows it live
+    context = browser.new_context(viewport=VIEWPORT, storage_state=sign_in(browser, server))
+    try:
+        watching = context.new_page()
+        watching.goto(server.url + f"/r/{run}")
+        watching.locator(".live-pill", has_text="Live").wait_for()
+        # Signing out in another tab ends this page's live stream, which says why: the page
+        # goes to sign-in (and would come back to the run afterwards).
+        other = context.new_page()
+        other.goto(server.url + "/")
+        other.locator("button", has_text="Sign out").click()
+        other.wait_for_url(re.compile(r"/login\?signed_out=1"))
+        watching.wait_for_url(re.compile(r"/login\?signed_out=1&next=%2Fr%2F" + run))
+        assert "You are signed out." in watching.content()
+    finally:
+        context.close()

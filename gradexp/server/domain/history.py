@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp.protocol.values import encode_float, numeric_value
@@ -410,3 +410,28 @@ async def typed_series(
         )
         out.extend((int(step), float(t), _loads(value)) for step, t, value in rows)
     return out
+
+
+async def read_row_ranges(
+    conn: AsyncConnection, ranges: list[tuple[int, int, int]]
+) -> dict[int, list[dict[str, Any]]]:
+    """Every row of several runs at once: for each ``(run_pk, after_seq, max_seq)``, the rows
+    with ``after_seq < seq <= max_seq`` in sequence order (the caller bounds the ranges).
+    One query per :data:`RANGES_PER_QUERY` runs: the live hub's read of what is new."""
+    h = s.history
+    out: dict[int, list[dict[str, Any]]] = {}
+    for i in range(0, len(ranges), RANGES_PER_QUERY):
+        part = ranges[i : i + RANGES_PER_QUERY]
+        result = await conn.execute(
+            select(h.c.run_pk, h.c.seq, h.c.step, h.c.time, h.c.row_values)
+            .where(
+                or_(*(and_(h.c.run_pk == pk, h.c.seq > lo, h.c.seq <= hi) for pk, lo, hi in part))
+            )
+            .order_by(h.c.run_pk, h.c.seq)
+        )
+        for run_pk, seq, step, t, text in result:
+            out.setdefault(int(run_pk), []).append(_row_dict(seq, step, t, text, None))
+    return out
+
+
+RANGES_PER_QUERY = 50

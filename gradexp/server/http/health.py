@@ -20,7 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
         {
             "ok": True,
             "version": VERSION,
-            "streams": state.notifier.open_streams,
+            "streams": state.live.open_streams,
             "worker_batches": state.decode_pool.decoded_in_workers,
         }
     )

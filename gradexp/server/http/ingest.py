@@ -44,7 +44,7 @@ async def put_run(request: web.Request) -> web.Response:
     )
     async with state.db.read() as conn:
         (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
-    state.notifier.notify(row.project_id, row.pk)
+    state.live.notify(row.project_id, row.pk)
     return json_response(
         {"run": obj, "acked_seq": row.acked_seq, "last_step": row.last_step},
         status=201 if created else 200,
@@ -79,7 +79,7 @@ async def post_records(request: web.Request) -> web.Response:
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
     state.key_ids.add(run_id, result.key_ids)
     if result.applied:
-        state.notifier.notify(result.project_id, result.run_pk)
+        state.live.notify(result.project_id, result.run_pk)
     if result.finished:
         state.exporter.schedule(result.run_pk)
     if result.alerts and state.alerts.url:

@@ -100,7 +100,11 @@ async def keys_revoke(request: web.Request) -> web.StreamResponse:
             request, session, error="This page was out of date; nothing was revoked.", status=403
         )
     key_id = int(request.match_info["key_id"])
-    if await revoke_user_key(app_state(request).db, session.user.id, key_id) is None:
+    state = app_state(request)
+    if (
+        await revoke_user_key(state.db, session.user.id, key_id, revocations=state.revocations)
+        is None
+    ):
         return await _keys_page(request, session, error="No such key.", status=404)
     return see_other(f"/keys?revoked={key_id}")
 
@@ -148,7 +152,9 @@ async def api_keys_create(request: web.Request) -> web.Response:
 async def api_keys_revoke(request: web.Request) -> web.Response:
     """Revoke one of the caller's keys (it may be the key making this request)."""
     user = request[USER]
-    row = await revoke_user_key(app_state(request).db, user.id, int(request.match_info["key_id"]))
+    state = app_state(request)
+    key_id = int(request.match_info["key_id"])
+    row = await revoke_user_key(state.db, user.id, key_id, revocations=state.revocations)
     if row is None:
         raise HttpError(404, "not_found", "no such API key among yours")
     return json_response({"key": _key_json(row, user.key_id)})

@@ -1,11 +1,17 @@
 """Live updates: Server-Sent Events per run and per project.
 
-The database is the source of truth for every stream: a stream remembers a cursor (the
-last sequence number it sent, per run) and reads ``seq > cursor AND seq <= acked_seq``. Any
-process can therefore serve any run, whichever process ingested it. Polling the database
-every ``poll_interval`` covers rows ingested by other processes; the in-memory
-:class:`~gradexp.server.domain.notifier.Notifier` only wakes the streams of *this* process
-early when it ingested something itself.
+Each stream registers with the process's hub (``domain/live/hub.py``), which reads the
+database once per interval for every stream of the process and puts what is new in each
+stream's mailbox; a stream's task here turns that into SSE and writes it. A stream that is
+behind the hub (it just opened, resumes with ``Last-Event-ID``, or the hub skipped a burst)
+reads the rows in between from the database itself, by its own cursor, at its client's
+pace. The database is the source of truth throughout, so any process serves any run,
+whichever process ingested it.
+
+A stream ends with ``event: end`` and ``{"reason": ...}`` when the credential it was opened
+with dies (``key_revoked``, ``signed_out``, ``password_changed``, ``session_expired``) or
+when its client reads too slowly (``too_slow``: the event's id resumes it). A user may have
+``max_streams_per_user`` streams open per process; past that, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -13,13 +19,18 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX
+from gradexp.server.domain.errors import RateLimited
 from gradexp.server.domain.history import read_rows
+from gradexp.server.domain.live.hub import CLOCK_SLACK, RETRY_AFTER
+from gradexp.server.domain.live.mailbox import RowsEvent, Subscriber, rows_payload
+from gradexp.server.domain.live.reads import ROWS_PER_EVENT, signature
 from gradexp.server.domain.runs import (
     effective_state,
     find_run,
@@ -27,15 +38,12 @@ from gradexp.server.domain.runs import (
     run_by_pk,
     run_objects,
 )
-from gradexp.server.http.errors import HttpError
+from gradexp.server.http.errors import HttpError, error_response
 from gradexp.server.http.params import owned_project_id
-from gradexp.server.http.sessions import USER
+from gradexp.server.http.sessions import USER, current_session
 from gradexp.server.http.state import app_state, public_url
 
 log = logging.getLogger("gradexp.server.live")
-
-ROWS_PER_EVENT = 1000
-CLOCK_SLACK = 5.0  # seconds of clock difference tolerated between server processes
 
 routes = web.RouteTableDef()
 
@@ -55,7 +63,8 @@ async def run_events(request: web.Request) -> web.StreamResponse:
         raise HttpError(400, "bad_request", "Last-Event-ID / after_seq must be >= 0")
     async with state.db.read() as conn:
         run = await find_run(conn, request[USER], request.match_info["run_id"])
-    return await stream_run(request, run, after)
+    sub = await _subscriber(request, run_pk=int(run.pk))
+    return await _serve(request, sub, lambda out: _stream_run(request, out, run, after))
 
 
 @routes.get(API_PREFIX + "/projects/{owner}/{project}/events")
@@ -69,13 +78,21 @@ async def project_events(request: web.Request) -> web.StreamResponse:
     rows = request.query.get("rows", "1")
     if rows not in ("0", "1"):
         raise HttpError(400, "bad_request", "rows must be 0 (run events only) or 1 (the default)")
-    return await stream_project(request, pid, token, with_rows=rows == "1")
+    sub = await _subscriber(request, project_id=pid, with_rows=rows == "1")
+    return await _serve(
+        request, sub, lambda out: _stream_project(request, out, pid, token, rows == "1")
+    )
 
 
 def sse_event(event: str, data: Any, event_id: str | None = None) -> bytes:
     """One SSE message (data is JSON on a single line)."""
+    return sse_message(event, orjson.dumps(data), event_id)
+
+
+def sse_message(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    """One SSE message whose data is already encoded JSON."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return head.encode() + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return head.encode() + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
 async def open_stream(request: web.Request) -> web.StreamResponse:
@@ -113,112 +130,151 @@ def decode_cursor(token: str) -> dict[str, Any] | None:
     return doc
 
 
-PROGRESS_EVENT_INTERVAL = 2.0  # seconds between "run" events for a run that only progressed
-
-
 def client_gone(request: web.Request) -> bool:
     """Whether the client of a stream has disconnected (its transport is closing)."""
     transport = request.transport
     return transport is None or transport.is_closing()
 
 
-async def follow(request: web.Request, kind: str, body: Any) -> web.StreamResponse:
-    """Run a stream's loop, counting it as open, and end it quietly when the client leaves.
+def _drop(request: web.Request) -> None:
+    """Drop a stalled client's connection at once (its pending write then fails)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+async def _subscriber(request: web.Request, **follows: Any) -> Subscriber:
+    """A stream's registration: who opened it, with which key or session."""
+    user = request[USER]
+    session_id = None
+    if user.key_id is None:  # a browser: the session cookie it came with
+        session = await current_session(request)
+        session_id = session.id if session is not None else None
+    return Subscriber(
+        user_id=user.id,
+        key_id=user.key_id,
+        session_id=session_id,
+        gone=lambda: client_gone(request),
+        abort=lambda: _drop(request),
+        **follows,
+    )
+
+
+class StreamOut:
+    """A stream's writes to its client, told to the hub (which drops a stalled client)."""
+
+    def __init__(self, resp: web.StreamResponse, sub: Subscriber) -> None:
+        self.resp = resp
+        self.sub = sub
+
+    async def write(self, data: bytes) -> None:
+        self.sub.writing()
+        try:
+            await self.resp.write(data)
+        finally:
+            self.sub.wrote()
+
+    async def end(self, event_id: str) -> None:
+        """The last event, saying why the stream ends (nothing when it ends quietly)."""
+        if self.sub.ended:
+            await self.write(sse_event("end", {"reason": self.sub.ended}, event_id))
+
+
+async def _serve(
+    request: web.Request, sub: Subscriber, body: Callable[[StreamOut], Awaitable[None]]
+) -> web.StreamResponse:
+    """Register a stream with the hub, run it, and end it quietly when the client leaves.
 
     A client going away is the normal end of every stream (a tab closed, a page left), so
-    it is logged at debug level only. The loops also check ``client_gone`` on every turn:
-    aiohttp does not cancel a handler whose client left, and without that check a
-    stream with nothing to send would poll the database until its next keepalive write
-    failed (up to ``keepalive_interval`` later).
-    """
-    notifier = app_state(request).notifier
+    it is logged at debug level only."""
+    hub = app_state(request).live
+    try:
+        hub.open(sub)
+    except RateLimited as exc:
+        refused = error_response(429, exc.code, exc.message)
+        refused.headers["Retry-After"] = str(RETRY_AFTER)
+        return refused
     resp = web.StreamResponse()
-    notifier.open_streams += 1  # only ever touched on the event loop: no lock needed
     try:
         resp = await open_stream(request)
-        await body(resp)
+        await body(StreamOut(resp, sub))
     except ConnectionError:  # ConnectionResetError, BrokenPipeError, aiohttp's reset error
         pass
     finally:
-        notifier.open_streams -= 1
-        log.debug("%s stream closed (%d open)", kind, notifier.open_streams)
+        hub.close_stream(sub)
+        log.debug("stream closed (%d open)", hub.open_streams)
     return resp
 
 
-async def stream_run(request: web.Request, run: Any, after_seq: int) -> web.StreamResponse:
-    """Follow one run: ``rows`` events by cursor, ``run`` events when it changes."""
-    return await follow(request, "run", lambda resp: _stream_run(request, resp, run, after_seq))
-
-
-async def _stream_run(
-    request: web.Request, resp: web.StreamResponse, run: Any, after_seq: int
-) -> None:
-    state = app_state(request)
-    settings = state.settings
-    cursor = after_seq
-    last_sig: tuple[Any, ...] | None = None
-    last_write = time.monotonic()
-    url = public_url(request)
-    while not state.notifier.closed and not client_gone(request):
-        async with state.db.read() as conn:
-            row = await run_by_pk(conn, run.pk)
-            rows: list[dict[str, Any]] = []
-            if row.acked_seq > cursor:
-                rows, _ = await read_rows(
-                    conn, run.pk, after_seq=cursor, max_seq=row.acked_seq, limit=ROWS_PER_EVENT
-                )
-            sig = _signature(row, settings.crash_after)
-            run_obj = None
-            if sig != last_sig:
-                (run_obj,) = await run_objects(conn, [row], url, settings.crash_after)
-                last_sig = sig
-        if rows:
-            cursor = rows[-1]["_seq"]
-            await resp.write(sse_event("rows", {"run_id": run.id, "rows": rows}, str(cursor)))
-            last_write = time.monotonic()
-        elif row.acked_seq > cursor:
-            cursor = int(row.acked_seq)  # sequences without history rows (config, files...)
-        if run_obj is not None:
-            # Sent after the rows it covers, so a client sees "finished" after the last row.
-            await resp.write(sse_event("run", run_obj, str(cursor)))
-            last_write = time.monotonic()
-        if len(rows) == ROWS_PER_EVENT:
-            continue  # more is waiting: catch up before sleeping
-        if time.monotonic() - last_write >= settings.keepalive_interval:
-            await resp.write(b": keepalive\n\n")
-            last_write = time.monotonic()
-        await state.notifier.wait(settings.poll_interval, run_pk=run.pk)
-
-
-def _signature(row: Any, crash_after: float) -> tuple[Any, ...]:
-    """What, when it changes, deserves a ``run`` event."""
-    return (
-        effective_state(row, crash_after),
-        row.exit_code,
-        row.name,
-        row.attempt,
-        row.tags,
-        row.notes,
-    )
-
-
-async def stream_project(
-    request: web.Request, project_id: int, token: str | None, *, with_rows: bool = True
+async def follow_run(
+    request: web.Request, run_pk: int, body: Callable[[StreamOut], Awaitable[None]]
 ) -> web.StreamResponse:
-    """Follow every run of a project (see ``_stream_project``)."""
-    return await follow(
-        request,
-        "project",
-        lambda resp: _stream_project(request, resp, project_id, token, with_rows),
-    )
+    """Serve a stream of one run's changes with ``body`` (another view of the run, such as
+    its console lines): registered with the hub like a run stream, so the per-user cap and
+    the credential re-check apply, and woken by the hub's events for that run (its
+    :meth:`Subscriber.take` returns at each of them and at keepalives) instead of polling."""
+    sub = await _subscriber(request, run_pk=run_pk)
+    return await _serve(request, sub, body)
+
+
+async def _stream_run(request: web.Request, out: StreamOut, run: Any, after_seq: int) -> None:
+    """Follow one run: ``rows`` events by cursor, ``run`` events when it changes."""
+    state = app_state(request)
+    crash_after = state.settings.crash_after
+    sub = out.sub
+    base = public_url(request)
+    async with state.db.read() as conn:
+        row = await run_by_pk(conn, run.pk)
+    head = state.live.start_at(int(run.pk), int(row.acked_seq))
+    cursor = await _catch_up(request, out, run, after_seq, max(head, int(row.acked_seq)))
+    last_sig = signature(row, crash_after)
+    if sub.ended is None:
+        async with state.db.read() as conn:
+            (obj,) = await run_objects(conn, [row], base, crash_after)
+        # Sent after the rows it covers, so a client sees "finished" after the last row.
+        await out.write(sse_event("run", obj, str(cursor)))
+    while sub.ended is None:
+        for event in await sub.take():
+            if sub.ended is not None:
+                break
+            if isinstance(event, RowsEvent):
+                if event.upto <= cursor:
+                    continue
+                if cursor < event.after:  # rows the hub had before this stream followed it
+                    cursor = await _catch_up(request, out, run, cursor, event.after)
+                    if cursor < event.after:
+                        break  # ended while catching up: the end event says where
+                data = event.data_after(cursor)
+                cursor = event.upto
+                if data is not None:
+                    await out.write(sse_message("rows", data, str(cursor)))
+            elif event.changed and event.signature != last_sig:
+                last_sig = event.signature
+                await out.write(sse_message("run", event.data(base), str(cursor)))
+        if sub.keepalive_due and sub.ended is None:
+            await out.write(b": keepalive\n\n")
+    await out.end(str(cursor))
+
+
+async def _catch_up(
+    request: web.Request, out: StreamOut, run: Any, cursor: int, target: int
+) -> int:
+    """Send a run's rows in ``(cursor, target]`` from the database, a page at a time (the
+    connection is let go between pages, so a slow client holds none); the new cursor."""
+    db = app_state(request).db
+    while cursor < target and out.sub.ended is None:
+        async with db.read() as conn:
+            rows, _ = await read_rows(
+                conn, run.pk, after_seq=cursor, max_seq=target, limit=ROWS_PER_EVENT
+            )
+        cursor = target if len(rows) < ROWS_PER_EVENT else int(rows[-1]["_seq"])
+        if rows:
+            await out.write(sse_message("rows", rows_payload(run.id, rows), str(cursor)))
+    return cursor
 
 
 async def _stream_project(
-    request: web.Request,
-    resp: web.StreamResponse,
-    project_id: int,
-    token: str | None,
-    with_rows: bool,
+    request: web.Request, out: StreamOut, project_id: int, token: str | None, with_rows: bool
 ) -> None:
     """Follow every run of a project: ``run`` events and every run's new ``rows``.
 
@@ -232,91 +288,108 @@ async def _stream_project(
     slack between processes), else from its current end.
     """
     state = app_state(request)
-    settings = state.settings
-    url = public_url(request)
+    crash_after = state.settings.crash_after
+    sub = out.sub
+    base = public_url(request)
     resumed = decode_cursor(token) if token else None
     positions: dict[str, int] = dict(resumed["r"]) if resumed else {}
     since = float(resumed["t"]) - CLOCK_SLACK if resumed else None
-    signatures: dict[str, tuple[Any, ...]] = {}
-    progress_sent: dict[str, tuple[float, int]] = {}
     in_cursor: set[str] = set(positions)
-    first = True
-    last_poll = time.time()
-    last_write = time.monotonic()
-    while not state.notifier.closed and not client_gone(request):
-        poll_time = time.time()
-        changed: list[Any] = []
-        row_batches: list[tuple[Any, list[dict[str, Any]]]] = []
-        more = False
-        async with state.db.read() as conn:
-            # After the first look, only runs that can have news: running ones (they may
-            # progress, or go quiet and read as crashed) and any touched lately.
-            touched = None if first else last_poll - CLOCK_SLACK
-            runs = await project_runs(conn, project_id, touched_since=touched)
-            last_poll = poll_time
-            for r in runs:
-                if r.id not in positions:
-                    if first and (since is None or r.attempt_started_at < since):
-                        positions[r.id] = int(r.acked_seq)  # nothing of it is new to the client
-                    else:
-                        positions[r.id] = int(r.attempt_seq)  # a run (or attempt) that is new
-                sig = _signature(r, settings.crash_after)
-                old = signatures.get(r.id)
-                signatures[r.id] = sig
-                now_mono = time.monotonic()
-                last_emit, last_step = progress_sent.get(r.id, (0.0, int(r.last_step)))
-                if (
-                    (old is None and not first)
-                    or (old is not None and old != sig)
-                    or (
-                        r.last_step != last_step and now_mono - last_emit >= PROGRESS_EVENT_INTERVAL
-                    )
-                ):
-                    changed.append(r)
-                    progress_sent[r.id] = (now_mono, int(r.last_step))
-                elif r.id not in progress_sent:
-                    progress_sent[r.id] = (0.0, int(r.last_step))
-                if sig[0] == "running":
-                    in_cursor.add(r.id)
-                if not with_rows:
-                    positions[r.id] = int(r.acked_seq)
-                elif r.acked_seq > positions[r.id]:
-                    rows, _ = await read_rows(
-                        conn,
-                        r.pk,
-                        after_seq=positions[r.id],
-                        max_seq=r.acked_seq,
-                        limit=ROWS_PER_EVENT,
-                    )
-                    if rows:
-                        row_batches.append((r, rows))
-                        more = more or len(rows) == ROWS_PER_EVENT
-                    else:
-                        positions[r.id] = int(r.acked_seq)
-            objs = await run_objects(conn, changed, url, settings.crash_after) if changed else []
-        was_first, first = first, False
+    made_at = time.time()
+    async with state.db.read() as conn:
+        runs = await project_runs(conn, project_id)
+    state.live.seed_project(project_id, runs)
 
-        def cursor(t: float = poll_time) -> str:
-            return encode_cursor(
-                {"t": t, "r": {k: positions[k] for k in sorted(in_cursor) if k in positions}}
-            )
+    def cursor() -> str:
+        return encode_cursor(
+            {"t": made_at, "r": {k: positions[k] for k in sorted(in_cursor) if k in positions}}
+        )
 
-        events: list[bytes] = []
-        for r, rows in row_batches:
-            positions[r.id] = rows[-1]["_seq"]
+    behind = []
+    for r in runs:
+        if r.id not in positions:
+            if since is None or r.attempt_started_at < since:
+                positions[r.id] = int(r.acked_seq)  # nothing of it is new to the client
+            else:
+                positions[r.id] = int(r.attempt_seq)  # a run (or attempt) that is new
+        if effective_state(r, crash_after) == "running":
             in_cursor.add(r.id)
-            events.append(sse_event("rows", {"run_id": r.id, "rows": rows}, cursor()))
-        events.extend(sse_event("run", obj, cursor()) for obj in objs)
-        if was_first:
-            # The stream has taken its starting positions: anything ingested from now on will
-            # be sent. (A comment, so EventSource clients ignore it; tests wait for it.)
-            events.append(b": ready\n\n")
-        if events:
-            await resp.write(b"".join(events))
-            last_write = time.monotonic()
-        if more:
-            continue
-        if time.monotonic() - last_write >= settings.keepalive_interval:
-            await resp.write(b": keepalive\n\n")
-            last_write = time.monotonic()
-        await state.notifier.wait(settings.poll_interval, project_id=project_id)
+        if not with_rows:
+            positions[r.id] = int(r.acked_seq)
+        elif positions[r.id] < r.acked_seq:
+            behind.append(r)
+    for r in behind:  # a resumed stream: what it missed, from the database
+        await _catch_up_project(
+            request, out, (r.id, int(r.pk)), int(r.acked_seq), positions, in_cursor, cursor
+        )
+    # The stream has taken its starting positions: anything ingested from now on will be
+    # sent. (A comment, so EventSource clients ignore it; tests wait for it.)
+    await out.write(b": ready\n\n")
+    while sub.ended is None:
+        events = await sub.take()
+        # A whole interval's events arrive together: every run they show running or
+        # sending rows belongs in the cursors written for any of them.
+        for event in events:
+            if isinstance(event, RowsEvent):
+                if event.seqs:
+                    in_cursor.add(event.run_id)
+            elif event.state == "running":
+                in_cursor.add(event.run_id)
+        for event in events:
+            if sub.ended is not None:
+                break
+            made_at = max(made_at, event.poll_time)  # cursors never move back in time
+            if isinstance(event, RowsEvent):
+                pos = positions.setdefault(event.run_id, event.attempt_seq)  # absent: new
+                if event.upto <= pos:
+                    continue
+                if pos < event.after:
+                    pos = await _catch_up_project(
+                        request,
+                        out,
+                        (event.run_id, event.run_pk),
+                        event.after,
+                        positions,
+                        in_cursor,
+                        cursor,
+                    )
+                    if pos < event.after:
+                        break  # ended while catching up: the end event says where
+                data = event.data_after(pos)
+                positions[event.run_id] = event.upto
+                if data is not None:
+                    await out.write(sse_message("rows", data, cursor()))
+            else:
+                if not with_rows:
+                    positions[event.run_id] = event.acked_seq
+                else:
+                    positions.setdefault(event.run_id, event.attempt_seq)
+                await out.write(sse_message("run", event.data(base), cursor()))
+        if sub.keepalive_due and sub.ended is None:
+            await out.write(b": keepalive\n\n")
+    await out.end(cursor())
+
+
+async def _catch_up_project(
+    request: web.Request,
+    out: StreamOut,
+    run: tuple[str, int],
+    target: int,
+    positions: dict[str, int],
+    in_cursor: set[str],
+    cursor: Callable[[], str],
+) -> int:
+    """A project stream's :func:`_catch_up` of one run (``run``: its id and pk), keeping
+    ``positions`` (and so the cursors it writes) current; the run's new position."""
+    db = app_state(request).db
+    run_id, run_pk = run
+    in_cursor.add(run_id)
+    while positions[run_id] < target and out.sub.ended is None:
+        async with db.read() as conn:
+            rows, _ = await read_rows(
+                conn, run_pk, after_seq=positions[run_id], max_seq=target, limit=ROWS_PER_EVENT
+            )
+        positions[run_id] = target if len(rows) < ROWS_PER_EVENT else int(rows[-1]["_seq"])
+        if rows:
+            await out.write(sse_message("rows", rows_payload(run_id, rows), cursor()))
+    return positions[run_id]

@@ -15,7 +15,6 @@ Endpoints (docs/protocol.md, "What the machine did"):
 from __future__ import annotations
 
 import io
-import time
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from gradexp.protocol.wire import API_PREFIX, MAX_CONSOLE_LINES
 from gradexp.server.domain import machine_reads as reads
 from gradexp.server.domain.runs import find_run, run_by_pk
 from gradexp.server.http.errors import HttpError, json_response
-from gradexp.server.http.live import client_gone, follow, sse_event
+from gradexp.server.http.live import StreamOut, follow_run, sse_event
 from gradexp.server.http.params import int_param
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state
@@ -135,18 +134,16 @@ async def log_events(request: web.Request) -> web.StreamResponse:
             400, "bad_request", "Last-Event-ID / after_seq must be a sequence number"
         ) from None
     run = await _run(request)
-    return await follow(
-        request, "logs", lambda resp: _stream_logs(request, resp, run, max(0, after))
+    return await follow_run(
+        request, int(run.pk), lambda out: _stream_logs(request, out, run, max(0, after))
     )
 
 
-async def _stream_logs(
-    request: web.Request, resp: web.StreamResponse, run: Any, cursor: int
-) -> None:
+async def _stream_logs(request: web.Request, out: StreamOut, run: Any, cursor: int) -> None:
+    """Send the run's console lines past ``cursor`` whenever the hub says the run moved."""
     state = app_state(request)
-    settings = state.settings
-    last_write = time.monotonic()
-    while not state.notifier.closed and not client_gone(request):
+    sub = out.sub
+    while sub.ended is None:
         async with state.db.read() as conn:
             row = await run_by_pk(conn, run.pk)
             lines: list[dict[str, Any]] = []
@@ -163,16 +160,15 @@ async def _stream_logs(
             # first record always fits.)
         if lines:
             cursor = lines[-1]["seq"]
-            await resp.write(sse_event("console", {"run_id": run.id, "lines": lines}, str(cursor)))
-            last_write = time.monotonic()
+            await out.write(sse_event("console", {"run_id": run.id, "lines": lines}, str(cursor)))
         elif row.acked_seq > cursor:
             cursor = int(row.acked_seq)  # records without console lines
         if full:
             continue
-        if time.monotonic() - last_write >= settings.keepalive_interval:
-            await resp.write(b": keepalive\n\n")
-            last_write = time.monotonic()
-        await state.notifier.wait(settings.poll_interval, run_pk=run.pk)
+        if sub.keepalive_due:
+            await out.write(b": keepalive\n\n")
+        await sub.take()  # the run's next change (or a keepalive, or the end)
+    await out.end(str(cursor))
 
 
 @routes.get(_RUN + "/environment")

@@ -148,7 +148,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
                 host=public_url(request),
                 status=403,
             )
-        await sessions.end_session(app_state(request).db, session.token)
+        state = app_state(request)
+        await sessions.end_session(state.db, session.token, revocations=state.revocations)
     query = {"signed_out": "1"}
     next_path = safe_next(str(form.get("next", "")))
     if next_path != "/":

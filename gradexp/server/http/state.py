@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gradexp.server.domain.accounts.passwords import PasswordHasher
+from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
 from gradexp.server.domain.alerts import AlertSender
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import KeyIdCache, ProjectOwners
-from gradexp.server.domain.notifier import Notifier
+from gradexp.server.domain.live.hub import LiveHub
 from gradexp.server.domain.tensors import ArrayCache
 from gradexp.server.http.shell import Shell
 from gradexp.server.settings import ServerSettings
@@ -32,7 +33,8 @@ class AppState:
     settings: ServerSettings
     db: Database
     objects: ObjectStore
-    notifier: Notifier  # the live streams' wake-ups: one future per open stream
+    live: LiveHub  # the live streams: one poll per interval, a mailbox per stream (4 MiB)
+    revocations: Revocations  # told when a key or session dies, so its streams end
     exporter: Exporter  # Parquet exports of finished runs, one task per run at most
     decode_pool: DecodePool  # ingest decode workers: settings.ingest_workers processes
     passwords: PasswordHasher  # scrypt, at most SCRYPT_CONCURRENCY (2) threads

@@ -348,6 +348,17 @@ run_environments = Table(
     **MYSQL_TABLE,
 )
 
+# Runs that a live stream of some server process follows right now (``domain/live``): each
+# process renews its runs' rows every few seconds while it has streams open, so a row whose
+# ``watched_until`` has passed means nobody watches that run any more.
+live_watches = Table(
+    "live_watches",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("watched_until", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
 __all__ = [
     "alerts",
     "api_keys",
@@ -357,6 +368,7 @@ __all__ = [
     "console_totals",
     "files",
     "history",
+    "live_watches",
     "login_failures",
     "metadata",
     "projects",

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
+from gradexp.server.domain.accounts.revocations import KEY_REVOKED, CredentialsEnded, Revocations
 from gradexp.server.domain.accounts.users import User, get_account
 from gradexp.server.domain.errors import Conflict, Invalid, NotFound
 from gradexp.server.storage import schema as s
@@ -158,8 +159,13 @@ async def create_key(db: Database, user: str, name: str = "default") -> str:
     return key
 
 
-async def revoke_user_key(db: Database, user_id: int, key_id: int) -> dict[str, Any] | None:
-    """Revoke one of the user's keys (refused at once by every process); None if not theirs."""
+async def revoke_user_key(
+    db: Database, user_id: int, key_id: int, *, revocations: Revocations | None = None
+) -> dict[str, Any] | None:
+    """Revoke one of the user's keys (refused at once by every process); None if not theirs.
+
+    ``revocations`` hears of it after the commit (this process's live streams opened with
+    the key end at once)."""
     k = s.api_keys
 
     def write(conn: Connection) -> dict[str, Any] | None:
@@ -173,7 +179,10 @@ async def revoke_user_key(db: Database, user_id: int, key_id: int) -> dict[str, 
         ).first()
         return dict(row._mapping) if row is not None else None
 
-    return await db.write(write)
+    row = await db.write(write)
+    if row is not None and revocations is not None:
+        revocations.publish(CredentialsEnded(KEY_REVOKED, key_ids=frozenset({key_id})))
+    return row
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gradexp.server.domain.accounts.policy import Policy
+from gradexp.server.domain.accounts.revocations import SIGNED_OUT, CredentialsEnded, Revocations
 from gradexp.server.domain.accounts.tokens import csrf_token, new_token, token_hash
 from gradexp.server.domain.accounts.users import Account
 from gradexp.server.storage import schema as s
@@ -99,16 +100,26 @@ async def find_session(db: Database, token: str | None, policy: Policy) -> Sessi
     return Session(sid, Account(int(row.user_id), row.user_name), token)
 
 
-async def end_session(db: Database, token: str | None) -> None:
-    """Sign out: the session is deleted, so its cookie is dead in every server process."""
+async def end_session(
+    db: Database, token: str | None, *, revocations: Revocations | None = None
+) -> None:
+    """Sign out: the session is deleted, so its cookie is dead in every server process.
+
+    ``revocations`` hears of it after the commit (this process's live streams opened with
+    the session end at once)."""
     if not token:
         return
     hashed = token_hash(token)
 
-    def write(conn: Connection) -> None:
-        conn.execute(delete(s.sessions).where(s.sessions.c.token_hash == hashed))
+    def write(conn: Connection) -> list[int]:
+        where = s.sessions.c.token_hash == hashed
+        ids = [int(i) for i in conn.execute(select(s.sessions.c.id).where(where)).scalars()]
+        conn.execute(delete(s.sessions).where(where))
+        return ids
 
-    await db.write(write)
+    ended = await db.write(write)
+    if ended and revocations is not None:
+        revocations.publish(CredentialsEnded(SIGNED_OUT, session_ids=frozenset(ended)))
 
 
 async def prune_expired(db: Database, policy: Policy) -> None:

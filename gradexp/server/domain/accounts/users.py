@@ -15,6 +15,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gradexp.server.domain.accounts.passwords import PasswordHasher, check_new_password
+from gradexp.server.domain.accounts.revocations import (
+    PASSWORD_CHANGED,
+    CredentialsEnded,
+    Revocations,
+)
 from gradexp.server.domain.errors import Conflict, Invalid, NotFound
 from gradexp.server.domain.names import user_name_problem
 from gradexp.server.storage import schema as s
@@ -124,9 +129,17 @@ async def list_users(db: Database) -> list[dict[str, Any]]:
 
 
 async def set_password(
-    db: Database, name: str, password: str, *, passwords: PasswordHasher
+    db: Database,
+    name: str,
+    password: str,
+    *,
+    passwords: PasswordHasher,
+    revocations: Revocations | None = None,
 ) -> Account:
-    """Change a user's password and end every session of theirs (sign out everywhere)."""
+    """Change a user's password and end every session of theirs (sign out everywhere).
+
+    ``revocations`` hears of it after the commit (this process's live streams opened with
+    those sessions end at once)."""
     check_new_password(password)
     account = await get_account(db, name)
     pw_hash = await passwords.hash(password)
@@ -143,6 +156,8 @@ async def set_password(
         conn.execute(delete(s.login_failures))
 
     await db.write(write)
+    if revocations is not None:
+        revocations.publish(CredentialsEnded(PASSWORD_CHANGED, user_id=account.id))
     return account
 
 

@@ -22,15 +22,41 @@ export class ApiError extends Error {
   }
 }
 
-/** Where a signed-out visitor goes, coming back to this page (not embedded) afterwards. */
-export function signInUrl() {
+/**
+ * Where a signed-out visitor goes, coming back to this page (not embedded) afterwards.
+ * `signedOut`: the session ended while the page was open (the sign-in page says so).
+ * @param {{signedOut?: boolean}} [options]
+ */
+export function signInUrl({ signedOut = false } = {}) {
   const params = new URLSearchParams(location.search);
   params.delete("embed");
   const query = params.toString();
-  return `${SIGN_IN_PATH}?next=${encodeURIComponent(location.pathname + (query ? "?" + query : "") + location.hash)}`;
+  const next = encodeURIComponent(location.pathname + (query ? "?" + query : "") + location.hash);
+  return `${SIGN_IN_PATH}?${signedOut ? "signed_out=1&" : ""}next=${next}`;
 }
 
 let redirecting = false;
+
+/** The window event an embedded page hears when its session ends (it cannot redirect). */
+export const SIGNED_OUT_EVENT = "gradexp:signed-out";
+
+/**
+ * The session ended while the page was open (signed out, elsewhere too, or the password
+ * changed): go to sign-in and come back here afterwards. Inside a notebook's iframe the
+ * sign-in page cannot be shown, so the page is told instead (SIGNED_OUT_EVENT).
+ */
+export function signedOut() {
+  if (redirecting) return;
+  if (embedded) {
+    window.dispatchEvent(new CustomEvent(SIGNED_OUT_EVENT));
+    return;
+  }
+  redirecting = true;
+  location.assign(signInUrl({ signedOut: true }));
+}
+
+/** Why a live stream can end for good: the credential it was opened with died. */
+export const CREDENTIAL_ENDS = new Set(["key_revoked", "signed_out", "password_changed", "session_expired"]);
 
 /** True inside a notebook's iframe (`?embed=1`): sign-in must happen in a new tab there,
  * because the sign-in page refuses to be framed. */
@@ -95,7 +121,11 @@ export function qs(params) {
 /**
  * Follow an SSE stream: `handlers` maps event names (rows, run) to functions of the parsed
  * data. EventSource reconnects by itself and resumes with Last-Event-ID, so no row is lost
- * or repeated across a reconnect. Returns `{close()}`; `onStatus(open|reconnecting)`.
+ * or repeated across a reconnect. Returns `{close()}`; `onStatus(open|reconnecting|closed)`.
+ *
+ * The server ends a stream with an `end` event that says why. When the credential died
+ * (CREDENTIAL_ENDS) the stream stops for good and the page goes to sign-in; any other
+ * reason (`too_slow`: this tab fell behind) lets EventSource reconnect and resume.
  */
 /**
  * @param {string} path
@@ -116,6 +146,18 @@ export function follow(path, handlers, onStatus) {
       fn(data, e.lastEventId);
     });
   }
+  source.addEventListener("end", (e) => {
+    let reason = "";
+    try {
+      reason = String(JSON.parse(/** @type {MessageEvent} */ (e).data).reason);
+    } catch {
+      return;
+    }
+    if (!CREDENTIAL_ENDS.has(reason)) return;
+    source.close();
+    if (onStatus) onStatus("closed");
+    signedOut();
+  });
   if (onStatus) {
     source.addEventListener("open", () => onStatus("open"));
     source.addEventListener("error", () => onStatus(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));

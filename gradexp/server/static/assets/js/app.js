@@ -4,7 +4,7 @@
 // Pages are full page loads (plain links): the shell is tiny and the modules are cached
 // for good, so there is no client-side router to keep in sync with the server's paths.
 
-import { api } from "./api.js";
+import { api, ApiError, SIGNED_OUT_EVENT } from "./api.js";
 import { h, replace } from "./dom.js";
 import { showError } from "./layout.js";
 import { mountProjects } from "./pages/projects.js";
@@ -56,6 +56,8 @@ async function main() {
   const params = new URLSearchParams(location.search);
   if (params.get("embed") === "1") document.body.classList.add("embed");
   const el = /** @type {HTMLElement} */ (document.getElementById("app"));
+  // Embedded pages whose session ends while open: offer sign-in in a new tab (api.js).
+  window.addEventListener(SIGNED_OUT_EVENT, () => showError(el, new ApiError(401, "unauthorized", "Your session has ended.")));
   const path = location.pathname;
   for (const [pattern, make] of ROUTES) {
     const m = path.match(pattern);

@@ -11,7 +11,7 @@ The min, max, sum and count of keys stored before this revision are backfilled f
 coarsest rollups (every point is in them); their first values stay unknown.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-01-15
 """
 
@@ -24,7 +24,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
