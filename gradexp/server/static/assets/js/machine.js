@@ -16,6 +16,12 @@ const LOG_TAIL = 2000; // lines shown at first (the end of the log)
 const LOG_MAX_LINES = 5000; // lines kept on the page; the download has them all
 
 /** Titles of the groups of system keys, by the key's first part. */
+/**
+ * A series that has points (the runs without one are left out of a chart).
+ * @param {Series | undefined} s
+ * @returns {s is Series}
+ */
+const hasPoints = (s) => Boolean(s && s.n);
 const GROUPS = /** @type {Record<string, string>} */ ({ cpu: "CPU", memory: "Memory", disk: "Disk", network: "Network", proc: "Process" });
 /** Units shown after a key's title, by the key's last part. */
 const UNITS = /** @type {[RegExp, string][]} */ ([
@@ -78,7 +84,7 @@ export class SystemView {
     });
     this.status.hidden = any;
     if (!any) this.status.textContent = "No system metrics. A run samples them every 10 s by default (settings: system_metrics_interval).";
-    for (const { chart, series } of this.charts.values()) chart.setSeries(this.runs.map((r) => series.get(r.id)).filter((s) => s && s.n));
+    for (const { chart, series } of this.charts.values()) chart.setSeries(this.runs.map((r) => series.get(r.id)).filter(hasPoints));
     if (this.live()) this.timer = setTimeout(() => this.load(), SYSTEM_REFRESH_MS);
   }
 
