@@ -204,8 +204,7 @@ def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
         return value
     raise bad_batch(
         f'{where}: objects must be typed values with "_type" float, histogram, tensor, image, '
-        "gallery or table "
-        "(nested mappings are flattened to 'a/b' keys by the SDK)"
+        "gallery or table (nested mappings are flattened to 'a/b' keys by the SDK)"
     )
 
 
@@ -213,10 +212,10 @@ def _check_table(value: dict[str, Any], where: str) -> dict[str, Any]:
     """A ``table`` value: its file and its schema (the cells live in the file)."""
     check_file_path(value.get("path"), f"{where}.path")
     check_sha256(value.get("sha256"), f"{where}.sha256")
-    size = value.get("size")
+    size: Any = value.get("size")
     if not _is_int(size) or not 0 <= size <= MAX_TABLE_BYTES:
         raise bad_batch(f"{where}.size must be an integer from 0 to {MAX_TABLE_BYTES}")
-    rows = value.get("rows")
+    rows: Any = value.get("rows")
     if not _is_int(rows) or not 0 <= rows <= MAX_TABLE_ROWS:
         raise bad_batch(f"{where}.rows must be an integer from 0 to {MAX_TABLE_ROWS}")
     columns = value.get("columns")
