@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.sdk.run import Run as Run
     from gradexp.sdk.values.histogram import Histogram as Histogram
     from gradexp.sdk.values.image import Image as Image
+    from gradexp.sdk.values.table import Table as Table
     from gradexp.sdk.values.tensor import Tensor as Tensor
 
 # public name -> "module:attribute" (or "module" for a submodule)
@@ -70,6 +71,7 @@ _LAZY: dict[str, str] = {
     "Histogram": "gradexp.sdk.values.histogram:Histogram",
     "Tensor": "gradexp.sdk.values.tensor:Tensor",
     "Image": "gradexp.sdk.values.image:Image",
+    "Table": "gradexp.sdk.values.table:Table",
     "watch": "gradexp.integrations.torch:watch",
     "unwatch": "gradexp.integrations.torch:unwatch",
     # login (loaded on first use; it imports urllib and http.server)

@@ -59,6 +59,12 @@ MAX_BLOB_BYTES: Final = 4 * 1024 * 1024 * 1024
 MAX_KEY_LENGTH: Final = 256
 MAX_HISTOGRAM_BINS: Final = 512
 MAX_GALLERY_IMAGES: Final = 512  # images in one "gallery" value (a list logged under a key)
+MAX_TABLE_ROWS: Final = 100_000  # rows of one "table" value
+MAX_TABLE_COLUMNS: Final = 1_000  # columns of one "table" value
+MAX_TABLE_IMAGES: Final = 10_000  # image cells of one "table" value
+MAX_TABLE_BYTES: Final = 64 * 1024 * 1024  # a table's file, as JSON
+#: The column types of a "table" value ("mixed": cells of several kinds; "null": only nulls).
+TABLE_COLUMN_TYPES: Final = ("number", "string", "bool", "image", "mixed", "null")
 MAX_ALERT_TITLE: Final = 256  # characters of an alert's title
 MAX_ALERT_TEXT: Final = 8192  # ... and of its text
 ALERT_LEVELS: Final = ("INFO", "WARN", "ERROR")

@@ -38,6 +38,7 @@ DEFAULT_TIMEOUT = 60.0
 _UNSET = object()
 ROWS_PAGE = 10_000
 RUNS_PAGE = 200
+ALL_STEPS = 100_000  # ``samples`` that asks for every step (the server's cap)
 
 
 class Api:
@@ -273,6 +274,39 @@ class ApiRun:
             if name in doc:
                 doc[name] = [[decode_value(x) for x in row] for row in doc[name]]
         return dict(doc)
+
+    def table(self, key: str, step: int | None = None) -> Any:
+        """The ``gradexp.Table`` logged under ``key`` at ``step`` (default: the last step
+        that logged one), as a ``LoggedTable``: ``.columns``, ``.types``, ``.rows``,
+        ``.to_dicts()``, ``.to_arrow()``. Raises KeyError when no table was logged there."""
+        from gradexp.sdk.values.table import LoggedTable
+
+        steps, values = self._table_values(key)
+        if not steps:
+            raise KeyError(f"run {self.id} has no table under {key!r}")
+        i = len(steps) - 1 if step is None else (steps.index(step) if step in steps else -1)
+        if i < 0:
+            raise KeyError(f"run {self.id} logged no table under {key!r} at step {step}")
+        path = _quote(values[i]["path"], safe="/")
+        data = self._api._get_bytes(f"/runs/{_quote(self.id)}/files/{path}")
+        return LoggedTable(json.loads(data), key=key, step=steps[i])
+
+    def tables(self, key: str) -> list[int]:
+        """The steps at which a table was logged under ``key`` (empty when none was)."""
+        return self._table_values(key)[0]
+
+    def _table_values(self, key: str) -> tuple[list[int], list[dict[str, Any]]]:
+        try:
+            doc = self._api._get(
+                f"/runs/{_quote(self.id)}/histograms", {"key": key, "samples": ALL_STEPS}
+            )
+        except ApiError as exc:
+            if exc.status in (400, 404):  # no such key, or one of numbers
+                return [], []
+            raise
+        if doc.get("kind") != "table":
+            return [], []
+        return list(doc["step"]), list(doc["values"])
 
     def alerts(self) -> list[dict[str, Any]]:
         """The run's alerts, oldest first: ``[{"seq", "time", "level", "title", "text"}]``."""

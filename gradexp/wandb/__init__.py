@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gradexp.sdk.run import Run
     from gradexp.sdk.values.histogram import Histogram as _Histogram
     from gradexp.sdk.values.image import Image as _Image
+    from gradexp.sdk.values.table import Table as _Table
 
 __all__ = [
     "AlertLevel",
@@ -41,6 +42,7 @@ __all__ = [
     "Histogram",
     "Image",
     "Settings",
+    "Table",
     "agent",
     "alert",
     "config",
@@ -400,6 +402,24 @@ def Image(
     if boxes is not None or masks is not None or classes is not None:
         _once("image-overlays", "wandb.Image boxes=, masks= and classes= are ignored by gradexp.")
     return GxImage(as_pixels(data_or_path, mode, normalize), caption=caption)
+
+
+def Table(
+    columns: Sequence[Any] | None = None,
+    data: Sequence[Sequence[Any]] | None = None,
+    rows: Sequence[Sequence[Any]] | None = None,
+    dataframe: Any = None,
+    dtype: Any = None,
+    optional: Any = True,
+    allow_mixed_types: bool = False,
+    log_mode: str | None = None,
+) -> _Table:
+    """``gradexp.Table`` (``rows=`` is ``data=``; column types are inferred, so ``dtype``,
+    ``optional`` and ``allow_mixed_types`` are not needed; each log stores the table as
+    it is then, whatever ``log_mode``)."""
+    from gradexp.sdk.values.table import Table as GxTable
+
+    return GxTable(columns=columns, data=data if data is not None else rows, dataframe=dataframe)
 
 
 def login(

@@ -236,3 +236,24 @@ def test_disabled_runs_still_have_a_dir_config_and_summary(server: Any, tmp_path
 def test_wandb_disabled_turns_tracking_off(server: Any, tmp_path: Path) -> None:
     out, ids = run_script("env_configured.py", server, tmp_path, {"WANDB_DISABLED": "true"})
     assert ids == [] and "RUN " in out.stdout
+
+
+def test_prediction_tables_with_images_and_a_dataframe(
+    server: Any, api: gradexp.Api, tmp_path: Path
+) -> None:
+    _torch()
+    _, (run_id,) = run_script("prediction_tables.py", server, tmp_path)
+    run = api.run(run_id)
+    kinds = kinds_of(run)
+    assert kinds["val/predictions"] == "table" and kinds["val/classes"] == "table"
+    assert run.tables("val/predictions") == [0, 1]
+    preds = run.table("val/predictions", step=1)
+    assert preds.columns == ["id", "image", "guess", "truth", "score_zero", "score_one",
+                             "score_two"]  # fmt: skip
+    assert preds.types == ["string", "image", "string", "string", "number", "number", "number"]
+    assert [row[0] for row in preds.rows] == [f"1_{i}" for i in range(6)]
+    for row in preds.rows:
+        assert abs(sum(row[4:]) - 1.0) < 1e-5  # softmax scores, as float32 made them
+        assert row[1]["width"] == 8 and row[1]["height"] == 8
+    classes = run.table("val/classes")
+    assert classes.columns == ["class", "count"] and sum(r[1] for r in classes.rows) == 6

@@ -27,7 +27,11 @@ from gradexp.protocol.wire import (
     MAX_GALLERY_IMAGES,
     MAX_HISTOGRAM_BINS,
     MAX_KEY_LENGTH,
+    MAX_TABLE_BYTES,
+    MAX_TABLE_COLUMNS,
+    MAX_TABLE_ROWS,
     STAT_SEPARATOR,
+    TABLE_COLUMN_TYPES,
 )
 from gradexp.server.domain.bodies import gunzip, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
@@ -150,8 +154,10 @@ def _check_number_list(xs: Any, where: str) -> None:
 
 
 def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
-    """A value with a ``_type``: float, histogram, tensor, image or gallery."""
+    """A value with a ``_type``: float, histogram, tensor, image, gallery or table."""
     kind = value.get("_type")
+    if kind == "table":
+        return _check_table(value, where)
     if kind == "gallery":
         images = value.get("images")
         if type(images) is not list or not 0 < len(images) <= MAX_GALLERY_IMAGES:
@@ -197,9 +203,39 @@ def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
                 raise bad_batch(f"{where}.caption must be a string or null")
         return value
     raise bad_batch(
-        f'{where}: objects must be typed values with "_type" float, histogram, tensor, image or gallery '
-        "(nested mappings are flattened to 'a/b' keys by the SDK)"
+        f'{where}: objects must be typed values with "_type" float, histogram, tensor, image, '
+        "gallery or table (nested mappings are flattened to 'a/b' keys by the SDK)"
     )
+
+
+def _check_table(value: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``table`` value: its file and its schema (the cells live in the file)."""
+    check_file_path(value.get("path"), f"{where}.path")
+    check_sha256(value.get("sha256"), f"{where}.sha256")
+    size: Any = value.get("size")
+    if not _is_int(size) or not 0 <= size <= MAX_TABLE_BYTES:
+        raise bad_batch(f"{where}.size must be an integer from 0 to {MAX_TABLE_BYTES}")
+    rows: Any = value.get("rows")
+    if not _is_int(rows) or not 0 <= rows <= MAX_TABLE_ROWS:
+        raise bad_batch(f"{where}.rows must be an integer from 0 to {MAX_TABLE_ROWS}")
+    columns = value.get("columns")
+    if type(columns) is not list or len(columns) > MAX_TABLE_COLUMNS:
+        raise bad_batch(f"{where}.columns must be a list of at most {MAX_TABLE_COLUMNS} columns")
+    for i, col in enumerate(columns):
+        if (
+            type(col) is not dict
+            or len(col) != 2
+            or type(col.get("name")) is not str
+            or not 0 < len(col["name"]) <= MAX_KEY_LENGTH
+            or col.get("type") not in TABLE_COLUMN_TYPES
+        ):
+            raise bad_batch(
+                f'{where}.columns[{i}] must be {{"name": a string of 1 to {MAX_KEY_LENGTH} '
+                f'characters, "type": one of {", ".join(TABLE_COLUMN_TYPES)}}}'
+            )
+    if len(value) != 6:
+        raise bad_batch(f"{where}: a table value has exactly path, sha256, size, rows, columns")
+    return value
 
 
 def check_values(values: Any, where: str, valid: ValidKeys) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from gradexp.protocol.wire import HISTOGRAM_STATS, STAT_SEPARATOR
 from gradexp.server.domain import rollup
 
 _dumps = orjson.dumps
-TYPED_KINDS = ("histogram", "tensor", "image", "gallery")
-MEDIA_KINDS = ("image", "gallery")  # typed values without statistics
+TYPED_KINDS = ("histogram", "tensor", "image", "gallery", "table")
+MEDIA_KINDS = ("image", "gallery", "table")  # typed values without statistics
 _EMPTY_I = np.empty(0, dtype=np.intp)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 

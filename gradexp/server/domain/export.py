@@ -6,7 +6,7 @@ and one column per key, in the order keys first appeared:
 - numbers: float64 (NaN and infinities restored); booleans: bool; strings: string;
 - histograms ``K``: ``K.bins`` and ``K.counts`` (list<float64>), plus the ``K#stat``
   statistics as float64 columns; tensors: ``K.path``, ``K.sha256`` and the statistics;
-  images: ``K.path`` and ``K.sha256``; galleries: ``K.paths`` (list<string>, the
+  images and tables: ``K.path`` and ``K.sha256`` (a table's file); galleries: ``K.paths`` (list<string>, the
   images' files in order).
 
 A value that does not fit its key's column (a string logged under a numeric key) is written
@@ -67,7 +67,7 @@ def _columns(keys: list[dict[str, Any]]) -> list[tuple[str, str, str, str | None
         elif kind == "histogram":
             cols.append((f"{key}.bins", "list", key, "bins"))
             cols.append((f"{key}.counts", "list", key, "counts"))
-        elif kind in ("tensor", "image"):
+        elif kind in ("tensor", "image", "table"):
             cols.append((f"{key}.path", "string", key, "path"))
             cols.append((f"{key}.sha256", "string", key, "sha256"))
         elif kind == "gallery":

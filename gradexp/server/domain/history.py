@@ -303,7 +303,7 @@ async def _raw_pieces(
 
 
 NUMERIC_KINDS = ("number", "bool")
-TYPED_KINDS = ("histogram", "tensor", "image", "gallery")
+TYPED_KINDS = ("histogram", "tensor", "image", "gallery", "table")
 
 
 async def series(

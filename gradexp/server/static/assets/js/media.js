@@ -1,7 +1,8 @@
 // @ts-check
 // The Media tab: logged Tensors (facts, statistics, a 2-D slice as a heatmap, download),
-// Images (the image at a chosen step) and galleries (a list of images logged under one
-// key: all of them at a chosen step), each with a step slider.
+// Images (the image at a chosen step), galleries (a list of images logged under one
+// key: all of them at a chosen step) and tables (gradexp.Table: sortable, filterable rows
+// with image cells), each with a step slider.
 //
 // A tensor's slice comes from the server (`/runs/{id}/tensor?path=&index=`), strided down
 // to at most 256 x 256 cells, so a large tensor never travels to the browser whole.
@@ -11,6 +12,7 @@ import { h, icon, replace, emptyState } from "./dom.js";
 import { colorBar, fitCanvas, paintGrid } from "./heatmap.js";
 import { lut, valueScale } from "./lib/colormaps.js";
 import { fmtBytes, fmtCompact, fmtNum, fmtShape } from "./lib/format.js";
+import { cellText, isImageCell, pageOf, tableRows, visibleRows } from "./lib/table.js";
 import { numeric } from "./lib/values.js";
 
 /** @typedef {import("./lib/values.js").TypedValue} TypedValue */
@@ -66,13 +68,13 @@ export class MediaView {
     /** @type {Map<string, MediaCard>} */
     this.cards = new Map();
     if (!keys.length) {
-      replace(container, emptyState("No media", "Log gradexp.Tensor(...) or gradexp.Image(...) values (or a list of images) to see them here."));
+      replace(container, emptyState("No media", "Log gradexp.Tensor(...), gradexp.Image(...) or gradexp.Table(...) values (or a list of images) to see them here."));
       return;
     }
     const grid = h("div", { class: "media-grid" });
     replace(container, grid);
     for (const k of keys) {
-      const card = k.kind === "image" ? new ImageCard(run, k.key) : k.kind === "gallery" ? new GalleryCard(run, k.key) : new TensorCard(run, k.key);
+      const card = k.kind === "image" ? new ImageCard(run, k.key) : k.kind === "gallery" ? new GalleryCard(run, k.key) : k.kind === "table" ? new TableCard(run, k.key) : new TensorCard(run, k.key);
       this.cards.set(k.key, card);
       grid.append(card.el);
       card.load();
@@ -87,7 +89,7 @@ export class MediaView {
     for (const row of rows) {
       for (const [k, v] of Object.entries(row)) {
         const card = this.cards.get(k);
-        if (card && v && typeof v === "object" && (v._type === "tensor" || v._type === "image" || v._type === "gallery")) card.add(row._step, v);
+        if (card && v && typeof v === "object" && (v._type === "tensor" || v._type === "image" || v._type === "gallery" || v._type === "table")) card.add(row._step, v);
       }
     }
   }
@@ -215,6 +217,122 @@ class GalleryCard extends MediaCard {
       );
     });
     replace(this.body, h("div", { class: "gallery", dataset: { count: String(images.length) } }, figures), h("p", { class: "muted gallery-count", text: `${images.length} image${images.length === 1 ? "" : "s"} at step ${fmtNum(step)}` }));
+  }
+}
+
+const TABLE_PAGE = 100;
+
+/** A table at a step: rows sorted by a clicked column, filtered by text, paged; image
+ * cells drawn as thumbnails. Sort and filter stay as they are when the step changes. */
+class TableCard extends MediaCard {
+  /**
+   * @param {any} run
+   * @param {string} key
+   */
+  constructor(run, key) {
+    super(run, key, "table");
+    /** @type {Map<string, Promise<import("./lib/table.js").TableDoc>>} the files fetched, by path */
+    this.docs = new Map();
+    this.filter = "";
+    /** @type {string | null} the column sorted by */
+    this.sortName = null;
+    /** @type {1 | -1} */
+    this.dir = 1;
+    this.page = 0;
+    this.renderId = 0;
+  }
+
+  /** @param {string} path */
+  fetchDoc(path) {
+    let doc = this.docs.get(path);
+    if (!doc) {
+      doc = fetch(fileUrl(this.run, path), { credentials: "same-origin" }).then((res) => {
+        if (!res.ok) throw new Error(`could not load the table (HTTP ${res.status})`);
+        return res.json();
+      });
+      doc.catch(() => this.docs.delete(path)); // a failed fetch is tried again next time
+      this.docs.set(path, doc);
+    }
+    return doc;
+  }
+
+  async render() {
+    const v = this.values[this.index];
+    if (!v) return;
+    const id = ++this.renderId;
+    let doc;
+    try {
+      doc = await this.fetchDoc(v.path);
+    } catch (err) {
+      if (id === this.renderId) replace(this.body, h("p", { class: "error", text: /** @type {Error} */ (err).message }));
+      return;
+    }
+    if (id !== this.renderId) return;
+    const rows = tableRows(doc);
+    const names = doc.columns.map((c) => c.name);
+    const types = doc.columns.map((c) => c.type);
+    const step = this.steps[this.index];
+    const search = h("input", { class: "input small table-filter", type: "search", placeholder: "Filter rows", value: this.filter, "aria-label": "Filter rows" });
+    const countEl = h("span", { class: "muted table-count" });
+    const tableEl = h("table", { class: "data-table" });
+    const pager = h("div", { class: "table-pager" });
+    const draw = () => {
+      const sortCol = this.sortName === null ? -1 : names.indexOf(this.sortName);
+      const shown = visibleRows(rows, { filter: this.filter, sortCol, dir: this.dir });
+      const pg = pageOf(shown.length, this.page, TABLE_PAGE);
+      this.page = pg.page;
+      countEl.textContent = this.filter ? `${fmtNum(shown.length)} of ${fmtNum(rows.length)} rows match` : `${fmtNum(rows.length)} rows × ${names.length} columns at step ${fmtNum(step)}`;
+      const head = h(
+        "tr",
+        {},
+        names.map((name, c) => {
+          const sorted = c === sortCol;
+          const button = h("button", { class: "table-sort", type: "button", title: `Sort by ${name}` }, name, h("span", { class: "sort-mark", text: sorted ? (this.dir === 1 ? " ▲" : " ▼") : "" }));
+          button.addEventListener("click", () => {
+            if (sorted) this.dir = this.dir === 1 ? -1 : 1;
+            else [this.sortName, this.dir] = [name, 1];
+            this.page = 0;
+            draw();
+          });
+          return h("th", { class: types[c] === "number" ? "num" : null, "aria-sort": sorted ? (this.dir === 1 ? "ascending" : "descending") : null, scope: "col" }, button);
+        }),
+      );
+      const body = shown.slice(pg.start, pg.end).map((r) => h("tr", {}, rows[r].map((cell, c) => this.cell(cell, types[c], r, names[c]))));
+      replace(tableEl, h("thead", {}, head), h("tbody", {}, body));
+      if (!shown.length) replace(tableEl, h("thead", {}, head), h("tbody", {}, h("tr", {}, h("td", { class: "muted", colspan: String(Math.max(1, names.length)), text: "No rows match." }))));
+      const prev = h("button", { class: "button small", type: "button", disabled: pg.page === 0, text: "Previous" });
+      const next = h("button", { class: "button small", type: "button", disabled: pg.page >= pg.pages - 1, text: "Next" });
+      prev.addEventListener("click", () => ((this.page = pg.page - 1), draw()));
+      next.addEventListener("click", () => ((this.page = pg.page + 1), draw()));
+      replace(pager, pg.pages > 1 ? [prev, h("span", { class: "muted", text: `rows ${fmtNum(pg.start + 1)}–${fmtNum(pg.end)} of ${fmtNum(shown.length)}` }), next] : null);
+    };
+    search.addEventListener("input", () => {
+      this.filter = search.value;
+      this.page = 0;
+      draw();
+    });
+    draw();
+    replace(this.body, h("div", { class: "table-tools" }, search, countEl), h("div", { class: "table-scroll" }, tableEl), pager);
+  }
+
+  /**
+   * One cell: an image as a thumbnail linking to the full image, numbers right-aligned
+   * with non-finite ones marked, empty cells blank.
+   * @param {any} cell
+   * @param {string} type the column's type
+   * @param {number} row
+   * @param {string} column
+   */
+  cell(cell, type, row, column) {
+    if (cell === null || cell === undefined) return h("td", { class: "empty" });
+    if (isImageCell(cell)) {
+      const img = h("img", { class: "table-image", src: fileUrl(this.run, cell.path), alt: cell.caption || `${column} of row ${row + 1}`, width: cell.width, height: cell.height, loading: "lazy" });
+      if (cell.width < 160 && cell.height < 160) img.classList.add("pixelated");
+      return h("td", { class: "image-cell", title: cell.caption || `${cell.width}×${cell.height}` }, h("a", { href: fileUrl(this.run, cell.path), target: "_blank", rel: "noopener" }, img));
+    }
+    const x = typeof cell === "boolean" || typeof cell === "string" ? null : numeric(cell);
+    if (x !== null) return h("td", { class: ["num", Number.isFinite(x) ? null : "bad"], title: fmtNum(x, 10), text: Number.isInteger(x) ? fmtNum(x) : fmtNum(x, 6) });
+    return h("td", { class: type === "mixed" ? "mixed" : null, text: cellText(cell) });
   }
 }
 

@@ -15,7 +15,7 @@ import { runHeader } from "../run-header.js";
 /** @typedef {{key: string, kind: string}} KeyInfo */
 
 const CHARTABLE = new Set(["number", "bool"]);
-const MEDIA = new Set(["tensor", "image", "gallery"]);
+const MEDIA = new Set(["tensor", "image", "gallery", "table"]);
 const LIVE_STATES = new Set(["running", "crashed"]); // a crashed run may still come back
 const MAX_STREAMS = 3; // live projects followed at once by the compare view
 
