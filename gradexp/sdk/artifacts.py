@@ -50,18 +50,26 @@ __all__ = ["Artifact", "hash_file", "safe_relative"]
 _READ = 1024 * 1024  # bytes per read when hashing
 
 
-def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """The sha256 and size of a file, read 1 MiB at a time (memory stays flat)."""
+def hash_file(
+    path: str | os.PathLike[str], copy_to: str | os.PathLike[str] | None = None
+) -> tuple[str, int]:
+    """The sha256 and size of a file, read 1 MiB at a time (memory stays flat); with
+    ``copy_to``, written there as it is read (one pass over the bytes)."""
     h = hashlib.sha256()
     size = 0
     buf = bytearray(_READ)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
+    with (
+        open(path, "rb", buffering=0) as f,
+        open(copy_to, "wb") if copy_to is not None else contextlib.nullcontext() as out,
+    ):
         while True:
             n = f.readinto(buf)
             if not n:
                 break
             h.update(view[:n])
+            if out is not None:
+                out.write(view[:n])
             size += n
     return h.hexdigest(), size
 
@@ -142,16 +150,51 @@ class Artifact:
             raise GradexpError(f"an artifact holds at most {MAX_ARTIFACT_FILES} files.")
         self._entries[entry["path"]] = entry
 
-    def add_file(self, local_path: str | os.PathLike[str], name: str | None = None) -> str:
-        """Add a file under ``name`` (default: its file name); hashes it now. Returns the path."""
+    def add_file(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        policy: str = "mutable",
+    ) -> str:
+        """Add a file under ``name`` (default: its file name). Returns its path in the artifact.
+
+        ``policy="mutable"`` (the default) copies it aside now, hashing as it copies, so the
+        script may overwrite or delete it at once (a checkpoint saved to the same path
+        every epoch); ``"immutable"`` hashes it in place and uploads it from there, with
+        no copy: it must not change until the run is uploaded (flushed or finished).
+        """
         self._check_open()
+        if policy not in ("mutable", "immutable"):
+            raise GradexpError(f"policy={policy!r}: use 'mutable' (copy it now) or 'immutable'.")
         local = os.path.abspath(os.fspath(local_path))
         if not os.path.isfile(local):
             raise GradexpError(f"cannot add {local_path!s} to artifact {self.name}: not a file.")
         path = safe_relative(name if name is not None else os.path.basename(local))
-        sha, size = hash_file(local)
+        staging = self._staging_dir()
+        if policy == "mutable" and os.path.commonpath([local, staging]) != staging:
+            copy = os.path.join(staging, "files", *path.split("/"))
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            sha, size = hash_file(local, copy_to=copy)
+            local = copy
+        else:
+            sha, size = hash_file(local)
         self._add({"path": path, "sha256": sha, "size": size, "local": local})
         return path
+
+    def _staging_dir(self) -> str:
+        """The artifact's own folder: in the current run's folder when there is a run (so
+        copies of large files stay off a memory-backed /tmp), else a temporary one."""
+        if self._staging is None:
+            import gradexp  # the package's lazy surface: the current run, no import cycle
+
+            run = gradexp.run
+            if run is not None and run.mode != "disabled":
+                self._staging = tempfile.mkdtemp(
+                    prefix=f"{self.name}-", dir=_mkdirs(os.path.join(run.dir, "artifacts"))
+                )
+            else:
+                self._staging = tempfile.mkdtemp(prefix="gradexp-artifact-")
+        return self._staging
 
     def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None) -> list[str]:
         """Add every file under a folder (keeping relative paths, under ``name`` if given)."""
@@ -178,15 +221,13 @@ class Artifact:
         """
         self._check_open()
         path = safe_relative(name)
-        if self._staging is None:
-            self._staging = tempfile.mkdtemp(prefix="gradexp-artifact-")
-        local = os.path.join(self._staging, *path.split("/"))
+        local = os.path.join(self._staging_dir(), "new", *path.split("/"))
         os.makedirs(os.path.dirname(local), exist_ok=True)
         if "b" not in mode and encoding is None:
             encoding = "utf-8"
         with open(local, mode, encoding=encoding) as f:
             yield f
-        self.add_file(local, path)
+        self.add_file(local, path, policy="immutable")  # it is ours: no copy needed
 
     def add_reference(self, uri: str, name: str | None = None) -> str:
         """Add a reference to bytes kept elsewhere (``s3://...``, ``https://...``,
@@ -245,8 +286,13 @@ class Artifact:
                 f"artifact {self.name}: metadata and description are limited to "
                 f"{MAX_ARTIFACT_METADATA_BYTES // 1024} KiB as JSON."
             )
-        if self._staging is not None and keep_dir is not None:
-            self._keep_staged(keep_dir)
+        if (
+            self._staging is not None
+            and keep_dir is not None
+            and os.path.commonpath([os.path.abspath(self._staging), os.path.abspath(keep_dir)])
+            != os.path.abspath(keep_dir)
+        ):
+            self._keep_staged(keep_dir)  # made before the run: into the run's folder
         self._frozen = True
         self.digest = manifest_digest(self._entries.values())
         self.aliases = sorted({"latest", *aliases})

@@ -236,3 +236,29 @@ def test_disabled_runs_still_have_a_dir_config_and_summary(server: Any, tmp_path
 def test_wandb_disabled_turns_tracking_off(server: Any, tmp_path: Path) -> None:
     out, ids = run_script("env_configured.py", server, tmp_path, {"WANDB_DISABLED": "true"})
     assert ids == [] and "RUN " in out.stdout
+
+
+def test_checkpoints_as_artifacts_then_an_eval_run_uses_the_best(
+    server: Any, api: gradexp.Api, tmp_path: Path
+) -> None:
+    _torch()
+    project = f"ckpt-{os.urandom(3).hex()}"
+    out, (train_id, eval_id) = run_script(
+        "checkpoint_artifacts.py", server, tmp_path, None, f"--project={project}"
+    )
+    best = api.artifact(f"{project}/regressor:best", type="model")
+    assert "latest" in best.aliases and best.logged_by["id"] == train_id
+    assert [r["id"] for r in best.used_by] == [eval_id]
+    versions = api.artifacts(project, type="model")
+    assert [v.version for v in versions] == [f"v{i}" for i in reversed(range(len(versions)))]
+    assert best.version == versions[0].version and best.metadata["epoch"] == len(versions) - 1
+    assert f"best checkpoint from epoch {best.metadata['epoch']}" in out.stdout
+    evaluated = api.run(eval_id).summary
+    assert evaluated["eval/epoch"] == best.metadata["epoch"]
+    # every version still holds the checkpoint it was logged with (the script overwrote
+    # model.pt each time: log_artifact kept a copy)
+    first = api.artifact(f"{project}/regressor:epoch-0")
+    restored = first.download(tmp_path / "epoch0") / "model.pt"
+    import torch
+
+    assert torch.load(restored)["epoch"] == 0
