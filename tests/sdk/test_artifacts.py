@@ -242,3 +242,37 @@ def test_log_artifact_refuses_bad_names_and_changes_after_logging(online: Any) -
     with pytest.raises(gradexp.GradexpError, match="can no longer change"):
         art.add_reference("https://example.org/x")
     gradexp.finish()
+
+
+def test_a_large_file_goes_to_s3_as_a_multipart_object(
+    start_server: Any, s3_store: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import boto3
+
+    srv = start_server(store_url=s3_store, env=s3_store.env)
+    _point_at(srv, monkeypatch)
+    size = ARTIFACT_CHUNK_BYTES + 5 * 1024 * 1024 + 7  # two chunks: put together on the server
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.write(os.urandom(size))
+    run = gradexp.init(project="art-s3")
+    art = gradexp.Artifact("weights", type="model")
+    art.add_file(big, policy="immutable")
+    run.log_artifact(art).wait()
+    gradexp.finish()
+    sha = art.files()[0]["sha256"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_store.endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    listed = s3.list_objects_v2(Bucket=s3_store.bucket, Prefix="gradexp/projects/")
+    keys = {o["Key"]: o for o in listed.get("Contents", [])}
+    (key,) = [k for k in keys if k.endswith(f"/artifacts/blobs/{sha}")]
+    assert keys[key]["Size"] == size
+    assert "-" in keys[key]["ETag"]  # a multipart upload's ETag names its part count
+    assert not [k for k in keys if "/artifacts/uploads/" in k]  # the parts are gone
+    back = _api(srv).artifact("art-s3/weights:v0").download(tmp_path / "back")
+    assert hashlib.sha256((back / "big.bin").read_bytes()).hexdigest() == sha
