@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import running_server  # noqa: E402
+from _server import running_server
 
 MB = int(os.environ.get("BENCH_ARTIFACT_MB", "1024"))
 
@@ -117,8 +117,10 @@ def main() -> None:
             )
         ok_mem = all(int(r["rss_delta"]) < 100 * 2**20 for _, r in rows)  # type: ignore[call-overload]
         ok_relog = rows[2][1]["uploaded"] == 0 and rows[2][1]["version"] == rows[1][1]["version"]
-        print(f"client memory under 100 MB: {'yes' if ok_mem else 'NO'}; "
-              f"re-log uploads nothing: {'yes' if ok_relog else 'NO'}")
+        print(
+            f"client memory under 100 MB: {'yes' if ok_mem else 'NO'}; "
+            f"re-log uploads nothing: {'yes' if ok_relog else 'NO'}"
+        )
 
 
 if __name__ == "__main__":

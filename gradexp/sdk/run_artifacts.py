@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from gradexp.errors import GradexpError
 from gradexp.protocol.artifacts import artifact_name_problem, parse_ref, version_number
 from gradexp.sdk.artifacts import Artifact, _q
 from gradexp.stream.channel import ARTIFACT
 
-if TYPE_CHECKING:
-    from gradexp.sdk.run import Run
+# The run is typed as Any here: gradexp.sdk.run imports this module (no cycle back).
+Run = Any
 
 __all__ = ["log_artifact", "use_artifact"]
 

@@ -120,7 +120,8 @@ async def _upload_one(
                     return None
                 received = int(reply.body["received"])
                 continue
-            err = reply.body.get("error") if isinstance(reply.body.get("error"), dict) else {}
+            raw_err = reply.body.get("error")
+            err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
             if reply.status == 409 and reply.code == "upload_offset" and repairs < 5:
                 repairs += 1  # another writer moved on (or the server lost a part)
                 received = int(err.get("received", 0))

@@ -30,28 +30,30 @@ class Artifact(_Artifact):
     ) -> None:
         super().__init__(name, type, description=description, metadata=metadata)
 
-    def add_file(  # type: ignore[override]
-        self, local_path: str | os.PathLike[str], name: str | None = None, **_ignored: Any
+    def add_file(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        policy: str = "mutable",
+        **_ignored: Any,
     ) -> str:
-        """``add_file(local_path, name=None, is_tmp=..., policy=..., overwrite=...)``."""
-        return super().add_file(local_path, name)
+        """``add_file(local_path, name=None, policy="mutable", is_tmp=..., overwrite=...)``."""
+        return super().add_file(local_path, name, policy=policy)
 
-    def add_dir(  # type: ignore[override]
+    def add_dir(
         self, local_path: str | os.PathLike[str], name: str | None = None, **_ignored: Any
     ) -> list[str]:
         """``add_dir(local_path, name=None, policy=..., merge=...)``."""
         return super().add_dir(local_path, name)
 
     @contextmanager
-    def new_file(  # type: ignore[override]
+    def new_file(
         self, name: str, mode: str = "x", encoding: str | None = None
     ) -> Iterator[IO[Any]]:
         """``new_file(name, mode="x", encoding=None)`` (wandb's default mode is ``"x"``)."""
         with super().new_file(name, mode=mode, encoding=encoding) as f:
             yield f
 
-    def add_reference(  # type: ignore[override]
-        self, uri: str, name: str | None = None, **_ignored: Any
-    ) -> str:
+    def add_reference(self, uri: str, name: str | None = None, **_ignored: Any) -> str:
         """``add_reference(uri, name=None, checksum=..., max_objects=...)``."""
         return super().add_reference(uri, name)

@@ -73,7 +73,7 @@ def check_artifact(rec: dict[str, Any], where: str) -> None:
     if problem is not None:
         raise _bad(f"{where}.name {problem}")
     t = rec.get("time")
-    if type(t) not in (int, float) or not t - t == 0:
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not t - t == 0:
         raise _bad(f"{where}.time must be a number")
     if action == "use":
         ref = rec.get("ref")
