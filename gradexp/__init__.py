@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.errors import LoginError as LoginError
     from gradexp.integrations.torch import unwatch as unwatch
     from gradexp.integrations.torch import watch as watch
+    from gradexp.sdk.artifacts import Artifact as Artifact
     from gradexp.sdk.current import config as config
     from gradexp.sdk.current import summary as summary
     from gradexp.sdk.facade import aflush as aflush
@@ -43,6 +44,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.sdk.facade import flush as flush
     from gradexp.sdk.facade import init as init
     from gradexp.sdk.facade import log as log
+    from gradexp.sdk.facade import log_artifact as log_artifact
+    from gradexp.sdk.facade import use_artifact as use_artifact
     from gradexp.sdk.login import login as login
     from gradexp.sdk.run import Run as Run
     from gradexp.sdk.values.histogram import Histogram as Histogram
@@ -61,6 +64,9 @@ _LAZY: dict[str, str] = {
     "finish": "gradexp.sdk.facade:finish",
     "define_metric": "gradexp.sdk.facade:define_metric",
     "alert": "gradexp.sdk.facade:alert",
+    "log_artifact": "gradexp.sdk.facade:log_artifact",
+    "use_artifact": "gradexp.sdk.facade:use_artifact",
+    "Artifact": "gradexp.sdk.artifacts:Artifact",
     "Run": "gradexp.sdk.run:Run",
     # the current run's config and summary (one object each, looked up on every use)
     "config": "gradexp.sdk.current:config",

@@ -49,6 +49,8 @@ RECORD_TYPES: Final[dict[str, int]] = {
     "system": 9,
     "console": 10,
     "environment": 11,
+    # A versioned artifact logged or used by the run (docs/protocol.md, "Artifacts").
+    "artifact": 12,
 }
 RECORD_TYPE_NAMES: Final[dict[int, str]] = {v: k for k, v in RECORD_TYPES.items()}
 

@@ -27,12 +27,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradexp.core.settings import resolve_settings
 from gradexp.errors import ApiError, GradexpError
 from gradexp.protocol.values import decode_value, decode_values
 from gradexp.protocol.wire import API_PREFIX
+
+if TYPE_CHECKING:
+    from gradexp.sdk.artifacts import Artifact
 
 DEFAULT_TIMEOUT = 60.0
 _UNSET = object()
@@ -136,6 +139,40 @@ class Api:
     def run(self, run_id: str) -> ApiRun:
         """One run by id."""
         return ApiRun(self, self._get(f"/runs/{_quote(run_id)}"))
+
+    def artifact(self, path: str, type: str | None = None) -> Artifact:
+        """One artifact version: ``"owner/project/name:alias"``, ``"...:v3"`` or
+        ``"project/name"`` (yours, its latest). ``.download()`` fetches its files."""
+        from gradexp.protocol.artifacts import parse_ref
+        from gradexp.sdk.artifacts import Artifact
+
+        parts = path.split("/")
+        if len(parts) == 3:
+            owner, project, ref = parts
+        elif len(parts) == 2:
+            owner, (project, ref) = self.viewer()["user"]["name"], parts
+        else:
+            raise GradexpError(
+                f"artifact path {path!r}: use 'owner/project/name:alias' (or 'project/name:v3')."
+            )
+        name, which = parse_ref(ref)
+        doc = self._get(
+            f"/projects/{_quote(owner)}/{_quote(project)}/artifacts/{_quote(name)}/{_quote(which)}"
+        )
+        if type is not None and doc["type"] != type:
+            raise GradexpError(f"artifact {path} is of type {doc['type']!r}, not {type!r}.")
+        return Artifact._from_server(self, owner, project, doc)
+
+    def artifacts(self, project: str, type: str | None = None) -> list[Artifact]:
+        """Every artifact version in ``project`` (of ``type``, if given), newest first."""
+        from gradexp.sdk.artifacts import Artifact
+
+        owner, _, name = project.rpartition("/")
+        if not owner:
+            owner = self.viewer()["user"]["name"]
+        path = f"/projects/{_quote(owner)}/{_quote(name)}/artifacts"
+        doc = self._get(path, {"type": type, "versions": "all"})
+        return [Artifact._from_server(self, owner, name, v) for v in doc["versions"]]
 
 
 class ApiRun:

@@ -47,6 +47,8 @@ __all__ = [
     "flush",
     "init",
     "log",
+    "log_artifact",
+    "use_artifact",
 ]
 
 _time = time.time
@@ -184,6 +186,19 @@ def define_metric(
 def alert(title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
     """Send an alert about the current run (see :meth:`Run.alert`)."""
     _require_run("alert").alert(title, text, level=level, wait_duration=wait_duration)
+
+
+def log_artifact(
+    artifact: Any, aliases: Any = None, *, name: str | None = None, type: str | None = None
+) -> Any:
+    """Log an artifact from the current run (see :meth:`Run.log_artifact`)."""
+    return _require_run("log_artifact").log_artifact(artifact, aliases, name=name, type=type)
+
+
+def use_artifact(ref: Any, type: str | None = None) -> Any:
+    """Record that the current run uses an artifact and return it (see
+    :meth:`Run.use_artifact`)."""
+    return _require_run("use_artifact").use_artifact(ref, type)
 
 
 def init(

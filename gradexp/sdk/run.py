@@ -61,11 +61,12 @@ from gradexp.stream.channel import (
 # needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from gradexp.core.settings import Settings
     from gradexp.sdk.alerts import AlertGate
+    from gradexp.sdk.artifacts import Artifact
     from gradexp.sdk.console import Capture
     from gradexp.sdk.metrics import Metric
 
@@ -433,6 +434,33 @@ class Run(RunFields):
             self._alerts = AlertGate()
         if self._alerts.allow(record["title"], wait_duration):
             self._control(ALERT, record)
+
+    # --- artifacts ---
+
+    def log_artifact(
+        self,
+        artifact: Artifact | str | os.PathLike[str],
+        aliases: Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+        type: str | None = None,
+    ) -> Artifact:
+        """Log an artifact as this run's output: the next version (``v0``, ``v1``...) of
+        its name, or the latest one again if the content is the same; ``aliases`` (and
+        ``latest``) move to it. A path makes an artifact of that file or folder (``name``
+        and ``type`` default to its file name and ``"unspecified"``). Only the files the
+        server lacks are uploaded. See ``gradexp.sdk.artifacts``.
+        """
+        from gradexp.sdk.run_artifacts import log_artifact
+
+        return log_artifact(self, artifact, name=name, type=type, aliases=aliases)
+
+    def use_artifact(self, ref: Artifact | str, type: str | None = None) -> Artifact:
+        """Record that this run uses ``"name:alias"``, ``"name:v3"`` or ``"name"`` (its
+        latest) and return it (``.download()`` fetches its files)."""
+        from gradexp.sdk.run_artifacts import use_artifact
+
+        return use_artifact(self, ref, type)
 
     # --- flushing and finishing ---
 

@@ -28,6 +28,7 @@ from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
 from gradexp.server.domain.live.hub import LiveHub
 from gradexp.server.http import (
+    artifacts,
     authorize,
     health,
     ingest,
@@ -101,7 +102,20 @@ def make_app(state: AppState) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
-    modules = (health, ingest, read, live, machine, signin, authorize, keys, static, ui, ui_api)
+    modules = (
+        health,
+        ingest,
+        read,
+        live,
+        machine,
+        artifacts,
+        signin,
+        authorize,
+        keys,
+        static,
+        ui,
+        ui_api,
+    )
     for module in modules:
         app.add_routes(module.routes)
     # Every response, pages and API alike: the CSP and friends (http/headers.py).

@@ -46,6 +46,7 @@ FINISH = 5  # (FINISH, {"exit_code", "time"}, 0)
 TELEMETRY = 6
 METRIC = 7  # (METRIC, definition, 0): define_metric()
 ALERT = 8  # (ALERT, {"title", "text", "level", "time"}, 0): alert()
+ARTIFACT = 12  # (ARTIFACT, {"action": "log" | "use", ...}, 0): log_artifact(), use_artifact()
 PARTIAL = 101  # (PARTIAL, step | None, time, values, captured_bytes): log(commit=False)
 ATTACH = 102  # (ATTACH, values, captured_bytes): Run._attach_to_next_step
 RUN_FIELDS = 103  # (RUN_FIELDS, {"name": ...}, 0): run.name = ... (a config record's "run")

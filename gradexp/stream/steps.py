@@ -31,6 +31,7 @@ from gradexp.protocol.values import encode_float, encode_values, needs_encoding
 from gradexp.protocol.wire import MAX_KEY_LENGTH, RECORD_TYPE_NAMES
 from gradexp.stream.channel import (
     ALERT,
+    ARTIFACT,
     ATTACH,
     CONFIG,
     CTRL_CLOSE,
@@ -303,7 +304,7 @@ class Framer:
             self.append(SUMMARY, {"update": encode_values(item[1], self.sink, self.bad)})
         elif kind == RUN_FIELDS:  # the run's own fields travel in a config record
             self.append(CONFIG, {"update": {}, "run": item[1]})
-        elif kind in (METRIC, ALERT):
+        elif kind in (METRIC, ALERT, ARTIFACT):
             self.append(kind, item[1])
         elif kind in (CTRL_FLUSH, CTRL_CLOSE):
             self.control(item, self.seq)  # the stream resolves them once this seq is out

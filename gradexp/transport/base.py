@@ -27,6 +27,7 @@ from gradexp.protocol.wire import RECORD_TYPES
 __all__ = ["Batch", "BatchSource", "Frame", "FrameReader", "UploadListener", "build_batch"]
 
 FILE_RECORD = RECORD_TYPES["file"]
+ARTIFACT_RECORD = RECORD_TYPES["artifact"]
 #: The most sequence numbers a damaged file's gap is filled with (see ``filler``).
 MAX_GAP = 1_000_000
 
@@ -52,6 +53,7 @@ class Batch:
     files: list[dict[str, Any]] = field(default_factory=list)
     end_offset: int | None = None  # where the frame after last_seq starts (ack hint)
     raw_bytes: int = 0
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # their files go first
 
     def body(self) -> bytes:
         """The JSON body, built by joining the stored payloads (no re-encoding)."""
@@ -123,6 +125,7 @@ def build_batch(
     """
     payloads: list[bytes] = []
     files: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
     size = 0
     first = expected
     end_offset: int | None = None
@@ -146,9 +149,12 @@ def build_batch(
         if frame.rtype == FILE_RECORD:
             with contextlib.suppress(orjson.JSONDecodeError):
                 files.append(orjson.loads(frame.payload))
+        elif frame.rtype == ARTIFACT_RECORD:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                artifacts.append(orjson.loads(frame.payload))
         expected += 1
         end_offset = frame.end
         source.pop()
     if not payloads:
         return None
-    return Batch(first, expected - 1, payloads, files, end_offset, size)
+    return Batch(first, expected - 1, payloads, files, end_offset, size, artifacts)

@@ -18,7 +18,14 @@ from typing import Any
 import orjson
 
 from gradexp.protocol.runfile import FRAME, FRAME_SIZE, HEADER_SIZE, RunDir, RunFile, payload_seq
-from gradexp.transport.base import FILE_RECORD, Batch, BatchSource, Frame, build_batch
+from gradexp.transport.base import (
+    ARTIFACT_RECORD,
+    FILE_RECORD,
+    Batch,
+    BatchSource,
+    Frame,
+    build_batch,
+)
 
 __all__ = ["FileSource", "LiveSource"]
 
@@ -89,6 +96,7 @@ class LiveSource(BatchSource):
         view = memoryview(data)
         payloads: list[Any] = []
         files: list[dict[str, Any]] = []
+        artifacts: list[dict[str, Any]] = []
         pos = size = 0
         end = len(data)
         while pos + FRAME_SIZE <= end and len(payloads) < max_records and size < max_bytes:
@@ -101,6 +109,9 @@ class LiveSource(BatchSource):
             if rtype == FILE_RECORD:
                 with contextlib.suppress(orjson.JSONDecodeError):
                     files.append(orjson.loads(payload))
+            elif rtype == ARTIFACT_RECORD:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    artifacts.append(orjson.loads(payload))
             size += length + 1
             pos = stop
         if not payloads:
@@ -108,7 +119,7 @@ class LiveSource(BatchSource):
         first = self.next_seq
         self.next_seq += len(payloads)
         self.offset += pos
-        return Batch(first, self.next_seq - 1, payloads, files, self.offset, size)
+        return Batch(first, self.next_seq - 1, payloads, files, self.offset, size, artifacts)
 
 
 class FileSource(BatchSource):

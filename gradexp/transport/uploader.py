@@ -34,6 +34,7 @@ from gradexp.core.output import say
 from gradexp.core.settings import Settings
 from gradexp.protocol.runfile import RunDir
 from gradexp.protocol.wire import API_PREFIX, FILES_DIR
+from gradexp.transport.artifacts import upload_artifact_files
 from gradexp.transport.base import Batch, BatchSource, UploadListener
 from gradexp.transport.client import Reply, ServerClient
 from gradexp.transport.sources import FileSource, LiveSource
@@ -238,6 +239,7 @@ class Uploader:
         """Upload the batch's blobs, then POST it, until the server commits it."""
         for info in batch.files:
             await self._upload_blob(info)
+        await self._upload_artifacts(batch)
         loop = asyncio.get_running_loop()
         # gzip in the executor: zlib releases the GIL, and the loop keeps serving.
         body = await loop.run_in_executor(None, _gzip, batch.body())
@@ -263,6 +265,7 @@ class Uploader:
                 self._uploaded_blobs.clear()  # it lost a blob: HEAD and PUT them again
                 for info in batch.files:
                     await self._upload_blob(info)
+                await self._upload_artifacts(batch)
                 continue
             raise UploadStopped(self._refusal(reply))
         self.sent_batches += 1
@@ -310,6 +313,15 @@ class Uploader:
         if put.status not in (200, 201):
             raise UploadStopped(self._refusal(put))
         self._uploaded_blobs.add(sha)
+
+    async def _upload_artifacts(self, batch: Batch) -> None:
+        """The bytes the server lacks of the batch's artifacts (transport/artifacts.py)."""
+        if batch.artifacts:
+            problem = await upload_artifact_files(
+                self.client, self.run_id, batch.artifacts, self._refusal
+            )
+            if problem is not None:
+                raise UploadStopped(problem)
 
     # --- acknowledgements ---
 

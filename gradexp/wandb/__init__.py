@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertLevel",
     "Api",
+    "Artifact",
     "Error",
     "Histogram",
     "Image",
@@ -50,6 +51,7 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_artifact",
     "login",
     "run",
     "summary",
@@ -58,6 +60,7 @@ __all__ = [
     "termlog",
     "termwarn",
     "unwatch",
+    "use_artifact",
     "watch",
 ]
 
@@ -369,6 +372,26 @@ def alert(
     gx_alert(title, text, level=level or "INFO", wait_duration=wait_duration)
 
 
+def log_artifact(
+    artifact_or_path: Any,
+    name: str | None = None,
+    type: str | None = None,
+    aliases: Sequence[str] | None = None,
+    **_ignored: Any,
+) -> Any:
+    """``wandb.log_artifact``: :meth:`gradexp.Run.log_artifact` on the current run."""
+    from gradexp.sdk.facade import log_artifact as gx_log_artifact
+
+    return gx_log_artifact(artifact_or_path, aliases, name=name, type=type)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None, **_ignored: Any) -> Any:
+    """``wandb.use_artifact``: :meth:`gradexp.Run.use_artifact` on the current run."""
+    from gradexp.sdk.facade import use_artifact as gx_use_artifact
+
+    return gx_use_artifact(artifact_or_name, type)
+
+
 def Histogram(sequence: Any = None, np_histogram: Any = None, num_bins: int = 64) -> _Histogram:
     """``gradexp.Histogram`` of ``sequence`` in ``num_bins`` bins, or of a precomputed
     ``np_histogram=(counts, edges)``."""
@@ -564,4 +587,8 @@ def __getattr__(name: str) -> Any:
         from gradexp.sdk.api import Api
 
         return Api
+    if name == "Artifact":
+        from gradexp.wandb.artifacts import Artifact
+
+        return Artifact
     raise AttributeError(f"module 'gradexp.wandb' has no attribute {name!r}")

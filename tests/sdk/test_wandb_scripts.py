@@ -257,3 +257,29 @@ def test_prediction_tables_with_images_and_a_dataframe(
         assert row[1]["width"] == 8 and row[1]["height"] == 8
     classes = run.table("val/classes")
     assert classes.columns == ["class", "count"] and sum(r[1] for r in classes.rows) == 6
+
+
+def test_checkpoints_as_artifacts_then_an_eval_run_uses_the_best(
+    server: Any, api: gradexp.Api, tmp_path: Path
+) -> None:
+    _torch()
+    project = f"ckpt-{os.urandom(3).hex()}"
+    out, (train_id, eval_id) = run_script(
+        "checkpoint_artifacts.py", server, tmp_path, None, f"--project={project}"
+    )
+    best = api.artifact(f"{project}/regressor:best", type="model")
+    assert "latest" in best.aliases and best.logged_by["id"] == train_id
+    assert [r["id"] for r in best.used_by] == [eval_id]
+    versions = api.artifacts(project, type="model")
+    assert [v.version for v in versions] == [f"v{i}" for i in reversed(range(len(versions)))]
+    assert best.version == versions[0].version and best.metadata["epoch"] == len(versions) - 1
+    assert f"best checkpoint from epoch {best.metadata['epoch']}" in out.stdout
+    evaluated = api.run(eval_id).summary
+    assert evaluated["eval/epoch"] == best.metadata["epoch"]
+    # every version still holds the checkpoint it was logged with (the script overwrote
+    # model.pt each time: log_artifact kept a copy)
+    first = api.artifact(f"{project}/regressor:epoch-0")
+    restored = first.download(tmp_path / "epoch0") / "model.pt"
+    import torch
+
+    assert torch.load(restored)["epoch"] == 0

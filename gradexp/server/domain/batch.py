@@ -33,6 +33,7 @@ from gradexp.protocol.wire import (
     STAT_SEPARATOR,
     TABLE_COLUMN_TYPES,
 )
+from gradexp.server.domain.artifacts import check_artifact
 from gradexp.server.domain.bodies import gunzip, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.domain.errors import DomainError, Invalid
@@ -306,6 +307,7 @@ _RECORD_KINDS = frozenset(
         "finish",
         "metric",
         "alert",
+        "artifact",
         *MACHINE_KINDS,
     )
 )
@@ -340,6 +342,8 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
         check_metric(rec, where)
     elif kind == "alert":
         check_alert(rec, where)
+    elif kind == "artifact":
+        check_artifact(rec, where)
     elif kind == "summary":
         update = rec.get("update")
         if type(update) is not dict:
@@ -372,7 +376,7 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
     else:
         raise bad_batch(
             f"{where}.type {kind!r} is not one of history, config, summary, file, telemetry, "
-            "finish, metric, alert, system, console, environment"
+            "finish, metric, alert, system, console, environment, artifact"
         )
 
 

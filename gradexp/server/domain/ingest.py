@@ -29,6 +29,7 @@ import orjson
 from sqlalchemy import bindparam, case, func, insert, or_, select
 from sqlalchemy.engine import Connection, Dialect
 
+from gradexp.server.domain.artifacts import store_artifacts
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound
@@ -345,6 +346,7 @@ def _apply(
     run_fields: dict[str, Any] = {}
     metric_recs: list[dict[str, Any]] = []
     alert_recs: list[dict[str, Any]] = []
+    artifact_recs: list[dict[str, Any]] = []
     for rec in others:
         rtype = rec["type"]
         if rtype == "config":
@@ -356,6 +358,8 @@ def _apply(
             metric_recs.append(rec)
         elif rtype == "alert":
             alert_recs.append(rec)
+        elif rtype == "artifact":
+            artifact_recs.append(rec)
         elif rtype == "summary":
             summary_update = {**(summary_update or {}), **rec["update"]}
         elif rtype == "telemetry":
@@ -387,6 +391,8 @@ def _apply(
                 sha256=missing,
             )
 
+    if artifact_recs:  # refuses (409 blob_missing) before anything is written
+        store_artifacts(conn, kind, run_pk, int(run.project_id), artifact_recs)
     _resolve_key_ids(conn, run_pk, cols.key_order, key_ids)
     if len(cols):
         insert_rows(conn, kind, _history_sql(kind), cols.history_rows(run_pk))

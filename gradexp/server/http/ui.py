@@ -16,7 +16,14 @@ from gradexp.server.domain.names import run_id_problem
 from gradexp.server.http.sessions import page_redirect
 from gradexp.server.http.state import app_state
 
-PAGE_PATHS = ("/", "/p/{owner}/{project}", "/r/{run_id}", "/r/{run_id}/gradients", "/compare")
+PAGE_PATHS = (
+    "/",
+    "/p/{owner}/{project}",
+    "/p/{owner}/{project}/artifacts",
+    "/r/{run_id}",
+    "/r/{run_id}/gradients",
+    "/compare",
+)
 
 routes = web.RouteTableDef()
 
@@ -60,6 +67,8 @@ def preloads(request: web.Request) -> list[str]:
         return urls
     base = f"{API_PREFIX}/projects/{quote(owner, safe='')}/{quote(project, safe='')}"
     urls.append(f"{base}/columns")
+    if request.path.endswith("/artifacts"):
+        return [f"{base}/artifacts", *urls]
     if not request.query:
         urls.append(f"{base}/runs?order=-started_at&limit=50")
     return urls

@@ -215,3 +215,66 @@ class ObjectStore:
             await self.delete(temp)
             raise
         return total
+
+
+# --- artifacts: one object per file's bytes in a project, and the parts of an upload -------
+#
+#     projects/<project_id>/artifacts/blobs/<sha256>
+#     projects/<project_id>/artifacts/uploads/<sha256>/<offset, 20 digits>
+#
+# A large file arrives in chunks, each kept as its own part object until the last one is
+# in, so an interrupted upload resumes where the parts end (any server process can see
+# them). Then the parts are streamed, in order, through the hash into the blob's object:
+# multipart on S3 above MULTIPART_THRESHOLD, so no file is ever held in memory.
+
+#: Above this size an object is written with a multipart upload (S3's parts: PART_BYTES).
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024
+#: Parts written at once during a multipart upload (memory: about this many PART_BYTES).
+PART_CONCURRENCY = 4
+
+
+def artifact_blob_key(project_id: int, sha256: str) -> str:
+    """Where the bytes of an artifact file live (once per project)."""
+    if not SHA256_RE.fullmatch(sha256):
+        raise ValueError("invalid sha256")
+    return f"projects/{int(project_id)}/artifacts/blobs/{sha256}"
+
+
+def artifact_upload_prefix(project_id: int, sha256: str) -> str:
+    """The folder of an upload's parts (``<prefix>/<offset>``)."""
+    if not SHA256_RE.fullmatch(sha256):
+        raise ValueError("invalid sha256")
+    return f"projects/{int(project_id)}/artifacts/uploads/{sha256}"
+
+
+def artifact_part_key(project_id: int, sha256: str, offset: int) -> str:
+    """Where the part of an upload that starts at ``offset`` lives."""
+    return f"{artifact_upload_prefix(project_id, sha256)}/{int(offset):020d}"
+
+
+async def list_sizes(objects: ObjectStore, prefix: str) -> list[tuple[str, int]]:
+    """``(last path segment, size)`` of every object under ``prefix``, by name."""
+    out: list[tuple[str, int]] = []
+    async for metas in obstore.list(objects.store, prefix.rstrip("/") + "/"):
+        out.extend((str(m["path"]).rsplit("/", 1)[-1], int(m["size"])) for m in metas)
+    return sorted(out)
+
+
+async def put_stream(
+    objects: ObjectStore, key: str, chunks: AsyncIterator[bytes], size: int
+) -> None:
+    """Write a stream of ``size`` bytes as one object: multipart above MULTIPART_THRESHOLD
+    (S3 parts of PART_BYTES, PART_CONCURRENCY at a time), else one PUT."""
+    if size <= MULTIPART_THRESHOLD:
+        parts = [chunk async for chunk in chunks]  # at most the threshold in memory
+        await obstore.put_async(objects.store, key, b"".join(parts), use_multipart=False)
+        return
+    await obstore.put_async(
+        objects.store,
+        key,
+        chunks,
+        use_multipart=True,
+        chunk_size=PART_BYTES,
+        max_concurrency=PART_CONCURRENCY,
+    )

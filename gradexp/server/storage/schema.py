@@ -359,9 +359,72 @@ live_watches = Table(
     **MYSQL_TABLE,
 )
 
+# --- artifacts (migration 0014): versioned sets of files per project, content-addressed.
+
+# One row per version of a project's artifact ``name`` (v0, v1, ...). ``files`` is the
+# manifest as JSON: [{"path", "sha256", "size"} | {"path", "ref"}], by path.
+artifact_versions = Table(
+    "artifact_versions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("metadata", JsonText, nullable=False),
+    Column("files", JsonText, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("run_pk", BigInteger, nullable=True),  # the run that logged it first
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("project_id", "name", "version", name="uq_artifact_versions_version"),
+    Index("ix_artifact_versions_digest", "project_id", "name", "digest"),
+    **MYSQL_TABLE,
+)
+
+# Where each alias of an artifact points (``latest`` always to the last version logged).
+artifact_aliases = Table(
+    "artifact_aliases",
+    metadata,
+    Column("project_id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(128), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("version_id", BigInteger, nullable=False, index=True),
+    **MYSQL_TABLE,
+)
+
+# Lineage: which runs logged ("output") and used ("input") each version.
+artifact_usage = Table(
+    "artifact_usage",
+    metadata,
+    Column("version_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("role", String(8), primary_key=True),
+    Column("time", Double, nullable=False),
+    Index("ix_artifact_usage_run", "run_pk"),
+    **MYSQL_TABLE,
+)
+
+# The files' bytes a project holds, by sha256 (one object each, whatever the versions).
+artifact_blobs = Table(
+    "artifact_blobs",
+    metadata,
+    Column("project_id", Integer, primary_key=True, autoincrement=False),
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
 __all__ = [
     "alerts",
     "api_keys",
+    "artifact_aliases",
+    "artifact_blobs",
+    "artifact_usage",
+    "artifact_versions",
     "auth_codes",
     "blobs",
     "console_lines",

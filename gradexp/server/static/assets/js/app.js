@@ -11,6 +11,7 @@ import { mountProjects } from "./pages/projects.js";
 import { mountRuns } from "./pages/runs.js";
 import { mountRun, mountCompare } from "./pages/run.js";
 import { mountGradients } from "./pages/gradients.js";
+import { mountArtifacts } from "./pages/artifacts.js";
 
 /**
  * Each page's path pattern, and the page's mount function for a match of it.
@@ -18,6 +19,7 @@ import { mountGradients } from "./pages/gradients.js";
  */
 const ROUTES = [
   [/^\/$/, () => mountProjects],
+  [/^\/p\/([^/]+)\/([^/]+)\/artifacts\/?$/, (m) => (el) => mountArtifacts(el, decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
   [/^\/p\/([^/]+)\/([^/]+)\/?$/, (m) => (el) => mountRuns(el, decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
   [/^\/r\/([^/]+)\/gradients\/?$/, (m) => (el) => mountGradients(el, decodeURIComponent(m[1]))],
   [/^\/r\/([^/]+)\/?$/, (m) => (el) => mountRun(el, decodeURIComponent(m[1]))],

@@ -11,6 +11,7 @@ import { isTyped } from "../lib/values.js";
 import { LogsView, SystemView, environmentCard } from "../machine.js";
 import { MediaView } from "../media.js";
 import { runHeader } from "../run-header.js";
+import { runArtifactsCard } from "./artifacts.js";
 
 /** @typedef {{key: string, kind: string}} KeyInfo */
 
@@ -91,12 +92,15 @@ function overview(run, alerts = []) {
   ]).filter(([, v]) => v !== null && v !== undefined && v !== "");
   const env = h("div", { class: "env-slot" });
   environmentCard(run, kvTable, flatten).then((card) => replace(env, card));
+  const artifacts = h("div", { class: "artifacts-slot" });
+  runArtifactsCard(run).then((card) => replace(artifacts, card));
   return h(
     "div",
     { class: "overview" },
     alerts.length ? h("section", { class: "card alerts-card" }, h("h2", { text: `Alerts (${alerts.length})` }), alertList(alerts)) : null,
     h("section", { class: "card" }, h("h2", { text: "Config" }), kvTable(flatten(run.config || {}), "No config. Pass config={...} to gradexp.init().")),
     h("section", { class: "card" }, h("h2", { text: "Summary" }), kvTable(summary, "No summary values yet.")),
+    artifacts,
     h("section", { class: "card" }, h("h2", { text: "Run" }), kvTable(info, "")),
     env,
   );

@@ -77,7 +77,7 @@ export async function mountRuns(el, owner, project) {
     h(
       "section",
       { class: "page" },
-      h("div", { class: "page-head" }, h("h1", { text: project }), countEl, liveDot),
+      h("div", { class: "page-head" }, h("h1", { text: project }), countEl, liveDot, h("a", { class: "page-link", href: `/p/${seg(owner)}/${seg(project)}/artifacts`, text: "Artifacts" })),
       h("div", { class: "toolbar" }, h("label", { class: "search" }, icon("search"), search), stateSel, tagSel, colsButton, h("div", { class: "spacer" }), clearSel, compareBtn),
       body,
       pager,

@@ -1,0 +1,136 @@
+"""Uploading an artifact's files: only the bytes the server lacks, in chunks, resumable.
+
+Called by the uploader before it POSTs a batch that holds ``artifact`` records (action
+``log``), on the uploader's loop (the stream thread, or ``gradexp sync``):
+
+1. ``POST /runs/{id}/artifact-blobs/missing`` with every file's sha256 and size: the
+   server answers which it lacks in the run's project, and for each how many bytes it
+   already received (an earlier upload that was cut off).
+2. For each, ``PUT /runs/{id}/artifact-blobs/{sha256}?offset=N&size=S`` with the next
+   ``ARTIFACT_CHUNK_BYTES`` of the file, from where the server stands, until it answers
+   ``complete`` (it checks the whole file's sha256 then).
+
+Memory is one chunk per file being sent, whatever the file's size: chunks are read with
+``os.pread`` in the loop's executor, never the whole file. Files identical to ones the
+project already holds (another version, another run) are never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+from gradexp.protocol.artifacts import ARTIFACT_CHUNK_BYTES
+from gradexp.protocol.wire import API_PREFIX
+from gradexp.transport.client import Reply, ServerClient
+
+__all__ = ["upload_artifact_files"]
+
+#: Files asked about in one ``missing`` request.
+ASK_PAGE = 1000
+
+
+async def upload_artifact_files(
+    client: ServerClient,
+    run_id: str,
+    records: list[dict[str, Any]],
+    refusal: Callable[[Reply], str],
+    chunk_bytes: int = ARTIFACT_CHUNK_BYTES,
+) -> str | None:
+    """Upload what the server lacks of these records' files; None, or why it cannot.
+
+    A reason (a file gone or changed since it was logged, a refusal) stops the run's
+    upload: its run file stays for ``gradexp sync``.
+    """
+    wanted: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        if rec.get("action") != "log":
+            continue
+        for entry in rec.get("files") or ():
+            sha = entry.get("sha256")
+            if sha and sha not in wanted:
+                wanted[sha] = {**entry, "artifact": rec.get("name", "")}
+    if not wanted:
+        return None
+    what = f"upload the files of an artifact of run {run_id} to {client.base_url}"
+    shas = list(wanted)
+    for start in range(0, len(shas), ASK_PAGE):
+        page = shas[start : start + ASK_PAGE]
+        reply = await client.request(
+            "POST",
+            f"{API_PREFIX}/runs/{run_id}/artifact-blobs/missing",
+            json={"blobs": [{"sha256": s, "size": int(wanted[s]["size"])} for s in page]},
+            what=what,
+        )
+        if reply.status != 200:
+            return refusal(reply)
+        for item in reply.body.get("missing", ()):
+            problem = await _upload_one(
+                client,
+                run_id,
+                wanted[item["sha256"]],
+                int(item.get("received", 0)),
+                refusal,
+                chunk_bytes,
+                what,
+            )
+            if problem is not None:
+                return problem
+    return None
+
+
+async def _upload_one(
+    client: ServerClient,
+    run_id: str,
+    entry: dict[str, Any],
+    received: int,
+    refusal: Callable[[Reply], str],
+    chunk_bytes: int,
+    what: str,
+) -> str | None:
+    sha, size, local = entry["sha256"], int(entry["size"]), entry.get("local")
+    gone = f"file {local} of artifact {entry['artifact']} (logged by run {run_id}) cannot be read"
+    if not local:
+        return f"{gone}: the record names no local file"
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.open(local, os.O_RDONLY)
+    except OSError as exc:
+        return f"{gone} ({exc.strerror}); keep logged files until the run is uploaded"
+    url = f"{API_PREFIX}/runs/{run_id}/artifact-blobs/{sha}"
+    repairs = 0
+    try:
+        while True:
+            n = max(0, min(chunk_bytes, size - received))
+            data = await loop.run_in_executor(None, os.pread, fd, n, received)  # executor
+            if len(data) != n:
+                return f"{gone}: it is shorter than when it was logged; log it again"
+            reply = await client.request(
+                "PUT",
+                f"{url}?offset={received}&size={size}",
+                data=data,
+                headers={"Content-Type": "application/octet-stream"},
+                what=what,
+            )
+            del data
+            if reply.status in (200, 201):
+                if reply.body.get("complete"):
+                    return None
+                received = int(reply.body["received"])
+                continue
+            raw_err = reply.body.get("error")
+            err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
+            if reply.status == 409 and reply.code == "upload_offset" and repairs < 5:
+                repairs += 1  # another writer moved on (or the server lost a part)
+                received = int(err.get("received", 0))
+                continue
+            if reply.code == "hash_mismatch":
+                return (
+                    f"file {local} of artifact {entry['artifact']} changed after it was "
+                    "logged (its sha256 differs); log the artifact again"
+                )
+            return refusal(reply)
+    finally:
+        os.close(fd)
