@@ -186,7 +186,7 @@ async def find_project(
         )
     ).first()
     role = Role.NONE if row is None else _role_of_row(user, row)
-    if role < at_least or role == Role.NONE:
+    if row is None or role < at_least or role == Role.NONE:
         raise project_not_found(owner, name)
     return int(row.id), role
 

@@ -86,9 +86,17 @@ async def list_projects(conn: AsyncConnection, user: User) -> list[dict[str, Any
 
 async def owned_project(conn: AsyncConnection, user: User, owner: str, name: str) -> int:
     """The id of project ``owner/name`` if ``user`` may read it, else NotFound."""
-    if user.share is not None:  # a share link opens runs, never a project's listing
+    return (await project_access(conn, user, owner, name))[0]
+
+
+async def project_access(
+    conn: AsyncConnection, user: User, owner: str, name: str
+) -> tuple[int, Role]:
+    """Project ``owner/name``'s id and the caller's role, if they may read it; else
+    NotFound. A share link opens runs, never a project's listing."""
+    if user.share is not None:
         raise project_not_found(owner, name)
-    return (await find_project(conn, user, owner, name))[0]
+    return await find_project(conn, user, owner, name)
 
 
 async def project_columns(conn: AsyncConnection, project_id: int) -> dict[str, list[str]]:

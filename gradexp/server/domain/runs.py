@@ -284,7 +284,7 @@ def _log_owner(conn: Connection, user: User, entity: str | None) -> int:
         role = conn.execute(
             select(m.c.role).where(m.c.team_id == team.id, m.c.user_id == user.id)
         ).scalar()
-    if role is None:
+    if team is None or role is None:
         raise NotFound(
             f"no team {entity!r} that {user.name} belongs to: ask a team admin to add you "
             f"(`gradexp server team add {entity} {user.name} --role member`)",
