@@ -37,6 +37,7 @@ from gradexp.server.http import (
     read,
     signin,
     static,
+    teams,
     ui,
     ui_api,
 )
@@ -101,7 +102,20 @@ def make_app(state: AppState) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
-    modules = (health, ingest, read, live, machine, signin, authorize, keys, static, ui, ui_api)
+    modules = (
+        health,
+        ingest,
+        read,
+        live,
+        machine,
+        signin,
+        authorize,
+        keys,
+        static,
+        ui,
+        ui_api,
+        teams,
+    )
     for module in modules:
         app.add_routes(module.routes)
     # Every response, pages and API alike: the CSP and friends (http/headers.py).

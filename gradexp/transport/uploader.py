@@ -99,6 +99,7 @@ class Uploader:
     def _run_body(self) -> dict[str, Any]:
         keys = (
             "project",
+            "entity",
             "name",
             "config",
             "tags",
