@@ -16,7 +16,14 @@ from gradexp.server.domain.names import run_id_problem
 from gradexp.server.http.sessions import page_redirect
 from gradexp.server.http.state import app_state
 
-PAGE_PATHS = ("/", "/p/{owner}/{project}", "/r/{run_id}", "/r/{run_id}/gradients", "/compare")
+PAGE_PATHS = (
+    "/",
+    "/p/{owner}/{project}",
+    "/r/{run_id}",
+    "/r/{run_id}/gradients",
+    "/compare",
+    "/t/{team}",
+)
 
 routes = web.RouteTableDef()
 
