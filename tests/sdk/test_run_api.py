@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 import gradexp
-from gradexp.core.credentials import save_credentials
 from gradexp.errors import GradexpError
 
 from .conftest import file_records, gradexp_cli, server_run
