@@ -320,3 +320,20 @@ def test_share_link_expires_and_never_writes(db_server: Any) -> None:
     # A made-up token opens nothing either.
     fake = "?share=gxs_" + "A" * 43
     assert _anonymous(db_server, f"/api/v1/runs/{run_id}{fake}")[0] == 404
+
+
+def test_team_commands(db_server: Any) -> None:
+    tag = uuid.uuid4().hex[:6]
+    user, _key = db_server.new_user(f"cli-{tag}")
+    name = f"cli-team-{tag}"
+    assert f"created team {name}" in db_server.admin("team", "create", name)
+    assert "member" in db_server.admin("team", "add", name, user)
+    assert "changed" in db_server.admin("team", "add", name, user, "--role", "admin")
+    assert f"{name}\t{user} (admin)" in db_server.admin("team", "list")
+    # Teams and users share names; a team is not an account.
+    with pytest.raises(RuntimeError, match="taken by a user or team"):
+        db_server.admin("team", "create", user)
+    with pytest.raises(RuntimeError, match="no user"):
+        db_server.admin("key", "create", name)
+    assert "removed" in db_server.admin("team", "remove", name, user)
+    assert f"{name}\tno members" in db_server.admin("team", "list")
