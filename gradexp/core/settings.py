@@ -3,7 +3,8 @@
 Resolution order, for every setting: arguments > environment > the user's config dir.
 
 - Environment: ``GRADEXP_MODE``, ``GRADEXP_BASE_URL``, ``GRADEXP_API_KEY``,
-  ``GRADEXP_PROJECT``, ``GRADEXP_DIR``, ``GRADEXP_RUN_ID``, and for tuning
+  ``GRADEXP_PROJECT``, ``GRADEXP_ENTITY`` (a team to log to), ``GRADEXP_DIR``,
+  ``GRADEXP_RUN_ID``, and for tuning
   ``GRADEXP_MEMORY_LIMIT`` (bytes, or with a suffix: ``64MiB``), ``GRADEXP_FINISH_TIMEOUT``
   (seconds), ``GRADEXP_QUIET`` (``1``: no informational lines, warnings still shown);
   what the run records about its machine: ``GRADEXP_SYSTEM_METRICS_INTERVAL`` (seconds,
@@ -42,6 +43,7 @@ ENV_MODE = "GRADEXP_MODE"
 ENV_BASE_URL = "GRADEXP_BASE_URL"
 ENV_API_KEY = "GRADEXP_API_KEY"
 ENV_PROJECT = "GRADEXP_PROJECT"
+ENV_ENTITY = "GRADEXP_ENTITY"
 ENV_DIR = "GRADEXP_DIR"
 ENV_RUN_ID = "GRADEXP_RUN_ID"
 ENV_MEMORY_LIMIT = "GRADEXP_MEMORY_LIMIT"
@@ -63,6 +65,7 @@ _DEFAULTS: dict[str, Any] = {
     "base_url": None,
     "api_key": None,
     "project": DEFAULT_PROJECT,
+    "entity": None,  # the team (or user) whose project runs go to; None: the key's user
     "dir": ".",
     "run_id": None,
     "memory_limit": 256 * 1024 * 1024,
@@ -107,7 +110,8 @@ class Settings:
     of these fields. The tuning fields have defaults that suit a training job:
 
     - ``mode``: ``online``, ``offline`` or ``disabled``; ``base_url``, ``api_key``,
-      ``project``, ``dir`` (runs go to ``<dir>/gradexp/``), ``run_id``.
+      ``project``, ``entity`` (a team whose project runs go to; None: the key's user),
+      ``dir`` (runs go to ``<dir>/gradexp/``), ``run_id``.
     - ``memory_limit`` (256 MiB): bytes of logged-but-not-yet-written records the caller
       may queue before ``log()`` blocks (and ``alog()`` awaits) until the stream catches up.
     - ``batch_bytes`` (1 MiB), ``batch_records`` (20,000), ``batch_interval`` (1 s): a
@@ -134,6 +138,7 @@ class Settings:
     base_url: str | None
     api_key: str | None
     project: str
+    entity: str | None
     dir: str
     run_id: str | None
     memory_limit: int
@@ -233,6 +238,7 @@ def resolve_settings(**overrides: Any) -> Settings:
         "base_url": env.get(ENV_BASE_URL),
         "api_key": env.get(ENV_API_KEY),
         "project": env.get(ENV_PROJECT),
+        "entity": env.get(ENV_ENTITY),
         "dir": env.get(ENV_DIR),
         "run_id": env.get(ENV_RUN_ID),
         "memory_limit": env.get(ENV_MEMORY_LIMIT),

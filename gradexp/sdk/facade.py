@@ -23,6 +23,7 @@ from gradexp.protocol.names import project_name_problem, run_id_problem
 from gradexp.protocol.values import PLAIN_TYPES
 from gradexp.sdk import hooks
 from gradexp.sdk.config import as_config_dict
+from gradexp.sdk.entity import check_entity, split_project
 from gradexp.sdk.ids import random_id, random_name
 from gradexp.sdk.run import Run
 from gradexp.sdk.run_fields import check_field
@@ -62,8 +63,7 @@ class CurrentRun:
     ``finish()``, on any threads, replace it under ``lock`` so they agree. ``channel`` is
     the current run's channel, kept beside it for ``log()``'s fast path, which then looks
     up no more attributes than ``Run.log`` does. ``said_reinit``: the note that ``init()``
-    finishes the previous run is printed once per process; ``said_entity``: the entities
-    already said not to be the key's user.
+    finishes the previous run is printed once per process.
 
     Fork: in a forked child (a DataLoader worker, multiprocessing with fork ...) the
     parent's lock may have been held by a thread that does not exist there, so
@@ -74,14 +74,13 @@ class CurrentRun:
     ``gradexp.init()`` in the child starts a run of its own.
     """
 
-    __slots__ = ("channel", "lock", "run", "said_entity", "said_reinit")
+    __slots__ = ("channel", "lock", "run", "said_reinit")
 
     def __init__(self) -> None:
         self.run: Run | None = None
         self.channel: Channel | None = None
         self.lock = threading.Lock()
         self.said_reinit = False
-        self.said_entity: set[str] = set()
 
     def set(self, run: Run) -> None:
         """Make ``run`` the current run."""
@@ -231,8 +230,9 @@ def init(
     id that already exists. ``reinit`` says what happens to a run that is still active:
     finished first (the default, said once; ``True`` or ``"finish_previous"``: silently),
     or returned as it is (``False`` or ``"return_previous"``). ``save_code=True`` saves
-    the main script as the run file ``code/<name>``. ``entity`` is checked against the
-    API key's user: runs always belong to that user. ``console``: ``"auto"`` (the default)
+    the main script as the run file ``code/<name>``. ``entity`` (or
+    ``project="TEAM/NAME"``, or ``GRADEXP_ENTITY``) logs to a team's project, when the
+    key's user is a member or admin of the team (checked here when online). ``console``: ``"auto"`` (the default)
     tees stdout and stderr into the run, ``"off"`` does not (docs/sdk.md, "Console
     output"). Use as a context manager to finish on exit.
     """
@@ -270,7 +270,9 @@ def init(
     if resolved.quiet:
         set_quiet(True)
     run_id = resolved.run_id or random_id()
-    problem = run_id_problem(run_id) or project_name_problem(resolved.project)
+    problem = run_id_problem(run_id) or project_name_problem(
+        resolved.project.partition("/")[2] or resolved.project
+    )
     if problem is not None:
         raise GradexpError(f"{problem}.")
     resume_mode: str | None = {True: "must", False: None, None: None}.get(resume, resume)  # type: ignore[arg-type]
@@ -288,8 +290,13 @@ def init(
         "tags": check_field("tags", tags),
     }
     config_dict = as_config_dict(config)
-    if entity is not None and resolved.mode == "online":
-        _check_entity(entity, resolved.base_url)
+    team = None
+    if resolved.mode != "disabled":
+        project_name, team = split_project(resolved.project, entity or resolved.entity)
+        resolved = resolved.with_(project=project_name)
+    if team is not None and resolved.mode == "online":
+        assert resolved.base_url is not None and resolved.api_key is not None
+        check_entity(resolved.base_url, resolved.api_key, team)
 
     run_dir: str | None = None
     started_at = time.time()
@@ -323,6 +330,7 @@ def init(
     meta: dict[str, Any] = {
         "id": run_id,
         "project": resolved.project,
+        "entity": team,
         "name": run_name,
         "config": config_dict,
         **fields,
@@ -391,19 +399,6 @@ def _program() -> tuple[str, str] | None:
     except ValueError:  # another drive (Windows)
         shown = full
     return (full if shown.startswith("..") else shown), full
-
-
-def _check_entity(entity: str, base_url: str | None) -> None:
-    """Say (once) when ``entity`` is not the user the API key belongs to."""
-    from gradexp.core.credentials import load_credentials
-
-    user = (load_credentials()["hosts"].get(base_url or "") or {}).get("user")
-    if user and user != entity and entity not in _current.said_entity:
-        _current.said_entity.add(entity)
-        say(
-            f"entity {entity!r} is not used: runs belong to the API key's user ({user}), "
-            "so this run goes to that user's project."
-        )
 
 
 def _host() -> tuple[str, str, str]:

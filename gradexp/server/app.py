@@ -38,6 +38,7 @@ from gradexp.server.http import (
     read,
     signin,
     static,
+    teams,
     ui,
     ui_api,
 )
@@ -115,6 +116,7 @@ def make_app(state: AppState) -> web.Application:
         static,
         ui,
         ui_api,
+        teams,
     )
     for module in modules:
         app.add_routes(module.routes)

@@ -1,4 +1,4 @@
-"""``gradexp server`` (run, migrate, users, keys) and ``gradexp export``.
+"""``gradexp server`` (run, migrate, users, keys, teams) and ``gradexp export``.
 
 Every command takes the same storage options, so the admin commands work on the data a
 server uses: ``--data DIR`` (default: a per-user data folder), ``--db URL`` and
@@ -465,6 +465,100 @@ def key_revoke(
     click.echo(
         f"revoked 1 key: {revoked.prefix}… {revoked.name!r} of {revoked.user} (id {revoked.id})"
     )
+
+
+@server.group("team")
+def team_group() -> None:
+    """Manage teams: entities that own projects, with members as viewer, member or admin."""
+
+
+@team_group.command("create")
+@click.argument("name")
+@storage_options
+@click.pass_context
+def team_create(
+    ctx: click.Context, name: str, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Create team NAME (teams and users share names). Then add members with `team add`.
+
+    \b
+    Examples:
+      gradexp server team create vision
+      gradexp server team add vision ada --role admin
+    """
+    from gradexp.server.domain.teams import create_team
+
+    settings = _settings(ctx, data, db, store)
+    _run(_with_db(settings, lambda database: create_team(database, name)))
+    click.echo(
+        f"created team {name}; add members with `gradexp server team add {name} USER "
+        "--role admin|member|viewer`"
+    )
+
+
+@team_group.command("add")
+@click.argument("team")
+@click.argument("user")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "member", "admin"]),
+    default="member",
+    show_default=True,
+    help="viewer: reads; member: also logs runs and edits their own; admin: also edits any "
+    "run, manages members and deletes projects.",
+)
+@storage_options
+@click.pass_context
+def team_add(
+    ctx: click.Context,
+    team: str,
+    user: str,
+    role: str,
+    data: str | None,
+    db: str | None,
+    store: str | None,
+) -> None:
+    """Add USER to TEAM as ROLE, or change their role (at once, on every server process)."""
+    from gradexp.server.domain.teams import set_member
+
+    settings = _settings(ctx, data, db, store)
+    added = _run(_with_db(settings, lambda database: set_member(database, team, user, role)))
+    click.echo(f"{'added' if added else 'changed'} {user} in team {team}: {role}")
+
+
+@team_group.command("remove")
+@click.argument("team")
+@click.argument("user")
+@storage_options
+@click.pass_context
+def team_remove(
+    ctx: click.Context,
+    team: str,
+    user: str,
+    data: str | None,
+    db: str | None,
+    store: str | None,
+) -> None:
+    """Remove USER from TEAM: the team's projects are out of their reach at once (open live
+    pages end within seconds)."""
+    from gradexp.server.domain.teams import remove_member
+
+    settings = _settings(ctx, data, db, store)
+    _run(_with_db(settings, lambda database: remove_member(database, team, user)))
+    click.echo(f"removed {user} from team {team}")
+
+
+@team_group.command("list")
+@storage_options
+@click.pass_context
+def team_list(ctx: click.Context, data: str | None, db: str | None, store: str | None) -> None:
+    """List teams and their members with their roles."""
+    from gradexp.server.domain.teams import list_teams
+
+    settings = _settings(ctx, data, db, store)
+    for team in _run(_with_db(settings, list_teams)):
+        members = ", ".join(f"{m['name']} ({m['role']})" for m in team["members"])
+        click.echo(f"{team['name']}\t{members or 'no members'}")
 
 
 @click.command("export")

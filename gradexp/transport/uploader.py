@@ -100,6 +100,7 @@ class Uploader:
     def _run_body(self) -> dict[str, Any]:
         keys = (
             "project",
+            "entity",
             "name",
             "config",
             "tags",

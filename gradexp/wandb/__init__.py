@@ -125,6 +125,28 @@ def _mode(mode: str | None) -> str | None:
     return {"dryrun": "offline", "run": "online", "shared": "online"}.get(mode, mode)
 
 
+def _team_or_none(entity: str, args: dict[str, Any]) -> str | None:
+    """A wandb entity is usually a wandb account or team: log to the gradexp team of that
+    name when the key's user may, else to the user's own project (said once)."""
+    from gradexp.core.settings import resolve_settings
+    from gradexp.errors import GradexpError
+    from gradexp.sdk.entity import check_entity
+
+    settings = resolve_settings(mode="online", base_url=args.get("base_url"))
+    if settings.base_url is None or settings.api_key is None:
+        return None
+    try:
+        check_entity(settings.base_url, settings.api_key, entity)
+    except GradexpError:
+        _once(
+            f"entity:{entity}",
+            f"entity {entity!r} is not a team you log to on this server: runs go to the API "
+            "key's user.",
+        )
+        return None
+    return entity
+
+
 def _project(name: str | None) -> str | None:
     """A project name gradexp accepts: characters it does not allow become '-'."""
     if name is None:
@@ -282,6 +304,8 @@ def init(
 
     args["mode"] = _mode(args.get("mode"))
     args["project"] = _project(args.get("project"))
+    if args.get("entity") is not None and args["mode"] == "online":
+        args["entity"] = _team_or_none(str(args["entity"]), args)
     resume_arg = args.get("resume")
     if resume_arg is True or resume_arg in ("auto", "true", "True"):
         args["resume"] = "allow"

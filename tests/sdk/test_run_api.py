@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 import gradexp
-from gradexp.core.credentials import save_credentials
 from gradexp.errors import GradexpError
 
 from .conftest import file_records, gradexp_cli, server_run
@@ -260,15 +259,6 @@ def test_save_code_saves_the_script_as_a_run_file(online: Any, gx_env: Path) -> 
     saved = api_run.download("code/train_small.py", gx_env / "dl")
     assert saved.read_text() == script.read_text()
     assert api_run.host["program"] == "train_small.py"
-
-
-def test_entity_of_another_user_is_said_once(gx_env: Path, capfd: Any) -> None:
-    save_credentials("http://127.0.0.1:9", "gx_" + "e" * 40, "ada")
-    for _ in range(2):
-        gradexp.init(entity="some-team", settings={"retry_cap": 0.1})
-        gradexp.finish(timeout=0.1)
-    err = capfd.readouterr().err
-    assert err.count("entity 'some-team' is not used") == 1 and "(ada)" in err
 
 
 def test_run_ids_with_dots_work_end_to_end(online: Any) -> None:

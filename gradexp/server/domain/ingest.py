@@ -29,6 +29,8 @@ import orjson
 from sqlalchemy import bindparam, case, func, insert, or_, select
 from sqlalchemy.engine import Connection, Dialect
 
+from gradexp.server.domain.access import can_log, project_role_sync
+from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.artifacts import store_artifacts
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
@@ -271,8 +273,10 @@ def ingest_batch(
                 select(s.projects.c.owner_id).where(s.projects.c.id == run.project_id)
             ).scalar_one()
             owners.add(run.project_id, owner)
-        if owner != user_id:
-            run = None
+        if owner != user_id and not can_log(
+            project_role_sync(conn, User(id=user_id, name=""), run.project_id)
+        ):
+            run = None  # out of reach, or a team's viewer (or a removed member): no such run
     if run is None:
         raise run_not_found(run_id)
     return _apply(conn, kind, run, batch, key_ids)

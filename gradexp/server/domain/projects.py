@@ -1,7 +1,8 @@
 """Projects: the caller's list, access to one by ``owner/name``, and the columns its runs
 use (the runs table's filters and column chooser).
 
-A user reaches the projects they own; anyone else's reads like one that does not exist.
+Who reaches which project is decided by ``access.py``; a project out of reach reads like
+one that does not exist.
 """
 
 from __future__ import annotations
@@ -9,59 +10,93 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import distinct, func, select
+from sqlalchemy import and_, distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp.protocol.wire import STAT_SEPARATOR
+from gradexp.server.domain.access import SIGNED_IN, Role, find_project, project_not_found, role_from
 from gradexp.server.domain.accounts.users import User
-from gradexp.server.domain.errors import NotFound
 from gradexp.server.storage import schema as s
 
 MAX_COLUMN_KEYS = 2000
 
 
 async def list_projects(conn: AsyncConnection, user: User) -> list[dict[str, Any]]:
-    """The user's projects, most recently active first."""
-    p, r = s.projects, s.runs
+    """The projects the user reaches, most recently active first: their own, their
+    teams', and those every signed-in user may read; each with the user's ``role``."""
+    p, r, u, m = s.projects, s.runs, s.users, s.team_members
+    teams = select(m.c.team_id).where(m.c.user_id == user.id)
     result = await conn.execute(
         select(
+            p.c.id,
             p.c.name,
             p.c.created_at,
+            p.c.owner_id,
+            p.c.visibility,
+            u.c.name.label("owner_name"),
+            u.c.kind.label("owner_kind"),
+            m.c.role.label("member_role"),
             func.count(r.c.pk).label("run_count"),
             func.max(r.c.started_at).label("last_run_at"),
         )
-        .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
-        .where(p.c.owner_id == user.id)
-        .group_by(p.c.id, p.c.name, p.c.created_at)
+        .select_from(
+            p.join(u, u.c.id == p.c.owner_id)
+            .outerjoin(m, and_(m.c.team_id == p.c.owner_id, m.c.user_id == user.id))
+            .outerjoin(r, r.c.project_id == p.c.id)
+        )
+        .where(or_(p.c.owner_id == user.id, p.c.owner_id.in_(teams), p.c.visibility == SIGNED_IN))
+        .group_by(
+            p.c.id,
+            p.c.name,
+            p.c.created_at,
+            p.c.owner_id,
+            p.c.visibility,
+            u.c.name,
+            u.c.kind,
+            m.c.role,
+        )
     )
-    projects = [
-        {
-            "owner": user.name,
-            "name": row.name,
-            "run_count": row.run_count,
-            "last_run_at": row.last_run_at,
-            "created_at": row.created_at,
-        }
-        for row in result.all()
-    ]
+    projects = []
+    for row in result.all():
+        role = role_from(
+            user,
+            owner_id=row.owner_id,
+            owner_kind=row.owner_kind,
+            member_role=row.member_role,
+            visibility=row.visibility,
+            project_id=row.id,
+        )
+        if role == Role.NONE:
+            continue
+        projects.append(
+            {
+                "owner": row.owner_name,
+                "owner_kind": row.owner_kind,
+                "name": row.name,
+                "role": role.label,
+                "visibility": row.visibility,
+                "run_count": row.run_count,
+                "last_run_at": row.last_run_at,
+                "created_at": row.created_at,
+            }
+        )
     projects.sort(key=lambda x: -(x["last_run_at"] or x["created_at"]))
     return projects
 
 
 async def owned_project(conn: AsyncConnection, user: User, owner: str, name: str) -> int:
-    """The id of project ``owner/name`` if ``user`` may see it, else NotFound."""
-    pid = None
-    if owner == user.name:
-        pid = (
-            await conn.execute(
-                select(s.projects.c.id).where(
-                    s.projects.c.owner_id == user.id, s.projects.c.name == name
-                )
-            )
-        ).scalar()
-    if pid is None:
-        raise NotFound(f"project {owner}/{name} not found", code="project_not_found")
-    return int(pid)
+    """The id of project ``owner/name`` if ``user`` may read it, else NotFound."""
+    return (await project_access(conn, user, owner, name))[0]
+
+
+async def project_access(
+    conn: AsyncConnection, user: User, owner: str, name: str
+) -> tuple[int, Role]:
+    """Project ``owner/name``'s id and the caller's role, if they may read it; else
+    NotFound. A share link opens runs, never a project's listing."""
+    if user.share is not None:
+        raise project_not_found(owner, name)
+    return await find_project(conn, user, owner, name)
 
 
 async def project_columns(conn: AsyncConnection, project_id: int) -> dict[str, list[str]]:

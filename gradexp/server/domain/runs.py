@@ -1,11 +1,11 @@
 """Runs: create or resume (the PUT), access checks, and the run object the API returns.
 
-Access rule (documented in docs/server.md): a user reaches the projects they own. Reading
-or ingesting into a run of someone else's project answers exactly like a run that does not
-exist (NotFound ``run_not_found``), so ids cannot be probed. The one exception is the
-create call: a run id taken by another user's project is Forbidden (the protocol asks the
-SDK to stop rather than retry), which only tells the caller that an id they already hold
-is in use.
+Access rule (docs/teams.md): the caller's role in the run's project (``access.py``)
+decides. Reading or ingesting into a run out of the caller's reach answers exactly like a
+run that does not exist (NotFound ``run_not_found``), so ids cannot be probed. The one
+exception is the create call: a run id taken by a project the caller cannot log to is
+Forbidden (the protocol asks the SDK to stop rather than retry), which only tells the
+caller that an id they already hold is in use.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp.protocol.wire import STAT_SEPARATOR
-from gradexp.server.domain.accounts.users import User
+from gradexp.server.domain.access import (
+    Role,
+    can_log,
+    project_role,
+    project_role_sync,
+    run_visible,
+)
+from gradexp.server.domain.accounts.users import TEAM_KIND, User
 from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from gradexp.server.domain.names import project_name_problem, run_id_problem
 from gradexp.server.domain.summaries import SUMMARY_COLUMNS, MetricDefs, summary_entries
@@ -56,13 +63,29 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-async def find_run(conn: AsyncConnection, user: User, run_id: str) -> Row[Any]:
-    """The caller's run, or NotFound (also when it is someone else's)."""
+async def find_run(
+    conn: AsyncConnection, user: User, run_id: str, *, at_least: Role = Role.VIEWER
+) -> Row[Any]:
+    """The run, if the caller's role in its project is at least ``at_least``; else
+    NotFound, exactly as for a run that does not exist."""
+    return (await find_run_role(conn, user, run_id, at_least=at_least))[0]
+
+
+async def find_run_role(
+    conn: AsyncConnection, user: User, run_id: str, *, at_least: Role = Role.VIEWER
+) -> tuple[Row[Any], Role]:
+    """The run and the caller's role in its project (see :func:`find_run`)."""
     check_run_id(run_id)
     row = (await conn.execute(run_query().where(s.runs.c.id == run_id))).first()
-    if row is None or row.owner_id != user.id:
+    if row is None or not run_visible(user, run_id):
         raise run_not_found(run_id)
-    return row
+    if row.owner_id == user.id and user.share is None:
+        role = Role.OWNER  # the common case costs no second query
+    else:
+        role = await project_role(conn, user, int(row.project_id))
+    if role == Role.NONE or role < at_least:
+        raise run_not_found(run_id)
+    return row, role
 
 
 async def run_by_pk(conn: AsyncConnection, run_pk: int) -> Row[Any]:
@@ -242,17 +265,48 @@ def validate_run_body(body: Any) -> dict[str, Any]:
     if type(resume) is not bool:
         raise _bad("resume must be true or false")
     out["resume"] = resume
+    entity = body.get("entity")
+    if entity is not None and project_name_problem(entity, noun="entity") is not None:
+        raise _bad("entity must be the name of a user or team, or null")
+    out["entity"] = entity
     return out
 
 
-def _project_id(conn: Connection, kind: str, user: User, name: str) -> int:
-    where = (s.projects.c.owner_id == user.id, s.projects.c.name == name)
+def _log_owner(conn: Connection, user: User, entity: str | None) -> int:
+    """The id of the namespace a run of ``user`` goes to: their own, or team ``entity``
+    when they may log there (a viewer is told why not; anyone else hears of no team)."""
+    if entity is None or entity == user.name:
+        return user.id
+    u, m = s.users, s.team_members
+    team = conn.execute(select(u.c.id).where(u.c.name == entity, u.c.kind == TEAM_KIND)).first()
+    role = None
+    if team is not None:
+        role = conn.execute(
+            select(m.c.role).where(m.c.team_id == team.id, m.c.user_id == user.id)
+        ).scalar()
+    if team is None or role is None:
+        raise NotFound(
+            f"no team {entity!r} that {user.name} belongs to: ask a team admin to add you "
+            f"(`gradexp server team add {entity} {user.name} --role member`)",
+            code="entity_not_found",
+        )
+    if role not in ("member", "admin"):
+        raise Forbidden(
+            f"{user.name} is a {role} of team {entity!r}: viewers read its projects, only "
+            "members and admins log runs; ask a team admin to make you a member",
+            code="cannot_log",
+        )
+    return int(team.id)
+
+
+def _project_id(conn: Connection, kind: str, owner_id: int, name: str) -> int:
+    where = (s.projects.c.owner_id == owner_id, s.projects.c.name == name)
     found = conn.execute(select(s.projects.c.id).where(*where)).scalar()
     if found is not None:
         return int(found)
     # Two processes may create the same project at once: insert-or-ignore, then read.
     conn.execute(
-        insert_ignore(kind, s.projects).values(owner_id=user.id, name=name, created_at=time.time())
+        insert_ignore(kind, s.projects).values(owner_id=owner_id, name=name, created_at=time.time())
     )
     return int(conn.execute(select(s.projects.c.id).where(*where)).scalar_one())
 
@@ -277,12 +331,14 @@ def _create_or_resume(
     if kind != "sqlite":
         stmt = stmt.with_for_update(of=s.runs)
     row = conn.execute(stmt).first()
+    owner_id = _log_owner(conn, user, body.get("entity"))
     if row is None:
-        project_id = _project_id(conn, kind, user, body["project"])
+        project_id = _project_id(conn, kind, owner_id, body["project"])
         conn.execute(
             insert(s.runs).values(
                 id=run_id,
                 project_id=project_id,
+                created_by=user.id,
                 name=body["name"] or run_id,
                 state="running",
                 config=orjson.dumps(body["config"]).decode(),
@@ -306,9 +362,15 @@ def _create_or_resume(
         )
         created = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
         return True, created
-    if row.owner_id != user.id:
+    if row.owner_id != user.id and not can_log(project_role_sync(conn, user, row.project_id)):
         raise Forbidden(
             f"run id {run_id!r} is already used by another user's project; start a new run"
+        )
+    if row.owner_id != owner_id:
+        raise Conflict(
+            f"run {run_id!r} belongs to {row.owner_name}/{row.project_name}, not "
+            f"{body.get('entity') or user.name}/{body['project']}",
+            code="run_exists",
         )
     if row.project_name != body["project"]:
         raise Conflict(

@@ -2,7 +2,8 @@
 
 Every route under ``/api/`` reads ``request[USER]`` (a
 :class:`~gradexp.server.domain.accounts.users.User`), set here from
-:func:`~gradexp.server.http.sessions.authenticate`. UI pages ask
+:func:`~gradexp.server.http.sessions.authenticate`, or from a share link's token
+(``?share=``: :func:`~gradexp.server.http.sessions.share_visitor`), which only reads. UI pages ask
 :func:`~gradexp.server.http.sessions.page_redirect` instead.
 """
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from gradexp.protocol.wire import SESSION_COOKIE, TOKEN_PATH
 from gradexp.server.http.errors import Handler, HttpError
-from gradexp.server.http.sessions import USER, authenticate
+from gradexp.server.http.sessions import SHARE_PARAM, USER, authenticate, share_visitor
 
 # API paths that authenticate themselves: trading a one-time login code for a key.
 PUBLIC_API_PATHS = frozenset({TOKEN_PATH})
@@ -22,6 +23,9 @@ PUBLIC_API_PATHS = frozenset({TOKEN_PATH})
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """``request[USER]`` for every API request, or a 401 that says what to do."""
     if not request.path.startswith("/api/") or request.path in PUBLIC_API_PATHS:
+        return await handler(request)
+    if SHARE_PARAM in request.query:  # a share link's page: its token, never a cookie
+        request[USER] = await share_visitor(request)
         return await handler(request)
     user = await authenticate(request)
     if user is None:

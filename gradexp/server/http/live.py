@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX
+from gradexp.server.domain.access import Role
 from gradexp.server.domain.errors import RateLimited
 from gradexp.server.domain.history import read_rows
 from gradexp.server.domain.live.hub import CLOCK_SLACK, RETRY_AFTER
@@ -33,13 +34,13 @@ from gradexp.server.domain.live.mailbox import RowsEvent, Subscriber, rows_paylo
 from gradexp.server.domain.live.reads import ROWS_PER_EVENT, signature
 from gradexp.server.domain.runs import (
     effective_state,
-    find_run,
+    find_run_role,
     project_runs,
     run_by_pk,
     run_objects,
 )
 from gradexp.server.http.errors import HttpError, error_response
-from gradexp.server.http.params import owned_project_id
+from gradexp.server.http.params import project_id_role
 from gradexp.server.http.sessions import USER, current_session
 from gradexp.server.http.state import app_state, public_url
 
@@ -62,8 +63,8 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     if after < 0:
         raise HttpError(400, "bad_request", "Last-Event-ID / after_seq must be >= 0")
     async with state.db.read() as conn:
-        run = await find_run(conn, request[USER], request.match_info["run_id"])
-    sub = await _subscriber(request, run_pk=int(run.pk))
+        run, role = await find_run_role(conn, request[USER], request.match_info["run_id"])
+    sub = await _subscriber(request, _reach(run.project_id, role), run_pk=int(run.pk))
     return await _serve(request, sub, lambda out: _stream_run(request, out, run, after))
 
 
@@ -73,12 +74,12 @@ async def project_events(request: web.Request) -> web.StreamResponse:
 
     ``?rows=0`` sends run events only (a runs table has no use for history rows)."""
     async with app_state(request).db.read() as conn:
-        pid = await owned_project_id(request, conn)
+        pid, role = await project_id_role(request, conn)
     token = request.headers.get("Last-Event-ID") or request.query.get("cursor")
     rows = request.query.get("rows", "1")
     if rows not in ("0", "1"):
         raise HttpError(400, "bad_request", "rows must be 0 (run events only) or 1 (the default)")
-    sub = await _subscriber(request, project_id=pid, with_rows=rows == "1")
+    sub = await _subscriber(request, _reach(pid, role), project_id=pid, with_rows=rows == "1")
     return await _serve(
         request, sub, lambda out: _stream_project(request, out, pid, token, rows == "1")
     )
@@ -143,8 +144,16 @@ def _drop(request: web.Request) -> None:
         transport.abort()
 
 
-async def _subscriber(request: web.Request, **follows: Any) -> Subscriber:
-    """A stream's registration: who opened it, with which key or session."""
+def _reach(project_id: int, role: Role) -> int | None:
+    """The project the hub re-checks the caller's access to (None: the caller's own)."""
+    return None if role == Role.OWNER else int(project_id)
+
+
+async def _subscriber(
+    request: web.Request, reach_project_id: int | None, **follows: Any
+) -> Subscriber:
+    """A stream's registration: who opened it, with which key or session, and the project
+    whose access the hub re-checks."""
     user = request[USER]
     session_id = None
     if user.key_id is None:  # a browser: the session cookie it came with
@@ -156,6 +165,7 @@ async def _subscriber(request: web.Request, **follows: Any) -> Subscriber:
         session_id=session_id,
         gone=lambda: client_gone(request),
         abort=lambda: _drop(request),
+        reach_project_id=reach_project_id,
         **follows,
     )
 
@@ -207,13 +217,16 @@ async def _serve(
 
 
 async def follow_run(
-    request: web.Request, run_pk: int, body: Callable[[StreamOut], Awaitable[None]]
+    request: web.Request,
+    run: Any,
+    role: Role,
+    body: Callable[[StreamOut], Awaitable[None]],
 ) -> web.StreamResponse:
     """Serve a stream of one run's changes with ``body`` (another view of the run, such as
     its console lines): registered with the hub like a run stream, so the per-user cap and
     the credential re-check apply, and woken by the hub's events for that run (its
     :meth:`Subscriber.take` returns at each of them and at keepalives) instead of polling."""
-    sub = await _subscriber(request, run_pk=run_pk)
+    sub = await _subscriber(request, _reach(run.project_id, role), run_pk=int(run.pk))
     return await _serve(request, sub, body)
 
 

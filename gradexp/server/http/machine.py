@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX, MAX_CONSOLE_LINES
 from gradexp.server.domain import machine_reads as reads
-from gradexp.server.domain.runs import find_run, run_by_pk
+from gradexp.server.domain.runs import find_run, find_run_role, run_by_pk
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.live import StreamOut, follow_run, sse_event
 from gradexp.server.http.params import int_param
@@ -133,9 +133,10 @@ async def log_events(request: web.Request) -> web.StreamResponse:
         raise HttpError(
             400, "bad_request", "Last-Event-ID / after_seq must be a sequence number"
         ) from None
-    run = await _run(request)
+    async with app_state(request).db.read() as conn:
+        run, role = await find_run_role(conn, request[USER], request.match_info["run_id"])
     return await follow_run(
-        request, int(run.pk), lambda out: _stream_logs(request, out, run, max(0, after))
+        request, run, role, lambda out: _stream_logs(request, out, run, max(0, after))
     )
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gradexp.server.domain.projects import owned_project
+from gradexp.server.domain.access import Role
+from gradexp.server.domain.projects import owned_project, project_access
 from gradexp.server.http.errors import HttpError
 from gradexp.server.http.sessions import USER
 
@@ -52,5 +53,12 @@ def page_offset(raw: str | None) -> int:
 async def owned_project_id(request: web.Request, conn: Any) -> int:
     """The id of the path's ``{owner}/{project}`` if the caller may see it, else 404."""
     return await owned_project(
+        conn, request[USER], request.match_info["owner"], request.match_info["project"]
+    )
+
+
+async def project_id_role(request: web.Request, conn: Any) -> tuple[int, Role]:
+    """The path's ``{owner}/{project}`` and the caller's role in it, else 404."""
+    return await project_access(
         conn, request[USER], request.match_info["owner"], request.match_info["project"]
     )

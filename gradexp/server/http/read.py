@@ -5,15 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX
-from gradexp.server.domain import files, history
+from gradexp.server.domain import files, history, teams
 from gradexp.server.domain.alerts import list_alerts
 from gradexp.server.domain.export import write_export
 from gradexp.server.domain.projects import list_projects
 from gradexp.server.domain.run_listing import RunFilter, list_runs, parse_order
-from gradexp.server.domain.runs import find_run, run_objects
+from gradexp.server.domain.runs import find_run, find_run_role, run_objects
 from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, json_response
-from gradexp.server.http.params import int_param, keys_param, owned_project_id, page_offset
+from gradexp.server.http.params import int_param, keys_param, page_offset, project_id_role
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
 from gradexp.server.storage.objects import blob_key, export_key
@@ -25,13 +25,20 @@ routes = web.RouteTableDef()
 async def viewer(request: web.Request) -> web.Response:
     """The caller and the key they used."""
     user = request[USER]
+    if user.share is not None:  # a share link's visitor: nobody
+        return json_response({"user": None, "key": None, "teams": [], "shared": True})
     key = {"name": user.key_name, "prefix": user.key_prefix} if user.key_id is not None else None
-    return json_response({"user": {"id": user.id, "name": user.name}, "key": key})
+    async with app_state(request).db.read() as conn:
+        user_teams = await teams.user_teams(conn, user)
+    return json_response(
+        {"user": {"id": user.id, "name": user.name}, "key": key, "teams": user_teams}
+    )
 
 
 @routes.get(API_PREFIX + "/projects")
 async def get_projects(request: web.Request) -> web.Response:
-    """The caller's projects, most recently active first."""
+    """The projects the caller reaches (own, teams', shared with signed-in users), most
+    recently active first, each with the caller's ``role``."""
     async with app_state(request).db.read() as conn:
         projects = await list_projects(conn, request[USER])
     return json_response({"projects": projects})
@@ -52,7 +59,7 @@ async def get_runs(request: web.Request) -> web.Response:
     )
     crash_after = state.settings.crash_after
     async with state.db.read() as conn:
-        pid = await owned_project_id(request, conn)
+        pid, role = await project_id_role(request, conn)
         rows, total = await list_runs(
             conn,
             state.db.kind,
@@ -65,7 +72,9 @@ async def get_runs(request: web.Request) -> web.Response:
         )
         objs = await run_objects(conn, rows, public_url(request), crash_after)
     next_cursor = str(offset + limit) if offset + limit < total else None
-    return json_response({"runs": objs, "next_cursor": next_cursor, "total": total})
+    return json_response(
+        {"runs": objs, "next_cursor": next_cursor, "total": total, "role": role.label}
+    )
 
 
 @routes.get(API_PREFIX + "/runs/{run_id}")
@@ -73,9 +82,9 @@ async def get_run(request: web.Request) -> web.Response:
     """One run object."""
     state = app_state(request)
     async with state.db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row, role = await find_run_role(conn, request[USER], request.match_info["run_id"])
         (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
-    return json_response(obj)
+    return json_response({**obj, "role": role.label})
 
 
 @routes.get(API_PREFIX + "/runs/{run_id}/keys")

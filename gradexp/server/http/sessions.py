@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from gradexp.protocol.wire import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from gradexp.server.domain import shares
 from gradexp.server.domain.accounts import sessions
 from gradexp.server.domain.accounts.keys import user_for_key
 from gradexp.server.domain.accounts.tokens import new_token, same_secret
@@ -32,6 +33,9 @@ from gradexp.server.http.bodies import read_small_body
 from gradexp.server.http.errors import HttpError
 from gradexp.server.http.state import app_state, public_url
 from gradexp.server.settings import IPNetwork
+
+#: The query parameter that carries a share link's token (docs/teams.md).
+SHARE_PARAM = "share"
 
 #: The caller of an API request (set by the auth middleware: ``http/auth.py``).
 USER = web.RequestKey("user", User)
@@ -143,6 +147,22 @@ async def authenticate(request: web.Request) -> User | None:
     if scheme.lower() == "bearer" and token.strip():
         return await user_for_key(app_state(request).db, token.strip())
     return await session_user(request)
+
+
+async def share_visitor(request: web.Request) -> User:
+    """The visitor of a share link (``?share=TOKEN``): reads only, and only while the link
+    lives; a dead link answers 404 ``share_not_found``. Cookies are not looked at: a
+    shared page shows what the link shares, whoever opens it."""
+    if request.method not in SAFE_METHODS:
+        raise HttpError(403, "forbidden", "a share link only reads")
+    visitor = await shares.open_share(app_state(request).db, request.query[SHARE_PARAM])
+    if visitor is None:
+        raise HttpError(
+            404,
+            "share_not_found",
+            "this share link was revoked or has expired; ask whoever shared it for a new one",
+        )
+    return visitor
 
 
 def safe_next(value: str | None) -> str:

@@ -23,6 +23,7 @@ PAGE_PATHS = (
     "/r/{run_id}",
     "/r/{run_id}/gradients",
     "/compare",
+    "/t/{team}",
 )
 
 routes = web.RouteTableDef()
@@ -76,3 +77,13 @@ def preloads(request: web.Request) -> list[str]:
 
 for _path in PAGE_PATHS:
     routes.get(_path)(page)
+
+
+@routes.get(r"/s/{token:[A-Za-z0-9_-]{40,64}}")
+async def shared_page(request: web.Request) -> web.StreamResponse:
+    """A share link's page: the shell, for anyone (the API checks the token)."""
+    resp = web.Response(body=app_state(request).shell.render([]), content_type="text/html")
+    resp.charset = "utf-8"
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"  # the token is in the address
+    return resp

@@ -50,6 +50,8 @@ users = Table(
     # Browser sign-in (migration 0003): "scrypt$N$r$p$salt$hash", NULL for key-only users.
     Column("password_hash", String(255), nullable=True),
     Column("password_changed_at", Double, nullable=True),
+    # "user", or "team" (migration 0012): a team owns projects and nobody signs in as it.
+    Column("kind", String(8), nullable=False, server_default="user"),
     **MYSQL_TABLE,
 )
 
@@ -129,7 +131,37 @@ projects = Table(
     Column("owner_id", Integer, ForeignKey("users.id"), nullable=False),
     Column("name", String(128), nullable=False),
     Column("created_at", Double, nullable=False),
+    # "private" (owner or team) or "signed_in" (every signed-in user reads it) (0012).
+    Column("visibility", String(16), nullable=False, server_default="private"),
     UniqueConstraint("owner_id", "name", name="uq_projects_owner_name"),
+    **MYSQL_TABLE,
+)
+
+# Who belongs to a team, and as what: "viewer", "member" or "admin" (migration 0012).
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index("ix_team_members_user", "user_id"),
+    **MYSQL_TABLE,
+)
+
+# Read-only links to some runs of a project (0012): only the token's SHA-256 is stored.
+share_links = Table(
+    "share_links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("run_ids", JsonText, nullable=False),  # the shared runs' ids, a JSON list
+    Column("created_by", Integer, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+    Index("ix_share_links_project", "project_id"),
     **MYSQL_TABLE,
 )
 
@@ -173,6 +205,8 @@ runs = Table(
     Column("exported_seq", BigInteger, nullable=True),
     Column("export_claimed_at", Double, nullable=True),
     Column("export_error", Text, nullable=True),
+    # The user whose key created the run (0012): a team member edits their own runs.
+    Column("created_by", Integer, nullable=True),
     Index("ix_runs_project_started", "project_id", "started_at"),
     **MYSQL_TABLE,
 )

@@ -24,6 +24,11 @@ KEY_REVOKED = "key_revoked"
 SIGNED_OUT = "signed_out"
 PASSWORD_CHANGED = "password_changed"
 SESSION_EXPIRED = "session_expired"
+# Not a credential: someone's access to some projects changed (a team member removed or
+# demoted, a project made private, a share link revoked). The hub re-checks every open
+# stream's reach at once; the streams that lost it end with ACCESS_REMOVED.
+ACCESS_CHANGED = "access_changed"
+ACCESS_REMOVED = "access_removed"
 
 
 @dataclass(frozen=True)

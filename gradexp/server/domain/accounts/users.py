@@ -25,16 +25,34 @@ from gradexp.server.domain.names import user_name_problem
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, inserted_id
 
+USER_KIND = "user"
+TEAM_KIND = "team"
+
+
+@dataclass(frozen=True)
+class SharedView:
+    """What a share link opens: some runs of one project, read-only (``domain/shares.py``)."""
+
+    link_id: int
+    project_id: int
+    run_ids: frozenset[str]
+
 
 @dataclass(frozen=True)
 class User:
-    """The caller of a request, as routes see it."""
+    """The caller of a request, as routes see it.
+
+    A visitor with a share link and no account is a ``User`` too, with ``share`` set, a
+    negative ``id`` (``-link_id``: no account has it) and an empty ``name``: the access
+    resolver (``domain/access.py``) lets it read the shared runs and nothing else.
+    """
 
     id: int
     name: str
     key_id: int | None = None  # the API key used, None for other credentials
     key_name: str | None = None
     key_prefix: str | None = None
+    share: SharedView | None = None
 
 
 @dataclass(frozen=True)
@@ -97,12 +115,13 @@ async def create_user(
 
 
 async def find_account(db: Database, name: str) -> tuple[Account, str | None] | None:
-    """A user by name, with its password hash; None if there is no such user."""
+    """A user by name, with its password hash; None if there is no such user (a team is
+    not one: nobody signs in as a team or holds its keys)."""
     async with db.read() as conn:
         row = (
             await conn.execute(
                 select(s.users.c.id, s.users.c.name, s.users.c.password_hash).where(
-                    s.users.c.name == name
+                    s.users.c.name == name, s.users.c.kind == USER_KIND
                 )
             )
         ).first()
@@ -123,7 +142,9 @@ async def list_users(db: Database) -> list[dict[str, Any]]:
     """Every user's name and creation time, oldest first."""
     async with db.read() as conn:
         rows = await conn.execute(
-            select(s.users.c.name, s.users.c.created_at).order_by(s.users.c.id)
+            select(s.users.c.name, s.users.c.created_at)
+            .where(s.users.c.kind == USER_KIND)
+            .order_by(s.users.c.id)
         )
         return [{str(k): v for k, v in r._asdict().items()} for r in rows]
 

@@ -22,7 +22,9 @@ waits on its mailbox (``mailbox.py``). One task per process, the hub, does the r
 - **Credentials**: a revocation, sign-out or password change in this process ends the
   streams opened with it at once (``accounts/revocations.py``); every
   :data:`CREDENTIAL_CHECK_INTERVAL` seconds one read re-checks the keys and sessions of all
-  open streams, which covers the other processes.
+  open streams, which covers the other processes. The same re-check asks whether each
+  stream's caller still reaches its project (team roles, visibility, share links), and a
+  change of access in this process (``ACCESS_CHANGED``) runs it at once.
 - **Who watches what**: the runs the hub follows are written to ``live_watches`` every few
   seconds (``watchers.py``), so any process can tell whether a run is watched.
 - **A cap** of ``max_streams_per_user`` open streams per user in this process.
@@ -41,7 +43,11 @@ from collections import Counter
 from typing import Any
 
 from gradexp.server.domain.accounts.policy import Policy
-from gradexp.server.domain.accounts.revocations import CredentialsEnded, Revocations
+from gradexp.server.domain.accounts.revocations import (
+    ACCESS_CHANGED,
+    CredentialsEnded,
+    Revocations,
+)
 from gradexp.server.domain.errors import RateLimited
 from gradexp.server.domain.history import read_row_ranges
 from gradexp.server.domain.live.credentials import dead_credentials
@@ -395,7 +401,10 @@ class LiveHub:
 
     async def _check_credentials(self) -> None:
         self._last_check = time.time()
-        if not any(s.key_id is not None or s.session_id is not None for s in self._subscribers):
+        if not any(
+            s.key_id is not None or s.session_id is not None or s.reach_project_id is not None
+            for s in self._subscribers
+        ):
             return
         async with self._db.read() as conn:
             dead = await dead_credentials(conn, list(self._subscribers), self._policy)
@@ -403,7 +412,12 @@ class LiveHub:
             sub.end(reason)
 
     def _credentials_ended(self, ended: CredentialsEnded) -> None:
-        """A key, a session or a user's sessions died in this process: end their streams."""
+        """A key, a session or a user's sessions died in this process: end their streams.
+        Access changed: re-check every stream's reach on the hub's next turn, now."""
+        if ended.reason == ACCESS_CHANGED:
+            self._last_check = 0.0
+            self._wake.set()
+            return
         for sub in self._subscribers:
             if (
                 (sub.key_id is not None and sub.key_id in ended.key_ids)

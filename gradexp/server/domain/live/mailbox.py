@@ -216,8 +216,13 @@ class Subscriber:
         run_pk: int | None = None,
         project_id: int | None = None,
         with_rows: bool = True,
+        reach_project_id: int | None = None,
     ) -> None:
         self.user_id = user_id
+        # The project whose access the hub re-checks for this stream (a team's project,
+        # one shared with signed-in users, or a share link's): None when the caller owns
+        # it, which nothing can take away.
+        self.reach_project_id = reach_project_id
         self.key_id = key_id
         self.session_id = session_id
         self.opened_at = time.time()

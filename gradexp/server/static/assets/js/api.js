@@ -8,6 +8,22 @@
 export const API = "/api/v1";
 export const SIGN_IN_PATH = "/login";
 
+/**
+ * The token of the share link this page was opened with (`/s/TOKEN`), else null. A shared
+ * page sends it with every read (`?share=`: EventSource and <img> cannot send headers) and
+ * no cookie counts for it: it shows what the link shares, whoever opens it.
+ */
+export const shareToken = (location.pathname.match(/^\/s\/([A-Za-z0-9_-]{40,64})\/?$/) || [])[1] || null;
+
+/**
+ * The URL of an API path (with the share token on a shared page).
+ * @param {string} path
+ */
+export function apiUrl(path) {
+  if (!shareToken) return API + path;
+  return API + path + (path.includes("?") ? "&" : "?") + "share=" + encodeURIComponent(shareToken);
+}
+
 /** An API request that failed: the HTTP status (0: no answer), the server's code and message. */
 export class ApiError extends Error {
   /**
@@ -58,6 +74,9 @@ export function signedOut() {
 /** Why a live stream can end for good: the credential it was opened with died. */
 export const CREDENTIAL_ENDS = new Set(["key_revoked", "signed_out", "password_changed", "session_expired"]);
 
+/** Why a live stream ends when the caller lost access to what it follows. */
+export const ACCESS_REMOVED = "access_removed";
+
 /** True inside a notebook's iframe (`?embed=1`): sign-in must happen in a new tab there,
  * because the sign-in page refuses to be framed. */
 export const embedded = new URLSearchParams(location.search).get("embed") === "1" || window.top !== window;
@@ -74,12 +93,12 @@ export async function api(path, { signal, method = "GET" } = {}) {
   try {
     // credentials "include" (same origin anyway) matches the shell's <link rel=preload
     // crossorigin=use-credentials>, so a preloaded read is reused instead of sent twice.
-    resp = await fetch(API + path, { method, signal, credentials: "include" });
+    resp = await fetch(apiUrl(path), { method, signal, credentials: shareToken ? "omit" : "include" });
   } catch (err) {
     if (err && /** @type {Error} */ (err).name === "AbortError") throw err;
     throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");
   }
-  if (resp.status === 401 && !redirecting && !embedded) {
+  if (resp.status === 401 && !redirecting && !embedded && !shareToken) {
     redirecting = true;
     location.assign(signInUrl());
   }
@@ -134,7 +153,7 @@ export function qs(params) {
  * @returns {{close: () => void}}
  */
 export function follow(path, handlers, onStatus) {
-  const source = new EventSource(API + path, { withCredentials: true });
+  const source = new EventSource(apiUrl(path), { withCredentials: !shareToken });
   for (const [event, fn] of Object.entries(handlers)) {
     source.addEventListener(event, (e) => {
       let data;
@@ -153,6 +172,14 @@ export function follow(path, handlers, onStatus) {
     } catch {
       return;
     }
+    if (reason === ACCESS_REMOVED) {
+      // Removed from the team, the project made private, the share link revoked: the
+      // page reloads and says the page is not there any more.
+      source.close();
+      if (onStatus) onStatus("closed");
+      location.reload();
+      return;
+    }
     if (!CREDENTIAL_ENDS.has(reason)) return;
     source.close();
     if (onStatus) onStatus("closed");
@@ -167,4 +194,31 @@ export function follow(path, handlers, onStatus) {
       source.close();
     },
   };
+}
+
+/**
+ * A write to the API (PUT, POST, DELETE) with a JSON body, signed by the session's CSRF
+ * token (the script-readable `gradexp_csrf` cookie); throws ApiError like `api`.
+ * @param {string} path
+ * @param {string} method
+ * @param {unknown} [body]
+ * @returns {Promise<any>}
+ */
+export async function send(path, method, body) {
+  const csrf = (document.cookie.split("; ").find((c) => c.startsWith("gradexp_csrf=")) || "").slice("gradexp_csrf=".length);
+  /** @type {Record<string, string>} */
+  const headers = { "X-CSRF-Token": decodeURIComponent(csrf) };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let resp;
+  try {
+    resp = await fetch(API + path, { method, headers, credentials: "include", body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");
+  }
+  const answer = await resp.json().catch(() => null);
+  if (!resp.ok) {
+    const err = answer && answer.error ? answer.error : {};
+    throw new ApiError(resp.status, err.code || "http_" + resp.status, err.message || `${resp.status} ${resp.statusText}`);
+  }
+  return answer;
 }

@@ -4,7 +4,7 @@
 // Pages are full page loads (plain links): the shell is tiny and the modules are cached
 // for good, so there is no client-side router to keep in sync with the server's paths.
 
-import { api, ApiError, SIGNED_OUT_EVENT } from "./api.js";
+import { api, ApiError, shareToken, SIGNED_OUT_EVENT } from "./api.js";
 import { h, replace } from "./dom.js";
 import { showError } from "./layout.js";
 import { mountProjects } from "./pages/projects.js";
@@ -12,6 +12,7 @@ import { mountRuns } from "./pages/runs.js";
 import { mountRun, mountCompare } from "./pages/run.js";
 import { mountGradients } from "./pages/gradients.js";
 import { mountArtifacts } from "./pages/artifacts.js";
+import { mountMembers, namespaceSwitcher } from "./teams.js";
 
 /**
  * Each page's path pattern, and the page's mount function for a match of it.
@@ -24,7 +25,21 @@ const ROUTES = [
   [/^\/r\/([^/]+)\/gradients\/?$/, (m) => (el) => mountGradients(el, decodeURIComponent(m[1]))],
   [/^\/r\/([^/]+)\/?$/, (m) => (el) => mountRun(el, decodeURIComponent(m[1]))],
   [/^\/compare\/?$/, () => mountCompare],
+  [/^\/t\/([^/]+)\/?$/, (m) => (el) => mountMembers(el, decodeURIComponent(m[1]))],
+  [/^\/s\/[A-Za-z0-9_-]{40,64}\/?$/, () => mountShared],
 ];
+
+/**
+ * A share link's page (`/s/TOKEN`): the shared run, or the compare view of the shared
+ * runs, read-only; nothing else of the project is reachable from it.
+ * @param {HTMLElement} el
+ */
+async function mountShared(el) {
+  document.body.classList.add("shared");
+  const { runs } = await api("/share");
+  if (runs.length === 1) await mountRun(el, runs[0]);
+  else await mountCompare(el, runs);
+}
 
 async function viewer() {
   const right = document.getElementById("topbar-right");
@@ -38,6 +53,7 @@ async function viewer() {
       .find(([k]) => k === "gradexp_csrf");
     replace(
       right,
+      namespaceSwitcher(me),
       h("a", { class: "topbar-link", href: "/keys", text: "API keys" }),
       h("span", { class: "viewer", title: "Signed in", text: me.user.name }),
       csrf
@@ -73,7 +89,10 @@ async function main() {
     }
     break;
   }
-  if (!document.body.classList.contains("embed")) viewer();
+  if (shareToken) {
+    const right = document.getElementById("topbar-right");
+    if (right) replace(right, h("span", { class: "shared-note", text: "Shared with you · read-only" }));
+  } else if (!document.body.classList.contains("embed")) viewer();
 }
 
 main();

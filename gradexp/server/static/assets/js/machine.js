@@ -4,7 +4,7 @@
 // (console output, stderr marked, live, searchable, downloadable) and the environment
 // card of the Overview.
 
-import { api, follow, qs, seg } from "./api.js";
+import { api, apiUrl, follow, qs, seg } from "./api.js";
 import { Chart } from "./chart.js";
 import { debounce, h, replace } from "./dom.js";
 import { fmtDateTime } from "./lib/format.js";
@@ -168,7 +168,7 @@ export class LogsView {
         h("label", { class: "check" }, errOnly, h("span", { text: "stderr only" })),
         this.info,
         h("div", { class: "spacer" }),
-        h("a", { class: "button", href: `/api/v1/runs/${seg(run.id)}/logs.txt`, download: `${run.id}-output.log`, text: "Download" }),
+        h("a", { class: "button", href: apiUrl(`/runs/${seg(run.id)}/logs.txt`), download: `${run.id}-output.log`, text: "Download" }),
       ),
       this.out,
     );
@@ -261,7 +261,7 @@ export async function environmentCard(run, kvTable, flatten) {
     card,
     h("h2", { text: "Environment" }),
     kvTable(entries, "No environment recorded (settings: environment, git, requirements)."),
-    files.length ? h("p", { class: "pad env-files" }, files.map((/** @type {any} */ f) => h("a", { class: "button", href: `/api/v1/runs/${seg(run.id)}/files/${f.path}`, download: f.path, text: f.path }))) : null,
+    files.length ? h("p", { class: "pad env-files" }, files.map((/** @type {any} */ f) => h("a", { class: "button", href: apiUrl(`/runs/${seg(run.id)}/files/${f.path}`), download: f.path, text: f.path }))) : null,
   );
   return card;
 }

@@ -7,7 +7,7 @@
 // A tensor's slice comes from the server (`/runs/{id}/tensor?path=&index=`), strided down
 // to at most 256 x 256 cells, so a large tensor never travels to the browser whole.
 
-import { API, api, qs, seg } from "./api.js";
+import { api, apiUrl, qs, seg } from "./api.js";
 import { h, icon, replace, emptyState } from "./dom.js";
 import { colorBar, fitCanvas, paintGrid } from "./heatmap.js";
 import { lut, valueScale } from "./lib/colormaps.js";
@@ -186,7 +186,7 @@ class ImageCard extends MediaCard {
  * @param {string} path
  */
 function fileUrl(run, path) {
-  return `${API}/runs/${seg(run.id)}/files/${path.split("/").map(encodeURIComponent).join("/")}`;
+  return apiUrl(`/runs/${seg(run.id)}/files/${path.split("/").map(encodeURIComponent).join("/")}`);
 }
 
 /** A gallery: every image of one step side by side, each with its caption; a click
@@ -365,7 +365,7 @@ class TensorCard extends MediaCard {
     const stats = ["min", "max", "mean", "std", "norm"].map((s) => [s, numeric(v[s])]);
     if (v.zeros) stats.push(["zeros", v.zeros]);
     const counts = ["nan", "inf", "ninf"].map((s) => [s, v[s]]).filter(([, c]) => c); // the bad ones
-    const download = h("a", { class: "button small", href: `${API}/runs/${seg(this.run.id)}/tensor.npy${qs({ path: v.path, name: `${this.key.replace(/[^A-Za-z0-9_.-]+/g, "_")}-step${this.steps[this.index]}` })}`, download: "" }, icon("download"), ".npy");
+    const download = h("a", { class: "button small", href: apiUrl(`/runs/${seg(this.run.id)}/tensor.npy${qs({ path: v.path, name: `${this.key.replace(/[^A-Za-z0-9_.-]+/g, "_")}-step${this.steps[this.index]}` })}`), download: "" }, icon("download"), ".npy");
     const canvas = h("canvas", { class: "tensor-canvas" });
     const hoverEl = h("div", { class: "muted tensor-hover", text: " " });
     const scaleEl = h("div", { class: "scale" });

@@ -2,7 +2,7 @@
 // The header every run page shares (the run page and its gradient explorer): name,
 // state, facts, and the tab bar.
 
-import { qs, seg } from "./api.js";
+import { qs, seg, shareToken } from "./api.js";
 import { h, replace, stateBadge } from "./dom.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum } from "./lib/format.js";
 import { runDuration } from "./lib/runs.js";
@@ -18,7 +18,10 @@ import { runDuration } from "./lib/runs.js";
  * @returns {{el: HTMLElement, tabs: HTMLElement, update: (run: any) => void, setAlerts: (n: number) => void}}
  */
 export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
-  const base = `/r/${seg(run.id)}`;
+  // A shared page (`/s/TOKEN`) keeps its own address: its tabs are anchors on it.
+  const base = shareToken ? location.pathname : `/r/${seg(run.id)}`;
+  /** @param {string} href */
+  const projectLink = (href) => (shareToken ? null : href);
   /**
    * @param {string} id
    * @param {string} label
@@ -40,10 +43,10 @@ export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
       h("span", {}, "Step ", h("b", { text: r.last_step >= 0 ? fmtNum(r.last_step) : "—" })),
       r.host && r.host.hostname ? h("span", {}, "Host ", h("b", { text: r.host.hostname })) : null,
       r.job_type ? h("span", {}, "Job ", h("b", { text: r.job_type })) : null,
-      r.group ? h("span", {}, "Group ", h("a", { href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ group: r.group })}`, title: `Runs of group ${r.group}`, text: r.group })) : null,
+      r.group ? h("span", {}, "Group ", h("a", { href: projectLink(`/p/${seg(r.owner)}/${seg(r.project)}${qs({ group: r.group })}`), title: `Runs of group ${r.group}`, text: r.group })) : null,
       r.exit_code !== null && r.exit_code !== undefined ? h("span", {}, "Exit code ", h("b", { text: String(r.exit_code) })) : null,
       // Labelled like the other facts, so a tag (say, "live") never reads as a status.
-      (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((/** @type {string} */ t) => h("a", { class: "tag", href: `/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`, title: `Runs tagged ${t}`, text: t }))) : null,
+      (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((/** @type {string} */ t) => h("a", { class: "tag", href: projectLink(`/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`), title: `Runs tagged ${t}`, text: t }))) : null,
     );
   };
   fillFacts(run);
@@ -55,7 +58,7 @@ export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
     tab("system", "System", base + "#system"),
     tab("logs", "Logs", base + "#logs"),
     hasMedia ? tab("media", "Media", base + "#media") : null,
-    hasGradients ? tab("gradients", "Gradients", base + "/gradients") : null,
+    hasGradients && !shareToken ? tab("gradients", "Gradients", base + "/gradients") : null,
   );
   const el = h(
     "header",

@@ -12,8 +12,11 @@ import { setCrumbs } from "../layout.js";
  * @returns {Promise<void>}
  */
 export async function mountProjects(el) {
-  setCrumbs([{ text: "Projects" }]);
-  const { projects } = await api("/projects");
+  const ownerFilter = new URLSearchParams(location.search).get("owner");
+  setCrumbs(ownerFilter ? [{ text: "Projects", href: "/" }, { text: ownerFilter }] : [{ text: "Projects" }]);
+  const all = (await api("/projects")).projects;
+  const projects = ownerFilter ? all.filter((/** @type {any} */ p) => p.owner === ownerFilter) : all;
+  const isTeam = ownerFilter && all.some((/** @type {any} */ p) => p.owner === ownerFilter && p.owner_kind === "team");
   if (!projects.length) {
     replace(
       el,
@@ -37,7 +40,7 @@ export async function mountProjects(el) {
       "tr",
       { class: "row-link", on: { click: (e) => !e.target.closest("a") && location.assign(href) } },
       h("td", {}, h("a", { class: "strong", href, text: p.name })),
-      h("td", { class: "muted", text: p.owner }),
+      h("td", { class: "muted" }, p.owner, p.owner_kind === "team" ? h("span", { class: "tag team-tag", title: `Your role: ${p.role}`, text: `team · ${p.role}` }) : null, p.visibility === "signed_in" ? h("span", { class: "tag", title: "Every signed-in user may read it", text: "shared" }) : null),
       h("td", { class: "num", text: fmtNum(p.run_count) }),
       h("td", { title: p.last_run_at ? fmtDateTime(p.last_run_at) : "", text: p.last_run_at ? fmtAgo(p.last_run_at) : "no runs" }),
       h("td", { class: "muted", text: fmtDateTime(p.created_at).slice(0, 10) }),
@@ -48,7 +51,13 @@ export async function mountProjects(el) {
     h(
       "section",
       { class: "page narrow" },
-      h("div", { class: "page-head" }, h("h1", { text: "Projects" }), h("span", { class: "muted", text: `${projects.length} project${projects.length === 1 ? "" : "s"}` })),
+      h(
+        "div",
+        { class: "page-head" },
+        h("h1", { text: ownerFilter ? `Projects of ${ownerFilter}` : "Projects" }),
+        h("span", { class: "muted", text: `${projects.length} project${projects.length === 1 ? "" : "s"}` }),
+        isTeam ? h("a", { class: "button small members-link", href: `/t/${seg(ownerFilter || "")}`, text: "Members" }) : null,
+      ),
       h(
         "div",
         { class: "card flush" },

@@ -1,7 +1,7 @@
 // @ts-check
 // `/r/{id}` (one run) and `/compare?runs=a,b` (several runs): charts, overview, media.
 
-import { api, follow, qs, seg } from "../api.js";
+import { api, follow, qs, seg, shareToken } from "../api.js";
 import { Board } from "../board.js";
 import { breakable, emptyState, h, replace, stateBadge } from "../dom.js";
 import { setCrumbs } from "../layout.js";
@@ -12,6 +12,7 @@ import { LogsView, SystemView, environmentCard } from "../machine.js";
 import { MediaView } from "../media.js";
 import { runHeader } from "../run-header.js";
 import { runArtifactsCard } from "./artifacts.js";
+import { shareButton } from "../teams.js";
 
 /** @typedef {{key: string, kind: string}} KeyInfo */
 
@@ -118,7 +119,7 @@ export async function mountRun(el, runId) {
   let alerts = alertDoc.alerts;
   /** @type {KeyInfo[]} */
   const keyInfo = keyList.keys;
-  setCrumbs([{ text: "Projects", href: "/" }, { text: run.project, href: `/p/${seg(run.owner)}/${seg(run.project)}` }, { text: run.name }]);
+  setCrumbs(shareToken ? [{ text: `${run.owner}/${run.project}` }, { text: run.name }] : [{ text: "Projects", href: "/" }, { text: run.owner, href: `/?owner=${encodeURIComponent(run.owner)}` }, { text: run.project, href: `/p/${seg(run.owner)}/${seg(run.project)}` }, { text: run.name }]);
   const kinds = new Map(keyInfo.map((k) => [k.key, k.kind]));
   const hasMedia = () => [...kinds.values()].some((k) => MEDIA.has(k));
   const hasGradients = () => [...kinds.values()].some((k) => k === "histogram");
@@ -131,6 +132,8 @@ export async function mountRun(el, runId) {
   const mediaEl = h("div", { class: "view" });
   const systemEl = h("div", { class: "view" });
   const logsEl = h("div", { class: "view" });
+  const share = shareToken ? null : shareButton(run, [run.id]);
+  if (share) head.el.querySelector(".run-title")?.append(share);
   const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl, systemEl, logsEl);
   replace(el, page);
 
@@ -283,12 +286,13 @@ function compareTable(runs, entriesOf, emptyText) {
 }
 
 /**
- * The compare view of the runs in `?runs=`.
+ * The compare view of the runs in `?runs=` (or of a share link's runs: `shared`).
  * @param {HTMLElement} el
+ * @param {string[]} [shared]
  * @returns {Promise<void>}
  */
-export async function mountCompare(el) {
-  const ids = (new URLSearchParams(location.search).get("runs") || "")
+export async function mountCompare(el, shared) {
+  const ids = (shared ? shared.join(",") : new URLSearchParams(location.search).get("runs") || "")
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean)
@@ -306,9 +310,11 @@ export async function mountCompare(el) {
   const first = runs[0];
   const sameProject = runs.every((r) => r.project === first.project && r.owner === first.owner);
   setCrumbs(
-    sameProject
-      ? [{ text: "Projects", href: "/" }, { text: first.project, href: `/p/${seg(first.owner)}/${seg(first.project)}` }, { text: `Compare ${runs.length} runs` }]
-      : [{ text: "Projects", href: "/" }, { text: `Compare ${runs.length} runs` }],
+    shareToken
+      ? [{ text: `${first.owner}/${first.project}` }, { text: `Compare ${runs.length} runs` }]
+      : sameProject
+        ? [{ text: "Projects", href: "/" }, { text: first.project, href: `/p/${seg(first.owner)}/${seg(first.project)}` }, { text: `Compare ${runs.length} runs` }]
+        : [{ text: "Projects", href: "/" }, { text: `Compare ${runs.length} runs` }],
   );
 
   /** @type {Set<string>} */
@@ -318,10 +324,17 @@ export async function mountCompare(el) {
   const legend = h(
     "div",
     { class: "legend" },
-    runs.map((r) => h("a", { class: "legend-item", href: `/r/${seg(r.id)}`, dataset: { run: r.id } }, h("span", { class: "run-dot", style: { background: r.color } }), h("span", { class: "legend-name", text: r.name }), h("span", { class: "state-slot" }, stateBadge(r.state)))),
+    runs.map((r) => h("a", { class: "legend-item", href: shareToken ? null : `/r/${seg(r.id)}`, dataset: { run: r.id } }, h("span", { class: "run-dot", style: { background: r.color } }), h("span", { class: "legend-name", text: r.name }), h("span", { class: "state-slot" }, stateBadge(r.state)))),
   );
   const active = () => (location.hash === "#config" ? "config" : location.hash === "#system" ? "system" : "charts");
-  const tabs = h("nav", { class: "tabs" }, h("a", { class: "tab", href: "#charts", text: "Charts" }), h("a", { class: "tab", href: "#system", text: "System" }), h("a", { class: "tab", href: "#config", text: "Config & summary" }));
+  const tabs = h(
+    "nav",
+    { class: "tabs" },
+    h("a", { class: "tab", href: "#charts", text: "Charts" }),
+    h("a", { class: "tab", href: "#system", text: "System" }),
+    h("a", { class: "tab", href: "#config", text: "Config & summary" }),
+    sameProject && !shareToken ? shareButton(first, runs.map((r) => r.id)) : null,
+  );
   const chartsEl = h("div", { class: "view" });
   const configEl = h("div", { class: "view" });
   const systemEl = h("div", { class: "view" });
@@ -370,8 +383,10 @@ export async function mountCompare(el) {
     if (!byProject.has(key)) byProject.set(key, { owner: r.owner, project: r.project, ids: new Set() });
     /** @type {{ids: Set<string>}} */ (byProject.get(key)).ids.add(r.id);
   }
-  for (const { owner, project, ids } of [...byProject.values()].slice(0, MAX_STREAMS)) {
-    const stream = follow(`/projects/${seg(owner)}/${seg(project)}/events`, {
+  // A shared page reaches its runs, never their project: one stream per run there.
+  const streams = shareToken ? live.slice(0, MAX_STREAMS).map((r) => ({ path: `/runs/${seg(r.id)}/events${qs({ after_seq: r.acked_seq })}`, ids: new Set([r.id]) })) : [...byProject.values()].slice(0, MAX_STREAMS).map(({ owner, project, ids }) => ({ path: `/projects/${seg(owner)}/${seg(project)}/events`, ids }));
+  for (const { path, ids } of streams) {
+    const stream = follow(path, {
       rows: (data) => {
         if (ids.has(data.run_id)) board.appendRows(data.run_id, data.rows);
       },

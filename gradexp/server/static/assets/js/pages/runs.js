@@ -6,6 +6,7 @@
 import { api, follow, qs, seg } from "../api.js";
 import { debounce, emptyState, h, icon, prefs, replace, stateBadge } from "../dom.js";
 import { setCrumbs } from "../layout.js";
+import { visibilityControl } from "../teams.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
 import { colorFor, configAt, defaultColumns, firstDirection, runDuration } from "../lib/runs.js";
 
@@ -28,7 +29,7 @@ const MAX_COMPARE = 20;
  */
 export async function mountRuns(el, owner, project) {
   const base = `/projects/${seg(owner)}/${seg(project)}`;
-  setCrumbs([{ text: "Projects", href: "/" }, { text: project }]);
+  setCrumbs([{ text: "Projects", href: "/" }, { text: owner, href: `/?owner=${encodeURIComponent(owner)}` }, { text: project }]);
   const url = new URLSearchParams(location.search);
   const stateParam = url.get("state") || "";
   /**
@@ -71,13 +72,18 @@ export async function mountRuns(el, owner, project) {
   const pager = h("div", { class: "pager" });
   const liveDot = h("span", { class: "live-dot", title: "Live: runs update as they train", hidden: true });
   const body = h("div", { class: "card flush table-wrap" }, h("p", { class: "muted pad loading", text: "Loading runs…" }));
+  // Whose project, the viewer's role in it, and what that role may change (teams.js).
+  const projectControls = h("span", { class: "project-controls" });
+  api(base)
+    .then((info) => replace(projectControls, info.owner_kind === "team" ? h("span", { class: "tag team-tag", text: `team · ${info.role}` }) : null, info.owner_kind === "team" ? h("a", { class: "button small", href: `/t/${seg(owner)}`, text: "Members" }) : null, visibilityControl(owner, project, info)))
+    .catch(() => {});
 
   replace(
     el,
     h(
       "section",
       { class: "page" },
-      h("div", { class: "page-head" }, h("h1", { text: project }), countEl, liveDot, h("a", { class: "page-link", href: `/p/${seg(owner)}/${seg(project)}/artifacts`, text: "Artifacts" })),
+      h("div", { class: "page-head" }, h("h1", { text: project }), h("span", { class: "owner-note muted", text: `owned by ${owner}` }), countEl, liveDot, h("a", { class: "page-link", href: `/p/${seg(owner)}/${seg(project)}/artifacts`, text: "Artifacts" }), projectControls),
       h("div", { class: "toolbar" }, h("label", { class: "search" }, icon("search"), search), stateSel, tagSel, colsButton, h("div", { class: "spacer" }), clearSel, compareBtn),
       body,
       pager,
