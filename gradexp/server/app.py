@@ -39,6 +39,7 @@ from gradexp.server.http import (
     static,
     ui,
     ui_api,
+    uploads,
 )
 from gradexp.server.http.auth import auth_middleware
 from gradexp.server.http.errors import error_middleware
@@ -101,7 +102,20 @@ def make_app(state: AppState) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
-    modules = (health, ingest, read, live, machine, signin, authorize, keys, static, ui, ui_api)
+    modules = (
+        health,
+        ingest,
+        read,
+        live,
+        machine,
+        signin,
+        authorize,
+        keys,
+        static,
+        ui,
+        ui_api,
+        uploads,
+    )
     for module in modules:
         app.add_routes(module.routes)
     # Every response, pages and API alike: the CSP and friends (http/headers.py).
