@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.sdk.facade import flush as flush
     from gradexp.sdk.facade import init as init
     from gradexp.sdk.facade import log as log
+    from gradexp.sdk.facade import save as save
     from gradexp.sdk.login import login as login
     from gradexp.sdk.run import Run as Run
     from gradexp.sdk.values.histogram import Histogram as Histogram
@@ -60,6 +61,7 @@ _LAZY: dict[str, str] = {
     "finish": "gradexp.sdk.facade:finish",
     "define_metric": "gradexp.sdk.facade:define_metric",
     "alert": "gradexp.sdk.facade:alert",
+    "save": "gradexp.sdk.facade:save",
     "Run": "gradexp.sdk.run:Run",
     # the current run's config and summary (one object each, looked up on every use)
     "config": "gradexp.sdk.current:config",

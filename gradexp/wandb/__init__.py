@@ -50,6 +50,7 @@ __all__ = [
     "log",
     "login",
     "run",
+    "save",
     "summary",
     "sweep",
     "termerror",
@@ -365,6 +366,19 @@ def alert(
     from gradexp.sdk.facade import alert as gx_alert
 
     gx_alert(title, text, level=level or "INFO", wait_duration=wait_duration)
+
+
+def save(
+    glob_str: str | os.PathLike[str] | None = None,
+    base_path: str | os.PathLike[str] | None = None,
+    policy: str = "live",
+) -> list[str]:
+    """``gradexp.save``: the files become run files (``policy`` live, now or end)."""
+    from gradexp.sdk.facade import save as gx_save
+
+    if glob_str is None:
+        raise ValueError("save() needs a file name or a glob")
+    return gx_save(glob_str, base_path=base_path, policy=policy)
 
 
 def Histogram(sequence: Any = None, np_histogram: Any = None, num_bins: int = 64) -> _Histogram:
