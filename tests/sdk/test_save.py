@@ -3,6 +3,7 @@ parts with bounded memory; an interrupted upload resumes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -198,8 +199,10 @@ def test_a_large_file_goes_to_s3_in_parts_in_bounded_memory(
     assert grown_mib < 100, f"the client grew by {grown_mib:.0f} MiB for a 300 MiB file"
     files = _server_files(srv, report["run"])
     assert files["model.ckpt"]["sha256"] == sha and files["model.ckpt"]["size"] == 300 << 20
-    got = Api(base_url=srv.url, api_key=srv.api_key).run(report["run"]).download(
-        "model.ckpt", gx_env / "dl"
+    got = (
+        Api(base_url=srv.url, api_key=srv.api_key)
+        .run(report["run"])
+        .download("model.ckpt", gx_env / "dl")
     )
     assert _file_sha(got) == sha
     # It went through the store in parts: no part is left over, and the blob is there.
@@ -254,10 +257,8 @@ class _SlowProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.listener.close()
@@ -300,7 +301,9 @@ def test_an_interrupted_sync_resumes_where_the_server_stands(
     result = gradexp_cli("sync", run_dir, env=srv.client_env)
     assert result.returncode == 0, result.stderr
     assert "weights.bin" in result.stderr  # the large file's progress line
-    got = Api(base_url=srv.url, api_key=srv.api_key).run(run.id).download(
-        "weights.bin", gx_env / "dl"
+    got = (
+        Api(base_url=srv.url, api_key=srv.api_key)
+        .run(run.id)
+        .download("weights.bin", gx_env / "dl")
     )
     assert _file_sha(got) == sha
