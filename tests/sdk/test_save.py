@@ -124,6 +124,18 @@ def test_save_says_what_it_leaves_out(gx_env: Path, capfd: Any) -> None:
     ]
 
 
+def test_the_wandb_facade_saves_through_gradexp(gx_env: Path) -> None:
+    import gradexp.wandb as wandb
+
+    (gx_env / "model.h5").write_bytes(b"h5")
+    run = wandb.init(project="facade", mode="offline")
+    assert wandb.save(str(gx_env / "model.h5"), policy="now") == ["model.h5"]
+    wandb.finish()
+    assert [r.data["path"] for r in file_records(run.dir, "file") if "local" in r.data] == [
+        "model.h5"
+    ]
+
+
 def test_save_follows_a_link_but_names_it_by_the_link(online: ServerProcess, gx_env: Path) -> None:
     target = gx_env / "elsewhere"
     target.mkdir()
