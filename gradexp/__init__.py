@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; never imported at run time
     from gradexp.sdk.facade import init as init
     from gradexp.sdk.facade import log as log
     from gradexp.sdk.facade import log_artifact as log_artifact
+    from gradexp.sdk.facade import save as save
     from gradexp.sdk.facade import use_artifact as use_artifact
     from gradexp.sdk.login import login as login
     from gradexp.sdk.run import Run as Run
@@ -67,6 +68,7 @@ _LAZY: dict[str, str] = {
     "log_artifact": "gradexp.sdk.facade:log_artifact",
     "use_artifact": "gradexp.sdk.facade:use_artifact",
     "Artifact": "gradexp.sdk.artifacts:Artifact",
+    "save": "gradexp.sdk.facade:save",
     "Run": "gradexp.sdk.run:Run",
     # the current run's config and summary (one object each, looked up on every use)
     "config": "gradexp.sdk.current:config",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from typing import Any
 
 import click
@@ -123,7 +124,9 @@ async def _sync_one(
                 bar.update(done - shown)
                 shown = done
 
-        uploader = Uploader(client, run, meta, settings, progress=progress)
+        uploader = Uploader(
+            client, run, meta, settings, progress=progress, file_progress=FileProgress(label)
+        )
         uploader.acked_seq = start
         try:
             source = FileSource(run, offset if acked == start else None)
@@ -141,6 +144,26 @@ async def _sync_one(
             err=True,
         )
     return uploader.sent_records
+
+
+class FileProgress:
+    """One updating line per large file ``gradexp sync`` uploads (on stderr)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.last = (0.0, "")
+
+    def __call__(self, name: str, sent: int, size: int) -> None:
+        mib = 1024 * 1024
+        line = f"{self.label}: {name} {sent / mib:.0f}/{size / mib:.0f} MiB ({100 * sent // size}%)"
+        now = time.monotonic()
+        if sent < size and now - self.last[0] < 0.2 and self.last[1]:
+            return  # at most five updates a second
+        self.last = (now, line)
+        if sys.stderr.isatty():
+            click.echo(f"\r{line}\x1b[K", nl=sent >= size, err=True)
+        elif sent >= size:  # a log, not a terminal: the line once, when the file is up
+            click.echo(line, err=True)
 
 
 @click.command()

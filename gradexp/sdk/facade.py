@@ -49,6 +49,7 @@ __all__ = [
     "init",
     "log",
     "log_artifact",
+    "save",
     "use_artifact",
 ]
 
@@ -180,6 +181,15 @@ def define_metric(
     """Define how a key is charted and summarised in the current run (see
     :meth:`Run.define_metric`)."""
     return _require_run("define_metric").define_metric(name, step_metric, summary, goal, hidden)
+
+
+def save(
+    glob_or_path: str | os.PathLike[str],
+    base_path: str | os.PathLike[str] | None = None,
+    policy: str = "live",
+) -> list[str]:
+    """Save files of the current run (see :meth:`Run.save`)."""
+    return _require_run("save").save(glob_or_path, base_path=base_path, policy=policy)
 
 
 def alert(title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:

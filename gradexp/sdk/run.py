@@ -462,6 +462,48 @@ class Run(RunFields):
 
         return use_artifact(self, ref, type)
 
+    # --- files ---
+
+    def save(
+        self,
+        glob_or_path: str | os.PathLike[str],
+        base_path: str | os.PathLike[str] | None = None,
+        policy: str = "live",
+    ) -> list[str]:
+        """Save files as run files: shown in the run's Files tab, downloadable, in ``Api``.
+
+        ``glob_or_path``: a file or a glob (``"ckpt/*.pt"``, ``"**/*.json"``), relative
+        to ``base_path`` (default: the current folder; for an absolute path, its folder).
+        Each file's run file name is its path relative to ``base_path``. ``policy``:
+        ``"live"`` saves it now and again whenever it changes, ``"now"`` once as it is,
+        ``"end"`` once when the run finishes. Files are copied into the run folder first
+        (so offline runs and ``gradexp sync`` carry them) and uploaded in the background,
+        large ones in parts. Returns the names the glob matches now.
+        """
+        from gradexp.stream.save_spec import match_files, resolve_save
+
+        spec = resolve_save(glob_or_path, base_path, policy)
+        channel = self._channel
+        if channel.state is DISABLED:
+            return []
+        if channel.state not in OPEN:
+            self._warn_once("save", f"save(): run {self._id} has finished; nothing is saved")
+            return []
+        matches, _ = match_files(spec)  # what is left out is said by the stream, once
+        if not matches:
+            what = str(glob_or_path)
+            if policy == "now":
+                say(f"save({what!r}): no file matches {spec.pattern}; nothing was saved")
+            else:
+                when = "as they appear and change" if policy == "live" else "when the run ends"
+                say(
+                    f"save({what!r}): no file matches {spec.pattern} yet; files that match it are saved {when}"
+                )
+        with channel.lock:
+            channel.saves.append(spec)
+        channel.wake_stream()
+        return [name for name, _ in matches]
+
     # --- flushing and finishing ---
 
     def _barrier(self, timeout: float = 5.0) -> None:

@@ -41,6 +41,7 @@ from gradexp.server.http import (
     teams,
     ui,
     ui_api,
+    uploads,
 )
 from gradexp.server.http.auth import auth_middleware
 from gradexp.server.http.errors import error_middleware
@@ -117,6 +118,7 @@ def make_app(state: AppState) -> web.Application:
         ui,
         ui_api,
         teams,
+        uploads,
     )
     for module in modules:
         app.add_routes(module.routes)

@@ -140,6 +140,7 @@ class Channel:
         "room",
         "run_dir",
         "run_id",
+        "saves",
         "settings",
         "shed",
         "shed_episode",
@@ -192,6 +193,9 @@ class Channel:
         self.next_step = 0  # the step the next auto-step record gets (stream thread)
         self.upload_error: str | None = None  # why the upload stopped, if it did
         self.disk_error: str | None = None  # why the run file cannot be written now, if so
+        # save() specs (gradexp.stream.save_spec.SaveSpec): the caller appends under
+        # ``lock``; the stream swaps the list out under it (gradexp.stream.saving).
+        self.saves: list[Any] = []
         # Records dropped while shedding (caller threads, under lock): for telemetry, for
         # the message when logging resumes, and the auto steps they would have taken.
         self.shed = 0

@@ -35,6 +35,7 @@ from gradexp.protocol.wire import FILES_DIR, RECORD_TYPES
 from gradexp.stream.channel import CTRL_CLOSE, CTRL_FLUSH, TELEMETRY, Channel, Waiter
 from gradexp.stream.machine import MachineRecorder
 from gradexp.stream.preload import preload
+from gradexp.stream.saving import FileSaver
 from gradexp.stream.steps import Framer
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class RunStream:
         self.warned: set[str] = set()
         self.files_dir_made = False
         self.machine = MachineRecorder(self)  # system samples, console lines, environment
+        self.saver = FileSaver(self)  # the files save() names
 
     @property
     def seq(self) -> int:
@@ -220,6 +222,7 @@ class RunStream:
         channel.wake = None
         try:
             await self.machine.stop()
+            await self.saver.stop()
             if self.uploader is not None:
                 await self.uploader.stop()
             if self.fsync_task is not None:
@@ -256,6 +259,9 @@ class RunStream:
         framer = self.framer
         assert framer is not None
         self.machine.drain_console()  # before the caller's records: never after a finish
+        self.saver.tick()
+        if self.saver.hold_finish():
+            return False  # the run finishes: its saved files' last versions come first
         if self.machine.hold_finish():
             return False  # the run finishes: its environment comes first (bounded wait)
         more = framer.drain(time.perf_counter() + _DRAIN_SLICE_S)

@@ -43,6 +43,8 @@ __all__ = ["MAX_IN_FLIGHT", "UploadStopped", "Uploader"]
 
 #: Batches in flight at once: one being committed while the next is compressed and sent.
 MAX_IN_FLIGHT = 2
+#: Files larger than this are sent in parts (resumable, one part in memory at a time).
+LARGE_FILE_BYTES = 8 * 1024 * 1024
 
 
 class UploadStopped(Exception):
@@ -68,6 +70,7 @@ class Uploader:
         *,
         listener: UploadListener | None = None,
         progress: Callable[[int], None] | None = None,
+        file_progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.client = client
         self.run_dir = run_dir
@@ -75,6 +78,7 @@ class Uploader:
         self.settings = settings
         self.listener = listener
         self.progress = progress
+        self.file_progress = file_progress
         self.run_id = str(meta["id"])
         self.source: BatchSource | None = None
         self.acked_seq = int(meta.get("first_seq", 1)) - 1
@@ -285,6 +289,17 @@ class Uploader:
         sha = str(info.get("sha256", ""))
         if not sha or sha in self._uploaded_blobs:
             return
+        local = _local_path(self.run_dir.path, info)
+        if local is None:
+            raise UploadStopped(
+                f"run {self.run_id} names a file outside its folder: {info['path']!r}"
+            )
+        content_type = str(info.get("content_type") or "application/octet-stream")
+        size = int(info.get("size") or 0)
+        if size > LARGE_FILE_BYTES:
+            await self._upload_in_parts(sha, local, size, content_type, str(info["path"]))
+            self._uploaded_blobs.add(sha)
+            return
         url = f"{API_PREFIX}/runs/{self.run_id}/blobs/{sha}"
         what = f"upload a file of run {self.run_id} to {self.client.base_url}"
         head = await self.client.request("HEAD", url, what=what)
@@ -295,11 +310,6 @@ class Uploader:
             await self.create_run()
         elif head.status not in (404, 405):
             raise UploadStopped(self._refusal(head))
-        local = _local_path(self.run_dir.path, str(info["path"]))
-        if local is None:
-            raise UploadStopped(
-                f"run {self.run_id} names a file outside its files/: {info['path']!r}"
-            )
         loop = asyncio.get_running_loop()
         try:
             data = await loop.run_in_executor(None, _read_file, local)  # executor thread
@@ -307,7 +317,6 @@ class Uploader:
             raise UploadStopped(
                 f"file {local} of run {self.run_id} cannot be read ({exc.strerror})"
             ) from None
-        content_type = str(info.get("content_type") or "application/octet-stream")
         put = await self.client.request(
             "PUT", url, data=data, headers={"Content-Type": content_type}, what=what
         )
@@ -323,6 +332,90 @@ class Uploader:
             )
             if problem is not None:
                 raise UploadStopped(problem)
+
+    async def _upload_in_parts(
+        self, sha: str, local: str, size: int, content_type: str, name: str
+    ) -> None:
+        """Send a large file part by part (docs/protocol.md, "Uploads in parts").
+
+        One part is in memory at a time. The server keeps where the upload stands, so
+        after a lost connection, a server restart or a new process (``gradexp sync``), the
+        upload continues from the last part the server stored.
+        """
+        base = f"{API_PREFIX}/runs/{self.run_id}/uploads"
+        what = f"upload {name} of run {self.run_id} to {self.client.base_url}"
+        loop = asyncio.get_running_loop()
+        body = {"sha256": sha, "size": size, "content_type": content_type}
+        try:
+            f = await loop.run_in_executor(None, open, local, "rb")
+        except OSError as exc:
+            raise UploadStopped(
+                f"file {local} of run {self.run_id} cannot be read ({exc.strerror})"
+            ) from None
+        try:
+            for _ in range(5):  # an upload that vanished (joined by another process) restarts
+                start = await self.client.request("POST", base, json=body, what=what)
+                if start.status == 404 and start.code == "run_not_found":
+                    await self.create_run()
+                    continue
+                if start.status != 200:
+                    raise UploadStopped(self._refusal(start))
+                if start.body.get("done"):
+                    self._file_progress(name, size, size)
+                    return
+                upload = f"{base}/{start.body['upload_id']}"
+                offset = int(start.body["offset"])
+                part_bytes = int(start.body["part_bytes"])
+                if await self._send_parts(f, upload, offset, part_bytes, size, name, what):
+                    return
+            raise UploadStopped(
+                f"the server keeps losing the upload of {name} of run {self.run_id}"
+            )
+        finally:
+            await loop.run_in_executor(None, f.close)
+
+    async def _send_parts(
+        self, f: Any, upload: str, offset: int, part_bytes: int, size: int, name: str, what: str
+    ) -> bool:
+        """Send the parts from ``offset`` on and join them; False if the upload vanished."""
+        loop = asyncio.get_running_loop()
+        self._file_progress(name, offset, size)
+        while True:
+            while offset < size:
+                length = min(part_bytes, size - offset)
+                data = await loop.run_in_executor(None, _read_at, f, offset, length)
+                if len(data) != length:
+                    raise UploadStopped(f"{name} of run {self.run_id} changed on disk while sent")
+                reply = await self.client.request(
+                    "PUT",
+                    f"{upload}?offset={offset}",
+                    data=data,
+                    headers={"Content-Type": "application/octet-stream"},
+                    what=what,
+                )
+                del data  # one part in memory at a time
+                if reply.status == 200:
+                    offset = int(reply.body["offset"])
+                elif reply.status == 409 and reply.code == "upload_offset":
+                    offset = int(reply.body["error"]["offset"])  # the server's word wins
+                elif reply.status == 404 and reply.code == "upload_not_found":
+                    return False
+                else:
+                    raise UploadStopped(self._refusal(reply))
+                self._file_progress(name, offset, size)
+            done = await self.client.request("POST", f"{upload}/complete", what=what)
+            if done.status in (200, 201):
+                return True
+            if done.status == 409 and done.code == "upload_offset":
+                offset = int(done.body["error"]["offset"])
+                continue
+            if done.status == 404 and done.code == "upload_not_found":
+                return False
+            raise UploadStopped(self._refusal(done))
+
+    def _file_progress(self, name: str, sent: int, size: int) -> None:
+        if self.file_progress is not None:
+            self.file_progress(name, sent, size)
 
     # --- acknowledgements ---
 
@@ -444,15 +537,26 @@ def _gzip(data: bytes) -> bytes:
     return comp.compress(data) + comp.flush()
 
 
-def _local_path(run_dir: str, path: str) -> str | None:
-    """Where the run file ``path`` (relative, '/'-separated) lies under ``files/``; None
-    for a path that would leave it (an absolute one, or one with '..')."""
+def _local_path(run_dir: str, info: dict[str, Any]) -> str | None:
+    """Where the bytes of a ``file`` record lie: its ``local`` path under the run folder
+    (the snapshots ``save()`` takes), else its ``path`` under ``files/``; None for a path
+    that would leave the folder (an absolute one, or one with '..')."""
+    local = info.get("local")
+    path = str(local if isinstance(local, str) else info.get("path", ""))
     parts = path.split("/")
     if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
         return None
+    if isinstance(local, str):
+        return os.path.join(run_dir, *parts)
     return os.path.join(run_dir, FILES_DIR, *parts)
 
 
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def _read_at(f: Any, offset: int, length: int) -> bytes:
+    """``length`` bytes of an open file from ``offset`` (executor thread)."""
+    f.seek(offset)
+    return bytes(f.read(length))

@@ -54,6 +54,7 @@ __all__ = [
     "log_artifact",
     "login",
     "run",
+    "save",
     "summary",
     "sweep",
     "termerror",
@@ -414,6 +415,19 @@ def use_artifact(artifact_or_name: Any, type: str | None = None, **_ignored: Any
     from gradexp.sdk.facade import use_artifact as gx_use_artifact
 
     return gx_use_artifact(artifact_or_name, type)
+
+
+def save(
+    glob_str: str | os.PathLike[str] | None = None,
+    base_path: str | os.PathLike[str] | None = None,
+    policy: str = "live",
+) -> list[str]:
+    """``gradexp.save``: the files become run files (``policy`` live, now or end)."""
+    from gradexp.sdk.facade import save as gx_save
+
+    if glob_str is None:
+        raise ValueError("save() needs a file name or a glob")
+    return gx_save(glob_str, base_path=base_path, policy=policy)
 
 
 def Histogram(sequence: Any = None, np_histogram: Any = None, num_bins: int = 64) -> _Histogram:

@@ -6,6 +6,7 @@ client-supplied name ever becomes a file path:
 
     projects/<project_id>/runs/<run_id>/blobs/<sha256>
     projects/<project_id>/runs/<run_id>/history.parquet
+    projects/<project_id>/runs/<run_id>/uploads/<upload_id>/<offset>   (parts, until joined)
 
 S3 settings come from the standard AWS environment variables: the server's settings read
 the endpoint (``AWS_ENDPOINT_URL``, for any S3-compatible store) and the region
@@ -16,7 +17,9 @@ loopback endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +32,9 @@ from obstore.store import LocalStore, S3Store
 
 from gradexp.protocol.names import RUN_ID_RE, SHA256_RE
 from gradexp.server.storage.private import private_dir
+
+#: An upload's id (domain/uploads.py): 32 lowercase hex characters.
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 # Blobs up to this size are hashed in memory and written once; larger ones stream to a
 # temporary object that is renamed into place once its hash checks out.
@@ -278,3 +284,76 @@ async def put_stream(
         chunk_size=PART_BYTES,
         max_concurrency=PART_CONCURRENCY,
     )
+
+
+# --- uploads in parts (domain/uploads.py): a large blob, part by part, resumable ---------
+
+#: The size of each part of an upload in parts (the last one may be shorter). Parts are
+#: held in memory while received, so this bounds what one part request costs the server.
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
+#: The chunk size of the multipart write that joins the parts into the blob (S3 parts).
+ASSEMBLY_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+def part_key(project_id: int, run_id: str, upload_id: str, offset: int) -> str:
+    """Where the part of an upload that starts at byte ``offset`` lives."""
+    if not UPLOAD_ID_RE.fullmatch(upload_id):
+        raise ValueError("invalid upload id")
+    return f"{run_prefix(project_id, run_id)}/uploads/{upload_id}/{int(offset):016d}"
+
+
+def part_offsets(size: int, part_bytes: int) -> range:
+    """Where each part of an upload of ``size`` bytes starts."""
+    return range(0, size, part_bytes)
+
+
+async def put_part(store: ObjectStore, key: str, chunks: AsyncIterator[bytes], length: int) -> int:
+    """Store one part (exactly ``length`` bytes, at most one part long); returns its size.
+
+    Writing the same part twice (a retry) writes the same bytes under the same key."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > length:
+            raise BlobTooLarge
+        parts.append(chunk)
+    if size != length:
+        raise ValueError(f"the part has {size} bytes, not {length}")
+    await store.put(key, b"".join(parts))
+    return size
+
+
+async def assemble_parts(store: ObjectStore, part_keys: list[str], key: str, sha256: str) -> int:
+    """Join the parts, in order, into the object ``key`` if they hash to ``sha256``.
+
+    The parts stream through (memory stays flat) into a multipart write of a temporary
+    object, renamed into place once the hash checks out, as :meth:`ObjectStore.put_verified`
+    does. The hashing runs in a worker thread (hashlib lets go of the GIL), so a join of
+    several GB leaves the event loop free. Returns the size; raises :class:`HashMismatch`.
+    """
+    digest = hashlib.sha256()
+    total = 0
+
+    async def joined() -> AsyncIterator[bytes]:
+        nonlocal total
+        for part in part_keys:
+            result = await obstore.get_async(store.store, part)
+            async for chunk in result.stream(min_chunk_size=1024 * 1024):
+                data = bytes(chunk)
+                total += len(data)
+                await asyncio.to_thread(digest.update, data)
+                yield data
+
+    temp = f"{key}.upload-{uuid.uuid4().hex}"
+    try:
+        await obstore.put_async(
+            store.store, temp, joined(), chunk_size=ASSEMBLY_CHUNK_BYTES, max_concurrency=4
+        )
+        if digest.hexdigest() != sha256:
+            raise HashMismatch
+        await obstore.rename_async(store.store, temp, key)
+    except BaseException:
+        await store.delete(temp)
+        raise
+    return total

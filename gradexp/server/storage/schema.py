@@ -326,6 +326,24 @@ files = Table(
     **MYSQL_TABLE,
 )
 
+# An upload in parts (migration 0010): a large blob arrives in parts, each stored as its
+# own object; ``received`` is the offset the next part must start at, so a client that
+# lost its connection (or a new process) asks where to continue. One row per (run, hash).
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("run_pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("sha256", String(64), primary_key=True),
+    Column("upload_id", String(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("part_bytes", Integer, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
 # --- what the machine did (migration 0008): records "system", "console", "environment".
 # Every table has the writer's ``rank`` (0 for a run with one process).
 
@@ -477,5 +495,6 @@ __all__ = [
     "sessions",
     "system_samples",
     "typed_values",
+    "uploads",
     "users",
 ]

@@ -9,7 +9,7 @@ import { runDuration } from "./lib/runs.js";
 
 /**
  * The header of a run's pages. `active` names the current tab ("charts", "overview",
- * "system", "logs", "media", "gradients"); the media and gradients tabs show only when the run has them.
+ * "system", "logs", "files", "media", "gradients"); the media and gradients tabs show only when the run has them.
  * `update(run)` redraws the state and facts (live runs).
  * `alerts` (optional): how many alerts the run sent; a count links to the overview.
  * @param {any} run the run, as the API sends it
@@ -57,6 +57,7 @@ export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
     tab("overview", "Overview", base + "#overview"),
     tab("system", "System", base + "#system"),
     tab("logs", "Logs", base + "#logs"),
+    tab("files", "Files", base + "#files"),
     hasMedia ? tab("media", "Media", base + "#media") : null,
     hasGradients && !shareToken ? tab("gradients", "Gradients", base + "/gradients") : null,
   );

@@ -9,6 +9,7 @@ import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/forma
 import { colorFor, flatten, runDuration } from "../lib/runs.js";
 import { isTyped } from "../lib/values.js";
 import { LogsView, SystemView, environmentCard } from "../machine.js";
+import { FilesView } from "../files.js";
 import { MediaView } from "../media.js";
 import { runHeader } from "../run-header.js";
 import { runArtifactsCard } from "./artifacts.js";
@@ -124,7 +125,7 @@ export async function mountRun(el, runId) {
   const hasMedia = () => [...kinds.values()].some((k) => MEDIA.has(k));
   const hasGradients = () => [...kinds.values()].some((k) => k === "histogram");
 
-  const VIEWS = ["overview", "system", "logs"];
+  const VIEWS = ["overview", "system", "logs", "files"];
   const active = () => (VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : location.hash === "#media" && hasMedia() ? "media" : "charts");
   let head = runHeader(run, active(), { hasMedia: hasMedia(), hasGradients: hasGradients(), alerts: alerts.length });
   const chartsEl = h("div", { class: "view" });
@@ -134,7 +135,8 @@ export async function mountRun(el, runId) {
   const logsEl = h("div", { class: "view" });
   const share = shareToken ? null : shareButton(run, [run.id]);
   if (share) head.el.querySelector(".run-title")?.append(share);
-  const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl, systemEl, logsEl);
+  const filesEl = h("div", { class: "view" });
+  const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl, systemEl, logsEl, filesEl);
   replace(el, page);
 
   const runs = [{ id: run.id, name: run.name, color: colorFor(0), started_at: run.started_at }];
@@ -150,6 +152,8 @@ export async function mountRun(el, runId) {
   let system = null;
   /** @type {LogsView | null} */
   let logs = null;
+  /** @type {FilesView | null} */
+  let files = null;
   const isLive = () => LIVE_STATES.has(run.state);
   const show = () => {
     const tab = active();
@@ -158,6 +162,8 @@ export async function mountRun(el, runId) {
     mediaEl.hidden = tab !== "media";
     systemEl.hidden = tab !== "system";
     logsEl.hidden = tab !== "logs";
+    filesEl.hidden = tab !== "files";
+    if (tab === "files" && !files) files = new FilesView(filesEl, run);
     if (tab === "system" && !system) system = new SystemView(systemEl, runs, { live: isLive });
     if (tab === "logs" && !logs) logs = new LogsView(logsEl, run, { live: isLive });
     for (const a of head.tabs.querySelectorAll(".tab")) {
@@ -230,6 +236,7 @@ export async function mountRun(el, runId) {
           })
           .catch(() => {});
         if (active() === "overview") replace(overviewEl, overview(run, alerts));
+        if (files && active() === "files") files.onRunChanged(); // new files come with batches
         if (!LIVE_STATES.has(r.state)) stream.close(); // finished: nothing more will come
         showLive();
       },
