@@ -27,6 +27,7 @@ from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
 from gradexp.server.domain.live.hub import LiveHub
+from gradexp.server.domain.reclaim import Reclaimer
 from gradexp.server.http import (
     authorize,
     health,
@@ -34,6 +35,7 @@ from gradexp.server.http import (
     keys,
     live,
     machine,
+    manage,
     read,
     signin,
     static,
@@ -86,6 +88,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         live=live,
         revocations=revocations,
         exporter=Exporter(db, objects),
+        reclaimer=Reclaimer(db, objects),
         decode_pool=DecodePool(settings.ingest_workers, valid_keys),
         passwords=passwords,
         sign_ins=PasswordSignIn(db, settings.policy, passwords),
@@ -101,7 +104,20 @@ def make_app(state: AppState) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[STATE] = state
-    modules = (health, ingest, read, live, machine, signin, authorize, keys, static, ui, ui_api)
+    modules = (
+        health,
+        ingest,
+        read,
+        live,
+        machine,
+        manage,
+        signin,
+        authorize,
+        keys,
+        static,
+        ui,
+        ui_api,
+    )
     for module in modules:
         app.add_routes(module.routes)
     # Every response, pages and API alike: the CSP and friends (http/headers.py).
@@ -109,6 +125,7 @@ def make_app(state: AppState) -> web.Application:
 
     async def on_startup(_app: web.Application) -> None:
         state.exporter.start()
+        state.reclaimer.start()  # also finishes what a previous life left half-reclaimed
 
     async def on_shutdown(_app: web.Application) -> None:
         await state.live.close()  # end live streams so shutdown need not wait for them
@@ -116,6 +133,7 @@ def make_app(state: AppState) -> web.Application:
     async def on_cleanup(_app: web.Application) -> None:
         await state.alerts.close()
         await state.exporter.close()
+        await state.reclaimer.close()
         await state.db.dispose()
         state.decode_pool.close()  # the ingest decode workers, if any started
         state.passwords.close()

@@ -31,7 +31,7 @@ async def list_projects(conn: AsyncConnection, user: User) -> list[dict[str, Any
             func.max(r.c.started_at).label("last_run_at"),
         )
         .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
-        .where(p.c.owner_id == user.id)
+        .where(p.c.owner_id == user.id, p.c.deleted_at.is_(None))
         .group_by(p.c.id, p.c.name, p.c.created_at)
     )
     projects = [
@@ -55,7 +55,9 @@ async def owned_project(conn: AsyncConnection, user: User, owner: str, name: str
         pid = (
             await conn.execute(
                 select(s.projects.c.id).where(
-                    s.projects.c.owner_id == user.id, s.projects.c.name == name
+                    s.projects.c.owner_id == user.id,
+                    s.projects.c.name == name,
+                    s.projects.c.deleted_at.is_(None),
                 )
             )
         ).scalar()
