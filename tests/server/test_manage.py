@@ -112,7 +112,9 @@ def test_rename_notes_and_tags_over_http_seen_live(db_server: Any) -> None:
     try:
         assert run_stream.next(event="run")["data"]["name"] == "first"
         project_stream.wait_ready()
-        status, body = _patch(srv, run, {"name": "baseline", "notes": "lr 3e-4", "tags": ["x", "y", "x"]})
+        status, body = _patch(
+            srv, run, {"name": "baseline", "notes": "lr 3e-4", "tags": ["x", "y", "x"]}
+        )
         assert status == 200, body
         assert (body["name"], body["notes"], body["tags"]) == ("baseline", "lr 3e-4", ["x", "y"])
         # Both open streams are told (the name is what a page shows).
@@ -326,3 +328,31 @@ def test_a_crash_in_the_middle_of_reclaiming_is_finished_by_the_next_server(
     # The restarted server takes the dead process's lease once it runs out, and finishes.
     assert _wait_reclaimed(srv, pk)["rows"] == {}
     assert not [k for k in list_objects_local(srv) if f"/runs/{run}/" in k]
+
+
+# --- gradexp server gc -----------------------------------------------------------------------
+
+
+def test_gc_reports_then_removes_what_nothing_else_reclaims(start_server: Any) -> None:
+    srv = start_server()
+    gone, kept = (_filled_run(srv, "gc", n=5) for _ in range(2))
+    pk = run_async(_run_pk(srv.db_url, gone))
+    assert srv.request("DELETE", f"/api/v1/runs/{gone}")[0] == 200
+    _wait_reclaimed(srv, pk)
+    srv.stop()
+    # An export that finished after its run was deleted (the race the reclaimer can lose).
+    kept_objects = {k for k in list_objects_local(srv) if f"/runs/{kept}/" in k}
+    project_dir = next(Path(srv.store_url).glob(f"projects/*/runs/{kept}")).parent
+    late = project_dir / gone / "history.parquet"
+    late.parent.mkdir(parents=True)
+    late.write_bytes(b"x" * 2048)
+
+    report = srv.admin("gc", "--dry-run")
+    assert "would reclaim (dry run)" in report
+    assert "orphan objects: 1 (2.0 KiB), of which Parquet exports: 1" in report, report
+    assert late.exists()  # a dry run changes nothing
+    done = srv.admin("gc")
+    assert "1 orphan objects removed" in done, done
+    assert not late.exists()
+    assert {k for k in list_objects_local(srv) if f"/runs/{kept}/" in k} == kept_objects
+    assert "orphan objects: 0 (0 B)" in srv.admin("gc", "--dry-run")

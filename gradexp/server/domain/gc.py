@@ -16,6 +16,7 @@ are deleted. ``gc`` looks at the whole store and database for anything else, and
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from gradexp.server.domain.reclaim import (
     run_tables,
 )
 from gradexp.server.storage import schema as s
-from gradexp.server.storage.objects import StoredObject, parse_run_key
+from gradexp.server.storage.objects import StoredObject, parse_run_key, run_prefix
 
 GRACE = 3600.0  # seconds an object may wait for its row (an upload in flight)
 
@@ -162,4 +163,9 @@ async def collect(reclaimer: Reclaimer, report: GcReport) -> ReclaimPass:
             await reclaimer.objects.delete(obj.key)
             done.objects += 1
             done.bytes += obj.size
+            parsed = parse_run_key(obj.key)
+            if parsed is not None:
+                await asyncio.to_thread(
+                    reclaimer.objects.prune_folders, run_prefix(parsed[0], parsed[1])
+                )
     return done

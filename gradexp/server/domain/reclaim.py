@@ -307,5 +307,6 @@ class Reclaimer:
             count += 1
             if count % OBJECTS_PER_RENEWAL == 0:
                 await self.db.write(_renewed, self.holder, self.lease_seconds)
+        await asyncio.to_thread(self.objects.prune_folders, run_prefix(project_id, run_id))
         if count and self.progress is not None:
             self.progress("objects", count)

@@ -16,6 +16,7 @@ loopback endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -136,6 +137,7 @@ class ObjectStore:
     def __init__(self, url: str, endpoint: str | None = None, region: str | None = None) -> None:
         self.url = url
         self.store = open_store(url, endpoint, region)
+        self._folder = local_store_path(url)
 
     async def put(self, key: str, data: bytes) -> None:
         """Write a whole object."""
@@ -186,6 +188,19 @@ class ObjectStore:
                     )
         except (FileNotFoundError, NotFoundError):
             return  # a local store whose folder was never made
+
+    def prune_folders(self, prefix: str) -> None:
+        """Remove the empty folders left under ``prefix`` once its objects are deleted (a
+        local store keeps them; S3 has no folders)."""
+        if self._folder is None:
+            return
+        top = self._folder / prefix.strip("/")
+        if not top.is_dir():
+            return
+        for path in [*sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True), top]:
+            with contextlib.suppress(OSError):  # not empty (a new object), or gone already
+                if path.is_dir():
+                    path.rmdir()
 
     async def delete(self, key: str) -> None:
         """Remove an object (missing is fine)."""
