@@ -51,7 +51,9 @@ def test_rename_in_the_table_and_delete_selected_runs(ui: Any, server: Any, proj
     field.fill("run 0 (baseline)")
     ui.shot(page, "renaming")
     field.press("Enter")
-    expect(page.locator("table.runs tbody td.name-col a.strong").first).to_have_text("run 0 (baseline)")
+    expect(page.locator("table.runs tbody td.name-col a.strong").first).to_have_text(
+        "run 0 (baseline)"
+    )
     assert server.request("GET", f"/api/v1/runs/{project}-r0")[1]["name"] == "run 0 (baseline)"
     # Delete two: nothing happens before the confirmation.
     for i in (1, 2):
