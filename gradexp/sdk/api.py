@@ -1,4 +1,5 @@
-"""``gradexp.Api``: read projects, runs and their history from a gradexp server.
+"""``gradexp.Api``: read projects, runs and their history from a gradexp server; rename,
+annotate, tag and delete runs.
 
 A blocking client for scripts and notebooks::
 
@@ -11,6 +12,8 @@ A blocking client for scripts and notebooks::
     rows = run.history(keys=["loss"])        # every row: [{"_step": 0, "_timestamp": ..., "loss": ...}]
     small = run.history(samples=500)         # downsampled on the server
     table = run.to_arrow()                   # the whole history as a pyarrow Table
+    run.update(name="baseline", tags=["keep"], notes="the one to beat")
+    api.delete_runs(["a1b2c3", "d4e5f6"], project="mnist")
 
 It uses the standard library's ``urllib`` on the calling thread: no event loop is created or
 touched, so it is safe in Jupyter (whose kernel already runs one) and in any thread.
@@ -45,7 +48,7 @@ ALL_STEPS = 100_000  # ``samples`` that asks for every step (the server's cap)
 
 
 class Api:
-    """A connection to a gradexp server, for reading.
+    """A connection to a gradexp server, for reading (and changing) runs.
 
     ``base_url`` and ``api_key`` default to what the SDK would use: ``GRADEXP_BASE_URL`` /
     ``GRADEXP_API_KEY``, then the credentials ``gradexp login`` saved.
@@ -69,12 +72,24 @@ class Api:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def _open(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+    def _open(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        method: str = "GET",
+        body: Any = None,
+    ) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = self.base_url + API_PREFIX + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._key}"})
+        headers = {"Authorization": f"Bearer {self._key}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             return urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as err:
@@ -88,6 +103,10 @@ class Api:
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         with self._open(path, params) as resp:
+            return json.loads(resp.read())
+
+    def _send(self, method: str, path: str, body: Any = None) -> Any:
+        with self._open(path, method=method, body=body) as resp:
             return json.loads(resp.read())
 
     def _get_bytes(self, path: str) -> bytes:
@@ -174,6 +193,36 @@ class Api:
         doc = self._get(path, {"type": type, "versions": "all"})
         return [Artifact._from_server(self, owner, name, v) for v in doc["versions"]]
 
+    # --- changes ---------------------------------------------------------------------------
+
+    def delete_runs(self, runs: Sequence[str | ApiRun], project: str | None = None) -> list[str]:
+        """Delete several runs (ids or runs) at once, all or none; returns the ids deleted.
+
+        Without ``project`` the runs may be in any of your projects (one request each);
+        with it (``"name"`` or ``"owner/name"``) they must all be in that project and go in
+        one request. Their storage is reclaimed by the server in the background.
+        """
+        ids = [r.id if isinstance(r, ApiRun) else r for r in runs]
+        if project is None:
+            return [
+                run_id
+                for one in ids
+                for run_id in self._send("DELETE", f"/runs/{_quote(one)}")["deleted"]
+            ]
+        path = f"/projects/{self._project_path(project)}/runs/delete"
+        return list(self._send("POST", path, {"ids": ids})["deleted"])
+
+    def delete_project(self, project: str) -> list[str]:
+        """Delete a project (``"name"`` or ``"owner/name"``) and all its runs; returns the
+        ids of the runs deleted."""
+        return list(self._send("DELETE", f"/projects/{self._project_path(project)}")["runs"])
+
+    def _project_path(self, project: str) -> str:
+        owner, _, name = project.rpartition("/")
+        if not owner:
+            owner = self.viewer()["user"]["name"]
+        return f"{_quote(owner)}/{_quote(name)}"
+
 
 class ApiRun:
     """A run as the server last described it (``refresh()`` fetches it again)."""
@@ -213,6 +262,32 @@ class ApiRun:
     def path(self) -> str:
         """``owner/project/id``."""
         return f"{self.owner}/{self.project}/{self.id}"
+
+    def update(
+        self,
+        *,
+        name: str | None = None,
+        notes: str | object | None = _UNSET,
+        tags: Sequence[str] | None = None,
+    ) -> ApiRun:
+        """Rename the run, or change its notes (None clears them) or tags (the whole
+        list); returns the run as the server now describes it. Open pages see it live."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if notes is not _UNSET:
+            body["notes"] = notes
+        if tags is not None:
+            body["tags"] = list(tags)
+        if not body:
+            raise ValueError("nothing to change: pass name=, notes= or tags=")
+        self._load(self._api._send("PATCH", f"/runs/{_quote(self.id)}", body))
+        return self
+
+    def delete(self) -> None:
+        """Delete the run: it disappears at once; the server reclaims its storage later.
+        A script still logging to it is told so and stops uploading."""
+        self._api._send("DELETE", f"/runs/{_quote(self.id)}")
 
     def refresh(self) -> ApiRun:
         """Fetch the run again (state, summary and so on) and return it."""

@@ -55,6 +55,7 @@ from gradexp.stream.channel import (
     Channel,
     Waiter,
 )
+from gradexp.transport.refusals import RUN_DELETED
 
 # gradexp.sdk.values (the slow path) is imported where it is used: it imports typing, which
 # init() should not pay for. Annotations here are strings (PEP 563), so typing is only
@@ -625,7 +626,9 @@ class Run(RunFields):
         elif not closed and channel.stream_dead is None:
             say(f"the run file of {self._id} is still being written; it is safe to sync later.")
         left = channel.last_seq - channel.acked_seq
-        if self.mode == "online" and (left > 0 or channel.upload_error):
+        if channel.upload_error == RUN_DELETED:
+            pass  # the uploader said so in one line; syncing cannot bring the run back
+        elif self.mode == "online" and (left > 0 or channel.upload_error):
             say(
                 f"{max(left, 0)} records of run {self._id} are not uploaded yet; they stay in "
                 f"{self._dir}. Upload them with: gradexp sync {self._dir}"

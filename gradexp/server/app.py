@@ -27,6 +27,7 @@ from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
 from gradexp.server.domain.live.hub import LiveHub
+from gradexp.server.domain.reclaim import Reclaimer
 from gradexp.server.http import (
     artifacts,
     authorize,
@@ -35,6 +36,7 @@ from gradexp.server.http import (
     keys,
     live,
     machine,
+    manage,
     read,
     signin,
     static,
@@ -89,6 +91,7 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         live=live,
         revocations=revocations,
         exporter=Exporter(db, objects),
+        reclaimer=Reclaimer(db, objects),
         decode_pool=DecodePool(settings.ingest_workers, valid_keys),
         passwords=passwords,
         sign_ins=PasswordSignIn(db, settings.policy, passwords),
@@ -111,6 +114,7 @@ def make_app(state: AppState) -> web.Application:
         live,
         machine,
         artifacts,
+        manage,
         signin,
         authorize,
         keys,
@@ -127,6 +131,7 @@ def make_app(state: AppState) -> web.Application:
 
     async def on_startup(_app: web.Application) -> None:
         state.exporter.start()
+        state.reclaimer.start()  # also finishes what a previous life left half-reclaimed
 
     async def on_shutdown(_app: web.Application) -> None:
         await state.live.close()  # end live streams so shutdown need not wait for them
@@ -134,6 +139,7 @@ def make_app(state: AppState) -> web.Application:
     async def on_cleanup(_app: web.Application) -> None:
         await state.alerts.close()
         await state.exporter.close()
+        await state.reclaimer.close()
         await state.db.dispose()
         state.decode_pool.close()  # the ingest decode workers, if any started
         state.passwords.close()

@@ -561,6 +561,51 @@ def team_list(ctx: click.Context, data: str | None, db: str | None, store: str |
         click.echo(f"{team['name']}\t{members or 'no members'}")
 
 
+@server.command("gc")
+@click.option(
+    "--dry-run", is_flag=True, help="Only report what would be reclaimed; change nothing."
+)
+@storage_options
+@click.pass_context
+def gc_command(
+    ctx: click.Context, dry_run: bool, data: str | None, db: str | None, store: str | None
+) -> None:
+    """Reclaim storage: deleted runs' rows and objects, and orphan objects.
+
+    A running server reclaims deleted runs by itself; gc also finds what nothing
+    reclaims (objects no row names, an export made after its run was deleted). It
+    reads the whole object store, so it can take a while on a large one.
+
+    \b
+    Examples:
+      gradexp server gc --dry-run
+      gradexp server gc --db postgresql://gx@db/gradexp --store s3://bucket/gradexp
+    """
+    from gradexp.server.domain.gc import collect, survey
+    from gradexp.server.domain.reclaim import Reclaimer
+    from gradexp.server.storage.objects import ObjectStore
+
+    settings = _settings(ctx, data, db, store)
+
+    async def go(database: Any) -> None:
+        objects = ObjectStore(settings.store_url, settings.s3_endpoint, settings.s3_region)
+        reclaimer = Reclaimer(database, objects)
+        report = await survey(reclaimer)
+        heading = "would reclaim (dry run):" if dry_run else "reclaiming:"
+        click.echo(heading)
+        for line in report.lines():
+            click.echo(f"  {line}")
+        if dry_run:
+            return
+        done = await collect(reclaimer, report)
+        click.echo(
+            f"done: {done.runs} deleted runs and {done.rows:,} rows reclaimed, "
+            f"{len(report.objects):,} orphan objects removed"
+        )
+
+    _run(_with_db(settings, go))
+
+
 @click.command("export")
 @click.argument("run_id")
 @click.option(

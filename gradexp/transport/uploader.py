@@ -37,6 +37,7 @@ from gradexp.protocol.wire import API_PREFIX, FILES_DIR
 from gradexp.transport.artifacts import upload_artifact_files
 from gradexp.transport.base import Batch, BatchSource, UploadListener
 from gradexp.transport.client import Reply, ServerClient
+from gradexp.transport.refusals import RUN_DELETED
 from gradexp.transport.sources import FileSource, LiveSource
 
 __all__ = ["MAX_IN_FLIGHT", "UploadStopped", "Uploader"]
@@ -141,6 +142,8 @@ class Uploader:
             return reply.body
 
     def _refusal(self, reply: Reply) -> str:
+        if reply.code == "run_deleted":
+            return RUN_DELETED
         detail = f"HTTP {reply.status} {reply.code}".strip()
         if reply.message:
             detail += f": {reply.message}"
@@ -449,10 +452,17 @@ class Uploader:
             self.stopped = reason
             if self.listener is not None:
                 self.listener.upload_error = reason
-                say(
-                    f"upload stopped: {reason}. The run file stays in {self.run_dir.path}; "
-                    f"fix this, then run: gradexp sync {self.run_dir.path}"
-                )
+                if reason == RUN_DELETED:  # syncing again cannot help: say so, nothing else
+                    say(
+                        f"run {self.run_id} was deleted on the server: nothing more of it is "
+                        f"uploaded; its run file stays in {self.run_dir.path}"
+                    )
+                else:
+                    say(
+                        f"upload stopped: {reason}. The run file stays in "
+                        f"{self.run_dir.path}; fix this, then run: "
+                        f"gradexp sync {self.run_dir.path}"
+                    )
         for _, waiter in self._flushes:
             waiter.resolve(False)
         self._flushes.clear()

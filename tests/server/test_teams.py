@@ -122,6 +122,38 @@ def _share(srv: Any, team: Team, key: str, run_id: str) -> int:
     return int(srv.request("POST", path, {"runs": [run_id]}, key=key)[0])
 
 
+def _fresh_run(srv: Any, team: Team, by: str, project: str = "shared") -> str:
+    run_id = new_id("own")
+    status, body = put_run(srv, run_id, project, key=team.keys[by], entity=team.name)
+    assert status == 201, body
+    return run_id
+
+
+def _edit_members_run(srv: Any, team: Team, key: str, run_id: str) -> int:
+    return int(srv.request("PATCH", f"/api/v1/runs/{run_id}", {"notes": "seen"}, key=key)[0])
+
+
+def _edit_admins_run(srv: Any, team: Team, key: str, run_id: str) -> int:
+    other = _fresh_run(srv, team, "admin")
+    return int(srv.request("PATCH", f"/api/v1/runs/{other}", {"tags": ["x"]}, key=key)[0])
+
+
+def _delete_members_run(srv: Any, team: Team, key: str, run_id: str) -> int:
+    mine = _fresh_run(srv, team, "member")
+    return int(srv.request("DELETE", f"/api/v1/runs/{mine}", key=key)[0])
+
+
+def _delete_admins_run(srv: Any, team: Team, key: str, run_id: str) -> int:
+    other = _fresh_run(srv, team, "admin")
+    return int(srv.request("DELETE", f"/api/v1/runs/{other}", key=key)[0])
+
+
+def _delete_project(srv: Any, team: Team, key: str, run_id: str) -> int:
+    project = f"gone-{uuid.uuid4().hex[:6]}"
+    _fresh_run(srv, team, "member", project)
+    return int(srv.request("DELETE", f"/api/v1/projects/{team.name}/{project}", key=key)[0])
+
+
 # action -> the status each role gets: admin, member, viewer, outsider
 ROLE_TABLE: dict[str, tuple[Any, tuple[int, int, int, int]]] = {
     "read the project's runs": (_read_project, (200, 200, 200, 404)),
@@ -133,6 +165,11 @@ ROLE_TABLE: dict[str, tuple[Any, tuple[int, int, int, int]]] = {
     "log to a run": (_log_to_run, (200, 200, 404, 404)),
     "manage members": (_manage_members, (200, 403, 403, 404)),
     "share a run": (_share, (201, 403, 403, 404)),
+    "edit a run the member made": (_edit_members_run, (200, 200, 403, 404)),
+    "edit a run the admin made": (_edit_admins_run, (200, 403, 403, 404)),
+    "delete a run the member made": (_delete_members_run, (200, 200, 403, 404)),
+    "delete a run the admin made": (_delete_admins_run, (200, 403, 403, 404)),
+    "delete the project": (_delete_project, (200, 403, 403, 404)),
 }
 
 

@@ -116,18 +116,22 @@ def role_from(
 def _role_query(user_id: int) -> Any:
     """SELECT of what decides a project's role for ``user_id`` (filter it by project)."""
     p, u, m = s.projects, s.users, s.team_members
-    return select(
-        p.c.id,
-        p.c.owner_id,
-        p.c.visibility,
-        u.c.kind.label("owner_kind"),
-        u.c.name.label("owner_name"),
-        m.c.role.label("member_role"),
-    ).select_from(
-        p.join(u, u.c.id == p.c.owner_id).outerjoin(
-            m, and_(m.c.team_id == p.c.owner_id, m.c.user_id == user_id)
+    return (
+        select(
+            p.c.id,
+            p.c.owner_id,
+            p.c.visibility,
+            u.c.kind.label("owner_kind"),
+            u.c.name.label("owner_name"),
+            m.c.role.label("member_role"),
         )
-    )
+        .select_from(
+            p.join(u, u.c.id == p.c.owner_id).outerjoin(
+                m, and_(m.c.team_id == p.c.owner_id, m.c.user_id == user_id)
+            )
+        )
+        .where(p.c.deleted_at.is_(None))
+    )  # a deleted project is out of everyone's reach
 
 
 def _role_of_row(user: User, row: Any) -> Role:

@@ -39,6 +39,7 @@ from gradexp.server.domain.machine import MACHINE_KINDS, apply_machine_records
 from gradexp.server.domain.run_records import merge_metrics, run_field_columns, store_alerts
 from gradexp.server.domain.runs import run_not_found
 from gradexp.server.domain.summaries import update_summaries
+from gradexp.server.domain.tombstones import deleted_refusal
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -278,7 +279,7 @@ def ingest_batch(
         ):
             run = None  # out of reach, or a team's viewer (or a removed member): no such run
     if run is None:
-        raise run_not_found(run_id)
+        raise deleted_refusal(conn, user_id, run_id) or run_not_found(run_id)
     return _apply(conn, kind, run, batch, key_ids)
 
 

@@ -44,7 +44,10 @@ async def list_projects(conn: AsyncConnection, user: User) -> list[dict[str, Any
             .outerjoin(m, and_(m.c.team_id == p.c.owner_id, m.c.user_id == user.id))
             .outerjoin(r, r.c.project_id == p.c.id)
         )
-        .where(or_(p.c.owner_id == user.id, p.c.owner_id.in_(teams), p.c.visibility == SIGNED_IN))
+        .where(
+            or_(p.c.owner_id == user.id, p.c.owner_id.in_(teams), p.c.visibility == SIGNED_IN),
+            p.c.deleted_at.is_(None),
+        )
         .group_by(
             p.c.id,
             p.c.name,

@@ -31,6 +31,7 @@ from gradexp.server.domain.accounts.users import TEAM_KIND, User
 from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from gradexp.server.domain.names import project_name_problem, run_id_problem
 from gradexp.server.domain.summaries import SUMMARY_COLUMNS, MetricDefs, summary_entries
+from gradexp.server.domain.tombstones import deleted_refusal, next_sqlite_run_pk
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, insert_ignore
 
@@ -301,7 +302,11 @@ def _log_owner(conn: Connection, user: User, entity: str | None) -> int:
 
 def _project_id(conn: Connection, kind: str, owner_id: int, name: str) -> int:
     where = (s.projects.c.owner_id == owner_id, s.projects.c.name == name)
-    found = conn.execute(select(s.projects.c.id).where(*where)).scalar()
+    stmt = select(s.projects.c.id).where(*where)
+    if kind != "sqlite":
+        # Deleting the project takes this lock too: no run is born into it meanwhile.
+        stmt = stmt.with_for_update()
+    found = conn.execute(stmt).scalar()
     if found is not None:
         return int(found)
     # Two processes may create the same project at once: insert-or-ignore, then read.
@@ -323,6 +328,15 @@ async def create_or_resume(
         return await db.write(_create_or_resume, db.kind, user, run_id, body)
 
 
+def _refuse_deleted_id(conn: Connection, user: User, run_id: str) -> None:
+    """A deleted run's id is never created again: Gone for its owner, taken for others."""
+    refusal = deleted_refusal(conn, user.id, run_id)
+    if refusal is not None:
+        raise refusal
+    if conn.execute(select(s.deleted_runs.c.pk).where(s.deleted_runs.c.id == run_id)).first():
+        raise Forbidden(f"run id {run_id!r} was used by another user's run; start a new run")
+
+
 def _create_or_resume(
     conn: Connection, kind: str, user: User, run_id: str, body: dict[str, Any]
 ) -> tuple[bool, Any]:
@@ -333,9 +347,11 @@ def _create_or_resume(
     row = conn.execute(stmt).first()
     owner_id = _log_owner(conn, user, body.get("entity"))
     if row is None:
+        _refuse_deleted_id(conn, user, run_id)
         project_id = _project_id(conn, kind, owner_id, body["project"])
         conn.execute(
             insert(s.runs).values(
+                **({"pk": next_sqlite_run_pk(conn)} if kind == "sqlite" else {}),
                 id=run_id,
                 project_id=project_id,
                 created_by=user.id,

@@ -19,6 +19,7 @@ from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import KeyIdCache, ProjectOwners
 from gradexp.server.domain.live.hub import LiveHub
+from gradexp.server.domain.reclaim import Reclaimer
 from gradexp.server.domain.tensors import ArrayCache
 from gradexp.server.http.shell import Shell
 from gradexp.server.settings import ServerSettings
@@ -36,6 +37,7 @@ class AppState:
     live: LiveHub  # the live streams: one poll per interval, a mailbox per stream (4 MiB)
     revocations: Revocations  # told when a key or session dies, so its streams end
     exporter: Exporter  # Parquet exports of finished runs, one task per run at most
+    reclaimer: Reclaimer  # deleted runs' storage, one task (one process at a time: a lease)
     decode_pool: DecodePool  # ingest decode workers: settings.ingest_workers processes
     passwords: PasswordHasher  # scrypt, at most SCRYPT_CONCURRENCY (2) threads
     sign_ins: PasswordSignIn  # its buckets (10,000 addresses), queue (16), unknown names

@@ -18,12 +18,13 @@ loopback endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import obstore
@@ -39,6 +40,14 @@ UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 # Blobs up to this size are hashed in memory and written once; larger ones stream to a
 # temporary object that is renamed into place once its hash checks out.
 IN_MEMORY_BLOB_BYTES = 8 * 1024 * 1024
+
+
+class StoredObject(NamedTuple):
+    """One object as a listing shows it."""
+
+    key: str
+    size: int
+    modified: float  # Unix seconds
 
 
 class HashMismatch(ValueError):
@@ -113,6 +122,16 @@ def blob_key(project_id: int, run_id: str, sha256: str) -> str:
     return f"{run_prefix(project_id, run_id)}/blobs/{sha256}"
 
 
+def parse_run_key(key: str) -> tuple[int, str, str] | None:
+    """``(project id, run id, the rest)`` of a key under a run's prefix, else None."""
+    parts = key.split("/", 4)
+    if len(parts) != 5 or parts[0] != "projects" or parts[2] != "runs":
+        return None
+    if not parts[1].isdigit() or not RUN_ID_RE.fullmatch(parts[3]):
+        return None
+    return int(parts[1]), parts[3], parts[4]
+
+
 def export_key(project_id: int, run_id: str) -> str:
     """Where a run's Parquet export lives."""
     return f"{run_prefix(project_id, run_id)}/history.parquet"
@@ -124,6 +143,7 @@ class ObjectStore:
     def __init__(self, url: str, endpoint: str | None = None, region: str | None = None) -> None:
         self.url = url
         self.store = open_store(url, endpoint, region)
+        self._folder = local_store_path(url)
 
     async def put(self, key: str, data: bytes) -> None:
         """Write a whole object."""
@@ -162,6 +182,31 @@ class ObjectStore:
             return True
         except (FileNotFoundError, NotFoundError):
             return False
+
+    async def list(self, prefix: str) -> AsyncIterator[StoredObject]:
+        """Every object whose key starts with ``prefix`` (a folder: end it with ``/``), in
+        pages; an empty prefix lists the whole store."""
+        try:
+            async for page in obstore.list(self.store, prefix or None, chunk_size=1000):
+                for meta in page:
+                    yield StoredObject(
+                        str(meta["path"]), int(meta["size"]), meta["last_modified"].timestamp()
+                    )
+        except (FileNotFoundError, NotFoundError):
+            return  # a local store whose folder was never made
+
+    def prune_folders(self, prefix: str) -> None:
+        """Remove the empty folders left under ``prefix`` once its objects are deleted (a
+        local store keeps them; S3 has no folders)."""
+        if self._folder is None:
+            return
+        top = self._folder / prefix.strip("/")
+        if not top.is_dir():
+            return
+        for path in [*sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True), top]:
+            with contextlib.suppress(OSError):  # not empty (a new object), or gone already
+                if path.is_dir():
+                    path.rmdir()
 
     async def delete(self, key: str) -> None:
         """Remove an object (missing is fine)."""

@@ -133,6 +133,9 @@ projects = Table(
     Column("created_at", Double, nullable=False),
     # "private" (owner or team) or "signed_in" (every signed-in user reads it) (0012).
     Column("visibility", String(16), nullable=False, server_default="private"),
+    # A deleted project keeps its row (ids are never reused) under an unreachable name
+    # (``domain/manage.py``); set when it was deleted (migration 0015).
+    Column("deleted_at", Double, nullable=True),
     UniqueConstraint("owner_id", "name", name="uq_projects_owner_name"),
     **MYSQL_TABLE,
 )
@@ -470,6 +473,34 @@ artifact_blobs = Table(
     **MYSQL_TABLE,
 )
 
+# Deleted runs (migration 0015): the tombstone written in the transaction that deletes the
+# run's row. It keeps the id reserved (a late batch gets "run deleted", never a fresh run),
+# keeps the pk from being handed out again, and lists what the reclaimer still owes
+# (``reclaimed_at`` NULL): the rows of every table keyed by ``run_pk`` and the run's objects.
+deleted_runs = Table(
+    "deleted_runs",
+    metadata,
+    Column("pk", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project_id", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("deleted_at", Double, nullable=False),
+    Column("deleted_by", Integer, nullable=True),
+    Column("reclaimed_at", Double, nullable=True),
+    **MYSQL_TABLE,
+)
+
+# Named leases that server processes take in turns (migration 0015): the storage
+# reclaimer's, so one process at a time reclaims (``domain/reclaim.py``).
+server_leases = Table(
+    "server_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", Double, nullable=False),
+    **MYSQL_TABLE,
+)
+
 __all__ = [
     "alerts",
     "api_keys",
@@ -481,6 +512,7 @@ __all__ = [
     "blobs",
     "console_lines",
     "console_totals",
+    "deleted_runs",
     "files",
     "history",
     "live_watches",
@@ -491,9 +523,12 @@ __all__ = [
     "run_environments",
     "run_keys",
     "runs",
+    "server_leases",
     "server_secrets",
     "sessions",
+    "share_links",
     "system_samples",
+    "team_members",
     "typed_values",
     "uploads",
     "users",

@@ -1,9 +1,10 @@
 // @ts-check
 // The read API and the live (SSE) streams, as the pages use them.
 //
-// Requests ride on the browser's session cookie (same origin); the UI only reads, so it
-// never needs the CSRF header that writes require. A 401 means the session ended: the
-// page goes to sign-in and comes back here afterwards.
+// Requests ride on the browser's session cookie (same origin); a write (renaming or
+// deleting runs) also sends the session's CSRF token, read from its cookie, in the header
+// the server requires. A 401 means the session ended: the page goes to sign-in and comes
+// back here afterwards.
 
 export const API = "/api/v1";
 export const SIGN_IN_PATH = "/login";
@@ -81,19 +82,36 @@ export const ACCESS_REMOVED = "access_removed";
  * because the sign-in page refuses to be framed. */
 export const embedded = new URLSearchParams(location.search).get("embed") === "1" || window.top !== window;
 
+/** The session's CSRF token (its cookie is readable by the page for exactly this). */
+function csrfToken() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("gradexp_csrf="));
+  return found ? decodeURIComponent(found.slice("gradexp_csrf=".length)) : "";
+}
+
 /**
  * GET (by default) a JSON endpoint under /api/v1; throws ApiError with the server's message.
+ * With `body` (any other method), it is sent as JSON along with the CSRF header.
  * The answer is JSON as the server sends it (docs/protocol.md), so it is typed `any`.
  * @param {string} path
- * @param {{signal?: AbortSignal, method?: string}} [options]
+ * @param {{signal?: AbortSignal, method?: string, body?: unknown}} [options]
  * @returns {Promise<any>}
  */
-export async function api(path, { signal, method = "GET" } = {}) {
+export async function api(path, { signal, method = "GET", body: payload } = {}) {
   let resp;
+  /** @type {Record<string, string>} */
+  const headers = {};
+  if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrfToken();
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
   try {
     // credentials "include" (same origin anyway) matches the shell's <link rel=preload
     // crossorigin=use-credentials>, so a preloaded read is reused instead of sent twice.
-    resp = await fetch(apiUrl(path), { method, signal, credentials: shareToken ? "omit" : "include" });
+    resp = await fetch(apiUrl(path), {
+      method,
+      signal,
+      credentials: shareToken ? "omit" : "include",
+      headers,
+      body: payload === undefined ? undefined : JSON.stringify(payload),
+    });
   } catch (err) {
     if (err && /** @type {Error} */ (err).name === "AbortError") throw err;
     throw new ApiError(0, "network", "The server did not answer. Is `gradexp server` still running?");

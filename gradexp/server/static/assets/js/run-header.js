@@ -3,9 +3,10 @@
 // state, facts, and the tab bar.
 
 import { qs, seg, shareToken } from "./api.js";
-import { h, replace, stateBadge } from "./dom.js";
+import { h, icon, replace, stateBadge } from "./dom.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum } from "./lib/format.js";
 import { runDuration } from "./lib/runs.js";
+import { runEditor } from "./run-edit.js";
 
 /**
  * The header of a run's pages. `active` names the current tab ("charts", "overview",
@@ -48,7 +49,32 @@ export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
       // Labelled like the other facts, so a tag (say, "live") never reads as a status.
       (r.tags || []).length ? h("span", { class: "tags" }, "Tags ", r.tags.map((/** @type {string} */ t) => h("a", { class: "tag", href: projectLink(`/p/${seg(r.owner)}/${seg(r.project)}${qs({ tag: t })}`), title: `Runs tagged ${t}`, text: t }))) : null,
     );
+    replace(notesLine, r.notes ? h("span", { class: "muted", text: "Notes " }) : null, r.notes || "");
+    notesLine.hidden = !r.notes;
   };
+  const notesLine = h("p", { class: "run-notes" });
+  const editorSlot = h("div", { class: "editor-slot" });
+  const editButton = h("button", { type: "button", class: "button ghost small edit-run", title: "Rename the run, change its tags and notes, or delete it" }, icon("edit", 14), "Edit");
+  /** @type {any} */
+  let current = run;
+  const closeEditor = () => {
+    replace(editorSlot);
+    editButton.hidden = false;
+  };
+  editButton.addEventListener("click", () => {
+    editButton.hidden = true;
+    replace(
+      editorSlot,
+      runEditor(current, {
+        onSaved: (r) => {
+          api.update(r);
+          closeEditor();
+        },
+        onDeleted: () => location.assign(`/p/${seg(current.owner)}/${seg(current.project)}`),
+        onClose: closeEditor,
+      }),
+    );
+  });
   fillFacts(run);
   const tabs = h(
     "nav",
@@ -64,19 +90,24 @@ export function runHeader(run, active, { hasMedia, hasGradients, alerts = 0 }) {
   const el = h(
     "header",
     { class: "run-head" },
-    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id }), alertSlot),
+    h("div", { class: "run-title" }, badge, h("h1", { text: run.name }), h("code", { class: "run-id", title: "Run id", text: run.id }), alertSlot, editButton),
     facts,
+    notesLine,
+    editorSlot,
     tabs,
   );
-  return {
+  const api = {
     el,
     tabs,
+    /** @param {any} r */
     update(r) {
+      current = r;
       replace(badge, stateBadge(r.state));
       const title = el.querySelector("h1");
-      if (title && title.textContent !== r.name) title.textContent = r.name; // renamed by the run
+      if (title && title.textContent !== r.name) title.textContent = r.name; // renamed (here, elsewhere, by the run)
       fillFacts(r);
     },
     setAlerts,
   };
+  return api;
 }

@@ -9,6 +9,7 @@ import { setCrumbs } from "../layout.js";
 import { visibilityControl } from "../teams.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
 import { colorFor, configAt, defaultColumns, firstDirection, runDuration } from "../lib/runs.js";
+import { confirmBar, renameInPlace } from "../run-edit.js";
 
 const STATES = ["", "running", "finished", "failed", "crashed"];
 const SORTABLE = { name: "Name", state: "State", started_at: "Started", last_step: "Step" };
@@ -66,6 +67,8 @@ export async function mountRuns(el, owner, project) {
   const tagSel = h("select", { class: "input", "aria-label": "Filter by tag" }, h("option", { value: "", text: "All tags" }));
   const compareBtn = h("a", { class: "button primary", href: "#", role: "button" });
   const clearSel = h("button", { class: "button ghost", type: "button", text: "Clear" });
+  const deleteSel = h("button", { class: "button danger", type: "button", title: "Delete the selected runs (asks first)" });
+  const confirmSlot = h("div", { class: "confirm-slot" });
   const colsButton = h("details", { class: "popover" });
   const countEl = h("span", { class: "muted" });
   const table = h("table", { class: "table runs" });
@@ -84,7 +87,8 @@ export async function mountRuns(el, owner, project) {
       "section",
       { class: "page" },
       h("div", { class: "page-head" }, h("h1", { text: project }), h("span", { class: "owner-note muted", text: `owned by ${owner}` }), countEl, liveDot, h("a", { class: "page-link", href: `/p/${seg(owner)}/${seg(project)}/artifacts`, text: "Artifacts" }), projectControls),
-      h("div", { class: "toolbar" }, h("label", { class: "search" }, icon("search"), search), stateSel, tagSel, colsButton, h("div", { class: "spacer" }), clearSel, compareBtn),
+      h("div", { class: "toolbar" }, h("label", { class: "search" }, icon("search"), search), stateSel, tagSel, colsButton, h("div", { class: "spacer" }), clearSel, deleteSel, compareBtn),
+      confirmSlot,
       body,
       pager,
     ),
@@ -109,7 +113,29 @@ export async function mountRuns(el, owner, project) {
     compareBtn.href = n ? `/compare${qs({ runs: [...selected].slice(0, MAX_COMPARE) })}` : "#";
     compareBtn.title = n ? "Open the selected runs side by side" : "Select runs with the checkboxes to compare them";
     clearSel.hidden = n === 0;
+    deleteSel.hidden = n === 0;
+    replace(deleteSel, icon("trash", 14), `Delete ${n}`);
   }
+  deleteSel.addEventListener("click", () => {
+    const ids = [...selected];
+    const what = ids.length === 1 ? "1 run" : `${fmtNum(ids.length)} runs`;
+    replace(
+      confirmSlot,
+      confirmBar(
+        `Delete ${what}? Their history, files and exports are removed for good.`,
+        `Delete ${what}`,
+        async () => {
+          await api(`${base}/runs/delete`, { method: "POST", body: { ids } });
+          replace(confirmSlot);
+          selected.clear();
+          saveSelection();
+          updateCompare();
+          await reload(false);
+        },
+        () => replace(confirmSlot),
+      ),
+    );
+  });
   compareBtn.addEventListener("click", (e) => {
     if (!selected.size) e.preventDefault();
   });
@@ -253,6 +279,15 @@ export async function mountRuns(el, owner, project) {
       saveSelection();
       updateCompare();
     });
+    const link = h("a", { class: "strong", href: `/r/${seg(run.id)}`, text: run.name });
+    /** @param {any} changed */
+    const renamed = (changed) => {
+      const page = state.page;
+      if (!page) return;
+      page.runs[index] = changed;
+      const tr = table.querySelector(`tr[data-run="${CSS.escape(run.id)}"]`);
+      if (tr) tr.replaceWith(row(changed, index));
+    };
     const cells = (columns || []).map((c) => {
       const [kind, key] = [c.slice(0, c.indexOf(":")), c.slice(c.indexOf(":") + 1)];
       const v = kind === "summary" ? run.summary[key] : configAt(run.config, key);
@@ -264,7 +299,7 @@ export async function mountRuns(el, owner, project) {
       "tr",
       { dataset: { run: run.id } },
       h("td", { class: "check-col" }, box),
-      h("td", { class: "name-col" }, h("span", { class: "run-dot", style: { background: colorFor(index) } }), h("a", { class: "strong", href: `/r/${seg(run.id)}`, text: run.name }), h("span", { class: "run-id", text: run.id })),
+      h("td", { class: "name-col" }, h("span", { class: "run-dot", style: { background: colorFor(index) } }), link, h("button", { type: "button", class: "icon-button rename", title: `Rename run ${run.name}`, "aria-label": `Rename run ${run.name}`, on: { click: () => renameInPlace(link, run, renamed) } }, icon("edit", 13)), h("span", { class: "run-id", text: run.id })),
       h("td", {}, stateBadge(run.state)),
       h("td", { title: fmtDateTime(run.started_at), text: fmtAgo(run.started_at) }),
       h("td", { class: "num", text: fmtDuration(runDuration(run)) }),
