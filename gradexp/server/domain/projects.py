@@ -30,7 +30,7 @@ async def list_projects(conn: AsyncConnection, user: User) -> list[dict[str, Any
             func.count(r.c.pk).label("run_count"),
             func.max(r.c.started_at).label("last_run_at"),
         )
-        .select_from(p.outerjoin(r, r.c.project_id == p.c.id))
+        .select_from(p.outerjoin(r, (r.c.project_id == p.c.id) & r.c.parent_pk.is_(None)))
         .where(p.c.owner_id == user.id)
         .group_by(p.c.id, p.c.name, p.c.created_at)
     )
@@ -70,7 +70,9 @@ async def project_columns(conn: AsyncConnection, project_id: int) -> dict[str, l
     r, k = s.runs, s.run_keys
     runs = (
         await conn.execute(
-            select(r.c.tags, r.c.config, r.c.summary).where(r.c.project_id == project_id)
+            select(r.c.tags, r.c.config, r.c.summary).where(
+                r.c.project_id == project_id, r.c.parent_pk.is_(None)
+            )
         )
     ).all()
     keys = (
