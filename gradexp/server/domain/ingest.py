@@ -268,10 +268,7 @@ def ingest_batch(
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
-    if rank:
-        run = _select_writer(conn, run_id, rank)
-    else:
-        run = _select_run(conn, "id", run_id)
+    run = _select_writer(conn, run_id, rank) if rank else _select_run(conn, "id", run_id)
     if run is not None:
         owner = owners.get(run.project_id)
         if owner is None:
