@@ -58,7 +58,7 @@ async def poll_runs(
     """The followed runs that can have news: those named, and those of the projects named,
     that are running (they may progress, or go quiet and read as crashed) or were updated
     since ``since``."""
-    followed = []
+    followed: list[Any] = []
     if run_pks:
         followed.append(_r.c.pk.in_(run_pks))
     if project_ids:
