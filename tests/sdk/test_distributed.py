@@ -31,7 +31,7 @@ TRAIN = textwrap.dedent(
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    run = gradexp.init(project="ddp", config={"lr": 0.1}, name="two-ranks")
+    run = gradexp.init(project=os.environ.get("DDP_PROJECT", "ddp"), config={"lr": 0.1}, name="two-ranks")
     for step in range(%(steps)d):
         t = torch.tensor([float(step)])
         dist.all_reduce(t)  # both ranks step together

@@ -214,9 +214,7 @@ async def console_since(
     rows = (
         await conn.execute(
             select(c.c.seq, c.c.rank, c.c.line_id, c.c.time, c.c.stream, c.c.text)
-            .where(
-                c.c.run_pk == run_pk, c.c.rank == rank, c.c.seq > after_seq, c.c.seq <= max_seq
-            )
+            .where(c.c.run_pk == run_pk, c.c.rank == rank, c.c.seq > after_seq, c.c.seq <= max_seq)
             .order_by(c.c.seq, c.c.line_id)
             .limit(limit)
         )

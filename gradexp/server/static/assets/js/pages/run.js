@@ -88,7 +88,7 @@ function ranksCard(run) {
     "section",
     { class: "card ranks-card" },
     h("h2", { text: `Ranks (${run.world_size})` }),
-    trouble ? h("p", { class: "bad pad", text: trouble }) : null,
+    trouble ? h("p", { class: "error pad", text: trouble }) : null,
     h(
       "table",
       { class: "table" },
