@@ -110,7 +110,7 @@ def test_a_client_without_writers_is_rank_zero(db_server: Any) -> None:
     srv = db_server
     run_id = new_id()
     status, reply = put_run(srv, run_id)  # no writer: as every client before writers
-    assert status == 201
+    assert status == 201 and reply["accepts"]["writers"] is True
     assert post(srv, run_id, ranked_steps(1, 3, 0)) == (200, {"acked_seq": 3})
     assert post(srv, run_id, finish(4, 0)) == (200, {"acked_seq": 4})
     run = get(srv, f"/api/v1/runs/{run_id}")
