@@ -119,3 +119,21 @@ def test_a_client_without_writers_is_rank_zero(db_server: Any) -> None:
     assert post_as(srv, run_id, 1, ranked_steps(1, 1, 1))[0] == 404
     bad = put_run(srv, run_id, attempt="a9", writer={"rank": 2, "world_size": 2})
     assert bad[0] == 400
+
+
+def test_a_silent_writer_reads_crashed(start_server: Any) -> None:
+    import time
+
+    srv = start_server(env={"GRADEXP_SERVER_CRASH_AFTER": "3"})
+    run_id = new_id()
+    for rank in (0, 1):
+        assert put_writer(srv, run_id, rank)[0] in (200, 201)
+    assert post_as(srv, run_id, 1, ranked_steps(1, 2, 1))[0] == 200
+    time.sleep(3.5)  # past the crash timeout: rank 1 has gone quiet
+    assert srv.request("POST", f"/api/v1/runs/{run_id}/heartbeat", {})[0] == 200  # rank 0 lives
+    run = get(srv, f"/api/v1/runs/{run_id}")
+    assert [(w["rank"], w["state"]) for w in run["writers"]] == [(0, "running"), (1, "crashed")]
+    assert run["state"] == "running"
+    # Its heartbeat (?writer=1) brings it back.
+    assert srv.request("POST", f"/api/v1/runs/{run_id}/heartbeat?writer=1", {})[0] == 200
+    assert [w["state"] for w in get(srv, f"/api/v1/runs/{run_id}")["writers"]] == ["running"] * 2
