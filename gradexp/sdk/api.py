@@ -253,6 +253,11 @@ class ApiRun:
         self.last_step: int = doc.get("last_step", -1)
         self.telemetry: dict[str, Any] = doc.get("telemetry") or {}
         self.url: str = doc.get("url", "")
+        #: A distributed run's processes (docs/distributed.md): 1 for a run of one.
+        self.world_size: int = doc.get("world_size") or 1
+        #: Each rank's ``{"rank", "state", "exit_code", "host", "last_step", ...}`` (a
+        #: rank that went silent reads ``crashed``); empty for a run of one.
+        self.writers: list[dict[str, Any]] = doc.get("writers") or []
         self._environment: object = _UNSET  # fetched on first use
 
     def __repr__(self) -> str:
@@ -294,9 +299,11 @@ class ApiRun:
         self._load(self._api._get(f"/runs/{_quote(self.id)}"))
         return self
 
-    def keys(self) -> list[dict[str, Any]]:
-        """The run's keys: ``[{"key", "kind", "count", "first_step", "last_step"}]``."""
-        return list(self._api._get(f"/runs/{_quote(self.id)}/keys")["keys"])
+    def keys(self, rank: int = 0) -> list[dict[str, Any]]:
+        """The run's keys: ``[{"key", "kind", "count", "first_step", "last_step"}]``
+        (``rank``: those another rank of a distributed run logged)."""
+        params = {"rank": rank or None}
+        return list(self._api._get(f"/runs/{_quote(self.id)}/keys", params)["keys"])
 
     def scan_history(
         self,
@@ -304,9 +311,12 @@ class ApiRun:
         min_step: int | None = None,
         max_step: int | None = None,
         page_size: int = ROWS_PAGE,
+        rank: int = 0,
     ) -> Iterator[dict[str, Any]]:
-        """Every history row, page by page (memory stays flat for long runs)."""
+        """Every history row, page by page (memory stays flat for long runs); ``rank``:
+        another rank's rows, for a distributed run (its history is rank 0's)."""
         params: dict[str, Any] = {
+            "rank": rank or None,
             "keys": ",".join(keys) if keys else None,
             "min_step": min_step,
             "max_step": max_step,
@@ -328,16 +338,19 @@ class ApiRun:
         samples: int | None = None,
         min_step: int | None = None,
         max_step: int | None = None,
+        rank: int = 0,
     ) -> list[dict[str, Any]]:
         """History rows as dicts with ``_step`` and ``_timestamp``.
 
         Without ``samples``: every row (NaN and infinities come back as floats). With
         ``samples``: at most that many points per key, downsampled on the server (each
         point the last value of its bucket; see :meth:`series` for the min and max).
+        ``rank``: what another rank of a distributed run logged (the run's history is
+        rank 0's; docs/distributed.md).
         """
         if samples is None:
-            return list(self.scan_history(keys, min_step, max_step))
-        series = self.series(keys, samples, min_step, max_step)
+            return list(self.scan_history(keys, min_step, max_step, rank=rank))
+        series = self.series(keys, samples, min_step, max_step, rank=rank)
         by_step: dict[int, dict[str, Any]] = {}
         for key, s in series.items():
             for step, value, t in zip(s["step"], s["value"], s["time"], strict=True):
@@ -351,14 +364,17 @@ class ApiRun:
         samples: int = 1000,
         min_step: int | None = None,
         max_step: int | None = None,
+        rank: int = 0,
     ) -> dict[str, dict[str, list[Any]]]:
         """Downsampled series per key: ``{"loss": {"step", "value", "min", "max", "time"}}``.
 
         Each of at most ``samples`` buckets keeps its min and max, so spikes survive.
+        ``rank``: another rank's series, for a distributed run.
         """
         doc = self._api._get(
             f"/runs/{_quote(self.id)}/history",
             {
+                "rank": rank or None,
                 "keys": ",".join(keys) if keys else None,
                 "samples": samples,
                 "min_step": min_step,
@@ -462,16 +478,17 @@ class ApiRun:
     def logs(
         self, stream: str | None = None, q: str | None = None, rank: int = 0
     ) -> list[dict[str, Any]]:
-        """The console output, line by line: ``[{"time", "stream", "text", "id"}, ...]``.
+        """The console output, line by line: ``[{"time", "stream", "text", "id", "rank"}, ...]``.
 
         ``stream``: ``"stdout"`` or ``"stderr"`` only; ``q``: lines holding this text
-        (case-insensitive). Reads page by page, so a long log costs a few requests.
+        (case-insensitive); ``rank``: which process of a distributed run (each line says
+        its rank). Reads page by page, so a long log costs a few requests.
         """
         out: list[dict[str, Any]] = []
         params: dict[str, Any] = {"stream": stream, "q": q, "rank": rank or None, "limit": 10_000}
         while True:
             page = self._api._get(f"/runs/{_quote(self.id)}/logs", params)
-            out.extend(page["lines"])
+            out.extend({**line, "rank": rank} for line in page["lines"])
             if page.get("next_after_id") is None:
                 return out
             params["after_id"] = page["next_after_id"]

@@ -23,6 +23,7 @@ from gradexp.protocol.names import project_name_problem, run_id_problem
 from gradexp.protocol.values import PLAIN_TYPES
 from gradexp.sdk import hooks
 from gradexp.sdk.config import as_config_dict
+from gradexp.sdk.distributed import RANKS_MODES, job_run_id, writer_from_env
 from gradexp.sdk.entity import check_entity, split_project
 from gradexp.sdk.ids import random_id, random_name
 from gradexp.sdk.run import Run
@@ -230,6 +231,7 @@ def init(
     api_key: str | None = None,
     settings: Settings | Mapping[str, Any] | None = None,
     console: str | None = None,
+    ranks: str = "all",
 ) -> Run:
     """Start a run and make it the current one.
 
@@ -244,8 +246,14 @@ def init(
     ``project="TEAM/NAME"``, or ``GRADEXP_ENTITY``) logs to a team's project, when the
     key's user is a member or admin of the team (checked here when online). ``console``: ``"auto"`` (the default)
     tees stdout and stderr into the run, ``"off"`` does not (docs/sdk.md, "Console
-    output"). Use as a context manager to finish on exit.
+    output"). ``ranks``: under a launcher of several processes (``torchrun``: ``RANK``
+    and ``WORLD_SIZE`` set), ``"all"`` (the default) makes every rank a writer of one
+    run for the job, ``"zero"`` logs rank 0 only and makes the other ranks' runs
+    disabled (docs/distributed.md). Use as a context manager to finish on exit.
     """
+    if ranks not in RANKS_MODES:
+        raise GradexpError(f"ranks={ranks!r}: use 'all' or 'zero'.")
+    writer = writer_from_env()
     reinit_mode = _REINIT.get(reinit) if isinstance(reinit, (bool, str, type(None))) else None
     if reinit_mode is None:
         raise GradexpError(
@@ -276,10 +284,25 @@ def init(
         "console": console,
     }
     overrides.update({k: v for k, v in explicit.items() if v is not None})
+    if writer is not None and writer.rank != 0 and ranks == "zero":
+        overrides["mode"] = "disabled"  # only rank 0 logs
     resolved = resolve_settings(**overrides)
     if resolved.quiet:
         set_quiet(True)
-    run_id = resolved.run_id or random_id()
+    if writer is not None and (resolved.mode == "disabled" or ranks == "zero"):
+        writer = None  # a run of its own (rank 0 of "zero"), or none at all
+    run_id = resolved.run_id
+    if writer is not None and run_id is None:
+        run_id = job_run_id(resolved.project)
+        if run_id is None:
+            if writer.rank == 0:
+                say(
+                    f"rank 0 of {writer.world_size}: nothing the launcher set names this job "
+                    "alike on every node, so each rank logs a run of its own; set "
+                    "GRADEXP_RUN_ID to one id for the whole job to make them one run"
+                )
+            writer = None
+    run_id = run_id or random_id()
     problem = run_id_problem(run_id) or project_name_problem(
         resolved.project.partition("/")[2] or resolved.project
     )
@@ -313,11 +336,13 @@ def init(
     if resolved.mode != "disabled":
         stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(started_at))
         root = os.path.join(resolved.dir, "gradexp")
-        run_dir = os.path.join(root, f"run-{stamp}-{run_id}")
+        # A distributed run's other writers keep their own run file beside rank 0's.
+        tail = f".rank{writer.rank}" if writer is not None and writer.rank else ""
+        run_dir = os.path.join(root, f"run-{stamp}-{run_id}{tail}")
         suffix = 1
         while os.path.exists(run_dir):  # the same id twice in one second (resume, tests)
             suffix += 1
-            run_dir = os.path.join(root, f"run-{stamp}-{run_id}.{suffix}")
+            run_dir = os.path.join(root, f"run-{stamp}-{run_id}{tail}.{suffix}")
         # The one piece of file I/O on the caller's thread: a bad dir fails here, at once,
         # with a clear message, instead of later on the stream thread.
         try:
@@ -352,6 +377,8 @@ def init(
         "mode": resolved.mode,
         "base_url": resolved.base_url,
     }
+    if writer is not None:
+        meta["writer"] = writer.as_meta()
     if save_code and program is not None:
         meta["code"] = program[1]  # the stream saves it as the run file code/<name>
     run = Run(

@@ -196,7 +196,10 @@ class RunStream:
         code = self.meta.get("code")
         if code:
             await self._save_code(str(code))
-        update_latest_link(os.path.dirname(self.run_dir.path), os.path.basename(self.run_dir.path))
+        if not (self.meta.get("writer") or {}).get("rank"):  # a job's latest run is rank 0's
+            update_latest_link(
+                os.path.dirname(self.run_dir.path), os.path.basename(self.run_dir.path)
+            )
         if self.uploader is not None:
             self.uploader.source = LiveSource(self.run_dir.log_path, HEADER_SIZE, start_seq)
             self.upload_task = self.loop.create_task(self.uploader.run(), name="gradexp-upload")

@@ -22,9 +22,17 @@ from typing import Any, Protocol
 
 import orjson
 
-from gradexp.protocol.wire import RECORD_TYPES
+from gradexp.protocol.wire import RECORD_TYPE_NAMES, RECORD_TYPES
 
-__all__ = ["Batch", "BatchSource", "Frame", "FrameReader", "UploadListener", "build_batch"]
+__all__ = [
+    "Batch",
+    "BatchSource",
+    "Frame",
+    "FrameReader",
+    "UploadListener",
+    "build_batch",
+    "skipped",
+]
 
 FILE_RECORD = RECORD_TYPES["file"]
 ARTIFACT_RECORD = RECORD_TYPES["artifact"]
@@ -54,6 +62,8 @@ class Batch:
     end_offset: int | None = None  # where the frame after last_seq starts (ack hint)
     raw_bytes: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # their files go first
+    #: Records left out because the server does not accept their type: type -> count.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def body(self) -> bytes:
         """The JSON body, built by joining the stored payloads (no re-encoding)."""
@@ -69,9 +79,12 @@ class Batch:
 class BatchSource(Protocol):
     """Where an uploader's batches come from: one run file's records, in sequence order."""
 
-    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
+    def next_batch(
+        self, expected: int, max_bytes: int, max_records: int, skip: frozenset[int] = frozenset()
+    ) -> Batch | None:
         """The next batch from sequence ``expected`` on (earlier frames are skipped), at
-        most ``max_bytes`` of payload and ``max_records`` records; None if nothing is due."""
+        most ``max_bytes`` of payload and ``max_records`` records; None if nothing is due.
+        Records of a type in ``skip`` (frame type bytes) are sent as :func:`skipped`."""
         ...
 
     def rewind(self) -> None:
@@ -115,17 +128,35 @@ def filler(seq: int) -> bytes:
     return b'{"seq":%d,"type":"telemetry","lost_records":1}' % seq
 
 
+def skipped(seq: int, rtype: int) -> bytes:
+    """A stand-in for a record of a type the server does not accept (an older server).
+
+    The record stays in the run file (a newer server can take it from ``gradexp sync``);
+    the server gets a telemetry record counting it in its place, which every server
+    accepts and which keeps the sequence contiguous, so everything else is delivered
+    exactly once as before.
+    """
+    name = RECORD_TYPE_NAMES.get(rtype, str(rtype)).encode()
+    return b'{"seq":%d,"type":"telemetry","skipped_records":{"%s":1}}' % (seq, name)
+
+
 def build_batch(
-    source: FrameReader, expected: int, max_bytes: int, max_records: int
+    source: FrameReader,
+    expected: int,
+    max_bytes: int,
+    max_records: int,
+    skip: frozenset[int] = frozenset(),
 ) -> Batch | None:
     """Cut the next batch from ``source``, starting at sequence ``expected``.
 
     Frames below ``expected`` are skipped (already acknowledged, or duplicates); a hole
-    in the sequence (a frame lost to damage) is filled with :func:`_filler` records.
+    in the sequence (a frame lost to damage) is filled with :func:`filler` records, and a
+    record of a type in ``skip`` is replaced by :func:`skipped`.
     """
     payloads: list[bytes] = []
     files: list[dict[str, Any]] = []
     artifacts: list[dict[str, Any]] = []
+    left_out: dict[str, int] = {}
     size = 0
     first = expected
     end_offset: int | None = None
@@ -144,6 +175,14 @@ def build_batch(
             expected += 1
             end_offset = frame.offset
             continue
+        if frame.rtype in skip:
+            payloads.append(skipped(frame.seq, frame.rtype))
+            name = RECORD_TYPE_NAMES.get(frame.rtype, str(frame.rtype))
+            left_out[name] = left_out.get(name, 0) + 1
+            expected += 1
+            end_offset = frame.end
+            source.pop()
+            continue
         payloads.append(frame.payload)
         size += len(frame.payload) + 1
         if frame.rtype == FILE_RECORD:
@@ -157,4 +196,4 @@ def build_batch(
         source.pop()
     if not payloads:
         return None
-    return Batch(first, expected - 1, payloads, files, end_offset, size, artifacts)
+    return Batch(first, expected - 1, payloads, files, end_offset, size, artifacts, left_out)

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gradexp.protocol.runfile import FRAME, FRAME_SIZE, HEADER_SIZE, RunDir, RunFile, payload_seq
+from gradexp.protocol.wire import RECORD_TYPE_NAMES
 from gradexp.transport.base import (
     ARTIFACT_RECORD,
     FILE_RECORD,
@@ -25,6 +26,7 @@ from gradexp.transport.base import (
     BatchSource,
     Frame,
     build_batch,
+    skipped,
 )
 
 __all__ = ["FileSource", "LiveSource"]
@@ -76,8 +78,11 @@ class LiveSource(BatchSource):
         """Start again from the first frame of this attempt."""
         self.offset, self.next_seq = self._start
 
-    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
-        """The next batch, from sequence ``expected`` on (earlier frames are skipped)."""
+    def next_batch(
+        self, expected: int, max_bytes: int, max_records: int, skip: frozenset[int] = frozenset()
+    ) -> Batch | None:
+        """The next batch, from sequence ``expected`` on (earlier frames are skipped); a
+        record of a type in ``skip`` is sent as its stand-in (``base.skipped``)."""
         unpack = FRAME.unpack_from
         while self.next_seq < expected and self.offset < self.written:  # after a rewind
             head = os.pread(self._fd, FRAME_SIZE, self.offset)
@@ -97,6 +102,7 @@ class LiveSource(BatchSource):
         payloads: list[Any] = []
         files: list[dict[str, Any]] = []
         artifacts: list[dict[str, Any]] = []
+        left_out: dict[str, int] = {}
         pos = size = 0
         end = len(data)
         while pos + FRAME_SIZE <= end and len(payloads) < max_records and size < max_bytes:
@@ -104,6 +110,12 @@ class LiveSource(BatchSource):
             stop = pos + FRAME_SIZE + length
             if stop > end:
                 break
+            if rtype in skip:
+                payloads.append(skipped(self.next_seq + len(payloads), rtype))
+                name = RECORD_TYPE_NAMES.get(rtype, str(rtype))
+                left_out[name] = left_out.get(name, 0) + 1
+                pos = stop
+                continue
             payload = view[pos + FRAME_SIZE : stop]
             payloads.append(payload)
             if rtype == FILE_RECORD:
@@ -119,7 +131,9 @@ class LiveSource(BatchSource):
         first = self.next_seq
         self.next_seq += len(payloads)
         self.offset += pos
-        return Batch(first, self.next_seq - 1, payloads, files, self.offset, size, artifacts)
+        return Batch(
+            first, self.next_seq - 1, payloads, files, self.offset, size, artifacts, left_out
+        )
 
 
 class FileSource(BatchSource):
@@ -169,6 +183,8 @@ class FileSource(BatchSource):
         self._next = None
         self._done = False
 
-    def next_batch(self, expected: int, max_bytes: int, max_records: int) -> Batch | None:
+    def next_batch(
+        self, expected: int, max_bytes: int, max_records: int, skip: frozenset[int] = frozenset()
+    ) -> Batch | None:
         """The next batch from sequence ``expected`` (see :func:`build_batch`)."""
-        return build_batch(self, expected, max_bytes, max_records)
+        return build_batch(self, expected, max_bytes, max_records, skip)

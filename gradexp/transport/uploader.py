@@ -33,19 +33,23 @@ from gradexp.core.credentials import mask_key
 from gradexp.core.output import say
 from gradexp.core.settings import Settings
 from gradexp.protocol.runfile import RunDir
-from gradexp.protocol.wire import API_PREFIX, FILES_DIR
+from gradexp.protocol.wire import API_PREFIX, FILES_DIR, RECORD_TYPES
 from gradexp.transport.artifacts import upload_artifact_files
 from gradexp.transport.base import Batch, BatchSource, UploadListener
 from gradexp.transport.client import Reply, ServerClient
 from gradexp.transport.refusals import RUN_DELETED
 from gradexp.transport.sources import FileSource, LiveSource
 
-__all__ = ["MAX_IN_FLIGHT", "UploadStopped", "Uploader"]
+__all__ = ["LEGACY_RECORD_TYPES", "MAX_IN_FLIGHT", "UploadStopped", "Uploader"]
 
 #: Batches in flight at once: one being committed while the next is compressed and sent.
 MAX_IN_FLIGHT = 2
 #: Files larger than this are sent in parts (resumable, one part in memory at a time).
 LARGE_FILE_BYTES = 8 * 1024 * 1024
+#: What a server that does not say what it accepts takes: the types every server knows.
+LEGACY_RECORD_TYPES = frozenset(
+    ("history", "config", "summary", "file", "finish", "telemetry", "metric", "alert")
+)
 
 
 class UploadStopped(Exception):
@@ -81,6 +85,14 @@ class Uploader:
         self.progress = progress
         self.file_progress = file_progress
         self.run_id = str(meta["id"])
+        # A distributed run's other writers name their rank on every request (protocol.md,
+        # "Writers"); rank 0 sends nothing, as every client did before writers.
+        self.rank = int((meta.get("writer") or {}).get("rank", 0))
+        self._writer_query = f"?writer={self.rank}" if self.rank else ""
+        # Frame types the server does not accept (learnt from its reply to the PUT): kept
+        # in the run file, sent as stand-ins (``base.skipped``), said once per type.
+        self.skip: frozenset[int] = frozenset()
+        self._said_skipped: set[str] = set()
         self.source: BatchSource | None = None
         self.acked_seq = int(meta.get("first_seq", 1)) - 1
         self.ack_offset: int | None = None
@@ -118,6 +130,8 @@ class Uploader:
         body = {k: self.meta.get(k) for k in keys}
         body["started_at"] = self.meta.get("started_at")
         body["resume"] = bool(self.meta.get("resume"))
+        if self.meta.get("writer"):
+            body["writer"] = self.meta["writer"]
         return body
 
     async def create_run(self, give_up_after: float | None = None) -> dict[str, Any]:
@@ -137,9 +151,24 @@ class Uploader:
                         "(409 run_exists); log to a new id, or pass resume=True to continue it"
                     )
                 raise UploadStopped(self._refusal(reply))
+            self._learn_accepts(reply.body.get("accepts"))
             self._created = True
             self._note_ack(int(reply.body.get("acked_seq", 0) or 0), None)
             return reply.body
+
+    def _learn_accepts(self, accepts: Any) -> None:
+        """What the server takes (absent: an older server, which knows the legacy types
+        and one writer per run)."""
+        accepts = accepts if isinstance(accepts, dict) else {}
+        names = accepts.get("record_types")
+        known = frozenset(names) if isinstance(names, list) else LEGACY_RECORD_TYPES
+        self.skip = frozenset(code for name, code in RECORD_TYPES.items() if name not in known)
+        if self.rank and accepts.get("writers") is not True:
+            raise UploadStopped(
+                f"the server at {self.client.base_url} keeps one writer per run, so rank "
+                f"{self.rank} of run {self.run_id} is not uploaded (rank 0 is); upgrade the "
+                "server, or log with init(ranks='zero')"
+            )
 
     def _refusal(self, reply: Reply) -> str:
         if reply.code == "run_deleted":
@@ -194,6 +223,7 @@ class Uploader:
                     max(source.next_seq, self.acked_seq + 1),
                     self.settings.batch_bytes,
                     self.settings.batch_records,
+                    self.skip,
                 )
                 if batch is None:
                     self._slots.release()
@@ -248,10 +278,17 @@ class Uploader:
         for info in batch.files:
             await self._upload_blob(info)
         await self._upload_artifacts(batch)
+        for name in batch.skipped:
+            if name not in self._said_skipped:
+                self._said_skipped.add(name)
+                say(
+                    f"the server at {self.client.base_url} does not take {name} records "
+                    f"(an older server): they stay in {self.run_dir.path} and are not uploaded"
+                )
         loop = asyncio.get_running_loop()
         # gzip in the executor: zlib releases the GIL, and the loop keeps serving.
         body = await loop.run_in_executor(None, _gzip, batch.body())
-        path = f"{API_PREFIX}/runs/{self.run_id}/records"
+        path = f"{API_PREFIX}/runs/{self.run_id}/records{self._writer_query}"
         repairs = 0
         while True:
             reply = await self.client.request(
@@ -303,7 +340,7 @@ class Uploader:
             await self._upload_in_parts(sha, local, size, content_type, str(info["path"]))
             self._uploaded_blobs.add(sha)
             return
-        url = f"{API_PREFIX}/runs/{self.run_id}/blobs/{sha}"
+        url = f"{API_PREFIX}/runs/{self.run_id}/blobs/{sha}{self._writer_query}"
         what = f"upload a file of run {self.run_id} to {self.client.base_url}"
         head = await self.client.request("HEAD", url, what=what)
         if head.status == 200:
@@ -357,7 +394,9 @@ class Uploader:
             ) from None
         try:
             for _ in range(5):  # an upload that vanished (joined by another process) restarts
-                start = await self.client.request("POST", base, json=body, what=what)
+                start = await self.client.request(
+                    "POST", base + self._writer_query, json=body, what=what
+                )
                 if start.status == 404 and start.code == "run_not_found":
                     await self.create_run()
                     continue
@@ -391,7 +430,7 @@ class Uploader:
                     raise UploadStopped(f"{name} of run {self.run_id} changed on disk while sent")
                 reply = await self.client.request(
                     "PUT",
-                    f"{upload}?offset={offset}",
+                    f"{upload}?offset={offset}{self._writer_query.replace('?', '&')}",
                     data=data,
                     headers={"Content-Type": "application/octet-stream"},
                     what=what,
@@ -406,7 +445,9 @@ class Uploader:
                 else:
                     raise UploadStopped(self._refusal(reply))
                 self._file_progress(name, offset, size)
-            done = await self.client.request("POST", f"{upload}/complete", what=what)
+            done = await self.client.request(
+                "POST", f"{upload}/complete{self._writer_query}", what=what
+            )
             if done.status in (200, 201):
                 return True
             if done.status == 409 and done.code == "upload_offset":
@@ -476,7 +517,9 @@ class Uploader:
             self._last_request = time.monotonic()
             with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 reply = await self.client.request_once(
-                    "POST", f"{API_PREFIX}/runs/{self.run_id}/heartbeat", json={}
+                    "POST",
+                    f"{API_PREFIX}/runs/{self.run_id}/heartbeat{self._writer_query}",
+                    json={},
                 )
                 if reply.status == 200:
                     self._note_ack(int(reply.body.get("acked_seq", 0) or 0), None)
@@ -519,7 +562,7 @@ class Uploader:
             while not failures:
                 await self._slots.acquire()
                 batch = source.next_batch(
-                    expected, self.settings.batch_bytes, self.settings.batch_records
+                    expected, self.settings.batch_bytes, self.settings.batch_records, self.skip
                 )
                 if batch is None:
                     self._slots.release()

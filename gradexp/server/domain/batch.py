@@ -297,7 +297,9 @@ class Batch:
         return self.records
 
 
-_RECORD_KINDS = frozenset(
+#: The record types this server accepts: the reply to "create or resume a run" advertises
+#: them, so a newer client keeps any other type in its run file instead of sending it.
+RECORD_KINDS = frozenset(
     (
         "history",
         "config",
@@ -323,6 +325,10 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
             f"expected seq {expected_seq}, got {rec.get('seq')!r}"
         )
     kind = rec.get("type")
+    if kind not in RECORD_KINDS:
+        raise bad_batch(
+            f"{where}.type {kind!r} is not one this server accepts: {', '.join(sorted(RECORD_KINDS))}"
+        )
     if kind == "history":
         step = rec.get("step")
         if type(step) is not int or step < 0 or step >= 2**62:
@@ -504,7 +510,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid:
             return False  # also rejects True/1.0 posing as 1: their type is not int
         kinds = set(types)
         if kinds != {"history"}:
-            if not kinds <= _RECORD_KINDS:
+            if not kinds <= RECORD_KINDS:
                 return False
             for rec, kind in zip(records, types, strict=True):
                 if kind != "history":

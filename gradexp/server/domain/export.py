@@ -230,6 +230,7 @@ class Exporter:
             owed = (
                 await conn.execute(
                     select(r.c.pk).where(
+                        r.c.parent_pk.is_(None),  # a run's other writers are not runs: no export
                         r.c.state.in_(("finished", "failed")),
                         or_(r.c.exported_seq.is_(None), r.c.exported_seq < r.c.acked_seq),
                     )

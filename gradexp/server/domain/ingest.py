@@ -40,6 +40,7 @@ from gradexp.server.domain.run_records import merge_metrics, run_field_columns, 
 from gradexp.server.domain.runs import run_not_found
 from gradexp.server.domain.summaries import update_summaries
 from gradexp.server.domain.tombstones import deleted_refusal
+from gradexp.server.domain.writers import settle, writer_id
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
     driver_execute,
@@ -186,6 +187,9 @@ _RUN_COLUMNS = (
     "summary",
     "telemetry",
     "metrics",
+    "parent_pk",
+    "rank",
+    "world_size",
 )
 
 
@@ -260,13 +264,15 @@ def ingest_batch(
     batch: Batch,
     key_ids: dict[str, int],
     owners: ProjectOwners,
+    rank: int = 0,
 ) -> IngestResult:
     """Lock the caller's run ``run_id`` (NotFound if it is missing or not theirs) and apply
-    ``batch``; ``owners``: the process's cache of project owners.
+    ``batch``; ``owners``: the process's cache of project owners; ``rank``: the writer
+    of a distributed run that sent it (``writers.py``), 0 for the run's own.
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
-    run = _select_run(conn, "id", run_id)
+    run = _select_writer(conn, run_id, rank) if rank else _select_run(conn, "id", run_id)
     if run is not None:
         owner = owners.get(run.project_id)
         if owner is None:
@@ -281,6 +287,16 @@ def ingest_batch(
     if run is None:
         raise deleted_refusal(conn, user_id, run_id) or run_not_found(run_id)
     return _apply(conn, kind, run, batch, key_ids)
+
+
+def _select_writer(conn: Connection, run_id: str, rank: int) -> Any:
+    """The row of writer ``rank`` of run ``run_id`` (locked elsewhere than SQLite), or None
+    (no such run, or the writer never created its row: it PUTs first)."""
+    r = s.runs
+    parent = conn.execute(select(r.c.pk).where(r.c.id == run_id, r.c.parent_pk.is_(None))).scalar()
+    if parent is None:
+        return None
+    return _select_run(conn, "id", writer_id(int(parent), rank))
 
 
 def apply_batch(
@@ -308,10 +324,13 @@ def _apply(
     acked = int(run.acked_seq)
     ranges = [(int(lo), int(hi)) for lo, hi in orjson.loads(run.pending_ranges)]
 
+    # A distributed run's other writer stores into its own row; what the machine did, the
+    # live streams and the export are the run's (``writers.py``).
+    job_pk = int(run.parent_pk) if run.parent_pk is not None else run_pk
     if batch.last_seq <= acked:  # a replay of committed records: nothing to write
         _update_run(conn, run_pk, {"heartbeat_at": now})
         return IngestResult(
-            acked_seq=acked, applied=0, run_pk=run_pk, project_id=run.project_id, key_ids=key_ids
+            acked_seq=acked, applied=0, run_pk=job_pk, project_id=run.project_id, key_ids=key_ids
         )
     # The sequences this batch adds: all of them, unless some are committed already (a
     # retry, a replay by `gradexp sync`, or a batch overlapping one that came earlier).
@@ -453,7 +472,10 @@ def _apply(
         )
 
     if machine_recs:
-        apply_machine_records(conn, kind, run_pk, machine_recs)
+        if run.parent_pk is not None:
+            for rec in machine_recs:
+                rec["rank"] = int(run.rank)  # a writer speaks for its own rank only
+        apply_machine_records(conn, kind, job_pk, machine_recs)
 
     # Sequence bookkeeping: the committed ranges above the ack, then the new ack.
     merged = _merge_ranges(new_ranges)
@@ -489,19 +511,24 @@ def _apply(
             finish_seq=finish_seq, finish_exit_code=exit_code, finish_time=finish_time
         )
     finished = False
+    several = run.parent_pk is not None or (run.world_size or 1) > 1
     if finish_seq is not None and new_acked >= finish_seq and run.state == "running":
-        # Every record up to the finish is committed: the run is over.
-        finished = True
-        run_update.update(
-            state="finished" if exit_code == 0 else "failed",
-            exit_code=exit_code,
-            finished_at=finish_time,
-        )
+        # Every record up to the finish is committed: this writer is done. A run of one
+        # writer is over; a run of several asks its writers (``settle``, below).
+        if not several or run.parent_pk is not None:
+            run_update.update(
+                state="finished" if exit_code == 0 else "failed",
+                exit_code=exit_code,
+                finished_at=finish_time,
+            )
+        finished = not several
     _update_run(conn, run_pk, run_update)
+    if several and finish_seq is not None and acked < finish_seq <= new_acked:
+        finished = settle(conn, kind, job_pk)  # this batch completed the writer's finish
     return IngestResult(
         acked_seq=new_acked,
         applied=applied,
-        run_pk=run_pk,
+        run_pk=job_pk,
         project_id=run.project_id,
         finished=finished,
         key_ids=key_ids,

@@ -205,15 +205,16 @@ async def console_page(
 
 
 async def console_since(
-    conn: AsyncConnection, run_pk: int, after_seq: int, max_seq: int, limit: int
+    conn: AsyncConnection, run_pk: int, after_seq: int, max_seq: int, limit: int, rank: int = 0
 ) -> list[dict[str, Any]]:
-    """Lines written (or replaced) by records ``after_seq < seq <= max_seq``, in seq
-    order, each with its ``seq`` and ``rank`` (the live log's cursor)."""
+    """Lines of writer ``rank`` written (or replaced) by its records ``after_seq < seq <=
+    max_seq``, in seq order, each with its ``seq`` and ``rank`` (the live log's cursor:
+    each writer of a distributed run numbers its own records)."""
     c = s.console_lines
     rows = (
         await conn.execute(
             select(c.c.seq, c.c.rank, c.c.line_id, c.c.time, c.c.stream, c.c.text)
-            .where(c.c.run_pk == run_pk, c.c.seq > after_seq, c.c.seq <= max_seq)
+            .where(c.c.run_pk == run_pk, c.c.rank == rank, c.c.seq > after_seq, c.c.seq <= max_seq)
             .order_by(c.c.seq, c.c.line_id)
             .limit(limit)
         )

@@ -175,6 +175,10 @@ def _delete_runs(
             raise run_not_found(run_id)
         check_run_edit(conn, user, row, "delete")
         found.append(row)
+    if found:  # a distributed run's other writers (rows of their own) go with it
+        found += conn.execute(
+            run_query().where(s.runs.c.parent_pk.in_([r.pk for r in found]))
+        ).all()
     _bury(conn, found, user.id, now)
     return [(r.pk, r.id, r.project_id) for r in found]
 

@@ -42,7 +42,7 @@ async def list_projects(conn: AsyncConnection, user: User) -> list[dict[str, Any
         .select_from(
             p.join(u, u.c.id == p.c.owner_id)
             .outerjoin(m, and_(m.c.team_id == p.c.owner_id, m.c.user_id == user.id))
-            .outerjoin(r, r.c.project_id == p.c.id)
+            .outerjoin(r, (r.c.project_id == p.c.id) & r.c.parent_pk.is_(None))
         )
         .where(
             or_(p.c.owner_id == user.id, p.c.owner_id.in_(teams), p.c.visibility == SIGNED_IN),
@@ -108,7 +108,9 @@ async def project_columns(conn: AsyncConnection, project_id: int) -> dict[str, l
     r, k = s.runs, s.run_keys
     runs = (
         await conn.execute(
-            select(r.c.tags, r.c.config, r.c.summary).where(r.c.project_id == project_id)
+            select(r.c.tags, r.c.config, r.c.summary).where(
+                r.c.project_id == project_id, r.c.parent_pk.is_(None)
+            )
         )
     ).all()
     keys = (

@@ -83,7 +83,8 @@ async def list_runs(
     match; ``order``: (field, descending) from :func:`parse_order`; ``kind``: the
     database's."""
     field, desc = order
-    cond: list[Any] = [s.runs.c.project_id == project_id]
+    # (a distributed run's other writers have rows of their own: never listed)
+    cond: list[Any] = [s.runs.c.project_id == project_id, s.runs.c.parent_pk.is_(None)]
     crash_cutoff = time.time() - crash_after
     if filters.state == "crashed":
         cond += [s.runs.c.state == "running", s.runs.c.heartbeat_at < crash_cutoff]

@@ -100,7 +100,7 @@ async def project_runs(
     """A project's run rows; with ``touched_since``, only the runs that can have news since
     then: running ones (they may progress, or go quiet and read as crashed) and any
     updated since."""
-    query = run_query().where(s.runs.c.project_id == project_id)
+    query = run_query().where(s.runs.c.project_id == project_id, s.runs.c.parent_pk.is_(None))
     if touched_since is not None:
         query = query.where(or_(s.runs.c.state == "running", s.runs.c.updated_at >= touched_since))
     return list((await conn.execute(query)).all())
@@ -163,10 +163,14 @@ async def summaries(conn: AsyncConnection, rows: list[Any]) -> dict[int, dict[st
 
 
 def run_object(
-    row: Any, summary: dict[str, Any], base_url: str, crash_after: float
+    row: Any,
+    summary: dict[str, Any],
+    base_url: str,
+    crash_after: float,
+    writers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The protocol's run object."""
-    return {
+    """The protocol's run object (``writers``: its ranks, for a run of several)."""
+    obj = {
         "id": row.id,
         "project": row.project_name,
         "owner": row.owner_name,
@@ -189,6 +193,10 @@ def run_object(
         "telemetry": orjson.loads(row.telemetry),
         "url": f"{base_url}/r/{row.id}",
     }
+    if writers:
+        obj["world_size"] = row.world_size
+        obj["writers"] = writers
+    return obj
 
 
 def _metric_list(text: str | None) -> list[dict[str, Any]]:
@@ -208,7 +216,65 @@ async def run_objects(
 ) -> list[dict[str, Any]]:
     """Run objects for several rows, with their summaries in one query."""
     sums = await summaries(conn, rows)
-    return [run_object(r, sums[r.pk], base_url, crash_after) for r in rows]
+    writers = await writer_lists(conn, rows, crash_after)
+    return [run_object(r, sums[r.pk], base_url, crash_after, writers.get(r.pk)) for r in rows]
+
+
+# --- the writers of a distributed run (writers.py) ------------------------------------------
+
+
+def rank0_finish(run: Any) -> tuple[int, float] | None:
+    """Rank 0's (exit code, time) once its finish is committed, else None."""
+    if run.finish_seq is not None and run.acked_seq >= run.finish_seq:
+        return int(run.finish_exit_code), float(run.finish_time)
+    return None
+
+
+def _writer(
+    rank: int, row: Any, state: str, exit_code: int | None, finished_at: Any
+) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "state": state,
+        "exit_code": exit_code,
+        "host": orjson.loads(row.host),
+        "started_at": row.started_at,
+        "finished_at": finished_at,
+        "heartbeat_at": row.heartbeat_at,
+        "last_step": row.last_step,
+        "acked_seq": row.acked_seq,
+    }
+
+
+async def writer_lists(
+    conn: AsyncConnection, rows: list[Any], crash_after: float
+) -> dict[int, list[dict[str, Any]]]:
+    """``{run pk: [writer, ...]}`` for the runs of several writers among ``rows``: each
+    rank's state (``running``, ``finished``, ``failed``, or ``crashed`` when it has been
+    silent too long), exit code, host and progress, in rank order."""
+    many = {row.pk: row for row in rows if (row.world_size or 1) > 1}
+    if not many:
+        return {}
+    now = time.time()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for pk, run in many.items():
+        end = rank0_finish(run)
+        if end is not None:
+            state = "finished" if end[0] == 0 else "failed"
+            out[pk] = [_writer(0, run, state, end[0], end[1])]
+        else:
+            state = "crashed" if now - run.heartbeat_at > crash_after else "running"
+            out[pk] = [_writer(0, run, state, None, None)]
+    r = s.runs
+    result = await conn.execute(
+        select(r).where(r.c.parent_pk.in_(list(many))).order_by(r.c.parent_pk, r.c.rank)
+    )
+    for row in result:
+        state = effective_state(row, crash_after, now)
+        out[row.parent_pk].append(
+            _writer(int(row.rank), row, state, row.exit_code, row.finished_at)
+        )
+    return out
 
 
 # --- create or resume ----------------------------------------------------------------------
@@ -317,15 +383,20 @@ def _project_id(conn: Connection, kind: str, owner_id: int, name: str) -> int:
 
 
 async def create_or_resume(
-    db: Database, user: User, run_id: str, body: dict[str, Any]
+    db: Database, user: User, run_id: str, body: dict[str, Any], *, only_create: bool = False
 ) -> tuple[bool, Any]:
-    """Create the run, or resume it: returns (whether it was created, the run row)."""
+    """Create the run, or resume it: returns (whether it was created, the run row).
+
+    ``body["world_size"]`` (optional): the writers a distributed run waits for
+    (``writers.py``). ``only_create``: an existing run is returned as it is (another
+    rank of the job arriving first creates the run, and never resumes it).
+    """
     check_run_id(run_id)
     try:
-        return await db.write(_create_or_resume, db.kind, user, run_id, body)
+        return await db.write(_create_or_resume, db.kind, user, run_id, body, only_create)
     except IntegrityError:
         # Another process created the run (or its project) first; now we will find it.
-        return await db.write(_create_or_resume, db.kind, user, run_id, body)
+        return await db.write(_create_or_resume, db.kind, user, run_id, body, only_create)
 
 
 def _refuse_deleted_id(conn: Connection, user: User, run_id: str) -> None:
@@ -338,7 +409,12 @@ def _refuse_deleted_id(conn: Connection, user: User, run_id: str) -> None:
 
 
 def _create_or_resume(
-    conn: Connection, kind: str, user: User, run_id: str, body: dict[str, Any]
+    conn: Connection,
+    kind: str,
+    user: User,
+    run_id: str,
+    body: dict[str, Any],
+    only_create: bool = False,
 ) -> tuple[bool, Any]:
     now = time.time()
     stmt = run_query().where(s.runs.c.id == run_id)
@@ -374,6 +450,7 @@ def _create_or_resume(
                 last_step=-1,
                 acked_seq=0,
                 pending_ranges="[]",
+                world_size=body.get("world_size"),
             )
         )
         created = conn.execute(run_query().where(s.runs.c.id == run_id)).one()
@@ -393,6 +470,8 @@ def _create_or_resume(
             f"run {run_id!r} belongs to project {row.project_name!r}, not {body['project']!r}",
             code="run_exists",
         )
+    if only_create:
+        return False, row
     if body["attempt"] is not None and body["attempt"] == row.attempt:
         return False, row  # a retried or replayed PUT of the same init(): nothing to do
     if row.acked_seq > 0 and not body["resume"]:
@@ -417,6 +496,8 @@ def _create_or_resume(
         "config": orjson.dumps(config).decode(),
         "host": orjson.dumps(body["host"]).decode(),
     }
+    if body.get("world_size"):
+        values["world_size"] = body["world_size"]
     if body["name"]:
         values["name"] = body["name"]
     if body["tags"]:

@@ -9,6 +9,7 @@ from aiohttp import web
 from gradexp.protocol.names import SHA256_RE
 from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain import artifacts
+from gradexp.server.domain.access import Role
 from gradexp.server.domain.artifact_uploads import missing, receive_chunk
 from gradexp.server.domain.bodies import parse_json
 from gradexp.server.domain.runs import find_run
@@ -31,9 +32,10 @@ def _sha(value: Any) -> str:
     return value
 
 
-async def _run(request: web.Request) -> Any:
+async def _run(request: web.Request, at_least: Role = Role.MEMBER) -> Any:
+    """The run, if the caller may log to it (``at_least``: may read it, for reads)."""
     async with app_state(request).db.read() as conn:
-        return await find_run(conn, request[USER], request.match_info["run_id"])
+        return await find_run(conn, request[USER], request.match_info["run_id"], at_least=at_least)
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/artifact-blobs/missing")
@@ -136,7 +138,7 @@ async def get_artifact_blob(request: web.Request) -> web.StreamResponse:
 async def get_run_artifacts(request: web.Request) -> web.Response:
     """What the run logged and used: ``{"logged": [...], "used": [...]}``."""
     state = app_state(request)
-    run = await _run(request)
+    run = await _run(request, at_least=Role.VIEWER)
     async with state.db.read() as conn:
         doc = await artifacts.run_artifacts(conn, run.pk)
     return json_response(doc)

@@ -8,18 +8,25 @@ from aiohttp import web
 
 from gradexp.protocol.names import SHA256_RE
 from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
+from gradexp.server.domain import batch as batches
 from gradexp.server.domain import files
+from gradexp.server.domain.access import Role
 from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
 from gradexp.server.domain.ingest import ingest_batch
 from gradexp.server.domain.runs import (
     check_run_id,
     create_or_resume,
-    find_run,
     heartbeat,
     run_by_pk,
     run_objects,
     validate_run_body,
+)
+from gradexp.server.domain.writers import (
+    create_or_resume_writer,
+    find_writer,
+    object_run_id,
+    parse_writer,
 )
 from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
 from gradexp.server.http.downloads import stream_object
@@ -38,22 +45,55 @@ async def put_run(request: web.Request) -> web.Response:
     """Create or resume a run (idempotent per ``attempt``)."""
     state = app_state(request)
     raw = await read_body(request, max_body=MAX_RUN_BODY, max_decompressed=4 * MAX_RUN_BODY)
-    body = validate_run_body(parse_json(raw))
-    created, row = await create_or_resume(
-        state.db, request[USER], request.match_info["run_id"], body
-    )
+    parsed = parse_json(raw)
+    body = validate_run_body(parsed)
+    writer = parse_writer(parsed.get("writer"))
+    run_id = request.match_info["run_id"]
+    if writer is not None and writer[0] > 0:
+        created, run, row = await create_or_resume_writer(
+            state.db, request[USER], run_id, body, *writer
+        )
+    else:
+        if writer is not None and writer[1] > 1:
+            body["world_size"] = writer[1]
+        created, run = await create_or_resume(state.db, request[USER], run_id, body)
+        row = run
     async with state.db.read() as conn:
-        (obj,) = await run_objects(conn, [row], public_url(request), state.settings.crash_after)
-    state.live.notify(row.project_id, row.pk)
+        run = await run_by_pk(conn, run.pk)  # as it is now, with every writer's news
+        (obj,) = await run_objects(conn, [run], public_url(request), state.settings.crash_after)
+    state.live.notify(run.project_id, run.pk)
     return json_response(
-        {"run": obj, "acked_seq": row.acked_seq, "last_step": row.last_step},
+        {
+            "run": obj,
+            "acked_seq": row.acked_seq,  # the writer's own (rank 0's: the run's)
+            "last_step": row.last_step,
+            # What this server takes (docs/protocol.md, "Capabilities"): a client keeps
+            # records of other types in its run file rather than have batches refused.
+            "accepts": {"record_types": sorted(batches.RECORD_KINDS), "writers": True},
+        },
         status=201 if created else 200,
     )
 
 
-async def _owned_run(request: web.Request) -> Any:
+def writer_rank(request: web.Request) -> int:
+    """``?writer=N``: the rank of the distributed run's writer sending (default 0)."""
+    raw = request.query.get("writer", "0") or "0"
+    if not raw.isdigit() or int(raw) > 32_767:
+        raise HttpError(400, "bad_request", "writer must be a rank from 0 to 32767")
+    return int(raw)
+
+
+async def _owned_run(request: web.Request, at_least: Role = Role.MEMBER) -> Any:
+    """The run (or the row of its writer ``?writer=N``), if the caller may log to it
+    (``at_least``: may read it, for reads)."""
     async with app_state(request).db.read() as conn:
-        return await find_run(conn, request[USER], request.match_info["run_id"])
+        return await find_writer(
+            conn,
+            request[USER],
+            request.match_info["run_id"],
+            writer_rank(request),
+            at_least=at_least,
+        )
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/records")
@@ -66,7 +106,10 @@ async def post_records(request: web.Request) -> web.Response:
     gzip = body_is_gzip(request.headers.get("Content-Encoding", ""))
     batch = await state.decode_pool.decode(body, gzip)
     run_id = check_run_id(request.match_info["run_id"])
-    known_ids = dict(state.key_ids.get(run_id))  # a private copy for the writer thread
+    rank = writer_rank(request)
+    # Key ids are per writer's row: a distributed run's other writers cache their own.
+    cache_key = f"{run_id}?writer={rank}" if rank else run_id
+    known_ids = dict(state.key_ids.get(cache_key))  # a private copy for the writer thread
     result = await state.db.write(
         ingest_batch,
         state.db.kind,
@@ -75,9 +118,10 @@ async def post_records(request: web.Request) -> web.Response:
         batch,
         known_ids,
         state.project_owners,
+        rank,
     )
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
-    state.key_ids.add(run_id, result.key_ids)
+    state.key_ids.add(cache_key, result.key_ids)
     if result.applied:
         state.live.notify(result.project_id, result.run_pk)
     if result.finished:
@@ -140,7 +184,7 @@ async def put_blob(request: web.Request) -> web.Response:
     if request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
         raise HttpError(415, "unsupported_media_type", "send blobs without Content-Encoding")
     content_type = request.content_type or "application/octet-stream"
-    key = blob_key(run.project_id, run.id, sha)
+    key = blob_key(run.project_id, object_run_id(run), sha)
     try:
         size = await state.objects.put_verified(
             key, sha, chunks(request), max_bytes=MAX_BLOB_BYTES, expected_size=length
@@ -170,8 +214,10 @@ async def head_blob(request: web.Request) -> web.Response:
 async def get_blob(request: web.Request) -> web.StreamResponse:
     """The blob's bytes."""
     sha = _sha(request)
-    run = await _owned_run(request)
+    run = await _owned_run(request, at_least=Role.VIEWER)
     row = await _blob_row(request, run.pk, sha)
     if row is None:
         raise HttpError(404, "not_found", "no such blob")
-    return await stream_object(request, blob_key(run.project_id, run.id, sha), row.content_type)
+    return await stream_object(
+        request, blob_key(run.project_id, object_run_id(run), sha), row.content_type
+    )

@@ -22,6 +22,7 @@ from aiohttp import web
 from gradexp.protocol.wire import API_PREFIX, MAX_CONSOLE_LINES
 from gradexp.server.domain import machine_reads as reads
 from gradexp.server.domain.runs import find_run, find_run_role, run_by_pk
+from gradexp.server.domain.writers import find_writer
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.live import StreamOut, follow_run, sse_event
 from gradexp.server.http.params import int_param
@@ -93,13 +94,15 @@ async def get_logs(request: web.Request) -> web.Response:
             tail=tail,
         )
         totals = await reads.console_totals(conn, run.pk, rank)
+        # The live log's cursor is a sequence of the writer's own (rank 0's: the run's).
+        writer = run if rank == 0 else await find_writer(conn, request[USER], run.id, rank)
     return json_response(
         {
             "lines": lines,
             "next_after_id": next_after,
             "total_lines": totals["lines"],
             "dropped_lines": totals["dropped_lines"],
-            "acked_seq": run.acked_seq,
+            "acked_seq": writer.acked_seq,
         }
     )
 
@@ -133,24 +136,32 @@ async def log_events(request: web.Request) -> web.StreamResponse:
         raise HttpError(
             400, "bad_request", "Last-Event-ID / after_seq must be a sequence number"
         ) from None
+    rank = _rank(request)
     async with app_state(request).db.read() as conn:
         run, role = await find_run_role(conn, request[USER], request.match_info["run_id"])
+        writer = run if rank == 0 else await find_writer(conn, request[USER], run.id, rank)
     return await follow_run(
-        request, run, role, lambda out: _stream_logs(request, out, run, max(0, after))
+        request,
+        run,
+        role,
+        lambda out: _stream_logs(request, out, run, int(writer.pk), rank, max(0, after)),
     )
 
 
-async def _stream_logs(request: web.Request, out: StreamOut, run: Any, cursor: int) -> None:
-    """Send the run's console lines past ``cursor`` whenever the hub says the run moved."""
+async def _stream_logs(
+    request: web.Request, out: StreamOut, run: Any, writer_pk: int, rank: int, cursor: int
+) -> None:
+    """Send the console lines of the run's writer ``rank`` (its row: ``writer_pk``) past
+    ``cursor`` (a sequence of that writer's) whenever the hub says the run moved."""
     state = app_state(request)
     sub = out.sub
     while sub.ended is None:
         async with state.db.read() as conn:
-            row = await run_by_pk(conn, run.pk)
+            row = await run_by_pk(conn, writer_pk)
             lines: list[dict[str, Any]] = []
             if row.acked_seq > cursor:
                 lines = await reads.console_since(
-                    conn, run.pk, cursor, int(row.acked_seq), LINES_PER_EVENT + 1
+                    conn, run.pk, cursor, int(row.acked_seq), LINES_PER_EVENT + 1, rank
                 )
         full = len(lines) > LINES_PER_EVENT
         if full:

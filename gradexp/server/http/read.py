@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX
@@ -11,6 +13,7 @@ from gradexp.server.domain.export import write_export
 from gradexp.server.domain.projects import list_projects
 from gradexp.server.domain.run_listing import RunFilter, list_runs, parse_order
 from gradexp.server.domain.runs import find_run, find_run_role, run_objects
+from gradexp.server.domain.writers import find_writer, object_run_id
 from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.params import int_param, keys_param, page_offset, project_id_role
@@ -87,11 +90,18 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response({**obj, "role": role.label})
 
 
+async def _rank_run(request: web.Request, conn: Any) -> Any:
+    """The caller's run, or with ``?rank=N`` (N > 0) its writer of that rank: the history,
+    keys, files and alerts that rank logged (docs/protocol.md, "Writers")."""
+    rank = int_param(request, "rank", 0, minimum=0) or 0
+    return await find_writer(conn, request[USER], request.match_info["run_id"], rank)
+
+
 @routes.get(API_PREFIX + "/runs/{run_id}/keys")
 async def get_keys(request: web.Request) -> web.Response:
     """The run's key index."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         keys = await history.key_index(conn, row.pk)
     for k in keys:
         del k["_id"]
@@ -106,7 +116,7 @@ async def get_history(request: web.Request) -> web.Response:
     min_step = int_param(request, "min_step", None, minimum=0)
     max_step = int_param(request, "max_step", None, minimum=0)
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         series = await history.series(conn, row.pk, wanted, min_step, max_step, samples)
     return json_response({"series": series})
 
@@ -117,7 +127,7 @@ async def get_history_rows(request: web.Request) -> web.Response:
     wanted = keys_param(request)
     limit = min(int_param(request, "limit", 10_000, minimum=1) or 10_000, 100_000)
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         rows, next_after = await history.read_rows(
             conn,
             row.pk,
@@ -139,7 +149,7 @@ async def get_histograms(request: web.Request) -> web.Response:
         raise HttpError(400, "bad_request", "pass the histogram's key: ?key=NAME")
     samples = history.clamp_samples(int_param(request, "samples", None, minimum=1), default=200)
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         info = await history.typed_key(conn, row, key)
         lo = int_param(request, "min_step", info["first_step"], minimum=0)
         hi = int_param(request, "max_step", info["last_step"], minimum=0)
@@ -153,7 +163,7 @@ async def get_histograms(request: web.Request) -> web.Response:
 async def get_alerts(request: web.Request) -> web.Response:
     """The run's alerts (the latest 1,000), oldest first."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         listing = await list_alerts(conn, row.pk)
     return json_response({"alerts": listing})
 
@@ -162,7 +172,7 @@ async def get_alerts(request: web.Request) -> web.Response:
 async def get_files(request: web.Request) -> web.Response:
     """The run's file index."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         listing = await files.list_files(conn, row.pk)
     return json_response({"files": listing})
 
@@ -171,10 +181,10 @@ async def get_files(request: web.Request) -> web.Response:
 async def get_file(request: web.Request) -> web.StreamResponse:
     """A run file's bytes (looked up in the index: the path never touches the filesystem)."""
     async with app_state(request).db.read() as conn:
-        row = await find_run(conn, request[USER], request.match_info["run_id"])
+        row = await _rank_run(request, conn)
         entry = await files.find_file(conn, row, request.match_info["path"])
     return await stream_object(
-        request, blob_key(row.project_id, row.id, entry.sha256), entry.content_type
+        request, blob_key(row.project_id, object_run_id(row), entry.sha256), entry.content_type
     )
 
 

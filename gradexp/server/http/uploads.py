@@ -12,9 +12,11 @@ from aiohttp import web
 
 from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain import files, uploads
-from gradexp.server.domain.runs import find_run
+from gradexp.server.domain.access import Role
+from gradexp.server.domain.writers import find_writer
 from gradexp.server.http.bodies import chunks, read_json_object
 from gradexp.server.http.errors import HttpError, json_response
+from gradexp.server.http.ingest import writer_rank
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state
 from gradexp.server.storage.objects import (
@@ -36,7 +38,14 @@ UPLOADS = API_PREFIX + "/runs/{run_id}/uploads"
 
 async def _owned_run(request: web.Request) -> Any:
     async with app_state(request).db.read() as conn:
-        return await find_run(conn, request[USER], request.match_info["run_id"])
+        # only who may log to the run stores bytes in it (``?writer=N``: a rank's row)
+        return await find_writer(
+            conn,
+            request[USER],
+            request.match_info["run_id"],
+            writer_rank(request),
+            at_least=Role.MEMBER,
+        )
 
 
 async def _upload(request: web.Request, run: Any) -> Any:

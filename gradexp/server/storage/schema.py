@@ -210,7 +210,14 @@ runs = Table(
     Column("export_error", Text, nullable=True),
     # The user whose key created the run (0012): a team member edits their own runs.
     Column("created_by", Integer, nullable=True),
+    # A distributed job's other writers (migration 0009): rank r > 0 of the run
+    # ``parent_pk`` is a row of its own, left out of every list of runs; the run itself
+    # (rank 0) says how many writers it waits for in ``world_size`` (NULL: one).
+    Column("parent_pk", BigInteger, nullable=True),
+    Column("rank", SmallInteger, nullable=True),
+    Column("world_size", Integer, nullable=True),
     Index("ix_runs_project_started", "project_id", "started_at"),
+    Index("uq_runs_parent_rank", "parent_pk", "rank", unique=True),
     **MYSQL_TABLE,
 )
 

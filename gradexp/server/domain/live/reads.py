@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp.server.domain.runs import effective_state, run_query
@@ -58,11 +58,12 @@ async def poll_runs(
     """The followed runs that can have news: those named, and those of the projects named,
     that are running (they may progress, or go quiet and read as crashed) or were updated
     since ``since``."""
-    followed = []
+    followed: list[Any] = []
     if run_pks:
         followed.append(_r.c.pk.in_(run_pks))
     if project_ids:
-        followed.append(_r.c.project_id.in_(project_ids))
+        # (a distributed run's other writers have rows of their own: not the project's runs)
+        followed.append(and_(_r.c.project_id.in_(project_ids), _r.c.parent_pk.is_(None)))
     if not followed:
         return []
     query = (

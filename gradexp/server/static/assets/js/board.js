@@ -24,7 +24,7 @@ import { numeric } from "./lib/values.js";
 
 /**
  * A run on the board: its id, name, colour and start time (the relative-time axis).
- * @typedef {{id: string, name: string, color: string, started_at: number}} BoardRun
+ * @typedef {{id: string, name: string, color: string, started_at: number, rank?: number}} BoardRun
  */
 
 const UNGROUPED = "Other"; // the heading of keys without a prefix, when other groups exist
@@ -193,7 +193,7 @@ class Panel {
     const token = (this.zoomToken = {});
     await Promise.all(
       this.board.runs.map(async (run) => {
-        const q = qs({ keys: this.key, min_step: lo, max_step: hi, samples: this.board.samples });
+        const q = qs({ keys: this.key, min_step: lo, max_step: hi, samples: this.board.samples, rank: run.rank || "" });
         const res = await api(`/runs/${seg(run.id)}/history${q}`).catch(() => null);
         if (!res || !res.series[this.key]) return;
         const s = new Series(run.id, run.name, run.color);
@@ -520,7 +520,7 @@ export class Board {
         for (const m of axes) this.metrics.axes.set(m, new Map());
         const results = await Promise.all(
           this.runs.map((run) =>
-            api(`/runs/${seg(run.id)}/history${qs({ keys: [...keys, ...axes], samples: this.samples })}`)
+            api(`/runs/${seg(run.id)}/history${qs({ keys: [...keys, ...axes], samples: this.samples, rank: run.rank || "" })}`)
               .then((res) => [run, res])
               .catch((/** @type {Error} */ err) => [run, null, err]),
           ),

@@ -51,7 +51,7 @@ function unitOf(key) {
 
 /**
  * The System view: charts of a run's (or several runs') system series on a time axis.
- * @typedef {{id: string, name: string, color: string, started_at: number, state?: string}} SystemRun
+ * @typedef {{id: string, name: string, color: string, started_at: number, state?: string, rank?: number}} SystemRun
  */
 export class SystemView {
   /**
@@ -73,7 +73,7 @@ export class SystemView {
   }
 
   async load() {
-    const results = await Promise.all(this.runs.map((r) => api(`/runs/${seg(r.id)}/system${qs({ samples: SYSTEM_SAMPLES })}`).catch(() => null)));
+    const results = await Promise.all(this.runs.map((r) => api(`/runs/${seg(r.id)}/system${qs({ samples: SYSTEM_SAMPLES, rank: r.rank || "" })}`).catch(() => null)));
     let any = false;
     results.forEach((res, i) => {
       if (!res) return;
@@ -138,12 +138,13 @@ export class LogsView {
   /**
    * @param {HTMLElement} el
    * @param {any} run
-   * @param {{live: () => boolean}} options
+   * @param {{live: () => boolean, rank?: number}} options rank: which process of a distributed run
    */
-  constructor(el, run, { live }) {
+  constructor(el, run, { live, rank = 0 }) {
     this.el = el;
     this.run = run;
     this.live = live;
+    this.rank = rank;
     /** @type {Map<number, HTMLElement>} line id -> element */
     this.lines = new Map();
     /** @type {{close: () => void} | null} */
@@ -168,7 +169,7 @@ export class LogsView {
         h("label", { class: "check" }, errOnly, h("span", { text: "stderr only" })),
         this.info,
         h("div", { class: "spacer" }),
-        h("a", { class: "button", href: apiUrl(`/runs/${seg(run.id)}/logs.txt`), download: `${run.id}-output.log`, text: "Download" }),
+        h("a", { class: "button", href: apiUrl(`/runs/${seg(run.id)}/logs.txt${qs({ rank: rank || "" })}`), download: `${run.id}${rank ? "-rank" + rank : ""}-output.log`, text: "Download" }),
       ),
       this.out,
     );
@@ -185,7 +186,7 @@ export class LogsView {
     if (this.stream) this.stream.close();
     this.stream = null;
     const filtered = this.query !== "" || this.stderrOnly;
-    const res = await api(`/runs/${seg(this.run.id)}/logs${qs({ tail: 1, limit: LOG_TAIL, q: this.query, stream: this.stderrOnly ? "stderr" : "" })}`);
+    const res = await api(`/runs/${seg(this.run.id)}/logs${qs({ tail: 1, limit: LOG_TAIL, q: this.query, stream: this.stderrOnly ? "stderr" : "", rank: this.rank || "" })}`);
     this.lines.clear();
     replace(this.out);
     for (const line of res.lines) this.put(line);
@@ -200,10 +201,10 @@ export class LogsView {
     if (!res.lines.length) replace(this.out, h("p", { class: "muted pad", text: filtered ? "No line matches." : "No console output (yet)." }));
     this.out.scrollTop = this.out.scrollHeight;
     if (!filtered && this.live()) {
-      this.stream = follow(`/runs/${seg(this.run.id)}/logs/events${qs({ after_seq: res.acked_seq })}`, {
+      this.stream = follow(`/runs/${seg(this.run.id)}/logs/events${qs({ after_seq: res.acked_seq, rank: this.rank || "" })}`, {
         console: (data) => {
           const stick = this.out.scrollTop + this.out.clientHeight >= this.out.scrollHeight - 8;
-          for (const line of data.lines) if (line.rank === 0) this.put(line);
+          for (const line of data.lines) if (line.rank === this.rank) this.put(line);
           if (stick) this.out.scrollTop = this.out.scrollHeight;
           if (!this.live() && this.stream) this.stream.close();
         },

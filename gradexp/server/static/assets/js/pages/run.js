@@ -7,6 +7,7 @@ import { breakable, emptyState, h, replace, stateBadge } from "../dom.js";
 import { setCrumbs } from "../layout.js";
 import { fmtAgo, fmtDateTime, fmtDuration, fmtNum, fmtValue } from "../lib/format.js";
 import { colorFor, flatten, runDuration } from "../lib/runs.js";
+import { pickRank, rankHref, rankTrouble, writerLabel } from "../lib/ranks.js";
 import { isTyped } from "../lib/values.js";
 import { LogsView, SystemView, environmentCard } from "../machine.js";
 import { FilesView } from "../files.js";
@@ -68,6 +69,56 @@ function alertList(alerts) {
 }
 
 /**
+ * A distributed run's ranks (docs/distributed.md): each one's state, exit code, host and
+ * progress; a failed or crashed rank stands out.
+ * @param {any} run
+ */
+function ranksCard(run) {
+  const rows = run.writers.map((/** @type {any} */ w) =>
+    h(
+      "tr",
+      { class: w.state === "failed" || w.state === "crashed" ? "bad" : null, dataset: { rank: String(w.rank) } },
+      h("td", {}, h("a", { href: rankHref(w.rank, "#charts"), text: `rank ${w.rank}` })),
+      h("td", {}, stateBadge(w.state)),
+      h("td", { text: w.exit_code === null || w.exit_code === undefined ? "" : String(w.exit_code) }),
+      h("td", { text: `${(w.host && w.host.hostname) || ""}${w.host && w.host.pid ? " pid " + w.host.pid : ""}` }),
+      h("td", { text: w.last_step >= 0 ? fmtNum(w.last_step) : "" }),
+      h("td", { title: fmtDateTime(w.heartbeat_at), text: fmtAgo(w.heartbeat_at) }),
+    ),
+  );
+  const trouble = rankTrouble(run);
+  return h(
+    "section",
+    { class: "card ranks-card" },
+    h("h2", { text: `Ranks (${run.world_size})` }),
+    trouble ? h("p", { class: "error pad", text: trouble }) : null,
+    h(
+      "table",
+      { class: "table" },
+      h("thead", {}, h("tr", {}, ["rank", "state", "exit code", "host", "last step", "last heartbeat"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, rows),
+    ),
+  );
+}
+
+/**
+ * Which rank of a distributed run the page shows: one link per rank, with its state.
+ * @param {any} run
+ * @param {number} rank
+ */
+function rankBar(run, rank) {
+  const links = run.writers.map((/** @type {any} */ w) =>
+    h("a", {
+      class: ["rank-link", `state-${w.state}`, w.rank === rank ? "active" : null],
+      href: rankHref(w.rank, location.hash),
+      "aria-current": w.rank === rank ? "page" : null,
+      text: writerLabel(w),
+    }),
+  );
+  return h("nav", { class: "rank-bar", "aria-label": "Ranks" }, h("span", { class: "muted", text: "Showing" }), ...links);
+}
+
+/**
  * The overview tab: alerts, config, summary and the run's facts.
  * @param {any} run
  * @param {any[]} [alerts]
@@ -80,6 +131,7 @@ function overview(run, alerts = []) {
     ["id", run.id],
     ["state", run.state],
     ["exit code", run.exit_code],
+    ["ranks", rankTrouble(run) || null],
     ["started", fmtDateTime(run.started_at)],
     ["finished", run.finished_at ? fmtDateTime(run.finished_at) : null],
     ["duration", fmtDuration(runDuration(run))],
@@ -100,6 +152,7 @@ function overview(run, alerts = []) {
     "div",
     { class: "overview" },
     alerts.length ? h("section", { class: "card alerts-card" }, h("h2", { text: `Alerts (${alerts.length})` }), alertList(alerts)) : null,
+    run.writers ? ranksCard(run) : null,
     h("section", { class: "card" }, h("h2", { text: "Config" }), kvTable(flatten(run.config || {}), "No config. Pass config={...} to gradexp.init().")),
     h("section", { class: "card" }, h("h2", { text: "Summary" }), kvTable(summary, "No summary values yet.")),
     artifacts,
@@ -115,7 +168,10 @@ function overview(run, alerts = []) {
  * @returns {Promise<void>}
  */
 export async function mountRun(el, runId) {
-  const [run, keyList, alertDoc] = await Promise.all([api(`/runs/${seg(runId)}`), api(`/runs/${seg(runId)}/keys`), api(`/runs/${seg(runId)}/alerts`)]);
+  const [run, alertDoc] = await Promise.all([api(`/runs/${seg(runId)}`), api(`/runs/${seg(runId)}/alerts`)]);
+  // A distributed run shows one rank at a time (?rank=N; its history is rank 0's).
+  const rank = pickRank(run, location.search);
+  const keyList = await api(`/runs/${seg(runId)}/keys${qs({ rank: rank || "" })}`);
   /** @type {any[]} */
   let alerts = alertDoc.alerts;
   /** @type {KeyInfo[]} */
@@ -136,10 +192,10 @@ export async function mountRun(el, runId) {
   const share = shareToken ? null : shareButton(run, [run.id]);
   if (share) head.el.querySelector(".run-title")?.append(share);
   const filesEl = h("div", { class: "view" });
-  const page = h("section", { class: "page" }, head.el, chartsEl, overviewEl, mediaEl, systemEl, logsEl, filesEl);
+  const page = h("section", { class: "page" }, head.el, run.writers ? rankBar(run, rank) : null, chartsEl, overviewEl, mediaEl, systemEl, logsEl, filesEl);
   replace(el, page);
 
-  const runs = [{ id: run.id, name: run.name, color: colorFor(0), started_at: run.started_at }];
+  const runs = [{ id: run.id, name: rank ? `${run.name} (rank ${rank})` : run.name, color: colorFor(rank), started_at: run.started_at, rank }];
   const board = new Board(chartsEl, {
     runs,
     keys: keyInfo.filter((k) => CHARTABLE.has(k.kind)).map((k) => k.key),
@@ -165,7 +221,7 @@ export async function mountRun(el, runId) {
     filesEl.hidden = tab !== "files";
     if (tab === "files" && !files) files = new FilesView(filesEl, run);
     if (tab === "system" && !system) system = new SystemView(systemEl, runs, { live: isLive });
-    if (tab === "logs" && !logs) logs = new LogsView(logsEl, run, { live: isLive });
+    if (tab === "logs" && !logs) logs = new LogsView(logsEl, run, { live: isLive, rank });
     for (const a of head.tabs.querySelectorAll(".tab")) {
       const href = a.getAttribute("href") || "";
       const on = href.endsWith("#" + tab) || (tab === "charts" && !href.includes("#") && !href.endsWith("/gradients"));
@@ -202,6 +258,7 @@ export async function mountRun(el, runId) {
       rows: (data) => {
         /** @type {Record<string, any>[]} */
         const rows = data.rows;
+        if (rank) return; // the live rows are rank 0's; another rank's charts show what it had
         board.appendRows(run.id, rows);
         const last = rows.length ? rows[rows.length - 1]._step : -1;
         if (last > run.last_step) {
