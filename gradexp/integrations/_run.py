@@ -109,10 +109,16 @@ class TrainerRun:
         return self.run is not None
 
     def finish(self, exit_code: int = 0) -> None:
-        """Finish the run if this integration started it; a run it adopted stays open."""
+        """Finish the run if this integration started it; a run it adopted stays open.
+
+        A trainer may be used again after that (``trainer.evaluate()`` after ``train()``,
+        ``test`` after ``fit``): the next record continues the same run (``resume="allow"``)
+        rather than starting another.
+        """
         run, self.run = self.run, None
         if run is not None and self.owned:
             self.owned = False
+            self.init_kwargs.update(id=run.id, resume="allow")
             with self.guard("finish the run"):
                 run.finish(exit_code=exit_code)
 

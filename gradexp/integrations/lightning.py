@@ -20,8 +20,7 @@
 Only global rank zero writes (Lightning's ``rank_zero_only``); the other ranks see a dummy
 experiment. Every call is guarded: a gradexp error is one warning and training goes on.
 
-Lightning is imported with this module (``lightning.pytorch``, or the standalone
-``pytorch_lightning`` package when that is the one installed); ``import gradexp`` never
+Lightning (``lightning.pytorch``) is imported with this module; ``import gradexp`` never
 imports it.
 """
 
@@ -37,18 +36,11 @@ from gradexp.sdk.run import Run
 try:
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
     from lightning.pytorch.utilities import rank_zero_only
-except ImportError:  # the standalone package
-    try:
-        from pytorch_lightning.loggers.logger import (  # type: ignore[no-redef]
-            Logger,
-            rank_zero_experiment,
-        )
-        from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
-    except ImportError:
-        raise ImportError(
-            "gradexp.integrations.lightning needs PyTorch Lightning: "
-            "pip install lightning (or pip install 'gradexp[integrations]')"
-        ) from None
+except ImportError:
+    raise ImportError(
+        "gradexp.integrations.lightning needs PyTorch Lightning 2: "
+        "pip install lightning (or pip install 'gradexp[integrations]')"
+    ) from None
 
 __all__ = ["GradexpLogger"]
 
@@ -155,10 +147,6 @@ class GradexpLogger(Logger):
         """The trainer is done: finish the run this logger started (failed when ``status``
         is ``"failed"``: the trainer stopped on an exception). A later fit or test with
         this logger continues the same run."""
-        if self._run.owned:
-            self._id = self._run.run.id if self._run.run is not None else self._id
-            # the next use continues this run rather than making another
-            self._run.init_kwargs.update(id=self._id, resume="allow")
         self._run.finish(exit_code=1 if status == "failed" else 0)
 
     def _start(self) -> Run | None:
