@@ -139,8 +139,16 @@ def _learning_rate(model: Any) -> float | None:
     if optimizer is None:
         return None
     try:
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        lr = optimizer.learning_rate
     except (AttributeError, TypeError, ValueError):
+        return None
+    try:
+        return float(lr)  # a variable, or a schedule's value (a backend scalar)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return float(keras.ops.convert_to_numpy(lr))
+    except (TypeError, ValueError):
         return None
 
 

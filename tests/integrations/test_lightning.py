@@ -90,6 +90,7 @@ def _fit(logger: Any, module: Any = None, epochs: int = 2, **trainer: Any) -> An
     return fit
 
 
+@pytest.mark.slow
 def test_online_run_holds_what_the_trainer_logged(api: Any) -> None:
     recorder = Recorder()
     logger = GradexpLogger(project="lightning-tests", name="tiny")
@@ -114,7 +115,8 @@ def test_online_run_holds_what_the_trainer_logged(api: Any) -> None:
         [m["train/loss"] for _, m in recorder.calls if "train/loss" in m]
     )
     assert [row["_step"] for row in history(api, run.id, "val/loss")] == val_steps
-    assert any(key["key"].startswith("gradients/net.0.weight") for key in got.keys())
+    keys = [k["key"] for k in got.keys()]  # noqa: SIM118 (ApiRun.keys(), not a dict)
+    assert any(key.startswith("gradients/net.0.weight") for key in keys)
 
 
 def test_an_exception_in_training_fails_the_run(api: Any) -> None:
@@ -126,6 +128,7 @@ def test_an_exception_in_training_fails_the_run(api: Any) -> None:
     assert [row["_step"] for row in history(api, logger.version, "train/loss")] == [1, 3]
 
 
+@pytest.mark.slow
 def test_fitting_then_testing_continues_one_run(api: Any) -> None:
     class Tested(Tiny):
         def test_step(self, batch: Any, index: int) -> None:
@@ -140,6 +143,7 @@ def test_fitting_then_testing_continues_one_run(api: Any) -> None:
     assert history(api, logger.version, "test/loss") and history(api, logger.version, "val/loss")
 
 
+@pytest.mark.slow
 def test_an_active_run_is_used_and_left_open(api: Any) -> None:
     run = gradexp.init(project="lightning-tests", config={"seed": 3})
     logger = GradexpLogger(project="ignored-when-a-run-is-active")
@@ -153,6 +157,7 @@ def test_an_active_run_is_used_and_left_open(api: Any) -> None:
     assert "ignored-when-a-run-is-active" not in {p["name"] for p in api.projects()}
 
 
+@pytest.mark.slow
 def test_offline_writes_a_run_file(gx_env: Path) -> None:
     logger = GradexpLogger(project="lightning-tests", mode="offline")
     _fit(logger, epochs=1)
