@@ -74,5 +74,6 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Check the docs: every example in docs/ and the README is run or at least parsed."""
-    session.install("-e", ".[server,dev,torch]")  # docs/tensors.md runs a torch example
+    # docs/tensors.md runs a torch example, docs/integrations/ one per framework
+    session.install("-e", ".[server,dev,torch,integrations]")
     session.run("python", "docs/check.py")
