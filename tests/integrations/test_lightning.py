@@ -197,3 +197,18 @@ def test_training_goes_on_when_gradexp_fails(monkeypatch: pytest.MonkeyPatch) ->
 def test_log_model_says_what_to_do() -> None:
     with pytest.raises(gradexp.GradexpError, match="log_model=False"):
         GradexpLogger(project="lightning-tests", log_model=True)
+
+
+def test_only_rank_zero_writes(gx_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    logger = GradexpLogger(project="lightning-tests", mode="offline")
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # what DDP sets on the second process
+    logger.log_hyperparams({"lr": 0.1})
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.finalize("success")
+    assert not isinstance(logger.experiment, gradexp.Run)  # Lightning's dummy
+    assert gradexp.run is None and run_files(gx_env) == []
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    assert isinstance(logger.experiment, gradexp.Run) and len(run_files(gx_env)) == 1

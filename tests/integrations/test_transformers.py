@@ -174,3 +174,13 @@ def test_training_goes_on_when_gradexp_fails(gx_env: Path) -> None:
         trainer = _train(GradexpCallback(project="not a valid name"), gx_env)
     assert trainer.state.global_step == STEPS
     assert len(said) == 1 and "could not start a run" in said[0]
+
+
+def test_only_process_zero_writes(gx_env: Path) -> None:
+    callback = GradexpCallback(project="hf-tests", mode="offline")
+    args = _args(gx_env)
+    other = transformers.TrainerState(is_world_process_zero=False, global_step=3)
+    callback.on_train_begin(args, other, transformers.TrainerControl(), model=_bert())
+    callback.on_log(args, other, transformers.TrainerControl(), logs={"loss": 1.0})
+    callback.on_train_end(args, other, transformers.TrainerControl())
+    assert callback.run is None and gradexp.run is None and run_files(gx_env) == []
