@@ -11,6 +11,8 @@
 - ``log_hyperparams`` records the module's ``hparams`` (a dict, nested dicts, an
   ``argparse.Namespace``) as the run's config;
 - ``watch(model)`` records gradient histograms and norms (``gradexp.watch``);
+- ``log_model=True`` (or ``"all"``) logs the checkpoints as versions of the artifact
+  ``model-<run id>``, the best one aliased ``best``;
 - ``experiment`` is the :class:`gradexp.Run`;
 - ``finalize`` finishes the run the logger started: finished on success, failed when the
   trainer stopped on an exception. Fitting again, or testing, with the same logger continues
@@ -51,8 +53,10 @@ class GradexpLogger(Logger):
     ``project``, ``name``, ``id``, ``config``, ``tags``, ``notes``, ``group``, ``mode``
     (``"online"``, ``"offline"``, ``"disabled"``), ``dir`` and any other keyword arguments
     are :func:`gradexp.init`'s, used when the logger starts the run (on the trainer's first
-    record). ``log_model`` must stay ``False``: checkpoints are not uploaded by this
-    version of gradexp (it has no artifacts; Lightning keeps them on disk as usual).
+    record). ``log_model``: ``True`` logs the checkpoints of the ``ModelCheckpoint``
+    callbacks as versions of the artifact ``model-<run id>`` (type ``model``) when fitting
+    ends successfully (as they are saved, when ``save_top_k=-1`` keeps all of them);
+    ``"all"`` logs each one as it is saved; ``False`` (the default) logs none.
     """
 
     def __init__(
@@ -68,12 +72,11 @@ class GradexpLogger(Logger):
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
-        if log_model:
-            raise GradexpError(
-                f"GradexpLogger(log_model={log_model!r}): saving checkpoints as artifacts needs "
-                "a newer gradexp (one with gradexp.Artifact). Pass log_model=False; "
-                "Lightning still saves the checkpoints on disk."
-            )
+        if log_model not in (False, True, "all"):
+            raise GradexpError(f"log_model={log_model!r}: use False, True or 'all'.")
+        self._log_model = log_model
+        self._checkpoint_callbacks: dict[int, Any] = {}  # logged when fitting ends
+        self._logged_checkpoints: dict[str, float] = {}  # path -> mtime already logged
         self._id = id or random_id()
         self._project = project
         self._run = TrainerRun(
@@ -143,11 +146,61 @@ class GradexpLogger(Logger):
                 watch(model, log=log, log_freq=log_freq, **kwargs)
 
     @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """A ``ModelCheckpoint`` saved: log it now (``log_model="all"``, or ``True`` with
+        ``save_top_k=-1``), or remember the callback until fitting ends (``True``)."""
+        if self._log_model == "all" or (
+            self._log_model is True and checkpoint_callback.save_top_k == -1
+        ):
+            with self._run.guard("log the checkpoint"):
+                self._log_checkpoints(checkpoint_callback)
+        elif self._log_model is True:
+            self._checkpoint_callbacks[id(checkpoint_callback)] = checkpoint_callback
+
+    @rank_zero_only
     def finalize(self, status: str) -> None:
-        """The trainer is done: finish the run this logger started (failed when ``status``
-        is ``"failed"``: the trainer stopped on an exception). A later fit or test with
-        this logger continues the same run."""
+        """The trainer is done: log the checkpoints still to log (``log_model=True``, when it
+        succeeded), and finish the run this logger started (failed when ``status`` is
+        ``"failed"``: the trainer stopped on an exception). A later fit or test with this
+        logger continues the same run."""
+        if status == "success" and self._checkpoint_callbacks and self._run.started:
+            with self._run.guard("log the checkpoints"):
+                for callback in self._checkpoint_callbacks.values():
+                    self._log_checkpoints(callback)
+        self._checkpoint_callbacks.clear()
         self._run.finish(exit_code=1 if status == "failed" else 0)
 
     def _start(self) -> Run | None:
         return self._run.get()
+
+    def _log_checkpoints(self, callback: Any) -> None:
+        """Log each checkpoint of ``callback`` not logged yet, oldest first, as the next
+        version of ``model-<run id>``: its score and step in the metadata, ``best`` on the
+        best one, ``latest`` (always) on the newest. Each file is copied aside as it is
+        added, so the callback may delete it (``save_top_k``) before it is uploaded."""
+        import os
+
+        from gradexp.sdk.artifacts import Artifact
+
+        run = self._start()
+        if run is None or run.mode == "disabled":
+            return
+        scores: dict[str, Any] = dict(getattr(callback, "best_k_models", {}) or {})
+        for path in (callback.last_model_path, callback.best_model_path):
+            if path:
+                scores.setdefault(path, None)
+        found = [(os.path.getmtime(p), p) for p in scores if os.path.isfile(p)]
+        for mtime, path in sorted(found):
+            if self._logged_checkpoints.get(path) == mtime:
+                continue
+            score = scores[path]
+            metadata = {
+                "score": None if score is None else float(score),
+                "monitor": callback.monitor,
+                "original_filename": os.path.basename(path),
+            }
+            artifact = Artifact(f"model-{run.id}", type="model", metadata=metadata)
+            artifact.add_file(path)
+            aliases = ["best"] if path == callback.best_model_path else []
+            run.log_artifact(artifact, aliases=aliases)
+            self._logged_checkpoints[path] = mtime

@@ -81,10 +81,9 @@ def _fit(logger: Any, module: Any = None, epochs: int = 2, **trainer: Any) -> An
         log_every_n_steps=2,
         enable_progress_bar=False,
         enable_model_summary=False,
-        enable_checkpointing=False,
         accelerator="cpu",
         default_root_dir=str(Path.cwd()),
-        **trainer,
+        **{"enable_checkpointing": False, **trainer},
     )
     fit.fit(module or Tiny(arch={"hidden": 8, "act": "relu"}), _data(), _data())
     return fit
@@ -194,9 +193,34 @@ def test_training_goes_on_when_gradexp_fails(monkeypatch: pytest.MonkeyPatch) ->
     assert len(said) == 1 and "could not log metrics" in said[0] and "No space left" in said[0]
 
 
-def test_log_model_says_what_to_do() -> None:
-    with pytest.raises(gradexp.GradexpError, match="log_model=False"):
-        GradexpLogger(project="lightning-tests", log_model=True)
+@pytest.mark.slow
+@pytest.mark.parametrize("log_model", [True, "all"])
+def test_checkpoints_become_artifact_versions(api: Any, log_model: Any) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoints = ModelCheckpoint(monitor="val/loss", save_top_k=2, dirpath="ckpt")
+    logger = GradexpLogger(project="lightning-tests", log_model=log_model)
+    trainer = _fit(logger, epochs=3, enable_checkpointing=True, callbacks=[checkpoints])
+    name = f"model-{logger.version}"
+    versions = [a for a in api.artifacts("lightning-tests", type="model") if a.name == name]
+    # True: the checkpoints kept at the end (top 2); "all": every one saved (one per epoch)
+    assert len(versions) == (2 if log_model is True else 3)
+    [best] = [a for a in versions if "best" in a.aliases]
+    assert best.metadata["original_filename"] == Path(checkpoints.best_model_path).name
+    assert best.metadata["score"] == pytest.approx(float(checkpoints.best_model_score))
+    assert "latest" in max(versions, key=lambda a: int(a.version[1:])).aliases
+    restored = Path(api.artifact(f"lightning-tests/{name}:best").download("restored"))
+    state = torch.load(next(restored.glob("*.ckpt")), weights_only=False)
+    assert (
+        state["global_step"]
+        == torch.load(checkpoints.best_model_path, weights_only=False)["global_step"]
+    )
+    assert trainer.global_step == 3 * BATCHES
+
+
+def test_log_model_is_checked() -> None:
+    with pytest.raises(gradexp.GradexpError, match="log_model"):
+        GradexpLogger(project="lightning-tests", log_model="best")
 
 
 def test_only_rank_zero_writes(gx_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
