@@ -18,9 +18,9 @@ happen once per job, not per step. Three figures:
 1. Mean step time per block, the median over rounds of its ratio to the ``null`` block of
    the same round (gradexp's own cost) and to ``none`` (Lightning's part included). Honest
    but noisy on a shared machine: a busy neighbour moves a block by more than the effect.
-2. Where the cost is: the steps that logged (every 50th) against the median of the other
-   steps of their block: their excess time, the median over all of them, for ``gradexp``
-   and ``null``. The difference, spread over ``LOG_EVERY`` steps, is gradexp's overhead per
+2. Where the cost is: each step that logged (every 50th) against the median of the
+   ``NEAR`` plain steps on each side of it: its excess time, the median over all of them,
+   for ``gradexp`` and ``null``. The difference, spread over ``LOG_EVERY`` steps, is gradexp's overhead per
    step; load elsewhere cancels out of it.
 3. The time spent inside ``GradexpLogger.log_metrics`` itself (the training thread's share).
 
@@ -44,6 +44,7 @@ STEPS = int(os.environ.get("BENCH_INTEGRATIONS_STEPS", "400"))
 LOG_EVERY = 50  # Lightning's default log_every_n_steps
 WIDTH = 512
 BATCH = 64
+NEAR = 5  # steps on each side of a logging step that it is compared with
 
 
 def main() -> int:
@@ -167,14 +168,23 @@ def main() -> int:
         return statistics.median(a / b for a, b in zip(times[kind], times[base], strict=True))
 
     def logging_excess(kind: str) -> tuple[float, float]:
-        """(median excess of a logging step over its block's median step, that median)."""
+        """(median excess of a logging step over the median of the ``NEAR`` steps on each
+        side of it, the median plain step): neighbours, so that slow drifts cancel."""
         excess, medians = [], []
         for clock in blocks[kind]:
             steps = [b - a for a, b in itertools.pairwise(clock.ends)]
             logged = clock.logged[1:]
-            plain = statistics.median(t for t, lg in zip(steps, logged, strict=True) if not lg)
-            medians.append(plain)
-            excess += [t - plain for t, lg in zip(steps, logged, strict=True) if lg]
+            medians.append(
+                statistics.median(t for t, lg in zip(steps, logged, strict=True) if not lg)
+            )
+            for i, (t, lg) in enumerate(zip(steps, logged, strict=True)):
+                near = [
+                    steps[j]
+                    for j in range(max(0, i - NEAR), min(len(steps), i + NEAR + 1))
+                    if not logged[j]
+                ]
+                if lg and near:
+                    excess.append(t - statistics.median(near))
         return statistics.median(excess), statistics.median(medians)
 
     print(
