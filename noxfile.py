@@ -22,7 +22,7 @@ PYTHON = os.environ.get("GRADEXP_NOX_PYTHON") or None  # None: the interpreter r
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite against a real server, databases, S3 (moto), chromium and a kernel."""
-    session.install("-e", ".[server,dev,torch]")
+    session.install("-e", ".[server,dev,torch,integrations]")
     session.run("pytest", *(session.posargs or ["tests"]))
 
 
@@ -67,12 +67,13 @@ def js(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Every benchmark under benchmarks/, each printing its figures beside a same-run baseline."""
-    session.install("-e", ".[server,dev,torch]")
+    session.install("-e", ".[server,dev,torch,integrations]")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Check the docs: every example in docs/ and the README is run or at least parsed."""
-    session.install("-e", ".[server,dev,torch]")  # docs/tensors.md runs a torch example
+    # docs/tensors.md runs a torch example, docs/integrations/ one per framework
+    session.install("-e", ".[server,dev,torch,integrations]")
     session.run("python", "docs/check.py")

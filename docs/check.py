@@ -1,6 +1,6 @@
 """Check the documentation (``nox -s docs``).
 
-- every relative link in README.md, CONTRIBUTING.md, CHANGELOG.md and docs/*.md points at
+- every relative link in README.md, CONTRIBUTING.md, CHANGELOG.md and docs/**/*.md points at
   a file that exists;
 - every ```python block parses (blocks marked ```python run are also executed, in a
   temporary directory with GRADEXP_MODE=offline, so they cannot drift from the code);
@@ -27,7 +27,7 @@ COMMAND = re.compile(r"(?:^|[\s;&|(])gradexp ((?:[a-z]+)(?: [a-z]+)?)")
 def main() -> int:
     pages = [
         *(ROOT / name for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md")),
-        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "docs").rglob("*.md")),
     ]
     problems: list[str] = []
     commands: set[str] = set()

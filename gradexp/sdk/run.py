@@ -558,7 +558,7 @@ class Run(RunFields):
             elif state is BROKEN:
                 channel.state = FINISHED  # nothing to wait for: the stream already let go
         if state not in OPEN:
-            if state is BROKEN:
+            if state is BROKEN or state is DISABLED:  # a disabled run is current until now
                 self._finished()
             return
         self._exit_code = int(exit_code)
