@@ -123,8 +123,9 @@ class _FdCapture(Capture):
         stream = {1: STDOUT, 2: STDERR}
         wake = self.wake_r
         while readers:
+            watched = [*readers, wake] if wake >= 0 else list(readers)
             try:
-                ready, _, _ = select.select([*readers, wake], [], [], 1.0)
+                ready, _, _ = select.select(watched, [], [], 1.0)
             except (OSError, ValueError):
                 break
             if wake in ready:
@@ -154,6 +155,7 @@ class _FdCapture(Capture):
                 _write_all(self.saved[fd], data)
                 if self.capturing:
                     self.buffer.add(stream[fd], data)
+        self.drained.set()  # the pipes are closed (or unreadable): nothing more will come
 
     def stop(self) -> None:
         with self.stop_lock:

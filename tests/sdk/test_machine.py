@@ -208,6 +208,33 @@ def test_a_terminal_stays_a_terminal(tmp_path: Path) -> None:
     assert "colour: \x1b[31mred\x1b[0m" in first and any(t.startswith("same: True") for t in first)
 
 
+def test_stop_returns_once_pending_output_is_drained(tmp_path: Path) -> None:
+    """Output still in the pipe when the capture stops is queued, and the reader says so
+    (stop() does not run out its timeout): the drain is signalled, never timed out."""
+    done = run_script(
+        tmp_path,
+        """
+        import os, sys, threading
+        from gradexp.stream.console import ConsoleBuffer
+        from gradexp.sdk import console
+        buffer = ConsoleBuffer()
+        capture = console.start_capture(buffer)
+        waited = []
+        real_wait = capture.drained.wait
+        capture.drained.wait = lambda timeout=None: waited.append(real_wait(timeout)) or waited[-1]
+        for i in range(3):  # several reads' worth, written just before stop()
+            os.write(1, (b"%d" % i) * 200_000 + b"\\n")
+        capture.stop()
+        chunks, _ = buffer.take()
+        sys.stderr.write(f"{waited} {sum(len(t) for _, _, t in chunks)}\\n")
+        """,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    waited, queued = done.stderr.decode().split("] ")
+    assert waited == "[True", done.stderr  # drained, not the timeout (False)
+    assert int(queued) == 3 * 200_001
+
+
 def test_python_level_capture_where_descriptors_cannot_be_used(tmp_path: Path) -> None:
     done = run_script(
         tmp_path,
