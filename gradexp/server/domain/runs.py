@@ -408,6 +408,25 @@ def _refuse_deleted_id(conn: Connection, user: User, run_id: str) -> None:
         raise Forbidden(f"run id {run_id!r} was used by another user's run; start a new run")
 
 
+def fresh_writer_columns(body: dict[str, Any], now: float) -> dict[str, Any]:
+    """The columns a new run (or a new writer of a distributed run) starts with: nothing
+    acknowledged, no step, its first attempt (``body``: a validated PUT body)."""
+    return {
+        "summary": "{}",
+        "telemetry": "{}",
+        "host": orjson.dumps(body["host"]).decode(),
+        "attempt": body["attempt"],
+        "started_at": body["started_at"] or now,
+        "attempt_started_at": now,
+        "attempt_seq": 0,
+        "heartbeat_at": now,
+        "updated_at": now,
+        "last_step": -1,
+        "acked_seq": 0,
+        "pending_ranges": "[]",
+    }
+
+
 def _create_or_resume(
     conn: Connection,
     kind: str,
@@ -434,23 +453,12 @@ def _create_or_resume(
                 name=body["name"] or run_id,
                 state="running",
                 config=orjson.dumps(body["config"]).decode(),
-                summary="{}",
-                telemetry="{}",
                 tags=orjson.dumps(body["tags"]).decode(),
                 notes=orjson.dumps(body["notes"]).decode() if body["notes"] is not None else None,
                 group_name=body["group"],
                 job_type=body["job_type"],
-                host=orjson.dumps(body["host"]).decode(),
-                attempt=body["attempt"],
-                started_at=body["started_at"] or now,
-                attempt_started_at=now,
-                attempt_seq=0,
-                heartbeat_at=now,
-                updated_at=now,
-                last_step=-1,
-                acked_seq=0,
-                pending_ranges="[]",
                 world_size=body.get("world_size"),
+                **fresh_writer_columns(body, now),
             )
         )
         created = conn.execute(run_query().where(s.runs.c.id == run_id)).one()

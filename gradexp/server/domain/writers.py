@@ -29,7 +29,13 @@ from gradexp.server.domain.access import Role
 from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.errors import Conflict, Invalid, NotFound
 from gradexp.server.domain.machine import MAX_RANK
-from gradexp.server.domain.runs import create_or_resume, find_run, rank0_finish, run_query
+from gradexp.server.domain.runs import (
+    create_or_resume,
+    find_run,
+    fresh_writer_columns,
+    rank0_finish,
+    run_query,
+)
 from gradexp.server.domain.tombstones import next_sqlite_run_pk
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database
@@ -127,19 +133,8 @@ def _writer_row(conn: Connection, parent: Any, body: dict[str, Any], rank: int, 
                 name=f"{parent.name} (rank {rank})",
                 state="running",
                 config="{}",
-                summary="{}",
-                telemetry="{}",
                 tags="[]",
-                host=orjson.dumps(body["host"]).decode(),
-                attempt=body["attempt"],
-                started_at=body["started_at"] or now,
-                attempt_started_at=now,
-                attempt_seq=0,
-                heartbeat_at=now,
-                updated_at=now,
-                last_step=-1,
-                acked_seq=0,
-                pending_ranges="[]",
+                **fresh_writer_columns(body, now),
             )
         )
         return True, conn.execute(run_query().where(r.c.id == wid)).one()
