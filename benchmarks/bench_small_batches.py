@@ -41,6 +41,7 @@ from _server import free_port, fresh_postgres, running_server, tree_cpu_seconds
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 BATCHES = int(os.environ.get("BENCH_BATCHES", "3000"))  # per measurement, all runs together
+DBS = os.environ.get("BENCH_DB", "both")  # sqlite, postgresql or both
 ROWS = 10
 WARMUP = 5  # batches per run before the clock starts (key ids cached, connections open)
 
@@ -212,9 +213,12 @@ def main() -> None:
         base_ms, base_rate = _measure(url, "gx_none", pid, create=False)
     print(f"  {'aiohttp constant':<28} {base_ms:6.3f} ms CPU/batch  {base_rate:7.0f} batches/s")
     print(f"  {'bare insert (sqlite3)':<28} {bare_insert_sqlite(BATCHES):6.3f} ms CPU/batch")
-    with running_server() as (url, key, _db, pid):
-        ms, rate = _measure(url, key, pid)
-    print(f"  {'gradexp server, SQLite':<28} {ms:6.3f} ms CPU/batch  {rate:7.0f} batches/s")
+    if DBS in ("both", "sqlite"):
+        with running_server() as (url, key, _db, pid):
+            ms, rate = _measure(url, key, pid)
+        print(f"  {'gradexp server, SQLite':<28} {ms:6.3f} ms CPU/batch  {rate:7.0f} batches/s")
+    if DBS not in ("both", "postgresql"):
+        return
     with fresh_postgres() as pg:
         if pg is None:
             print("  PostgreSQL not reachable: skipped")
@@ -233,10 +237,20 @@ def _spy_start(pid: int) -> subprocess.Popen[bytes] | None:
         return None
     out = Path(tempfile.gettempdir()) / f"gx-small-{pid}.txt"
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "500",
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "500", "--gil",
          "--nonblocking", "-o", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def _frame_name(frame: str) -> str:
+    """``func (…/site-packages/pkg/mod.py:12)`` -> ``func pkg/mod.py`` (lines merged)."""
+    func, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/load/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{func} {path}"
 
 
 def _spy_report(spy: subprocess.Popen[bytes] | None, pid: int) -> None:
@@ -252,16 +266,17 @@ def _spy_report(spy: subprocess.Popen[bytes] | None, pid: int) -> None:
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
-        frames = [
-            f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")") for f in stack.split(";")
-        ]
+        frames = [_frame_name(f) for f in stack.split(";")]
         samples += n
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for frame in set(frames):
             total[frame] = total.get(frame, 0) + n
     for title, table in (("self", own), ("inclusive", total)):
         print(f"    py-spy, {title} (% of {samples} samples):")
-        for frame, n in sorted(table.items(), key=lambda kv: -kv[1])[:25]:
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])
+        if title == "inclusive":  # the server's own functions, not the loop's frames
+            ranked = [kv for kv in ranked if "gradexp/" in kv[0]]
+        for frame, n in ranked[:30]:
             print(f"      {100 * n / samples:5.1f}%  {frame}")
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
+from gradexp.server.domain.accounts.keys import KeyCache
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
@@ -79,7 +80,10 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         policy=settings.policy,
         revocations=revocations,
     )
+    api_keys = KeyCache()
+    revocations.listen(api_keys.credentials_ended)  # a key revoked here leaves at once
     return AppState(
+        api_keys=api_keys,
         settings=settings,
         db=db,
         objects=objects,

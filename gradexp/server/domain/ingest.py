@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
-from gradexp.server.domain.errors import Conflict, NotFound
+from gradexp.server.domain.errors import Conflict, NotFound, Unauthorized
 from gradexp.server.domain.machine import MACHINE_KINDS, apply_machine_records
 from gradexp.server.domain.run_records import merge_metrics, run_field_columns, store_alerts
 from gradexp.server.domain.runs import run_not_found
@@ -188,12 +188,20 @@ _RUN_COLUMNS = (
 # The run's row is read and written once per batch: as driver SQL, compiled here once per
 # dialect (and per set of updated columns), so a batch pays no statement building.
 @functools.lru_cache(maxsize=8)
-def _run_select_sql(dialect: Dialect, by: str) -> str:
+def _run_select_sql(dialect: Dialect, by: str, key_check: bool = False) -> str:
     quote = dialect.identifier_preparer.quote
-    sql = (
-        f"SELECT {', '.join(map(quote, _RUN_COLUMNS))} FROM runs "
-        f"WHERE {quote(by)} = {placeholders(dialect.name, 1)}"
-    )
+    columns = ", ".join(map(quote, _RUN_COLUMNS))
+    if key_check:
+        # Whether the request's API key is still valid, in the statement that locks the
+        # run: a cached key costs no extra round trip and a revocation is still seen at
+        # once (see KeyCache). The key's id is the first parameter.
+        first, second = placeholders(dialect.name, 2).split(", ")
+        sql = (
+            f"SELECT {columns}, (SELECT COUNT(*) FROM api_keys WHERE id = {first} "
+            f"AND revoked_at IS NULL) FROM runs WHERE {quote(by)} = {second}"
+        )
+    else:
+        sql = f"SELECT {columns} FROM runs WHERE {quote(by)} = {placeholders(dialect.name, 1)}"
     # Elsewhere than SQLite, the row lock is the run's ingest lock, held until commit.
     return sql if dialect.name == "sqlite" else sql + " FOR UPDATE"
 
@@ -217,6 +225,36 @@ def _select_run(conn: Connection, by: str, value: Any) -> Any:
     """The run's row (locked elsewhere than SQLite) as a ``_RunRow``, or None."""
     row = driver_execute(conn, _run_select_sql(conn.dialect, by), (value,)).fetchone()
     return None if row is None else _RunRow(*row)
+
+
+def _select_run_for_key(conn: Connection, run_id: str, api_key_id: int) -> Any:
+    """Like ``_select_run`` by id, after checking that API key ``api_key_id`` is unrevoked
+    (Unauthorized if not, whether or not the run exists)."""
+    sql = _run_select_sql(conn.dialect, "id", key_check=True)
+    row = driver_execute(conn, sql, (api_key_id, run_id)).fetchone()
+    if row is None:
+        # No such run: the key's validity, for the right refusal (401 before 404).
+        valid = driver_execute(
+            conn,
+            f"SELECT COUNT(*) FROM api_keys WHERE id = {placeholders(conn.dialect.name, 1)} "
+            "AND revoked_at IS NULL",
+            (api_key_id,),
+        ).fetchone()[0]
+        if not valid:
+            raise key_refused()
+        return None
+    if not row[-1]:
+        raise key_refused()
+    return _RunRow(*row[:-1])
+
+
+def key_refused() -> Unauthorized:
+    """The refusal of a revoked (or deleted) API key, as the auth middleware words it."""
+    return Unauthorized(
+        "this API key is not valid (revoked or mistyped); create one with "
+        "`gradexp server key create NAME`",
+        code="unauthorized",
+    )
 
 
 class ProjectOwners:
@@ -256,13 +294,18 @@ def ingest_batch(
     batch: Batch,
     key_ids: dict[str, int],
     owners: ProjectOwners,
+    api_key_id: int | None = None,
 ) -> IngestResult:
     """Lock the caller's run ``run_id`` (NotFound if it is missing or not theirs) and apply
-    ``batch``; ``owners``: the process's cache of project owners.
+    ``batch``; ``owners``: the process's cache of project owners; ``api_key_id``: the API
+    key the request came with, checked here to be unrevoked (Unauthorized if not).
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
-    run = _select_run(conn, "id", run_id)
+    if api_key_id is None:
+        run = _select_run(conn, "id", run_id)
+    else:
+        run = _select_run_for_key(conn, run_id, api_key_id)
     if run is not None:
         owner = owners.get(run.project_id)
         if owner is None:

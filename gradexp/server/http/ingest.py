@@ -11,6 +11,7 @@ from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
 from gradexp.server.domain import files
 from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
+from gradexp.server.domain.errors import Unauthorized
 from gradexp.server.domain.ingest import ingest_batch
 from gradexp.server.domain.runs import (
     check_run_id,
@@ -21,6 +22,7 @@ from gradexp.server.domain.runs import (
     run_objects,
     validate_run_body,
 )
+from gradexp.server.http.auth import key_checked_in_transaction
 from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
 from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, json_response
@@ -57,6 +59,7 @@ async def _owned_run(request: web.Request) -> Any:
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/records")
+@key_checked_in_transaction
 async def post_records(request: web.Request) -> web.Response:
     """Ingest one batch: validate everything first, then one transaction, then the ack."""
     state = app_state(request)
@@ -67,15 +70,22 @@ async def post_records(request: web.Request) -> web.Response:
     batch = await state.decode_pool.decode(body, gzip)
     run_id = check_run_id(request.match_info["run_id"])
     known_ids = dict(state.key_ids.get(run_id))  # a private copy for the writer thread
-    result = await state.db.write(
-        ingest_batch,
-        state.db.kind,
-        request[USER].id,
-        run_id,
-        batch,
-        known_ids,
-        state.project_owners,
-    )
+    user = request[USER]
+    try:
+        result = await state.db.write(
+            ingest_batch,
+            state.db.kind,
+            user.id,
+            run_id,
+            batch,
+            known_ids,
+            state.project_owners,
+            user.key_id,  # checked in the transaction: the key may come from the cache
+        )
+    except Unauthorized:
+        if user.key_id is not None:
+            state.api_keys.forget(frozenset({user.key_id}))
+        raise
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
     state.key_ids.add(run_id, result.key_ids)
     if result.applied:

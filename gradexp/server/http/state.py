@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gradexp.server.domain.accounts.keys import KeyCache
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
@@ -44,6 +45,7 @@ class AppState:
     project_owners: ProjectOwners = field(default_factory=ProjectOwners)  # LRU, 10,000
     valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names
     arrays: ArrayCache = field(default_factory=ArrayCache)  # parsed tensors, 256 MiB
+    api_keys: KeyCache = field(default_factory=KeyCache)  # keys valid lately, 10,000, 60 s
     _shell: Shell | None = field(default=None, init=False, repr=False)  # see shell
 
     @property

@@ -80,7 +80,9 @@ def _sqlite_setup(engine: Engine, writer: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to sqlite3: through exec_driver_sql this cost a small batch ~40 us of
+        # SQLAlchemy's execution machinery.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
 def _sqlite_reader(url: str, pool_size: int) -> AsyncEngine:
