@@ -131,13 +131,13 @@ def log(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -
     # The fast path of Run.log(), inlined: one Python call less for the common case.
     if (
         type(data) is dict
-        and step is None
+        and (step is None or (type(step) is int and step >= 0))
         and commit
         and channel.state is ACTIVE
         and _PLAIN_SUPERSET(map(type, data.values()))
     ):
         queue = channel.queue
-        queue.append((_time(), data.copy()))
+        queue.append((_time(), data.copy()) if step is None else (_time(), data.copy(), step))
         if len(queue) > channel.check_at and channel.over(len(data)):
             channel.wait_for_room(len(data))
         return

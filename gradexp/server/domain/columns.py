@@ -364,7 +364,7 @@ class HistoryColumns:
         # A small batch's steps are read from the list: numpy's per-call cost is more
         # than the work for a few rows.
         small = len(self.seqs) < rollup.NUMPY_MIN_POINTS
-        steps = None if small else self._steps_array()
+        steps: Any = None if small else self._steps_array()
         steps_l = self.steps
         aggregates = self.aggregates()
         no_numbers = (None, None, 0.0, 0)

@@ -541,6 +541,7 @@ def _apply(
     )
 
 
+@functools.lru_cache(maxsize=4)
 def _history_sql(kind: str) -> str:
     return (
         "INSERT INTO history (run_pk, seq, step, time, row_values) "
