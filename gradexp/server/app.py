@@ -28,6 +28,7 @@ from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
 from gradexp.server.domain.live.hub import LiveHub
+from gradexp.server.domain.pacing import Pacer
 from gradexp.server.http import (
     authorize,
     health,
@@ -94,6 +95,12 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         passwords=passwords,
         sign_ins=PasswordSignIn(db, settings.policy, passwords),
         alerts=AlertSender(settings.alert_webhook_url),
+        pacer=Pacer(
+            db,
+            live.follows,
+            target=settings.ingest_target,
+            max_in_flight=settings.max_ingest_in_flight,
+        ),
         valid_keys=valid_keys,
     )
 
@@ -118,6 +125,7 @@ def make_app(state: AppState) -> web.Application:
         await state.live.close()  # end live streams so shutdown need not wait for them
 
     async def on_cleanup(_app: web.Application) -> None:
+        await state.pacer.close()
         await state.alerts.close()
         await state.exporter.close()
         await state.db.dispose()

@@ -11,7 +11,7 @@ from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
 from gradexp.server.domain import files
 from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
-from gradexp.server.domain.errors import Unauthorized
+from gradexp.server.domain.errors import RateLimited, Unauthorized
 from gradexp.server.domain.ingest import ingest_batch
 from gradexp.server.domain.runs import (
     check_run_id,
@@ -25,7 +25,7 @@ from gradexp.server.domain.runs import (
 from gradexp.server.http.auth import key_checked_in_transaction
 from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
 from gradexp.server.http.downloads import stream_object
-from gradexp.server.http.errors import HttpError, json_response
+from gradexp.server.http.errors import HttpError, error_response, json_response
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
 from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
@@ -61,7 +61,19 @@ async def _owned_run(request: web.Request) -> Any:
 @routes.post(API_PREFIX + "/runs/{run_id}/records")
 @key_checked_in_transaction
 async def post_records(request: web.Request) -> web.Response:
-    """Ingest one batch: validate everything first, then one transaction, then the ack."""
+    """Ingest one batch: validate everything first, then one transaction, then the ack
+    (with how often to send: see domain/pacing.py)."""
+    state = app_state(request)
+    try:
+        with state.pacer.batch():  # refused before reading the body when too busy
+            return await _ingest(request)
+    except RateLimited as exc:
+        resp = error_response(429, exc.code, exc.message, **exc.extra)
+        resp.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return resp
+
+
+async def _ingest(request: web.Request) -> web.Response:
     state = app_state(request)
     # The body as sent (size-checked, 415 for an unknown encoding); the decode pool
     # inflates and decodes it, in a worker process when it is big enough to pay.
@@ -94,7 +106,14 @@ async def post_records(request: web.Request) -> web.Response:
         state.exporter.schedule(result.run_pk)
     if result.alerts and state.alerts.url:
         await _send_alerts(request, result.run_pk, result.alerts)
-    return json_response({"acked_seq": result.acked_seq})
+    watched = state.pacer.watched(result.run_pk)
+    return json_response(
+        {
+            "acked_seq": result.acked_seq,
+            "watched": watched,
+            "batch_interval": state.pacer.interval(watched),
+        }
+    )
 
 
 async def _send_alerts(request: web.Request, run_pk: int, alerts: list[dict[str, Any]]) -> None:
