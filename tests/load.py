@@ -44,11 +44,12 @@ class LoadResult:
     """What one level of load did."""
 
     runs: list[RunLoad]
-    seconds: float
+    seconds: float  # the level's length; runs whose last batch was refused go on past it
     live_rows: dict[str, list[int]]  # run id -> the sequences the live stream delivered
     exact: bool = False
     live_exact: bool = False
     problems: list[str] = field(default_factory=list)
+    elapsed: float = 0.0  # until every run's last batch was accepted
 
     @property
     def latencies(self) -> list[float]:
@@ -234,7 +235,7 @@ async def generate(
             await follower
         except (asyncio.CancelledError, aiohttp.ClientError):
             pass
-    result = LoadResult(runs=loads, seconds=elapsed, live_rows=seen)
+    result = LoadResult(runs=loads, seconds=seconds, live_rows=seen, elapsed=elapsed)
     result.live_exact = all(seen.get(r.run_id, []) == list(range(1, r.seq + 1)) for r in loads)
     if not result.live_exact:
         bad = [r for r in loads if seen.get(r.run_id, []) != list(range(1, r.seq + 1))]
