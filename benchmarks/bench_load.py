@@ -51,18 +51,22 @@ S3_ENV = {
 }
 
 
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # answering at all is enough
+    except OSError:
+        return False
+    return True
+
+
 def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return  # answering at all is enough
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start") from None
-            time.sleep(0.2)
+    while not _answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.2)
 
 
 @contextlib.contextmanager
