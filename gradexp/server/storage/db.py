@@ -427,6 +427,61 @@ def insert_rows(conn: Connection, kind: str, sql: str, rows: Sequence[Sequence[A
         driver_execute(conn, _multi_row_sql(kind, sql, len(part)), tuple(chain.from_iterable(part)))
 
 
+class StatementChain:
+    """Writes that PostgreSQL runs as one statement: each ``INSERT``/upsert as a
+    data-modifying ``WITH`` query, the last statement as the main one.
+
+    A small batch's writes (history rows, rollups, key index, the run's row) each cost a
+    round trip through asyncpg and the event loop, about 0.2 ms of the server's CPU apiece
+    on loopback; chained, they cost one. The statements must not read what the others
+    write (PostgreSQL runs them on one snapshot), and together hold at most
+    ``MAX_PARAMS`` parameters.
+    """
+
+    def __init__(self) -> None:
+        self.sqls: list[str] = []
+        self.counts: list[int] = []
+        self.params: list[Any] = []
+
+    def add_rows(self, kind: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``sql`` (a one-row ``INSERT ... VALUES``, as for :func:`insert_rows`) for every
+        row of ``rows``."""
+        if rows:
+            self.add(_multi_row_sql(kind, sql, len(rows)), tuple(chain.from_iterable(rows)))
+
+    def add(self, sql: str, params: Sequence[Any]) -> None:
+        """One statement with its parameters (numbered from ``$1``)."""
+        self.sqls.append(sql)
+        self.counts.append(len(params))
+        self.params.extend(params)
+
+    def fits(self, extra: int) -> bool:
+        """Whether ``extra`` more parameters fit in one statement."""
+        return len(self.params) + extra <= MAX_PARAMS
+
+    def execute(self, conn: Connection) -> None:
+        """Run the statements, as one."""
+        if self.sqls:
+            driver_execute(conn, _chained_sql(tuple(self.sqls), tuple(self.counts)), self.params)
+
+
+@functools.lru_cache(maxsize=256)
+def _chained_sql(sqls: tuple[str, ...], counts: tuple[int, ...]) -> str:
+    parts, offset = [], 0
+    for sql, count in zip(sqls, counts, strict=True):
+        parts.append(_shift_params(sql, offset))
+        offset += count
+    *ctes, main = parts
+    if not ctes:
+        return main
+    return "WITH " + ", ".join(f"w{i} AS ({cte})" for i, cte in enumerate(ctes)) + " " + main
+
+
+def _shift_params(sql: str, offset: int) -> str:
+    """PostgreSQL's numbered parameters ``$n`` of ``sql`` renumbered from ``offset + 1``."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", sql)
+
+
 @functools.lru_cache(maxsize=128)
 def _multi_row_sql(kind: str, sql: str, nrows: int) -> str:
     head, sep, rest = sql.partition(" VALUES (")
