@@ -79,8 +79,7 @@ def _measure(url: str, key: str, pid: int, create: bool = True) -> tuple[float, 
     box: dict[str, float] = {}
 
     async def main() -> None:
-        # Warm up, then take the CPU reading right before the timed part: the warm-up is
-        # the first gather inside _drive, so split it here instead.
+        # Warm up, then take the CPU reading right before the timed part.
         headers = {"Authorization": f"Bearer {key}", "Content-Encoding": "gzip"}
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), headers=headers
@@ -114,6 +113,32 @@ def _measure(url: str, key: str, pid: int, create: bool = True) -> tuple[float, 
 
     asyncio.run(main())
     return box["cpu"] / n * 1000, n / box["wall"]
+
+
+def _measure_heartbeats(url: str, key: str, pid: int) -> float:
+    """Server CPU ms per heartbeat (what a silent run sends every 30 s), runs of
+    ``_measure`` (already created)."""
+    run_ids = [f"small{i:04d}{os.getpid() % 10000:04d}" for i in range(RUNS)]
+    per_run = max(1, BATCHES // len(run_ids) // 2)
+
+    async def main() -> float:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), headers=headers
+        ) as session:
+
+            async def run(run_id: str, n: int) -> None:
+                for _ in range(n):
+                    async with session.post(f"{url}/api/v1/runs/{run_id}/heartbeat") as resp:
+                        await resp.read()
+                        assert resp.status == 200
+
+            await asyncio.gather(*(run(r, 2) for r in run_ids))
+            cpu0 = tree_cpu_seconds(pid)
+            await asyncio.gather(*(run(r, per_run) for r in run_ids))
+            return (tree_cpu_seconds(pid) - cpu0) / (per_run * len(run_ids)) * 1000
+
+    return asyncio.run(main())
 
 
 _CONSTANT_SERVER = """
@@ -216,7 +241,9 @@ def main() -> None:
     if DBS in ("both", "sqlite"):
         with running_server() as (url, key, _db, pid):
             ms, rate = _measure(url, key, pid)
+            beat = _measure_heartbeats(url, key, pid)
         print(f"  {'gradexp server, SQLite':<28} {ms:6.3f} ms CPU/batch  {rate:7.0f} batches/s")
+        print(f"  {'  a heartbeat, SQLite':<28} {beat:6.3f} ms CPU")
     if DBS not in ("both", "postgresql"):
         return
     with fresh_postgres() as pg:
@@ -228,7 +255,9 @@ def main() -> None:
         )
     with fresh_postgres() as pg, running_server(pg) as (url, key, _db, pid):
         ms, rate = _measure(url, key, pid)
+        beat = _measure_heartbeats(url, key, pid)
     print(f"  {'gradexp server, PostgreSQL':<28} {ms:6.3f} ms CPU/batch  {rate:7.0f} batches/s")
+    print(f"  {'  a heartbeat, PostgreSQL':<28} {beat:6.3f} ms CPU")
 
 
 def _spy_start(pid: int) -> subprocess.Popen[bytes] | None:
