@@ -9,8 +9,9 @@ default 20) the table shows: batch latency p50/p99 of the accepted batches (meas
 generator, which shares the machine), batches accepted against those due at one a second
 per run, batches refused (429, sent again), runs asked for a longer interval (and the
 longest), rows stored exactly once (checked in the database), rows seen exactly once by
-the live stream, the two servers' CPU (their process trees, as % of one core, and per
-accepted batch, which includes the live stream's share), the generator's own CPU and the
+the live stream, the two servers' CPU (their process trees, as % of one core: the first
+server, then the second, which serves the live stream; and per accepted batch, the
+stream's share included), the generator's own CPU and the
 machine's load average (a shared machine's other work shows there).
 
 Baseline, same run: the ``aiohttp constant`` row of ``bench_small_batches.py`` gives the
@@ -152,7 +153,7 @@ def main() -> None:
         with moto_bucket() as (store, env), two_servers(pg, store, env) as (urls, key, pids):
             print(header)
             for level in LEVELS:
-                cpu0 = sum(tree_cpu_seconds(p) for p in pids)
+                cpu0 = [tree_cpu_seconds(p) for p in pids]
                 own0 = time.process_time()
                 t0 = time.monotonic()
                 result = asyncio.run(
@@ -168,8 +169,9 @@ def main() -> None:
                     )
                 )
                 wall = time.monotonic() - t0
-                used = sum(tree_cpu_seconds(p) for p in pids) - cpu0
-                cpu = used / wall * 100
+                each = [tree_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+                used = sum(each)
+                cpu = "+".join(f"{c / wall * 100:.0f}" for c in each)
                 own = (time.process_time() - own0) / wall * 100
                 print(
                     f"{level:>6} {result.percentile(0.5) * 1000:>8.0f} "
@@ -177,12 +179,14 @@ def main() -> None:
                     f"{f'{result.accepted}/{result.due}':>14} {result.refused:>6} "
                     f"{f'{result.paced_runs} ({result.max_interval:.1f})':>19} "
                     f"{'yes' if result.exact else 'NO':>6} {'yes' if result.live_exact else 'NO':>6} "
-                    f"{cpu:>11.0f}% {used / max(1, result.accepted) * 1000:>9.2f} "
+                    f"{cpu + '%':>12} {used / max(1, result.accepted) * 1000:>9.2f} "
                     f"{own:>9.0f}% {os.getloadavg()[0]:>9.1f}",
                     flush=True,
                 )
                 for problem in result.problems[:3]:
                     print(f"       {problem}")
+                if result.errors:
+                    print(f"       {result.errors} connection errors (each batch sent again)")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ class RunLoad:
     batches: int = 0
     refused: int = 0
     max_interval: float = 1.0
+    errors: list[str] = field(default_factory=list)  # connection errors, each sent again
 
 
 @dataclass
@@ -75,6 +76,10 @@ class LoadResult:
     @property
     def rows(self) -> int:
         return sum(r.seq for r in self.runs)
+
+    @property
+    def errors(self) -> int:
+        return sum(len(r.errors) for r in self.runs)
 
     @property
     def paced_runs(self) -> int:
@@ -123,18 +128,20 @@ async def _send_run(
         while True:
             url = random.choice(urls)
             started = time.monotonic()
-            async with session.post(
-                f"{url}/api/v1/runs/{run.run_id}/records",
-                data=body,
-                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-            ) as resp:
-                reply = orjson.loads(await resp.read())
-                if resp.status == 429:
-                    run.refused += 1
-                    await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
-                    continue
-                if resp.status != 200:
-                    raise RuntimeError(f"run {run.run_id}: HTTP {resp.status} {reply}")
+            try:
+                status, reply, retry_after = await _post(session, url, run.run_id, body)
+            except (aiohttp.ClientError, OSError) as exc:
+                # A kept-alive connection the server had just closed, say: send again, as
+                # the SDK does (the server drops what it already has).
+                run.errors.append(type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if status == 429:
+                run.refused += 1
+                await asyncio.sleep(retry_after)
+                continue
+            if status != 200:
+                raise RuntimeError(f"run {run.run_id}: HTTP {status} {reply}")
             run.latencies.append(time.monotonic() - started)
             run.batches += 1
             run.seq += n
@@ -143,6 +150,19 @@ async def _send_run(
             run.interval = max(1.0, float(reply.get("batch_interval") or 0.0))
             run.max_interval = max(run.max_interval, run.interval)
             break
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, run_id: str, body: bytes
+) -> tuple[int, Any, float]:
+    """POST one batch: (status, reply, Retry-After seconds)."""
+    async with session.post(
+        f"{url}/api/v1/runs/{run_id}/records",
+        data=body,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    ) as resp:
+        reply = orjson.loads(await resp.read())
+        return resp.status, reply, float(resp.headers.get("Retry-After", "1"))
 
 
 async def _follow(
