@@ -11,7 +11,7 @@ per run, batches refused (429, sent again), runs asked for a longer interval (an
 longest), rows stored exactly once (checked in the database), rows seen exactly once by
 the live stream, the two servers' CPU (their process trees, as % of one core: the first
 server, then the second, which serves the live stream; and per accepted batch, the
-stream's share included), the generator's own CPU and the
+stream's share included), PostgreSQL's CPU, the generator's own CPU and the
 machine's load average (a shared machine's other work shows there).
 
 Baseline, same run: the ``aiohttp constant`` row of ``bench_small_batches.py`` gives the
@@ -136,6 +136,23 @@ def two_servers(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process on this machine, by pid (Linux)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.partition(") ")
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf(
+                "SC_CLK_TCK"
+            )
+    return out
+
+
 def main() -> None:
     print(
         f"load: two servers on PostgreSQL + S3 (moto), each run a 10-row batch a second to "
@@ -144,7 +161,7 @@ def main() -> None:
     header = (
         f"{'runs':>6} {'p50 ms':>8} {'p99 ms':>8} {'accepted/due':>14} {'429s':>6} "
         f"{'paced runs (max s)':>19} {'exact':>6} {'live':>6} {'servers CPU':>12} "
-        f"{'ms/batch':>9} {'generator':>10} {'load avg':>9}"
+        f"{'ms/batch':>9} {'postgres':>9} {'generator':>10} {'load avg':>9}"
     )
     with fresh_postgres() as pg:
         if pg is None:
@@ -154,6 +171,7 @@ def main() -> None:
             print(header)
             for level in LEVELS:
                 cpu0 = [tree_cpu_seconds(p) for p in pids]
+                pg0 = postgres_cpu()
                 own0 = time.process_time()
                 t0 = time.monotonic()
                 result = asyncio.run(
@@ -171,6 +189,8 @@ def main() -> None:
                 wall = time.monotonic() - t0
                 each = [tree_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
                 used = sum(each)
+                pg1 = postgres_cpu()
+                pg_used = sum(t - pg0[p] for p, t in pg1.items() if p in pg0)
                 cpu = "+".join(f"{c / wall * 100:.0f}" for c in each)
                 own = (time.process_time() - own0) / wall * 100
                 print(
@@ -180,7 +200,7 @@ def main() -> None:
                     f"{f'{result.paced_runs} ({result.max_interval:.1f})':>19} "
                     f"{'yes' if result.exact else 'NO':>6} {'yes' if result.live_exact else 'NO':>6} "
                     f"{cpu + '%':>12} {used / max(1, result.accepted) * 1000:>9.2f} "
-                    f"{own:>9.0f}% {os.getloadavg()[0]:>9.1f}",
+                    f"{pg_used / wall * 100:>8.0f}% {own:>9.0f}% {os.getloadavg()[0]:>9.1f}",
                     flush=True,
                 )
                 for problem in result.problems[:3]:

@@ -13,9 +13,11 @@ reply tells the writer two things (``docs/protocol.md``):
 The load signal is the time a batch spends in this process, from its request to its
 commit (an exponential average): on SQLite it includes the wait for the one writer, on
 PostgreSQL the wait for a pooled connection and the run's row lock, everywhere the event
-loop's lag. Past ``max_in_flight`` batches being handled at once, a batch is refused
-before its body is read (429 with ``Retry-After``): the SDK keeps it on disk and sends it
-again, so the batches that are accepted keep a bounded latency and nothing is lost.
+loop's lag. Past ``max_in_flight`` batches being handled at once (past
+:data:`MIN_IN_FLIGHT` while the average is over :data:`LATENCY_BOUND` times the target), a
+batch is refused before its body is read (429 with ``Retry-After``): the SDK keeps it on
+disk and sends it again, so the batches that are accepted keep a bounded latency and
+nothing is lost.
 
 Everything here runs on the server's event loop: no locks.
 """
@@ -40,6 +42,11 @@ STRETCH = 1.5  # factor per adjustment, up or down
 ADJUST_EVERY = 0.5  # seconds between adjustments of the factor
 EWMA_WEIGHT = 0.1  # weight of the newest batch in the latency average
 WATCHED_REFRESH = 1.0  # seconds between reads of the other processes' watched runs
+# While batches take LATENCY_BOUND x target on average, at most MIN_IN_FLIGHT are taken at
+# once: asking writers to slow down takes a batch interval to show, and meanwhile the
+# queue, not the work, would make the latency of the batches accepted.
+LATENCY_BOUND = 2.5
+MIN_IN_FLIGHT = 4
 
 
 class Pacer:
@@ -77,7 +84,9 @@ class Pacer:
     def batch(self) -> Iterator[None]:
         """Around one ingest request: refuses it (RateLimited, with ``retry_after``) when
         too many are in flight; else counts it and times it into the load signal."""
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight or (
+            self.in_flight >= MIN_IN_FLIGHT and self.latency > LATENCY_BOUND * self.target
+        ):
             self.refused += 1
             now = time.monotonic()
             if now - self._adjusted_at >= ADJUST_EVERY:
