@@ -303,6 +303,29 @@ def ingest_batch(
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
+    run = _owned_run(conn, user_id, run_id, owners, api_key_id)
+    return _apply(conn, kind, run, batch, key_ids)
+
+
+def record_heartbeat(
+    conn: Connection,
+    user_id: int,
+    run_id: str,
+    owners: ProjectOwners,
+    api_key_id: int | None = None,
+) -> int:
+    """Mark the caller's run ``run_id`` alive (NotFound if it is missing or not theirs) in
+    one write transaction, as ``ingest_batch`` looks it up; returns its ``acked_seq``."""
+    run = _owned_run(conn, user_id, run_id, owners, api_key_id)
+    _update_run(conn, int(run.pk), {"heartbeat_at": time.time()})
+    return int(run.acked_seq)
+
+
+def _owned_run(
+    conn: Connection, user_id: int, run_id: str, owners: ProjectOwners, api_key_id: int | None
+) -> Any:
+    """The caller's run, locked (NotFound if missing or not theirs; Unauthorized if
+    ``api_key_id`` was revoked)."""
     if api_key_id is None:
         run = _select_run(conn, "id", run_id)
     else:
@@ -318,7 +341,7 @@ def ingest_batch(
             run = None
     if run is None:
         raise run_not_found(run_id)
-    return _apply(conn, kind, run, batch, key_ids)
+    return run
 
 
 def apply_batch(

@@ -12,12 +12,11 @@ from gradexp.server.domain import files
 from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
 from gradexp.server.domain.errors import RateLimited, Unauthorized
-from gradexp.server.domain.ingest import ingest_batch
+from gradexp.server.domain.ingest import ingest_batch, record_heartbeat
 from gradexp.server.domain.runs import (
     check_run_id,
     create_or_resume,
     find_run,
-    heartbeat,
     run_by_pk,
     run_objects,
     validate_run_body,
@@ -133,11 +132,21 @@ async def _send_alerts(request: web.Request, run_pk: int, alerts: list[dict[str,
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/heartbeat")
+@key_checked_in_transaction
 async def post_heartbeat(request: web.Request) -> web.Response:
-    """Mark the run alive."""
-    run = await _owned_run(request)
-    await heartbeat(app_state(request).db, run.pk)
-    return json_response({"acked_seq": run.acked_seq})
+    """Mark the run alive: one write transaction, as a batch looks its run up."""
+    state = app_state(request)
+    user = request[USER]
+    run_id = check_run_id(request.match_info["run_id"])
+    try:
+        acked = await state.db.write(
+            record_heartbeat, user.id, run_id, state.project_owners, user.key_id
+        )
+    except Unauthorized:
+        if user.key_id is not None:
+            state.api_keys.forget(frozenset({user.key_id}))
+        raise
+    return json_response({"acked_seq": acked})
 
 
 def _sha(request: web.Request) -> str:
