@@ -7,10 +7,13 @@ Four figures, each beside a baseline measured in the same run (and the issue's t
    cold browser cache and again on a second visit (modules cached), and the time until
    every chart on the first screen is drawn. Baseline: the same page for a run with 50
    keys of 100 steps. Target: first chart <= 1000 ms.
-2. **log() to drawn**: a script logs (the SDK's default 1 s batching, the server's default
-   0.2 s poll), an open run page draws the point; from the ``log()`` call to the chart's
-   ``gradexp:drawn`` event. Baseline: from the same ``log()`` to the row being readable
-   from the API (polled every 10 ms). Target: <= 1.5 s.
+2. **log() to drawn**: a training loop logs a step every 50 ms with default settings, an
+   open run page draws the points; for steps picked at random moments, from their
+   ``log()`` call to the chart's ``gradexp:drawn`` event. The open page makes the run
+   *watched*: the server says so in its ingest replies and the SDK then sends every
+   0.1 s instead of its default interval. Baseline: from the same ``log()`` to the row
+   being readable from the API (polled every 10 ms). Target: <= 300 ms.
+   ``BENCH_UI_ONLY=latency`` measures this figure alone (no bulk ingest).
 3. **Hover and zoom** on the compare view of 20 runs (3 keys x 10k steps each), while the
    mouse sweeps across a chart, drags a zoom and double-clicks back: the charts' own work in
    the longest frame (every requestAnimationFrame callback timed; the charts draw only
@@ -208,7 +211,19 @@ def bench_latency(browser: Any, url: str, key: str) -> dict[str, Any]:
     ui_lat: list[float] = []
     api_lat: list[float] = []
     api_seen: dict[int, float] = {}
+    logged: dict[int, float] = {}  # step -> when log() was called
+    latest = [0]  # the step logged last
     stop = threading.Event()
+
+    def train() -> None:
+        # A training loop: one step every 50 ms, whatever the page does.
+        step = 1
+        while not stop.is_set():
+            logged[step] = time.time()
+            gradexp.log({"live/value": float(step % 17)}, step=step)
+            latest[0] = step
+            step += 1
+            time.sleep(0.05)
 
     def poll_api(step: int) -> None:
         while not stop.is_set():
@@ -222,18 +237,21 @@ def bench_latency(browser: Any, url: str, key: str) -> dict[str, Any]:
                     return
             time.sleep(0.01)
 
-    for i in range(1, LATENCY_SAMPLES + 1):
+    trainer = threading.Thread(target=train, daemon=True)
+    trainer.start()
+    time.sleep(3)  # the first batches' replies tell the SDK that the run is watched
+    for _ in range(LATENCY_SAMPLES):
         time.sleep(random.uniform(0.3, 1.2))
+        i = latest[0]  # the step logged last, at a random moment of the batch cycle
         poller = threading.Thread(target=poll_api, args=(i,))
-        t0 = time.time()
-        gradexp.log({"live/value": float(i)}, step=i)
         poller.start()
         page.wait_for_function("i => window.__drawn.some(d => d[0] >= i)", arg=i, timeout=30_000)
         drawn_at = page.evaluate(f"window.__drawn.find(d => d[0] >= {i})[1]") / 1000.0
         poller.join(30)
-        ui_lat.append(drawn_at - t0)
-        api_lat.append(api_seen.get(i, float("nan")) - t0)
+        ui_lat.append(drawn_at - logged[i])
+        api_lat.append(api_seen.get(i, float("nan")) - logged[i])
     stop.set()
+    trainer.join()
     gradexp.finish()
     ctx.close()
     return {
@@ -394,6 +412,17 @@ def main() -> None:
     if not Path(CHROMIUM).exists():
         print(f"chromium not found at {CHROMIUM}: skipped")
         return
+    if os.environ.get("BENCH_UI_ONLY") == "latency":
+        with running_server() as (url, key, *_), sync_playwright() as pw:
+            browser = launch(pw)
+            latency = bench_latency(browser, url, key)
+            browser.close()
+        print(
+            f"log() -> point drawn in the open page: {latency['ui'] * 1000:.0f} ms median "
+            f"(max {latency['ui_max'] * 1000:.0f}); baseline, same run: "
+            f"{latency['api'] * 1000:.0f} ms to the row readable from the API; target <= 300 ms"
+        )
+        return
     with running_server() as (url, key, *_):
         keys = key_names()
         t = time.perf_counter()
@@ -481,7 +510,7 @@ def main() -> None:
             f"{latency['ui'] * 1000:.0f} ms (max {latency['ui_max'] * 1000:.0f})",
             f"{latency['api'] * 1000:.0f} ms (row readable from the API)",
             latency["ui"] / latency["api"],
-            "<= 1500 ms",
+            "<= 300 ms",
         ),
         (
             "charts' work, longest frame, hover+zoom, 20 runs",

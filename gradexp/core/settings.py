@@ -116,7 +116,9 @@ class Settings:
       may queue before ``log()`` blocks (and ``alog()`` awaits) until the stream catches up.
     - ``batch_bytes`` (1 MiB), ``batch_records`` (20,000), ``batch_interval`` (1 s): a
       batch is sent once it holds this many bytes (before gzip) or records, or this many
-      seconds after its first record was logged.
+      seconds after its first record was logged. The server's replies adjust the interval:
+      0.1 s while someone watches the run live, twice ``batch_interval`` while nobody
+      does, and never less than a busy server asks for (at most 30 s).
     - ``write_interval`` (0.1 s): records reach the OS at least this often while they
       arrive. ``fsync_interval`` (2 s): the run file is fsync'ed this often while it
       grows, and always at finish.

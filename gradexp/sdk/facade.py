@@ -134,13 +134,13 @@ def log(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -
     # The fast path of Run.log(), inlined: one Python call less for the common case.
     if (
         type(data) is dict
-        and step is None
+        and (step is None or (type(step) is int and step >= 0))
         and commit
         and channel.state is ACTIVE
         and _PLAIN_SUPERSET(map(type, data.values()))
     ):
         queue = channel.queue
-        queue.append((_time(), data.copy()))
+        queue.append((_time(), data.copy()) if step is None else (_time(), data.copy(), step))
         if len(queue) > channel.check_at and channel.over(len(data)):
             channel.wait_for_room(len(data))
         return
@@ -287,8 +287,7 @@ def init(
     if writer is not None and writer.rank != 0 and ranks == "zero":
         overrides["mode"] = "disabled"  # only rank 0 logs
     resolved = resolve_settings(**overrides)
-    if resolved.quiet:
-        set_quiet(True)
+    set_quiet(resolved.quiet)  # this run's choice: a quiet run before it does not carry over
     if writer is not None and (resolved.mode == "disabled" or ranks == "zero"):
         writer = None  # a run of its own (rank 0 of "zero"), or none at all
     run_id = resolved.run_id

@@ -227,17 +227,17 @@ class Run(RunFields):
         more than ``memory_limit`` bytes behind (backpressure).
         """
         # The fast path, inlined (module-level gradexp.log() has the same lines): a plain
-        # dict of plain scalars, auto step, committed. See the module docstring.
+        # dict of plain scalars, auto or explicit step, committed. See the module docstring.
         channel = self._channel
         if (
             type(data) is dict
-            and step is None
+            and (step is None or (type(step) is int and step >= 0))
             and commit
             and channel.state is ACTIVE
             and _PLAIN_SUPERSET(map(type, data.values()))
         ):
             queue = channel.queue
-            queue.append((_time(), data.copy()))
+            queue.append((_time(), data.copy()) if step is None else (_time(), data.copy(), step))
             if len(queue) > channel.check_at and channel.over(len(data)):
                 channel.wait_for_room(len(data))
             return
@@ -288,8 +288,8 @@ class Run(RunFields):
         if step is not None and step < 0:
             self._warn_once("negstep", f"step={step} is negative; using the next step")
             step = None
-        if step is None and commit and not rich:
-            channel.queue.append((_time(), values))
+        if commit and not rich:
+            channel.queue.append((_time(), values) if step is None else (_time(), values, step))
         else:
             if captured:
                 with channel.lock:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gradexp.protocol.wire import MAX_BODY_BYTES, VERSION
 from gradexp.server.domain.accounts.codes import setup_token_if_needed
+from gradexp.server.domain.accounts.keys import KeyCache
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
@@ -27,6 +28,7 @@ from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
 from gradexp.server.domain.live.hub import LiveHub
+from gradexp.server.domain.pacing import Pacer
 from gradexp.server.domain.reclaim import Reclaimer
 from gradexp.server.http import (
     artifacts,
@@ -84,7 +86,10 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         policy=settings.policy,
         revocations=revocations,
     )
+    api_keys = KeyCache()
+    revocations.listen(api_keys.credentials_ended)  # a key revoked here leaves at once
     return AppState(
+        api_keys=api_keys,
         settings=settings,
         db=db,
         objects=objects,
@@ -96,6 +101,12 @@ async def open_state(settings: ServerSettings, *, run_migrations: bool = True) -
         passwords=passwords,
         sign_ins=PasswordSignIn(db, settings.policy, passwords),
         alerts=AlertSender(settings.alert_webhook_url),
+        pacer=Pacer(
+            db,
+            live.follows,
+            target=settings.ingest_target,
+            max_in_flight=settings.max_ingest_in_flight,
+        ),
         valid_keys=valid_keys,
     )
 
@@ -137,6 +148,7 @@ def make_app(state: AppState) -> web.Application:
         await state.live.close()  # end live streams so shutdown need not wait for them
 
     async def on_cleanup(_app: web.Application) -> None:
+        await state.pacer.close()
         await state.alerts.close()
         await state.exporter.close()
         await state.reclaimer.close()

@@ -73,6 +73,11 @@ class ServerSettings:
     s3_region: str | None = None  # AWS_REGION / AWS_DEFAULT_REGION
     # Where alerts are POSTed (--alert-webhook-url / GRADEXP_ALERT_WEBHOOK_URL); None: nowhere.
     alert_webhook_url: str | None = None
+    # Pacing (domain/pacing.py): the batch latency past which writers are asked to send
+    # less often (GRADEXP_SERVER_INGEST_TARGET, seconds), and the batches handled at once
+    # past which new ones get 429 (GRADEXP_SERVER_MAX_INGEST_IN_FLIGHT).
+    ingest_target: float = 0.1
+    max_ingest_in_flight: int = 64
 
     @property
     def db_kind(self) -> str:
@@ -108,6 +113,8 @@ def resolve_settings(
         read_timeout=_seconds(env, "GRADEXP_SERVER_READ_TIMEOUT", 30.0),
         max_streams_per_user=_count(env, "GRADEXP_SERVER_MAX_STREAMS_PER_USER", 32),
         crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
+        ingest_target=_seconds(env, "GRADEXP_SERVER_INGEST_TARGET", 0.1),
+        max_ingest_in_flight=_count(env, "GRADEXP_SERVER_MAX_INGEST_IN_FLIGHT", 64),
         public_url=(env.get("GRADEXP_PUBLIC_URL") or "").rstrip("/") or None,
         frame_ancestors=env.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip(),
         ingest_workers=_ingest_workers(env.get("GRADEXP_INGEST_WORKERS", "")),

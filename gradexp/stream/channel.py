@@ -37,8 +37,10 @@ if TYPE_CHECKING:
     from gradexp.stream.console import ConsoleBuffer
 
 # Queue items. The fast path appends ``(time, values)``: a history record at the next
-# auto step (a 2-tuple, told apart by its length). Everything else is a tuple whose first
-# element is its kind: records use their protocol type byte; control items are negative.
+# auto step (a 2-tuple, told apart by its length), or ``(time, values, step)`` for an
+# explicit step (a 3-tuple whose first element is a float). Everything else is a tuple
+# whose first element is its kind (an int): records use their protocol type byte;
+# control items are negative.
 HISTORY = 1  # (HISTORY, step | None, time, values, captured_bytes)
 CONFIG = 2  # (CONFIG, update, 0)
 SUMMARY = 3  # (SUMMARY, update, 0)

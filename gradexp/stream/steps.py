@@ -61,6 +61,7 @@ _BULK_PAUSE = 8  # records taken one by one when the head of the queue declines 
 _call = methodcaller("__call__")  # operator.call, which Python 3.10 lacks
 _first = itemgetter(0)
 _second = itemgetter(1)
+_third = itemgetter(2)
 
 
 class Framer:
@@ -137,10 +138,10 @@ class Framer:
                 and self.partial is None
                 and self.attached is None
             ):
-                taken = self._drain_bulk(q, buf, seq, next_step)
+                taken, after = self._drain_bulk(q, buf, seq, next_step)
                 if taken:
                     seq += taken
-                    next_step += taken
+                    next_step = after
                     count += taken
                     if perf() > deadline:
                         more = bool(q)
@@ -150,9 +151,19 @@ class Framer:
                 # (they teach known_keys their keys), then chunks again.
                 bulk_from = count + _BULK_PAUSE
             item = popleft()
-            if len(item) == 2 and self.partial is None and self.attached is None:
-                # log()'s fast path: plain values at the next auto step.
-                t, values = item
+            n = len(item)
+            if (
+                (n == 2 or (n == 3 and type(item[0]) is float and item[2] >= next_step - 1))
+                and self.partial is None
+                and self.attached is None
+            ):
+                # log()'s fast path: plain values at the next auto step, or at an explicit
+                # step that is not below the last one (a lower one warns: the general path).
+                if n == 2:
+                    t, values = item
+                    step = next_step
+                else:
+                    t, values, step = item
                 if not known(values):
                     values = self._check_keys(values)
                     if not values:
@@ -160,21 +171,16 @@ class Framer:
                 seq += 1
                 try:
                     payload = dumps(
-                        {
-                            "seq": seq,
-                            "type": "history",
-                            "step": next_step,
-                            "time": t,
-                            "values": values,
-                        }
+                        {"seq": seq, "type": "history", "step": step, "time": t, "values": values}
                     )
                 except TypeError:  # not plain after all: the general path drops what it must
-                    seq, next_step = self._emit_at(seq - 1, next_step, t, values)
+                    seq, next_step = self._emit_at(seq - 1, next_step, step, t, values)
                     continue
                 # orjson writes NaN and ±Inf as null; only then look at the values again.
                 if b"null" in payload and needs_encoding(values):
-                    values, payload = self._encoded(seq, next_step, t, values)
-                next_step += 1
+                    values, payload = self._encoded(seq, step, t, values)
+                if step >= next_step:
+                    next_step = step + 1
                 buf += pack(len(payload), crc32(payload, crc_history), HISTORY)
                 buf += payload
                 update_last(values)
@@ -190,9 +196,13 @@ class Framer:
         self.next_step = next_step
         return more
 
-    def _emit_at(self, seq: int, step: int, t: float, values: dict[str, Any]) -> tuple[int, int]:
+    def _emit_at(
+        self, seq: int, next_step: int, step: int, t: float, values: dict[str, Any]
+    ) -> tuple[int, int]:
         """:meth:`_emit` from :meth:`drain`'s locals; returns them updated."""
-        self.seq, self.next_step = seq, step
+        self.seq, self.next_step = seq, next_step
+        if next_step - 1 > self.max_step:
+            self.max_step = next_step - 1
         self._emit(step, t, values)
         return self.seq, self.next_step
 
@@ -212,9 +222,15 @@ class Framer:
         record = {"seq": seq, "type": "history", "step": step, "time": t, "values": values}
         return values, orjson.dumps(record)
 
-    def _drain_bulk(self, q: deque[Any], buf: bytearray, seq: int, next_step: int) -> int:
+    def _drain_bulk(
+        self, q: deque[Any], buf: bytearray, seq: int, next_step: int
+    ) -> tuple[int, int]:
         """Frame the queue's leading run of plain fast-path records as one chunk; return
-        how many were taken (0: the head of the queue needs the per-item path).
+        how many were taken (0: the head of the queue needs the per-item path) and the
+        next auto step after them.
+
+        A run is of one shape: auto steps ``(time, values)``, or explicit steps
+        ``(time, values, step)`` that never go down (and start at or above the last step).
 
         Writes the same frames as the per-item loop of :meth:`drain`, with a few C-level
         calls per chunk instead of Python code per record: one ``orjson.dumps`` of the
@@ -227,8 +243,23 @@ class Framer:
         k = min(len(q), _BULK_MAX)
         chunk = list(map(_call, repeat(q.popleft, k)))  # the caller only appends: k are there
         lens = list(map(len, chunk))
-        if lens.count(2) != k:  # fast items are (time, values): stop at the first other
-            k = lens.index(next(n for n in lens if n != 2))
+        steps: Any
+        if lens[0] == 3 and type(chunk[0][0]) is float:
+            # Explicit steps: up to the first other shape, or the first step that goes down.
+            if lens.count(3) != k:
+                k = lens.index(next(n for n in lens if n != 3))
+            if set(map(type, map(_first, chunk[:k]))) != {float}:
+                k = next(i for i, item in enumerate(chunk) if type(item[0]) is not float)
+            steps = list(map(_third, chunk[:k]))
+            if steps and steps[0] < next_step - 1:
+                k = 0
+            elif steps != sorted(steps):
+                k = next(i for i in range(1, k) if steps[i] < steps[i - 1])
+            del steps[k:]
+        else:
+            if lens.count(2) != k:  # fast items are (time, values): stop at the first other
+                k = lens.index(next(n for n in lens if n != 2))
+            steps = range(next_step, next_step + k)
         values = list(map(_second, chunk[:k]))
         known = self.known_keys.issuperset
         if k and not known(chain.from_iterable(values)):
@@ -239,10 +270,10 @@ class Framer:
                 {"seq": q_, "type": "history", "step": s_, "time": t, "values": v}
                 for q_, s_, t, v in zip(
                     range(seq + 1, seq + k + 1),
-                    range(next_step, next_step + k),
+                    steps,
                     map(_first, chunk),
                     values,
-                    strict=False,  # the times of chunk[:k]
+                    strict=False,  # the steps and times of chunk[:k]
                 )
             ]
             try:
@@ -263,7 +294,7 @@ class Framer:
             k = 0
         q.extendleft(reversed(chunk[k:]))  # one C call: atomic for the caller's appends
         if not k:
-            return 0
+            return 0, next_step
         headers = map(
             FRAME.pack,
             map(len, payloads),
@@ -272,7 +303,7 @@ class Framer:
         )
         buf += b"".join(chain.from_iterable(zip(headers, payloads, strict=True)))
         deque(map(self.last.update, values[:k]), maxlen=0)  # the summary's last values
-        return k
+        return k, max(next_step, steps[k - 1] + 1)
 
     # --- every rule of log()'s step semantics, applied in queue order ---
 
@@ -280,6 +311,9 @@ class Framer:
         """One queue item other than a fast-path record (or one while values are held)."""
         if len(item) == 2:
             self._history(None, item[0], item[1])
+            return
+        if len(item) == 3 and type(item[0]) is float:  # log(step=...)'s fast item
+            self._history(item[2], item[0], item[1])
             return
         kind = item[0]
         if kind == HISTORY:

@@ -140,6 +140,7 @@ class ServerClient:
         while True:
             problem: str
             delay: float | None = None
+            paced = False
             try:
                 reply = await self.request_once(method, path, data=data, json=json, headers=headers)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -153,7 +154,9 @@ class ServerClient:
                     return reply
                 problem = f"HTTP {reply.status} {reply.code or ''}".strip()
                 delay = reply.retry_after
-            if not self._in_trouble:
+                # A busy server pacing its writers: nothing is wrong, say nothing.
+                paced = reply.code == "slow_down" and delay is not None
+            if not self._in_trouble and not paced:
                 self._in_trouble = True
                 if not self.quiet_trouble:
                     where = f" are kept in {self.run_dir}" if self.run_dir else " are kept on disk"

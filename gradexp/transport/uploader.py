@@ -50,6 +50,13 @@ LARGE_FILE_BYTES = 8 * 1024 * 1024
 LEGACY_RECORD_TYPES = frozenset(
     ("history", "config", "summary", "file", "finish", "telemetry", "metric", "alert")
 )
+#: Pacing (the ingest reply's ``watched`` and ``batch_interval``, docs/protocol.md): a
+#: watched run sends this often, so a log() is drawn within ~300 ms of the call ...
+WATCHED_INTERVAL = 0.1
+#: ... a run nobody watches this many times its ``batch_interval`` ...
+UNWATCHED_STRETCH = 2.0
+#: ... and a busy server may ask for at most this many seconds between batches.
+MAX_PACED_INTERVAL = 30.0
 
 
 class UploadStopped(Exception):
@@ -111,6 +118,10 @@ class Uploader:
         self._last_request = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        #: Seconds a record may wait for its batch: ``batch_interval`` until the server
+        #: says otherwise (``_pace``), then what its last reply asked for.
+        self.interval = settings.batch_interval
+        self.watched: bool | None = None  # as the last reply said (None: not told)
 
     # --- run creation ---
 
@@ -250,7 +261,7 @@ class Uploader:
             return True, 0.0
         # The batch interval counts from when the record was logged; it was written up
         # to one write_interval later.
-        linger = max(0.0, self.settings.batch_interval - self.settings.write_interval)
+        linger = max(0.0, self.interval - self.settings.write_interval)
         wait = oldest + linger - time.monotonic()
         return (wait <= 0, max(wait, 0.0))
 
@@ -315,6 +326,7 @@ class Uploader:
             raise UploadStopped(self._refusal(reply))
         self.sent_batches += 1
         self.sent_records += batch.last_seq - batch.first_seq + 1
+        self._pace(reply.body)
         acked = int(reply.body.get("acked_seq", batch.last_seq) or 0)
         self._note_ack(acked, batch.end_offset if acked == batch.last_seq else None)
         earlier = [first for first in self._batches if first < batch.first_seq]
@@ -324,6 +336,23 @@ class Uploader:
             # It drops what it already holds, so nothing is duplicated.
             self.acked_seq = acked
             self.source.rewind()
+
+    def _pace(self, body: dict[str, Any]) -> None:
+        """Follow the server's pacing: a watched run sends every ``WATCHED_INTERVAL``, one
+        nobody watches ``UNWATCHED_STRETCH`` times less often than ``batch_interval``, and
+        never more often than the server's ``batch_interval`` floor (a busy server's; at
+        most ``MAX_PACED_INTERVAL``). A server that says nothing leaves the settings'."""
+        watched = body.get("watched")
+        if type(watched) is not bool:
+            return
+        own = self.settings.batch_interval
+        interval = min(own, WATCHED_INTERVAL) if watched else own * UNWATCHED_STRETCH
+        floor = body.get("batch_interval")
+        if isinstance(floor, (int, float)) and floor > interval:
+            interval = max(interval, min(float(floor), MAX_PACED_INTERVAL))
+        if interval < self.interval:
+            self._data.set()  # a record already waiting may be due sooner now
+        self.interval, self.watched = interval, watched
 
     async def _upload_blob(self, info: dict[str, Any]) -> None:
         sha = str(info.get("sha256", ""))

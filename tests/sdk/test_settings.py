@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import gradexp
 from gradexp.core.credentials import (
     config_dir,
     delete_credentials,
@@ -94,3 +95,13 @@ def test_keys_are_never_shown_in_full() -> None:
     assert mask_key(KEY) == "gx_AAAA…"
     s = resolve_settings(base_url="http://x:1", api_key=KEY)
     assert KEY not in repr(s) and "gx_AAAA…" in repr(s)
+
+
+def test_quiet_is_each_runs_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """A quiet run does not silence the runs that come after it in the same process."""
+    gradexp.init(project="q", mode="offline", settings={"quiet": True})
+    gradexp.finish()
+    capsys.readouterr()
+    gradexp.init(project="q", mode="offline")
+    assert "gradexp: logging offline" in capsys.readouterr().err
+    gradexp.finish()

@@ -60,9 +60,19 @@ def put_run(
     return srv.request("PUT", f"/api/v1/runs/{run_id}", body, key=key)  # type: ignore[no-any-return]
 
 
-def post(srv: Any, run_id: str, doc: Any, key: str | None = None) -> tuple[int, Any]:
-    """POST a batch (gzip'ed)."""
+def post_reply(srv: Any, run_id: str, doc: Any, key: str | None = None) -> tuple[int, Any]:
+    """POST a batch (gzip'ed): the reply as sent."""
     return srv.request("POST", f"/api/v1/runs/{run_id}/records", raw=gz(doc), headers=GZIP, key=key)  # type: ignore[no-any-return]
+
+
+def post(srv: Any, run_id: str, doc: Any, key: str | None = None) -> tuple[int, Any]:
+    """POST a batch (gzip'ed): the reply without its pacing fields (``watched``,
+    ``batch_interval``: see test_pacing.py), which are checked for their types here."""
+    status, body = post_reply(srv, run_id, doc, key)
+    if status == 200 and isinstance(body, dict):
+        assert type(body.pop("watched")) is bool
+        assert isinstance(body.pop("batch_interval"), (int, float))
+    return status, body
 
 
 rows = server_rows  # every history row of a run: the server tests' short name for it

@@ -34,6 +34,7 @@ def test_ingest_and_read_back(server):
         raw=gzip.compress(json.dumps(batch).encode()),
         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
     )
-    assert (status, body) == (200, {"acked_seq": 2})
+    # Nobody watches the run and the server keeps up: no pacing asked for.
+    assert (status, body) == (200, {"acked_seq": 2, "watched": False, "batch_interval": 0.0})
     status, body = server.request("GET", "/api/v1/runs/smoke1/history/rows")
     assert [r["loss"] for r in body["rows"]] == [1.5, 0.5]

@@ -16,8 +16,14 @@ def put_writer(srv: Any, run_id: str, rank: int, world: int = 2, **fields: Any) 
 
 
 def post_as(srv: Any, run_id: str, rank: int, doc: Any) -> tuple[int, Any]:
+    """POST a batch as writer ``rank`` (``?writer=N``); the reply without its pacing
+    fields, as ``helpers.post`` gives it."""
     path = f"/api/v1/runs/{run_id}/records?writer={rank}"
-    return srv.request("POST", path, raw=gz(doc), headers=GZIP)  # type: ignore[no-any-return]
+    status, body = srv.request("POST", path, raw=gz(doc), headers=GZIP)
+    if status == 200 and isinstance(body, dict):
+        body.pop("watched", None)
+        body.pop("batch_interval", None)
+    return status, body
 
 
 def ranked_steps(first_seq: int, n: int, rank: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ numpy either way.
 
 from __future__ import annotations
 
+import math
 from itertools import repeat
 from typing import Any
 
@@ -269,10 +270,23 @@ class HistoryColumns:
             self._steps_np = np.asarray(self.steps, dtype=np.int64)
         return self._steps_np
 
+    def _points(self) -> int:
+        """How many numeric points the batch holds (every key)."""
+        return sum(len(pos) for pos, _vals in self.numeric.values())
+
     def rollup_rows(self, key_ids: dict[str, int]) -> list[rollup.RollupRow]:
         """Rollup rows (every level) for every numeric key."""
         if not self.numeric:
             return []
+        if self._points() < rollup.NUMPY_MIN_POINTS:  # a few points: plain Python is quicker
+            steps_l, seqs_l, times_l = self.steps, self.seqs, self.times
+            points = []
+            for key in sorted(self.numeric, key=key_ids.__getitem__):
+                key_id = key_ids[key]
+                key_pos, key_vals = self.numeric[key]
+                for p, v in zip(key_pos.tolist(), key_vals.tolist(), strict=True):
+                    points.append((key_id, steps_l[p], seqs_l[p], times_l[p], v))
+            return rollup.rows_from_buckets(rollup.build(points))
         steps = self._steps_array()
         seqs = np.asarray(self.seqs, dtype=np.int64)
         times = np.asarray(self.times, dtype=np.float64)
@@ -314,6 +328,8 @@ class HistoryColumns:
         """
         if not self.numeric:
             return {}
+        if self._points() < rollup.NUMPY_MIN_POINTS:
+            return {key: _aggregate(vals.tolist()) for key, (_pos, vals) in self.numeric.items()}
         keys = list(self.numeric)
         arrays = [self.numeric[k][1] for k in keys]
         lens = np.fromiter(map(len, arrays), dtype=np.intp, count=len(arrays))
@@ -345,7 +361,11 @@ class HistoryColumns:
         """Key-index rows: (key_id, key, kind, count, first_step, last_step, last_seq,
         last_value, vmin, vmax, vsum, vcount, first_value, first_seq)."""
         out = []
-        steps = self._steps_array()
+        # A small batch's steps are read from the list: numpy's per-call cost is more
+        # than the work for a few rows.
+        small = len(self.seqs) < rollup.NUMPY_MIN_POINTS
+        steps: Any = None if small else self._steps_array()
+        steps_l = self.steps
         aggregates = self.aggregates()
         no_numbers = (None, None, 0.0, 0)
         for key in self.key_order:
@@ -354,10 +374,15 @@ class HistoryColumns:
             last_value: Any = None
             first_pos, first_value = 2**63, None
             for pos, _vals in self._plain.get(key, ()):
-                chosen = steps[pos]
                 count += len(pos)
-                first_step = min(first_step, int(chosen.min()))
-                last_step = max(last_step, int(chosen.max()))
+                if small:
+                    chosen = [steps_l[p] for p in pos.tolist()]
+                    first_step = min(first_step, min(chosen))
+                    last_step = max(last_step, max(chosen))
+                else:
+                    chosen = steps[pos]
+                    first_step = min(first_step, int(chosen.min()))
+                    last_step = max(last_step, int(chosen.max()))
                 last_pos = max(last_pos, int(pos[-1]))  # positions in a group only grow
             if last_pos >= 0:
                 last_value = self._plain_last[key]
@@ -388,6 +413,18 @@ class HistoryColumns:
                 )
             )
         return out
+
+
+def _aggregate(values: list[float]) -> tuple[float | None, float | None, float, int]:
+    """``aggregates`` for one key's few values, in plain Python."""
+    finite = [v for v in values if v - v == 0.0]
+    if not finite:
+        return (None, None, 0.0, 0)
+    clamp = rollup.SUM_CLAMP
+    total = 0.0
+    for v in finite:
+        total += v if -clamp <= v <= clamp else math.copysign(clamp, v)
+    return (min(finite), max(finite), max(-clamp, min(clamp, total)), len(finite))
 
 
 def columnize(records: list[dict[str, Any]]) -> HistoryColumns:

@@ -34,7 +34,7 @@ from gradexp.server.domain.accounts.users import User
 from gradexp.server.domain.artifacts import store_artifacts
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
-from gradexp.server.domain.errors import Conflict, NotFound
+from gradexp.server.domain.errors import Conflict, NotFound, Unauthorized
 from gradexp.server.domain.machine import MACHINE_KINDS, apply_machine_records
 from gradexp.server.domain.run_records import merge_metrics, run_field_columns, store_alerts
 from gradexp.server.domain.runs import run_not_found
@@ -43,6 +43,7 @@ from gradexp.server.domain.tombstones import deleted_refusal
 from gradexp.server.domain.writers import settle, writer_id
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import (
+    StatementChain,
     driver_execute,
     greatest,
     insert_rows,
@@ -196,12 +197,20 @@ _RUN_COLUMNS = (
 # The run's row is read and written once per batch: as driver SQL, compiled here once per
 # dialect (and per set of updated columns), so a batch pays no statement building.
 @functools.lru_cache(maxsize=8)
-def _run_select_sql(dialect: Dialect, by: str) -> str:
+def _run_select_sql(dialect: Dialect, by: str, key_check: bool = False) -> str:
     quote = dialect.identifier_preparer.quote
-    sql = (
-        f"SELECT {', '.join(map(quote, _RUN_COLUMNS))} FROM runs "
-        f"WHERE {quote(by)} = {placeholders(dialect.name, 1)}"
-    )
+    columns = ", ".join(map(quote, _RUN_COLUMNS))
+    if key_check:
+        # Whether the request's API key is still valid, in the statement that locks the
+        # run: a cached key costs no extra round trip and a revocation is still seen at
+        # once (see KeyCache). The key's id is the first parameter.
+        first, second = placeholders(dialect.name, 2).split(", ")
+        sql = (
+            f"SELECT {columns}, (SELECT COUNT(*) FROM api_keys WHERE id = {first} "
+            f"AND revoked_at IS NULL) FROM runs WHERE {quote(by)} = {second}"
+        )
+    else:
+        sql = f"SELECT {columns} FROM runs WHERE {quote(by)} = {placeholders(dialect.name, 1)}"
     # Elsewhere than SQLite, the row lock is the run's ingest lock, held until commit.
     return sql if dialect.name == "sqlite" else sql + " FOR UPDATE"
 
@@ -225,6 +234,42 @@ def _select_run(conn: Connection, by: str, value: Any) -> Any:
     """The run's row (locked elsewhere than SQLite) as a ``_RunRow``, or None."""
     row = driver_execute(conn, _run_select_sql(conn.dialect, by), (value,)).fetchone()
     return None if row is None else _RunRow(*row)
+
+
+def _select_run_for_key(conn: Connection, run_id: str, api_key_id: int) -> Any:
+    """Like ``_select_run`` by id, after checking that API key ``api_key_id`` is unrevoked
+    (Unauthorized if not, whether or not the run exists)."""
+    sql = _run_select_sql(conn.dialect, "id", key_check=True)
+    row = driver_execute(conn, sql, (api_key_id, run_id)).fetchone()
+    if row is None:
+        # No such run: the key's validity, for the right refusal (401 before 404).
+        if not _key_valid(conn, api_key_id):
+            raise key_refused()
+        return None
+    if not row[-1]:
+        raise key_refused()
+    return _RunRow(*row[:-1])
+
+
+def _key_valid(conn: Connection, api_key_id: int) -> bool:
+    """Whether API key ``api_key_id`` is unrevoked."""
+    return bool(
+        driver_execute(
+            conn,
+            f"SELECT COUNT(*) FROM api_keys WHERE id = {placeholders(conn.dialect.name, 1)} "
+            "AND revoked_at IS NULL",
+            (api_key_id,),
+        ).fetchone()[0]
+    )
+
+
+def key_refused() -> Unauthorized:
+    """The refusal of a revoked (or deleted) API key, as the auth middleware words it."""
+    return Unauthorized(
+        "this API key is not valid (revoked or mistyped); create one with "
+        "`gradexp server key create NAME`",
+        code="unauthorized",
+    )
 
 
 class ProjectOwners:
@@ -264,15 +309,54 @@ def ingest_batch(
     batch: Batch,
     key_ids: dict[str, int],
     owners: ProjectOwners,
+    api_key_id: int | None = None,
     rank: int = 0,
 ) -> IngestResult:
-    """Lock the caller's run ``run_id`` (NotFound if it is missing or not theirs) and apply
-    ``batch``; ``owners``: the process's cache of project owners; ``rank``: the writer
-    of a distributed run that sent it (``writers.py``), 0 for the run's own.
+    """Lock the caller's run ``run_id`` (NotFound if it is missing or out of their reach)
+    and apply ``batch``; ``owners``: the process's cache of project owners;
+    ``api_key_id``: the API key the request came with, checked here to be unrevoked
+    (Unauthorized if not); ``rank``: the writer of a distributed run that sent it
+    (``writers.py``), 0 for the run's own.
 
     Doing the lookup here, in the write transaction, saves the request a separate read.
     """
-    run = _select_writer(conn, run_id, rank) if rank else _select_run(conn, "id", run_id)
+    run = _owned_run(conn, user_id, run_id, owners, api_key_id, rank)
+    return _apply(conn, kind, run, batch, key_ids)
+
+
+def record_heartbeat(
+    conn: Connection,
+    user_id: int,
+    run_id: str,
+    owners: ProjectOwners,
+    api_key_id: int | None = None,
+    rank: int = 0,
+) -> int:
+    """Mark the caller's run ``run_id`` (or its writer ``rank``) alive, in one write
+    transaction, as ``ingest_batch`` looks it up; returns its ``acked_seq``."""
+    run = _owned_run(conn, user_id, run_id, owners, api_key_id, rank)
+    _update_run(conn, int(run.pk), {"heartbeat_at": time.time()})
+    return int(run.acked_seq)
+
+
+def _owned_run(
+    conn: Connection,
+    user_id: int,
+    run_id: str,
+    owners: ProjectOwners,
+    api_key_id: int | None,
+    rank: int = 0,
+) -> Any:
+    """The caller's run (or its writer ``rank``), locked: NotFound if missing or out of
+    their reach, Gone if they deleted it, Unauthorized if ``api_key_id`` was revoked."""
+    if rank:
+        if api_key_id is not None and not _key_valid(conn, api_key_id):
+            raise key_refused()
+        run = _select_writer(conn, run_id, rank)
+    elif api_key_id is None:
+        run = _select_run(conn, "id", run_id)
+    else:
+        run = _select_run_for_key(conn, run_id, api_key_id)
     if run is not None:
         owner = owners.get(run.project_id)
         if owner is None:
@@ -286,7 +370,7 @@ def ingest_batch(
             run = None  # out of reach, or a team's viewer (or a removed member): no such run
     if run is None:
         raise deleted_refusal(conn, user_id, run_id) or run_not_found(run_id)
-    return _apply(conn, kind, run, batch, key_ids)
+    return run
 
 
 def _select_writer(conn: Connection, run_id: str, rank: int) -> Any:
@@ -418,8 +502,19 @@ def _apply(
     if artifact_recs:  # refuses (409 blob_missing) before anything is written
         store_artifacts(conn, kind, run_pk, int(run.project_id), artifact_recs)
     _resolve_key_ids(conn, run_pk, cols.key_order, key_ids)
+    # On PostgreSQL a batch of plain history (the usual one) writes its rows, rollups, key
+    # index and run row in one statement: one round trip instead of four. Batches with
+    # more in them (typed values, files, definitions the summaries follow...) run each
+    # statement in turn, as the other databases do.
+    chain = (
+        StatementChain()
+        if kind == "postgresql"
+        and not (cols.typed or file_recs or machine_recs or metric_recs or alert_recs)
+        and run.metrics is None
+        else None
+    )
     if len(cols):
-        insert_rows(conn, kind, _history_sql(kind), cols.history_rows(run_pk))
+        _insert(conn, kind, chain, _history_sql(kind), cols.history_rows(run_pk))
     if cols.typed:
         conn.execute(
             insert(s.typed_values),
@@ -436,16 +531,21 @@ def _apply(
             ],
         )
     if cols.numeric:
-        insert_rows(
+        _insert(
             conn,
             kind,
+            chain,
             _upsert_sql(conn, kind, "rollups"),
             [(run_pk, *row) for row in cols.rollup_rows(key_ids)],
         )
     key_rows = cols.key_rows(key_ids)
     if key_rows:
-        insert_rows(
-            conn, kind, _upsert_sql(conn, kind, "run_keys"), [(run_pk, *row) for row in key_rows]
+        _insert(
+            conn,
+            kind,
+            chain,
+            _upsert_sql(conn, kind, "run_keys"),
+            [(run_pk, *row) for row in key_rows],
         )
     # define_metric: the definitions, and the summaries they choose (the sort key of the
     # runs table); runs without definitions skip it. Then the alerts.
@@ -522,7 +622,14 @@ def _apply(
                 finished_at=finish_time,
             )
         finished = not several
-    _update_run(conn, run_pk, run_update)
+    if chain is not None and chain.fits(len(run_update) + 1):
+        sql = _run_update_sql(conn.dialect, tuple(run_update))
+        chain.add(sql, (*run_update.values(), run_pk))
+        chain.execute(conn)
+    else:
+        if chain is not None:
+            chain.execute(conn)
+        _update_run(conn, run_pk, run_update)
     if several and finish_seq is not None and acked < finish_seq <= new_acked:
         finished = settle(conn, kind, job_pk)  # this batch completed the writer's finish
     return IngestResult(
@@ -536,6 +643,17 @@ def _apply(
     )
 
 
+def _insert(
+    conn: Connection, kind: str, chain: StatementChain | None, sql: str, rows: list[Any]
+) -> None:
+    """``insert_rows``, or into ``chain`` when there is one and the rows fit in it."""
+    if chain is not None and rows and chain.fits(len(rows) * len(rows[0])):
+        chain.add_rows(kind, sql, rows)
+    else:
+        insert_rows(conn, kind, sql, rows)
+
+
+@functools.lru_cache(maxsize=4)
 def _history_sql(kind: str) -> str:
     return (
         "INSERT INTO history (run_pk, seq, step, time, row_values) "

@@ -106,16 +106,6 @@ async def project_runs(
     return list((await conn.execute(query)).all())
 
 
-async def heartbeat(db: Database, run_pk: int) -> None:
-    """Mark the run alive now."""
-    now = time.time()
-
-    def write(conn: Connection) -> None:
-        conn.execute(update(s.runs).where(s.runs.c.pk == run_pk).values(heartbeat_at=now))
-
-    await db.write(write)
-
-
 def effective_state(row: Any, crash_after: float, now: float | None = None) -> str:
     """``crashed`` for a running run that has been silent too long, else the stored state."""
     if row.state == "running" and (now or time.time()) - row.heartbeat_at > crash_after:

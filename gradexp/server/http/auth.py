@@ -14,9 +14,21 @@ from aiohttp import web
 from gradexp.protocol.wire import SESSION_COOKIE, TOKEN_PATH
 from gradexp.server.http.errors import Handler, HttpError
 from gradexp.server.http.sessions import SHARE_PARAM, USER, authenticate, share_visitor
+from gradexp.server.http.state import app_state
 
 # API paths that authenticate themselves: trading a one-time login code for a key.
 PUBLIC_API_PATHS = frozenset({TOKEN_PATH})
+
+KEY_CHECKED_IN_TRANSACTION = "_gradexp_key_checked_in_transaction"
+
+
+def key_checked_in_transaction(handler: Handler) -> Handler:
+    """Mark a route that checks its API key's revocation inside its own transaction
+    (``ingest_batch``'s ``api_key_id``): its keys may come from the process's
+    :class:`~gradexp.server.domain.accounts.keys.KeyCache`, which saves the database read
+    of each request."""
+    setattr(handler, KEY_CHECKED_IN_TRANSACTION, True)
+    return handler
 
 
 @web.middleware
@@ -27,7 +39,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if SHARE_PARAM in request.query:  # a share link's page: its token, never a cookie
         request[USER] = await share_visitor(request)
         return await handler(request)
-    user = await authenticate(request)
+    if getattr(request.match_info.handler, KEY_CHECKED_IN_TRANSACTION, False):
+        user = await authenticate(request, app_state(request).api_keys)
+    else:
+        user = await authenticate(request)
     if user is None:
         if "Authorization" in request.headers:
             message = "this API key is not valid (revoked or mistyped); create one with `gradexp server key create NAME`"

@@ -13,11 +13,11 @@ from gradexp.server.domain import files
 from gradexp.server.domain.access import Role
 from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
-from gradexp.server.domain.ingest import ingest_batch
+from gradexp.server.domain.errors import RateLimited, Unauthorized
+from gradexp.server.domain.ingest import ingest_batch, record_heartbeat
 from gradexp.server.domain.runs import (
     check_run_id,
     create_or_resume,
-    heartbeat,
     run_by_pk,
     run_objects,
     validate_run_body,
@@ -28,9 +28,10 @@ from gradexp.server.domain.writers import (
     object_run_id,
     parse_writer,
 )
+from gradexp.server.http.auth import key_checked_in_transaction
 from gradexp.server.http.bodies import body_is_gzip, chunks, read_body
 from gradexp.server.http.downloads import stream_object
-from gradexp.server.http.errors import HttpError, json_response
+from gradexp.server.http.errors import HttpError, error_response, json_response
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
 from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
@@ -97,8 +98,21 @@ async def _owned_run(request: web.Request, at_least: Role = Role.MEMBER) -> Any:
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/records")
+@key_checked_in_transaction
 async def post_records(request: web.Request) -> web.Response:
-    """Ingest one batch: validate everything first, then one transaction, then the ack."""
+    """Ingest one batch: validate everything first, then one transaction, then the ack
+    (with how often to send: see domain/pacing.py)."""
+    state = app_state(request)
+    try:
+        with state.pacer.batch():  # refused before reading the body when too busy
+            return await _ingest(request)
+    except RateLimited as exc:
+        resp = error_response(429, exc.code, exc.message, **exc.extra)
+        resp.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return resp
+
+
+async def _ingest(request: web.Request) -> web.Response:
     state = app_state(request)
     # The body as sent (size-checked, 415 for an unknown encoding); the decode pool
     # inflates and decodes it, in a worker process when it is big enough to pay.
@@ -110,16 +124,23 @@ async def post_records(request: web.Request) -> web.Response:
     # Key ids are per writer's row: a distributed run's other writers cache their own.
     cache_key = f"{run_id}?writer={rank}" if rank else run_id
     known_ids = dict(state.key_ids.get(cache_key))  # a private copy for the writer thread
-    result = await state.db.write(
-        ingest_batch,
-        state.db.kind,
-        request[USER].id,
-        run_id,
-        batch,
-        known_ids,
-        state.project_owners,
-        rank,
-    )
+    user = request[USER]
+    try:
+        result = await state.db.write(
+            ingest_batch,
+            state.db.kind,
+            user.id,
+            run_id,
+            batch,
+            known_ids,
+            state.project_owners,
+            user.key_id,  # checked in the transaction: the key may come from the cache
+            rank,
+        )
+    except Unauthorized:
+        if user.key_id is not None:
+            state.api_keys.forget(frozenset({user.key_id}))
+        raise
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
     state.key_ids.add(cache_key, result.key_ids)
     if result.applied:
@@ -128,7 +149,14 @@ async def post_records(request: web.Request) -> web.Response:
         state.exporter.schedule(result.run_pk)
     if result.alerts and state.alerts.url:
         await _send_alerts(request, result.run_pk, result.alerts)
-    return json_response({"acked_seq": result.acked_seq})
+    watched = state.pacer.watched(result.run_pk)
+    return json_response(
+        {
+            "acked_seq": result.acked_seq,
+            "watched": watched,
+            "batch_interval": state.pacer.interval(watched),
+        }
+    )
 
 
 async def _send_alerts(request: web.Request, run_pk: int, alerts: list[dict[str, Any]]) -> None:
@@ -148,11 +176,26 @@ async def _send_alerts(request: web.Request, run_pk: int, alerts: list[dict[str,
 
 
 @routes.post(API_PREFIX + "/runs/{run_id}/heartbeat")
+@key_checked_in_transaction
 async def post_heartbeat(request: web.Request) -> web.Response:
-    """Mark the run alive."""
-    run = await _owned_run(request)
-    await heartbeat(app_state(request).db, run.pk)
-    return json_response({"acked_seq": run.acked_seq})
+    """Mark the run alive: one write transaction, as a batch looks its run up."""
+    state = app_state(request)
+    user = request[USER]
+    run_id = check_run_id(request.match_info["run_id"])
+    try:
+        acked = await state.db.write(
+            record_heartbeat,
+            user.id,
+            run_id,
+            state.project_owners,
+            user.key_id,
+            writer_rank(request),
+        )
+    except Unauthorized:
+        if user.key_id is not None:
+            state.api_keys.forget(frozenset({user.key_id}))
+        raise
+    return json_response({"acked_seq": acked})
 
 
 def _sha(request: web.Request) -> str:

@@ -26,7 +26,7 @@ from multidict import MultiDict, MultiDictProxy
 from gradexp.protocol.wire import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from gradexp.server.domain import shares
 from gradexp.server.domain.accounts import sessions
-from gradexp.server.domain.accounts.keys import user_for_key
+from gradexp.server.domain.accounts.keys import KeyCache, user_for_key
 from gradexp.server.domain.accounts.tokens import new_token, same_secret
 from gradexp.server.domain.accounts.users import User
 from gradexp.server.http.bodies import read_small_body
@@ -139,13 +139,24 @@ async def session_user(request: web.Request) -> User | None:
     return User(id=session.user.id, name=session.user.name)
 
 
-async def authenticate(request: web.Request) -> User | None:
+async def authenticate(request: web.Request, cache: KeyCache | None = None) -> User | None:
     """Who sent this request, or None: a bearer API key, else a browser's session cookie
-    (which needs the CSRF header on writes: :func:`session_user`)."""
+    (which needs the CSRF header on writes: :func:`session_user`).
+
+    ``cache``: keys this process found valid lately, for a route that checks revocation
+    in its own transaction (see ``auth.key_checked_in_transaction``)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return await user_for_key(app_state(request).db, token.strip())
+        key = token.strip()
+        if cache is None:
+            return await user_for_key(app_state(request).db, key)
+        user = cache.get(key)
+        if user is None:
+            user = await user_for_key(app_state(request).db, key)
+            if user is not None:
+                cache.add(key, user)
+        return user
     return await session_user(request)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gradexp.server.domain.accounts.keys import KeyCache
 from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
@@ -19,6 +20,7 @@ from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import KeyIdCache, ProjectOwners
 from gradexp.server.domain.live.hub import LiveHub
+from gradexp.server.domain.pacing import Pacer
 from gradexp.server.domain.reclaim import Reclaimer
 from gradexp.server.domain.tensors import ArrayCache
 from gradexp.server.http.shell import Shell
@@ -42,10 +44,12 @@ class AppState:
     passwords: PasswordHasher  # scrypt, at most SCRYPT_CONCURRENCY (2) threads
     sign_ins: PasswordSignIn  # its buckets (10,000 addresses), queue (16), unknown names
     alerts: AlertSender  # the alert webhook: a queue of 1,000, one delivery task
+    pacer: Pacer  # how often writers should send: load and watched runs (domain/pacing.py)
     key_ids: KeyIdCache = field(default_factory=KeyIdCache)  # LRU of 256 runs' key ids
     project_owners: ProjectOwners = field(default_factory=ProjectOwners)  # LRU, 10,000
     valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names
     arrays: ArrayCache = field(default_factory=ArrayCache)  # parsed tensors, 256 MiB
+    api_keys: KeyCache = field(default_factory=KeyCache)  # keys valid lately, 10,000, 60 s
     _shell: Shell | None = field(default=None, init=False, repr=False)  # see shell
 
     @property

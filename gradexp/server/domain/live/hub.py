@@ -230,6 +230,10 @@ class LiveHub:
         if run_pk in self._runs or project_id in self._projects:
             self._wake.set()
 
+    def follows(self, run_pk: int) -> bool:
+        """Whether this process's streams follow the run's rows now (no copy, no query)."""
+        return run_pk in self._feeds
+
     def watched_here(self) -> set[int]:
         """The runs whose rows this process's streams follow now (see ``watchers.py``)."""
         return set(self._feeds)
