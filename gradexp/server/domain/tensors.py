@@ -8,14 +8,17 @@ slider re-slices in memory; being content-addressed, a cached array can never be
 
 from __future__ import annotations
 
-import gzip
 import io
 import math
 import threading
+import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.lib.format as npformat
 
 from gradexp.protocol.values import encode_float
 from gradexp.server.domain.errors import Invalid, TooLarge, Unprocessable
@@ -60,31 +63,205 @@ class ArrayCache:
                 self._bytes -= old.nbytes
 
 
-def npy_bytes(data: bytes) -> bytes:
-    """The plain ``.npy`` bytes of a stored tensor (gunzipped when compressed), bounded."""
-    if data[:2] != GZIP_MAGIC:
-        return data
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-        while chunk := f.read(1 << 20):
-            out.write(chunk)
-            if out.tell() > MAX_TENSOR_BYTES:
-                raise TooLarge(
-                    "this tensor is too large to view in the browser; download its .npy instead"
-                )
-    return out.getvalue()
+MAX_HEADER_BYTES = 64 * 1024  # an .npy header (numpy writes a few hundred bytes)
+INFLATE_STEP = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What an ``.npy`` header claims: the array's dtype, shape and order, and where its
+    data starts."""
+
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    fortran_order: bool
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        """The data's size in bytes (a Python int: no overflow, whatever the header says)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def file_size(self) -> int:
+        """The size of the whole ``.npy`` file this header describes."""
+        return self.offset + self.nbytes
+
+
+def gunzip_prefix(data: bytes, n: int = MAX_HEADER_BYTES + 12) -> bytes:
+    """The first ``n`` bytes (at most) that gzip'ed ``data`` inflates to."""
+    try:
+        return zlib.decompressobj(wbits=31).decompress(data, n)
+    except zlib.error as exc:
+        raise Unprocessable(f"this .npy.gz is damaged: {exc}") from None
+
+
+def read_header(prefix: bytes) -> NpyHeader | None:
+    """The header at the start of ``.npy`` bytes; None while ``prefix`` is too short to hold
+    it; Unprocessable when it is not a numeric ``.npy`` header."""
+    if len(prefix) < 12:
+        return None
+    f = io.BytesIO(prefix)
+    try:
+        major, _minor = npformat.read_magic(f)
+        if major == 1:
+            length = int.from_bytes(prefix[8:10], "little")
+            offset = 10 + length
+        elif major in (2, 3):
+            length = int.from_bytes(prefix[8:12], "little")
+            offset = 12 + length
+        else:
+            raise ValueError(f"unknown .npy version {major}")
+        if length > MAX_HEADER_BYTES:
+            raise ValueError(f"its header is over {MAX_HEADER_BYTES} bytes")
+        if len(prefix) < offset:
+            return None
+        f.seek(0)
+        npformat.read_magic(f)
+        if major == 1:
+            shape, fortran, dtype = npformat.read_array_header_1_0(f)
+        else:
+            if major == 3:  # utf-8 header text, else as version 2
+                f = io.BytesIO(prefix[:8] + b"\x02\x00" + prefix[10:])
+                npformat.read_magic(f)
+            shape, fortran, dtype = npformat.read_array_header_2_0(f)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise Unprocessable(f"this file is not a readable .npy: {exc}") from None
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
+        raise Unprocessable("only numeric and boolean tensors can be viewed")
+    return NpyHeader(dtype, tuple(int(d) for d in shape), bool(fortran), offset)
+
+
+def check_size(header: NpyHeader, actual: int) -> None:
+    """Unprocessable unless the ``.npy`` file is exactly as long as its header says."""
+    if header.file_size != actual:
+        raise Unprocessable(
+            f"this .npy is damaged: its header claims {_human(header.nbytes)} of data "
+            f"(shape {list(header.shape)}, {header.dtype}) but the file holds "
+            f"{_human(max(0, actual - header.offset))}"
+        )
+
+
+def check_viewable(header: NpyHeader, limit: int = MAX_TENSOR_BYTES) -> None:
+    """TooLarge when viewing would hold more than ``limit`` bytes in memory."""
+    if header.nbytes > limit:
+        raise TooLarge(
+            f"this tensor holds {_human(header.nbytes)}: a view holds at most "
+            f"{_human(limit)} in memory; download its .npy instead"
+        )
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError
+
+
+class Inflater:
+    """gunzip in bounded steps (a stored tensor may be ``.npy.gz``): at most
+    ``max_output`` bytes in all, ``bad`` (Unprocessable) for anything that is not gzip."""
+
+    def __init__(self, max_output: int) -> None:
+        self._z = zlib.decompressobj(wbits=31)
+        self.max_output = max_output
+        self.produced = 0
+
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """Inflate ``chunk`` one piece (at most 1 MiB) at a time."""
+        z, data = self._z, chunk
+        while data and not z.eof:
+            try:
+                piece = z.decompress(data, min(INFLATE_STEP, self.max_output - self.produced + 1))
+            except zlib.error as exc:
+                raise Unprocessable(f"this .npy.gz is damaged: {exc}") from None
+            self.produced += len(piece)
+            if self.produced > self.max_output:
+                raise Unprocessable("this .npy.gz holds more data than its header says")
+            yield piece
+            data = z.unconsumed_tail
+
+    @property
+    def eof(self) -> bool:
+        """Whether the gzip stream ended."""
+        return self._z.eof
+
+
+class ArrayLoader:
+    """An ``.npy`` (or ``.npy.gz``) array built from its bytes as they arrive, into one
+    buffer allocated once the header is read: memory is the array itself (never the file
+    and a copy), and a header claiming more than ``max_bytes`` is refused before anything
+    is allocated. ``feed`` each chunk (in a worker thread: inflating costs CPU), then
+    ``finish``."""
+
+    def __init__(self, gzip: bool, max_bytes: int = MAX_TENSOR_BYTES) -> None:
+        self.max_bytes = max_bytes
+        # Until the header is read, a gzip stream may give no more than the largest
+        # header and the largest array; then exactly what the header says.
+        self._inflater = Inflater(MAX_HEADER_BYTES + 12 + max_bytes) if gzip else None
+        self._head = b""
+        self.header: NpyHeader | None = None
+        self._buf: np.ndarray | None = None
+        self._filled = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the stored bytes."""
+        pieces = self._inflater.pieces(chunk) if self._inflater is not None else (chunk,)
+        for piece in pieces:
+            self._take(piece)
+
+    def _take(self, piece: bytes) -> None:
+        if self.header is None:
+            self._head += piece
+            header = read_header(self._head)
+            if header is None:
+                if len(self._head) > MAX_HEADER_BYTES + 12:
+                    raise Unprocessable("this file is not a readable .npy: no header end")
+                return
+            check_viewable(header, self.max_bytes)
+            self.header = header
+            if self._inflater is not None:
+                self._inflater.max_output = header.file_size
+            self._buf = np.empty(header.nbytes, dtype=np.uint8)
+            piece, self._head = self._head[header.offset :], b""
+        assert self._buf is not None
+        end = self._filled + len(piece)
+        if end > len(self._buf):
+            raise Unprocessable("this .npy holds more data than its header says")
+        self._buf[self._filled : end] = np.frombuffer(piece, dtype=np.uint8)
+        self._filled = end
+
+    def finish(self) -> np.ndarray:
+        """The array; Unprocessable when the bytes ended early."""
+        if self.header is None:
+            raise Unprocessable("this file is not a readable .npy: it ends inside its header")
+        if self._inflater is not None and not self._inflater.eof:
+            raise Unprocessable("this .npy.gz is truncated")
+        check_size(self.header, self.header.offset + self._filled)
+        assert self._buf is not None
+        h = self.header
+        return self._buf.view(h.dtype).reshape(h.shape, order="F" if h.fortran_order else "C")
+
+
+def open_npy_mmap(path: str, header: NpyHeader) -> np.ndarray:
+    """A read-only memory map of an uncompressed ``.npy`` file of a local store: slicing
+    it reads only the pages a slice touches, whatever the array's size."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise Unprocessable(f"this file is not a readable .npy: {exc}") from None
+    if arr.dtype != header.dtype or arr.shape != header.shape:
+        raise Unprocessable("this .npy changed while it was read")
+    return arr
 
 
 def parse_npy(data: bytes) -> np.ndarray:
-    """An array from stored tensor bytes; Unprocessable when they are not a numeric ``.npy``."""
-    raw = npy_bytes(data)
-    try:
-        arr = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise Unprocessable(f"this file is not a readable .npy: {exc}") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise Unprocessable("only numeric and boolean tensors can be viewed")
-    return arr
+    """An array from whole stored tensor bytes (``.npy`` or ``.npy.gz``), bounded as
+    :class:`ArrayLoader` bounds it."""
+    loader = ArrayLoader(data[:2] == GZIP_MAGIC)
+    loader.feed(data)
+    return loader.finish()
 
 
 def parse_index(raw: str | None, ndim: int) -> list[int | None]:
