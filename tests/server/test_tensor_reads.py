@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from .helpers import batch, new_id, post, put_run
+from .helpers import batch, new_id, peak_kib, post, put_run, reset_peak
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for memory")
 
@@ -55,25 +55,6 @@ def log_file(srv, run_id, seq, path, data):
     assert status in (200, 201)
     rec = {"seq": seq, "type": "file", "path": path, "sha256": sha, "size": len(data)}
     assert post(srv, run_id, batch([rec]))[0] == 200
-
-
-def reset_peak(srv) -> int:
-    """Reset the server's peak memory to its current; returns the current RSS in KiB."""
-    with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
-        f.write("5")
-    return _status(srv, "VmRSS")
-
-
-def peak_kib(srv) -> int:
-    return _status(srv, "VmHWM")
-
-
-def _status(srv, field: str) -> int:
-    with open(f"/proc/{srv.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(field)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from gradexp.protocol.wire import (
     TABLE_COLUMN_TYPES,
 )
 from gradexp.server.domain.artifacts import check_artifact
-from gradexp.server.domain.bodies import gunzip, parse_json
+from gradexp.server.domain.bodies import ValueCounter, gunzip_batch, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.domain.errors import DomainError, Invalid
 from gradexp.server.domain.limits import (
@@ -625,10 +625,13 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid:
 def decode_body(body: bytes, gzip: bool, valid: ValidKeys | None = None) -> Batch:
     """Inflate (bounded, see :class:`~gradexp.server.domain.bodies.Inflater`) and decode a
     request body as received."""
-    return decode_batch(gunzip(body) if gzip else body, valid)
+    if gzip:
+        return decode_batch(gunzip_batch(body), valid)
+    ValueCounter().feed(body)
+    return decode_batch(body, valid)
 
 
-def decode_batch(body: bytes, valid: ValidKeys | None = None) -> Batch:
+def decode_batch(body: bytes | bytearray, valid: ValidKeys | None = None) -> Batch:
     """Parse and validate an ingest body (already decompressed); ``valid``: the process's
     cache of valid key names (none: a fresh one for this batch)."""
     doc = parse_json(body)
