@@ -6,7 +6,6 @@ Against a real server on every database (one server per database for the module)
 from __future__ import annotations
 
 import hashlib
-import json
 import urllib.parse
 
 import pytest
@@ -168,7 +167,20 @@ def test_npy_header_claiming_8_tib(db_server):
     assert get(db_server, f"/api/v1/runs/{run_id}")["acked_seq"] == 1
 
 
-def test_errors_are_json_with_a_code(db_server, run):
-    # A sanity check of the helpers above: a plain bad request keeps its JSON shape.
-    status, body = db_server.request("GET", f"/api/v1/runs/{run}/history?samples=x")
-    assert status == 400 and json.dumps(body)
+def test_a_bad_rank_on_the_log_download_is_a_400(db_server, run):
+    # Checked before the download starts (it used to start a 200 and then break off).
+    for rank in ("-1", "40000", HUGE):
+        expect_4xx(db_server.request("GET", f"/api/v1/runs/{run}/logs.txt?rank={rank}"))
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        {"type": "finish", "exit_code": 2**63, "time": 1.7e9},
+        {"type": "finish", "exit_code": 2**31, "time": 1.7e9},
+        {"type": "file", "path": "a.bin", "sha256": "a" * 64, "size": 2**63},
+    ],
+)
+def test_integers_past_their_column_in_records(db_server, run, rec):
+    expect_4xx(post(db_server, run, batch([{"seq": 2, **rec}])), 400, "bad_batch")
+    assert_untouched(db_server, run)

@@ -120,7 +120,8 @@ def check_sha256(value: Any, where: str) -> str:
 
 
 def _is_int(x: Any) -> bool:
-    return type(x) is int
+    # Within what a signed 64-bit column holds (orjson reads integers up to 2^64-1).
+    return type(x) is int and -(2**63) <= x < 2**63
 
 
 def _check_number(x: Any, where: str) -> Any:
@@ -397,8 +398,9 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
             elif not counter_ok(value):
                 raise bad_batch(f"{where}.{name} must be one of {bound}, or an object of them")
     elif kind == "finish":
-        if not _is_int(rec.get("exit_code")):
-            raise bad_batch(f"{where}.exit_code must be an integer")
+        code = rec.get("exit_code")
+        if type(code) is not int or not -(2**31) <= code < 2**31:
+            raise bad_batch(f"{where}.exit_code must be a 32-bit integer")
         rec["time"] = _check_time(rec.get("time"), f"{where}.time")
     elif kind in MACHINE_KINDS:
         check_machine_record(rec, where)

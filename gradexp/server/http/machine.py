@@ -110,6 +110,7 @@ async def get_logs(request: web.Request) -> web.Response:
 @routes.get(_RUN + "/logs.txt")
 async def get_log_text(request: web.Request) -> web.StreamResponse:
     """The whole log as a text download, streamed page by page."""
+    rank = _rank(request)  # checked before the response starts: a 400 must still be one
     run = await _run(request)
     resp = web.StreamResponse(
         headers={
@@ -118,7 +119,7 @@ async def get_log_text(request: web.Request) -> web.StreamResponse:
         }
     )
     await resp.prepare(request)
-    async for chunk in reads.log_text(app_state(request).db, run.pk, _rank(request)):
+    async for chunk in reads.log_text(app_state(request).db, run.pk, rank):
         await resp.write(chunk)
     await resp.write_eof()
     return resp
