@@ -86,6 +86,24 @@ def test_a_compressed_tensor_downloads_streamed(tensor_server):
     assert peak_kib(srv) - before < 40 * 1024
 
 
+def test_a_large_compressed_tensor_is_sliced_as_it_streams(tensor_server):
+    srv, run_id = tensor_server
+    # 96 MiB of float32 in ~100 KiB: a 3-D tensor, too large to keep, read for each slice.
+    log_file(srv, run_id, 1, "z.npy.gz", zeros_npy_gz((24, 1024, 1024)))
+    before = reset_peak(srv)
+    for index in ("23,:,:", ":,5,:", "0,0,:"):
+        status, body = srv.request(
+            "GET", f"/api/v1/runs/{run_id}/tensor?path=z.npy.gz&index={index}&max=100"
+        )
+        assert status == 200, body
+        assert body["shape"] == [24, 1024, 1024]
+        assert body["values"] and set(body["values"]) == {0.0}
+        assert body["min"] == body["max"] == 0.0
+    assert body["rows"] == 1 and body["cols"] == 94 and body["stride"] == [1, 11]
+    # Never the whole tensor in memory: a slice and a chunk at a time.
+    assert peak_kib(srv) - before < 40 * 1024
+
+
 def test_an_uncompressed_tensor_is_sliced_without_reading_it_whole(tensor_server):
     srv, run_id = tensor_server
     rng = np.random.default_rng(1)

@@ -286,33 +286,129 @@ def parse_index(raw: str | None, ndim: int) -> list[int | None]:
     return out
 
 
+def _positions(shape: tuple[int, ...], index: list[int | None]) -> list[int | None]:
+    """``index`` with negative positions resolved; Invalid when one is out of range."""
+    out: list[int | None] = []
+    for axis, (pos, size) in enumerate(zip(index, shape, strict=True)):
+        if pos is not None and not -size <= pos < size:
+            raise Invalid(f"index {pos} is out of range for axis {axis} (size {size})")
+        out.append(pos if pos is None or pos >= 0 else pos + size)
+    return out
+
+
+def _strides(shape: tuple[int, ...], max_side: int, kept: list[int]) -> tuple[int, int]:
+    dims = [shape[a] for a in kept]
+    rows, cols = (1, *dims)[-2:] if dims else (1, 1)
+    return max(1, math.ceil(rows / max_side)), max(1, math.ceil(cols / max_side))
+
+
 def take_slice(arr: np.ndarray, index: list[int | None], max_side: int) -> dict[str, Any]:
     """The 2-D slice of ``arr`` that ``index`` names, strided down to ``max_side`` per axis."""
-    selector: list[Any] = []
-    for axis, (pos, size) in enumerate(zip(index, arr.shape, strict=True)):
-        if pos is None:
-            selector.append(slice(None))
-        elif -size <= pos < size:
-            selector.append(pos)
-        else:
-            raise Invalid(f"index {pos} is out of range for axis {axis} (size {size})")
+    positions = _positions(arr.shape, index)
     kept = [axis for axis, pos in enumerate(index) if pos is None]
-    plane = arr[tuple(selector)]
+    sr, sc = _strides(arr.shape, max_side, kept)
+    steps = {a: s for a, s in zip(kept, (sr, sc) if len(kept) == 2 else (sc,), strict=False)}
+    selector = tuple(
+        slice(None, None, steps[a]) if p is None else p for a, p in enumerate(positions)
+    )
+    plane = np.asarray(arr[selector])
+    return _slice_body(plane, arr.shape, arr.dtype, index, kept, sr, sc)
+
+
+def slice_offsets(
+    header: NpyHeader, index: list[int | None], max_side: int
+) -> tuple[Any, list[int], int, int]:
+    """Where the elements of a strided 2-D slice lie in the data of an ``.npy`` (element
+    numbers, rows x cols, C or Fortran order): (offsets, kept axes, row stride, col stride).
+    """
+    shape = header.shape
+    positions = _positions(shape, index)
+    kept = [axis for axis, pos in enumerate(index) if pos is None]
+    sr, sc = _strides(shape, max_side, kept)
+    n = len(shape)
+    axes = range(n - 1, -1, -1) if not header.fortran_order else range(n)
+    strides = [0] * n
+    step = 1
+    for a in axes:
+        strides[a] = step
+        step *= shape[a]
+    base = sum(p * strides[a] for a, p in enumerate(positions) if p is not None)
+    row_axis = kept[0] if len(kept) == 2 else None
+    col_axis = kept[-1] if kept else None
+    rows = np.arange(0, shape[row_axis], sr) * strides[row_axis] if row_axis is not None else [0]
+    cols = np.arange(0, shape[col_axis], sc) * strides[col_axis] if col_axis is not None else [0]
+    offsets = base + np.asarray(rows, dtype=np.int64)[:, None] + np.asarray(cols, dtype=np.int64)
+    return offsets, kept, sr, sc
+
+
+class StreamSlicer:
+    """A strided 2-D slice gathered from an ``.npy``'s bytes as they stream past (inflated
+    on the way for ``.npy.gz``): memory is the slice and one chunk, whatever the tensor's
+    size. ``feed`` the data bytes after the header, then ``finish``."""
+
+    def __init__(self, header: NpyHeader, offsets: Any) -> None:
+        self.header = header
+        self.shape = offsets.shape
+        flat = offsets.ravel()
+        self._order = np.argsort(flat, kind="stable")
+        self._sorted = flat[self._order]
+        self._values = np.empty(flat.size, dtype=header.dtype)
+        self._done = 0  # how many of the sorted offsets are filled
+        self._buf = b""
+        self._element = 0  # the element number at the start of _buf
+
+    def feed(self, data: bytes) -> None:
+        """The next data bytes."""
+        size = self.header.dtype.itemsize
+        buf = self._buf + data if self._buf else data
+        whole = len(buf) // size
+        end = self._element + whole
+        stop = int(np.searchsorted(self._sorted, end, side="left"))
+        if stop > self._done:
+            elements = np.frombuffer(buf, dtype=self.header.dtype, count=whole)
+            picks = self._sorted[self._done : stop] - self._element
+            self._values[self._done : stop] = elements[picks]
+            self._done = stop
+        self._buf = bytes(buf[whole * size :])
+        self._element = end
+
+    def finish(self) -> np.ndarray:
+        """The slice, rows x cols; Unprocessable if the data ended early."""
+        if self._done < len(self._sorted):
+            raise Unprocessable("this .npy ends before the data its header describes")
+        out = np.empty_like(self._values)
+        out[self._order] = self._values
+        return out.reshape(self.shape)
+
+
+def slice_body(
+    plane: np.ndarray, header: NpyHeader, index: list[int | None], kept: list[int], sr: int, sc: int
+) -> dict[str, Any]:
+    """The JSON of a slice gathered by :class:`StreamSlicer`."""
+    return _slice_body(plane, header.shape, header.dtype, index, kept, sr, sc)
+
+
+def _slice_body(
+    plane: np.ndarray,
+    shape: tuple[int, ...],
+    dtype: Any,
+    index: list[int | None],
+    kept: list[int],
+    sr: int,
+    sc: int,
+) -> dict[str, Any]:
     if plane.ndim == 0:
         plane = plane.reshape(1, 1)
     elif plane.ndim == 1:
         plane = plane.reshape(1, -1)
-    rows, cols = plane.shape
-    sr, sc = max(1, math.ceil(rows / max_side)), max(1, math.ceil(cols / max_side))
-    plane = plane[::sr, ::sc]
     values = plane.astype(np.float64, copy=False).ravel()
     finite = values[np.isfinite(values)]
     encoded: list[Any] = values.tolist()
     if finite.size != values.size:
         encoded = [encode_float(v) for v in encoded]
     return {
-        "shape": list(arr.shape),
-        "dtype": str(arr.dtype),
+        "shape": list(shape),
+        "dtype": str(dtype),
         "index": [":" if p is None else p for p in index],
         "row_axis": kept[0] if len(kept) == 2 else None,
         "col_axis": kept[-1] if kept else None,

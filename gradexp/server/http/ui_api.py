@@ -9,9 +9,10 @@
 
 Tensors are read without holding more than they must: an uncompressed ``.npy`` in a local
 store is memory-mapped (a slice reads only its pages, any size); a compressed one, or one
-on S3, is inflated chunk by chunk in a worker thread into one buffer of the array's size,
-refused with 413 past ``MAX_TENSOR_BYTES`` (512 MiB) before anything is read, at most two
-at a time. Downloads stream (inflating on the way). A header that does not match the
+on S3, is inflated chunk by chunk in a worker thread, at most two at a time: up to 64 MiB
+into one buffer kept in the cache, beyond that streamed past the slice asked for (memory:
+the slice and a chunk), refused with 413 past ``MAX_TENSOR_BYTES`` (512 MiB) before
+anything is read. Downloads stream (inflating on the way). A header that does not match the
 stored length is refused with 422 up front. Parsed arrays stay in the process's
 ``AppState.arrays`` cache, so moving a slice slider re-slices in memory.
 """
@@ -19,6 +20,8 @@ stored length is refused with 422 up front. Parsed arrays stay in the process's
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,12 +37,15 @@ from gradexp.server.domain.tensors import (
     ArrayLoader,
     Inflater,
     NpyHeader,
+    StreamSlicer,
     check_size,
     check_viewable,
     gunzip_prefix,
     open_npy_mmap,
     parse_index,
     read_header,
+    slice_body,
+    slice_offsets,
     take_slice,
 )
 from gradexp.server.http.errors import HttpError, json_response
@@ -53,9 +59,12 @@ routes = web.RouteTableDef()
 DEFAULT_SLICE_SIDE = 256
 MAX_SLICE_SIDE = 1024
 HEAD_BYTES = 64 * 1024  # read first: an .npy header, or enough .npy.gz to inflate one
-# Tensors read into memory at once (compressed, or on S3): with MAX_TENSOR_BYTES each,
-# views hold at most 1 GiB beside the 256 MiB cache of parsed arrays.
+# Tensors read at once (compressed, or on S3): into memory (KEEP_BYTES at most each), or
+# streamed past a slice (a few MiB each).
 _LOADING = asyncio.Semaphore(2)
+# Tensors up to this size (once inflated) are kept in memory after a first view, so a
+# slider re-slices at once; larger ones are read again for each slice, in one pass.
+KEEP_BYTES = 64 * 1024 * 1024
 
 
 async def _tensor_file(request: web.Request) -> tuple[Any, Any]:
@@ -93,32 +102,73 @@ async def _gzip_header(request: web.Request, key: str, size: int, head: bytes) -
     return header
 
 
-async def _load_array(request: web.Request, run: Any, entry: Any) -> np.ndarray:
-    """The tensor as an array: a memory map of an uncompressed ``.npy`` in a local store
-    (any size), else read into memory within ``MAX_TENSOR_BYTES`` (compressed, or on S3)."""
+@dataclass
+class _Streamed:
+    """A tensor too large to keep in memory: each slice is gathered as its bytes stream."""
+
+    key: str
+    header: NpyHeader
+    gzip: bool
+
+
+async def _open_array(request: web.Request, run: Any, entry: Any) -> np.ndarray | _Streamed:
+    """The tensor: a memory map of an uncompressed ``.npy`` in a local store (any size);
+    an array in memory when it is small enough to keep (``KEEP_BYTES``), read at most two
+    at a time; else a tensor whose slices are gathered while its bytes stream past (up to
+    ``MAX_TENSOR_BYTES``, 413 beyond)."""
     state = app_state(request)
     key = blob_key(run.project_id, run.id, entry.sha256)
     size, head = await _stored(request, key)
     gzip = head[:2] == GZIP_MAGIC
     if gzip:
-        check_viewable(await _gzip_header(request, key, size, head))
+        header = await _gzip_header(request, key, size, head)
     else:
-        header = read_header(head)
-        if header is None:
+        found_header = read_header(head)
+        if found_header is None:
             raise Unprocessable("this file is not a readable .npy: no header in its first bytes")
+        header = found_header
         check_size(header, size)
         path = state.objects.local_path(key)
         if path is not None:
             return await asyncio.to_thread(open_npy_mmap, str(path), header)
-        check_viewable(header)
-    async with _LOADING:  # at most two tensors are read into memory at once
-        found = await state.objects.stream(key)
-        if found is None:
-            raise HttpError(404, "not_found", "the tensor's object is missing")
+    check_viewable(header)
+    if header.nbytes > KEEP_BYTES:
+        return _Streamed(key, header, gzip)
+    async with _LOADING:
         loader = ArrayLoader(gzip)
-        async for chunk in found[1]:
+        async for chunk in await _chunks(request, key):
             await asyncio.to_thread(loader.feed, chunk)
         return loader.finish()
+
+
+async def _chunks(request: web.Request, key: str) -> AsyncIterator[bytes]:
+    found = await app_state(request).objects.stream(key)
+    if found is None:
+        raise HttpError(404, "not_found", "the tensor's object is missing")
+    return found[1]
+
+
+async def _streamed_slice(
+    request: web.Request, tensor: _Streamed, index: list[int | None], max_side: int
+) -> dict[str, Any]:
+    """One slice of a large stored tensor, gathered while it is read (and inflated)."""
+    header = tensor.header
+    offsets, kept, sr, sc = slice_offsets(header, index, max_side)
+    slicer = StreamSlicer(header, offsets)
+    inflater = Inflater(header.file_size) if tensor.gzip else None
+    skip = header.offset  # the header's bytes come first
+
+    def feed(chunk: bytes) -> None:
+        nonlocal skip
+        for piece in inflater.pieces(chunk) if inflater is not None else (chunk,):
+            if skip:
+                piece, skip = piece[skip:], max(0, skip - len(piece))
+            slicer.feed(piece)
+
+    async with _LOADING:
+        async for chunk in await _chunks(request, tensor.key):
+            await asyncio.to_thread(feed, chunk)
+    return await asyncio.to_thread(lambda: slice_body(slicer.finish(), header, index, kept, sr, sc))
 
 
 @routes.get(API_PREFIX + "/runs/{run_id}/tensor")
@@ -133,7 +183,11 @@ async def tensor_slice(request: web.Request) -> web.Response:
     max_side = max(1, min(max_side, MAX_SLICE_SIDE))
     arr = arrays.get(entry.sha256)
     if arr is None:
-        arr = await _load_array(request, run, entry)
+        opened = await _open_array(request, run, entry)
+        if isinstance(opened, _Streamed):
+            index = parse_index(request.query.get("index"), len(opened.header.shape))
+            return json_response(await _streamed_slice(request, opened, index, max_side))
+        arr = opened
         if not isinstance(arr, np.memmap):  # a map costs no memory: nothing to keep
             arrays.put(entry.sha256, arr)
     index = parse_index(request.query.get("index"), arr.ndim)
