@@ -20,6 +20,7 @@ stored length is refused with 422 up front. Parsed arrays stay in the process's
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,20 @@ MAX_SLICE_SIDE = 1024
 HEAD_BYTES = 64 * 1024  # read first: an .npy header, or enough .npy.gz to inflate one
 # Tensors read at once (compressed, or on S3): into memory (KEEP_BYTES at most each), or
 # streamed past a slice (a few MiB each).
-_LOADING = asyncio.Semaphore(2)
+_LOADING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loading() -> asyncio.Semaphore:
+    """This event loop's bound on tensors being read (2 at a time)."""
+    loop = asyncio.get_running_loop()
+    sem = _LOADING.get(loop)
+    if sem is None:
+        sem = _LOADING[loop] = asyncio.Semaphore(2)
+    return sem
+
+
 # Tensors up to this size (once inflated) are kept in memory after a first view, so a
 # slider re-slices at once; larger ones are read again for each slice, in one pass.
 KEEP_BYTES = 64 * 1024 * 1024
@@ -134,7 +148,7 @@ async def _open_array(request: web.Request, run: Any, entry: Any) -> np.ndarray 
     check_viewable(header)
     if header.nbytes > KEEP_BYTES:
         return _Streamed(key, header, gzip)
-    async with _LOADING:
+    async with _loading():
         loader = ArrayLoader(gzip)
         async for chunk in await _chunks(request, key):
             await asyncio.to_thread(loader.feed, chunk)
@@ -165,7 +179,7 @@ async def _streamed_slice(
                 piece, skip = piece[skip:], max(0, skip - len(piece))
             slicer.feed(piece)
 
-    async with _LOADING:
+    async with _loading():
         async for chunk in await _chunks(request, tensor.key):
             await asyncio.to_thread(feed, chunk)
     return await asyncio.to_thread(lambda: slice_body(slicer.finish(), header, index, kept, sr, sc))
