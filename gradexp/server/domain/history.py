@@ -175,7 +175,6 @@ _P_KEY, _P_MIN, _P_MAX, _P_COUNT, _P_FLAGS, _P_LAST, _P_CODE, _P_SEQ, _P_STEP, _
 _N_COLS = 10
 RAW_READ_FACTOR = 8  # a downsampled read parses at most this many raw rows per sample
 IDS_PER_QUERY = 500  # key ids per ``IN (...)`` (well under every database's bind limit)
-ROWS_PER_PART = 20_000  # rollup rows turned into numpy at a time (bounds the Python tuples)
 
 
 async def downsample(
@@ -205,7 +204,7 @@ async def downsample(
         plan = _plan(lo, hi, max(level, 1))
     names = {kid: name for name, kid in keys}
     ids = sorted(names)
-    parts: list[Any] = []  # numpy blocks of pieces
+    parts: list[Any] = []  # rollup rows (lists of tuples), and the raw rows' pieces
     raw_rows: list[Any] = []  # (seq, step, time, row_values) of the raw segments
     r = s.rollups
     h = s.history
@@ -238,8 +237,7 @@ async def downsample(
                     and_(r.c.bucket >= first, r.c.bucket <= last),
                 )
             )
-            while part := result.fetchmany(ROWS_PER_PART):
-                parts.append(np.array(part, dtype=np.float64).reshape(-1, _N_COLS))
+            parts.append(result.all())  # made numpy in the pool, off the event loop
     return await off_loop(_merge_pieces, names, parts, raw_rows, lo, span, samples)
 
 
@@ -251,7 +249,8 @@ def _merge_pieces(
         flat: list[float] = []
         _raw_pieces(raw_rows, names, flat)
         parts.append(np.array(flat, dtype=np.float64).reshape(-1, _N_COLS))
-    pieces = np.concatenate(parts) if parts else np.empty((0, _N_COLS))
+    blocks = [np.array(part, dtype=np.float64).reshape(-1, _N_COLS) for part in parts if len(part)]
+    pieces = np.concatenate(blocks) if blocks else np.empty((0, _N_COLS))
     merged = _merge(pieces, lo, span, samples)
     fields = ("step", "value", "min", "max", "time")
     out: dict[str, dict[str, list[Any]]] = {
