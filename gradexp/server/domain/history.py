@@ -9,6 +9,7 @@ at most ``samples`` output buckets, each keeping min and max so a single spike s
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -249,7 +250,14 @@ def _merge_pieces(
         flat: list[float] = []
         _raw_pieces(raw_rows, names, flat)
         parts.append(np.array(flat, dtype=np.float64).reshape(-1, _N_COLS))
-    blocks = [np.array(part, dtype=np.float64).reshape(-1, _N_COLS) for part in parts if len(part)]
+    blocks = [
+        part
+        if isinstance(part, np.ndarray)
+        # rows of the database's tuples: flattened first (numpy is slow at row objects)
+        else np.fromiter(chain.from_iterable(part), np.float64, len(part) * _N_COLS)
+        for part in parts
+    ]
+    blocks = [b.reshape(-1, _N_COLS) for b in blocks if len(b)]
     pieces = np.concatenate(blocks) if blocks else np.empty((0, _N_COLS))
     merged = _merge(pieces, lo, span, samples)
     fields = ("step", "value", "min", "max", "time")
