@@ -46,7 +46,7 @@ async def fill(db_url: str) -> None:
             user,
             "bench",
             {"project": "bench", "name": "bench", "config": {}, "tags": [], "notes": None, "group": None,
-             "attempt": "a", "host": {}, "started_at": None, "resume": False},
+             "attempt": "a", "host": {}, "started_at": None, "resume": False, "job_type": None},
         )  # fmt: skip
         ids: dict[str, int] = {}
         for first in range(0, STEPS, BATCH):

@@ -183,3 +183,26 @@ class SSE:
         except OSError:
             pass
         self._conn.close()
+
+
+# --- a server process's memory (Linux) ------------------------------------------------------
+
+
+def reset_peak(srv: Any) -> int:
+    """Reset the server's peak memory to its current; returns the current RSS in KiB."""
+    with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
+        f.write("5")
+    return _status(srv, "VmRSS")
+
+
+def peak_kib(srv: Any) -> int:
+    """The server's peak resident memory since the last :func:`reset_peak`, in KiB."""
+    return _status(srv, "VmHWM")
+
+
+def _status(srv: Any, field: str) -> int:
+    with open(f"/proc/{srv.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(field)

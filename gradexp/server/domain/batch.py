@@ -34,9 +34,16 @@ from gradexp.protocol.wire import (
     TABLE_COLUMN_TYPES,
 )
 from gradexp.server.domain.artifacts import check_artifact
-from gradexp.server.domain.bodies import gunzip, parse_json
+from gradexp.server.domain.bodies import ValueCounter, gunzip_batch, parse_json
 from gradexp.server.domain.columns import PLAIN_TYPES, HistoryColumns
 from gradexp.server.domain.errors import DomainError, Invalid
+from gradexp.server.domain.limits import (
+    MAX_COUNTER,
+    MAX_NESTING,
+    MAX_TELEMETRY_NAMES,
+    counter_ok,
+    deeper_than,
+)
 from gradexp.server.domain.machine import MACHINE_KINDS, check_machine_record
 from gradexp.server.domain.run_records import check_alert, check_metric, check_run_fields
 
@@ -113,7 +120,8 @@ def check_sha256(value: Any, where: str) -> str:
 
 
 def _is_int(x: Any) -> bool:
-    return type(x) is int
+    # Within what a signed 64-bit column holds (orjson reads integers up to 2^64-1).
+    return type(x) is int and -(2**63) <= x < 2**63
 
 
 def _check_number(x: Any, where: str) -> Any:
@@ -154,11 +162,19 @@ def _check_number_list(xs: Any, where: str) -> None:
                 raise bad_batch(f"{where}[{i}] must be a number")
 
 
+# The fields of a typed value that may hold lists or objects; any other field holds a
+# scalar (a newer SDK may add some), so a typed value is never a place for free-form JSON.
+_CONTAINER_FIELDS = frozenset(("bins", "counts", "shape", "images", *HISTOGRAM_STATS))
+
+
 def check_typed(value: dict[str, Any], where: str) -> dict[str, Any]:
     """A value with a ``_type``: float, histogram, tensor, image, gallery or table."""
     kind = value.get("_type")
     if kind == "table":
         return _check_table(value, where)
+    for name, field in value.items():
+        if (type(field) is dict or type(field) is list) and name not in _CONTAINER_FIELDS:
+            raise bad_batch(f"{where}.{name}: a {kind} value holds no lists or objects there")
     if kind == "gallery":
         images = value.get("images")
         if type(images) is not list or not 0 < len(images) <= MAX_GALLERY_IMAGES:
@@ -329,6 +345,9 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
         raise bad_batch(
             f"{where}.type {kind!r} is not one this server accepts: {', '.join(sorted(RECORD_KINDS))}"
         )
+    if kind != "history" and deeper_than(rec, MAX_NESTING + 1):
+        # Stored as JSON (config, alerts, machine records...): bounded so it can be written.
+        raise bad_batch(f"{where} nests more than {MAX_NESTING} levels deep")
     if kind == "history":
         step = rec.get("step")
         if type(step) is not int or step < 0 or step >= 2**62:
@@ -365,17 +384,23 @@ def _check_record(rec: Any, expected_seq: int, valid: ValidKeys) -> None:
             raise bad_batch(f"{where}.content_type must be a string")
         rec["content_type"] = ctype
     elif kind == "telemetry":
+        if len(rec) > MAX_TELEMETRY_NAMES + 2:
+            raise bad_batch(f"{where} holds more than {MAX_TELEMETRY_NAMES} counters")
+        bound = f"finite numbers within +-2^53 ({MAX_COUNTER})"
         for name, value in rec.items():
             if name in ("seq", "type"):
                 continue
             if type(value) is dict:
-                if not all(type(v) in (int, float) and v - v == 0 for v in value.values()):
-                    raise bad_batch(f"{where}.{name} must map names to numbers")
-            elif type(value) not in (int, float) or value - value != 0:
-                raise bad_batch(f"{where}.{name} must be a number or an object of numbers")
+                if len(value) > MAX_TELEMETRY_NAMES or not all(map(counter_ok, value.values())):
+                    raise bad_batch(
+                        f"{where}.{name} must map at most {MAX_TELEMETRY_NAMES} names to {bound}"
+                    )
+            elif not counter_ok(value):
+                raise bad_batch(f"{where}.{name} must be one of {bound}, or an object of them")
     elif kind == "finish":
-        if not _is_int(rec.get("exit_code")):
-            raise bad_batch(f"{where}.exit_code must be an integer")
+        code = rec.get("exit_code")
+        if type(code) is not int or not -(2**31) <= code < 2**31:
+            raise bad_batch(f"{where}.exit_code must be a 32-bit integer")
         rec["time"] = _check_time(rec.get("time"), f"{where}.time")
     elif kind in MACHINE_KINDS:
         check_machine_record(rec, where)
@@ -602,10 +627,13 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid:
 def decode_body(body: bytes, gzip: bool, valid: ValidKeys | None = None) -> Batch:
     """Inflate (bounded, see :class:`~gradexp.server.domain.bodies.Inflater`) and decode a
     request body as received."""
-    return decode_batch(gunzip(body) if gzip else body, valid)
+    if gzip:
+        return decode_batch(gunzip_batch(body), valid)
+    ValueCounter().feed(body)
+    return decode_batch(body, valid)
 
 
-def decode_batch(body: bytes, valid: ValidKeys | None = None) -> Batch:
+def decode_batch(body: bytes | bytearray, valid: ValidKeys | None = None) -> Batch:
     """Parse and validate an ingest body (already decompressed); ``valid``: the process's
     cache of valid key names (none: a fresh one for this batch)."""
     doc = parse_json(body)

@@ -76,6 +76,20 @@ def _ready() -> bool:
     return True
 
 
+#: A body decoding to more than this is "large" (SDK batches are about 1 MiB).
+LARGE_BODY = 8 * 1024 * 1024
+#: Large bodies decoded at once, per server process (the others wait their turn).
+MAX_LARGE_DECODES = 2
+
+
+def _decoded_size(body: bytes, gzip: bool) -> int:
+    """The size ``body`` decodes to: gzip's trailer (the size modulo 2^32, which the
+    256 MiB limit makes exact for any body that decodes at all), else its own length."""
+    if gzip and len(body) >= 18:
+        return int.from_bytes(body[-4:], "little")
+    return len(body)
+
+
 class DecodePool:
     """Worker processes decoding big ingest bodies; used from the event loop only."""
 
@@ -87,6 +101,7 @@ class DecodePool:
         self._warm: concurrent.futures.Future[bool] | None = None
         self._deaths: list[float] = []  # when workers died (monotonic), within the window
         self.decoded_in_workers = 0  # batches (for tests and curiosity)
+        self._large: asyncio.Semaphore | None = None  # made on the event loop, when first needed
 
     def _start(self) -> bool:
         """Start the workers; False (and no workers from now on) if they cannot start."""
@@ -113,7 +128,20 @@ class DecodePool:
         return True
 
     async def decode(self, body: bytes, gzip: bool) -> Batch:
-        """Decode a request body (as received): in a worker when that pays, else here."""
+        """Decode a request body (as received): in a worker when that pays, else here.
+
+        Bodies that decode to more than :data:`LARGE_BODY` bytes (gzip's own record of the
+        size, else the body's) are decoded at most :data:`MAX_LARGE_DECODES` at a time:
+        each may cost a few hundred MiB while it is parsed, and many at once would add up.
+        """
+        if _decoded_size(body, gzip) <= LARGE_BODY:
+            return await self._decode(body, gzip)
+        if self._large is None:
+            self._large = asyncio.Semaphore(MAX_LARGE_DECODES)
+        async with self._large:
+            return await self._decode(body, gzip)
+
+    async def _decode(self, body: bytes, gzip: bool) -> Batch:
         if self.workers <= 0 or len(body) < MIN_WORKER_BODY:
             return await self._decode_here(body, gzip)
         if self._executor is None and not self._start():

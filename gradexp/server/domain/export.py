@@ -22,9 +22,11 @@ never lost. A claim column keeps two processes from exporting the same run at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from gradexp.protocol.values import decode_value, numeric_value
 from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain.errors import NotFound
 from gradexp.server.domain.history import key_index
+from gradexp.server.domain.pool import off_loop
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database
 from gradexp.server.storage.objects import ObjectStore, export_key
@@ -43,6 +46,7 @@ from gradexp.server.storage.objects import ObjectStore, export_key
 log = logging.getLogger("gradexp.server.export")
 
 CHUNK_ROWS = 50_000
+CHUNK_CELLS = 2_000_000  # rows x columns converted at a time
 CLAIM_TIMEOUT = 600.0  # seconds after which another process may take over a stuck export
 SWEEP_INTERVAL = 60.0
 
@@ -81,28 +85,34 @@ def _convert(
     """One Arrow record batch from raw history rows (runs on a worker thread)."""
     import pyarrow as pa
 
-    steps, times = [], []
-    data: list[list[Any]] = [[] for _ in cols]
-    for step, t, text in rows:
-        steps.append(step)
-        times.append(t)
+    n = len(rows)
+    steps = [step for step, _t, _x in rows]
+    times = [t for _s, t, _x in rows]
+    # Every column starts all null (one C-level list each); each row then fills in only
+    # the keys it holds: the work is the row's own values, not the run's key count.
+    data: list[list[Any]] = [[None] * n for _ in cols]
+    by_key: dict[str, list[tuple[list[Any], str, str | None]]] = {}
+    for col, (_name, kind, key, field) in zip(data, cols, strict=True):
+        by_key.setdefault(key, []).append((col, kind, field))
+    for r, (_step, _t, text) in enumerate(rows):
         values = orjson.loads(text)
-        for i, (_name, kind, key, field) in enumerate(cols):
-            v = values.get(key)
-            if field is not None:
-                v = v.get(field) if type(v) is dict else None
-            if v is None:
-                data[i].append(None)
-            elif kind == "float":
-                data[i].append(numeric_value(v) if type(v) is not str else None)
-            elif kind == "bool":
-                data[i].append(v if type(v) is bool else None)
-            elif kind == "string":
-                data[i].append(v if type(v) is str else None)
-            elif kind == "paths":  # a gallery's images
-                data[i].append([x.get("path") for x in v] if type(v) is list else None)
-            else:  # list of numbers (histogram bins/counts)
-                data[i].append([decode_value(x) for x in v] if type(v) is list else None)
+        for key, value in values.items():
+            for col, kind, field in by_key.get(key, ()):
+                v = value
+                if field is not None:
+                    v = v.get(field) if type(v) is dict else None
+                if v is None:
+                    continue
+                if kind == "float":
+                    col[r] = numeric_value(v) if type(v) is not str else None
+                elif kind == "bool":
+                    col[r] = v if type(v) is bool else None
+                elif kind == "string":
+                    col[r] = v if type(v) is str else None
+                elif kind == "paths":  # a gallery's images
+                    col[r] = [x.get("path") for x in v] if type(v) is list else None
+                else:  # list of numbers (histogram bins/counts)
+                    col[r] = [decode_value(x) for x in v] if type(v) is list else None
     arrow_types = {
         "float": pa.float64(),
         "bool": pa.bool_(),
@@ -132,8 +142,20 @@ async def write_export_file(db: Database, run_pk: int, path: Path) -> int:
         )
         keys = await key_index(conn, run_pk)
     cols = _columns(keys)
-    schema = _convert([], cols).schema
-    writer = pq.ParquetWriter(str(path), schema, compression="zstd")
+    # A chunk holds at most CHUNK_CELLS cells (a wide run reads fewer rows at a time).
+    chunk_rows = max(1, min(CHUNK_ROWS, CHUNK_CELLS // max(1, len(cols))))
+
+    def open_writer() -> Any:
+        schema = _convert([], cols).schema
+        return schema, pq.ParquetWriter(str(path), schema, compression="zstd")
+
+    def write(rows: list[tuple[int, float, str]]) -> None:
+        batch = _convert(rows, cols)
+        writer.write_table(pa.Table.from_batches([batch], schema=schema))
+
+    # Everything CPU-heavy (the schema of a wide run, converting, compressing) runs in the
+    # bounded read pool, never on the event loop.
+    schema, writer = await off_loop(open_writer)
     try:
         after = 0
         while True:
@@ -143,18 +165,17 @@ async def write_export_file(db: Database, run_pk: int, path: Path) -> int:
                         select(h.c.seq, h.c.step, h.c.time, h.c.row_values)
                         .where(h.c.run_pk == run_pk, h.c.seq > after, h.c.seq <= acked)
                         .order_by(h.c.seq)
-                        .limit(CHUNK_ROWS)
+                        .limit(chunk_rows)
                     )
                 ).all()
             if not rows:
                 break
             after = int(rows[-1][0])
-            batch = await asyncio.to_thread(_convert, [(r[1], r[2], r[3]) for r in rows], cols)
-            writer.write_table(pa.Table.from_batches([batch], schema=schema))
-            if len(rows) < CHUNK_ROWS:
+            await off_loop(write, [(r[1], r[2], r[3]) for r in rows])
+            if len(rows) < chunk_rows:
                 break
     finally:
-        writer.close()
+        await off_loop(writer.close)
     return acked
 
 
@@ -175,12 +196,14 @@ async def export_run(db: Database, run_id: str, path: Path) -> int:
     return int(count)
 
 
-async def write_export(db: Database, run_pk: int) -> bytes:
-    """The run's history as Parquet bytes (for on-demand downloads)."""
+@contextlib.asynccontextmanager
+async def temporary_export(db: Database, run_pk: int) -> AsyncIterator[Path]:
+    """The run's history as a temporary Parquet file (for on-demand downloads, which
+    stream it), removed when the block ends."""
     with tempfile.TemporaryDirectory(prefix="gradexp-export-") as tmp:
         path = Path(tmp) / "history.parquet"
         await write_export_file(db, run_pk, path)
-        return path.read_bytes()
+        yield path
 
 
 class Exporter:

@@ -21,10 +21,17 @@ from gradexp.protocol.values import encode_float, numeric_value
 from gradexp.protocol.wire import STAT_SEPARATOR
 from gradexp.server.domain import rollup
 from gradexp.server.domain.errors import Invalid, NotFound
+from gradexp.server.domain.pool import off_loop
 from gradexp.server.storage import schema as s
 
 _loads = orjson.loads
 MAX_SAMPLES = 100_000
+#: Keys one downsampled read may ask for (named, or every numeric key of the run).
+MAX_HISTORY_KEYS = 1000
+#: Keys x samples one downsampled read may ask for (it reads up to ~4 pieces per point).
+MAX_HISTORY_POINTS = 500_000
+#: The stored JSON one page of raw rows may hold; a page ends early past it.
+MAX_ROWS_BYTES = 32 * 1024 * 1024
 
 
 def _row_dict(
@@ -65,14 +72,25 @@ async def read_rows(
         .order_by(h.c.seq)
         .limit(limit)
     )
-    fetched = result.all()
+    fetched = []
+    size = 0
+    for row in result:
+        fetched.append(row)
+        size += len(row[3])
+        if size > MAX_ROWS_BYTES:  # a page holds at most about this much JSON: cut it here
+            break
+    return await off_loop(_rows_page, fetched, keys, len(fetched) == limit or size > MAX_ROWS_BYTES)
+
+
+def _rows_page(
+    fetched: list[Any], keys: set[str] | None, more: bool
+) -> tuple[list[dict[str, Any]], int | None]:
     rows = []
     for seq, step, t, text in fetched:
         row = _row_dict(seq, step, t, text, keys)
         if keys is None or len(row) > 3:
             rows.append(row)
-    next_after = int(fetched[-1][0]) if len(fetched) == limit else None
-    return rows, next_after
+    return rows, int(fetched[-1][0]) if more and fetched else None
 
 
 async def key_index(conn: AsyncConnection, run_pk: int) -> list[dict[str, Any]]:
@@ -157,6 +175,7 @@ def _plan(lo: int, hi: int, level: int) -> list[tuple[int, int, int]]:
 _P_KEY, _P_MIN, _P_MAX, _P_COUNT, _P_FLAGS, _P_LAST, _P_CODE, _P_SEQ, _P_STEP, _P_TIME = range(10)
 _N_COLS = 10
 RAW_READ_FACTOR = 8  # a downsampled read parses at most this many raw rows per sample
+IDS_PER_QUERY = 500  # key ids per ``IN (...)`` (well under every database's bind limit)
 
 
 async def downsample(
@@ -169,9 +188,12 @@ async def downsample(
 ) -> dict[str, dict[str, list[Any]]]:
     """Series for ``(key, key_id)`` pairs over steps [lo, hi], at most ``samples`` buckets each.
 
-    The pieces (rollup buckets, plus raw points at the edges) are merged with numpy: each
-    piece goes to the output bucket holding its last step; a bucket keeps the min of mins,
-    the max of maxes and the last value by sequence number.
+    The pieces (rollup buckets, plus raw points at the edges) are merged with numpy, all
+    keys at once: each piece goes to the output bucket holding its last step; a bucket
+    keeps the min of mins, the max of maxes and the last value by sequence number. The
+    database reads happen here; parsing raw rows and the merge (CPU) run in the bounded
+    pool of :func:`off_loop`, so the event loop keeps serving everyone else. The work is
+    linear in the pieces read (and their sort), whatever the number of keys.
     """
     span = hi - lo + 1
     level = _level_for(span, samples)
@@ -182,49 +204,85 @@ async def downsample(
         # rollups answer instead, with fewer points than asked (each keeping its min/max).
         plan = _plan(lo, hi, max(level, 1))
     names = {kid: name for name, kid in keys}
-    flat: list[float] = []
+    ids = sorted(names)
+    parts: list[Any] = []  # rollup rows (lists of tuples), and the raw rows' pieces
+    raw_rows: list[Any] = []  # (seq, step, time, row_values) of the raw segments
     r = s.rollups
+    h = s.history
     for seg_level, first, last in plan:
         if seg_level == 0:
-            await _raw_pieces(conn, run_pk, names, first, last, flat)
-            continue
-        result = await conn.execute(
-            select(
-                r.c.key_id,
-                func.coalesce(r.c.vmin, 0.0),  # NULL only when vcount == 0, which masks it
-                func.coalesce(r.c.vmax, 0.0),
-                r.c.vcount,
-                r.c.flags,
-                func.coalesce(r.c["last"], 0.0),  # NULL only when last_code says non-finite
-                r.c.last_code,
-                r.c.last_seq,
-                r.c.last_step,
-                r.c.last_time,
-            ).where(
-                r.c.run_pk == run_pk,
-                r.c.key_id.in_(list(names)),
-                r.c.level == seg_level,
-                and_(r.c.bucket >= first, r.c.bucket <= last),
+            result = await conn.execute(
+                select(h.c.seq, h.c.step, h.c.time, h.c.row_values).where(
+                    h.c.run_pk == run_pk, h.c.step >= first, h.c.step <= last
+                )
             )
-        )
-        flat.extend(chain.from_iterable(result.all()))
-    pieces = np.array(flat, dtype=np.float64).reshape(-1, _N_COLS)
-    out: dict[str, dict[str, list[Any]]] = {}
-    for kid, name in names.items():
-        out[name] = _merge(pieces[pieces[:, _P_KEY] == kid], lo, span, samples)
+            raw_rows.extend(result.all())
+            continue
+        for i in range(0, len(ids), IDS_PER_QUERY):
+            result = await conn.execute(
+                select(
+                    r.c.key_id,
+                    func.coalesce(r.c.vmin, 0.0),  # NULL only when vcount == 0, which masks it
+                    func.coalesce(r.c.vmax, 0.0),
+                    r.c.vcount,
+                    r.c.flags,
+                    func.coalesce(r.c["last"], 0.0),  # NULL only when last_code says non-finite
+                    r.c.last_code,
+                    r.c.last_seq,
+                    r.c.last_step,
+                    r.c.last_time,
+                ).where(
+                    r.c.run_pk == run_pk,
+                    r.c.key_id.in_(ids[i : i + IDS_PER_QUERY]),
+                    r.c.level == seg_level,
+                    and_(r.c.bucket >= first, r.c.bucket <= last),
+                )
+            )
+            parts.append(result.all())  # made numpy in the pool, off the event loop
+    return await off_loop(_merge_pieces, names, parts, raw_rows, lo, span, samples)
+
+
+def _merge_pieces(
+    names: dict[int, str], parts: list[Any], raw_rows: list[Any], lo: int, span: int, samples: int
+) -> dict[str, dict[str, list[Any]]]:
+    """(In the pool) the raw rows' pieces, then every key's series in one pass."""
+    if raw_rows:
+        flat: list[float] = []
+        _raw_pieces(raw_rows, names, flat)
+        parts.append(np.array(flat, dtype=np.float64).reshape(-1, _N_COLS))
+    blocks = [
+        part
+        if isinstance(part, np.ndarray)
+        # rows of the database's tuples: flattened first (numpy is slow at row objects)
+        else np.fromiter(chain.from_iterable(part), np.float64, len(part) * _N_COLS)
+        for part in parts
+    ]
+    blocks = [b.reshape(-1, _N_COLS) for b in blocks if len(b)]
+    pieces = np.concatenate(blocks) if blocks else np.empty((0, _N_COLS))
+    merged = _merge(pieces, lo, span, samples)
+    fields = ("step", "value", "min", "max", "time")
+    out: dict[str, dict[str, list[Any]]] = {
+        name: {f: [] for f in fields} for name in names.values()
+    }
+    for kid, series in merged.items():
+        out[names[kid]] = series
     return out
 
 
-def _merge(p: Any, lo: int, span: int, samples: int) -> dict[str, list[Any]]:
-    """Merge one key's pieces into at most ``samples`` output buckets."""
+def _merge(p: Any, lo: int, span: int, samples: int) -> dict[int, dict[str, list[Any]]]:
+    """Merge every key's pieces into at most ``samples`` output buckets per key: one sort
+    by (key, bucket, seq), one reduction per column, then one split by key."""
     if len(p) == 0:
-        return {"step": [], "value": [], "min": [], "max": [], "time": []}
+        return {}
     step = p[:, _P_STEP]
     # One output bucket per step when there are few enough steps.
     index = np.minimum(((step - lo) * samples) // span, samples - 1) if span > samples else step
-    order = np.lexsort((p[:, _P_SEQ], index))  # within a bucket, the last has the highest seq
+    # within a (key, bucket), the last has the highest seq
+    order = np.lexsort((p[:, _P_SEQ], index, p[:, _P_KEY]))
     p, index = p[order], index[order]
-    starts = np.flatnonzero(np.concatenate(([True], index[1:] != index[:-1])))
+    key = p[:, _P_KEY]
+    new_group = np.concatenate(([True], (index[1:] != index[:-1]) | (key[1:] != key[:-1])))
+    starts = np.flatnonzero(new_group)
     ends = np.concatenate((starts[1:], [len(index)])) - 1
     count = p[:, _P_COUNT]
     has = count > 0
@@ -244,12 +302,23 @@ def _merge(p: Any, lo: int, span: int, samples: int) -> dict[str, list[Any]]:
     value = np.select(
         [code == 1, code == 2, code == 3], [np.nan, np.inf, -np.inf], p[ends, _P_LAST]
     )
+    # Lists for all keys at once, then cut per key (each cut is a plain list slice).
+    steps = p[ends, _P_STEP].astype(np.int64).tolist()
+    values, mins, maxs = _encode_list(value), _encode_list(out_min), _encode_list(out_max)
+    times = p[ends, _P_TIME].tolist()
+    group_key = key[starts]
+    cuts = np.flatnonzero(np.concatenate(([True], group_key[1:] != group_key[:-1]))).tolist()
+    cuts.append(len(starts))
+    kids = group_key[cuts[:-1]].astype(np.int64).tolist()
     return {
-        "step": p[ends, _P_STEP].astype(np.int64).tolist(),
-        "value": _encode_list(value),
-        "min": _encode_list(out_min),
-        "max": _encode_list(out_max),
-        "time": p[ends, _P_TIME].tolist(),
+        kid: {
+            "step": steps[a:b],
+            "value": values[a:b],
+            "min": mins[a:b],
+            "max": maxs[a:b],
+            "time": times[a:b],
+        }
+        for kid, a, b in zip(kids, cuts[:-1], cuts[1:], strict=True)
     }
 
 
@@ -261,31 +330,40 @@ def _encode_list(values: Any) -> list[Any]:
     return out
 
 
-async def _raw_pieces(
-    conn: AsyncConnection,
-    run_pk: int,
-    names: dict[int, str],
-    lo: int,
-    hi: int,
-    flat: list[float],
-) -> None:
-    """Single-point pieces from raw rows (the ends of a range, or a short range)."""
-    h = s.history
+def _raw_pieces(rows: list[Any], names: dict[int, str], flat: list[float]) -> None:
+    """Single-point pieces from raw rows (the ends of a range, or a short range).
+
+    Each row costs the smaller of its own keys and the keys asked for, never their product.
+    """
     # A derived "K#stat" series reads the statistic out of the typed value under K.
-    wanted = [(kid, *name.rpartition(STAT_SEPARATOR)) for kid, name in names.items()]
-    result = await conn.execute(
-        select(h.c.seq, h.c.step, h.c.time, h.c.row_values).where(
-            h.c.run_pk == run_pk, h.c.step >= lo, h.c.step <= hi
-        )
-    )
-    for seq, step, t, text in result:
+    plain: dict[str, int] = {}
+    stats: dict[str, list[tuple[int, str]]] = {}
+    for kid, name in names.items():
+        base, sep, stat = name.rpartition(STAT_SEPARATOR)
+        if sep:
+            stats.setdefault(base, []).append((kid, stat))
+        else:
+            plain[stat] = kid
+    wanted = len(plain) + len(stats)
+    for seq, step, t, text in rows:
         values = _loads(text)
-        for kid, base, sep, stat in wanted:
-            if sep:
+        found: list[tuple[int, Any]] = []
+        if len(values) <= wanted:
+            for name, value in values.items():
+                pkid = plain.get(name)
+                if pkid is not None:
+                    found.append((pkid, value))
+                for skid, stat in stats.get(name, ()):
+                    found.append((skid, value.get(stat) if type(value) is dict else None))
+        else:
+            for name, kid in plain.items():
+                if name in values:
+                    found.append((kid, values[name]))
+            for base, pairs in stats.items():
                 holder = values.get(base)
-                value = holder.get(stat) if type(holder) is dict else None
-            else:
-                value = values.get(stat)
+                if type(holder) is dict:
+                    found.extend((skid, holder.get(stat)) for skid, stat in pairs)
+        for kid, value in found:
             num = numeric_value(value)
             if num is None:
                 continue
@@ -316,11 +394,33 @@ async def series(
 ) -> dict[str, dict[str, list[Any]]]:
     """Downsampled series of the ``wanted`` keys (every numeric key when None), over steps
     [``min_step``, ``max_step``] (default: the keys' whole range); a key the run does not
-    have, or that is not numeric, gets empty lists."""
+    have, or that is not numeric, gets empty lists. Invalid past :data:`MAX_HISTORY_KEYS`
+    keys or :data:`MAX_HISTORY_POINTS` keys x samples."""
+    index: dict[str, dict[str, Any]] | None = None
     if wanted is None:
+        rk = s.run_keys
+        numeric = (
+            await conn.execute(
+                select(func.count()).where(rk.c.run_pk == run_pk, rk.c.kind.in_(NUMERIC_KINDS))
+            )
+        ).scalar_one()
+        if numeric > MAX_HISTORY_KEYS:  # counted in SQL: refusing costs no key index
+            raise Invalid(
+                f"this run has {numeric} numeric keys: name at most {MAX_HISTORY_KEYS} "
+                "per request with ?keys=a,b,..."
+            )
         index = {k["key"]: k for k in await key_index(conn, run_pk)}
         wanted = [k for k, v in index.items() if v["kind"] in NUMERIC_KINDS]
     else:
+        wanted = list(dict.fromkeys(wanted))
+        if len(wanted) > MAX_HISTORY_KEYS:
+            raise Invalid(f"{len(wanted)} keys asked for: at most {MAX_HISTORY_KEYS} per request")
+    if len(wanted) * samples > MAX_HISTORY_POINTS:
+        raise Invalid(
+            f"{len(wanted)} keys x {samples} samples is over {MAX_HISTORY_POINTS:,} points "
+            "per request: ask for fewer keys or samples"
+        )
+    if index is None:
         index = await keys_named(conn, run_pk, wanted)
     present = [
         (k, index[k]["_id"]) for k in wanted if k in index and index[k]["kind"] in NUMERIC_KINDS

@@ -35,6 +35,7 @@ from gradexp.server.domain.artifacts import store_artifacts
 from gradexp.server.domain.batch import Batch
 from gradexp.server.domain.columns import columnize
 from gradexp.server.domain.errors import Conflict, NotFound, Unauthorized
+from gradexp.server.domain.limits import MAX_TELEMETRY_NAMES, saturating_add
 from gradexp.server.domain.machine import MACHINE_KINDS, apply_machine_records
 from gradexp.server.domain.run_records import merge_metrics, run_field_columns, store_alerts
 from gradexp.server.domain.runs import run_not_found
@@ -131,18 +132,22 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _merge_telemetry(current: dict[str, Any], rec: dict[str, Any]) -> None:
+    # Counters saturate at +-2^53, and names past MAX_TELEMETRY_NAMES are ignored: a run's
+    # telemetry stays small and storable however long and however hostile its client.
     for name, value in rec.items():
         if name in ("seq", "type"):
+            continue
+        if name not in current and len(current) >= MAX_TELEMETRY_NAMES:
             continue
         if isinstance(value, dict):
             bucket = current.get(name)
             if not isinstance(bucket, dict):
                 bucket = current[name] = {}
             for k, v in value.items():
-                bucket[k] = bucket.get(k, 0) + v
+                if k in bucket or len(bucket) < MAX_TELEMETRY_NAMES:
+                    bucket[k] = saturating_add(bucket.get(k), v)
         else:
-            old = current.get(name)
-            current[name] = (old if isinstance(old, (int, float)) else 0) + value
+            current[name] = saturating_add(current.get(name), value)
 
 
 def _resolve_key_ids(

@@ -59,7 +59,11 @@ def parse_order(order: str) -> tuple[str, bool]:
     """``-started_at`` -> (``started_at``, descending); Invalid for an unknown order."""
     desc = order.startswith("-")
     field = order[1:] if order[:1] in "-+" and order else order
-    by_value = field.startswith(VALUE_ORDER_PREFIXES) and len(field.partition(":")[2]) > 0
+    name = field.partition(":")[2]
+    by_value = field.startswith(VALUE_ORDER_PREFIXES) and 0 < len(name) <= MAX_ORDER_KEY
+    if by_value and any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) < 0xE000 for c in name):
+        # NUL and other control characters: no key can hold them, and SQL JSON paths choke.
+        raise Invalid(f"cannot order by {order!r}: the key holds a control character")
     if field not in ORDERS and not by_value:
         raise Invalid(
             f"cannot order by {order!r}; use one of {', '.join(sorted(ORDERS))}, "
@@ -120,6 +124,7 @@ async def list_runs(
 # --- ordering by a summary or config value (the runs table's chosen columns) ----------------
 
 VALUE_ORDER_PREFIXES = ("summary:", "config:")
+MAX_ORDER_KEY = 512  # characters of a summary:/config: key to order by
 
 # JSON type names per dialect (as ``_json_typed`` reports them): numbers, booleans, the
 # name of true, JSON null.

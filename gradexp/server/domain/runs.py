@@ -29,6 +29,7 @@ from gradexp.server.domain.access import (
 )
 from gradexp.server.domain.accounts.users import TEAM_KIND, User
 from gradexp.server.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from gradexp.server.domain.limits import MAX_NESTING, deeper_than
 from gradexp.server.domain.names import project_name_problem, run_id_problem
 from gradexp.server.domain.summaries import SUMMARY_COLUMNS, MetricDefs, summary_entries
 from gradexp.server.domain.tombstones import deleted_refusal, next_sqlite_run_pk
@@ -289,6 +290,8 @@ def validate_run_body(body: Any) -> dict[str, Any]:
     config = body.get("config") or {}
     if type(config) is not dict:
         raise _bad("config must be an object")
+    if deeper_than(config):
+        raise _bad(f"config nests more than {MAX_NESTING} levels deep")
     out["config"] = config
     tags = body.get("tags") or []
     if type(tags) is not list or not all(type(t) is str and 0 < len(t) <= 128 for t in tags):
@@ -313,6 +316,8 @@ def validate_run_body(body: Any) -> dict[str, Any]:
     host = body.get("host") or {}
     if type(host) is not dict:
         raise _bad("host must be an object")
+    if deeper_than(host):
+        raise _bad(f"host nests more than {MAX_NESTING} levels deep")
     out["host"] = host
     started = body.get("started_at")
     if started is not None and (type(started) not in (int, float) or started - started != 0):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
+
 from aiohttp import web
 
 from gradexp.server.http.errors import HttpError
@@ -22,5 +26,25 @@ async def stream_object(
     await resp.prepare(request)
     async for chunk in chunks:
         await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+async def stream_file(
+    request: web.Request, path: Path, content_type: str, filename: str
+) -> web.StreamResponse:
+    """Send a local file as an attachment, 1 MiB at a time (read off the event loop)."""
+    with open(path, "rb") as f:  # noqa: ASYNC230 - reads below go through a thread
+        size = os.fstat(f.fileno()).st_size
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": content_type,
+                "Content-Length": str(size),
+                "Content-Disposition": f'attachment; filename="{filename}"',
+            }
+        )
+        await resp.prepare(request)
+        while chunk := await asyncio.to_thread(f.read, 1024 * 1024):
+            await resp.write(chunk)
     await resp.write_eof()
     return resp

@@ -40,7 +40,7 @@ from gradexp.server.domain.runs import (
     run_objects,
 )
 from gradexp.server.http.errors import HttpError, error_response
-from gradexp.server.http.params import project_id_role
+from gradexp.server.http.params import parse_int, project_id_role
 from gradexp.server.http.sessions import USER, current_session
 from gradexp.server.http.state import app_state, public_url
 
@@ -54,12 +54,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     """New rows and state changes of one run; resumable with ``Last-Event-ID``."""
     state = app_state(request)
     raw = request.headers.get("Last-Event-ID") or request.query.get("after_seq") or "0"
-    try:
-        after = int(raw)
-    except ValueError:
-        raise HttpError(
-            400, "bad_request", "Last-Event-ID / after_seq must be a sequence number"
-        ) from None
+    after = parse_int(raw, "Last-Event-ID / after_seq")
     if after < 0:
         raise HttpError(400, "bad_request", "Last-Event-ID / after_seq must be >= 0")
     async with state.db.read() as conn:
@@ -125,7 +120,8 @@ def decode_cursor(token: str) -> dict[str, Any] | None:
         type(doc) is not dict
         or type(doc.get("t")) not in (int, float)
         or type(doc.get("r")) is not dict
-        or not all(type(v) is int for v in doc["r"].values())
+        or not all(type(v) is int and 0 <= v < 2**63 for v in doc["r"].values())
+        or abs(doc["t"]) > 1e12
     ):
         return None
     return doc

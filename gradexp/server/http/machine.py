@@ -25,7 +25,7 @@ from gradexp.server.domain.runs import find_run, find_run_role, run_by_pk
 from gradexp.server.domain.writers import find_writer
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.live import StreamOut, follow_run, sse_event
-from gradexp.server.http.params import int_param
+from gradexp.server.http.params import int_param, parse_int
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state
 
@@ -110,6 +110,7 @@ async def get_logs(request: web.Request) -> web.Response:
 @routes.get(_RUN + "/logs.txt")
 async def get_log_text(request: web.Request) -> web.StreamResponse:
     """The whole log as a text download, streamed page by page."""
+    rank = _rank(request)  # checked before the response starts: a 400 must still be one
     run = await _run(request)
     resp = web.StreamResponse(
         headers={
@@ -118,7 +119,7 @@ async def get_log_text(request: web.Request) -> web.StreamResponse:
         }
     )
     await resp.prepare(request)
-    async for chunk in reads.log_text(app_state(request).db, run.pk, _rank(request)):
+    async for chunk in reads.log_text(app_state(request).db, run.pk, rank):
         await resp.write(chunk)
     await resp.write_eof()
     return resp
@@ -130,12 +131,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     its ``id`` (a line seen before is a replacement), ``rank`` and ``seq``. Resumable:
     ``Last-Event-ID`` (or ``?after_seq=``) is the last sequence received."""
     raw = request.headers.get("Last-Event-ID") or request.query.get("after_seq") or "0"
-    try:
-        after = int(raw)
-    except ValueError:
-        raise HttpError(
-            400, "bad_request", "Last-Event-ID / after_seq must be a sequence number"
-        ) from None
+    after = parse_int(raw, "Last-Event-ID / after_seq")
     rank = _rank(request)
     async with app_state(request).db.read() as conn:
         run, role = await find_run_role(conn, request[USER], request.match_info["run_id"])

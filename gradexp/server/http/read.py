@@ -9,12 +9,12 @@ from aiohttp import web
 from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain import files, history, teams
 from gradexp.server.domain.alerts import list_alerts
-from gradexp.server.domain.export import write_export
+from gradexp.server.domain.export import temporary_export
 from gradexp.server.domain.projects import list_projects
 from gradexp.server.domain.run_listing import RunFilter, list_runs, parse_order
 from gradexp.server.domain.runs import find_run, find_run_role, run_objects
 from gradexp.server.domain.writers import find_writer, object_run_id
-from gradexp.server.http.downloads import stream_object
+from gradexp.server.http.downloads import stream_file, stream_object
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.params import int_param, keys_param, page_offset, project_id_role
 from gradexp.server.http.sessions import USER
@@ -202,9 +202,5 @@ async def get_parquet(request: web.Request) -> web.StreamResponse:
         and await state.objects.exists(key)
     ):
         return await stream_object(request, key, "application/vnd.apache.parquet", filename)
-    data = await write_export(state.db, row.pk)
-    return web.Response(
-        body=data,
-        content_type="application/vnd.apache.parquet",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    async with temporary_export(state.db, row.pk) as path:
+        return await stream_file(request, path, "application/vnd.apache.parquet", filename)

@@ -175,6 +175,29 @@ class ObjectStore:
 
         return size, chunks()
 
+    async def get_range(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes [start, end) of an object (fewer at its end), or None when it is missing."""
+        try:
+            return bytes(await obstore.get_range_async(self.store, key, start=start, end=end))
+        except (FileNotFoundError, NotFoundError):
+            return None
+        except Exception as exc:  # a range past the end of a short object
+            if "range" in str(exc).lower() and start > 0:
+                return b""
+            raise
+
+    async def size(self, key: str) -> int | None:
+        """An object's size in bytes, or None when it is missing."""
+        try:
+            return int((await obstore.head_async(self.store, key))["size"])
+        except (FileNotFoundError, NotFoundError):
+            return None
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind ``key`` in a local store (for memory maps); None on S3."""
+        root = local_store_path(self.url)
+        return None if root is None else root.resolve() / key
+
     async def exists(self, key: str) -> bool:
         """Whether an object exists."""
         try:
