@@ -10,8 +10,8 @@ Called by the uploader before it POSTs a batch that holds ``artifact`` records (
    ``ARTIFACT_CHUNK_BYTES`` of the file, from where the server stands, until it answers
    ``complete`` (it checks the whole file's sha256 then).
 
-Memory is two chunks at most, whatever the file's size: chunks are read with ``os.pread``
-in the loop's executor, the next one while the last is sent (``transport/parts.py``). Files identical to ones the
+Memory is one chunk, whatever the file's size: chunks are read with ``os.pread`` in the
+loop's executor, one at a time (``transport/parts.py``). Files identical to ones the
 project already holds (another version, another run) are never sent again.
 """
 

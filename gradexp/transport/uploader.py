@@ -387,7 +387,7 @@ class Uploader:
     ) -> None:
         """Send a large file part by part (docs/protocol.md, "Uploads in parts").
 
-        At most two parts are in memory (``transport/parts.py``). The server keeps where
+        One part is in memory at a time (``transport/parts.py``). The server keeps where
         the upload stands, so after a lost connection, a server restart or a new process
         (``gradexp sync``), the upload continues from the last part the server stored.
         """

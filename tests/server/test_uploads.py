@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ServerProcess
 
-PART = 16 * 1024 * 1024  # the server's part size (storage/objects.py UPLOAD_PART_BYTES)
+PART = 8 * 1024 * 1024  # the server's part size (storage/objects.py UPLOAD_PART_BYTES)
 
 
 def _run(srv: ServerProcess, run_id: str) -> None:

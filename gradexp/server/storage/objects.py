@@ -30,7 +30,6 @@ import obstore
 from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
-from gradexp.protocol.artifacts import ARTIFACT_CHUNK_BYTES
 from gradexp.protocol.names import RUN_ID_RE, SHA256_RE
 from gradexp.server.storage.private import private_dir
 
@@ -300,10 +299,12 @@ def artifact_upload_prefix(project_id: int, sha256: str) -> str:
 
 # --- uploads in parts (domain/uploads.py): a large run file, part by part, resumable ------
 
-#: The size of each part of an upload in parts (the last one may be shorter), the same as
-#: an artifact file's chunks. Parts are held in memory while received, so this bounds
-#: what one part request costs the server.
-UPLOAD_PART_BYTES = ARTIFACT_CHUNK_BYTES
+#: The size of each part of an upload in parts (the last one may be shorter); the server
+#: announces it when an upload starts. Parts are held in memory while received and sent,
+#: so this bounds what one part request costs either side. (Artifact files come in the
+#: protocol's fixed ``ARTIFACT_CHUNK_BYTES`` chunks instead: the client knows that size
+#: without asking.)
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
 
 
 def upload_prefix(project_id: int, run_id: str, upload_id: str) -> str:
