@@ -5,8 +5,9 @@ Each measurement runs in a fresh interpreter against a real ``gradexp server`` o
 its RSS just before it (Linux: ``/proc/self/clear_refs`` resets the peak, ``VmHWM`` reads
 it), so the interpreter, numpy and the SDK's own imports do not count.
 
-- baseline: sha256 of the file while copying it elsewhere, 1 MiB at a time (what
-  ``add_file`` with its default copy does, with nothing sent);
+- baseline: a copy of the file elsewhere and its sha256 (``hash_file(copy_to=...)``: what
+  ``add_file`` with its default copy does, with nothing sent; since the copy is made by
+  the kernel and then hashed, ``core/copies.py``, this baseline is faster than before);
 - log_artifact: ``Artifact.add_file`` + ``run.log_artifact`` + ``wait()`` (hash and copy,
   then every byte uploaded in chunks and stored by the server);
 - re-log: the same content again: the same version, nothing uploaded.

@@ -36,6 +36,8 @@ from typing import IO, Any
 
 import orjson
 
+from gradexp.core.copies import copy_hashed
+from gradexp.core.copies import hash_file as _hash_file
 from gradexp.errors import GradexpError
 from gradexp.protocol.artifacts import (
     MAX_ARTIFACT_FILES,
@@ -54,24 +56,10 @@ def hash_file(
     path: str | os.PathLike[str], copy_to: str | os.PathLike[str] | None = None
 ) -> tuple[str, int]:
     """The sha256 and size of a file, read 1 MiB at a time (memory stays flat); with
-    ``copy_to``, written there as it is read (one pass over the bytes)."""
-    h = hashlib.sha256()
-    size = 0
-    buf = bytearray(_READ)
-    view = memoryview(buf)
-    with (
-        open(path, "rb", buffering=0) as f,
-        open(copy_to, "wb") if copy_to is not None else contextlib.nullcontext() as out,
-    ):
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-            if out is not None:
-                out.write(view[:n])
-            size += n
-    return h.hexdigest(), size
+    ``copy_to``, of its copy there (made by the kernel, then hashed: ``core/copies.py``)."""
+    if copy_to is not None:
+        return copy_hashed(path, copy_to)
+    return _hash_file(path)
 
 
 def safe_relative(path: str) -> str:

@@ -570,11 +570,13 @@ def team_list(ctx: click.Context, data: str | None, db: str | None, store: str |
 def gc_command(
     ctx: click.Context, dry_run: bool, data: str | None, db: str | None, store: str | None
 ) -> None:
-    """Reclaim storage: deleted runs' rows and objects, and orphan objects.
+    """Reclaim storage: deleted runs' and projects' rows and objects, orphan objects,
+    and uploads abandoned for an hour.
 
-    A running server reclaims deleted runs by itself; gc also finds what nothing
-    reclaims (objects no row names, an export made after its run was deleted). It
-    reads the whole object store, so it can take a while on a large one.
+    A running server reclaims deleted runs and projects by itself; gc also finds what
+    nothing reclaims (objects no row names, an export made after its run was deleted,
+    the parts of an upload nobody finished). It reads the whole object store, so it
+    can take a while on a large one.
 
     \b
     Examples:
@@ -599,8 +601,9 @@ def gc_command(
             return
         done = await collect(reclaimer, report)
         click.echo(
-            f"done: {done.runs} deleted runs and {done.rows:,} rows reclaimed, "
-            f"{len(report.objects):,} orphan objects removed"
+            f"done: {done.runs} deleted runs, {done.projects} deleted projects' artifacts "
+            f"and {done.rows:,} rows reclaimed, {len(report.objects):,} orphan objects removed, "
+            f"{len(report.uploads):,} abandoned uploads removed"
         )
 
     _run(_with_db(settings, go))

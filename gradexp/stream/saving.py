@@ -12,9 +12,9 @@ side takes the specs at each drain, and:
   ``MAX_LAG_S`` while it keeps changing; and a last time at finish if it changed;
 - ``end``: copies each match when the run finishes.
 
-Each copy (a snapshot) streams into ``<run dir>/saved/<sha256>``, hashed on the way, so a
-file of several GB never sits in memory and a file that changes afterwards cannot change
-what was recorded. The ``file`` record names the snapshot as its ``local`` path; the
+Each copy (a snapshot) is made by the kernel into ``<run dir>/saved/<sha256>`` and hashed
+as it is read back (``core/copies.py``), so a file of several GB never sits in memory and
+a file that changes afterwards cannot change what was recorded. The ``file`` record names the snapshot as its ``local`` path; the
 uploader reads it from there (in parts, for large files), and ``gradexp sync`` does the
 same later. A version the same as the last one of that name records nothing.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import mimetypes
 import os
 import time
@@ -39,6 +38,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gradexp.core.copies import FileTooLarge, copy_hashed
 from gradexp.core.output import say
 from gradexp.protocol.wire import MAX_BLOB_BYTES, RECORD_TYPES
 from gradexp.stream.channel import FINISHING, OPEN
@@ -55,7 +55,6 @@ SAVED_DIR = "saved"
 POLL_S = 1.0
 SETTLE_S = 1.0
 MAX_LAG_S = 15.0
-_COPY_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -245,7 +244,7 @@ class FileSaver:
         """Copy one file into the snapshots; the version to record (None: unchanged/failed)."""
         try:
             sha, size = _snapshot(path, self.folder)
-        except _TooLarge:
+        except FileTooLarge:
             result.problems.append(
                 f"{path} is over {MAX_BLOB_BYTES >> 30} GiB, the most a run file may hold; not saved"
             )
@@ -261,10 +260,6 @@ class FileSaver:
         return version
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _signature(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -274,20 +269,11 @@ def _signature(path: str) -> tuple[int, int] | None:
 
 
 def _snapshot(path: str, folder: str) -> tuple[str, int]:
-    """Copy ``path`` to ``folder/<sha256>``, streaming and hashing (executor thread)."""
+    """Copy ``path`` to ``folder/<sha256>``, hashing the copy (executor thread)."""
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{uuid.uuid4().hex}.tmp")
-    digest = hashlib.sha256()
-    size = 0
     try:
-        with open(path, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(_COPY_CHUNK):
-                size += len(chunk)
-                if size > MAX_BLOB_BYTES:
-                    raise _TooLarge
-                digest.update(chunk)
-                out.write(chunk)
-        sha = digest.hexdigest()
+        sha, size = copy_hashed(path, tmp, MAX_BLOB_BYTES)
         os.replace(tmp, os.path.join(folder, sha))
     except BaseException:
         with contextlib.suppress(OSError):

@@ -37,6 +37,7 @@ from gradexp.protocol.wire import API_PREFIX, FILES_DIR, RECORD_TYPES
 from gradexp.transport.artifacts import upload_artifact_files
 from gradexp.transport.base import Batch, BatchSource, UploadListener
 from gradexp.transport.client import Reply, ServerClient
+from gradexp.transport.parts import FileChanged, send_parts
 from gradexp.transport.refusals import RUN_DELETED
 from gradexp.transport.sources import FileSource, LiveSource
 
@@ -61,6 +62,10 @@ MAX_PACED_INTERVAL = 30.0
 
 class UploadStopped(Exception):
     """The server refused the run for good (a 4xx other than 408/429): upload stopped."""
+
+
+class _Vanished(Exception):
+    """The upload in parts is gone from the server (joined or dropped): start it again."""
 
 
 class Uploader:
@@ -397,7 +402,11 @@ class Uploader:
         """The bytes the server lacks of the batch's artifacts (transport/artifacts.py)."""
         if batch.artifacts:
             problem = await upload_artifact_files(
-                self.client, self.run_id, batch.artifacts, self._refusal
+                self.client,
+                self.run_id,
+                batch.artifacts,
+                self._refusal,
+                progress=self.file_progress,
             )
             if problem is not None:
                 raise UploadStopped(problem)
@@ -407,16 +416,15 @@ class Uploader:
     ) -> None:
         """Send a large file part by part (docs/protocol.md, "Uploads in parts").
 
-        One part is in memory at a time. The server keeps where the upload stands, so
-        after a lost connection, a server restart or a new process (``gradexp sync``), the
-        upload continues from the last part the server stored.
+        One part is in memory at a time (``transport/parts.py``). The server keeps where
+        the upload stands, so after a lost connection, a server restart or a new process
+        (``gradexp sync``), the upload continues from the last part the server stored.
         """
         base = f"{API_PREFIX}/runs/{self.run_id}/uploads"
         what = f"upload {name} of run {self.run_id} to {self.client.base_url}"
-        loop = asyncio.get_running_loop()
         body = {"sha256": sha, "size": size, "content_type": content_type}
         try:
-            f = await loop.run_in_executor(None, open, local, "rb")
+            fd = os.open(local, os.O_RDONLY)
         except OSError as exc:
             raise UploadStopped(
                 f"file {local} of run {self.run_id} cannot be read ({exc.strerror})"
@@ -437,54 +445,56 @@ class Uploader:
                 upload = f"{base}/{start.body['upload_id']}"
                 offset = int(start.body["offset"])
                 part_bytes = int(start.body["part_bytes"])
-                if await self._send_parts(f, upload, offset, part_bytes, size, name, what):
+                if await self._send_parts(fd, upload, offset, part_bytes, size, name, what):
                     return
             raise UploadStopped(
                 f"the server keeps losing the upload of {name} of run {self.run_id}"
             )
         finally:
-            await loop.run_in_executor(None, f.close)
+            os.close(fd)
 
     async def _send_parts(
-        self, f: Any, upload: str, offset: int, part_bytes: int, size: int, name: str, what: str
+        self, fd: int, upload: str, offset: int, part_bytes: int, size: int, name: str, what: str
     ) -> bool:
         """Send the parts from ``offset`` on and join them; False if the upload vanished."""
-        loop = asyncio.get_running_loop()
-        self._file_progress(name, offset, size)
-        while True:
-            while offset < size:
-                length = min(part_bytes, size - offset)
-                data = await loop.run_in_executor(None, _read_at, f, offset, length)
-                if len(data) != length:
-                    raise UploadStopped(f"{name} of run {self.run_id} changed on disk while sent")
-                reply = await self.client.request(
-                    "PUT",
-                    f"{upload}?offset={offset}{self._writer_query.replace('?', '&')}",
-                    data=data,
-                    headers={"Content-Type": "application/octet-stream"},
-                    what=what,
-                )
-                del data  # one part in memory at a time
-                if reply.status == 200:
-                    offset = int(reply.body["offset"])
-                elif reply.status == 409 and reply.code == "upload_offset":
-                    offset = int(reply.body["error"]["offset"])  # the server's word wins
-                elif reply.status == 404 and reply.code == "upload_not_found":
-                    return False
-                else:
-                    raise UploadStopped(self._refusal(reply))
-                self._file_progress(name, offset, size)
-            done = await self.client.request(
-                "POST", f"{upload}/complete{self._writer_query}", what=what
+
+        async def put(at: int, data: bytes) -> int | None:
+            reply = await self.client.request(
+                "PUT",
+                f"{upload}?offset={at}{self._writer_query.replace('?', '&')}",
+                data=data,
+                headers={"Content-Type": "application/octet-stream"},
+                what=what,
             )
-            if done.status in (200, 201):
-                return True
-            if done.status == 409 and done.code == "upload_offset":
-                offset = int(done.body["error"]["offset"])
-                continue
-            if done.status == 404 and done.code == "upload_not_found":
-                return False
-            raise UploadStopped(self._refusal(done))
+            if reply.status == 200:
+                return int(reply.body["offset"])
+            if reply.status == 409 and reply.code == "upload_offset":
+                return int(reply.body["error"]["offset"])  # the server's word wins
+            if reply.status == 404 and reply.code == "upload_not_found":
+                raise _Vanished
+            raise UploadStopped(self._refusal(reply))
+
+        self._file_progress(name, offset, size)
+        try:
+            while True:
+                await send_parts(
+                    fd, size, offset, part_bytes, put, lambda n: self._file_progress(name, n, size)
+                )
+                done = await self.client.request(
+                    "POST", f"{upload}/complete{self._writer_query}", what=what
+                )
+                if done.status in (200, 201):
+                    return True
+                if done.status == 409 and done.code == "upload_offset":
+                    offset = int(done.body["error"]["offset"])
+                    continue
+                if done.status == 404 and done.code == "upload_not_found":
+                    return False
+                raise UploadStopped(self._refusal(done))
+        except _Vanished:
+            return False
+        except FileChanged:
+            raise UploadStopped(f"{name} of run {self.run_id} changed on disk while sent") from None
 
     def _file_progress(self, name: str, sent: int, size: int) -> None:
         if self.file_progress is not None:
@@ -636,9 +646,3 @@ def _local_path(run_dir: str, info: dict[str, Any]) -> str | None:
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def _read_at(f: Any, offset: int, length: int) -> bytes:
-    """``length`` bytes of an open file from ``offset`` (executor thread)."""
-    f.seek(offset)
-    return bytes(f.read(length))

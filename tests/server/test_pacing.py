@@ -52,7 +52,7 @@ def test_a_run_with_an_open_stream_is_told_it_is_watched(server: Any) -> None:
 
 
 def test_the_sdk_sends_watched_runs_often_and_others_less_often(
-    online: Any, monkeypatch: pytest.MonkeyPatch
+    gx_env: Any, online: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = gradexp.init(project="pacing", settings={"quiet": True})
     try:
@@ -124,7 +124,9 @@ def test_a_busy_server_paces_writers_and_refuses_past_its_limit(start_server: An
         assert [r["_step"] for r in rows(srv, run)] == list(range(sent))
 
 
-def test_the_sdk_loses_nothing_while_paced(start_server: Any, monkeypatch: pytest.MonkeyPatch):
+def test_the_sdk_loses_nothing_while_paced(
+    start_server: Any, gx_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     srv = start_server(
         env={
             "GRADEXP_SERVER_INGEST_TARGET": "0.000001",

@@ -2,17 +2,16 @@
 
 A file of up to ``ARTIFACT_CHUNK_BYTES`` comes in one request and is stored once its
 sha256 checks out. A larger one comes in chunks, each at the offset where the server
-stands (``received``): each chunk is kept as its own part object, so an upload cut off by
-a dropped connection, a client crash or a server restart resumes at the end of the parts
-any server process can see (the server is stateless). When the last chunk is in, the
-parts are streamed in order through the hash into the file's object (multipart on S3,
-``storage.objects.put_stream``), the parts are deleted, and the project holds the file.
-Memory per request is one chunk, whatever the file's size.
+stands (``received``), kept as parts (``storage/parts.py``) under the project's upload
+prefix for that hash, so an upload cut off by a dropped connection, a client crash or a
+server restart resumes at the end of the parts any server process can see (the server is
+stateless). When the last chunk is in, the parts are joined through the hash into the
+file's object, and the project holds the file. Memory per request is one chunk, whatever
+the file's size.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,11 +23,9 @@ from gradexp.server.storage.objects import (
     HashMismatch,
     ObjectStore,
     artifact_blob_key,
-    artifact_part_key,
     artifact_upload_prefix,
-    list_sizes,
-    put_stream,
 )
+from gradexp.server.storage.parts import Parts, PartsMissing
 
 __all__ = ["missing", "receive_chunk"]
 
@@ -38,17 +35,6 @@ def _mismatch(sha: str) -> Invalid:
         f"the uploaded bytes do not hash to {sha}: the file changed, upload it again",
         code="hash_mismatch",
     )
-
-
-async def _received(objects: ObjectStore, project_id: int, sha: str) -> tuple[int, list[str]]:
-    """How many bytes from the start the parts hold, and the part names in order."""
-    received, names = 0, []
-    for name, size in await list_sizes(objects, artifact_upload_prefix(project_id, sha)):
-        if not name.isdigit() or int(name) != received:
-            break
-        received += size
-        names.append(name)
-    return received, names
 
 
 async def missing(
@@ -64,7 +50,8 @@ async def missing(
             continue
         received = 0
         if int(blob["size"]) > ARTIFACT_CHUNK_BYTES:
-            received, _ = await _received(objects, project_id, sha)
+            parts = Parts(objects, artifact_upload_prefix(project_id, sha))
+            received = await parts.received(int(blob["size"]), ARTIFACT_CHUNK_BYTES)
         out.append({"sha256": sha, "received": received})
         lacking.discard(sha)  # a file named twice is sent once
     return out
@@ -112,7 +99,8 @@ async def receive_chunk(
             raise _mismatch(sha) from None
         await db.write(record_blob, db.kind, project_id, sha, size)
         return {"received": size, "complete": True}
-    received, names = await _received(objects, project_id, sha)
+    parts = Parts(objects, artifact_upload_prefix(project_id, sha))
+    received = await parts.received(size, ARTIFACT_CHUNK_BYTES)
     if offset != received:
         raise Conflict(
             f"this upload stands at byte {received}, not {offset}: continue from there",
@@ -122,50 +110,21 @@ async def receive_chunk(
     want = min(ARTIFACT_CHUNK_BYTES, size - offset)
     if length is not None and length != want:
         raise Invalid(f"send the next {want} bytes of the file (from byte {offset})")
-    parts = [c async for c in _limited(chunks, want)]
-    got = sum(len(c) for c in parts)
-    if got != want:
-        raise Invalid(f"the chunk held {got} bytes, not {want}: send it again")
-    await objects.put(artifact_part_key(project_id, sha, offset), b"".join(parts))
-    del parts
-    names.append(f"{offset:020d}")
-    received += got
-    if received < size:
-        return {"received": received, "complete": False}
-    await _assemble(db, objects, project_id, sha, size, names)
-    return {"received": size, "complete": True}
-
-
-async def _assemble(
-    db: Database, objects: ObjectStore, project_id: int, sha: str, size: int, names: list[str]
-) -> None:
-    """Stream the parts, in order, through the hash into the file's object."""
-    prefix = artifact_upload_prefix(project_id, sha)
-    hasher = hashlib.sha256()
-
-    async def body() -> AsyncIterator[bytes]:
-        for name in names:
-            found = await objects.stream(f"{prefix}/{name}")
-            if found is None:
-                raise Conflict(
-                    "a part of this upload vanished: upload it again",
-                    code="upload_offset",
-                    received=0,
-                )
-            async for chunk in found[1]:
-                hasher.update(chunk)
-                yield chunk
-
-    key = artifact_blob_key(project_id, sha)
-    await put_stream(objects, key, body(), size)
-    if hasher.hexdigest() != sha:
-        async with db.read() as conn:
-            held = await project_blob(conn, project_id, sha)
-        if held is None:  # never delete bytes another upload completed
-            await objects.delete(key)
-        for name in names:
-            await objects.delete(f"{prefix}/{name}")
-        raise _mismatch(sha)
+    data = b"".join([c async for c in _limited(chunks, want)])
+    if len(data) != want:
+        raise Invalid(f"the chunk held {len(data)} bytes, not {want}: send it again")
+    await parts.write(offset, data)
+    del data
+    if offset + want < size:
+        return {"received": offset + want, "complete": False}
+    try:
+        await parts.join(key, sha, size, ARTIFACT_CHUNK_BYTES)
+    except PartsMissing:
+        raise Conflict(
+            "a part of this upload vanished: upload it again", code="upload_offset", received=0
+        ) from None
+    except HashMismatch:
+        await parts.discard()
+        raise _mismatch(sha) from None
     await db.write(record_blob, db.kind, project_id, sha, size)
-    for name in names:
-        await objects.delete(f"{prefix}/{name}")
+    return {"received": size, "complete": True}

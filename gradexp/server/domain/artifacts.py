@@ -6,7 +6,9 @@ An ``artifact`` record (docs/protocol.md, "Artifacts") either logs a version (ac
 transaction:
 
 - a logged manifest whose digest (computed here, ``gradexp.protocol.artifacts``) equals the
-  latest version's is that version again; otherwise it becomes the next one (v0, v1...);
+  latest version's is that version again; otherwise it becomes the next one (v0, v1...),
+  taken by the unique (project, name, version) constraint: a run that loses that race to
+  another reads the new latest and tries again, in a savepoint of the same transaction;
   ``latest`` and the record's aliases move to it, and the run is recorded as its maker;
 - a use is resolved against what is stored then and recorded as the run's input (a
   reference to nothing is skipped: there is nothing to link).
@@ -24,6 +26,7 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp.protocol.artifacts import (
@@ -36,9 +39,12 @@ from gradexp.protocol.artifacts import (
     version_number,
 )
 from gradexp.protocol.names import SHA256_RE
-from gradexp.server.domain.errors import Conflict, Invalid, NotFound
+from gradexp.server.domain.errors import Conflict, Invalid, NotFound, RateLimited
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import insert_ignore, inserted_id, upsert_statement
+
+#: Tries at the next version number when other runs log the same name at the same moment.
+VERSION_TRIES = 5
 
 __all__ = [
     "check_artifact",
@@ -185,36 +191,17 @@ def store_artifacts(
 def _log_version(
     conn: Connection, kind: str, run_pk: int, project_id: int, rec: dict[str, Any]
 ) -> None:
-    av = s.artifact_versions
     name = rec["name"]
     files = _manifest(rec["files"])
     digest = manifest_digest(files)
-    latest = conn.execute(
-        select(av.c.id, av.c.version, av.c.digest)
-        .where(av.c.project_id == project_id, av.c.name == name)
-        .order_by(av.c.version.desc())
-        .limit(1)
-    ).first()
-    if latest is not None and latest.digest == digest:
-        version_id = int(latest.id)  # the same content: the same version
+    for _ in range(VERSION_TRIES):
+        version_id = _next_version(conn, run_pk, project_id, rec, files, digest)
+        if version_id is not None:
+            break
     else:
-        version_id = inserted_id(
-            conn.execute(
-                av.insert().values(
-                    project_id=project_id,
-                    name=name,
-                    version=0 if latest is None else int(latest.version) + 1,
-                    type=rec["artifact_type"],
-                    digest=digest,
-                    description=rec.get("description"),
-                    metadata=orjson.dumps(rec.get("metadata") or {}).decode(),
-                    files=orjson.dumps(files).decode(),
-                    file_count=len(files),
-                    size=sum(int(f.get("size") or 0) for f in files),
-                    run_pk=run_pk,
-                    created_at=float(rec["time"]),
-                )
-            )
+        raise RateLimited(
+            f"artifact {name} is being logged by many runs at once: send the batch again",
+            code="artifact_busy",
         )
     aa = s.artifact_aliases
     stmt = upsert_statement(
@@ -228,6 +215,52 @@ def _log_version(
             stmt.values(project_id=project_id, name=name, alias=alias, version_id=version_id)
         )
     _note_usage(conn, kind, version_id, run_pk, "output", float(rec["time"]))
+
+
+def _next_version(
+    conn: Connection,
+    run_pk: int,
+    project_id: int,
+    rec: dict[str, Any],
+    files: list[dict[str, Any]],
+    digest: str,
+) -> int | None:
+    """The version this manifest is: the latest again, or a new one; None when another
+    run made a version of the name at the same moment (read again and retry)."""
+    av = s.artifact_versions
+    latest = conn.execute(
+        select(av.c.id, av.c.version, av.c.digest)
+        .where(av.c.project_id == project_id, av.c.name == rec["name"])
+        .order_by(av.c.version.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.digest == digest:
+        return int(latest.id)  # the same content: the same version
+    try:
+        # A savepoint: a losing insert leaves the batch's transaction usable (PostgreSQL
+        # aborts the whole transaction on an error otherwise). The unique constraint on
+        # (project, name, version) is what decides between two runs.
+        with conn.begin_nested():
+            return inserted_id(
+                conn.execute(
+                    av.insert().values(
+                        project_id=project_id,
+                        name=rec["name"],
+                        version=0 if latest is None else int(latest.version) + 1,
+                        type=rec["artifact_type"],
+                        digest=digest,
+                        description=rec.get("description"),
+                        metadata=orjson.dumps(rec.get("metadata") or {}).decode(),
+                        files=orjson.dumps(files).decode(),
+                        file_count=len(files),
+                        size=sum(int(f.get("size") or 0) for f in files),
+                        run_pk=run_pk,
+                        created_at=float(rec["time"]),
+                    )
+                )
+            )
+    except IntegrityError:
+        return None  # committed by another run meanwhile: READ COMMITTED sees it next time
 
 
 def _note_usage(

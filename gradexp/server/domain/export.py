@@ -41,7 +41,7 @@ from gradexp.server.domain.history import key_index
 from gradexp.server.domain.pool import off_loop
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database
-from gradexp.server.storage.objects import ObjectStore, export_key
+from gradexp.server.storage.objects import ObjectStore, export_key, run_prefix
 
 log = logging.getLogger("gradexp.server.export")
 
@@ -275,7 +275,12 @@ class Exporter:
         except BaseException as exc:
             await self.db.write(_release, run_pk, f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        await self.db.write(_done, run_pk, acked)
+        if not await self.db.write(_done, run_pk, acked):
+            # The run was deleted while it exported, and its storage may be reclaimed
+            # already: this file is the last of it (a deletion after _done finds it).
+            await self.objects.delete(export_key(run.project_id, run.id))
+            await asyncio.to_thread(self.objects.prune_folders, run_prefix(run.project_id, run.id))
+            return True
         log.info("exported run %s (through seq %d)", run.id, acked)
         return True
 
@@ -322,9 +327,11 @@ def _release(conn: Connection, run_pk: int, error: str) -> None:
     )
 
 
-def _done(conn: Connection, run_pk: int, acked: int) -> None:
-    conn.execute(
+def _done(conn: Connection, run_pk: int, acked: int) -> bool:
+    """Record the export; False when the run is gone (deleted meanwhile)."""
+    result = conn.execute(
         update(s.runs)
         .where(s.runs.c.pk == run_pk)
         .values(exported_seq=acked, export_claimed_at=None, export_error=None)
     )
+    return bool(result.rowcount)

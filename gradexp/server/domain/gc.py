@@ -11,7 +11,11 @@ are deleted. ``gc`` looks at the whole store and database for anything else, and
 - **orphan objects**: objects under a run that is gone (a deleted run's blobs and Parquet
   export, an export that finished after its run was deleted), and objects of live runs or
   unknown ids that no row names (a half-done upload) once older than :data:`GRACE`.
-  Blobs that something else still references (``reclaim.BLOB_REFERENCES``) are kept.
+  Blobs that something else still references (``reclaim.BLOB_REFERENCES``) are kept;
+- deleted projects whose **artifacts** are still owed (as the reclaimer finds them);
+- **abandoned uploads**: the parts of a run-file upload in parts or of an artifact file's
+  upload (``storage/parts.py``) that no request has added to for :data:`GRACE`. An
+  upload is judged by its newest part, so a slow upload that keeps going is never cut.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from gradexp.server.domain.reclaim import (
     Reclaimer,
     ReclaimPass,
     blob_sha,
+    owed_projects,
     referenced_blobs,
     run_tables,
 )
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.objects import StoredObject, parse_run_key, run_prefix
+from gradexp.server.storage.parts import Parts
 
 GRACE = 3600.0  # seconds an object may wait for its row (an upload in flight)
 
@@ -48,6 +54,9 @@ class GcReport:
     objects: list[StoredObject] = field(default_factory=list)
     exports: int = 0  # of ``objects``: Parquet exports
     kept: int = 0  # objects of gone runs kept: something else references them
+    owed_projects: int = 0  # deleted projects whose artifacts are not reclaimed yet
+    #: Abandoned uploads: each one's key prefix and its objects (parts).
+    uploads: dict[str, list[StoredObject]] = field(default_factory=dict)
 
     @property
     def bytes(self) -> int:
@@ -62,6 +71,10 @@ class GcReport:
             f"orphan objects: {len(self.objects):,} ({_size(self.bytes)}), "
             f"of which Parquet exports: {self.exports:,}",
             f"objects of deleted runs kept (still referenced): {self.kept:,}",
+            f"deleted projects whose artifacts are not reclaimed yet: {self.owed_projects}",
+            f"abandoned uploads (nothing sent for an hour): {len(self.uploads):,}, "
+            f"{sum(len(o) for o in self.uploads.values()):,} objects "
+            f"({_size(sum(o.size for objs in self.uploads.values() for o in objs))})",
         ]
 
 
@@ -91,7 +104,12 @@ def _database_view(conn: Connection) -> dict[str, Any]:
             select(table.c.run_pk, func.count()).where(~live).group_by(table.c.run_pk)
         ):
             gone_rows[int(pk)] = gone_rows.get(int(pk), 0) + int(count)
-    return {"runs": runs, "tombs": tombs, "gone_rows": gone_rows}
+    return {
+        "runs": runs,
+        "tombs": tombs,
+        "gone_rows": gone_rows,
+        "owed_projects": owed_projects(conn),
+    }
 
 
 def _blob_shas(conn: Connection, run_pk: int) -> set[str]:
@@ -110,10 +128,16 @@ async def survey(reclaimer: Reclaimer) -> GcReport:
         owed_runs=len(owed_pks),
         rows=sum(view["gone_rows"].values()),
         stray_runs=sorted(pk for pk in view["gone_rows"] if pk not in owed_pks),
+        owed_projects=len(view["owed_projects"]),
     )
+    uploads: dict[str, list[StoredObject]] = {}  # every upload's parts, by its prefix
     shas: dict[int, set[str]] = {}  # per run: blobs with a row (live) or referenced (gone)
     async for obj in store.list("projects/"):
+        upload = _upload_prefix(obj.key)
         parsed = parse_run_key(obj.key)
+        if upload is not None and (parsed is None or parsed[1] in runs):
+            uploads.setdefault(upload, []).append(obj)  # judged below, as a whole
+            continue
         if parsed is None:
             continue
         project_id, run_id, rest = parsed
@@ -143,7 +167,27 @@ async def survey(reclaimer: Reclaimer) -> GcReport:
         report.objects.append(obj)
         if rest == "history.parquet":
             report.exports += 1
+    report.uploads = {
+        prefix: objs
+        for prefix, objs in uploads.items()
+        if max(o.modified for o in objs) < started - GRACE
+    }
     return report
+
+
+def _upload_prefix(key: str) -> str | None:
+    """The prefix of the upload a key belongs to (a run's ``.../uploads/<id>`` or a
+    project's ``.../artifacts/uploads/<sha256>``), else None."""
+    parts = key.split("/")
+    if len(parts) >= 5 and parts[2] == "artifacts" and parts[3] == "uploads":
+        return "/".join(parts[:5])
+    if len(parts) >= 6 and parts[2] == "runs" and parts[4] == "uploads":
+        return "/".join(parts[:6])
+    return None
+
+
+def _forget_upload(conn: Connection, upload_id: str) -> None:
+    conn.execute(s.uploads.delete().where(s.uploads.c.upload_id == upload_id))
 
 
 async def collect(reclaimer: Reclaimer, report: GcReport) -> ReclaimPass:
@@ -159,6 +203,12 @@ async def collect(reclaimer: Reclaimer, report: GcReport) -> ReclaimPass:
         await reclaimer.reclaim_owed(done)
         for pk in report.stray_runs:
             await reclaimer.reclaim_run(pk, None, None, done)
+        for prefix, objs in report.uploads.items():
+            await Parts(reclaimer.objects, prefix).discard()
+            if "/runs/" in prefix:  # its row too: a client that comes back starts afresh
+                await reclaimer.db.write(_forget_upload, prefix.rsplit("/", 1)[1])
+            done.objects += len(objs)
+            done.bytes += sum(o.size for o in objs)
         for obj in report.objects:
             await reclaimer.objects.delete(obj.key)
             done.objects += 1

@@ -8,7 +8,12 @@ A deletion (``manage.py``) only writes tombstones; this removes what they leave 
   transaction each, so a run with millions of rows never holds a long lock;
 - the run's **objects** (blobs, the Parquet export), except blobs that something other
   than the run still references (:data:`BLOB_REFERENCES`);
-- then ``deleted_runs.reclaimed_at`` is set: the tombstone stays, keeping the id taken.
+- then ``deleted_runs.reclaimed_at`` is set: the tombstone stays, keeping the id taken;
+- for a **deleted project**, its artifacts too: the objects under its artifact prefix
+  (files and upload parts) first, then the rows of ``artifact_usage``,
+  ``artifact_aliases``, ``artifact_versions`` and ``artifact_blobs``, in chunks. The
+  rows left are the work list: a project is owed while any remains, so a pass cut off
+  among the objects lists them again next time.
 
 Every step is idempotent (deleting what is gone is a no-op) and the work list is the
 tombstones themselves, so a process that dies halfway leaves work that the next pass, in
@@ -31,12 +36,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, or_, select, update
+from sqlalchemy import Select, Table, delete, distinct, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gradexp.server.storage import schema as s
 from gradexp.server.storage.db import Database, insert_ignore
-from gradexp.server.storage.objects import ObjectStore, parse_run_key, run_prefix
+from gradexp.server.storage.objects import (
+    ObjectStore,
+    artifact_prefix,
+    parse_run_key,
+    run_prefix,
+)
 
 log = logging.getLogger("gradexp.server.reclaim")
 
@@ -163,6 +173,58 @@ def _mark_reclaimed(conn: Connection, run_pk: int, holder: str, seconds: float) 
     )
 
 
+def owed_projects(conn: Connection) -> list[int]:
+    """Deleted projects that still have artifact rows (their artifacts are owed)."""
+    p = s.projects
+    out: set[int] = set()
+    for table in (s.artifact_blobs, s.artifact_versions, s.artifact_aliases):
+        out.update(
+            int(pid)
+            for pid in conn.execute(
+                select(distinct(table.c.project_id))
+                .join(p, p.c.id == table.c.project_id)
+                .where(p.c.deleted_at.is_not(None))
+            ).scalars()
+        )
+    return sorted(out)
+
+
+def delete_artifact_chunk(
+    conn: Connection, project_id: int, limit: int, holder: str, seconds: float
+) -> int:
+    """Delete up to about ``limit`` of a deleted project's artifact rows (renewing the
+    lease in the same transaction); returns how many went (0: none left)."""
+    _renewed(conn, holder, seconds)
+    av, blobs = s.artifact_versions, s.artifact_blobs
+    # Ids first, then IN (...): MySQL takes no LIMIT in an IN subquery.
+    ids = list(
+        conn.execute(
+            select(av.c.id).where(av.c.project_id == project_id).order_by(av.c.id).limit(limit)
+        ).scalars()
+    )
+    if ids:
+        n = conn.execute(delete(s.artifact_usage).where(s.artifact_usage.c.version_id.in_(ids)))
+        aa = s.artifact_aliases
+        m = conn.execute(delete(aa).where(aa.c.project_id == project_id, aa.c.version_id.in_(ids)))
+        v = conn.execute(delete(av).where(av.c.id.in_(ids)))
+        return int(n.rowcount or 0) + int(m.rowcount or 0) + int(v.rowcount or 0)
+    aa = s.artifact_aliases  # aliases of versions gone already (none, unless hand-made)
+    gone = int(conn.execute(delete(aa).where(aa.c.project_id == project_id)).rowcount or 0)
+    shas = list(
+        conn.execute(
+            select(blobs.c.sha256).where(blobs.c.project_id == project_id).limit(limit)
+        ).scalars()
+    )
+    if shas:
+        gone += int(
+            conn.execute(
+                delete(blobs).where(blobs.c.project_id == project_id, blobs.c.sha256.in_(shas))
+            ).rowcount
+            or 0
+        )
+    return gone
+
+
 def referenced_blobs(conn: Connection, run_pk: int) -> set[str]:
     """The sha256 of run ``run_pk``'s blobs that something else still references."""
     out: set[str] = set()
@@ -189,6 +251,7 @@ class ReclaimPass:
     when another process held the lease (nothing was done)."""
 
     runs: int = 0
+    projects: int = 0  # deleted projects whose artifacts were reclaimed
     rows: int = 0
     objects: int = 0
     bytes: int = 0
@@ -258,7 +321,7 @@ class Reclaimer:
         ``busy_until``) when another process holds it."""
         done = ReclaimPass()
         async with self.db.read() as conn:
-            owed = await conn.run_sync(_owed)
+            owed = await conn.run_sync(_owed) or await conn.run_sync(owed_projects)
         if not owed:
             return done
         async with self.lease() as busy:
@@ -283,12 +346,42 @@ class Reclaimer:
                 await self.db.write(release_lease, RECLAIM_LEASE, self.holder)
 
     async def reclaim_owed(self, done: ReclaimPass) -> None:
-        """Reclaim every owed tombstone (the caller holds the lease)."""
+        """Reclaim every owed tombstone and deleted project's artifacts (the caller holds
+        the lease)."""
         for tomb in await self.db.write(_owed):  # read again, under the lease
             await self.reclaim_run(tomb.pk, tomb.id, tomb.project_id, done)
             await self.db.write(_mark_reclaimed, tomb.pk, self.holder, self.lease_seconds)
             done.runs += 1
             log.info("reclaimed the storage of deleted run %s", tomb.id)
+        for project_id in await self.db.write(owed_projects):
+            await self.reclaim_artifacts(project_id, done)
+            done.projects += 1
+            log.info("reclaimed the artifacts of deleted project #%d", project_id)
+
+    async def reclaim_artifacts(self, project_id: int, done: ReclaimPass) -> None:
+        """Remove a deleted project's artifact objects, then its artifact rows (the
+        caller holds the lease)."""
+        prefix = artifact_prefix(project_id)
+        count = 0
+        async for obj in self.objects.list(prefix + "/"):
+            await self.objects.delete(obj.key)
+            done.objects += 1
+            done.bytes += obj.size
+            count += 1
+            if count % OBJECTS_PER_RENEWAL == 0:
+                await self.db.write(_renewed, self.holder, self.lease_seconds)
+        await asyncio.to_thread(self.objects.prune_folders, prefix)
+        if count and self.progress is not None:
+            self.progress("objects", count)
+        while True:
+            n = await self.db.write(
+                delete_artifact_chunk, project_id, self.chunk_rows, self.holder, self.lease_seconds
+            )
+            if not n:
+                break
+            done.rows += n
+            if self.progress is not None:
+                self.progress("artifacts", n)
 
     async def reclaim_run(
         self, run_pk: int, run_id: str | None, project_id: int | None, done: ReclaimPass

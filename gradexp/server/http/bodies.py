@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,21 @@ async def chunks(request: web.Request) -> AsyncIterator[bytes]:
     """The request body as it arrives, in chunks of up to 256 KiB."""
     async for chunk in request.content.iter_chunked(CHUNK_BYTES):
         yield chunk
+
+
+async def read_exactly(request: web.Request, length: int, what: str) -> bytes:
+    """A body of exactly ``length`` bytes (a part of an upload), read into one buffer;
+    400 for a body of another length."""
+    wrong = HttpError(400, "bad_request", f"{what} must be {length} bytes long")
+    if request.content_length is not None and request.content_length != length:
+        raise wrong
+    try:
+        data = await request.content.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise wrong from None
+    if await request.content.read(1):
+        raise wrong
+    return data
 
 
 async def read_body(

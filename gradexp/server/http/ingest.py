@@ -34,6 +34,7 @@ from gradexp.server.http.downloads import stream_object
 from gradexp.server.http.errors import HttpError, error_response, json_response
 from gradexp.server.http.sessions import USER
 from gradexp.server.http.state import app_state, public_url
+from gradexp.server.storage.db import is_deadlock
 from gradexp.server.storage.objects import BlobTooLarge, HashMismatch, blob_key
 
 routes = web.RouteTableDef()
@@ -123,24 +124,32 @@ async def _ingest(request: web.Request) -> web.Response:
     rank = writer_rank(request)
     # Key ids are per writer's row: a distributed run's other writers cache their own.
     cache_key = f"{run_id}?writer={rank}" if rank else run_id
-    known_ids = dict(state.key_ids.get(cache_key))  # a private copy for the writer thread
     user = request[USER]
-    try:
-        result = await state.db.write(
-            ingest_batch,
-            state.db.kind,
-            user.id,
-            run_id,
-            batch,
-            known_ids,
-            state.project_owners,
-            user.key_id,  # checked in the transaction: the key may come from the cache
-            rank,
-        )
-    except Unauthorized:
-        if user.key_id is not None:
-            state.api_keys.forget(frozenset({user.key_id}))
-        raise
+    for attempt in range(3):
+        known_ids = dict(state.key_ids.get(cache_key))  # a private copy for the writer thread
+        try:
+            result = await state.db.write(
+                ingest_batch,
+                state.db.kind,
+                user.id,
+                run_id,
+                batch,
+                known_ids,
+                state.project_owners,
+                user.key_id,  # checked in the transaction: the key may come from the cache
+                rank,
+            )
+            break
+        except Unauthorized:
+            if user.key_id is not None:
+                state.api_keys.forget(frozenset({user.key_id}))
+            raise
+        except Exception as exc:
+            # Two runs' batches that touch the same rows (an artifact logged by both at
+            # once) can deadlock on PostgreSQL and MySQL: the victim's transaction rolled
+            # back whole, so it runs again.
+            if attempt == 2 or not is_deadlock(exc):
+                raise
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
     state.key_ids.add(cache_key, result.key_ids)
     if result.applied:

@@ -14,7 +14,7 @@ from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain import files, uploads
 from gradexp.server.domain.access import Role
 from gradexp.server.domain.writers import find_writer
-from gradexp.server.http.bodies import chunks, read_json_object
+from gradexp.server.http.bodies import read_exactly, read_json_object
 from gradexp.server.http.errors import HttpError, json_response
 from gradexp.server.http.ingest import writer_rank
 from gradexp.server.http.sessions import USER
@@ -22,14 +22,11 @@ from gradexp.server.http.state import app_state
 from gradexp.server.storage.objects import (
     UPLOAD_ID_RE,
     UPLOAD_PART_BYTES,
-    BlobTooLarge,
     HashMismatch,
-    assemble_parts,
     blob_key,
-    part_key,
-    part_offsets,
-    put_part,
+    upload_prefix,
 )
+from gradexp.server.storage.parts import Parts, PartsMissing
 
 routes = web.RouteTableDef()
 
@@ -102,13 +99,9 @@ async def send_part(request: web.Request) -> web.Response:
         raise HttpError(
             400, "bad_request", f"the part at {offset} must be {length} bytes long", offset=offset
         )
-    key = part_key(run.project_id, run.id, row.upload_id, offset)
-    try:
-        await put_part(state.objects, key, chunks(request), length)
-    except (BlobTooLarge, ValueError):
-        raise HttpError(
-            400, "bad_request", f"the part at {offset} must be {length} bytes long", offset=offset
-        ) from None
+    data = await read_exactly(request, length, f"the part at {offset}")
+    await _parts(request, run, row).write(offset, data)
+    del data
     if not await uploads.move_offset(state.db, run.pk, row.upload_id, offset, length):
         async with state.db.read() as conn:
             row = await uploads.find_upload(conn, run.pk, row.upload_id)
@@ -138,32 +131,38 @@ async def complete_upload(request: web.Request) -> web.Response:
             f"the upload has {row.received} of {row.size} bytes: send the rest first",
             offset=row.received,
         )
-    offsets = part_offsets(row.size, row.part_bytes)
-    keys = [part_key(run.project_id, run.id, row.upload_id, o) for o in offsets]
     async with state.db.read() as conn:
         blob = await files.find_blob(conn, run.pk, row.sha256)
     created = blob is None
-    try:
-        if created:
-            size = await assemble_parts(
-                state.objects, keys, blob_key(run.project_id, run.id, row.sha256), row.sha256
+    parts = _parts(request, run, row)
+    if created:
+        try:
+            await parts.join(
+                blob_key(run.project_id, run.id, row.sha256), row.sha256, row.size, row.part_bytes
             )
-            await files.record_blob(state.db, run.pk, row.sha256, size, row.content_type)
-    except HashMismatch:
-        await _discard(request, run, row, keys)
-        raise HttpError(
-            400,
-            "bad_request",
-            f"the parts do not hash to {row.sha256}: upload the file again",
-        ) from None
-    await _discard(request, run, row, keys)
+        except PartsMissing:
+            await _discard(request, run, row)
+            raise HttpError(
+                404, "upload_not_found", "a part of this upload is gone: start it again"
+            ) from None
+        except HashMismatch:
+            await _discard(request, run, row)
+            raise HttpError(
+                400,
+                "bad_request",
+                f"the parts do not hash to {row.sha256}: upload the file again",
+            ) from None
+        await files.record_blob(state.db, run.pk, row.sha256, row.size, row.content_type)
+    await _discard(request, run, row)
     return json_response(
         {"sha256": row.sha256, "size": row.size, "created": created}, status=201 if created else 200
     )
 
 
-async def _discard(request: web.Request, run: Any, row: Any, keys: list[str]) -> None:
-    state = app_state(request)
-    await uploads.forget_upload(state.db, run.pk, row.upload_id)
-    for key in keys:
-        await state.objects.delete(key)
+def _parts(request: web.Request, run: Any, row: Any) -> Parts:
+    return Parts(app_state(request).objects, upload_prefix(run.project_id, run.id, row.upload_id))
+
+
+async def _discard(request: web.Request, run: Any, row: Any) -> None:
+    await uploads.forget_upload(app_state(request).db, run.pk, row.upload_id)
+    await _parts(request, run, row).discard()

@@ -6,7 +6,7 @@ client-supplied name ever becomes a file path:
 
     projects/<project_id>/runs/<run_id>/blobs/<sha256>
     projects/<project_id>/runs/<run_id>/history.parquet
-    projects/<project_id>/runs/<run_id>/uploads/<upload_id>/<offset>   (parts, until joined)
+    projects/<project_id>/runs/<run_id>/uploads/<upload_id>/...   (parts, until joined)
 
 S3 settings come from the standard AWS environment variables: the server's settings read
 the endpoint (``AWS_ENDPOINT_URL``, for any S3-compatible store) and the region
@@ -17,7 +17,6 @@ loopback endpoint.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import re
@@ -144,6 +143,11 @@ class ObjectStore:
         self.url = url
         self.store = open_store(url, endpoint, region)
         self._folder = local_store_path(url)
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of a local store, where each key is a file path; None for S3."""
+        return None if self._folder is None else self._folder.resolve()
 
     async def put(self, key: str, data: bytes) -> None:
         """Write a whole object."""
@@ -294,134 +298,40 @@ class ObjectStore:
 # --- artifacts: one object per file's bytes in a project, and the parts of an upload -------
 #
 #     projects/<project_id>/artifacts/blobs/<sha256>
-#     projects/<project_id>/artifacts/uploads/<sha256>/<offset, 20 digits>
-#
-# A large file arrives in chunks, each kept as its own part object until the last one is
-# in, so an interrupted upload resumes where the parts end (any server process can see
-# them). Then the parts are streamed, in order, through the hash into the blob's object:
-# multipart on S3 above MULTIPART_THRESHOLD, so no file is ever held in memory.
+#     projects/<project_id>/artifacts/uploads/<sha256>/...   (parts, storage/parts.py)
 
-#: Above this size an object is written with a multipart upload (S3's parts: PART_BYTES).
-MULTIPART_THRESHOLD = 16 * 1024 * 1024
-PART_BYTES = 8 * 1024 * 1024
-#: Parts written at once during a multipart upload (memory: about this many PART_BYTES).
-PART_CONCURRENCY = 4
+
+def artifact_prefix(project_id: int) -> str:
+    """The key prefix of a project's artifact objects (blobs and upload parts)."""
+    return f"projects/{int(project_id)}/artifacts"
 
 
 def artifact_blob_key(project_id: int, sha256: str) -> str:
     """Where the bytes of an artifact file live (once per project)."""
     if not SHA256_RE.fullmatch(sha256):
         raise ValueError("invalid sha256")
-    return f"projects/{int(project_id)}/artifacts/blobs/{sha256}"
+    return f"{artifact_prefix(project_id)}/blobs/{sha256}"
 
 
 def artifact_upload_prefix(project_id: int, sha256: str) -> str:
-    """The folder of an upload's parts (``<prefix>/<offset>``)."""
+    """Where the parts of an upload of an artifact file live until they are joined."""
     if not SHA256_RE.fullmatch(sha256):
         raise ValueError("invalid sha256")
-    return f"projects/{int(project_id)}/artifacts/uploads/{sha256}"
+    return f"{artifact_prefix(project_id)}/uploads/{sha256}"
 
 
-def artifact_part_key(project_id: int, sha256: str, offset: int) -> str:
-    """Where the part of an upload that starts at ``offset`` lives."""
-    return f"{artifact_upload_prefix(project_id, sha256)}/{int(offset):020d}"
+# --- uploads in parts (domain/uploads.py): a large run file, part by part, resumable ------
 
-
-async def list_sizes(objects: ObjectStore, prefix: str) -> list[tuple[str, int]]:
-    """``(last path segment, size)`` of every object under ``prefix``, by name."""
-    out: list[tuple[str, int]] = []
-    async for metas in obstore.list(objects.store, prefix.rstrip("/") + "/"):
-        out.extend((str(m["path"]).rsplit("/", 1)[-1], int(m["size"])) for m in metas)
-    return sorted(out)
-
-
-async def put_stream(
-    objects: ObjectStore, key: str, chunks: AsyncIterator[bytes], size: int
-) -> None:
-    """Write a stream of ``size`` bytes as one object: multipart above MULTIPART_THRESHOLD
-    (S3 parts of PART_BYTES, PART_CONCURRENCY at a time), else one PUT."""
-    if size <= MULTIPART_THRESHOLD:
-        parts = [chunk async for chunk in chunks]  # at most the threshold in memory
-        await obstore.put_async(objects.store, key, b"".join(parts), use_multipart=False)
-        return
-    await obstore.put_async(
-        objects.store,
-        key,
-        chunks,
-        use_multipart=True,
-        chunk_size=PART_BYTES,
-        max_concurrency=PART_CONCURRENCY,
-    )
-
-
-# --- uploads in parts (domain/uploads.py): a large blob, part by part, resumable ---------
-
-#: The size of each part of an upload in parts (the last one may be shorter). Parts are
-#: held in memory while received, so this bounds what one part request costs the server.
+#: The size of each part of an upload in parts (the last one may be shorter); the server
+#: announces it when an upload starts. Parts are held in memory while received and sent,
+#: so this bounds what one part request costs either side. (Artifact files come in the
+#: protocol's fixed ``ARTIFACT_CHUNK_BYTES`` chunks instead: the client knows that size
+#: without asking.)
 UPLOAD_PART_BYTES = 8 * 1024 * 1024
-#: The chunk size of the multipart write that joins the parts into the blob (S3 parts).
-ASSEMBLY_CHUNK_BYTES = 16 * 1024 * 1024
 
 
-def part_key(project_id: int, run_id: str, upload_id: str, offset: int) -> str:
-    """Where the part of an upload that starts at byte ``offset`` lives."""
+def upload_prefix(project_id: int, run_id: str, upload_id: str) -> str:
+    """Where the parts of a run's upload live until they are joined (storage/parts.py)."""
     if not UPLOAD_ID_RE.fullmatch(upload_id):
         raise ValueError("invalid upload id")
-    return f"{run_prefix(project_id, run_id)}/uploads/{upload_id}/{int(offset):016d}"
-
-
-def part_offsets(size: int, part_bytes: int) -> range:
-    """Where each part of an upload of ``size`` bytes starts."""
-    return range(0, size, part_bytes)
-
-
-async def put_part(store: ObjectStore, key: str, chunks: AsyncIterator[bytes], length: int) -> int:
-    """Store one part (exactly ``length`` bytes, at most one part long); returns its size.
-
-    Writing the same part twice (a retry) writes the same bytes under the same key."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > length:
-            raise BlobTooLarge
-        parts.append(chunk)
-    if size != length:
-        raise ValueError(f"the part has {size} bytes, not {length}")
-    await store.put(key, b"".join(parts))
-    return size
-
-
-async def assemble_parts(store: ObjectStore, part_keys: list[str], key: str, sha256: str) -> int:
-    """Join the parts, in order, into the object ``key`` if they hash to ``sha256``.
-
-    The parts stream through (memory stays flat) into a multipart write of a temporary
-    object, renamed into place once the hash checks out, as :meth:`ObjectStore.put_verified`
-    does. The hashing runs in a worker thread (hashlib lets go of the GIL), so a join of
-    several GB leaves the event loop free. Returns the size; raises :class:`HashMismatch`.
-    """
-    digest = hashlib.sha256()
-    total = 0
-
-    async def joined() -> AsyncIterator[bytes]:
-        nonlocal total
-        for part in part_keys:
-            result = await obstore.get_async(store.store, part)
-            async for chunk in result.stream(min_chunk_size=1024 * 1024):
-                data = bytes(chunk)
-                total += len(data)
-                await asyncio.to_thread(digest.update, data)
-                yield data
-
-    temp = f"{key}.upload-{uuid.uuid4().hex}"
-    try:
-        await obstore.put_async(
-            store.store, temp, joined(), chunk_size=ASSEMBLY_CHUNK_BYTES, max_concurrency=4
-        )
-        if digest.hexdigest() != sha256:
-            raise HashMismatch
-        await obstore.rename_async(store.store, temp, key)
-    except BaseException:
-        await store.delete(temp)
-        raise
-    return total
+    return f"{run_prefix(project_id, run_id)}/uploads/{upload_id}"

@@ -2,32 +2,16 @@
 // `/p/{owner}/{project}/artifacts`: the project's artifacts, their versions and aliases,
 // one version's files, metadata and lineage (the run that logged it, the runs that used
 // it). `?name=` picks an artifact and `?v=` one of its versions; plain links throughout.
-// Also `runArtifactsCard`: what a run logged and used, for the run page's overview.
 
-import { api, seg, qs } from "../api.js";
+import { api, seg } from "../api.js";
 import { h, replace, emptyState } from "../dom.js";
 import { fmtAgo, fmtBytes, fmtDateTime } from "../lib/format.js";
 import { setCrumbs } from "../layout.js";
-
-/**
- * The path of the Artifacts page, optionally at one artifact and version.
- * @param {string} owner
- * @param {string} project
- * @param {string} [name]
- * @param {number} [version]
- */
-export function artifactsHref(owner, project, name, version) {
-  return `/p/${seg(owner)}/${seg(project)}/artifacts${name ? qs({ name, v: version }) : ""}`;
-}
+import { aliasTags, artifactsHref } from "../artifacts-card.js";
 
 /** @param {{id: string, name: string}} run */
 function runLink(run) {
   return h("a", { href: `/r/${seg(run.id)}`, title: run.id, text: run.name || run.id });
-}
-
-/** @param {string[]} aliases */
-function aliasTags(aliases) {
-  return h("span", { class: "aliases" }, aliases.map((a) => h("span", { class: `tag alias${a === "latest" ? " latest" : ""}`, text: a })));
 }
 
 /**
@@ -142,25 +126,5 @@ export async function mountArtifacts(el, owner, project) {
       h("h3", { text: `Files (${one.files.length})` }),
       h("table", { class: "table files" }, h("thead", {}, h("tr", {}, ["Path", "Size", "sha256", ""].map((t) => h("th", { text: t })))), h("tbody", {}, files)),
     ),
-  );
-}
-
-/**
- * The run page's card: the artifact versions the run logged and used (null if none).
- * @param {any} run
- * @returns {Promise<HTMLElement | null>}
- */
-export async function runArtifactsCard(run) {
-  const doc = await api(`/runs/${seg(run.id)}/artifacts`);
-  if (!doc.logged.length && !doc.used.length) return null;
-  /** @param {any} v */
-  const item = (v) =>
-    h("li", {}, h("a", { href: artifactsHref(run.owner, run.project, v.name, v.version), text: `${v.name}:v${v.version}` }), " ", aliasTags(v.aliases), h("span", { class: "muted", text: ` ${v.type} · ${fmtBytes(v.size)}` }));
-  return h(
-    "section",
-    { class: "card run-artifacts" },
-    h("h2", {}, "Artifacts ", h("a", { class: "muted small", href: artifactsHref(run.owner, run.project), text: "all in project" })),
-    doc.logged.length ? [h("h3", { text: "Logged" }), h("ul", {}, doc.logged.map(item))] : null,
-    doc.used.length ? [h("h3", { text: "Used" }), h("ul", {}, doc.used.map(item))] : null,
   );
 }

@@ -13,7 +13,7 @@ import { LogsView, SystemView, environmentCard } from "../machine.js";
 import { FilesView } from "../files.js";
 import { MediaView } from "../media.js";
 import { runHeader } from "../run-header.js";
-import { runArtifactsCard } from "./artifacts.js";
+import { runArtifactsCard } from "../artifacts-card.js";
 import { shareButton } from "../teams.js";
 
 /** @typedef {{key: string, kind: string}} KeyInfo */
