@@ -24,7 +24,7 @@ STEPS = 100
 
 TRAIN = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, time
     import torch
     import torch.distributed as dist
     import gradexp
@@ -36,6 +36,7 @@ TRAIN = textwrap.dedent(
         t = torch.tensor([float(step)])
         dist.all_reduce(t)  # both ranks step together
         gradexp.log({"loss": 1.0 / (step + 1) + rank, "reduced": t.item(), "who": rank})
+    time.sleep(1.0)  # a few system samples (0.2 s apart): a CPU share needs two of them
     print(f"rank {rank} trained", flush=True)
     print(f"rank {rank} warns", file=sys.stderr, flush=True)
     if os.environ.get("FAIL_RANK") == str(rank):
