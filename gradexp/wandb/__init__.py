@@ -133,8 +133,17 @@ def _team_or_none(entity: str, args: dict[str, Any]) -> str | None:
     from gradexp.errors import GradexpError
     from gradexp.sdk.entity import check_entity
 
-    settings = resolve_settings(mode="online", base_url=args.get("base_url"))
-    if settings.base_url is None or settings.api_key is None:
+    settings = resolve_settings(mode=args.get("mode"), base_url=args.get("base_url"))
+    if settings.mode == "disabled":
+        return None
+    if settings.mode != "online" or settings.base_url is None or settings.api_key is None:
+        # Not checkable now, and a wandb entity is most often a wandb account: a sync
+        # refused later would help nobody. gradexp's own project="TEAM/NAME" is checked.
+        _once(
+            f"entity:{entity}",
+            f"entity {entity!r} is ignored offline: runs go to the API key's user (log to "
+            'a team offline with project="TEAM/NAME").',
+        )
         return None
     try:
         check_entity(settings.base_url, settings.api_key, entity)
@@ -305,7 +314,7 @@ def init(
 
     args["mode"] = _mode(args.get("mode"))
     args["project"] = _project(args.get("project"))
-    if args.get("entity") is not None and args["mode"] == "online":
+    if args.get("entity") is not None:
         args["entity"] = _team_or_none(str(args["entity"]), args)
     resume_arg = args.get("resume")
     if resume_arg is True or resume_arg in ("auto", "true", "True"):
