@@ -18,10 +18,11 @@ from gradexp.server.domain.alerts import AlertSender
 from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
-from gradexp.server.domain.ingest import KeyIdCache, ProjectOwners
+from gradexp.server.domain.ingest import KeyIdCache
 from gradexp.server.domain.live.hub import LiveHub
 from gradexp.server.domain.pacing import Pacer
 from gradexp.server.domain.reclaim import Reclaimer
+from gradexp.server.domain.run_lock import ProjectOwners
 from gradexp.server.domain.tensors import ArrayCache
 from gradexp.server.http.shell import Shell
 from gradexp.server.settings import ServerSettings
