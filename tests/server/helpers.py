@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
@@ -206,3 +208,13 @@ def _status(srv: Any, field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(field)
+
+
+def anonymous_get(srv: Any, path: str) -> tuple[int, Any]:
+    """A GET with no credential at all (no key, no cookie): a share link's visitor."""
+    try:
+        with urllib.request.urlopen(srv.url + path, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        return err.code, json.loads(body) if body.startswith(b"{") else body

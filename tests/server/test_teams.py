@@ -7,7 +7,6 @@ credential (revoked, expired, and limited to the shared run).
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import SSE, get, new_id, post, put_run, run_async, steps_batch
+from tests.server.helpers import (
+    SSE,
+    anonymous_get,
+    get,
+    new_id,
+    post,
+    put_run,
+    run_async,
+    steps_batch,
+)
 
 
 async def _team(db_url: str, team: str, members: dict[str, str]) -> None:
@@ -49,16 +57,6 @@ class Team:
                 {self.users[r]: r for r in ("admin", "member", "viewer")},
             )
         )
-
-
-def _anonymous(srv: Any, path: str) -> tuple[int, Any]:
-    """A GET with no credential at all (no key, no cookie): a share link's visitor."""
-    try:
-        with urllib.request.urlopen(srv.url + path, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        body = err.read()
-        return err.code, json.loads(body) if body.startswith(b"{") else body
 
 
 @pytest.fixture(scope="module")
@@ -296,16 +294,16 @@ def test_share_link_opens_one_run_without_credentials(db_server: Any) -> None:
     token = link["token"]
     assert len(token) > 40
     q = f"?share={token}"
-    assert _anonymous(db_server, f"/api/v1/share{q}") == (200, {"runs": [shared]})
-    status, run = _anonymous(db_server, f"/api/v1/runs/{shared}{q}")
+    assert anonymous_get(db_server, f"/api/v1/share{q}") == (200, {"runs": [shared]})
+    status, run = anonymous_get(db_server, f"/api/v1/runs/{shared}{q}")
     assert status == 200 and run["id"] == shared and run["role"] == "viewer"
-    status, body = _anonymous(db_server, f"/api/v1/runs/{shared}/history/rows{q}")
+    status, body = anonymous_get(db_server, f"/api/v1/runs/{shared}/history/rows{q}")
     assert status == 200 and len(body["rows"]) == 4
     # That run and nothing else: not its neighbour, not the project's listing.
-    assert _anonymous(db_server, f"/api/v1/runs/{other}{q}")[0] == 404
-    assert _anonymous(db_server, f"/api/v1/projects/{owner}/demo/runs{q}")[0] == 404
-    assert _anonymous(db_server, f"/api/v1/projects{q}")[0] == 200  # (an empty list)
-    assert _anonymous(db_server, f"/api/v1/projects{q}")[1]["projects"] == []
+    assert anonymous_get(db_server, f"/api/v1/runs/{other}{q}")[0] == 404
+    assert anonymous_get(db_server, f"/api/v1/projects/{owner}/demo/runs{q}")[0] == 404
+    assert anonymous_get(db_server, f"/api/v1/projects{q}")[0] == 200  # (an empty list)
+    assert anonymous_get(db_server, f"/api/v1/projects{q}")[1]["projects"] == []
     # Live: the shared run's stream opens without an account and follows new rows.
     stream = SSE(db_server, f"/api/v1/runs/{shared}/events{q}", cookie="x=1")
     assert stream.status == 200
@@ -326,7 +324,7 @@ def test_share_link_opens_one_run_without_credentials(db_server: Any) -> None:
         == 200
     )
     assert stream.next(event="end", timeout=10)["data"]["reason"] == "access_removed"
-    status, body = _anonymous(db_server, f"/api/v1/runs/{shared}{q}")
+    status, body = anonymous_get(db_server, f"/api/v1/runs/{shared}{q}")
     assert status == 404 and body["error"]["code"] == "share_not_found"
 
 
@@ -342,7 +340,7 @@ def test_share_link_expires_and_never_writes(db_server: Any) -> None:
     )
     assert status == 201
     q = f"?share={link['token']}"
-    assert _anonymous(db_server, f"/api/v1/runs/{run_id}{q}")[0] == 200
+    assert anonymous_get(db_server, f"/api/v1/runs/{run_id}{q}")[0] == 200
     req = urllib.request.Request(
         f"{db_server.url}/api/v1/runs/{run_id}/records{q}", data=b"{}", method="POST"
     )
@@ -350,13 +348,13 @@ def test_share_link_expires_and_never_writes(db_server: Any) -> None:
         urllib.request.urlopen(req, timeout=30)
     assert refused.value.code == 403
     deadline = time.monotonic() + 30
-    while _anonymous(db_server, f"/api/v1/runs/{run_id}{q}")[0] == 200:
+    while anonymous_get(db_server, f"/api/v1/runs/{run_id}{q}")[0] == 200:
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    assert _anonymous(db_server, f"/api/v1/runs/{run_id}{q}")[0] == 404
+    assert anonymous_get(db_server, f"/api/v1/runs/{run_id}{q}")[0] == 404
     # A made-up token opens nothing either.
     fake = "?share=gxs_" + "A" * 43
-    assert _anonymous(db_server, f"/api/v1/runs/{run_id}{fake}")[0] == 404
+    assert anonymous_get(db_server, f"/api/v1/runs/{run_id}{fake}")[0] == 404
 
 
 def test_team_commands(db_server: Any) -> None:

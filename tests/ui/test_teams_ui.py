@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from tests.helpers import run_async
-from tests.server.helpers import post, put_run, steps_batch
+from tests.server.helpers import anonymous_get, post, put_run, steps_batch
 
 
 async def _team(db_url: str, team: str, members: dict[str, str]) -> None:
@@ -122,5 +122,67 @@ def test_share_dialog_and_shared_page_without_an_account(ui: Any, browser: Any) 
         path=str(ui.shot(page, "owner-view-after-revoke").parent / f"{ui.test_name}-revoked.png")
     )
     assert guest.cookies() == []  # the shared page never needed one
+    guest.close()
+    assert not errors, errors
+
+
+def test_shared_compare_view_shows_its_runs_live_and_nothing_else(ui: Any, browser: Any) -> None:
+    server = ui.server
+    team, _member, first = _team_with_run(server)
+    second, outsider = f"{first}b", f"{first}c"
+    for run_id, name in ((second, "vit-team"), (outsider, "not-shared")):
+        assert put_run(server, run_id, "vision", entity=team, name=name)[0] == 201
+        assert post(server, run_id, steps_batch(1, 8))[0] == 200
+    page = ui.goto(ui.page(), f"/compare?runs={first},{second}")
+    page.click("button.share-button")
+    dialog = page.locator("dialog.share-dialog")
+    dialog.locator("button:has-text('Create link')").click()
+    url_input = dialog.locator("input.share-url")
+    url_input.wait_for()
+    url = url_input.input_value()
+    # What the link holds on the server: exactly the two compared runs.
+    token = url.rsplit("/", 1)[1]
+    status, body = anonymous_get(server, f"/api/v1/share?share={token}")
+    assert status == 200 and sorted(body["runs"]) == sorted([first, second])
+    ui.shot(page, "compare-share-dialog")
+
+    guest = browser.new_context(viewport={"width": 1400, "height": 900})
+    shared = guest.new_page()
+    errors: list[str] = []
+    shared.on("pageerror", lambda exc: errors.append(str(exc)))
+    shared.goto(url)
+    shared.wait_for_selector("h1:has-text('Comparing 2 runs')")
+    legend = shared.locator(".legend").inner_text()
+    assert "resnet-team" in legend and "vit-team" in legend and "not-shared" not in legend
+    assert shared.locator(".legend a[href]").count() == 0  # no way to the runs' own pages
+    assert shared.locator("button.share-button").count() == 0
+    assert shared.locator("#crumbs a").count() == 0
+    panel = shared.locator('.panel[data-key="loss"]')
+    panel.wait_for()
+    shared.wait_for_function(
+        "() => document.querySelector('.panel[data-key=\"loss\"]')?.getAttribute('aria-busy') === 'false'"
+    )
+    # More steps of one shared run arrive while the page is open: its chart grows.
+    assert post(server, second, steps_batch(9, 40))[0] == 200
+    box = panel.locator("canvas.chart-overlay").bounding_box()
+    assert box is not None
+    last_step = 0
+    for _ in range(60):
+        shared.mouse.move(box["x"] + box["width"] * 0.995, box["y"] + box["height"] / 2)
+        head = panel.locator(".tip-head")
+        head.wait_for(state="visible")
+        last_step = int(head.inner_text().split("step")[-1].strip().replace(",", ""))
+        if last_step >= 40:
+            break
+        shared.mouse.move(0, 0)
+        shared.wait_for_timeout(500)
+    assert last_step >= 40, f"the shared compare chart did not grow (step {last_step})"
+    shared.screenshot(
+        path=str(ui.shot(page, "owner-compare").parent / f"{ui.test_name}-shared-compare.png")
+    )
+    # The link reaches the two runs and nothing else of the project.
+    q = f"?share={token}"
+    assert anonymous_get(server, f"/api/v1/runs/{outsider}{q}")[0] == 404
+    assert anonymous_get(server, f"/api/v1/runs/{second}{q}")[0] == 200
     guest.close()
     assert not errors, errors
