@@ -31,6 +31,24 @@ def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
+def make_team(db_url: str, team: str, members: dict[str, str]) -> None:
+    """Create ``team`` on the server's database with ``members`` ({user: role})."""
+
+    async def create() -> None:
+        from gradexp.server.domain.teams import create_team, set_member
+        from gradexp.server.storage.db import Database
+
+        db = Database(db_url)
+        try:
+            await create_team(db, team)
+            for user, role in members.items():
+                await set_member(db, team, user, role)
+        finally:
+            await db.dispose()
+
+    run_async(create())
+
+
 def server_rows(server: Any, run_id: str, **params: Any) -> list[dict[str, Any]]:
     """Every history row of a run through the read API, following the pages.
 

@@ -11,22 +11,9 @@ import pytest
 
 import gradexp
 from gradexp.errors import GradexpError
-from tests.helpers import run_async
+from tests.helpers import make_team, run_async
 
 from .conftest import gradexp_cli
-
-
-async def _team(db_url: str, team: str, members: dict[str, str]) -> None:
-    from gradexp.server.domain.teams import create_team, set_member
-    from gradexp.server.storage.db import Database
-
-    db = Database(db_url)
-    try:
-        await create_team(db, team)
-        for user, role in members.items():
-            await set_member(db, team, user, role)
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
@@ -36,7 +23,7 @@ def team(online: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     name = f"lab-{tag}"
     member, member_key = online.new_user(f"m-{tag}")
     viewer, viewer_key = online.new_user(f"v-{tag}")
-    run_async(_team(online.db_url, name, {member: "member", viewer: "viewer"}))
+    make_team(online.db_url, name, {member: "member", viewer: "viewer"})
     monkeypatch.setenv("GRADEXP_API_KEY", member_key)
     return {
         "name": name,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import make_team
 from tests.server.helpers import (
     SSE,
     anonymous_get,
@@ -22,22 +23,8 @@ from tests.server.helpers import (
     new_id,
     post,
     put_run,
-    run_async,
     steps_batch,
 )
-
-
-async def _team(db_url: str, team: str, members: dict[str, str]) -> None:
-    from gradexp.server.domain.teams import create_team, set_member
-    from gradexp.server.storage.db import Database
-
-    db = Database(db_url)
-    try:
-        await create_team(db, team)
-        for user, role in members.items():
-            await set_member(db, team, user, role)
-    finally:
-        await db.dispose()
 
 
 class Team:
@@ -50,13 +37,7 @@ class Team:
         self.users: dict[str, str] = {}
         for role in ("admin", "member", "viewer", "outsider"):
             self.users[role], self.keys[role] = srv.new_user(f"{role}-{tag}")
-        run_async(
-            _team(
-                srv.db_url,
-                self.name,
-                {self.users[r]: r for r in ("admin", "member", "viewer")},
-            )
-        )
+        make_team(srv.db_url, self.name, {self.users[r]: r for r in ("admin", "member", "viewer")})
 
 
 @pytest.fixture(scope="module")

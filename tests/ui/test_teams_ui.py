@@ -6,21 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.helpers import run_async
+from tests.helpers import make_team
 from tests.server.helpers import anonymous_get, post, put_run, steps_batch
-
-
-async def _team(db_url: str, team: str, members: dict[str, str]) -> None:
-    from gradexp.server.domain.teams import create_team, set_member
-    from gradexp.server.storage.db import Database
-
-    db = Database(db_url)
-    try:
-        await create_team(db, team)
-        for user, role in members.items():
-            await set_member(db, team, user, role)
-    finally:
-        await db.dispose()
 
 
 def _team_with_run(server: Any) -> tuple[str, str, str]:
@@ -29,7 +16,7 @@ def _team_with_run(server: Any) -> tuple[str, str, str]:
     tag = uuid.uuid4().hex[:6]
     team = f"lab-{tag}"
     member, _key = server.new_user(f"bea-{tag}")
-    run_async(_team(server.db_url, team, {server.user: "admin", member: "member"}))
+    make_team(server.db_url, team, {server.user: "admin", member: "member"})
     run_id = f"tv{tag}"
     status, body = put_run(server, run_id, "vision", entity=team, name="resnet-team")
     assert status == 201, body

@@ -125,6 +125,19 @@ class _Streamed:
     gzip: bool
 
 
+async def _npy_header(request: web.Request, key: str) -> tuple[NpyHeader, bool]:
+    """The stored tensor's ``.npy`` header, and whether it is stored gzip'ed; 422 when its
+    first bytes hold no header or the file is not as long as the header says."""
+    size, head = await _stored(request, key)
+    if head[:2] == GZIP_MAGIC:
+        return await _gzip_header(request, key, size, head), True
+    header = read_header(head)
+    if header is None:
+        raise Unprocessable("this file is not a readable .npy: no header in its first bytes")
+    check_size(header, size)
+    return header, False
+
+
 async def _open_array(request: web.Request, run: Any, entry: Any) -> np.ndarray | _Streamed:
     """The tensor: a memory map of an uncompressed ``.npy`` in a local store (any size);
     an array in memory when it is small enough to keep (``KEEP_BYTES``), read at most two
@@ -132,16 +145,8 @@ async def _open_array(request: web.Request, run: Any, entry: Any) -> np.ndarray 
     ``MAX_TENSOR_BYTES``, 413 beyond)."""
     state = app_state(request)
     key = blob_key(run.project_id, run.id, entry.sha256)
-    size, head = await _stored(request, key)
-    gzip = head[:2] == GZIP_MAGIC
-    if gzip:
-        header = await _gzip_header(request, key, size, head)
-    else:
-        found_header = read_header(head)
-        if found_header is None:
-            raise Unprocessable("this file is not a readable .npy: no header in its first bytes")
-        header = found_header
-        check_size(header, size)
+    header, gzip = await _npy_header(request, key)
+    if not gzip:
         path = state.objects.local_path(key)
         if path is not None:
             return await asyncio.to_thread(open_npy_mmap, str(path), header)
@@ -216,16 +221,7 @@ async def tensor_npy(request: web.Request) -> web.StreamResponse:
     state = app_state(request)
     run, entry = await _tensor_file(request)
     key = blob_key(run.project_id, run.id, entry.sha256)
-    size, head = await _stored(request, key)
-    gzip = head[:2] == GZIP_MAGIC
-    if gzip:
-        header = await _gzip_header(request, key, size, head)
-    else:
-        found_header = read_header(head)
-        if found_header is None:
-            raise Unprocessable("this file is not a readable .npy: no header in its first bytes")
-        header = found_header
-        check_size(header, size)
+    header, gzip = await _npy_header(request, key)
     name = request.query.get("name") or entry.sha256[:16]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "tensor"
     if not safe.endswith(".npy"):
