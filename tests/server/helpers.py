@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -218,3 +219,17 @@ def anonymous_get(srv: Any, path: str) -> tuple[int, Any]:
     except urllib.error.HTTPError as err:
         body = err.read()
         return err.code, json.loads(body) if body.startswith(b"{") else body
+
+
+def log_file(srv: Any, run_id: str, seq: int, path: str, data: bytes) -> None:
+    """Upload ``data`` as a blob and index it as the run's file ``path``."""
+    sha = hashlib.sha256(data).hexdigest()
+    status, _ = srv.request(
+        "PUT",
+        f"/api/v1/runs/{run_id}/blobs/{sha}",
+        raw=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert status in (200, 201)
+    rec = {"seq": seq, "type": "file", "path": path, "sha256": sha, "size": len(data)}
+    assert post(srv, run_id, batch([rec]))[0] == 200

@@ -5,12 +5,11 @@ Against a real server on every database (one server per database for the module)
 
 from __future__ import annotations
 
-import hashlib
 import urllib.parse
 
 import pytest
 
-from .helpers import batch, get, history, new_id, post, put_run, rows
+from .helpers import batch, get, history, log_file, new_id, post, put_run, rows
 
 
 def nested(depth: int) -> dict:
@@ -137,20 +136,6 @@ def npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
     head = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
     head += " " * ((64 - (10 + len(head) + 1) % 64) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head.encode()
-
-
-def log_file(srv, run_id, seq, path, data):
-    """Upload ``data`` as a blob and index it as the run's file ``path``."""
-    sha = hashlib.sha256(data).hexdigest()
-    status, _ = srv.request(
-        "PUT",
-        f"/api/v1/runs/{run_id}/blobs/{sha}",
-        raw=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert status in (200, 201)
-    rec = {"seq": seq, "type": "file", "path": path, "sha256": sha, "size": len(data)}
-    assert post(srv, run_id, batch([rec]))[0] == 200
 
 
 def test_npy_header_claiming_8_tib(db_server):

@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 import pytest
 
-from .helpers import batch, new_id, peak_kib, post, put_run, reset_peak
+from .helpers import log_file, new_id, peak_kib, put_run, reset_peak
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for memory")
 
@@ -41,20 +41,6 @@ def zeros_npy_gz(shape: tuple[int, ...], descr: str = "<f4", itemsize: int = 4) 
         left -= n
     out.append(comp.flush())
     return b"".join(out)
-
-
-def log_file(srv, run_id, seq, path, data):
-    """Upload ``data`` as a blob and index it as the run's file ``path``."""
-    sha = hashlib.sha256(data).hexdigest()
-    status, _ = srv.request(
-        "PUT",
-        f"/api/v1/runs/{run_id}/blobs/{sha}",
-        raw=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert status in (200, 201)
-    rec = {"seq": seq, "type": "file", "path": path, "sha256": sha, "size": len(data)}
-    assert post(srv, run_id, batch([rec]))[0] == 200
 
 
 @pytest.fixture

@@ -361,18 +361,7 @@ class Reclaimer:
     async def reclaim_artifacts(self, project_id: int, done: ReclaimPass) -> None:
         """Remove a deleted project's artifact objects, then its artifact rows (the
         caller holds the lease)."""
-        prefix = artifact_prefix(project_id)
-        count = 0
-        async for obj in self.objects.list(prefix + "/"):
-            await self.objects.delete(obj.key)
-            done.objects += 1
-            done.bytes += obj.size
-            count += 1
-            if count % OBJECTS_PER_RENEWAL == 0:
-                await self.db.write(_renewed, self.holder, self.lease_seconds)
-        await asyncio.to_thread(self.objects.prune_folders, prefix)
-        if count and self.progress is not None:
-            self.progress("objects", count)
+        await self._delete_under(artifact_prefix(project_id), done)
         while True:
             n = await self.db.write(
                 delete_artifact_chunk, project_id, self.chunk_rows, self.holder, self.lease_seconds
@@ -408,10 +397,21 @@ class Reclaimer:
         """Delete a gone run's objects but the blobs still referenced elsewhere."""
         async with self.db.read() as conn:
             kept = await conn.run_sync(referenced_blobs, run_pk)
+
+        def keep(key: str) -> bool:
+            parsed = parse_run_key(key)
+            return parsed is None or blob_sha(parsed[2]) in kept
+
+        await self._delete_under(run_prefix(project_id, run_id), done, keep)
+
+    async def _delete_under(
+        self, prefix: str, done: ReclaimPass, keep: Callable[[str], bool] | None = None
+    ) -> None:
+        """Delete the objects under ``prefix`` but those ``keep`` says to keep, renewing
+        the lease as it goes, then the folders left empty (a local store)."""
         count = 0
-        async for obj in self.objects.list(run_prefix(project_id, run_id) + "/"):
-            parsed = parse_run_key(obj.key)
-            if parsed is None or blob_sha(parsed[2]) in kept:
+        async for obj in self.objects.list(prefix + "/"):
+            if keep is not None and keep(obj.key):
                 continue
             await self.objects.delete(obj.key)
             done.objects += 1
@@ -419,6 +419,6 @@ class Reclaimer:
             count += 1
             if count % OBJECTS_PER_RENEWAL == 0:
                 await self.db.write(_renewed, self.holder, self.lease_seconds)
-        await asyncio.to_thread(self.objects.prune_folders, run_prefix(project_id, run_id))
+        await asyncio.to_thread(self.objects.prune_folders, prefix)
         if count and self.progress is not None:
             self.progress("objects", count)
