@@ -33,9 +33,9 @@ from gradexp.core.output import say, warn
 from gradexp.protocol.values import PLAIN_TYPES
 from gradexp.sdk.config import Config, Summary
 from gradexp.sdk.run_fields import RunFields
+from gradexp.sdk.run_records import RunRecords
 from gradexp.stream.channel import (
     ACTIVE,
-    ALERT,
     ATTACH,
     BROKEN,
     CONFIG,
@@ -47,7 +47,6 @@ from gradexp.stream.channel import (
     FINISHING,
     FORKED,
     HISTORY,
-    METRIC,
     OPEN,
     PARTIAL,
     SHEDDING,
@@ -62,14 +61,12 @@ from gradexp.transport.refusals import RUN_DELETED
 # needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from typing import Any
 
     from gradexp.core.settings import Settings
     from gradexp.sdk.alerts import AlertGate
-    from gradexp.sdk.artifacts import Artifact
     from gradexp.sdk.console import Capture
-    from gradexp.sdk.metrics import Metric
 
 __all__ = ["Run", "captured_bytes"]
 
@@ -89,12 +86,15 @@ def captured_bytes(values: dict[str, Any]) -> int:
     return total
 
 
-class Run(RunFields):
+class Run(RunFields, RunRecords):
     """One training run: its identity, step counter, config and summary, and ``log()``.
 
     Made by :func:`gradexp.init`; the module-level functions act on the current one. A
     context manager: ``with gradexp.init(...) as run:`` finishes it on exit, recording an
-    exception as a failed run (exit code 1).
+    exception as a failed run (exit code 1). Its settable fields (``name``, ``tags``...)
+    come from :class:`~gradexp.sdk.run_fields.RunFields`, its other records
+    (``define_metric``, ``alert``, artifacts, ``save``) from
+    :class:`~gradexp.sdk.run_records.RunRecords`.
     """
 
     def __init__(
@@ -396,114 +396,6 @@ class Run(RunFields):
         capture, self._capture = self._capture, None
         if capture is not None:
             capture.stop()
-
-    # --- define_metric and alert ---
-
-    def define_metric(
-        self,
-        name: str,
-        step_metric: str | None = None,
-        summary: str | list[str] | tuple[str, ...] | None = None,
-        goal: str | None = None,
-        hidden: bool = False,
-    ) -> Metric:
-        """Say how key ``name`` (or a glob such as ``"val/*"``) is charted and summarised.
-
-        ``step_metric``: chart it against that key (``"epoch"``) by default; ``summary``:
-        ``min``, ``max``, ``mean``, ``first``, ``last``, ``best`` or ``none`` (or several,
-        comma-separated) for the run's summary; ``goal``: ``minimize`` or ``maximize``
-        (what ``best`` means); ``hidden``: not charted by default. Recorded in the run; a
-        later definition of the same name replaces it. See ``gradexp.sdk.metrics``.
-        """
-        from gradexp.sdk.metrics import metric_definition, metric_record
-
-        metric = metric_definition(name, step_metric, summary, goal, hidden)
-        self._control(METRIC, metric_record(metric))
-        return metric
-
-    def alert(self, title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
-        """Record an alert: shown on the run's page and sent to the server's webhook.
-
-        ``level``: ``"INFO"``, ``"WARN"`` or ``"ERROR"``. ``wait_duration`` (seconds or a
-        ``timedelta``): skip this alert if one with the same title was sent less than
-        that long ago. See ``gradexp.sdk.alerts``.
-        """
-        from gradexp.sdk.alerts import AlertGate, alert_record
-
-        record = alert_record(title, text, level)
-        if self._alerts is None:
-            self._alerts = AlertGate()
-        if self._alerts.allow(record["title"], wait_duration):
-            self._control(ALERT, record)
-
-    # --- artifacts ---
-
-    def log_artifact(
-        self,
-        artifact: Artifact | str | os.PathLike[str],
-        aliases: Sequence[str] | None = None,
-        *,
-        name: str | None = None,
-        type: str | None = None,
-    ) -> Artifact:
-        """Log an artifact as this run's output: the next version (``v0``, ``v1``...) of
-        its name, or the latest one again if the content is the same; ``aliases`` (and
-        ``latest``) move to it. A path makes an artifact of that file or folder (``name``
-        and ``type`` default to its file name and ``"unspecified"``). Only the files the
-        server lacks are uploaded. See ``gradexp.sdk.artifacts``.
-        """
-        from gradexp.sdk.run_artifacts import log_artifact
-
-        return log_artifact(self, artifact, name=name, type=type, aliases=aliases)
-
-    def use_artifact(self, ref: Artifact | str, type: str | None = None) -> Artifact:
-        """Record that this run uses ``"name:alias"``, ``"name:v3"`` or ``"name"`` (its
-        latest) and return it (``.download()`` fetches its files)."""
-        from gradexp.sdk.run_artifacts import use_artifact
-
-        return use_artifact(self, ref, type)
-
-    # --- files ---
-
-    def save(
-        self,
-        glob_or_path: str | os.PathLike[str],
-        base_path: str | os.PathLike[str] | None = None,
-        policy: str = "live",
-    ) -> list[str]:
-        """Save files as run files: shown in the run's Files tab, downloadable, in ``Api``.
-
-        ``glob_or_path``: a file or a glob (``"ckpt/*.pt"``, ``"**/*.json"``), relative
-        to ``base_path`` (default: the current folder; for an absolute path, its folder).
-        Each file's run file name is its path relative to ``base_path``. ``policy``:
-        ``"live"`` saves it now and again whenever it changes, ``"now"`` once as it is,
-        ``"end"`` once when the run finishes. Files are copied into the run folder first
-        (so offline runs and ``gradexp sync`` carry them) and uploaded in the background,
-        large ones in parts. Returns the names the glob matches now.
-        """
-        from gradexp.stream.save_spec import match_files, resolve_save
-
-        spec = resolve_save(glob_or_path, base_path, policy)
-        channel = self._channel
-        if channel.state is DISABLED:
-            return []
-        if channel.state not in OPEN:
-            self._warn_once("save", f"save(): run {self._id} has finished; nothing is saved")
-            return []
-        matches, _ = match_files(spec)  # what is left out is said by the stream, once
-        if not matches:
-            what = str(glob_or_path)
-            if policy == "now":
-                say(f"save({what!r}): no file matches {spec.pattern}; nothing was saved")
-            else:
-                when = "as they appear and change" if policy == "live" else "when the run ends"
-                say(
-                    f"save({what!r}): no file matches {spec.pattern} yet; files that match it are saved {when}"
-                )
-        with channel.lock:
-            channel.saves.append(spec)
-        channel.wake_stream()
-        return [name for name, _ in matches]
 
     # --- flushing and finishing ---
 

@@ -1,6 +1,6 @@
 """Sending a file part by part: the one loop both uploads in parts use.
 
-Run files sent in parts (``uploader.py``, docs/protocol.md "Uploads in parts") and
+Run files sent in parts (``run_files.py``, docs/protocol.md "Uploads in parts") and
 artifact files sent in chunks (``artifacts.py``) differ only in the request that carries a
 part and in how the server says where it stands; :func:`send_parts` is the rest.
 

@@ -15,13 +15,16 @@ retried with exponential backoff and jitter (cap ``Settings.retry_cap``), honour
 ``Retry-After``, for as long as the run lives; any other 4xx stops the upload with one
 clear message (the run file stays for ``gradexp sync``). The server deduplicates by
 sequence number, so a retry can never duplicate a record.
+
+Before a batch is POSTed, the files its records name (run files, artifact files) are
+sent: :class:`~gradexp.transport.run_files.RunFileUploads`, a base class of
+:class:`Uploader`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import zlib
 from collections.abc import Callable
@@ -33,20 +36,17 @@ from gradexp.core.credentials import mask_key
 from gradexp.core.output import say
 from gradexp.core.settings import Settings
 from gradexp.protocol.runfile import RunDir
-from gradexp.protocol.wire import API_PREFIX, FILES_DIR, RECORD_TYPES
-from gradexp.transport.artifacts import upload_artifact_files
+from gradexp.protocol.wire import API_PREFIX, RECORD_TYPES
 from gradexp.transport.base import Batch, BatchSource, UploadListener
 from gradexp.transport.client import Reply, ServerClient
-from gradexp.transport.parts import FileChanged, send_parts
-from gradexp.transport.refusals import RUN_DELETED
+from gradexp.transport.refusals import RUN_DELETED, UploadStopped
+from gradexp.transport.run_files import RunFileUploads
 from gradexp.transport.sources import FileSource, LiveSource
 
 __all__ = ["LEGACY_RECORD_TYPES", "MAX_IN_FLIGHT", "UploadStopped", "Uploader"]
 
 #: Batches in flight at once: one being committed while the next is compressed and sent.
 MAX_IN_FLIGHT = 2
-#: Files larger than this are sent in parts (resumable, one part in memory at a time).
-LARGE_FILE_BYTES = 8 * 1024 * 1024
 #: What a server that does not say what it accepts takes: the types every server knows.
 LEGACY_RECORD_TYPES = frozenset(
     ("history", "config", "summary", "file", "finish", "telemetry", "metric", "alert")
@@ -60,15 +60,7 @@ UNWATCHED_STRETCH = 2.0
 MAX_PACED_INTERVAL = 30.0
 
 
-class UploadStopped(Exception):
-    """The server refused the run for good (a 4xx other than 408/429): upload stopped."""
-
-
-class _Vanished(Exception):
-    """The upload in parts is gone from the server (joined or dropped): start it again."""
-
-
-class Uploader:
+class Uploader(RunFileUploads):
     """Creates the run on the server and sends its records, in order, until told to stop.
 
     Runs on one event loop. ``listener`` (live runs only: the stream's channel) is where
@@ -359,147 +351,6 @@ class Uploader:
             self._data.set()  # a record already waiting may be due sooner now
         self.interval, self.watched = interval, watched
 
-    async def _upload_blob(self, info: dict[str, Any]) -> None:
-        sha = str(info.get("sha256", ""))
-        if not sha or sha in self._uploaded_blobs:
-            return
-        local = _local_path(self.run_dir.path, info)
-        if local is None:
-            raise UploadStopped(
-                f"run {self.run_id} names a file outside its folder: {info['path']!r}"
-            )
-        content_type = str(info.get("content_type") or "application/octet-stream")
-        size = int(info.get("size") or 0)
-        if size > LARGE_FILE_BYTES:
-            await self._upload_in_parts(sha, local, size, content_type, str(info["path"]))
-            self._uploaded_blobs.add(sha)
-            return
-        url = f"{API_PREFIX}/runs/{self.run_id}/blobs/{sha}{self._writer_query}"
-        what = f"upload a file of run {self.run_id} to {self.client.base_url}"
-        head = await self.client.request("HEAD", url, what=what)
-        if head.status == 200:
-            self._uploaded_blobs.add(sha)
-            return
-        if head.status == 404 and head.code == "run_not_found":
-            await self.create_run()
-        elif head.status not in (404, 405):
-            raise UploadStopped(self._refusal(head))
-        loop = asyncio.get_running_loop()
-        try:
-            data = await loop.run_in_executor(None, _read_file, local)  # executor thread
-        except OSError as exc:
-            raise UploadStopped(
-                f"file {local} of run {self.run_id} cannot be read ({exc.strerror})"
-            ) from None
-        put = await self.client.request(
-            "PUT", url, data=data, headers={"Content-Type": content_type}, what=what
-        )
-        if put.status not in (200, 201):
-            raise UploadStopped(self._refusal(put))
-        self._uploaded_blobs.add(sha)
-
-    async def _upload_artifacts(self, batch: Batch) -> None:
-        """The bytes the server lacks of the batch's artifacts (transport/artifacts.py)."""
-        if batch.artifacts:
-            problem = await upload_artifact_files(
-                self.client,
-                self.run_id,
-                batch.artifacts,
-                self._refusal,
-                progress=self.file_progress,
-            )
-            if problem is not None:
-                raise UploadStopped(problem)
-
-    async def _upload_in_parts(
-        self, sha: str, local: str, size: int, content_type: str, name: str
-    ) -> None:
-        """Send a large file part by part (docs/protocol.md, "Uploads in parts").
-
-        One part is in memory at a time (``transport/parts.py``). The server keeps where
-        the upload stands, so after a lost connection, a server restart or a new process
-        (``gradexp sync``), the upload continues from the last part the server stored.
-        """
-        base = f"{API_PREFIX}/runs/{self.run_id}/uploads"
-        what = f"upload {name} of run {self.run_id} to {self.client.base_url}"
-        body = {"sha256": sha, "size": size, "content_type": content_type}
-        try:
-            fd = os.open(local, os.O_RDONLY)
-        except OSError as exc:
-            raise UploadStopped(
-                f"file {local} of run {self.run_id} cannot be read ({exc.strerror})"
-            ) from None
-        try:
-            for _ in range(5):  # an upload that vanished (joined by another process) restarts
-                start = await self.client.request(
-                    "POST", base + self._writer_query, json=body, what=what
-                )
-                if start.status == 404 and start.code == "run_not_found":
-                    await self.create_run()
-                    continue
-                if start.status != 200:
-                    raise UploadStopped(self._refusal(start))
-                if start.body.get("done"):
-                    self._file_progress(name, size, size)
-                    return
-                upload = f"{base}/{start.body['upload_id']}"
-                offset = int(start.body["offset"])
-                part_bytes = int(start.body["part_bytes"])
-                if await self._send_parts(fd, upload, offset, part_bytes, size, name, what):
-                    return
-            raise UploadStopped(
-                f"the server keeps losing the upload of {name} of run {self.run_id}"
-            )
-        finally:
-            os.close(fd)
-
-    async def _send_parts(
-        self, fd: int, upload: str, offset: int, part_bytes: int, size: int, name: str, what: str
-    ) -> bool:
-        """Send the parts from ``offset`` on and join them; False if the upload vanished."""
-
-        async def put(at: int, data: bytes) -> int | None:
-            reply = await self.client.request(
-                "PUT",
-                f"{upload}?offset={at}{self._writer_query.replace('?', '&')}",
-                data=data,
-                headers={"Content-Type": "application/octet-stream"},
-                what=what,
-            )
-            if reply.status == 200:
-                return int(reply.body["offset"])
-            if reply.status == 409 and reply.code == "upload_offset":
-                return int(reply.body["error"]["offset"])  # the server's word wins
-            if reply.status == 404 and reply.code == "upload_not_found":
-                raise _Vanished
-            raise UploadStopped(self._refusal(reply))
-
-        self._file_progress(name, offset, size)
-        try:
-            while True:
-                await send_parts(
-                    fd, size, offset, part_bytes, put, lambda n: self._file_progress(name, n, size)
-                )
-                done = await self.client.request(
-                    "POST", f"{upload}/complete{self._writer_query}", what=what
-                )
-                if done.status in (200, 201):
-                    return True
-                if done.status == 409 and done.code == "upload_offset":
-                    offset = int(done.body["error"]["offset"])
-                    continue
-                if done.status == 404 and done.code == "upload_not_found":
-                    return False
-                raise UploadStopped(self._refusal(done))
-        except _Vanished:
-            return False
-        except FileChanged:
-            raise UploadStopped(f"{name} of run {self.run_id} changed on disk while sent") from None
-
-    def _file_progress(self, name: str, sent: int, size: int) -> None:
-        if self.file_progress is not None:
-            self.file_progress(name, sent, size)
-
     # --- acknowledgements ---
 
     def _note_ack(self, acked: int, offset: int | None) -> None:
@@ -627,22 +478,3 @@ def _gzip(data: bytes) -> bytes:
     """gzip at level 1: JSON shrinks ~5-10x even so, and it is several times faster than 6."""
     comp = zlib.compressobj(1, zlib.DEFLATED, 31)
     return comp.compress(data) + comp.flush()
-
-
-def _local_path(run_dir: str, info: dict[str, Any]) -> str | None:
-    """Where the bytes of a ``file`` record lie: its ``local`` path under the run folder
-    (the snapshots ``save()`` takes), else its ``path`` under ``files/``; None for a path
-    that would leave the folder (an absolute one, or one with '..')."""
-    local = info.get("local")
-    path = str(local if isinstance(local, str) else info.get("path", ""))
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
-        return None
-    if isinstance(local, str):
-        return os.path.join(run_dir, *parts)
-    return os.path.join(run_dir, FILES_DIR, *parts)
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
