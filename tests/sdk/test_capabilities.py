@@ -37,11 +37,21 @@ PROGRAM = textwrap.dedent(
     """
     import time
     import gradexp
+    from gradexp.runfile import RunFile
     run = gradexp.init(project="caps", config={"lr": 0.5})
     for step in range(50):
         gradexp.log({"loss": 1.0 / (step + 1)})
         print(f"line {step}", flush=True)
-    time.sleep(0.5)  # a few system samples
+    # Until the run file holds a system sample and the printed lines (a loaded machine
+    # may take a while to sample the first time).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            if {"system", "console"} <= {r.type for r in RunFile(run.dir)}:
+                break
+        except FileNotFoundError:  # the stream thread has not opened it yet
+            pass
     run.finish()
     print("id", run.id, flush=True)
     """
