@@ -23,13 +23,13 @@ from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
 from gradexp.server.domain.alerts import AlertSender
-from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import tune_gc
 from gradexp.server.domain.live.hub import LiveHub
 from gradexp.server.domain.pacing import Pacer
 from gradexp.server.domain.reclaim import Reclaimer
+from gradexp.server.domain.value_checks import ValidKeys
 from gradexp.server.http import (
     artifacts,
     authorize,

@@ -30,8 +30,9 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from gradexp.server.domain.batch import Batch, ValidKeys, decode_body
+from gradexp.server.domain.batch import Batch, decode_body
 from gradexp.server.domain.errors import DomainError
+from gradexp.server.domain.value_checks import ValidKeys
 
 log = logging.getLogger("gradexp.server")
 

@@ -15,7 +15,6 @@ from gradexp.server.domain.accounts.passwords import PasswordHasher
 from gradexp.server.domain.accounts.revocations import Revocations
 from gradexp.server.domain.accounts.signin import PasswordSignIn
 from gradexp.server.domain.alerts import AlertSender
-from gradexp.server.domain.batch import ValidKeys
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import KeyIdCache
@@ -24,6 +23,7 @@ from gradexp.server.domain.pacing import Pacer
 from gradexp.server.domain.reclaim import Reclaimer
 from gradexp.server.domain.run_lock import ProjectOwners
 from gradexp.server.domain.tensors import ArrayCache
+from gradexp.server.domain.value_checks import ValidKeys
 from gradexp.server.http.shell import Shell
 from gradexp.server.settings import ServerSettings
 from gradexp.server.storage.db import Database

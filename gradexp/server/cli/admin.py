@@ -1,208 +1,20 @@
-"""``gradexp server`` (run, migrate, users, keys, teams) and ``gradexp export``.
+"""``gradexp server user|key|team|gc``: accounts, API keys, teams, and reclaiming storage.
 
-Every command takes the same storage options, so the admin commands work on the data a
-server uses: ``--data DIR`` (default: a per-user data folder), ``--db URL`` and
-``--store URL``, also read from ``GRADEXP_SERVER_DATA``, ``GRADEXP_SERVER_DB`` and
-``GRADEXP_SERVER_STORE``.
+Each command works on the data a server uses, with the same storage options
+(shared.py); the package's ``__init__`` adds these to the ``gradexp server`` group.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from gradexp.server.settings import ServerSettings, resolve_settings
-
-F = TypeVar("F", bound=Callable[..., Any])
+from gradexp.server.cli.shared import run_sync, settings_for, storage_options, with_db
 
 
-def storage_options(func: F) -> F:
-    """--data, --db and --store, on the group and on every subcommand."""
-    func = click.option(
-        "--store",
-        envvar="GRADEXP_SERVER_STORE",
-        default=None,
-        metavar="URL",
-        help="Object store: a folder path or s3://BUCKET/PREFIX (AWS_* environment variables "
-        "give the endpoint, keys and region). Default: DATA/objects.",
-    )(func)
-    func = click.option(
-        "--db",
-        envvar="GRADEXP_SERVER_DB",
-        default=None,
-        metavar="URL",
-        help="Database: sqlite:///PATH, postgresql://USER:PASS@HOST/DB or mysql://USER:PASS@HOST/DB. "
-        "Default: SQLite at DATA/gradexp.db.",
-    )(func)
-    func = click.option(
-        "--data",
-        envvar="GRADEXP_SERVER_DATA",
-        default=None,
-        metavar="DIR",
-        type=click.Path(file_okay=False),
-        help="Folder for the default SQLite database and object store.",
-    )(func)
-    return func
-
-
-def _settings(
-    ctx: click.Context, data: str | None, db: str | None, store: str | None, **kw: Any
-) -> ServerSettings:
-    parent = (ctx.find_object(dict) or {}) if ctx else {}
-    try:
-        return resolve_settings(
-            data=data or parent.get("data"),
-            db=db or parent.get("db"),
-            store=store or parent.get("store"),
-            **kw,
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    # The CLI owns its thread: no loop is running here, so asyncio.run is right.
-    from gradexp.server.domain.errors import DomainError
-    from gradexp.server.storage.migrate import MigrationError
-    from gradexp.server.storage.private import private_umask
-
-    try:
-        with private_umask():  # a database or export this makes is private (storage/private.py)
-            return asyncio.run(coro)
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from None
-    except (ValueError, MigrationError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the database or store: {exc}") from None
-
-
-async def _with_db(settings: ServerSettings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    from gradexp.server.storage.db import Database
-    from gradexp.server.storage.migrate import migrate
-
-    db = Database(settings.db_url)
-    try:
-        await migrate(db)
-        return await action(db)
-    finally:
-        await db.dispose()
-
-
-@click.group(invoke_without_command=True)
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="GRADEXP_SERVER_HOST",
-    help="Interface to listen on (0.0.0.0 for all).",
-)
-@click.option(
-    "--port",
-    default=8080,
-    show_default=True,
-    type=int,
-    envvar="GRADEXP_SERVER_PORT",
-    help="TCP port.",
-)
-@click.option(
-    "--trusted-proxy",
-    "trusted_proxies",
-    multiple=True,
-    metavar="ADDRESS",
-    envvar="GRADEXP_SERVER_TRUSTED_PROXIES",
-    help="A reverse proxy (address or network, repeatable) whose X-Forwarded-For header "
-    "names the client; sign-in limits count that address. Default: none, the header is "
-    "ignored.",
-)
-@click.option(
-    "--alert-webhook-url",
-    default=None,
-    metavar="URL",
-    help="POST every alert runs send (gradexp.alert) to this URL as JSON; also "
-    "GRADEXP_ALERT_WEBHOOK_URL. Default: alerts are only shown on the run page.",
-)
-@storage_options
-@click.pass_context
-def server(
-    ctx: click.Context,
-    host: str,
-    port: int,
-    trusted_proxies: tuple[str, ...],
-    alert_webhook_url: str | None,
-    data: str | None,
-    db: str | None,
-    store: str | None,
-) -> None:
-    """Run the gradexp server (or manage it: see the commands below).
-
-    \b
-    Examples:
-      gradexp server                                  # SQLite + local folder in your data dir
-      gradexp server --data ./gx --port 9000
-      gradexp server --db postgresql://gx:secret@db/gradexp --store s3://bucket/gradexp
-      gradexp server user add ada && gradexp server key create ada
-    """
-    ctx.ensure_object(dict)
-    ctx.obj.update(data=data, db=db, store=store)
-    if ctx.invoked_subcommand is not None:
-        return
-    from gradexp.server.app import run
-    from gradexp.server.storage.migrate import MigrationError
-
-    settings = _settings(
-        ctx,
-        data,
-        db,
-        store,
-        host=host,
-        port=port,
-        trusted_proxies=trusted_proxies,
-        alert_webhook_url=alert_webhook_url,
-    )
-    try:
-        run(settings)
-    except (MigrationError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc}") from None
-
-
-@server.command("migrate")
-@storage_options
-@click.pass_context
-def migrate_command(
-    ctx: click.Context, data: str | None, db: str | None, store: str | None
-) -> None:
-    """Upgrade the database schema to this version (the server also does it at start)."""
-    from gradexp.server.storage.db import Database
-    from gradexp.server.storage.migrate import migrate
-
-    settings = _settings(ctx, data, db, store)
-
-    async def go() -> tuple[str | None, str | None]:
-        database = Database(settings.db_url)
-        try:
-            return await migrate(database)
-        finally:
-            await database.dispose()
-
-    before, after = _run(go())
-    if before == after:
-        click.echo(f"database is up to date (schema revision {after})")
-    else:
-        click.echo(f"database upgraded from {before or 'empty'} to schema revision {after}")
-
-
-@server.group("user")
+@click.group("user")
 def user_group() -> None:
     """Manage users."""
 
@@ -267,7 +79,7 @@ def user_add(
     if password_stdin and no_password:
         raise click.UsageError("--password-stdin and --no-password contradict each other")
     password = None if no_password else _read_new_password(password_stdin, name)
-    settings = _settings(ctx, data, db, store)
+    settings = settings_for(ctx, data, db, store)
 
     async def add(database: Any) -> None:
         passwords = PasswordHasher()
@@ -276,7 +88,7 @@ def user_add(
         finally:
             passwords.close()
 
-    _run(_with_db(settings, add))
+    run_sync(with_db(settings, add))
     if password is None:
         click.echo(
             f"created user {name} without a password (API keys only): make a key with "
@@ -313,7 +125,7 @@ def user_passwd(
         raise click.ClickException(
             "no terminal to ask for the password on: pass it with --password-stdin"
         )
-    settings = _settings(ctx, data, db, store)
+    settings = settings_for(ctx, data, db, store)
 
     async def change(database: Any) -> None:
         passwords = PasswordHasher()
@@ -322,7 +134,7 @@ def user_passwd(
         finally:
             passwords.close()
 
-    _run(_with_db(settings, change))
+    run_sync(with_db(settings, change))
     click.echo(f"password of {name} changed; their browser sessions were signed out")
 
 
@@ -358,9 +170,9 @@ def user_login_link(
     """
     from gradexp.server.domain.accounts.codes import create_login_link
 
-    settings = _settings(ctx, data, db, store)
-    token = _run(
-        _with_db(settings, lambda database: create_login_link(database, name, settings.policy))
+    settings = settings_for(ctx, data, db, store)
+    token = run_sync(
+        with_db(settings, lambda database: create_login_link(database, name, settings.policy))
     )
     from urllib.parse import urlencode
 
@@ -376,14 +188,14 @@ def user_list(ctx: click.Context, data: str | None, db: str | None, store: str |
     """List users."""
     from gradexp.server.domain.accounts.users import list_users
 
-    settings = _settings(ctx, data, db, store)
-    for row in _run(_with_db(settings, list_users)):
+    settings = settings_for(ctx, data, db, store)
+    for row in run_sync(with_db(settings, list_users)):
         click.echo(
             f"{row['name']}\tcreated {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created_at']))}"
         )
 
 
-@server.group("key")
+@click.group("key")
 def key_group() -> None:
     """Manage API keys."""
 
@@ -406,8 +218,8 @@ def key_create(
     """Create an API key for USER and print it (shown once: store it now)."""
     from gradexp.server.domain.accounts.keys import create_key
 
-    settings = _settings(ctx, data, db, store)
-    key = _run(_with_db(settings, lambda database: create_key(database, user, key_name)))
+    settings = settings_for(ctx, data, db, store)
+    key = run_sync(with_db(settings, lambda database: create_key(database, user, key_name)))
     click.echo(key)
     click.echo(
         f"(API key {key_name!r} for {user}; it is shown only once. Use it as GRADEXP_API_KEY.)",
@@ -430,8 +242,8 @@ def key_list(
         account = await get_account(database, user)
         return await list_user_keys(database, account.id)
 
-    settings = _settings(ctx, data, db, store)
-    for k in reversed(_run(_with_db(settings, listing))):  # oldest first
+    settings = settings_for(ctx, data, db, store)
+    for k in reversed(run_sync(with_db(settings, listing))):  # oldest first
         status = "revoked" if k["revoked_at"] else "active"
         click.echo(f"{k['prefix']}…\t{k['name']}\t{status}\tid {k['id']}")
 
@@ -460,14 +272,14 @@ def key_revoke(
     """
     from gradexp.server.domain.accounts.keys import revoke_key
 
-    settings = _settings(ctx, data, db, store)
-    revoked = _run(_with_db(settings, lambda database: revoke_key(database, key, user=user)))
+    settings = settings_for(ctx, data, db, store)
+    revoked = run_sync(with_db(settings, lambda database: revoke_key(database, key, user=user)))
     click.echo(
         f"revoked 1 key: {revoked.prefix}… {revoked.name!r} of {revoked.user} (id {revoked.id})"
     )
 
 
-@server.group("team")
+@click.group("team")
 def team_group() -> None:
     """Manage teams: entities that own projects, with members as viewer, member or admin."""
 
@@ -488,8 +300,8 @@ def team_create(
     """
     from gradexp.server.domain.teams import create_team
 
-    settings = _settings(ctx, data, db, store)
-    _run(_with_db(settings, lambda database: create_team(database, name)))
+    settings = settings_for(ctx, data, db, store)
+    run_sync(with_db(settings, lambda database: create_team(database, name)))
     click.echo(
         f"created team {name}; add members with `gradexp server team add {name} USER "
         "--role admin|member|viewer`"
@@ -521,8 +333,8 @@ def team_add(
     """Add USER to TEAM as ROLE, or change their role (at once, on every server process)."""
     from gradexp.server.domain.teams import set_member
 
-    settings = _settings(ctx, data, db, store)
-    added = _run(_with_db(settings, lambda database: set_member(database, team, user, role)))
+    settings = settings_for(ctx, data, db, store)
+    added = run_sync(with_db(settings, lambda database: set_member(database, team, user, role)))
     click.echo(f"{'added' if added else 'changed'} {user} in team {team}: {role}")
 
 
@@ -543,8 +355,8 @@ def team_remove(
     pages end within seconds)."""
     from gradexp.server.domain.teams import remove_member
 
-    settings = _settings(ctx, data, db, store)
-    _run(_with_db(settings, lambda database: remove_member(database, team, user)))
+    settings = settings_for(ctx, data, db, store)
+    run_sync(with_db(settings, lambda database: remove_member(database, team, user)))
     click.echo(f"removed {user} from team {team}")
 
 
@@ -555,13 +367,13 @@ def team_list(ctx: click.Context, data: str | None, db: str | None, store: str |
     """List teams and their members with their roles."""
     from gradexp.server.domain.teams import list_teams
 
-    settings = _settings(ctx, data, db, store)
-    for team in _run(_with_db(settings, list_teams)):
+    settings = settings_for(ctx, data, db, store)
+    for team in run_sync(with_db(settings, list_teams)):
         members = ", ".join(f"{m['name']} ({m['role']})" for m in team["members"])
         click.echo(f"{team['name']}\t{members or 'no members'}")
 
 
-@server.command("gc")
+@click.command("gc")
 @click.option(
     "--dry-run", is_flag=True, help="Only report what would be reclaimed; change nothing."
 )
@@ -587,7 +399,7 @@ def gc_command(
     from gradexp.server.domain.reclaim import Reclaimer
     from gradexp.server.storage.objects import ObjectStore
 
-    settings = _settings(ctx, data, db, store)
+    settings = settings_for(ctx, data, db, store)
 
     async def go(database: Any) -> None:
         objects = ObjectStore(settings.store_url, settings.s3_endpoint, settings.s3_region)
@@ -606,44 +418,4 @@ def gc_command(
             f"{len(report.uploads):,} abandoned uploads removed"
         )
 
-    _run(_with_db(settings, go))
-
-
-@click.command("export")
-@click.argument("run_id")
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Output file (default: ./RUN_ID-history.parquet).",
-)
-@storage_options
-@click.pass_context
-def export(
-    ctx: click.Context,
-    run_id: str,
-    out: str | None,
-    data: str | None,
-    db: str | None,
-    store: str | None,
-) -> None:
-    """Write run RUN_ID's history as a Parquet file (also for a running run).
-
-    Reads the server's storage directly, with the same --data/--db options as the server.
-    """
-    from gradexp.server.domain.export import export_run
-
-    settings = _settings(ctx, data, db, store)
-    path = Path(out) if out else Path.cwd() / f"{run_id}-history.parquet"
-    rows = _run(_with_db(settings, lambda database: export_run(database, run_id, path)))
-    click.echo(f"wrote {path} ({rows} rows)")
-
-
-def main() -> None:
-    """``python -m gradexp.server``."""
-    server(prog_name="python -m gradexp.server")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+    run_sync(with_db(settings, go))

@@ -1,0 +1,5 @@
+"""``python -m gradexp.server.cli``: the same as ``python -m gradexp.server``."""
+
+from gradexp.server.cli import main
+
+main()
