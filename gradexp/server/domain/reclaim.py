@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, distinct, or_, select, update
+from sqlalchemy import Select, Table, delete, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gradexp.server.storage import schema as s
@@ -181,7 +181,8 @@ def owed_projects(conn: Connection) -> list[int]:
         out.update(
             int(pid)
             for pid in conn.execute(
-                select(distinct(table.c.project_id))
+                select(table.c.project_id)
+                .distinct()
                 .join(p, p.c.id == table.c.project_id)
                 .where(p.c.deleted_at.is_not(None))
             ).scalars()
