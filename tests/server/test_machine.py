@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 
 from .helpers import SSE, batch, get, history, new_id, post, put_run, run_async
+from .test_writers import post_as, put_writer
+
+KEEPALIVE_SECONDS = 15  # the server's default (GRADEXP_SERVER_KEEPALIVE)
 
 T0 = 1.75e9
 
@@ -171,7 +174,8 @@ def test_live_log_events_resume(server: Any) -> None:
             run_id,
             batch([console(3, (1 << 16, "stdout", "hello world"), (3 << 16, "stderr", "oops"))]),
         )
-        event = stream.next(event="console")
+        # A batch of console lines only wakes the stream (not the next keepalive, 15 s on).
+        event = stream.next(event="console", timeout=KEEPALIVE_SECONDS - 5)
         assert [(x["text"], x["stream"]) for x in event["data"]["lines"]] == [
             ("hello world", "stdout"),
             ("oops", "stderr"),
@@ -185,3 +189,26 @@ def test_live_log_events_resume(server: Any) -> None:
         assert [x["text"] for x in event["data"]["lines"]] == ["hello world", "oops"]
     finally:
         again.close()
+
+
+def test_live_log_events_of_another_rank(server: Any) -> None:
+    """A distributed run's rank 1 commits to its own writer row: its log stream follows
+    that row, so each of its batches arrives at once."""
+    run_id = new_id()
+    assert put_writer(server, run_id, 0)[0] == 201
+    assert put_writer(server, run_id, 1)[0] in (200, 201)
+    post_as(server, run_id, 1, batch([console(1, (1 << 16, "stdout", "rank one"))]))
+    stream = SSE(server, f"/api/v1/runs/{run_id}/logs/events?rank=1")
+    try:
+        event = stream.next(event="console")
+        assert [(x["text"], x["rank"]) for x in event["data"]["lines"]] == [("rank one", 1)]
+        post_as(server, run_id, 1, batch([console(2, (2 << 16, "stderr", "later"))]))
+        event = stream.next(event="console", timeout=KEEPALIVE_SECONDS - 5)
+        assert [(x["text"], x["stream"]) for x in event["data"]["lines"]] == [("later", "stderr")]
+        # Rank 0's own lines are not this stream's.
+        post(server, run_id, batch([console(1, (1 << 16, "stdout", "rank zero"))]))
+        post_as(server, run_id, 1, batch([console(3, (3 << 16, "stdout", "last"))]))
+        event = stream.next(event="console", timeout=KEEPALIVE_SECONDS - 5)
+        assert [x["text"] for x in event["data"]["lines"]] == ["last"]
+    finally:
+        stream.close()

@@ -187,7 +187,10 @@ class StreamOut:
 
 
 async def _serve(
-    request: web.Request, sub: Subscriber, body: Callable[[StreamOut], Awaitable[None]]
+    request: web.Request,
+    sub: Subscriber,
+    body: Callable[[StreamOut], Awaitable[None]],
+    start_at: int | None = None,
 ) -> web.StreamResponse:
     """Register a stream with the hub, run it, and end it quietly when the client leaves.
 
@@ -200,6 +203,8 @@ async def _serve(
         refused = error_response(429, exc.code, exc.message)
         refused.headers["Retry-After"] = str(RETRY_AFTER)
         return refused
+    if start_at is not None and sub.run_pk is not None:
+        hub.start_at(sub.run_pk, start_at)
     resp = web.StreamResponse()
     try:
         resp = await open_stream(request)
@@ -221,9 +226,13 @@ async def follow_run(
     """Serve a stream of one run's changes with ``body`` (another view of the run, such as
     its console lines): registered with the hub like a run stream, so the per-user cap and
     the credential re-check apply, and woken by the hub's events for that run (its
-    :meth:`Subscriber.take` returns at each of them and at keepalives) instead of polling."""
+    :meth:`Subscriber.take` returns at each of them and at keepalives) instead of polling.
+
+    ``run`` is the row whose progress wakes the stream: a run's, or one of its writers'
+    (a distributed run's other ranks commit to rows of their own). Its feed is started
+    here, so every batch committed to it (one with no history row too) is an event."""
     sub = await _subscriber(request, _reach(run.project_id, role), run_pk=int(run.pk))
-    return await _serve(request, sub, body)
+    return await _serve(request, sub, body, start_at=int(run.acked_seq))
 
 
 async def _stream_run(request: web.Request, out: StreamOut, run: Any, after_seq: int) -> None:

@@ -138,7 +138,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
         writer = run if rank == 0 else await find_writer(conn, request[USER], run.id, rank)
     return await follow_run(
         request,
-        run,
+        writer,
         role,
         lambda out: _stream_logs(request, out, run, int(writer.pk), rank, max(0, after)),
     )
