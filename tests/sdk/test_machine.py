@@ -337,6 +337,7 @@ def test_console_off_and_disabled_mode_touch_nothing(tmp_path: Path) -> None:
     assert done.stdout == b"one\ndone\n"
 
 
+@pytest.mark.slow
 def test_system_metrics_are_plausible(tmp_path: Path) -> None:
     """A busy loop shows about one core; 200 MB allocated show in the process's RSS."""
     done = run_script(

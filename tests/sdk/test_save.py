@@ -47,6 +47,7 @@ def _wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_save_online_now_live_and_end(online: ServerProcess, gx_env: Path) -> None:
     (gx_env / "ckpt").mkdir()
     (gx_env / "ckpt" / "a.pt").write_bytes(b"weights-a")

@@ -303,6 +303,7 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_crash_in_the_middle_of_reclaiming_is_finished_by_the_next_server(
     start_server: Any, db_url: str, tmp_path: Path
 ) -> None:
@@ -334,6 +335,7 @@ def test_a_crash_in_the_middle_of_reclaiming_is_finished_by_the_next_server(
 # --- gradexp server gc -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gc_reports_then_removes_what_nothing_else_reclaims(start_server: Any) -> None:
     srv = start_server()
     gone, kept = (_filled_run(srv, "gc", n=5) for _ in range(2))

@@ -158,6 +158,7 @@ def _age(root: Path, prefix: str, seconds: float) -> None:
         os.utime(path, (then, then))
 
 
+@pytest.mark.slow
 def test_gc_removes_uploads_abandoned_for_an_hour(start_server: Any) -> None:
     srv = start_server()
     srv.s3 = None

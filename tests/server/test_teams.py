@@ -338,6 +338,7 @@ def test_share_link_expires_and_never_writes(db_server: Any) -> None:
     assert anonymous_get(db_server, f"/api/v1/runs/{run_id}{fake}")[0] == 404
 
 
+@pytest.mark.slow
 def test_team_commands(db_server: Any) -> None:
     tag = uuid.uuid4().hex[:6]
     user, _key = db_server.new_user(f"cli-{tag}")

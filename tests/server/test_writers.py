@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.server.helpers import GZIP, batch, get, gz, history, new_id, post, put_run, rows
 
 
@@ -127,6 +129,7 @@ def test_a_client_without_writers_is_rank_zero(db_server: Any) -> None:
     assert bad[0] == 400
 
 
+@pytest.mark.slow
 def test_a_silent_writer_reads_crashed(start_server: Any) -> None:
     import time
 
