@@ -89,6 +89,9 @@ def test_system_logs_and_environment_views(
         expect(
             log.locator(".log-line", has_text="a line printed while the page watches")
         ).to_be_visible(timeout=30_000)
+        # The count beside the search box counts the live lines too.
+        shown = log.locator(".log-line").count()
+        expect(page.locator(".log-info")).to_have_text(f"{shown} lines")
         ui.shot(page, "logs-live")
         page.get_by_placeholder("Search the log").fill("learning rate")
         expect(log.locator(".log-line")).to_have_count(1)

@@ -151,6 +151,8 @@ export class LogsView {
     this.stream = null;
     this.query = "";
     this.stderrOnly = false;
+    /** What the line counts say: of the last load, plus the lines that arrived live. */
+    this.counts = { filtered: false, shown: 0, total: 0, dropped: 0 };
     const search = h("input", { type: "search", class: "input", placeholder: "Search the log", "aria-label": "Search the log" });
     search.addEventListener("input", debounce(() => this.search(search.value), 250));
     const errOnly = h("input", { type: "checkbox" });
@@ -190,26 +192,37 @@ export class LogsView {
     this.lines.clear();
     replace(this.out);
     for (const line of res.lines) this.put(line);
-    const shown = res.lines.length;
-    const total = res.total_lines;
-    const parts = [];
-    if (filtered) parts.push(`${shown}${shown === LOG_TAIL ? "+" : ""} matching lines`);
-    else if (total > shown) parts.push(`the last ${shown} of ${total} lines`);
-    else parts.push(`${total} lines`);
-    if (res.dropped_lines) parts.push(`${res.dropped_lines} lines over the server's log limit were not kept`);
-    this.info.textContent = parts.join(" · ");
+    this.counts = { filtered, shown: res.lines.length, total: res.total_lines, dropped: res.dropped_lines || 0 };
+    this.showCounts();
     if (!res.lines.length) replace(this.out, h("p", { class: "muted pad", text: filtered ? "No line matches." : "No console output (yet)." }));
     this.out.scrollTop = this.out.scrollHeight;
     if (!filtered && this.live()) {
       this.stream = follow(`/runs/${seg(this.run.id)}/logs/events${qs({ after_seq: res.acked_seq, rank: this.rank || "" })}`, {
         console: (data) => {
           const stick = this.out.scrollTop + this.out.clientHeight >= this.out.scrollHeight - 8;
-          for (const line of data.lines) if (line.rank === this.rank) this.put(line);
+          for (const line of data.lines) {
+            if (line.rank !== this.rank) continue;
+            if (!this.lines.has(line.id)) this.counts.total += 1;
+            this.put(line);
+          }
+          this.counts.shown = this.lines.size; // (the oldest lines go past LOG_MAX_LINES)
+          this.showCounts();
           if (stick) this.out.scrollTop = this.out.scrollHeight;
           if (!this.live() && this.stream) this.stream.close();
         },
       });
     }
+  }
+
+  /** The line counts beside the search box (live lines included). */
+  showCounts() {
+    const { filtered, shown, total, dropped } = this.counts;
+    const parts = [];
+    if (filtered) parts.push(`${shown}${shown === LOG_TAIL ? "+" : ""} matching lines`);
+    else if (total > shown) parts.push(`the last ${shown} of ${total} lines`);
+    else parts.push(`${total} ${total === 1 ? "line" : "lines"}`);
+    if (dropped) parts.push(`${dropped} lines over the server's log limit were not kept`);
+    this.info.textContent = parts.join(" · ");
   }
 
   /**
