@@ -6,7 +6,7 @@
 
 import { api, apiUrl, follow, qs, seg } from "./api.js";
 import { Chart } from "./chart.js";
-import { debounce, h, replace } from "./dom.js";
+import { debounce, h, icon, replace } from "./dom.js";
 import { fmtDateTime } from "./lib/format.js";
 import { Series } from "./lib/series.js";
 
@@ -167,7 +167,7 @@ export class LogsView {
       h(
         "div",
         { class: "toolbar" },
-        h("label", { class: "search" }, search),
+        h("label", { class: "search" }, icon("search"), search),
         h("label", { class: "check" }, errOnly, h("span", { text: "stderr only" })),
         this.info,
         h("div", { class: "spacer" }),
