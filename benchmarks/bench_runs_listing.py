@@ -1,0 +1,77 @@
+"""Listing a project of 10,000 runs: the runs table's first page and the projects list.
+
+A team's long-lived project collects thousands of runs. Here one project holds
+``BENCH_LISTING_RUNS`` (10,000) small finished runs, created through the HTTP API, and the
+API's first page of the runs table (50 runs) is timed ordered by start time (an indexed
+column) and by a summary value (``order=-summary:val/acc``, a JSON extraction per run),
+with ``GET /projects`` beside them. Baseline: the same requests on a project of 20 runs,
+same server, same run. Medians of 21 requests each, on SQLite (and PostgreSQL when
+``BENCH_DB=both`` and it is reachable).
+
+Target: the first page in well under 300 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _server import fresh_postgres, running_server
+from bench_ui import many_runs, order_latency
+
+RUNS = int(os.environ.get("BENCH_LISTING_RUNS", "10000"))
+BASELINE_RUNS = 20
+DBS = os.environ.get("BENCH_DB", "sqlite")  # sqlite or both
+
+
+def get_ms(url: str, key: str, path: str, n: int = 21) -> float:
+    """Median ms of ``n`` GETs of ``path``."""
+    times = []
+    for _ in range(n):
+        req = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"})
+        t = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def measure(label: str, db_url: str | None) -> None:
+    with running_server(db_url) as (url, key, *_):
+        started = time.perf_counter()
+        many_runs(url, key, "big", RUNS)
+        made = time.perf_counter() - started
+        many_runs(url, key, "small", BASELINE_RUNS)
+        rows = [
+            ("first page, by start time", "-started_at"),
+            ("first page, by summary val/acc", "-summary:val/acc"),
+        ]
+        print(f"{label}: {RUNS:,} runs created in {made:.0f} s")
+        print(f"  {'median ms':>44} {RUNS:>8,} runs {BASELINE_RUNS:>6} runs   ratio")
+        for name, order in rows:
+            big = order_latency(url, key, "big", order)
+            small = order_latency(url, key, "small", order)
+            print(f"  {name:<36} {big:>12.1f} {small:>11.1f} {big / small:>7.1f}")
+        projects = get_ms(url, key, "/api/v1/projects")
+        print(f"  {'GET /projects (both projects)':<36} {projects:>12.1f}")
+        print("  target: first page well under 300 ms")
+
+
+def main() -> None:
+    measure("SQLite", None)
+    if DBS == "both":
+        with fresh_postgres() as pg:
+            if pg is None:
+                print("PostgreSQL not reachable: skipped")
+            else:
+                measure("PostgreSQL", pg)
+
+
+if __name__ == "__main__":
+    main()
