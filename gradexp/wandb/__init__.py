@@ -16,7 +16,9 @@ name wandb's service and its credentials, which must never be sent to a gradexp 
 Importing this module costs what ``import gradexp`` does: the SDK loads on first use.
 ``init()`` and its mapping of keywords and variables are in ``init_run``, the once-only
 notes and ``termlog``/``termwarn``/``termerror`` in ``term``, wandb's reading of image
-arrays in ``images`` and ``Artifact`` in ``artifacts``; all are re-exported here.
+arrays in ``images``, ``Artifact`` in ``artifacts``, the run ``init`` returns in
+``wandb_run``, the media types gradexp does not store in ``media``; all are re-exported
+here. ``wandb.plot`` (charts, logged as their tables) and ``wandb.util`` are submodules.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 from gradexp.errors import GradexpError
 from gradexp.wandb.init_run import IGNORED as IGNORED
 from gradexp.wandb.init_run import _server_known, init
+from gradexp.wandb.media import Audio, Html, Molecule, Object3D, Plotly, Unsupported, Video
 from gradexp.wandb.term import _once, termerror, termlog, termwarn
 from gradexp.wandb.term import _said as _said  # the once-only memory (tests reset it)
 
@@ -44,11 +47,17 @@ __all__ = [
     "AlertLevel",
     "Api",
     "Artifact",
+    "Audio",
     "Error",
     "Histogram",
+    "Html",
     "Image",
+    "Molecule",
+    "Object3D",
+    "Plotly",
     "Settings",
     "Table",
+    "Video",
     "agent",
     "alert",
     "config",
@@ -58,6 +67,7 @@ __all__ = [
     "log",
     "log_artifact",
     "login",
+    "plot",
     "run",
     "save",
     "summary",
@@ -67,6 +77,7 @@ __all__ = [
     "termwarn",
     "unwatch",
     "use_artifact",
+    "util",
     "watch",
 ]
 
@@ -104,9 +115,14 @@ def log(
     commit: bool | None = None,
     sync: bool | None = None,
 ) -> None:
-    """``gradexp.log`` (``commit=None`` commits; ``sync`` is ignored)."""
+    """``gradexp.log`` (``commit=None`` commits; ``sync`` is ignored). Values of wandb media
+    types gradexp does not store (``wandb.Video``...) are left out, said once."""
     from gradexp.sdk.facade import log as gx_log
 
+    for value in data.values():
+        if isinstance(value, Unsupported):
+            data = {k: v for k, v in data.items() if not isinstance(v, Unsupported)}
+            break
     gx_log(data, step=step, commit=True if commit is None else commit)
 
 
@@ -343,4 +359,8 @@ def __getattr__(name: str) -> Any:
         from gradexp.wandb.artifacts import Artifact
 
         return Artifact
+    if name in ("plot", "util"):
+        import importlib
+
+        return importlib.import_module(f"gradexp.wandb.{name}")
     raise AttributeError(f"module 'gradexp.wandb' has no attribute {name!r}")

@@ -259,7 +259,9 @@ def init(
     if quiet:
         args["settings"] = {"quiet": True}
     del allow_val_change  # changes are always allowed and recorded
-    return gx_init(config=config, **args)
+    from gradexp.wandb.wandb_run import as_wandb_run
+
+    return as_wandb_run(gx_init(config=config, **args))
 
 
 def _server_known(args: dict[str, Any]) -> bool:

@@ -214,3 +214,88 @@ def test_api_and_define_metric_names() -> None:
     assert metric.summary == ("max",) and metric.step_metric == "epoch"
     wandb.finish()
     assert file_records(run.dir, "metric")[0].data["name"] == "val/*"
+
+
+def test_util_generate_id_is_a_run_id() -> None:
+    from gradexp.protocol.names import run_id_problem
+
+    ids = {wandb.util.generate_id() for _ in range(50)}
+    assert len(ids) == 50 and all(len(i) == 8 for i in ids)
+    assert [run_id_problem(i) for i in ids] == [None] * 50
+    run = wandb.init(project="facade", mode="offline", id=wandb.util.generate_id(12))
+    assert len(run.id) == 12
+    wandb.finish()
+
+
+def test_plot_presets_are_the_tables_they_draw() -> None:
+    data = wandb.Table(columns=["step", "acc", "other"], data=[[0, 0.5, "a"], [1, 0.75, "b"]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GradexpWarning)
+        line = wandb.plot.line(data, "step", "acc", title="accuracy")
+        wandb.plot.scatter(data, "step", "acc")
+    assert (line.columns, line.data) == (["step", "acc"], [[0, 0.5], [1, 0.75]])
+    assert sum("tables they are drawn from" in str(w.message) for w in caught) == 1  # once
+    assert wandb.plot.bar(data, "other", "acc").data == [["a", 0.5], ["b", 0.75]]
+    assert wandb.plot.histogram(data, "acc").columns == ["acc"]
+    series = wandb.plot.line_series(xs=[0, 1], ys=[[1, 2], [3, 4]], keys=["a", "b"])
+    assert series.data == [["a", 0, 1], ["a", 1, 2], ["b", 0, 3], ["b", 1, 4]]
+
+    cm = wandb.plot.confusion_matrix(
+        y_true=[0, 1, 1, 2], preds=[0, 1, 2, 2], class_names=["x", "y", "z"]
+    )
+    counts = {(a, p): n for a, p, n in cm.data}
+    assert cm.columns == ["Actual", "Predicted", "nPredictions"] and len(cm.data) == 9
+    assert counts[("x", "x")] == 1 and counts[("y", "y")] == 1 and counts[("y", "z")] == 1
+    assert counts[("z", "z")] == 1 and sum(counts.values()) == 4
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    from_probs = wandb.plot.confusion_matrix(probs=probs, y_true=[0, 1, 1])
+    assert {(a, p): n for a, p, n in from_probs.data}[("Class_1", "Class_0")] == 1
+    with pytest.raises(ValueError, match="one of preds= or probs="):
+        wandb.plot.confusion_matrix(y_true=[0])
+
+    roc = wandb.plot.roc_curve([0, 1, 1, 0], np.array([0.1, 0.9, 0.8, 0.3]), labels=["neg", "pos"])
+    pos = [(fpr, tpr) for cls, fpr, tpr in roc.data if cls == "pos"]
+    assert pos[0] == (0.0, 0.0) and pos[-1] == (1.0, 1.0)
+    assert (0.0, 1.0) in pos  # separable: every positive before any negative
+    pr = wandb.plot.pr_curve([0, 1, 1, 0], np.array([0.1, 0.9, 0.8, 0.3]), classes_to_plot=[1])
+    assert pr.columns == ["class", "recall", "precision"] and pr.data[0] == ["1", 0.5, 1.0]
+
+
+def test_unstored_media_are_left_out_of_the_log_call() -> None:
+    run = wandb.init(project="facade", mode="offline")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GradexpWarning)
+        video = wandb.Video(np.zeros((2, 3, 8, 8), dtype=np.uint8), fps=4)
+        wandb.Video(np.zeros((2, 3, 8, 8), dtype=np.uint8))
+        wandb.log({"video": video, "loss": 0.5, "audio": wandb.Audio(np.zeros(10), sample_rate=10)})
+    said = [str(w.message) for w in caught]
+    assert sum("wandb.Video values are not stored" in m for m in said) == 1
+    assert sum("wandb.Audio values are not stored" in m for m in said) == 1
+    assert not any("dropped the value" in m for m in said)  # left out, not an error
+    wandb.finish()
+    (row,) = [r.data["values"] for r in file_records(run.dir, "history")]
+    assert row == {"loss": 0.5}
+
+
+def test_the_run_has_wandbs_method_names(tmp_path: Path) -> None:
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "train.py").write_text("print('train')\n")
+    (tmp_path / "src" / "pkg" / "model.py").write_text("MODEL = 1\n")
+    (tmp_path / "src" / "notes.txt").write_text("not code\n")
+    (tmp_path / "src" / "__pycache__").mkdir()
+    (tmp_path / "src" / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    run = wandb.init(project="facade", mode="offline")
+    assert isinstance(run, gradexp.Run) and wandb.run is run
+    assert run.get_url() == run.url
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always", GradexpWarning)
+        run.mark_preempting()
+    code = run.log_code(str(tmp_path / "src"))
+    assert code is not None and code.type == "code" and code.name == f"source-{run.id}"
+    assert [f["path"] for f in code.files()] == ["pkg/model.py", "train.py"]
+    only = run.log_code(
+        str(tmp_path / "src"), name="notes", include_fn=lambda path: path.endswith(".txt")
+    )
+    assert [f["path"] for f in only.files()] == ["notes.txt"]
+    assert run.log_code(str(tmp_path / "src" / "pkg"), exclude_fn=lambda p, root: True) is None
+    wandb.finish()

@@ -283,3 +283,28 @@ def test_checkpoints_as_artifacts_then_an_eval_run_uses_the_best(
     import torch
 
     assert torch.load(restored)["epoch"] == 0
+
+
+def test_eval_script_with_preset_charts_a_video_and_its_code(
+    server: Any, api: gradexp.Api, tmp_path: Path
+) -> None:
+    out, (run_id,) = run_script("eval_plots.py", server, tmp_path)
+    assert len(run_id) == 8  # wandb.util.generate_id()
+    assert f"url {server.url}/r/{run_id}" in out.stdout
+    assert "wandb.Video values are not stored" in out.stderr
+    run = api.run(run_id)
+    kinds = kinds_of(run)
+    assert {kinds[k] for k in ("eval/confusion", "eval/roc", "eval/pr", "eval/loss_curves")} == {
+        "table"
+    }
+    assert "eval/samples" not in kinds  # left out; the rest of the call was logged
+    confusion = run.table("eval/confusion")
+    assert confusion.columns == ["Actual", "Predicted", "nPredictions"]
+    assert sum(row[2] for row in confusion.rows) == 60 and len(confusion.rows) == 9
+    roc = run.table("eval/roc")
+    assert {row[0] for row in roc.rows} == {"cat", "dog", "bird"}
+    assert all(0.0 <= row[1] <= 1.0 and 0.0 <= row[2] <= 1.0 for row in roc.rows)
+    curves = run.table("eval/loss_curves")
+    assert curves.columns == ["series", "epoch", "y"] and len(curves.rows) == 10
+    code = api.artifact(f"eval-plots/source-{run_id}:latest")
+    assert code.type == "code" and [f["path"] for f in code.files()] == ["eval_plots.py"]
