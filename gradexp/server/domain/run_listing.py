@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -108,14 +109,19 @@ async def list_runs(
         await conn.execute(select(func.count()).select_from(s.runs).where(and_(*cond)))
     ).scalar_one()
     column = ORDERS.get(field)
+    query = run_query()
     if column is not None:
         ordering = [column.desc() if desc else column.asc()]
+    elif kind == "postgresql":
+        value = _pg_value(field)
+        query = query.join(value, true())
+        ordering = _pg_value_order(value.c.node, desc)
     else:
         ordering = value_order(kind, field, desc)
     ordering.append(s.runs.c.pk.desc() if desc else s.runs.c.pk.asc())
     rows = (
         await conn.execute(
-            run_query().where(*cond).order_by(*ordering).limit(min(limit, MAX_PAGE)).offset(offset)
+            query.where(*cond).order_by(*ordering).limit(min(limit, MAX_PAGE)).offset(offset)
         )
     ).all()
     return list(rows), int(total)
@@ -191,6 +197,61 @@ def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
         else_=literal(None, Double),
     )
     label = case((type_.in_(numeric + boolean), literal(None, String)), else_=text)
+    if descending:
+        return [rank.asc(), number.desc(), label.desc()]
+    return [rank.asc(), number.asc(), label.asc()]
+
+
+def _pg_value(spec: str) -> Any:
+    """PostgreSQL: the value to order by, as one ``jsonb`` per run (``node``, SQL NULL when
+    the run has none), in a LATERAL subquery so each run's JSON is read once.
+
+    The same value as :func:`value_order`'s (the first candidate present; JSON null counts
+    as present), which on PostgreSQL repeated every JSON cast and ``run_keys`` lookup in
+    each term that uses it: a quarter of a second at 10,000 runs.
+    """
+    source, _, name = spec.partition(":")
+    nodes: list[Any] = []
+    if source == "summary":
+        nodes.append(func.jsonb_extract_path(cast(s.runs.c.summary, JSONB), literal(name, Text)))
+        # One lookup of the key's row: what a define_metric definition chose, else the
+        # last logged value.
+        logged = (
+            select(
+                func.coalesce(
+                    cast(s.run_keys.c.summary_value, JSONB), cast(s.run_keys.c.last_value, JSONB)
+                )
+            )
+            .where(s.run_keys.c.run_pk == s.runs.c.pk, s.run_keys.c.key_name == name)
+            .correlate(s.runs)
+            .scalar_subquery()
+        )
+        nodes.append(logged)
+    else:
+        config = cast(s.runs.c.config, JSONB)
+        nodes.append(func.jsonb_extract_path(config, literal(name, Text)))
+        if "." in name:
+            parts = [literal(p, Text) for p in name.split(".")]
+            nodes.append(func.jsonb_extract_path(config, *parts))
+    return select(func.coalesce(*nodes).label("node")).correlate(s.runs).lateral("order_value")
+
+
+def _pg_value_order(node: Any, descending: bool) -> list[Any]:
+    """ORDER BY terms for a ``jsonb`` value, as :func:`value_order` orders them."""
+    kind = func.jsonb_typeof(node)
+    as_text = node.op("#>>")(literal_column("'{}'::text[]"))
+    rank = case(
+        (kind.in_(("number", "boolean")), literal(0)),
+        (or_(kind.is_(None), kind == "null"), literal(2)),
+        else_=literal(1),
+    )
+    number = case(
+        (kind == "number", cast(as_text, Double)),
+        (node == cast(literal("true"), JSONB), literal(1.0, Double)),
+        (kind == "boolean", literal(0.0, Double)),
+        else_=literal(None, Double),
+    )
+    label = case((kind.in_(("number", "boolean")), literal(None, String)), else_=as_text)
     if descending:
         return [rank.asc(), number.desc(), label.desc()]
     return [rank.asc(), number.asc(), label.asc()]
