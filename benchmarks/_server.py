@@ -128,3 +128,17 @@ def fresh_postgres() -> Iterator[str | None]:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     finally:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def get_ms(url: str, key: str, path: str, n: int = 21) -> float:
+    """Median ms of ``n`` GETs of ``path`` with the API key."""
+    import statistics
+
+    times = []
+    for _ in range(n):
+        req = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"})
+        t = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resp.read()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)

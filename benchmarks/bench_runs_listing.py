@@ -14,32 +14,18 @@ Target: the first page in well under 300 ms.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _server import fresh_postgres, running_server
+from _server import fresh_postgres, get_ms, running_server
 from bench_ui import many_runs, order_latency
 
 RUNS = int(os.environ.get("BENCH_LISTING_RUNS", "10000"))
 BASELINE_RUNS = 20
 DBS = os.environ.get("BENCH_DB", "sqlite")  # sqlite, postgresql or both
-
-
-def get_ms(url: str, key: str, path: str, n: int = 21) -> float:
-    """Median ms of ``n`` GETs of ``path``."""
-    times = []
-    for _ in range(n):
-        req = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"})
-        t = time.perf_counter()
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            resp.read()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def measure(label: str, db_url: str | None) -> None:

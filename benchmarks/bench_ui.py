@@ -48,7 +48,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _server import running_server
+from _server import get_ms, running_server
 
 from tests._browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -368,15 +368,9 @@ def order_latency(url: str, key: str, project: str, order: str, n: int = 21) -> 
     """Median ms of the runs table's first page (50 runs) in ``order``, from the API."""
     from urllib.parse import quote
 
-    path = f"/api/v1/projects/bench/{project}/runs?order={quote(order)}&limit=50"
-    times = []
-    for _ in range(n):
-        req = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"})
-        t = time.perf_counter()
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            resp.read()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return get_ms(
+        url, key, f"/api/v1/projects/bench/{project}/runs?order={quote(order)}&limit=50", n
+    )
 
 
 def table_load(browser: Any, url: str, key: str, project: str, n: int) -> tuple[float, float]:
