@@ -168,7 +168,7 @@ def _config(model: Any, params: Any) -> dict[str, Any]:
     try:
         described["num_parameters"] = int(model.count_params())
     except (ValueError, AttributeError):
-        pass  # not built yet
+        pass  # a model whose weights are made at its first call has none to count
     config["model"] = described
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 
 from gradexp.errors import GradexpError
 from gradexp.wandb.init_run import IGNORED as IGNORED
 from gradexp.wandb.init_run import _server_known, init
-from gradexp.wandb.media import Audio, Html, Molecule, Object3D, Plotly, Unsupported, Video
 from gradexp.wandb.term import _once, termerror, termlog, termwarn
 from gradexp.wandb.term import _said as _said  # the once-only memory (tests reset it)
 
@@ -119,10 +119,9 @@ def log(
     types gradexp does not store (``wandb.Video``...) are left out, said once."""
     from gradexp.sdk.facade import log as gx_log
 
-    for value in data.values():
-        if isinstance(value, Unsupported):
-            data = {k: v for k, v in data.items() if not isinstance(v, Unsupported)}
-            break
+    media = sys.modules.get("gradexp.wandb.media")  # (not imported: no such value exists)
+    if media is not None and any(isinstance(v, media.Unsupported) for v in data.values()):
+        data = {k: v for k, v in data.items() if not isinstance(v, media.Unsupported)}
     gx_log(data, step=step, commit=True if commit is None else commit)
 
 
@@ -340,6 +339,10 @@ def teardown(exit_code: int | None = None) -> None:
     finish(exit_code)
 
 
+#: wandb's media types gradexp does not store (``media``, loaded when first named).
+_MEDIA = frozenset(("Audio", "Html", "Molecule", "Object3D", "Plotly", "Video"))
+
+
 def __getattr__(name: str) -> Any:
     # ``wandb.run`` is the current run (None before init), looked up on every access;
     # config, summary and Api load the SDK on first use.
@@ -359,6 +362,10 @@ def __getattr__(name: str) -> Any:
         from gradexp.wandb.artifacts import Artifact
 
         return Artifact
+    if name in _MEDIA:
+        from gradexp.wandb import media
+
+        return getattr(media, name)
     if name in ("plot", "util"):
         import importlib
 

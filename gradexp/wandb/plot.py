@@ -74,7 +74,7 @@ def line_series(
 ) -> Any:
     """Rows of (series, ``xname``, y): one per point of every series of ``ys``; ``xs`` is
     shared by all series or one sequence per series."""
-    shared = len(xs) > 0 and not isinstance(xs[0], (list, tuple)) and not hasattr(xs[0], "__len__")
+    shared = not xs or not hasattr(xs[0], "__len__")  # one x sequence for every series
     names = list(keys) if keys is not None else [f"line_{i}" for i in range(len(ys))]
     rows = []
     for i, series in enumerate(ys):

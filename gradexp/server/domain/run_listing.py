@@ -112,12 +112,10 @@ async def list_runs(
     query = run_query()
     if column is not None:
         ordering = [column.desc() if desc else column.asc()]
-    elif kind == "postgresql":
-        value = _pg_value(field)
-        query = query.join(value, true())
-        ordering = _pg_value_order(value.c.node, desc)
     else:
-        ordering = value_order(kind, field, desc)
+        joined, ordering = value_order(kind, field, desc)
+        if joined is not None:
+            query = query.join(joined, true())
     ordering.append(s.runs.c.pk.desc() if desc else s.runs.c.pk.asc())
     rows = (
         await conn.execute(
@@ -136,7 +134,6 @@ MAX_ORDER_KEY = 512  # characters of a summary:/config: key to order by
 # name of true, JSON null.
 _TYPE_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str, str]] = {
     "sqlite": (("integer", "real"), ("true", "false"), "true", "null"),
-    "postgresql": (("number",), ("true", "false"), "true", "null"),
     "mysql": (
         ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL"),
         ("TRUE", "FALSE"),
@@ -146,11 +143,13 @@ _TYPE_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str, str]] = {
 }
 
 
-def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
-    """ORDER BY terms for ``summary:KEY`` or ``config:a.b`` (a dotted path into the config).
+def value_order(kind: str, spec: str, descending: bool) -> tuple[Any | None, list[Any]]:
+    """ORDER BY terms for ``summary:KEY`` or ``config:a.b`` (a dotted path into the config),
+    and a LATERAL subquery the query must join (``ON true``) for them, or None.
 
     Values are JSON inside text columns, so each dialect extracts them its own way (SQLite
-    ``json_extract``, PostgreSQL ``jsonb``, MySQL/MariaDB ``JSON_EXTRACT``). The order is
+    ``json_extract``, PostgreSQL ``jsonb`` once per run in a LATERAL subquery,
+    MySQL/MariaDB ``JSON_EXTRACT``). The order is
     the one a person expects from a column of numbers, in either direction: numbers (and
     booleans, as 0/1) by value, then anything else (strings, non-finite floats) by text,
     then runs without the value, last both ways.
@@ -161,6 +160,9 @@ def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
     config column is the top-level key if one has that exact (dotted) name, else the
     nested path.
     """
+    if kind == "postgresql":
+        value = _pg_value(spec)
+        return value, _pg_value_order(value.c.node, descending)
     source, _, name = spec.partition(":")
     candidates: list[tuple[Any, list[str]]] = []  # (JSON text, path): the first present wins
     if source == "summary":
@@ -198,17 +200,17 @@ def value_order(kind: str, spec: str, descending: bool) -> list[Any]:
     )
     label = case((type_.in_(numeric + boolean), literal(None, String)), else_=text)
     if descending:
-        return [rank.asc(), number.desc(), label.desc()]
-    return [rank.asc(), number.asc(), label.asc()]
+        return None, [rank.asc(), number.desc(), label.desc()]
+    return None, [rank.asc(), number.asc(), label.asc()]
 
 
 def _pg_value(spec: str) -> Any:
     """PostgreSQL: the value to order by, as one ``jsonb`` per run (``node``, SQL NULL when
     the run has none), in a LATERAL subquery so each run's JSON is read once.
 
-    The same value as :func:`value_order`'s (the first candidate present; JSON null counts
-    as present), which on PostgreSQL repeated every JSON cast and ``run_keys`` lookup in
-    each term that uses it: a quarter of a second at 10,000 runs.
+    The same value as the other dialects' (the first candidate present; JSON null counts
+    as present). Written inline in each sort term, as SQLite and MySQL take it, every JSON
+    cast and ``run_keys`` lookup was repeated: a quarter of a second at 10,000 runs.
     """
     source, _, name = spec.partition(":")
     nodes: list[Any] = []
@@ -237,7 +239,7 @@ def _pg_value(spec: str) -> Any:
 
 
 def _pg_value_order(node: Any, descending: bool) -> list[Any]:
-    """ORDER BY terms for a ``jsonb`` value, as :func:`value_order` orders them."""
+    """ORDER BY terms for a ``jsonb`` value, in the order :func:`value_order` gives."""
     kind = func.jsonb_typeof(node)
     as_text = node.op("#>>")(literal_column("'{}'::text[]"))
     rank = case(
@@ -270,19 +272,6 @@ def _json_typed(kind: str, doc: Any, path: list[str]) -> tuple[Any, Any, Any]:
         jpath = "$" + "".join(f'."{part}"' for part in path)
         value = func.json_extract(doc, jpath)
         return func.json_type(doc, jpath), value, cast(value, String)
-    if kind == "postgresql":
-        jdoc = cast(doc, JSONB)
-        parts = [literal(p, Text) for p in path]
-        node = func.jsonb_extract_path(jdoc, *parts) if parts else jdoc
-        as_text = (
-            func.jsonb_extract_path_text(jdoc, *parts)
-            if parts
-            else jdoc.op("#>>")(literal_column("'{}'::text[]"))
-        )
-        base = func.jsonb_typeof(node)
-        is_true = node == cast(literal("true"), JSONB)
-        type_ = case((base == "boolean", case((is_true, "true"), else_="false")), else_=base)
-        return type_, as_text, as_text
     # MySQL / MariaDB: member names quoted in the path, quotes and backslashes escaped.
     jpath = "$" + "".join(
         '."' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in path
