@@ -233,3 +233,20 @@ def log_file(srv: Any, run_id: str, seq: int, path: str, data: bytes) -> None:
     assert status in (200, 201)
     rec = {"seq": seq, "type": "file", "path": path, "sha256": sha, "size": len(data)}
     assert post(srv, run_id, batch([rec]))[0] == 200
+
+
+def put_writer(srv: Any, run_id: str, rank: int, world: int = 2, **fields: Any) -> tuple[int, Any]:
+    """Create (or resume) writer ``rank`` of a distributed run of ``world`` writers."""
+    writer = {"rank": rank, "world_size": world}
+    return put_run(srv, run_id, attempt=fields.pop("attempt", f"a{rank}"), writer=writer, **fields)
+
+
+def post_as(srv: Any, run_id: str, rank: int, doc: Any) -> tuple[int, Any]:
+    """POST a batch as writer ``rank`` (``?writer=N``); the reply without its pacing
+    fields, as ``helpers.post`` gives it."""
+    path = f"/api/v1/runs/{run_id}/records?writer={rank}"
+    status, body = srv.request("POST", path, raw=gz(doc), headers=GZIP)
+    if status == 200 and isinstance(body, dict):
+        body.pop("watched", None)
+        body.pop("batch_interval", None)
+    return status, body

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import SSE, batch, get, history, new_id, post, put_run, run_async
-from .test_writers import post_as, put_writer
+from .helpers import SSE, batch, get, history, new_id, post, post_as, put_run, put_writer, run_async
 
 KEEPALIVE_SECONDS = 15  # the server's default (GRADEXP_SERVER_KEEPALIVE)
 

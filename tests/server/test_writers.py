@@ -9,23 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import GZIP, batch, get, gz, history, new_id, post, put_run, rows
-
-
-def put_writer(srv: Any, run_id: str, rank: int, world: int = 2, **fields: Any) -> tuple[int, Any]:
-    writer = {"rank": rank, "world_size": world}
-    return put_run(srv, run_id, attempt=fields.pop("attempt", f"a{rank}"), writer=writer, **fields)
-
-
-def post_as(srv: Any, run_id: str, rank: int, doc: Any) -> tuple[int, Any]:
-    """POST a batch as writer ``rank`` (``?writer=N``); the reply without its pacing
-    fields, as ``helpers.post`` gives it."""
-    path = f"/api/v1/runs/{run_id}/records?writer={rank}"
-    status, body = srv.request("POST", path, raw=gz(doc), headers=GZIP)
-    if status == 200 and isinstance(body, dict):
-        body.pop("watched", None)
-        body.pop("batch_interval", None)
-    return status, body
+from tests.server.helpers import (
+    batch,
+    get,
+    history,
+    new_id,
+    post,
+    post_as,
+    put_run,
+    put_writer,
+    rows,
+)
 
 
 def ranked_steps(first_seq: int, n: int, rank: int) -> dict[str, Any]:
