@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, case, func, insert, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from gradexp.server.domain.artifacts import store_artifacts
 from gradexp.server.domain.batch import Batch
@@ -92,33 +92,49 @@ class IngestResult:
 
 
 class KeyIdCache:
-    """Per-process map ``run id -> {key: key_id}``, filled only after a commit.
+    """Per-process map ``run id -> ({key: key_id}, project id)``, filled only after a commit.
 
-    Key ids never change once committed, so caching them is safe across processes; a key
-    missing here is looked up (or assigned) under the run lock. Bounded LRU over runs.
+    Key ids never change once committed, and a run never changes project, so caching them
+    is safe across processes; a key missing here is looked up (or assigned) under the run
+    lock. An LRU over runs, bounded in runs and in key ids over all runs: sized for a
+    thousand runs at once each logging a few hundred keys (a run that misses costs its
+    batch a lookup in the database and the longer path on PostgreSQL, ``ingest_pg.py``).
     """
 
-    def __init__(self, max_runs: int = 256) -> None:
+    def __init__(self, max_runs: int = 10_000, max_ids: int = 500_000) -> None:
         # Used only on the event loop's thread: the writer gets copies.
-        self._runs: OrderedDict[str, dict[str, int]] = OrderedDict()
-        self._max = max_runs
+        self._runs: OrderedDict[str, tuple[dict[str, int], int]] = OrderedDict()
+        self._max_runs = max_runs
+        self._max_ids = max_ids
+        self._ids = 0  # key ids held, over all runs
 
     def get(self, run_id: str) -> dict[str, int]:
         """The cached ids of a run's keys (do not mutate)."""
-        ids = self._runs.get(run_id)
-        if ids is None:
+        entry = self._runs.get(run_id)
+        if entry is None:
             return {}
         self._runs.move_to_end(run_id)
-        return ids
+        return entry[0]
 
-    def add(self, run_id: str, new: dict[str, int]) -> None:
-        """Cache committed key ids."""
-        ids = self._runs.get(run_id)
-        if ids is None:
-            ids = self._runs[run_id] = {}
-            if len(self._runs) > self._max:
-                self._runs.popitem(last=False)
+    def project(self, run_id: str) -> int | None:
+        """The project of a run this process committed a batch of, if still cached."""
+        entry = self._runs.get(run_id)
+        return None if entry is None else entry[1]
+
+    def add(self, run_id: str, new: dict[str, int], project_id: int) -> None:
+        """Cache committed key ids (and the run's project)."""
+        entry = self._runs.get(run_id)
+        if entry is None:
+            entry = self._runs[run_id] = ({}, project_id)
+        ids = entry[0]
+        before = len(ids)
         ids.update(new)
+        self._ids += len(ids) - before
+        while len(self._runs) > 1 and (
+            len(self._runs) > self._max_runs or self._ids > self._max_ids
+        ):
+            _old, (old_ids, _project) = self._runs.popitem(last=False)
+            self._ids -= len(old_ids)
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -370,7 +386,7 @@ def _apply(
             conn,
             kind,
             chain,
-            _upsert_sql(conn, kind, "rollups"),
+            upsert_sql(conn.dialect, kind, "rollups"),
             [(run_pk, *row) for row in cols.rollup_rows(key_ids)],
         )
     key_rows = cols.key_rows(key_ids)
@@ -379,7 +395,7 @@ def _apply(
             conn,
             kind,
             chain,
-            _upsert_sql(conn, kind, "run_keys"),
+            upsert_sql(conn.dialect, kind, "run_keys"),
             [(run_pk, *row) for row in key_rows],
         )
     # define_metric: the definitions, and the summaries they choose (the sort key of the
@@ -573,7 +589,9 @@ def _key_updates(kind: str) -> Any:
     return updates
 
 
-def _upsert_sql(conn: Connection, kind: str, table: str) -> str:
+def upsert_sql(dialect: Dialect, kind: str, table: str) -> str:
+    """The one-row upsert of ``table`` (``rollups`` or ``run_keys``) as driver SQL for
+    database ``kind``, its parameters in the order of ``ROLLUP_COLUMNS`` / ``KEY_COLUMNS``."""
     sql = _UPSERT_SQL.get((table, kind))
     if sql is not None:
         return sql
@@ -589,7 +607,7 @@ def _upsert_sql(conn: Connection, kind: str, table: str) -> str:
         columns, keys, updates = KEY_COLUMNS, ["run_pk", "key_id"], _key_updates(kind)
         target = s.run_keys
     stmt = upsert_statement(kind, target, keys, updates).values({c: bindparam(c) for c in columns})
-    compiled = stmt.compile(dialect=conn.dialect)
+    compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup or ())
     if order != columns:
         raise RuntimeError(f"unexpected parameter order for the {table} upsert: {order}")

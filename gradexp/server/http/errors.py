@@ -32,6 +32,7 @@ from gradexp.server.domain.errors import (
     Unauthorized,
     Unprocessable,
 )
+from gradexp.server.storage.db import is_disconnect
 
 log = logging.getLogger("gradexp.server")
 
@@ -121,6 +122,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, code, message or exc.reason)
     except (ConnectionResetError, TimeoutError):
         raise
-    except Exception:
+    except Exception as exc:
+        if is_disconnect(exc):
+            # A database restart, say: nothing was done, and the same request will work
+            # once the pool has new connections (the SDK retries a 503).
+            log.warning("%s %s lost its database connection: %s", request.method, request.path, exc)
+            resp = error_response(
+                503,
+                "database_unavailable",
+                "the server lost its connection to its database; send the request again",
+            )
+            resp.headers["Retry-After"] = "1"
+            return resp
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal", "the server failed on this request; see its log")

@@ -9,7 +9,7 @@ from aiohttp import web
 from gradexp.protocol.names import SHA256_RE
 from gradexp.protocol.wire import API_PREFIX, MAX_BLOB_BYTES
 from gradexp.server.domain import batch as batches
-from gradexp.server.domain import files
+from gradexp.server.domain import files, ingest_pg
 from gradexp.server.domain.access import Role
 from gradexp.server.domain.alerts import webhook_body
 from gradexp.server.domain.bodies import parse_json
@@ -125,7 +125,10 @@ async def _ingest(request: web.Request) -> web.Response:
     # Key ids are per writer's row: a distributed run's other writers cache their own.
     cache_key = f"{run_id}?writer={rank}" if rank else run_id
     user = request[USER]
-    for attempt in range(3):
+    result = None
+    if state.db.kind == "postgresql" and not rank and ingest_pg.is_plain(batch):
+        result = await _ingest_one_statement(request, run_id, batch)
+    for attempt in range(0 if result is not None else 3):
         known_ids = dict(state.key_ids.get(cache_key))  # a private copy for the writer thread
         try:
             result = await state.db.write(
@@ -150,8 +153,9 @@ async def _ingest(request: web.Request) -> web.Response:
             # back whole, so it runs again.
             if attempt == 2 or not is_deadlock(exc):
                 raise
+    assert result is not None
     # Committed: only now is it safe to cache key ids, wake streams and acknowledge.
-    state.key_ids.add(cache_key, result.key_ids)
+    state.key_ids.add(cache_key, result.key_ids, result.project_id)
     if result.applied:
         state.live.notify(result.project_id, result.run_pk)
     if result.finished:
@@ -166,6 +170,44 @@ async def _ingest(request: web.Request) -> web.Response:
             "batch_interval": state.pacer.interval(watched),
         }
     )
+
+
+async def _ingest_one_statement(request: web.Request, run_id: str, batch: Any) -> Any:
+    """PostgreSQL: a plain batch of one's own run in one statement (``ingest_pg.py``); None
+    when it cannot take that path or the run's row was not as expected (nothing written):
+    the full path decides then."""
+    state = app_state(request)
+    user = request[USER]
+    key_ids = state.key_ids.get(run_id)
+    project_id = state.key_ids.project(run_id)
+    missing = [k for k in batch.columns.key_order if k not in key_ids]
+    if project_id is None or missing:
+        # A run this process has not written to yet, or new keys: one read tells the
+        # project, its owner and the keys' ids (a run's first batch assigns them).
+        primed = await ingest_pg.prime(state.db, run_id, missing)
+        if primed is None:
+            return None
+        project_id = primed.project_id
+        state.project_owners.add(project_id, primed.owner_id)
+        key_ids = {**key_ids, **primed.key_ids}
+        if any(k not in key_ids for k in missing):
+            return None  # keys new to a run that has some: the full path assigns them
+    if state.project_owners.get(project_id) != user.id:
+        return None  # someone else's project: the access resolver decides
+    return await ingest_pg.try_ingest(state.db, run_id, project_id, batch, key_ids, user.key_id)
+
+
+def _own_project(request: web.Request, run_id: str) -> int | None:
+    """On PostgreSQL, the project of the run a heartbeat is for, if this process has
+    committed a batch of it and it is the caller's own project: then the heartbeat may
+    take one statement (``ingest_pg.py``)."""
+    state = app_state(request)
+    if state.db.kind != "postgresql":
+        return None
+    project_id = state.key_ids.project(run_id)
+    if project_id is None or state.project_owners.get(project_id) != request[USER].id:
+        return None
+    return project_id
 
 
 async def _send_alerts(request: web.Request, run_pk: int, alerts: list[dict[str, Any]]) -> None:
@@ -191,6 +233,12 @@ async def post_heartbeat(request: web.Request) -> web.Response:
     state = app_state(request)
     user = request[USER]
     run_id = check_run_id(request.match_info["run_id"])
+    rank = writer_rank(request)
+    project_id = None if rank else _own_project(request, run_id)
+    if project_id is not None:
+        acked = await ingest_pg.try_heartbeat(state.db, run_id, project_id, user.key_id)
+        if acked is not None:
+            return json_response({"acked_seq": acked})
     try:
         acked = await state.db.write(
             record_heartbeat,
@@ -198,7 +246,7 @@ async def post_heartbeat(request: web.Request) -> web.Response:
             run_id,
             state.project_owners,
             user.key_id,
-            writer_rank(request),
+            rank,
         )
     except Unauthorized:
         if user.key_id is not None:

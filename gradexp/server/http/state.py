@@ -46,7 +46,7 @@ class AppState:
     sign_ins: PasswordSignIn  # its buckets (10,000 addresses), queue (16), unknown names
     alerts: AlertSender  # the alert webhook: a queue of 1,000, one delivery task
     pacer: Pacer  # how often writers should send: load and watched runs (domain/pacing.py)
-    key_ids: KeyIdCache = field(default_factory=KeyIdCache)  # LRU of 256 runs' key ids
+    key_ids: KeyIdCache = field(default_factory=KeyIdCache)  # 10,000 runs, 500,000 ids
     project_owners: ProjectOwners = field(default_factory=ProjectOwners)  # LRU, 10,000
     valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names
     arrays: ArrayCache = field(default_factory=ArrayCache)  # parsed tensors, 256 MiB
