@@ -76,7 +76,7 @@ class ServerSettings:
     # Pacing (domain/pacing.py): the batch latency past which writers are asked to send
     # less often (GRADEXP_SERVER_INGEST_TARGET, seconds), and the batches handled at once
     # past which new ones get 429 (GRADEXP_SERVER_MAX_INGEST_IN_FLIGHT).
-    ingest_target: float = 0.1
+    ingest_target: float = 0.05
     max_ingest_in_flight: int = 64
 
     @property
@@ -113,7 +113,7 @@ def resolve_settings(
         read_timeout=_seconds(env, "GRADEXP_SERVER_READ_TIMEOUT", 30.0),
         max_streams_per_user=_count(env, "GRADEXP_SERVER_MAX_STREAMS_PER_USER", 32),
         crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
-        ingest_target=_seconds(env, "GRADEXP_SERVER_INGEST_TARGET", 0.1),
+        ingest_target=_seconds(env, "GRADEXP_SERVER_INGEST_TARGET", 0.05),
         max_ingest_in_flight=_count(env, "GRADEXP_SERVER_MAX_INGEST_IN_FLIGHT", 64),
         public_url=(env.get("GRADEXP_PUBLIC_URL") or "").rstrip("/") or None,
         frame_ancestors=env.get("GRADEXP_SERVER_FRAME_ANCESTORS", DEFAULT_FRAME_ANCESTORS).strip(),

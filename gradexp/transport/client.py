@@ -168,7 +168,9 @@ class ServerClient:
                 ceiling = min(self.retry_cap, 0.25 * 2**attempt)
                 delay = ceiling / 2 + random.uniform(0, ceiling / 2)
             else:
-                delay = min(delay, self.retry_cap)
+                # Up to a quarter more than asked: writers refused together (a busy
+                # server's 429s) come back spread out, not all at once.
+                delay = min(delay, self.retry_cap) * random.uniform(1.0, 1.25)
             if give_up_after is not None:
                 delay = min(delay, max(0.0, started + give_up_after - time.monotonic()))
             attempt += 1

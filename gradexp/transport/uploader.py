@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import zlib
 from collections.abc import Callable
@@ -346,7 +347,10 @@ class Uploader(RunFileUploads):
         interval = min(own, WATCHED_INTERVAL) if watched else own * UNWATCHED_STRETCH
         floor = body.get("batch_interval")
         if isinstance(floor, (int, float)) and floor > interval:
-            interval = max(interval, min(float(floor), MAX_PACED_INTERVAL))
+            # Up to a fifth more, at random: runs paced at once drift apart rather than
+            # send in step.
+            paced = min(float(floor), MAX_PACED_INTERVAL) * random.uniform(1.0, 1.2)
+            interval = max(interval, paced)
         if interval < self.interval:
             self._data.set()  # a record already waiting may be due sooner now
         self.interval, self.watched = interval, watched

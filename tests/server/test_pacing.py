@@ -151,3 +151,50 @@ def test_the_sdk_loses_nothing_while_paced(
     gradexp.finish()
     assert uploader.interval > 0.05 * 2  # the server's floor stretched it
     assert [r["_step"] for r in rows(srv, run.id)] == list(range(step))
+
+
+def test_a_burst_is_refused_once_the_oldest_batch_waited_too_long() -> None:
+    """What the average cannot see yet: batches in hand for longer than the queue budget
+    allows (domain/pacing.py) refuse newcomers, each told a Retry-After of its own."""
+    import contextlib
+
+    from gradexp.server.domain.errors import RateLimited
+    from gradexp.server.domain.pacing import BURST_IN_FLIGHT, QUEUE_BUDGET, Pacer
+
+    pacer = Pacer(None, lambda pk: False, target=0.1, max_in_flight=64)  # type: ignore[arg-type]
+    with contextlib.ExitStack() as held:
+        for _ in range(BURST_IN_FLIGHT):
+            held.enter_context(pacer.batch())
+        assert pacer.admit_limit() == 64  # no capacity measured yet
+        with pacer.batch():  # the oldest is young: one more is taken
+            pass
+        first = next(iter(pacer._started))
+        pacer._started[first] -= QUEUE_BUDGET * 0.1 + 0.01  # it has waited too long
+        waits = set()
+        for _ in range(40):
+            with pytest.raises(RateLimited) as refused:
+                held.enter_context(pacer.batch())
+            waits.add(refused.value.extra["retry_after"])
+        assert waits <= {1, 2} and len(waits) == 2  # spread, not all at once
+    assert pacer.in_flight == 0 and pacer.oldest_age() == 0.0
+    with pacer.batch():  # the queue drained: taken again
+        pass
+
+
+def test_the_admission_limit_follows_the_measured_capacity() -> None:
+    from gradexp.server.domain.pacing import MIN_IN_FLIGHT, QUEUE_BUDGET, Pacer
+
+    pacer = Pacer(None, lambda pk: False, target=0.1, max_in_flight=64)  # type: ignore[arg-type]
+    pacer.capacity = 200.0  # batches a second while busy
+    assert pacer.admit_limit() == int(200 * 0.1 * QUEUE_BUDGET)
+    pacer.capacity = 5.0
+    assert pacer.admit_limit() == MIN_IN_FLIGHT  # never below
+    pacer.capacity = 10_000.0
+    assert pacer.admit_limit() == 64  # never above the setting
+    # Measured: batches finished per busy second, over an adjustment period.
+    pacer = Pacer(None, lambda pk: False, target=0.1, max_in_flight=64)  # type: ignore[arg-type]
+    for _ in range(30):
+        with pacer.batch():
+            time.sleep(0.004)
+    pacer._adjust(time.monotonic(), stretch=False)
+    assert 10 < pacer.capacity < 300  # at most 1/0.004 s; a loaded machine sleeps longer

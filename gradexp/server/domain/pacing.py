@@ -13,11 +13,17 @@ reply tells the writer two things (``docs/protocol.md``):
 The load signal is the time a batch spends in this process, from its request to its
 commit (an exponential average): on SQLite it includes the wait for the one writer, on
 PostgreSQL the wait for a pooled connection and the run's row lock, everywhere the event
-loop's lag. Past ``max_in_flight`` batches being handled at once (past
-:data:`MIN_IN_FLIGHT` while the average is over :data:`LATENCY_BOUND` times the target), a
-batch is refused before its body is read (429 with ``Retry-After``): the SDK keeps it on
-disk and sends it again, so the batches that are accepted keep a bounded latency and
-nothing is lost.
+loop's lag. A batch is refused before its body is read (429 with ``Retry-After``) past
+``max_in_flight`` batches being handled at once, past :data:`MIN_IN_FLIGHT` while the
+average is over :data:`LATENCY_BOUND` times the target, and past as many as the process
+can finish within :data:`QUEUE_BUDGET` times the target (its measured capacity: batches
+finished per second while busy, times that time; Little's law), or, with
+:data:`BURST_IN_FLIGHT` in hand, while the oldest has been there that long: a burst, which
+the average does not see yet, is not queued longer than the target allows. The SDK keeps a
+refused batch on disk and sends it again, so the batches that are accepted keep a bounded
+latency and nothing is lost. ``Retry-After`` varies from refusal to refusal (one to two
+times the interval asked for), and the SDK adds its own jitter, so that writers refused
+together do not all come back together.
 
 Everything here runs on the server's event loop: no locks.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 
@@ -47,6 +54,9 @@ WATCHED_REFRESH = 1.0  # seconds between reads of the other processes' watched r
 # queue, not the work, would make the latency of the batches accepted.
 LATENCY_BOUND = 2.5
 MIN_IN_FLIGHT = 4
+QUEUE_BUDGET = 1.5  # admit what the measured capacity finishes within this x the target
+BURST_IN_FLIGHT = 8  # ... and with this many in hand, none while the oldest waited that long
+MIN_BUSY = 0.05  # seconds busy in a half second before the capacity is measured again
 
 
 class Pacer:
@@ -64,7 +74,7 @@ class Pacer:
         db: Database,
         follows: Callable[[int], bool],
         *,
-        target: float = 0.1,
+        target: float = 0.05,
         max_in_flight: int = 64,
     ) -> None:
         self.db = db
@@ -75,7 +85,12 @@ class Pacer:
         self.latency = 0.0  # seconds, exponential average over recent batches
         self.factor = 1.0  # 1: keeping up; else how much slower writers should send
         self.refused = 0  # batches refused with 429 (for tests and the benchmark)
+        self.capacity = 0.0  # batches finished per second while busy (0: not measured)
         self._adjusted_at = time.monotonic()
+        self._busy = 0.0  # seconds with a batch in flight since the last adjustment
+        self._busy_since = 0.0
+        self._done = 0  # batches finished since the last adjustment
+        self._started: dict[object, float] = {}  # batches in hand -> when each came
         self._watched: set[int] = set()  # the other processes' watched runs, as last read
         self._watched_at = float("-inf")
         self._refresh: asyncio.Task[None] | None = None
@@ -84,33 +99,71 @@ class Pacer:
     def batch(self) -> Iterator[None]:
         """Around one ingest request: refuses it (RateLimited, with ``retry_after``) when
         too many are in flight; else counts it and times it into the load signal."""
-        if self.in_flight >= self.max_in_flight or (
-            self.in_flight >= MIN_IN_FLIGHT and self.latency > LATENCY_BOUND * self.target
+        if (
+            self.in_flight >= self.admit_limit()
+            or (self.in_flight >= MIN_IN_FLIGHT and self.latency > LATENCY_BOUND * self.target)
+            or (
+                self.in_flight >= BURST_IN_FLIGHT and self.oldest_age() > QUEUE_BUDGET * self.target
+            )
         ):
             self.refused += 1
             now = time.monotonic()
             if now - self._adjusted_at >= ADJUST_EVERY:
-                self._adjusted_at = now
-                self._stretch()
+                self._adjust(now, stretch=True)
+            lo = max(1, round(self.interval(False)))
             raise RateLimited(
                 "the server is busy: send this batch again after Retry-After seconds",
                 code="slow_down",
-                retry_after=max(1, round(self.interval(False))),
+                retry_after=random.randint(lo, 2 * lo),
             )
-        self.in_flight += 1
         started = time.monotonic()
+        if not self.in_flight:
+            self._busy_since = started
+        self.in_flight += 1
+        token = object()
+        self._started[token] = started
         try:
             yield
         finally:
+            del self._started[token]
             self.in_flight -= 1
+            self._done += 1
             now = time.monotonic()
+            if not self.in_flight:
+                self._busy += now - self._busy_since
             self.latency += EWMA_WEIGHT * (now - started - self.latency)
             if now - self._adjusted_at >= ADJUST_EVERY:
-                self._adjusted_at = now
-                if self.latency > self.target:
-                    self._stretch()
-                elif self.latency < self.target / 2 and self.factor > 1.0:
-                    self.factor = max(1.0, self.factor / STRETCH)
+                self._adjust(now, stretch=self.latency > self.target)
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest batch in hand has been in this process (0 if none)."""
+        for started in self._started.values():  # insertion order: the first is the oldest
+            return time.monotonic() - started
+        return 0.0
+
+    def admit_limit(self) -> int:
+        """The most batches handled at once now: ``max_in_flight``, or fewer when the
+        measured capacity would not finish more within QUEUE_BUDGET x the target."""
+        if self.capacity <= 0.0:
+            return self.max_in_flight
+        fits = int(self.capacity * self.target * QUEUE_BUDGET)
+        return min(self.max_in_flight, max(MIN_IN_FLIGHT, fits))
+
+    def _adjust(self, now: float, stretch: bool) -> None:
+        """Every ADJUST_EVERY: the capacity measured over the last period, and the factor
+        (stretched when overloaded, shrunk back once batches are quick)."""
+        busy = self._busy + (now - self._busy_since if self.in_flight else 0.0)
+        if busy >= MIN_BUSY and self._done:
+            measured = self._done / busy
+            self.capacity = measured if not self.capacity else (self.capacity + measured) / 2
+        self._busy, self._done = 0.0, 0
+        if self.in_flight:
+            self._busy_since = now
+        self._adjusted_at = now
+        if stretch:
+            self._stretch()
+        elif self.latency < self.target / 2 and self.factor > 1.0:
+            self.factor = max(1.0, self.factor / STRETCH)
 
     def _stretch(self) -> None:
         self.factor = min(MAX_INTERVAL / BASE_INTERVAL, self.factor * STRETCH)
