@@ -7,7 +7,8 @@ Used by ``benchmarks/bench_load.py`` (the table for several levels) and by
 Each run produces ``rows_per_second`` history rows of 2 scalars, and sends what it has
 produced once per interval (1 s, or the ``batch_interval`` the server's reply asks for:
 then fewer, larger batches, as the SDK does), gzip'ed, to a server picked at random. A
-refused batch (429 ``slow_down``) is sent again after ``Retry-After``, as the SDK does.
+refused batch (429 ``slow_down``) is sent again after ``Retry-After``, and a paced run
+waits its interval, each with the SDK's jitter.
 Exactness is checked in the database itself: every row exactly once, the run's ack at its
 last sequence. The live stream (opened before the load, on one server) must have seen
 every row exactly once.
@@ -34,6 +35,7 @@ class RunLoad:
     seq: int = 0  # the last sequence sent and acknowledged
     interval: float = 1.0
     latencies: list[float] = field(default_factory=list)  # accepted batches, seconds
+    sent_at: list[float] = field(default_factory=list)  # when each of those was sent
     batches: int = 0
     refused: int = 0
     max_interval: float = 1.0
@@ -52,12 +54,26 @@ class LoadResult:
     problems: list[str] = field(default_factory=list)
     elapsed: float = 0.0  # until every run's last batch was accepted
 
+    started: float = 0.0  # time.monotonic() when the first run started
+    ramp: float = 1.0  # the runs started spread over this many seconds
+
     @property
     def latencies(self) -> list[float]:
         return sorted(t for r in self.runs for t in r.latencies)
 
-    def percentile(self, p: float) -> float:
-        lat = self.latencies
+    def percentile(self, p: float, steady: bool = False) -> float:
+        """Of the accepted batches' latencies; ``steady``: only of those sent once every
+        run had started (after the ramp), when the load is what the level says."""
+        if steady:
+            after = self.started + self.ramp
+            lat = sorted(
+                t
+                for r in self.runs
+                for t, at in zip(r.latencies, r.sent_at, strict=True)
+                if at >= after
+            )
+        else:
+            lat = self.latencies
         return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
 
     @property
@@ -70,8 +86,9 @@ class LoadResult:
 
     @property
     def due(self) -> int:
-        """Batches due at one a second per run (what an unpaced load would send)."""
-        return int(len(self.runs) * self.seconds)
+        """Batches due at one a second per run (what an unpaced load would send; a run
+        starts on average half the ramp late)."""
+        return int(len(self.runs) * (self.seconds - self.ramp / 2))
 
     @property
     def rows(self) -> int:
@@ -111,8 +128,9 @@ async def _send_run(
     run: RunLoad,
     until: float,
     rows_per_second: int,
+    ramp: float,
 ) -> None:
-    await asyncio.sleep(random.random())  # runs start spread over a second
+    await asyncio.sleep(random.random() * ramp)  # runs start spread over the ramp
     last = time.monotonic()
     while True:
         now = time.monotonic()
@@ -138,16 +156,19 @@ async def _send_run(
                 continue
             if status == 429:
                 run.refused += 1
-                await asyncio.sleep(retry_after)
+                await asyncio.sleep(retry_after * random.uniform(1.0, 1.25))  # as the SDK
                 continue
             if status != 200:
                 raise RuntimeError(f"run {run.run_id}: HTTP {status} {reply}")
             run.latencies.append(time.monotonic() - started)
+            run.sent_at.append(started)
             run.batches += 1
             run.seq += n
             if reply["acked_seq"] != run.seq:
                 raise RuntimeError(f"run {run.run_id}: acked {reply['acked_seq']}, sent {run.seq}")
-            run.interval = max(1.0, float(reply.get("batch_interval") or 0.0))
+            floor = float(reply.get("batch_interval") or 0.0)
+            # As the SDK does (transport/uploader.py): a paced interval, up to a fifth more.
+            run.interval = max(1.0, floor * random.uniform(1.0, 1.2))
             run.max_interval = max(run.max_interval, run.interval)
             break
 
@@ -208,10 +229,12 @@ async def generate(
     live_url: str | None = None,
     db_url: str | None = None,
     rows_per_second: int = 10,
+    ramp: float = 1.0,
 ) -> LoadResult:
     """One level of load: ``runs`` runs for ``seconds`` seconds; then the checks.
 
     ``live_url``: the server whose project stream is followed (default: the last one);
+    ``ramp``: the runs start spread over this many seconds (part of ``seconds``);
     ``db_url``: the PostgreSQL database to check exactness in (asyncpg), if any.
     """
     headers = {"Authorization": f"Bearer {key}"}
@@ -241,7 +264,9 @@ async def generate(
         await asyncio.wait_for(ready.wait(), 60)
         started = time.monotonic()
         until = started + seconds
-        await asyncio.gather(*(_send_run(session, urls, r, until, rows_per_second) for r in loads))
+        await asyncio.gather(
+            *(_send_run(session, urls, r, until, rows_per_second, ramp) for r in loads)
+        )
         elapsed = time.monotonic() - started
         # The live stream catches up (it polls; other processes' rows come by the database).
         sent = sum(r.seq for r in loads)
@@ -255,7 +280,9 @@ async def generate(
             await follower
         except (asyncio.CancelledError, aiohttp.ClientError):
             pass
-    result = LoadResult(runs=loads, seconds=seconds, live_rows=seen, elapsed=elapsed)
+    result = LoadResult(
+        runs=loads, seconds=seconds, live_rows=seen, elapsed=elapsed, started=started, ramp=ramp
+    )
     result.live_exact = all(seen.get(r.run_id, []) == list(range(1, r.seq + 1)) for r in loads)
     if not result.live_exact:
         bad = [r for r in loads if seen.get(r.run_id, []) != list(range(1, r.seq + 1))]
