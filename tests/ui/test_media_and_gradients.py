@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import time
 import urllib.request
 from typing import Any
 
@@ -139,14 +141,23 @@ def test_tensor_slice_and_image_render(ui: Any, server: Any, project: str, log_r
     )
 
     def expect_value_at(row: int, col: int, text: str) -> None:
-        # Hovering the cell draws its value; wait for it (the page repaints on its own frame).
+        # Hovering the cell draws its value. The slice is fetched, then drawn (and only then
+        # does the canvas answer the pointer): on a busy machine that can come after the
+        # first move, so the pointer moves again (a pixel to and fro) until it shows.
         canvas = tensor.locator(".tensor-canvas")
-        box = canvas.bounding_box()
-        assert box is not None
-        page.mouse.move(
-            box["x"] + box["width"] * (col + 0.5) / 4, box["y"] + box["height"] * (row + 0.5) / 3
-        )
-        expect(tensor.locator(".tensor-hover")).to_have_text(text)
+        hover = tensor.locator(".tensor-hover")
+        deadline = time.monotonic() + 15
+        for attempt in itertools.count():
+            box = canvas.bounding_box()
+            assert box is not None
+            page.mouse.move(
+                box["x"] + box["width"] * (col + 0.5) / 4 + attempt % 2,
+                box["y"] + box["height"] * (row + 0.5) / 3,
+            )
+            if hover.inner_text() == text or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(100)
+        expect(hover).to_have_text(text)
 
     # The latest step (arr * 2), slice [0, :, :]: cell [1, 2] is 2 * 6.
     expect_value_at(1, 2, "[1, 2] = 12")
