@@ -340,6 +340,15 @@ def test_gc_reports_then_removes_what_nothing_else_reclaims(start_server: Any) -
     srv = start_server()
     gone, kept = (_filled_run(srv, "gc", n=5) for _ in range(2))
     pk = run_async(_run_pk(srv.db_url, gone))
+    # Their exports first: one that finishes after the deletion is the race staged below
+    # (on a busy machine it could otherwise happen here by itself).
+    deadline = time.monotonic() + 60
+    while not all(
+        any(k.endswith(f"/runs/{r}/history.parquet") for k in list_objects_local(srv))
+        for r in (gone, kept)
+    ):
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.1)
     assert srv.request("DELETE", f"/api/v1/runs/{gone}")[0] == 200
     _wait_reclaimed(srv, pk)
     srv.stop()
