@@ -81,7 +81,6 @@ class Pacer:
         self.follows = follows
         self.target = target
         self.max_in_flight = max_in_flight
-        self.in_flight = 0
         self.latency = 0.0  # seconds, exponential average over recent batches
         self.factor = 1.0  # 1: keeping up; else how much slower writers should send
         self.refused = 0  # batches refused with 429 (for tests and the benchmark)
@@ -119,14 +118,12 @@ class Pacer:
         started = time.monotonic()
         if not self.in_flight:
             self._busy_since = started
-        self.in_flight += 1
         token = object()
         self._started[token] = started
         try:
             yield
         finally:
             del self._started[token]
-            self.in_flight -= 1
             self._done += 1
             now = time.monotonic()
             if not self.in_flight:
@@ -134,6 +131,11 @@ class Pacer:
             self.latency += EWMA_WEIGHT * (now - started - self.latency)
             if now - self._adjusted_at >= ADJUST_EVERY:
                 self._adjust(now, stretch=self.latency > self.target)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches being handled now."""
+        return len(self._started)
 
     def oldest_age(self) -> float:
         """Seconds the oldest batch in hand has been in this process (0 if none)."""

@@ -608,11 +608,9 @@ def _multi_row_sql(kind: str, sql: str, nrows: int) -> str:
     head, items, tail = split_insert(sql)
     ncols = len(items)
     if kind == "postgresql":  # numbered parameters: $1.. for row 0, $n+1.. for row 1...
-
-        def shifted(item: str, offset: int) -> str:
-            return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + offset}", item)
-
-        groups = ["(" + ", ".join(shifted(i, r * ncols) for i in items) + ")" for r in range(nrows)]
+        groups = [
+            "(" + ", ".join(_shift_params(i, r * ncols) for i in items) + ")" for r in range(nrows)
+        ]
     else:
         groups = ["(" + ", ".join(items) + ")"] * nrows
     return f"{head} VALUES {', '.join(groups)}{tail}"
