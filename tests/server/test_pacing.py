@@ -18,8 +18,14 @@ from .helpers import SSE, post_reply, put_run, rows, steps_batch
 
 
 def _uploader(run_id: str) -> Uploader:
-    """The stream thread's uploader of a run (its pacing is what the test looks at)."""
-    found = [o for o in gc.get_objects() if isinstance(o, Uploader) and o.run_id == run_id]
+    """The stream thread's uploader of a run (its pacing is what the test looks at); the
+    stream thread makes it after init() returns, so it may take a moment to appear."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [o for o in gc.get_objects() if isinstance(o, Uploader) and o.run_id == run_id]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(found) == 1
     return found[0]
 
