@@ -40,7 +40,7 @@ from gradexp.server.domain.errors import Forbidden, Invalid, NotFound
 from gradexp.server.domain.runs import check_run_id, run_not_found, run_query
 from gradexp.server.domain.tombstones import tombstone
 from gradexp.server.storage import schema as s
-from gradexp.server.storage.db import Database, is_deadlock
+from gradexp.server.storage.db import Database
 
 MAX_NAME = 256
 MAX_TAG = 128
@@ -159,7 +159,7 @@ async def delete_runs(
     if len(run_ids) > MAX_DELETE:
         raise Invalid(f"at most {MAX_DELETE} runs can be deleted in one request")
     ids = list(dict.fromkeys(check_run_id(r) for r in run_ids))
-    return await _write_retrying(db, _delete_runs, user, ids, project_id)
+    return await db.write_retrying(_delete_runs, user, ids, project_id)
 
 
 def _delete_runs(
@@ -210,7 +210,7 @@ def _bury(conn: Connection, rows: list[Any], user_id: int, now: float) -> None:
 async def delete_project(db: Database, user: User, owner: str, name: str) -> list[Any]:
     """Delete project ``owner/name`` and every run in it; returns the runs' ``(pk, id,
     project_id)``. NotFound when the caller cannot see it."""
-    return await _write_retrying(db, _delete_project, user, owner, name)
+    return await db.write_retrying(_delete_project, user, owner, name)
 
 
 def _delete_project(conn: Connection, user: User, owner: str, name: str) -> list[Any]:
@@ -240,15 +240,3 @@ def _delete_project(conn: Connection, user: User, owner: str, name: str) -> list
         .values(name=DELETED_PROJECT_NAME.format(id=project.id), deleted_at=now)
     )
     return [(r.pk, r.id, r.project_id) for r in rows]
-
-
-async def _write_retrying(db: Database, fn: Any, *args: Any) -> Any:
-    """``db.write`` again when the database picked this transaction as a deadlock's victim
-    (a project's deletion against a run being created in it, on MySQL)."""
-    for attempt in range(3):
-        try:
-            return await db.write(fn, *args)
-        except Exception as exc:  # noqa: PERF203 - rare, and it must be retried
-            if attempt == 2 or not is_deadlock(exc):
-                raise
-    raise AssertionError("unreachable")

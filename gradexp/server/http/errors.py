@@ -32,7 +32,7 @@ from gradexp.server.domain.errors import (
     Unauthorized,
     Unprocessable,
 )
-from gradexp.server.storage.db import is_disconnect
+from gradexp.server.storage.db import is_deadlock, is_disconnect
 
 log = logging.getLogger("gradexp.server")
 
@@ -131,6 +131,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 503,
                 "database_unavailable",
                 "the server lost its connection to its database; send the request again",
+            )
+            resp.headers["Retry-After"] = "1"
+            return resp
+        if is_deadlock(exc):
+            # Retried already where it can happen; lost again, it is contention, not a
+            # fault of the request: nothing was written, and it may be sent again.
+            log.warning("%s %s lost a database deadlock: %s", request.method, request.path, exc)
+            resp = error_response(
+                503, "database_busy", "the database was busy with other writes; send it again"
             )
             resp.headers["Retry-After"] = "1"
             return resp

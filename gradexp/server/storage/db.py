@@ -348,6 +348,19 @@ class Database:
         async with self.engine.begin() as aconn:
             return await aconn.run_sync(fn, *args)
 
+    async def write_retrying(self, fn: Callable[..., T], *args: Any, tries: int = 3) -> T:
+        """:meth:`write`, run again (up to ``tries`` times in all) when the database picks
+        the transaction as a deadlock's victim: it rolled back whole, so ``fn`` must only
+        decide from what it reads. The last deadlock is raised (the HTTP layer answers it
+        with 503 and ``Retry-After``)."""
+        for attempt in range(1, tries + 1):
+            try:
+                return await self.write(fn, *args)
+            except Exception as exc:  # noqa: PERF203 - rare, and it must be retried
+                if attempt == tries or not is_deadlock(exc):
+                    raise
+        raise AssertionError("unreachable")
+
     async def fetch_autocommit(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
         """PostgreSQL: run one statement by itself (its own transaction: it commits whole
         or not at all) on one of the process's own asyncpg connections; its rows, or None

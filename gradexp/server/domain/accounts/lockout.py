@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +55,8 @@ from gradexp.server.storage.db import Database, insert_ignore, is_deadlock
 RIGHT, WRONG, NOT_TRIED = "right", "wrong", "not tried"
 UNKNOWN_NAMES_MAX = 10_000  # (name, address) pairs of unknown names kept in memory
 DEADLOCK_RETRIES = 5
+
+log = logging.getLogger("gradexp.server")
 
 
 def address_key(ip: str) -> str:
@@ -258,13 +261,21 @@ class Lockouts:
                         .values(locked_until=0.0)
                     )
 
-        await self.db.write(write)
+        await self.db.write_retrying(write)
 
     async def _prune_now_and_then(self) -> None:
+        """Housekeeping on a sign-in's way: it never fails the sign-in. A prune that loses
+        a deadlock to the sign-ins counting failures (MySQL locks the gaps it deletes from)
+        is run again, and if it keeps losing, left to the next minute."""
         now = time.time()
         if now - self._pruned_at >= 60.0:
             self._pruned_at = now
-            await prune(self.db, self.policy)
+            try:
+                await prune(self.db, self.policy)
+            except DBAPIError as exc:
+                if not is_deadlock(exc):
+                    raise
+                log.info("pruning old sign-in failures lost a deadlock; next try in a minute")
 
 
 async def prune(db: Database, policy: Policy) -> None:
@@ -280,7 +291,7 @@ async def prune(db: Database, policy: Policy) -> None:
             )
         )
 
-    await db.write(write)
+    await db.write_retrying(write)
 
 
 class UnknownNames:
