@@ -86,3 +86,29 @@ def test_the_writer_checkpoints_itself_past_the_hard_limit(tmp_path: Path) -> No
         await db.dispose()
 
     asyncio.run(main())
+
+
+def test_the_checkpoint_thread_runs_at_most_once_per_interval(tmp_path: Path) -> None:
+    """Each pass syncs the database file: a steady stream of commits past the threshold
+    wakes the thread once per ``min_interval``, not after every commit."""
+
+    async def main() -> tuple[int, int]:
+        db = Database(f"sqlite:///{tmp_path}/gx.db")
+        checkpointer = db.checkpointer
+        assert checkpointer is not None
+        checkpointer.threshold = 1  # every commit is past it
+        checkpointer.min_interval = 3600.0
+        await db.write(_create)
+        await _write_batches(db, 20, 50)
+        assert await asyncio.to_thread(_eventually, lambda: checkpointer.checkpoints >= 1)
+        await asyncio.sleep(0.3)  # a second pass, were one woken, would have run by now
+        within = checkpointer.checkpoints
+        checkpointer.min_interval = 0.0
+        await db.write(_insert, 10_000, 50)
+        assert await asyncio.to_thread(_eventually, lambda: checkpointer.checkpoints > within)
+        after = checkpointer.checkpoints
+        await db.dispose()
+        return within, after
+
+    within, after = asyncio.run(main())
+    assert within == 1 and after == 2, (within, after)
