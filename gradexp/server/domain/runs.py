@@ -395,12 +395,14 @@ async def create_or_resume(
 
 
 def _refuse_deleted_id(conn: Connection, user: User, run_id: str) -> None:
-    """A deleted run's id is never created again: Gone for its owner, taken for others."""
+    """A deleted run's id is never created again: Gone for its owner, taken for others.
+    (One read for the usual new id, which no deleted run had.)"""
+    if not conn.execute(select(s.deleted_runs.c.pk).where(s.deleted_runs.c.id == run_id)).first():
+        return
     refusal = deleted_refusal(conn, user.id, run_id)
     if refusal is not None:
         raise refusal
-    if conn.execute(select(s.deleted_runs.c.pk).where(s.deleted_runs.c.id == run_id)).first():
-        raise Forbidden(f"run id {run_id!r} was used by another user's run; start a new run")
+    raise Forbidden(f"run id {run_id!r} was used by another user's run; start a new run")
 
 
 def fresh_writer_columns(body: dict[str, Any], now: float) -> dict[str, Any]:
