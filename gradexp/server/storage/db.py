@@ -570,9 +570,7 @@ class Database:
             await self._driver_pool.close()
         if self._group_commit is not None and self._group_commit.groups:
             group = self._group_commit
-            log.info(
-                "SQLite: %d writes committed in %d transactions", group.writes, group.groups
-            )
+            log.info("SQLite: %d writes committed in %d transactions", group.writes, group.groups)
         if self._sqlite_writer is not None and self._writer_thread is not None:
             writer = self._sqlite_writer
             await asyncio.get_running_loop().run_in_executor(self._writer_thread, writer.dispose)
