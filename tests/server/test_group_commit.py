@@ -43,6 +43,15 @@ def _ids(conn: Connection) -> list[int]:
     return [int(r[0]) for r in conn.exec_driver_sql("SELECT id FROM parent ORDER BY id")]
 
 
+async def _behind_a_busy_write(db: Database, *writes: tuple[Any, ...]) -> list[Any]:
+    """Write 0 (holding the writer thread for 0.2 s), then ``writes`` (``(fn, *args)``)
+    queued behind it, so they commit as one group: each one's result or error."""
+    first = asyncio.ensure_future(db.write(_insert, 0, 0.2))
+    await asyncio.sleep(0.05)  # the writer thread is in write 0
+    rest = (db.write(fn, *args) for fn, *args in writes)
+    return list(await asyncio.gather(first, *rest, return_exceptions=True))
+
+
 async def _open(tmp_path: Path) -> Database:
     db = Database(f"sqlite:///{tmp_path}/gx.db")
     await db.write(_create)
@@ -78,18 +87,12 @@ def test_writes_that_queue_commit_together_and_each_gets_its_own_result(tmp_path
 def test_a_failing_write_in_a_group_rolls_back_only_itself(tmp_path: Path) -> None:
     async def main() -> tuple[list[Any], list[int]]:
         db = await _open(tmp_path)
-        first = asyncio.ensure_future(db.write(_insert, 0, 0.2))
-        await asyncio.sleep(0.05)
-        outcomes = await asyncio.gather(
-            first,
-            db.write(_insert, 1),
-            db.write(_insert_then_fail, 2),
-            db.write(_insert, 3),
-            return_exceptions=True,
+        outcomes = await _behind_a_busy_write(
+            db, (_insert, 1), (_insert_then_fail, 2), (_insert, 3)
         )
         ids = await db.write(_ids)
         await db.dispose()
-        return list(outcomes), ids
+        return outcomes, ids
 
     outcomes, ids = asyncio.run(main())
     assert outcomes[:2] == [0, 10] and outcomes[3] == 30, outcomes
@@ -106,15 +109,7 @@ def test_a_failed_commit_writes_nothing_and_tells_every_caller(tmp_path: Path, a
         if alone:
             outcomes = await asyncio.gather(db.write(_orphan, 1), return_exceptions=True)
         else:
-            first = asyncio.ensure_future(db.write(_insert, 0, 0.2))
-            await asyncio.sleep(0.05)
-            outcomes = await asyncio.gather(
-                first,
-                db.write(_insert, 1),
-                db.write(_orphan, 2),
-                db.write(_insert, 3),
-                return_exceptions=True,
-            )
+            outcomes = await _behind_a_busy_write(db, (_insert, 1), (_orphan, 2), (_insert, 3))
         ids = await db.write(_ids)
         later = await db.write(_insert, 50)  # the connection is usable afterwards
         await db.dispose()
