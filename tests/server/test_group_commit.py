@@ -85,10 +85,12 @@ def test_writes_that_queue_commit_together_and_each_gets_its_own_result(tmp_path
 
 
 def test_a_failing_write_in_a_group_rolls_back_only_itself(tmp_path: Path) -> None:
+    from sqlalchemy.exc import IntegrityError
+
     async def main() -> tuple[list[Any], list[int]]:
         db = await _open(tmp_path)
         outcomes = await _behind_a_busy_write(
-            db, (_insert, 1), (_insert_then_fail, 2), (_insert, 3)
+            db, (_insert, 1), (_insert_then_fail, 2), (_insert, 3), (_insert, 1)
         )
         ids = await db.write(_ids)
         await db.dispose()
@@ -97,6 +99,7 @@ def test_a_failing_write_in_a_group_rolls_back_only_itself(tmp_path: Path) -> No
     outcomes, ids = asyncio.run(main())
     assert outcomes[:2] == [0, 10] and outcomes[3] == 30, outcomes
     assert isinstance(outcomes[2], ValueError) and "write 2 refused" in str(outcomes[2])
+    assert isinstance(outcomes[4], IntegrityError), outcomes  # a statement that failed
     assert ids == [0, 1, 3]  # write 2's insert was rolled back, its neighbours' were not
 
 
