@@ -64,6 +64,33 @@ def test_finish_waits_for_earlier_records(start_server, db_url):
     )
 
 
+def test_a_new_runs_answer_is_the_run_as_read_back(db_server):
+    """A new run's PUT answers from the row it just made (no second read): the same
+    object a GET of the run returns, for a run with everything set at init()."""
+    run = new_id()
+    fields = {
+        "name": "n1",
+        "config": {"lr": 0.1, "layers": [1, 2]},
+        "tags": ["a", "b"],
+        "notes": "first try",
+        "group": "g",
+        "job_type": "train",
+        "host": {"hostname": "box"},
+    }
+    status, body = put_run(db_server, run, attempt="x1", **fields)
+    assert status == 201, body
+    got = db_server.request("GET", f"/api/v1/runs/{run}")[1]
+    assert got.pop("role") == "owner"  # the reader's role: a GET's, not the run's
+    assert body["run"] == got
+    assert body["acked_seq"] == 0 and body["last_step"] == -1
+    assert (got["name"], got["config"], got["tags"], got["summary"]) == (
+        "n1",
+        fields["config"],
+        ["a", "b"],
+        {},
+    )
+
+
 def test_failed_exit_code_and_resume(start_server, db_url):
     srv = start_server(db_url=db_url)
     run = new_id()

@@ -250,6 +250,50 @@ def test_deleting_a_project_frees_its_name(db_server: Any) -> None:
     assert srv.request("GET", f"/api/v1/projects/{srv.user}/~deleted-1/runs")[0] == 404
 
 
+async def _runs_in_deleted_projects(db_url: str) -> int:
+    from gradexp.server.storage import schema as s
+    from gradexp.server.storage.db import Database
+
+    db = Database(db_url)
+    try:
+        async with db.read() as conn:
+            query = (
+                select(func.count())
+                .select_from(s.runs.join(s.projects, s.projects.c.id == s.runs.c.project_id))
+                .where(s.projects.c.deleted_at.is_not(None))
+            )
+            return int((await conn.execute(query)).scalar_one())
+    finally:
+        await db.dispose()
+
+
+def test_no_run_is_born_into_a_project_being_deleted(db_server: Any) -> None:
+    """Runs starting in a project while it is deleted either go with it or start its
+    successor of the same name: none is left, alive, in the deleted one. (Runs starting
+    together share the project row's lock; the deletion takes it for itself.)"""
+    import concurrent.futures
+
+    srv = db_server
+    for _ in range(3):
+        project = f"race-{new_id('')[:8]}"
+        assert put_run(srv, new_id(), project=project)[0] == 201
+        runs = [new_id() for _ in range(16)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            created = [pool.submit(put_run, srv, r, project) for r in runs[:8]]
+            deleted = pool.submit(srv.request, "DELETE", f"/api/v1/projects/{srv.user}/{project}")
+            created += [pool.submit(put_run, srv, r, project) for r in runs[8:]]
+            statuses = [f.result()[0] for f in created]
+            assert deleted.result()[0] == 200
+        assert set(statuses) <= {200, 201}, statuses
+        assert run_async(_runs_in_deleted_projects(srv.db_url)) == 0
+        # Every run that started is either gone with the project or in its successor.
+        listed = srv.request("GET", f"/api/v1/projects/{srv.user}/{project}/runs")
+        alive = {r["id"] for r in listed[1]["runs"]} if listed[0] == 200 else set()
+        for run in runs:
+            status = srv.request("GET", f"/api/v1/runs/{run}")[0]
+            assert (status == 200) == (run in alive), (run, status)
+
+
 @pytest.mark.slow
 def test_deletion_on_s3_keeps_the_other_runs_objects(start_server: Any, s3_store: Any) -> None:
     srv = start_server(store_url=s3_store)

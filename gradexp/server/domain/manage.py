@@ -221,8 +221,8 @@ def _delete_project(conn: Connection, user: User, owner: str, name: str) -> list
         .where(s.users.c.name == owner, p.c.name == name, p.c.deleted_at.is_(None))
     )
     if conn.dialect.name != "sqlite":
-        # Run creation takes this lock too (runs._project_id): no run is born into a
-        # project while it is being deleted.
+        # Run creation takes a share lock on the row (runs._project_id): no run is born
+        # into a project while it is being deleted.
         stmt = stmt.with_for_update(of=p)
     project = conn.execute(stmt).first()
     if project is None:

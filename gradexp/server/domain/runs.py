@@ -365,8 +365,10 @@ def _project_id(conn: Connection, kind: str, owner_id: int, name: str) -> int:
     where = (s.projects.c.owner_id == owner_id, s.projects.c.name == name)
     stmt = select(s.projects.c.id).where(*where)
     if kind != "sqlite":
-        # Deleting the project takes this lock too: no run is born into it meanwhile.
-        stmt = stmt.with_for_update()
+        # Deleting the project locks its row for update: no run is born into it meanwhile.
+        # A share lock: runs starting in the same project do not wait for one another (a
+        # thousand runs of a sweep starting at once queued on this row).
+        stmt = stmt.with_for_update(read=True)
     found = conn.execute(stmt).scalar()
     if found is not None:
         return int(found)

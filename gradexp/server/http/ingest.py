@@ -19,6 +19,7 @@ from gradexp.server.domain.runs import (
     check_run_id,
     create_or_resume,
     run_by_pk,
+    run_object,
     run_objects,
     validate_run_body,
 )
@@ -60,9 +61,15 @@ async def put_run(request: web.Request) -> web.Response:
             body["world_size"] = writer[1]
         created, run = await create_or_resume(state.db, request[USER], run_id, body)
         row = run
-    async with state.db.read() as conn:
-        run = await run_by_pk(conn, run.pk)  # as it is now, with every writer's news
-        (obj,) = await run_objects(conn, [run], public_url(request), state.settings.crash_after)
+    if created and row is run and (run.world_size or 1) <= 1:
+        # A new run of one writer: nothing logged, no summary, no writers to list. Its
+        # row, read in the transaction that made it, is the whole answer (no second read:
+        # a thousand runs starting at once each pay for this one).
+        obj = run_object(run, {}, public_url(request), state.settings.crash_after)
+    else:
+        async with state.db.read() as conn:
+            run = await run_by_pk(conn, run.pk)  # as it is now, with every writer's news
+            (obj,) = await run_objects(conn, [run], public_url(request), state.settings.crash_after)
     state.live.notify(run.project_id, run.pk)
     return json_response(
         {
