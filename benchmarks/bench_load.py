@@ -211,6 +211,12 @@ def main() -> None:
                 )
                 for problem in result.problems[:3]:
                     print(f"       {problem}")
+                if result.live_ends:
+                    print(
+                        f"       the live stream ended {len(result.live_ends)} time(s) "
+                        f"({', '.join(sorted(set(result.live_ends)))}) and was resumed from "
+                        "its last event id, as a browser does"
+                    )
                 if result.errors:
                     print(f"       {result.errors} connection errors (each batch sent again)")
 

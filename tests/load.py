@@ -53,6 +53,7 @@ class LoadResult:
     live_exact: bool = False
     problems: list[str] = field(default_factory=list)
     elapsed: float = 0.0  # until every run's last batch was accepted
+    live_ends: list[str] = field(default_factory=list)  # the stream's ends, each resumed
 
     started: float = 0.0  # time.monotonic() when the first run started
     ramp: float = 1.0  # the runs started spread over this many seconds
@@ -193,29 +194,44 @@ async def _follow(
     project: str,
     seen: dict[str, list[int]],
     ready: asyncio.Event,
+    ends: list[str],
 ) -> None:
-    """Read the project's live stream: every row's sequence, by run."""
-    async with session.get(
-        f"{url}/api/v1/projects/{owner}/{project}/events",
-        headers={"Accept": "text/event-stream"},
-        timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-    ) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"live stream: HTTP {resp.status}")
-        event, data = "", b""
-        async for line in resp.content:
-            line = line.rstrip(b"\n")
-            if line.startswith(b": ready"):
-                ready.set()
-            elif line.startswith(b"event: "):
-                event = line[7:].decode()
-            elif line.startswith(b"data: "):
-                data += line[6:]
-            elif not line:
-                if event == "rows" and data:
-                    doc = orjson.loads(data)
-                    seen.setdefault(doc["run_id"], []).extend(r["_seq"] for r in doc["rows"])
-                event, data = "", b""
+    """Read the project's live stream: every row's sequence, by run. As a browser does, a
+    stream that ends (``event: end``, ``too_slow`` when this reader fell behind on a busy
+    machine) or drops is opened again from the last event id; ``ends`` gets why."""
+    last_id: str | None = None
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        async with session.get(
+            f"{url}/api/v1/projects/{owner}/{project}/events",
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        ) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"live stream: HTTP {resp.status}")
+            event, data, event_id, reason = "", b"", None, "dropped"
+            async for line in resp.content:
+                line = line.rstrip(b"\n")
+                if line.startswith(b": ready"):
+                    ready.set()
+                elif line.startswith(b"event: "):
+                    event = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    data += line[6:]
+                elif line.startswith(b"id: "):
+                    event_id = line[4:].decode()
+                elif not line:
+                    if event == "rows" and data:
+                        doc = orjson.loads(data)
+                        seen.setdefault(doc["run_id"], []).extend(r["_seq"] for r in doc["rows"])
+                    elif event == "end" and data:
+                        reason = str(orjson.loads(data).get("reason"))
+                    if event_id is not None:
+                        last_id = event_id
+                    event, data, event_id = "", b"", None
+        ends.append(reason)
 
 
 async def generate(
@@ -242,6 +258,7 @@ async def generate(
     tag = f"{random.getrandbits(32):08x}"
     loads = [RunLoad(f"load{tag}{i:05d}") for i in range(runs)]
     seen: dict[str, list[int]] = {}
+    ends: list[str] = []  # why the live stream ended, each time it was opened again
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
         gate = asyncio.Semaphore(32)
 
@@ -259,7 +276,7 @@ async def generate(
         await asyncio.gather(*(create(r) for r in loads))
         ready = asyncio.Event()
         follower = asyncio.ensure_future(
-            _follow(session, live_url or urls[-1], owner, project, seen, ready)
+            _follow(session, live_url or urls[-1], owner, project, seen, ready, ends)
         )
         await asyncio.wait_for(ready.wait(), 60)
         started = time.monotonic()
@@ -281,7 +298,13 @@ async def generate(
         except (asyncio.CancelledError, aiohttp.ClientError):
             pass
     result = LoadResult(
-        runs=loads, seconds=seconds, live_rows=seen, elapsed=elapsed, started=started, ramp=ramp
+        runs=loads,
+        seconds=seconds,
+        live_rows=seen,
+        elapsed=elapsed,
+        started=started,
+        ramp=ramp,
+        live_ends=ends,
     )
     result.live_exact = all(seen.get(r.run_id, []) == list(range(1, r.seq + 1)) for r in loads)
     if not result.live_exact:
