@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from .helpers import SSE, batch, new_id, post, put_run, steps_batch
 
 
@@ -184,3 +186,84 @@ def test_streams_end_on_shutdown(start_server):
     assert srv.proc.returncode == 0
     assert time.monotonic() - started < 15  # an open stream does not hold the shutdown
     stream.close()
+
+
+def test_project_cursors_stay_small_and_refuse_what_is_not_ours():
+    """A whole cursor names every running run of the project: packed by run pk, 1,000 runs
+    at sequences up to a million fit the 8 KB a header line may hold (server and proxies);
+    as JSON of ids they took ~25 bytes a run, and a stream past ~300 running runs could not
+    be resumed."""
+    import base64
+    import random
+    import struct
+    import zlib
+
+    from gradexp.server.http.live import decode_cursor, encode_cursor
+
+    rng = random.Random(7)
+    positions = {1000 + 3 * i + rng.randrange(3): rng.randrange(0, 1_000_000) for i in range(1000)}
+    token = encode_cursor(1.7e9 + 0.25, positions)
+    assert len(token) < 8190, len(token)
+    assert decode_cursor(token) == {"t": 1.7e9 + 0.25, "p": positions, "r": {}}
+    delta = encode_cursor(1.7e9 + 1.5, {1003: 5})
+    both = decode_cursor(f"{token}.{delta}")
+    assert both is not None and both["t"] == 1.7e9 + 1.5
+    assert both["p"] == {**positions, 1003: 5}
+    # Tokens of the earlier version (JSON, runs by id) still resume.
+    legacy = base64.urlsafe_b64encode(b'{"t":5.0,"r":{"abc":3}}').decode().rstrip("=")
+    assert decode_cursor(legacy) == {"t": 5.0, "p": {}, "r": {"abc": 3}}
+
+    def packed(raw: bytes) -> str:
+        return "z" + base64.urlsafe_b64encode(zlib.compress(raw)).decode().rstrip("=")
+
+    hostile = [
+        packed(struct.pack("<dI", 1.0, 10**9) + bytes(10**7)),  # claims a billion runs
+        packed(struct.pack("<dI", 1.0, 2) + bytes(8)),  # shorter than it says
+        packed(struct.pack("<dI", float("nan"), 0)),
+        packed(struct.pack("<dI", 1.0, 1) + struct.pack("<QQ", 1, 2**64 - 1)),  # > 2**63
+        token[:-5],  # cut short
+        "z" + "!" * 10,
+        "z",
+    ]
+    assert [decode_cursor(t) for t in hostile] == [None] * len(hostile)
+
+
+@pytest.mark.slow
+def test_a_stream_of_hundreds_of_running_runs_resumes(server):
+    """400 running runs: the id of the whole cursor is resumable through the server (as
+    JSON of run ids it was past aiohttp's 8 KB header line: 400 Bad Request)."""
+    project = f"many-{new_id('')[:8]}"
+    runs = [new_id() for _ in range(400)]
+    for run in runs:
+        put_run(server, run, project=project)
+        post(server, run, steps_batch(1, 1))
+    stream = SSE(server, f"/api/v1/projects/{server.user}/{project}/events")
+    try:
+        stream.wait_ready()
+        post(server, runs[0], steps_batch(2, 1))
+        ev = stream.next(event="rows")
+        last_id = ev["id"]
+    finally:
+        stream.close()
+    for run in runs[1:4]:
+        post(server, run, steps_batch(2, 1))
+    resumed = SSE(
+        server,
+        f"/api/v1/projects/{server.user}/{project}/events",
+        headers={"Last-Event-ID": last_id},
+    )
+    try:
+        assert resumed.status == 200
+        seen = {}
+        deadline = time.monotonic() + 30
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, seen
+            ev = resumed.next(event="rows")
+            seen[ev["data"]["run_id"]] = [r["_seq"] for r in ev["data"]["rows"]]
+        assert seen == {run: [2] for run in runs[1:4]}
+    finally:
+        resumed.close()
+    from gradexp.server.http.live import decode_cursor
+
+    named = decode_cursor(last_id.partition(".")[0])
+    assert named is not None and len(named["p"]) == 400  # it named the 400 runs

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import struct
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -105,9 +108,24 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def encode_cursor(cursor: dict[str, Any]) -> str:
-    """A project stream cursor as an opaque URL-safe token."""
-    return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode().rstrip("=")
+def encode_cursor(made_at: float, positions: dict[int, int]) -> str:
+    """A project stream cursor (its time, and run pk -> last sequence sent) as an opaque,
+    URL-safe token, small enough for a ``Last-Event-ID`` header with thousands of runs.
+
+    ``z`` + base64url(zlib(time, count, pk gaps, sequences)), fixed-width little-endian
+    integers sorted by pk: zlib removes the zero bytes. A thousand running runs take ~3 KB
+    (their ids in JSON took ~35 KB, past the 8 KB a header may hold here and in proxies:
+    a big project's stream could not be resumed).
+    """
+    pks = np.fromiter(sorted(positions), dtype=np.uint64, count=len(positions))
+    seqs = np.fromiter((positions[int(k)] for k in pks), dtype=np.uint64, count=len(pks))
+    gaps = np.diff(pks, prepend=np.uint64(0))
+    raw = struct.pack("<dI", made_at, len(pks)) + gaps.tobytes() + seqs.tobytes()
+    return "z" + base64.urlsafe_b64encode(zlib.compress(raw, 1)).decode().rstrip("=")
+
+
+#: At most this many runs in a cursor (a hostile token cannot make a bigger one).
+CURSOR_MAX_RUNS = 1_000_000
 
 
 #: A project stream's event ids: a whole cursor at most every DELTA_MAX events, and in
@@ -150,8 +168,9 @@ class _Joins(set[str]):
 
 
 def decode_cursor(token: str) -> dict[str, Any] | None:
-    """The cursor behind a token (a whole cursor, or one and the moves since), or None if
-    it is not one of ours."""
+    """The cursor behind a token (a whole cursor, or one and the moves since): ``{"t":
+    time, "p": {run pk: sequence}, "r": {run id: sequence}}`` (``r``: tokens of earlier
+    versions, which named runs by id), or None if it is not one of ours."""
     whole, _, delta = token.partition(".")
     doc = _decode_one(whole)
     if doc is None or not delta:
@@ -159,13 +178,17 @@ def decode_cursor(token: str) -> dict[str, Any] | None:
     moves = _decode_one(delta)
     if moves is None:
         return None
-    return {"t": moves["t"], "r": {**doc["r"], **moves["r"]}}
+    return {"t": moves["t"], "p": {**doc["p"], **moves["p"]}, "r": {**doc["r"], **moves["r"]}}
 
 
 def _decode_one(token: str) -> dict[str, Any] | None:
     try:
+        if token.startswith("z"):
+            return _decode_packed(
+                base64.urlsafe_b64decode(token[1:] + "=" * (-(len(token) - 1) % 4))
+            )
         doc = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
+    except (ValueError, orjson.JSONDecodeError, zlib.error, struct.error):
         return None
     if (
         type(doc) is not dict
@@ -175,7 +198,23 @@ def _decode_one(token: str) -> dict[str, Any] | None:
         or abs(doc["t"]) > 1e12
     ):
         return None
-    return doc
+    return {"t": doc["t"], "p": {}, "r": doc["r"]}
+
+
+def _decode_packed(raw: bytes) -> dict[str, Any] | None:
+    z = zlib.decompressobj()
+    data = z.decompress(raw, 12 + 16 * CURSOR_MAX_RUNS)  # bounded: a bomb stops here
+    if z.unconsumed_tail or not z.eof:
+        return None
+    made_at, n = struct.unpack_from("<dI", data)
+    if len(data) != 12 + 16 * n or not abs(made_at) <= 1e12:
+        return None
+    gaps = np.frombuffer(data, dtype=np.uint64, count=n, offset=12)
+    seqs = np.frombuffer(data, dtype=np.uint64, count=n, offset=12 + 8 * n)
+    if n and (int(seqs.max()) >= 2**63 or int(gaps.max()) >= 2**63):
+        return None
+    pks = np.cumsum(gaps, dtype=np.uint64)
+    return {"t": made_at, "p": dict(zip(pks.tolist(), seqs.tolist(), strict=True)), "r": {}}
 
 
 def client_gone(request: web.Request) -> bool:
@@ -361,14 +400,22 @@ async def _stream_project(
     sub = out.sub
     base = public_url(request)
     resumed = decode_cursor(token) if token else None
-    positions = _Moves(resumed["r"] if resumed else {})
-    since = float(resumed["t"]) - CLOCK_SLACK if resumed else None
-    in_cursor = _Joins(positions)
     made_at = time.time()
     async with state.db.read() as conn:
         runs = await project_runs(conn, project_id)
     state.live.seed_project(project_id, runs)
+    pks = {r.id: int(r.pk) for r in runs}  # cursors name runs by pk (see encode_cursor)
+    start = dict(resumed["r"]) if resumed else {}
+    if resumed and resumed["p"]:
+        ids = {pk: run_id for run_id, pk in pks.items()}
+        start.update((ids[pk], seq) for pk, seq in resumed["p"].items() if pk in ids)
+    positions = _Moves(start)
+    since = float(resumed["t"]) - CLOCK_SLACK if resumed else None
+    in_cursor = _Joins(positions)
     whole: str | None = None  # the last whole cursor written (see DELTA_MAX)
+
+    def packed(names: set[str]) -> dict[int, int]:
+        return {pks[k]: positions[k] for k in names if k in positions and k in pks}
 
     def cursor() -> str:
         nonlocal whole
@@ -376,12 +423,9 @@ async def _stream_project(
         if whole is None or len(moved) >= DELTA_MAX:
             positions.moved.clear()
             in_cursor.joined.clear()
-            whole = encode_cursor(
-                {"t": made_at, "r": {k: positions[k] for k in sorted(in_cursor) if k in positions}}
-            )
+            whole = encode_cursor(made_at, packed(in_cursor))
             return whole
-        delta = {k: positions[k] for k in sorted(moved) if k in in_cursor and k in positions}
-        return f"{whole}.{encode_cursor({'t': made_at, 'r': delta})}"
+        return f"{whole}.{encode_cursor(made_at, packed(moved & in_cursor))}"
 
     behind = []
     for r in runs:
@@ -408,6 +452,7 @@ async def _stream_project(
         # A whole interval's events arrive together: every run they show running or
         # sending rows belongs in the cursors written for any of them.
         for event in events:
+            pks[event.run_id] = event.run_pk
             if isinstance(event, RowsEvent):
                 if event.seqs:
                     in_cursor.add(event.run_id)
