@@ -198,14 +198,14 @@ def test_project_cursors_stay_small_and_refuse_what_is_not_ours():
     import struct
     import zlib
 
-    from gradexp.server.http.live import decode_cursor, encode_cursor
+    from gradexp.server.http.live import decode_cursor, encode_cursor, encode_delta
 
     rng = random.Random(7)
     positions = {1000 + 3 * i + rng.randrange(3): rng.randrange(0, 1_000_000) for i in range(1000)}
     token = encode_cursor(1.7e9 + 0.25, positions)
     assert len(token) < 8190, len(token)
     assert decode_cursor(token) == {"t": 1.7e9 + 0.25, "p": positions, "r": {}}
-    delta = encode_cursor(1.7e9 + 1.5, {1003: 5})
+    delta = encode_delta(1.7e9 + 1.5, {1003: 5})
     both = decode_cursor(f"{token}.{delta}")
     assert both is not None and both["t"] == 1.7e9 + 1.5
     assert both["p"] == {**positions, 1003: 5}
@@ -222,6 +222,9 @@ def test_project_cursors_stay_small_and_refuse_what_is_not_ours():
         packed(struct.pack("<dI", float("nan"), 0)),
         packed(struct.pack("<dI", 1.0, 1) + struct.pack("<QQ", 1, 2**64 - 1)),  # > 2**63
         token[:-5],  # cut short
+        f"{token}.j" + base64.urlsafe_b64encode(b"[1.0, 7]").decode(),  # a pk without a seq
+        f"{token}.j" + base64.urlsafe_b64encode(b"[1.0, 7, -1]").decode(),
+        f"{token}.j" + "A" * 5000,
         "z" + "!" * 10,
         "z",
     ]

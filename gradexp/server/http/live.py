@@ -17,6 +17,7 @@ when its client reads too slowly (``too_slow``: the event's id resumes it). A us
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import struct
 import time
@@ -124,6 +125,15 @@ def encode_cursor(made_at: float, positions: dict[int, int]) -> str:
     return "z" + base64.urlsafe_b64encode(zlib.compress(raw, 1)).decode().rstrip("=")
 
 
+def encode_delta(made_at: float, positions: dict[int, int]) -> str:
+    """The runs that moved since a whole cursor (at most ``DELTA_MAX``): ``j`` and the
+    base64url of JSON ``[time, pk, seq, pk, seq, ...]``. Written with nearly every event,
+    so no packing (packed as a whole cursor is, it cost ~15x as much: ~50 ms of a poll with
+    a thousand runs' rows)."""
+    doc = orjson.dumps([made_at, *itertools.chain.from_iterable(positions.items())])
+    return "j" + base64.urlsafe_b64encode(doc).decode().rstrip("=")
+
+
 #: At most this many runs in a cursor (a hostile token cannot make a bigger one).
 CURSOR_MAX_RUNS = 1_000_000
 
@@ -182,6 +192,8 @@ def decode_cursor(token: str) -> dict[str, Any] | None:
 
 
 def _decode_one(token: str) -> dict[str, Any] | None:
+    if token.startswith("j"):
+        return _decode_delta(token)
     try:
         if token.startswith("z"):
             return _decode_packed(
@@ -199,6 +211,21 @@ def _decode_one(token: str) -> dict[str, Any] | None:
     ):
         return None
     return {"t": doc["t"], "p": {}, "r": doc["r"]}
+
+
+def _decode_delta(token: str) -> dict[str, Any] | None:
+    if len(token) > 64 * DELTA_MAX:
+        return None
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(token[1:] + "=" * (-(len(token) - 1) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if type(doc) is not list or len(doc) % 2 != 1 or type(doc[0]) not in (int, float):
+        return None
+    made_at, ints = doc[0], doc[1:]
+    if not abs(made_at) <= 1e12 or not all(type(v) is int and 0 <= v < 2**63 for v in ints):
+        return None
+    return {"t": made_at, "p": dict(zip(ints[::2], ints[1::2], strict=True)), "r": {}}
 
 
 def _decode_packed(raw: bytes) -> dict[str, Any] | None:
@@ -425,7 +452,7 @@ async def _stream_project(
             in_cursor.joined.clear()
             whole = encode_cursor(made_at, packed(in_cursor))
             return whole
-        return f"{whole}.{encode_cursor(made_at, packed(moved & in_cursor))}"
+        return f"{whole}.{encode_delta(made_at, packed(moved & in_cursor))}"
 
     behind = []
     for r in runs:
