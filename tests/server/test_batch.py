@@ -67,6 +67,9 @@ BATCHES = {
     "other records between": _config_and_finish(),
     "steps going down": [history(i + 1, 100 - i, {"a": float(i)}) for i in range(20)],
     "empty values": [history(i + 1, i, {}) for i in range(5)],
+    "a second's rows": [history(i + 1, 40 + i, {"a": 1.0 / (i + 1), "b": i}) for i in range(10)],
+    "across a rollup bucket": [history(i + 1, 28 + i, {"a": -0.0, "b": 1e300}) for i in range(10)],
+    "big integers": [history(i + 1, i, {"a": 2**63 - 1 - i, "b": -(2**63)}) for i in range(10)],
 }
 
 
@@ -102,11 +105,16 @@ def _view(cols: Any) -> tuple[Any, ...]:
     )
 
 
+@pytest.mark.parametrize("small", [0, 5, 10**6])
 @pytest.mark.parametrize("chunk", [1024, 7])
 @pytest.mark.parametrize("name", list(BATCHES))
-def test_columnar_equals_record_by_record(name, chunk, monkeypatch):
+def test_columnar_equals_record_by_record(name, chunk, small, monkeypatch):
     # 7: batches cut into chunks mid-group, mid-special-run, around other records.
+    # small: chunks of up to that many history rows are checked without numpy (0: never;
+    # 10**6: always; 5: with chunks of 7, the last chunk, or one holding other records,
+    # takes the other path than full ones, so one key set's group mixes both).
     monkeypatch.setattr(b, "_CHUNK", chunk)
+    monkeypatch.setattr(b, "_SMALL_CHUNK", small)
     columnar, by_record = _both(BATCHES[name])
     assert columnar is not None, "the columnar path declined a valid batch"
     assert _view(columnar.finish()) == _view(by_record.finish())

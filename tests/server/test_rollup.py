@@ -107,3 +107,47 @@ def test_numpy_rollups_of_ordered_points_equal_python_rollups(deltas):
         want, got = by_bucket[(row[0], row[1], row[2])], _norm(row)
         assert got[:5] == want[:5] and got[6:] == want[6:]
         assert math.isclose(got[5], want[5], rel_tol=1e-9, abs_tol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 300_000),
+    st.lists(st.tuples(st.integers(0, 3), values, st.sampled_from([3, 7, 11])), max_size=40),
+)
+def test_one_bucket_rows_equal_python_rollups(start, deltas):
+    # The small batch's shortcut: exactly build's rows (sums included: same order), or
+    # None when some key's points are not all finite, within the clamp and in one bucket.
+    by_key: dict[int, list[tuple[int, float]]] = {}
+    step = start
+    for delta, v, k in deltas:
+        step += delta
+        by_key.setdefault(k, []).append((step, v))
+    if not by_key:
+        return
+    pts = [(k, s, v) for k in sorted(by_key) for s, v in by_key[k]]
+    seqs = list(range(1, len(pts) + 1))
+    py = rollup.rows_from_buckets(
+        rollup.build([(k, s, q, float(q), v) for (k, s, v), q in zip(pts, seqs, strict=True)])
+    )
+    keyed, i = [], 0
+    for k in sorted(by_key):
+        n = len(by_key[k])
+        keyed.append(
+            (
+                k,
+                [s for s, _ in by_key[k]],
+                seqs[i : i + n],
+                [float(q) for q in seqs[i : i + n]],
+                [v for _, v in by_key[k]],
+            )
+        )
+        i += n
+    fast = rollup.one_bucket_rows(keyed)
+    simple = all(
+        min(steps) >> 5 == max(steps) >> 5
+        and all(math.isfinite(v) and abs(v) <= rollup.SUM_CLAMP for v in vals)
+        for _, steps, _, _, vals in keyed
+    )
+    assert (fast is not None) == simple
+    if fast is not None:
+        assert [_norm(r) for r in fast] == [_norm(r) for r in py]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
+from math import isfinite
 from operator import itemgetter
 from typing import Any
 
@@ -278,6 +279,8 @@ def _columnar(
 
 
 _CHUNK = 1024
+# Up to this many history rows, a chunk is validated and grouped without numpy.
+_SMALL_CHUNK = 64
 _ENVELOPE = itemgetter("seq", "type", "step", "time", "values")
 
 
@@ -320,9 +323,16 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid:
             or not set(map(type, times)) <= PLAIN_TYPES
         ):
             return False
-        times_np = np.array(times, dtype=np.float64)
-        if not np.isfinite(times_np).all():
-            return False
+        # A small chunk (the usual batch of a second's rows) is checked in plain Python:
+        # numpy's per-call cost (~4 us a call here) is more than the work for a few rows.
+        small = len(hist) <= _SMALL_CHUNK
+        if small:
+            if not all(map(isfinite, times)):  # (an int past float's range: OverflowError)
+                return False
+        else:
+            times_np = np.array(times, dtype=np.float64)
+            if not np.isfinite(times_np).all():
+                return False
     except (KeyError, TypeError, OverflowError, ValueError, DomainError):
         return False  # the record-by-record path finds (and names) the first problem
     m = len(hist)
@@ -330,7 +340,7 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid:
     cols.steps.extend(steps)
     # Integer times are allowed; rows store floats (and partial replays read the record).
     if int in set(map(type, times)):
-        floats = times_np.tolist()
+        floats = list(map(float, times)) if small else times_np.tolist()
         cols.times.extend(floats)
         for rec, t in zip(hist, floats, strict=True):
             rec["time"] = t
@@ -359,6 +369,15 @@ def _columnar_chunk(records: list[Any], first: int, cols: HistoryColumns, valid:
     special: list[int] = []  # positions in this chunk
     for keys, positions in groups.items():
         rows = values if type(positions) is range else map(values.__getitem__, positions)
+        if small:
+            tuples = list(map(tuple, map(dict.values, rows)))
+            flat_t = list(chain.from_iterable(tuples))
+            # (orjson keeps integers in 64 bits: float() of one cannot overflow)
+            if set(map(type, flat_t)) <= PLAIN_TYPES and all(map(isfinite, flat_t)):
+                cols.add_rows(keys, [offset + p for p in positions], tuples)
+            else:
+                special.extend(positions)  # checked and normalised row by row below
+            continue
         flat = list(chain.from_iterable(map(dict.values, rows)))  # row-major
         matrix = None
         if set(map(type, flat)) <= PLAIN_TYPES:

@@ -119,6 +119,22 @@ class HistoryColumns:
         self.groups[keys] = (positions, [])
         self._matrices[keys] = matrix
 
+    def add_rows(
+        self, keys: tuple[str, ...], positions: list[int], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Rows already in the columns (at ``positions``, ascending, past every row added
+        before) that share the key tuple ``keys`` and hold only ints and finite floats,
+        as value tuples: the columnar validator's way in for a small chunk."""
+        group = self.groups.get(keys)
+        if group is None:
+            self.groups[keys] = (positions, rows)
+            return
+        matrix = self._matrices.pop(keys, None)
+        if matrix is not None:  # a ready-made group (an earlier chunk): unpack it
+            group = self.groups[keys] = (group[0].tolist(), list(map(tuple, matrix.tolist())))
+        group[0].extend(positions)
+        group[1].extend(rows)
+
     def add_plain_at(self, pos: int, values: dict[str, Any]) -> None:
         """The plain record already in the columns at ``pos``: into its key tuple's group."""
         keys = tuple(values)
@@ -280,12 +296,27 @@ class HistoryColumns:
             return []
         if self._points() < rollup.NUMPY_MIN_POINTS:  # a few points: plain Python is quicker
             steps_l, seqs_l, times_l = self.steps, self.seqs, self.times
-            points = []
+            by_key = []
             for key in sorted(self.numeric, key=key_ids.__getitem__):
-                key_id = key_ids[key]
                 key_pos, key_vals = self.numeric[key]
-                for p, v in zip(key_pos.tolist(), key_vals.tolist(), strict=True):
-                    points.append((key_id, steps_l[p], seqs_l[p], times_l[p], v))
+                pos = key_pos.tolist()
+                by_key.append(
+                    (
+                        key_ids[key],
+                        [steps_l[p] for p in pos],
+                        [seqs_l[p] for p in pos],
+                        [times_l[p] for p in pos],
+                        key_vals.tolist(),
+                    )
+                )
+            rows = rollup.one_bucket_rows(by_key)
+            if rows is not None:
+                return rows
+            points = [
+                point
+                for key_id, steps, seqs, times, vals in by_key
+                for point in zip(repeat(key_id), steps, seqs, times, vals)
+            ]
             return rollup.rows_from_buckets(rollup.build(points))
         steps = self._steps_array()
         seqs = np.asarray(self.seqs, dtype=np.int64)

@@ -179,6 +179,44 @@ def rows_from_buckets(buckets: dict[tuple[int, int, int], list[Any]]) -> list[Ro
     return [(k, lv, bk, *b) for (k, lv, bk), b in buckets.items()]
 
 
+def one_bucket_rows(
+    keys: list[tuple[int, list[int], list[int], list[float], list[float]]],
+) -> list[RollupRow] | None:
+    """``rows_from_buckets(build(...))`` for the usual small batch, or None.
+
+    ``keys``: per key id (ascending), its points as lists ``(key_id, steps, seqs, times,
+    values)``, in sequence order. When every key's points are finite, within
+    ``SUM_CLAMP`` and in one level-1 bucket (a second's worth of consecutive steps), each
+    key has one bucket per level, all alike: built once here, with no per-point call.
+    Same rows, in the same order, as ``build`` (the sum added in the same order).
+    """
+    first = SHIFTS[LEVELS[0]]
+    buckets = []
+    for key_id, steps, seqs, times, values in keys:
+        bucket = min(steps) >> first
+        if max(steps) >> first != bucket or not all(map(math.isfinite, values)):
+            return None
+        vmin, vmax = min(values), max(values)
+        if vmin < -SUM_CLAMP or vmax > SUM_CLAMP:
+            return None
+        total = values[0]
+        for v in values[1:]:
+            total += v
+        i = seqs.index(max(seqs))
+        buckets.append(
+            (
+                key_id,
+                bucket,
+                (vmin, vmax, total, len(values), 0, values[i], 0, seqs[i], steps[i], times[i]),
+            )
+        )
+    return [
+        (key_id, level, bucket >> (SHIFTS[level] - first), *b)
+        for level in LEVELS
+        for key_id, bucket, b in buckets
+    ]
+
+
 def build_column(key_id: int, steps: Any, seqs: Any, times: Any, values: Any) -> list[RollupRow]:
     """Rollup rows at every level for one key's points (see ``build_columns``)."""
     import numpy as np
