@@ -131,7 +131,8 @@ class HistoryColumns:
             return
         matrix = self._matrices.pop(keys, None)
         if matrix is not None:  # a ready-made group (an earlier chunk): unpack it
-            group = self.groups[keys] = (group[0].tolist(), list(map(tuple, matrix.tolist())))
+            positions_before = np.asarray(group[0]).tolist()
+            group = self.groups[keys] = (positions_before, list(map(tuple, matrix.tolist())))
         group[0].extend(positions)
         group[1].extend(rows)
 
