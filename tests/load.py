@@ -54,6 +54,9 @@ class LoadResult:
     problems: list[str] = field(default_factory=list)
     elapsed: float = 0.0  # until every run's last batch was accepted
     live_ends: list[str] = field(default_factory=list)  # the stream's ends, each resumed
+    # How late the generator's own event loop woke from a 20 ms sleep, each time, in
+    # seconds: part of every latency it measures (a busy generator inflates them).
+    generator_lags: list[float] = field(default_factory=list)
 
     started: float = 0.0  # time.monotonic() when the first run started
     ramp: float = 1.0  # the runs started spread over this many seconds
@@ -76,6 +79,11 @@ class LoadResult:
         else:
             lat = self.latencies
         return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+
+    def generator_lag(self, p: float) -> float:
+        """A percentile of the generator's loop lag (seconds)."""
+        lags = sorted(self.generator_lags)
+        return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
 
     @property
     def accepted(self) -> int:
@@ -234,6 +242,14 @@ async def _follow(
         ends.append(reason)
 
 
+async def _watch_lag(lags: list[float], period: float = 0.02) -> None:
+    """Record how late this event loop wakes from ``period``-second sleeps."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(period)
+        lags.append(max(0.0, time.monotonic() - before - period))
+
+
 async def generate(
     urls: list[str],
     key: str,
@@ -281,10 +297,13 @@ async def generate(
         await asyncio.wait_for(ready.wait(), 60)
         started = time.monotonic()
         until = started + seconds
+        lags: list[float] = []
+        monitor = asyncio.ensure_future(_watch_lag(lags))
         await asyncio.gather(
             *(_send_run(session, urls, r, until, rows_per_second, ramp) for r in loads)
         )
         elapsed = time.monotonic() - started
+        monitor.cancel()
         # The live stream catches up (it polls; other processes' rows come by the database).
         sent = sum(r.seq for r in loads)
         for _ in range(300):  # at most a minute
@@ -305,6 +324,7 @@ async def generate(
         started=started,
         ramp=ramp,
         live_ends=ends,
+        generator_lags=lags,
     )
     result.live_exact = all(seen.get(r.run_id, []) == list(range(1, r.seq + 1)) for r in loads)
     if not result.live_exact:
