@@ -60,6 +60,10 @@ class ServerSettings:
     keepalive_interval: float = 15.0  # SSE: seconds between ": keepalive" comments
     read_timeout: float = 30.0  # seconds to send a request's head; a body's grace period
     max_streams_per_user: int = 32  # SSE: open live streams per user and process; then 429
+    # SSE: the longest project stream event id (a cursor); a longer one is kept in memory
+    # and named by a token (domain/live/cursor_store.py). Under the 8 KB header line of
+    # aiohttp and common proxies, with room for the moves since the cursor.
+    max_event_id: int = 6000
     crash_after: float = 300.0  # a running run silent this long reads as "crashed"
     # The address people open, behind a proxy (GRADEXP_PUBLIC_URL); None: the request's.
     public_url: str | None = None
@@ -112,6 +116,7 @@ def resolve_settings(
         keepalive_interval=float(env.get("GRADEXP_SERVER_KEEPALIVE", "15")),
         read_timeout=_seconds(env, "GRADEXP_SERVER_READ_TIMEOUT", 30.0),
         max_streams_per_user=_count(env, "GRADEXP_SERVER_MAX_STREAMS_PER_USER", 32),
+        max_event_id=_count(env, "GRADEXP_SERVER_MAX_EVENT_ID", 6000),
         crash_after=float(env.get("GRADEXP_SERVER_CRASH_AFTER", "300")),
         ingest_target=_seconds(env, "GRADEXP_SERVER_INGEST_TARGET", 0.05),
         max_ingest_in_flight=_count(env, "GRADEXP_SERVER_MAX_INGEST_IN_FLIGHT", 64),

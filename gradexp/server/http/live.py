@@ -33,6 +33,7 @@ from gradexp.protocol.wire import API_PREFIX
 from gradexp.server.domain.access import Role
 from gradexp.server.domain.errors import RateLimited
 from gradexp.server.domain.history import read_rows, read_rows_of_runs
+from gradexp.server.domain.live.cursor_store import TOKEN_PREFIX, CursorStore
 from gradexp.server.domain.live.hub import CLOCK_SLACK, RETRY_AFTER
 from gradexp.server.domain.live.mailbox import RowsEvent, Subscriber, rows_payload
 from gradexp.server.domain.live.reads import ROWS_PER_EVENT, signature
@@ -244,6 +245,16 @@ def _decode_packed(raw: bytes) -> dict[str, Any] | None:
     return {"t": made_at, "p": dict(zip(pks.tolist(), seqs.tolist(), strict=True)), "r": {}}
 
 
+def _stored_cursor(store: CursorStore, project_id: int, token: str) -> str | None:
+    """``token`` with a kept cursor's token (``m...``, see cursor_store.py) replaced by the
+    cursor; None if this process does not keep it."""
+    if not token.startswith(TOKEN_PREFIX):
+        return token
+    base, dot, delta = token.partition(".")
+    whole = store.get(project_id, base)
+    return None if whole is None else whole + dot + delta
+
+
 def client_gone(request: web.Request) -> bool:
     """Whether the client of a stream has disconnected (its transport is closing)."""
     transport = request.transport
@@ -426,7 +437,8 @@ async def _stream_project(
     crash_after = state.settings.crash_after
     sub = out.sub
     base = public_url(request)
-    resumed = decode_cursor(token) if token else None
+    stored = _stored_cursor(state.cursors, project_id, token) if token else None
+    resumed = decode_cursor(stored) if stored else None
     made_at = time.time()
     async with state.db.read() as conn:
         runs = await project_runs(conn, project_id)
@@ -451,6 +463,8 @@ async def _stream_project(
             positions.moved.clear()
             in_cursor.joined.clear()
             whole = encode_cursor(made_at, packed(in_cursor))
+            if len(whole) > state.settings.max_event_id:  # kept here, named by a token
+                whole = state.cursors.put(project_id, whole)
             return whole
         return f"{whole}.{encode_delta(made_at, packed(moved & in_cursor))}"
 
@@ -467,6 +481,11 @@ async def _stream_project(
             positions[r.id] = int(r.acked_seq)
         elif positions[r.id] < r.acked_seq:
             behind.append(r)
+    if token and resumed is None:
+        # Not a cursor this process can resume from (a big project's cursor kept by
+        # another process or before a restart, or not one of ours): the stream starts
+        # from now, and says so first, so the client reloads what it shows.
+        await out.write(sse_event("reset", {"reason": "unknown_cursor"}, cursor()))
     # A resumed stream: what it missed, from the database.
     await _catch_up_runs(request, out, behind, positions, in_cursor, cursor)
     # The stream has taken its starting positions: anything ingested from now on will be

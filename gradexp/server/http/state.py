@@ -18,6 +18,7 @@ from gradexp.server.domain.alerts import AlertSender
 from gradexp.server.domain.decode_pool import DecodePool
 from gradexp.server.domain.export import Exporter
 from gradexp.server.domain.ingest import KeyIdCache
+from gradexp.server.domain.live.cursor_store import CursorStore
 from gradexp.server.domain.live.hub import LiveHub
 from gradexp.server.domain.pacing import Pacer
 from gradexp.server.domain.reclaim import Reclaimer
@@ -51,6 +52,7 @@ class AppState:
     valid_keys: ValidKeys = field(default_factory=ValidKeys)  # up to 100,000 key names
     arrays: ArrayCache = field(default_factory=ArrayCache)  # parsed tensors, 256 MiB
     api_keys: KeyCache = field(default_factory=KeyCache)  # keys valid lately, 10,000, 60 s
+    cursors: CursorStore = field(default_factory=CursorStore)  # big stream cursors, 64 MiB
     _shell: Shell | None = field(default=None, init=False, repr=False)  # see shell
 
     @property

@@ -155,6 +155,9 @@ export function qs(params) {
   return s ? "?" + s : "";
 }
 
+/** A page that has been open this long reloads when its stream says `reset`. */
+const RESET_RELOAD_AFTER_MS = 30_000;
+
 /**
  * Follow an SSE stream: `handlers` maps event names (rows, run) to functions of the parsed
  * data. EventSource reconnects by itself and resumes with Last-Event-ID, so no row is lost
@@ -162,7 +165,9 @@ export function qs(params) {
  *
  * The server ends a stream with an `end` event that says why. When the credential died
  * (CREDENTIAL_ENDS) the stream stops for good and the page goes to sign-in; any other
- * reason (`too_slow`: this tab fell behind) lets EventSource reconnect and resume.
+ * reason (`too_slow`: this tab fell behind) lets EventSource reconnect and resume. A
+ * `reset` event (the server could not resume from the page's last event id) reloads a page
+ * open for more than 30 s.
  */
 /**
  * @param {string} path
@@ -183,6 +188,14 @@ export function follow(path, handlers, onStatus) {
       fn(data, e.lastEventId);
     });
   }
+  source.addEventListener("reset", () => {
+    // The server could not resume from where this page was (a big project's stream
+    // resumed by another server process, or after a restart): it follows from now, so
+    // what the page shows may lack rows. Reload it, unless it has just loaded (then it
+    // already shows everything up to now, and a server that always said so would make
+    // the page reload without end).
+    if (performance.now() > RESET_RELOAD_AFTER_MS) location.reload();
+  });
   source.addEventListener("end", (e) => {
     let reason = "";
     try {
