@@ -104,11 +104,14 @@ def _server_command() -> list[str]:
 
 def _admin(args: list[str], env: dict[str, str] | None = None) -> str:
     """Run a ``gradexp server`` admin command; returns its stdout."""
-    proc = subprocess.run(
-        [*_server_command(), *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    # -X faulthandler: a crash in native code (a driver at exit, say) shows its stacks.
+    command = [sys.executable, "-X", "faulthandler", "-m", "gradexp.server", *args]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     if proc.returncode != 0:
-        raise RuntimeError(f"`gradexp server {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
+        raise RuntimeError(
+            f"`gradexp server {' '.join(args)}` failed (exit status {proc.returncode}):\n"
+            f"{proc.stdout}{proc.stderr}"
+        )
     return proc.stdout
 
 
