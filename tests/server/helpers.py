@@ -191,6 +191,58 @@ class SSE:
 # --- a server process's memory (Linux) ------------------------------------------------------
 
 
+def project_stream_resumes_from_any_event(srv: Any, prefix: str) -> list[str]:
+    """Past DELTA_MAX runs moving at once, most of a project stream's event ids are a whole
+    cursor plus the runs that moved since (http/live.py): check that resuming from a delta
+    id, and from one after a whole cursor, loses and repeats nothing; the ids seen."""
+    import time
+
+    from gradexp.server.http.live import DELTA_MAX
+
+    project = f"{prefix}-{new_id('')[:8]}"
+    runs = [new_id() for _ in range(DELTA_MAX + 8)]
+    for run in runs:
+        put_run(srv, run, project=project)
+    path = f"/api/v1/projects/{srv.user}/{project}/events"
+    stream = SSE(srv, path)
+    got: list[dict[str, Any]] = []
+    try:
+        stream.wait_ready()
+        for run in runs:
+            post(srv, run, steps_batch(1, 2))
+        deadline = time.monotonic() + 30
+        while len(got) < len(runs):
+            assert time.monotonic() < deadline, len(got)
+            got.append(stream.next(event="rows"))
+    finally:
+        stream.close()
+    ids = [ev["id"] for ev in got]
+    assert any("." in i for i in ids) and any("." not in i for i in ids)  # both kinds
+    for n, cut in enumerate((DELTA_MAX // 2, DELTA_MAX + 3)):  # a delta id; one after a whole
+        before = {ev["data"]["run_id"] for ev in got[: cut + 1]}
+        resumed = SSE(srv, path, headers={"Last-Event-ID": got[cut]["id"]})
+        try:
+            seen: dict[str, list[int]] = {}
+            want = {r: [1, 2] for r in runs if r not in before}
+            if n:  # the rows the first pass added to runs[0] came after any of these ids
+                want[runs[0]] = [*want.get(runs[0], []), *range(3, 3 + n)]
+            deadline = time.monotonic() + 30
+            while seen != want:
+                assert time.monotonic() < deadline, (cut, seen)
+                ev = resumed.next(event="rows")
+                seen.setdefault(ev["data"]["run_id"], []).extend(
+                    r["_seq"] for r in ev["data"]["rows"]
+                )
+            assert not any(e.get("event") == "reset" for e in resumed._pending)
+            post(srv, runs[0], steps_batch(3 + n, 1))  # and nothing else comes before it
+            ev = resumed.next(event="rows")
+            assert ev["data"]["run_id"] == runs[0]
+            assert [r["_seq"] for r in ev["data"]["rows"]] == [3 + n]
+        finally:
+            resumed.close()
+    return ids
+
+
 def reset_peak(srv: Any) -> int:
     """Reset the server's peak memory to its current; returns the current RSS in KiB."""
     with open(f"/proc/{srv.proc.pid}/clear_refs", "w") as f:
