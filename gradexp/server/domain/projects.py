@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, distinct, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gradexp.protocol.wire import STAT_SEPARATOR
@@ -115,7 +115,8 @@ async def project_columns(conn: AsyncConnection, project_id: int) -> dict[str, l
     ).all()
     keys = (
         await conn.execute(
-            select(distinct(k.c.key_name))
+            select(k.c.key_name)
+            .distinct()
             .select_from(k.join(r, r.c.pk == k.c.run_pk))
             .where(r.c.project_id == project_id, k.c.kind.in_(("number", "bool", "string")))
             .limit(MAX_COLUMN_KEYS * 4)
