@@ -99,14 +99,15 @@ async def _bootstrap_user(db_url: str, name: str) -> str:
 
 
 def _server_command() -> list[str]:
-    return [sys.executable, "-m", "gradexp.server"]
+    # -X faulthandler: a crash in native code (a driver at exit, say) shows its stacks.
+    return [sys.executable, "-X", "faulthandler", "-m", "gradexp.server"]
 
 
 def _admin(args: list[str], env: dict[str, str] | None = None) -> str:
     """Run a ``gradexp server`` admin command; returns its stdout."""
-    # -X faulthandler: a crash in native code (a driver at exit, say) shows its stacks.
-    command = [sys.executable, "-X", "faulthandler", "-m", "gradexp.server", *args]
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [*_server_command(), *args], capture_output=True, text=True, env=env, timeout=120
+    )
     if proc.returncode != 0:
         raise RuntimeError(
             f"`gradexp server {' '.join(args)}` failed (exit status {proc.returncode}):\n"

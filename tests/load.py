@@ -78,12 +78,11 @@ class LoadResult:
             )
         else:
             lat = self.latencies
-        return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+        return _pick(lat, p)
 
     def generator_lag(self, p: float) -> float:
         """A percentile of the generator's loop lag (seconds)."""
-        lags = sorted(self.generator_lags)
-        return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
+        return _pick(sorted(self.generator_lags), p)
 
     @property
     def accepted(self) -> int:
@@ -114,6 +113,11 @@ class LoadResult:
     @property
     def max_interval(self) -> float:
         return max((r.max_interval for r in self.runs), default=1.0)
+
+
+def _pick(ordered: list[float], p: float) -> float:
+    """Percentile ``p`` of sorted values (NaN for none)."""
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
 
 
 def _body(first: int, n: int, now: float) -> bytes:

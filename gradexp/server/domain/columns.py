@@ -125,28 +125,27 @@ class HistoryColumns:
         """Rows already in the columns (at ``positions``, ascending, past every row added
         before) that share the key tuple ``keys`` and hold only ints and finite floats,
         as value tuples: the columnar validator's way in for a small chunk."""
-        group = self.groups.get(keys)
-        if group is None:
-            self.groups[keys] = (positions, rows)
-            return
-        matrix = self._matrices.pop(keys, None)
-        if matrix is not None:  # a ready-made group (an earlier chunk): unpack it
-            positions_before = np.asarray(group[0]).tolist()
-            group = self.groups[keys] = (positions_before, list(map(tuple, matrix.tolist())))
+        group = self._list_group(keys)
         group[0].extend(positions)
         group[1].extend(rows)
 
     def add_plain_at(self, pos: int, values: dict[str, Any]) -> None:
         """The plain record already in the columns at ``pos``: into its key tuple's group."""
-        keys = tuple(values)
+        group = self._list_group(tuple(values))
+        group[0].append(pos)
+        group[1].append(tuple(values.values()))
+
+    def _list_group(self, keys: tuple[str, ...]) -> tuple[list[int], list[tuple[Any, ...]]]:
+        """The group of key tuple ``keys`` as lists, to add rows to: new, or a ready-made
+        one (``add_group``'s matrix) unpacked."""
         group = self.groups.get(keys)
         if group is None:
             group = self.groups[keys] = ([], [])
-        elif keys in self._matrices:  # a ready-made group gets one more row: unpack it
+        elif keys in self._matrices:
             matrix = self._matrices.pop(keys)
-            group = self.groups[keys] = (list(group[0]), list(map(tuple, matrix.tolist())))
-        group[0].append(pos)
-        group[1].append(tuple(values.values()))
+            positions = np.asarray(group[0]).tolist()
+            group = self.groups[keys] = (positions, list(map(tuple, matrix.tolist())))
+        return group
 
     def add_special_at(self, pos: int, values: dict[str, Any]) -> None:
         """The record already in the columns at ``pos``, one value at a time."""

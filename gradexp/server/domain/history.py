@@ -72,14 +72,8 @@ async def read_rows(
         .order_by(h.c.seq)
         .limit(limit)
     )
-    fetched = []
-    size = 0
-    for row in result:
-        fetched.append(row)
-        size += len(row[3])
-        if size > MAX_ROWS_BYTES:  # a page holds at most about this much JSON: cut it here
-            break
-    return await off_loop(_rows_page, fetched, keys, len(fetched) == limit or size > MAX_ROWS_BYTES)
+    fetched, cut = _bounded(result, limit)
+    return await off_loop(_rows_page, fetched, keys, cut)
 
 
 async def read_rows_of_runs(
@@ -103,21 +97,26 @@ async def read_rows_of_runs(
         .order_by(h.c.run_pk, h.c.seq)
         .limit(limit)
     )
-    fetched = []
-    size = 0
-    cut = False
-    for row in result:
-        fetched.append(row)
-        size += len(row[4])
-        if size > MAX_ROWS_BYTES:
-            cut = True
-            break
-    cut = cut or len(fetched) >= limit
+    fetched, cut = _bounded(result, limit)
     whole = {pk for pk, _lo, _hi in wants}
     if cut:
         last = int(fetched[-1][0])
         whole = {pk for pk in whole if pk < last}
     return await off_loop(_rows_by_run, fetched), whole
+
+
+def _bounded(result: Any, limit: int) -> tuple[list[Any], bool]:
+    """The rows of ``result`` (its last column the row's JSON) up to about
+    :data:`MAX_ROWS_BYTES` of JSON: a page holds at most about that much, and ends early
+    past it. Whether it was cut short by that or by ``limit``."""
+    fetched = []
+    size = 0
+    for row in result:
+        fetched.append(row)
+        size += len(row[-1])
+        if size > MAX_ROWS_BYTES:
+            return fetched, True
+    return fetched, len(fetched) >= limit
 
 
 def _rows_by_run(fetched: list[Any]) -> dict[int, list[dict[str, Any]]]:
